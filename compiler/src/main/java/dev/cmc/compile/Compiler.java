@@ -1,0 +1,131 @@
+package dev.cmc.compile;
+
+import dev.cmc.autodiff.Autodiff;
+import dev.cmc.dsl.Spec;
+import dev.cmc.fusion.Fusion;
+import dev.cmc.ir.Graph;
+import dev.cmc.ir.Node;
+import dev.cmc.ir.Shape;
+import dev.cmc.kernel.*;
+import dev.cmc.model.ConsistencyModelGraph;
+import dev.cmc.model.ParamLayout;
+
+import java.util.*;
+
+/**
+ * The compiler's driver: spec → tensor IR → (autodiff) → fusion → kernel IR, for the two programs cmc runs:
+ * the sampler f(x, σ) and one training step. Renderers take it from there.
+ */
+public final class Compiler {
+    private Compiler() {}
+
+    /** A compiled program with the graph it came from, kept for the reference interpreter and tests. */
+    public record Compiled(Program program, Graph graph, Map<String, Node> outputs, ParamLayout layout) {}
+
+    /** f(x, σ): inputs x[B,d] and sigma[B,1], output out[B,d], weights from the "params" array. */
+    public static Compiled sampler(Spec spec) {
+        var model = new ConsistencyModelGraph(spec.model());
+        ParamLayout layout = model.layout();
+        var g = new Graph();
+        int d = spec.model().inputDim();
+        Node x = g.input("x", Shape.batch(d));
+        Node sigma = g.input("sigma", Shape.batch(1));
+        Node f = model.denoise(g, x, sigma, "");
+
+        var bound = new LinkedHashMap<Node, Buf>();
+        var declared = new LinkedHashMap<String, Program.Array>();
+        bindInput(bound, declared, x, Program.Role.INPUT);
+        bindInput(bound, declared, sigma, Program.Role.INPUT);
+        bindParams(bound, declared, g, layout, "", "params", Program.Role.PARAMS);
+        declare(declared, "out", Program.Role.OUTPUT, f.shape());
+        bound.put(f, Buf.whole("out", f.shape()));
+        Program p = Fusion.fuse(spec.name() + "_sample", g, bound, declared);
+        return new Compiled(p, g, Map.of("out", f), layout);
+    }
+
+    /**
+     * One consistency-training step (CT or iCT; the host picks σ pairs and weights):
+     * loss = mean_i w_i · d(f_θ(x₀ + σ_hi z, σ_hi), f_θ⁻(x₀ + σ_lo z, σ_lo)), then its gradient with
+     * respect to θ, then Adam and both EMAs in one pass.
+     */
+    public static Compiled trainStep(Spec spec) {
+        var model = new ConsistencyModelGraph(spec.model());
+        ParamLayout layout = model.layout();
+        var g = new Graph();
+        int d = spec.model().inputDim();
+        Node x0 = g.input("x0", Shape.batch(d));
+        Node z = g.input("z", Shape.batch(d));
+        Node sigmaHi = g.input("sigma_hi", Shape.batch(1));
+        Node sigmaLo = g.input("sigma_lo", Shape.batch(1));
+        Node weight = g.input("weight", Shape.batch(1));
+        Node online = model.denoise(g, g.label(g.add(x0, g.mul(sigmaHi, z)), "x_hi"), sigmaHi, "");
+        Node target = model.denoise(g, g.label(g.add(x0, g.mul(sigmaLo, z)), "x_lo"), sigmaLo, "target/");
+        Node loss = g.label(consistencyLoss(g, spec, online, target, weight), "loss");
+
+        List<Node> params = new ArrayList<>();
+        for (Node p : g.params()) if (!p.name().startsWith("target/")) params.add(p);
+        Map<Node, Node> grads = Autodiff.gradients(g, loss, params);
+
+        var bound = new LinkedHashMap<Node, Buf>();
+        var declared = new LinkedHashMap<String, Program.Array>();
+        for (Node in : g.inputs()) bindInput(bound, declared, in, Program.Role.INPUT);
+        bindParams(bound, declared, g, layout, "", "params", Program.Role.PARAMS);
+        bindParams(bound, declared, g, layout, "target/", "target", Program.Role.STATE);
+        declare(declared, "loss", Program.Role.OUTPUT, Shape.scalar());
+        bound.put(loss, Buf.whole("loss", Shape.scalar()));
+        declare(declared, "grads", Program.Role.GRADS, Shape.fixed(1, layout.total()));
+        for (var e : grads.entrySet()) {
+            if (e.getValue() == null) throw new IllegalStateException("parameter " + e.getKey().name() + " does not reach the loss");
+            ParamLayout.Entry pe = layout.get(e.getKey().name());
+            bound.put(e.getValue(), new Buf("grads", pe.offset(), pe.shape()));
+        }
+        Program fused = Fusion.fuse(spec.name() + "_train_step", g, bound, declared);
+
+        // The optimizer runs over the flat arrays, after every gradient is written.
+        var arrays = new ArrayList<>(fused.arrays());
+        for (String state : List.of("adam_m", "adam_v", "ema")) {
+            arrays.add(new Program.Array(state, Program.Role.STATE, Shape.fixed(1, layout.total()), null));
+        }
+        arrays.add(new Program.Array("scalars", Program.Role.INPUT, Shape.fixed(1, OptimizerScalars.SIZE), null));
+        var kernels = new ArrayList<>(fused.kernels());
+        if (spec.train().gradClip() > 0) {
+            kernels.add(new Kernel.SumSquares("k_grad_norm", "grads", layout.total(),
+                    new Buf("scalars", OptimizerScalars.GRAD_NORM_SQ, Shape.scalar())));
+        }
+        kernels.add(new Kernel.AdamEma("k_adam_ema", layout.total(), spec.train().beta1(), spec.train().beta2()));
+        Program p = new Program(fused.name(), arrays, kernels);
+        var outs = new LinkedHashMap<String, Node>();
+        outs.put("loss", loss);
+        outs.put("online", online);
+        outs.put("target", target);
+        for (var e : grads.entrySet()) outs.put("grad:" + e.getKey().name(), e.getValue());
+        return new Compiled(p, g, outs, layout);
+    }
+
+    /** w · d(a, b) per row, averaged over the batch. pseudo-Huber: √(‖a−b‖² + c²) − c; l2: ‖a−b‖². */
+    public static Node consistencyLoss(Graph g, Spec spec, Node a, Node b, Node weight) {
+        Node sq = g.label(g.reduceCols(g.unary(dev.cmc.ir.Op.SQUARE, g.sub(a, b))), "sq_dist");
+        Node dist = spec.train().loss().equals("l2") ? sq
+                : g.add(g.unary(dev.cmc.ir.Op.SQRT, g.add(sq, spec.train().huberC() * spec.train().huberC())), -spec.train().huberC());
+        return g.meanBatch(g.mul(weight, dist));
+    }
+
+    private static void bindInput(Map<Node, Buf> bound, Map<String, Program.Array> declared, Node in, Program.Role role) {
+        declare(declared, in.name(), role, in.shape());
+        bound.put(in, Buf.whole(in.name(), in.shape()));
+    }
+
+    private static void bindParams(Map<Node, Buf> bound, Map<String, Program.Array> declared, Graph g, ParamLayout layout,
+                                   String prefix, String array, Program.Role role) {
+        declare(declared, array, role, Shape.fixed(1, layout.total()));
+        for (Node p : g.params()) {
+            if (prefix.isEmpty() ? p.name().contains("/") : !p.name().startsWith(prefix)) continue;
+            ParamLayout.Entry e = layout.get(p.name().substring(prefix.length()));
+            bound.put(p, new Buf(array, e.offset(), e.shape()));
+        }
+    }
+
+    private static void declare(Map<String, Program.Array> declared, String name, Program.Role role, Shape shape) {
+        declared.putIfAbsent(name, new Program.Array(name, role, shape, null));
+    }
+}

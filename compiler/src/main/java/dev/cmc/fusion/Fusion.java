@@ -1,0 +1,253 @@
+package dev.cmc.fusion;
+
+import dev.cmc.ir.Graph;
+import dev.cmc.ir.Node;
+import dev.cmc.ir.Op;
+import dev.cmc.ir.Shape;
+import dev.cmc.kernel.*;
+import dev.cmc.kernel.Expr.Let;
+
+import java.util.*;
+
+/**
+ * Tensor IR to kernel IR. Every non-elementwise op is an anchor (a GEMM, a normalisation, a reduction) and
+ * becomes one kernel. Each anchor then absorbs the elementwise ops that consume it in the same shape (bias,
+ * activation, residual, the skip-parameterised output, the loss), and elementwise ops with one consumer are
+ * inlined into it. What is left becomes elementwise kernels. Kernels are ordered by the arrays they share.
+ */
+public final class Fusion {
+    private final Graph graph;
+    private final Map<Node, Buf> bound;
+    private final Map<String, Program.Array> declared;
+    private final List<Node> order;
+    private final Map<Node, List<Node>> consumers = new HashMap<>();
+    private final Map<Node, Node> owner = new HashMap<>();
+    private final Map<Node, List<Node>> absorbed = new LinkedHashMap<>();
+    private final Map<Node, Buf> buffers = new HashMap<>();
+    private final Set<Node> outputs;
+    private final Map<String, Program.Array> arrays = new LinkedHashMap<>();
+    private final List<Kernel> kernels = new ArrayList<>();
+    private final Map<Node, Kernel.Transpose> transposes = new LinkedHashMap<>();
+
+    private Fusion(Graph graph, Map<Node, Buf> bound, Map<String, Program.Array> declared) {
+        this.graph = graph;
+        this.bound = bound;
+        this.declared = declared;
+        this.outputs = new LinkedHashSet<>();
+        for (Node n : bound.keySet()) if (!n.op().isLeaf()) outputs.add(n);
+        this.order = Graph.topoOrder(outputs);
+    }
+
+    /**
+     * @param bound where leaves (inputs, parameters) live and where results must be stored
+     * @param declared the arrays that {@code bound} names; fusion adds activations, constants and transposes
+     */
+    public static Program fuse(String name, Graph graph, Map<Node, Buf> bound, Map<String, Program.Array> declared) {
+        return new Fusion(graph, bound, declared).run(name);
+    }
+
+    private Program run(String name) {
+        for (Node n : order) for (Node in : n.inputs()) consumers.computeIfAbsent(in, k -> new ArrayList<>()).add(n);
+        for (Node n : order) if (isAnchor(n)) absorb(n);
+        for (Node n : order) if (materialized(n)) bufferOf(n);
+        for (Node n : order) {
+            if (isAnchor(n)) kernels.add(anchorKernel(n));
+            else if (n.op().isElementwise() && !owner.containsKey(n) && materialized(n)) kernels.add(elementwiseKernel(n));
+        }
+        var all = new ArrayList<Kernel>(transposes.values());
+        all.addAll(kernels);
+        return new Program(name, List.copyOf(arrays.values()), schedule(all));
+    }
+
+    // ---- which nodes become kernels, and which are absorbed into them ----
+
+    private static boolean isAnchor(Node n) {
+        return !n.op().isLeaf() && !n.op().isElementwise();
+    }
+
+    /** Anchors that take their input as an inlined expression rather than a buffer. */
+    private static boolean takesExpression(Node anchor) {
+        return switch (anchor.op()) {
+            case NORMALIZE, NORMALIZE_GRAD, REDUCE_COLS, REDUCE_BATCH, MEAN_BATCH -> true;
+            default -> false;
+        };
+    }
+
+    /** Grows the anchor's epilogue with elementwise consumers of the same shape whose other inputs are ready. */
+    private void absorb(Node anchor) {
+        var set = new LinkedHashSet<Node>();
+        set.add(anchor);
+        boolean grew = true;
+        while (grew) {
+            grew = false;
+            for (Node n : List.copyOf(set)) {
+                for (Node c : consumers.getOrDefault(n, List.of())) {
+                    if (set.contains(c) || owner.containsKey(c) || !c.op().isElementwise() || !c.shape().equals(anchor.shape())) continue;
+                    boolean ready = true;
+                    for (Node in : c.inputs()) if (!set.contains(in) && dependsOnAny(in, set)) { ready = false; break; }
+                    if (ready) { set.add(c); grew = true; }
+                }
+            }
+        }
+        var list = new ArrayList<Node>();
+        for (Node n : order) if (set.contains(n) && n != anchor) { list.add(n); owner.put(n, anchor); }
+        absorbed.put(anchor, list);
+    }
+
+    private boolean dependsOnAny(Node n, Set<Node> targets) {
+        var seen = new HashSet<Node>();
+        var stack = new ArrayDeque<Node>(List.of(n));
+        while (!stack.isEmpty()) {
+            Node x = stack.pop();
+            if (targets.contains(x)) return true;
+            if (seen.add(x)) stack.addAll(x.inputs());
+        }
+        return false;
+    }
+
+    /** Does n live in a buffer (rather than being recomputed inline where it is used)? */
+    private boolean materialized(Node n) {
+        if (n.op() == Op.CONST) return n.shape().cols() > 1 || n.shape().rows() > 1;
+        if (n.op().isLeaf() || isAnchor(n) || outputs.contains(n)) return true;
+        Node own = owner.get(n);
+        List<Node> cs = consumers.getOrDefault(n, List.of());
+        if (own != null) {
+            for (Node c : cs) if (owner.get(c) != own) return true;
+            return false;
+        }
+        if (cs.size() != 1) return true;
+        Node c = cs.getFirst();
+        if (isAnchor(c)) return !takesExpression(c);
+        // A small operand broadcast into a larger elementwise op is computed once, not once per column.
+        return !c.shape().equals(n.shape());
+    }
+
+    // ---- buffers ----
+
+    private Buf bufferOf(Node n) {
+        Buf b = buffers.get(n);
+        if (b != null) return b;
+        b = bound.get(n);
+        if (b == null && n.op() == Op.CONST) {
+            b = Buf.whole("const_" + n.id(), n.shape());
+            arrays.put(b.array(), new Program.Array(b.array(), Program.Role.CONST, n.shape(), n.values()));
+        } else if (b == null) {
+            String name = graph.labelOf(n, "t" + n.id());
+            if (arrays.containsKey(name)) name = name + "_" + n.id();
+            b = Buf.whole(name, n.shape());
+            arrays.put(b.array(), new Program.Array(b.array(), Program.Role.ACTIVATION, n.shape(), null));
+        } else {
+            declare(b);
+        }
+        buffers.put(n, b);
+        return b;
+    }
+
+    private void declare(Buf b) {
+        if (arrays.containsKey(b.array())) return;
+        Program.Array a = declared.get(b.array());
+        if (a == null) throw new IllegalArgumentException("array " + b.array() + " is bound but not declared");
+        arrays.put(b.array(), a);
+    }
+
+    /** Input gradients read weights transposed, so each weight used by a G·Wᵀ gets a transposed copy. */
+    private Buf transposedOf(Node w) {
+        Buf src = bufferOf(w);
+        return transposes.computeIfAbsent(w, k -> {
+            Buf dst = new Buf(src.array() + "_t", src.offset(), Shape.fixed(src.shape().cols(), src.shape().rows()));
+            Program.Array whole = declared.get(src.array());
+            arrays.putIfAbsent(dst.array(), new Program.Array(dst.array(), Program.Role.PARAMS_T, whole.shape(), null));
+            return new Kernel.Transpose("k_transpose_" + graph.labelOf(w, "w" + w.id()), src, dst);
+        }).dst();
+    }
+
+    // ---- expressions ----
+
+    /** n as seen from inside the kernel of {@code anchor} (null for an elementwise kernel rooted at n). */
+    private Expr expr(Node n, Node anchor) {
+        if (n == anchor) return new Expr.Acc();
+        if (anchor != null && owner.get(n) == anchor) return new Expr.Var(n.id());
+        if (n.op() == Op.CONST && !materialized(n)) return new Expr.Const(n.values()[0]);
+        if (materialized(n)) return new Expr.Load(bufferOf(n));
+        return inline(n, anchor);
+    }
+
+    private Expr inline(Node n, Node anchor) {
+        return switch (n.op()) {
+            case BROADCAST -> expr(n.in(0), anchor);
+            case MEAN_GRAD -> new Expr.Binary(Op.DIV, expr(n.in(0), anchor), new Expr.Rows());
+            default -> n.op().arity() == 1 ? new Expr.Unary(n.op(), expr(n.in(0), anchor))
+                                           : new Expr.Binary(n.op(), expr(n.in(0), anchor), expr(n.in(1), anchor));
+        };
+    }
+
+    private List<Let> epilogue(Node anchor) {
+        var lets = new ArrayList<Let>();
+        if (outputs.contains(anchor) || materialized(anchor) && !isAnchor(anchor)) {
+            lets.add(new Let(anchor.id(), new Expr.Acc(), bufferOf(anchor)));
+        } else if (needsStore(anchor)) {
+            lets.add(new Let(anchor.id(), new Expr.Acc(), bufferOf(anchor)));
+        }
+        for (Node n : absorbed.getOrDefault(anchor, List.of())) {
+            lets.add(new Let(n.id(), inline(n, anchor), materialized(n) ? bufferOf(n) : null));
+        }
+        return lets;
+    }
+
+    /** An anchor's own value is stored when something outside its epilogue reads it. */
+    private boolean needsStore(Node anchor) {
+        if (outputs.contains(anchor)) return true;
+        for (Node c : consumers.getOrDefault(anchor, List.of())) if (owner.get(c) != anchor) return true;
+        return false;
+    }
+
+    private Kernel anchorKernel(Node n) {
+        String name = "k_" + n.op().name().toLowerCase() + "_" + graph.labelOf(n, "t" + n.id());
+        List<Let> epi = epilogue(n);
+        return switch (n.op()) {
+            case MATMUL -> new Kernel.Gemm(name, false, bufferOf(n.in(0)), bufferOf(n.in(1)), n.in(0).shape().cols(), n.shape(), epi);
+            case MATMUL_NT -> new Kernel.Gemm(name, false, bufferOf(n.in(0)), transposedOf(n.in(1)), n.in(0).shape().cols(), n.shape(), epi);
+            case MATMUL_TN -> new Kernel.Gemm(name, true, bufferOf(n.in(0)), bufferOf(n.in(1)), Shape.BATCH, n.shape(), epi);
+            case NORMALIZE -> new Kernel.Normalize(name, expr(n.in(0), null), null, n.shape(), epi);
+            case NORMALIZE_GRAD -> new Kernel.Normalize(name, expr(n.in(0), null), expr(n.in(1), null), n.shape(), epi);
+            case REDUCE_COLS -> new Kernel.ReduceCols(name, expr(n.in(0), null), n.in(0).shape().cols(), n.shape(), epi);
+            case REDUCE_BATCH -> new Kernel.ReduceBatch(name, expr(n.in(0), null), false, n.shape(), epi);
+            case MEAN_BATCH -> new Kernel.ReduceBatch(name, expr(n.in(0), null), true, n.shape(), epi);
+            default -> throw new IllegalStateException("not an anchor: " + n);
+        };
+    }
+
+    private Kernel elementwiseKernel(Node n) {
+        String name = "k_ew_" + graph.labelOf(n, n.op().name().toLowerCase() + n.id());
+        return new Kernel.Elementwise(name, n.shape(), List.of(new Let(n.id(), inline(n, null), bufferOf(n))));
+    }
+
+    // ---- launch order ----
+
+    /** Kahn's algorithm over read-after-write edges, keeping the graph's order where it is free to. */
+    private static List<Kernel> schedule(List<Kernel> ks) {
+        var writers = new HashMap<String, List<Integer>>();
+        for (int i = 0; i < ks.size(); i++) for (String a : Kernels.writes(ks.get(i))) writers.computeIfAbsent(a, k -> new ArrayList<>()).add(i);
+        var deps = new ArrayList<Set<Integer>>();
+        for (int i = 0; i < ks.size(); i++) {
+            var d = new TreeSet<Integer>();
+            for (String a : Kernels.reads(ks.get(i))) for (int w : writers.getOrDefault(a, List.of())) if (w != i) d.add(w);
+            deps.add(d);
+        }
+        var done = new boolean[ks.size()];
+        var out = new ArrayList<Kernel>();
+        while (out.size() < ks.size()) {
+            int pick = -1;
+            for (int i = 0; i < ks.size() && pick < 0; i++) {
+                if (done[i]) continue;
+                boolean ready = true;
+                for (int d : deps.get(i)) if (!done[d]) { ready = false; break; }
+                if (ready) pick = i;
+            }
+            if (pick < 0) throw new IllegalStateException("kernel dependencies form a cycle");
+            done[pick] = true;
+            out.add(ks.get(pick));
+        }
+        return out;
+    }
+}

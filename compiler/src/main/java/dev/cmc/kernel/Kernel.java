@@ -1,0 +1,57 @@
+package dev.cmc.kernel;
+
+import dev.cmc.ir.Shape;
+
+import java.util.List;
+
+/**
+ * The kernel IR: what fusion produces and every renderer consumes. Each kernel computes an anchor value
+ * over its domain, then runs its epilogue {@link Expr.Let}s on it element by element.
+ */
+public sealed interface Kernel {
+    String name();
+
+    /** The elements the epilogue runs over. */
+    Shape domain();
+
+    List<Expr.Let> epilogue();
+
+    /** out = a · b over a shared dimension k. NN: a[B,k] · b[k,n] → [B,n]. TN: a[B,m]ᵀ · b[B,n] → [m,n]. */
+    record Gemm(String name, boolean transposeA, Buf a, Buf b, int k, Shape domain, List<Expr.Let> epilogue) implements Kernel {}
+
+    /** No anchor: the epilogue alone, over the domain. */
+    record Elementwise(String name, Shape domain, List<Expr.Let> epilogue) implements Kernel {}
+
+    /**
+     * Row-wise normalisation of x (an expression over [B,n]). Without a gradient, Acc = x̂ = (x − mean)·rstd;
+     * with one, Acc = rstd·(g − mean(g) − x̂·mean(g·x̂)), the gradient of x̂ with respect to x.
+     */
+    record Normalize(String name, Expr x, Expr grad, Shape domain, List<Expr.Let> epilogue) implements Kernel {}
+
+    /** Acc = sum over columns of x (an expression over [B,n]); the domain is [B,1]. */
+    record ReduceCols(String name, Expr x, int cols, Shape domain, List<Expr.Let> epilogue) implements Kernel {}
+
+    /** Acc = sum (or mean) over the batch of x (an expression over [B,n]); the domain is [1,n]. */
+    record ReduceBatch(String name, Expr x, boolean mean, Shape domain, List<Expr.Let> epilogue) implements Kernel {}
+
+    /** dst[j, i] = src[i, j]: the transposed weights that input gradients read row by row. */
+    record Transpose(String name, Buf src, Buf dst) implements Kernel {
+        public Shape domain() { return src.shape(); }
+        public List<Expr.Let> epilogue() { return List.of(); }
+    }
+
+    /** Sum of squares of the whole gradient, for clipping by global norm. Writes one float to {@code out}. */
+    record SumSquares(String name, String array, int count, Buf out) implements Kernel {
+        public Shape domain() { return Shape.fixed(1, count); }
+        public List<Expr.Let> epilogue() { return List.of(); }
+    }
+
+    /**
+     * One pass over every parameter: Adam (or RAdam) with decoupled weight decay, then the target EMA and the
+     * sampling EMA. Step-dependent scalars come from the {@code scalars} array (see {@link OptimizerScalars}).
+     */
+    record AdamEma(String name, int count, double beta1, double beta2) implements Kernel {
+        public Shape domain() { return Shape.fixed(1, count); }
+        public List<Expr.Let> epilogue() { return List.of(); }
+    }
+}

@@ -1,0 +1,22 @@
+package dev.cmc.runtime;
+
+/**
+ * A program loaded onto a device: named arrays and a schedule of kernels. Arrays stay on the device
+ * between runs; the host copies in what changes and copies out what it asked for.
+ */
+public interface Executable extends AutoCloseable {
+    /** Copies count floats from src into the named array. */
+    void write(String array, float[] src, int count);
+
+    /** Copies count floats from the named array into dst. */
+    void read(String array, float[] dst, int count);
+
+    /** Launches every kernel in order, at this batch size. */
+    void run(int batch);
+
+    /** The largest batch the arrays were allocated for. */
+    int maxBatch();
+
+    @Override
+    void close();
+}

@@ -1,0 +1,145 @@
+package dev.cmc.runtime;
+
+import dev.cmc.compile.Compiler;
+import dev.cmc.dsl.Spec;
+import dev.cmc.dsl.SpecLoader;
+import dev.cmc.ir.Node;
+import dev.cmc.model.ParamLayout;
+import dev.cmc.reference.Reference;
+import dev.cmc.runtime.jvm.JvmBackend;
+import dev.cmc.runtime.jvm.JvmExecutable;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.ValueSource;
+
+import java.util.*;
+
+import static org.junit.jupiter.api.Assertions.*;
+
+/** Every generated kernel against the float64 reference interpreter, llm.c style. */
+class ParityTest {
+    static Spec spec(String extra) {
+        return SpecLoader.fromText("parity.cm", "model p { input_dim = 5; hidden_size = 40; num_layers = 2; expansion = 3; " + extra + " }\n"
+                + "data { source = \"builtin:none\"; }");
+    }
+
+    @ParameterizedTest
+    @ValueSource(strings = {"activation = silu;", "activation = gelu; input_scaling = none;", "activation = relu;"})
+    void samplerMatchesReference(String extra) {
+        Spec spec = spec(extra);
+        var c = Compiler.sampler(spec);
+        int batch = 7;
+        float[] params = c.layout().initialize(3);
+        var rng = new SplittableRandom(11);
+        float[] x = random(rng, batch * 5, 2.0);
+        float[] sigma = new float[batch];
+        for (int i = 0; i < batch; i++) sigma[i] = (float) (0.002 + rng.nextDouble() * 20);
+        try (JvmExecutable exe = new JvmBackend(2).load(c.program(), 8)) {
+            exe.bind("params", params);
+            exe.write("x", x, x.length);
+            exe.write("sigma", sigma, batch);
+            exe.run(batch);
+            float[] out = new float[batch * 5];
+            exe.read("out", out, out.length);
+
+            var values = new HashMap<String, double[]>();
+            values.put("x", toDouble(x));
+            values.put("sigma", toDouble(sigma));
+            putParams(values, c.layout(), params, "");
+            var ref = Reference.run(List.of(c.outputs().get("out")), batch, values).get(c.outputs().get("out"));
+            assertClose(ref.data(), out, 1e-4, "f(x, sigma)");
+        }
+    }
+
+    @ParameterizedTest
+    @ValueSource(strings = {"activation = silu;", "activation = gelu;", "activation = relu; input_scaling = none;"})
+    void trainStepMatchesReference(String extra) {
+        for (String train : List.of("train { loss = pseudo_huber; grad_clip = 0; }", "train { loss = l2; optimizer = radam; weight_decay = 0.01; }")) {
+            Spec spec = SpecLoader.fromText("parity.cm", "model p { input_dim = 5; hidden_size = 40; num_layers = 2; expansion = 3; " + extra + " }\n"
+                    + "data { source = \"builtin:none\"; }\n" + train);
+            checkTrainStep(spec);
+        }
+    }
+
+    private void checkTrainStep(Spec spec) {
+        var c = Compiler.trainStep(spec);
+        int batch = 9, d = 5, n = c.layout().total();
+        float[] params = c.layout().initialize(5);
+        float[] target = c.layout().initialize(6);
+        var rng = new SplittableRandom(12);
+        float[] x0 = random(rng, batch * d, 1.5), z = random(rng, batch * d, 1.0);
+        float[] hi = new float[batch], lo = new float[batch], w = new float[batch];
+        for (int i = 0; i < batch; i++) {
+            lo[i] = (float) (0.002 + rng.nextDouble() * 5);
+            hi[i] = lo[i] + (float) (rng.nextDouble() * 3);
+            w[i] = (float) (0.5 + rng.nextDouble());
+        }
+        float[] before = params.clone();
+        try (JvmExecutable exe = new JvmBackend(2).load(c.program(), 12)) {
+            exe.bind("params", params);
+            exe.bind("target", target.clone());
+            for (var e : Map.of("x0", x0, "z", z, "sigma_hi", hi, "sigma_lo", lo, "weight", w).entrySet()) exe.write(e.getKey(), e.getValue(), e.getValue().length);
+            float[] scalars = new float[dev.cmc.kernel.OptimizerScalars.SIZE];
+            var t = spec.train();
+            dev.cmc.kernel.OptimizerScalars.fill(scalars, t.optimizer(), 1, t.lr(), t.beta1(), t.beta2(), t.eps(), t.weightDecay(), 0.9, 0.99, 1.0);
+            exe.write("scalars", scalars, scalars.length);
+            exe.run(batch);
+
+            var values = new HashMap<String, double[]>();
+            for (var e : Map.of("x0", x0, "z", z, "sigma_hi", hi, "sigma_lo", lo, "weight", w).entrySet()) values.put(e.getKey(), toDouble(e.getValue()));
+            putParams(values, c.layout(), before, "");
+            putParams(values, c.layout(), target, "target/");
+            var ref = Reference.run(c.outputs().values(), batch, values);
+            float[] loss = new float[1];
+            exe.read("loss", loss, 1);
+            assertClose(ref.get(c.outputs().get("loss")).data(), loss, 1e-4, "loss");
+            float[] grads = exe.array("grads");
+            for (ParamLayout.Entry e : c.layout().entries()) {
+                double[] g = ref.get(c.outputs().get("grad:" + e.name())).data();
+                assertClose(g, Arrays.copyOfRange(grads, e.offset(), e.offset() + e.size()), 1e-4, "gradient of " + e.name());
+            }
+            // One Adam step from zero moments moves each weight by about lr·sign(g) (RAdam: lr·g·(1−β1)/(1−β1) = lr·g at step 1).
+            float[] m = exe.array("adam_m");
+            for (int i = 0; i < n; i += 97) {
+                assertEquals((1 - t.beta1()) * grads[i], m[i], 1e-6 * Math.max(1, Math.abs(grads[i])), "adam m at " + i);
+                double upd = t.optimizer().equals("radam") ? grads[i] : grads[i] / (Math.abs(grads[i]) + t.eps());
+                double expected = before[i] - t.lr() * upd - t.lr() * t.weightDecay() * before[i];
+                assertEquals(expected, params[i], 1e-6 + 1e-3 * t.lr(), "param " + i + " after one step");
+            }
+        }
+    }
+
+    static void putParams(Map<String, double[]> values, ParamLayout layout, float[] flat, String prefix) {
+        for (ParamLayout.Entry e : layout.entries()) {
+            double[] v = new double[e.size()];
+            for (int i = 0; i < v.length; i++) v[i] = flat[e.offset() + i];
+            values.put(prefix + e.name(), v);
+        }
+    }
+
+    static float[] random(SplittableRandom rng, int n, double scale) {
+        float[] a = new float[n];
+        for (int i = 0; i < n; i++) a[i] = (float) ((rng.nextDouble() * 2 - 1) * scale);
+        return a;
+    }
+
+    static double[] toDouble(float[] a) {
+        double[] d = new double[a.length];
+        for (int i = 0; i < a.length; i++) d[i] = a[i];
+        return d;
+    }
+
+    /** Relative error against the largest reference magnitude, with the first mismatches printed. */
+    static void assertClose(double[] ref, float[] got, double tol, String what) {
+        double scale = 1e-30;
+        for (double v : ref) scale = Math.max(scale, Math.abs(v));
+        double worst = 0;
+        int worstAt = -1;
+        var firsts = new StringBuilder();
+        for (int i = 0; i < ref.length; i++) {
+            double err = Math.abs(ref[i] - got[i]) / scale;
+            if (err > worst) { worst = err; worstAt = i; }
+            if (err > tol && firsts.length() < 400) firsts.append(String.format("  [%d] ref %.8g got %.8g%n", i, ref[i], got[i]));
+        }
+        assertTrue(worst <= tol, what + ": max relative error " + worst + " at " + worstAt + " (tolerance " + tol + ")\n" + firsts);
+    }
+}

@@ -12,7 +12,7 @@ public record Extent(int size, int grain) {
         return switch (k) {
             case Kernel.Gemm g -> new Extent(rows(g.domain().rows(), batch), GEMM_ROWS);
             case Kernel.ReduceBatch r -> new Extent(r.domain().cols(), r.domain().cols() >= lanes ? lanes : r.domain().cols());
-            case Kernel.Transpose t -> new Extent(t.src().shape().rows(), 1);
+            case Kernel.Transpose t -> new Extent(t.src().shape().rows(), 16);
             case Kernel.SumSquares s -> new Extent(1, 1);
             case Kernel.AdamEma a -> new Extent(a.count(), 4096);
             default -> new Extent(rows(k.domain().rows(), batch), 1);

@@ -91,10 +91,11 @@ public final class JavaRenderer {
     // ---- kernels ----
 
     private void kernel(int index, Kernel k) {
+        currentKernel = index;
         comment(describe(k));
         line("static void " + methodName(program, index) + "(float[][] a, int rows, int lo, int hi) {");
         indent++;
-        for (String name : arraysUsed(k)) line("float[] " + var(name) + " = a[" + arrayConst(name) + "];");
+        if (!(k instanceof Kernel.Gemm)) for (String name : arraysUsed(k)) line("float[] " + var(name) + " = a[" + arrayConst(name) + "];");
         switch (k) {
             case Kernel.Gemm g -> gemm(g);
             case Kernel.Elementwise e -> elementwise(e);
@@ -107,6 +108,7 @@ public final class JavaRenderer {
         }
         indent--;
         line("}");
+        if (k instanceof Kernel.Gemm g) gemmTiles(index, g);
     }
 
     private String describe(Kernel k) {
@@ -127,46 +129,60 @@ public final class JavaRenderer {
         return k.name() + ": " + what + (lets.isEmpty() ? "" : "; stores " + lets);
     }
 
+    /**
+     * The GEMM's loops. Each register tile is its own method: HotSpot does not compile methods over 8000
+     * bytecodes, and a tile with a long fused epilogue is big, so keeping tiles apart keeps them all compiled.
+     */
     private void gemm(Kernel.Gemm g) {
         int n = g.domain().cols();
-        Buf a = g.a(), b = g.b();
         int fullGroups = n / (lanes * TILE_VECTORS);
         int rest = n - fullGroups * lanes * TILE_VECTORS;
-        int restFull = rest / lanes, restPartial = rest % lanes;
-        String k = g.transposeA() ? "rows" : Integer.toString(g.k());
+        int restVectors = rest / lanes + (rest % lanes > 0 ? 1 : 0);
+        String m = methodName(program, currentKernel);
+        int rb = Extent.GEMM_ROWS;
         line("for (int r0 = lo; r0 < hi; r0 += " + ROW_BLOCK + ") {");
         indent++;
         line("int r1 = Math.min(hi, r0 + " + ROW_BLOCK + ");");
         if (fullGroups > 0) {
             line("for (int j = 0; j < " + fullGroups * lanes * TILE_VECTORS + "; j += " + lanes * TILE_VECTORS + ") {");
             indent++;
-            gemmRowLoops(g, k, "j", TILE_VECTORS, 0);
+            line("int r = r0;");
+            line("for (; r + " + rb + " <= r1; r += " + rb + ") " + m + "_tile" + rb + "x" + TILE_VECTORS + "(a, rows, r, j);");
+            line("for (; r < r1; r++) " + m + "_tile1x" + TILE_VECTORS + "(a, rows, r, j);");
             indent--;
             line("}");
         }
-        if (restFull + (restPartial > 0 ? 1 : 0) > 0) {
-            line("{");
-            indent++;
-            line("final int j = " + fullGroups * lanes * TILE_VECTORS + ";");
-            gemmRowLoops(g, k, "j", restFull + (restPartial > 0 ? 1 : 0), restPartial);
-            indent--;
-            line("}");
+        if (restVectors > 0) {
+            int j = fullGroups * lanes * TILE_VECTORS;
+            line("int r = r0;");
+            line("for (; r + " + rb + " <= r1; r += " + rb + ") " + m + "_tail" + rb + "(a, rows, r, " + j + ");");
+            line("for (; r < r1; r++) " + m + "_tail1(a, rows, r, " + j + ");");
         }
         indent--;
         line("}");
     }
 
-    private void gemmRowLoops(Kernel.Gemm g, String k, String j, int vectors, int partialLanes) {
-        int rb = Extent.GEMM_ROWS;
-        line("int r = r0;");
-        line("for (; r + " + rb + " <= r1; r += " + rb + ") {");
+    private int currentKernel;
+
+    private void gemmTiles(int index, Kernel.Gemm g) {
+        int n = g.domain().cols();
+        int fullGroups = n / (lanes * TILE_VECTORS);
+        int rest = n - fullGroups * lanes * TILE_VECTORS;
+        int restVectors = rest / lanes + (rest % lanes > 0 ? 1 : 0);
+        String k = g.transposeA() ? "rows" : Integer.toString(g.k());
+        String m = methodName(program, index);
+        for (int rowsInTile : new int[]{Extent.GEMM_ROWS, 1}) {
+            if (fullGroups > 0) tileMethod(g, m + "_tile" + rowsInTile + "x" + TILE_VECTORS, k, rowsInTile, TILE_VECTORS, 0);
+            if (restVectors > 0) tileMethod(g, m + "_tail" + rowsInTile, k, rowsInTile, restVectors, rest % lanes);
+        }
+    }
+
+    private void tileMethod(Kernel.Gemm g, String name, String k, int rowsInTile, int vectors, int partialLanes) {
+        line("");
+        line("private static void " + name + "(float[][] a, int rows, int r, int j) {");
         indent++;
-        gemmTile(g, k, j, rb, vectors, partialLanes);
-        indent--;
-        line("}");
-        line("for (; r < r1; r++) {");
-        indent++;
-        gemmTile(g, k, j, 1, vectors, partialLanes);
+        for (String arr : arraysUsed(g)) line("float[] " + var(arr) + " = a[" + arrayConst(arr) + "];");
+        gemmTile(g, k, "j", rowsInTile, vectors, partialLanes);
         indent--;
         line("}");
     }
@@ -325,10 +341,19 @@ public final class JavaRenderer {
 
     private void transpose(Kernel.Transpose t) {
         int rows = t.src().shape().rows(), cols = t.src().shape().cols();
-        line("for (int i = lo; i < hi; i++) {");
+        comment("16×16 blocks, so both the reads and the strided writes stay in cache");
+        line("for (int i0 = lo; i0 < hi; i0 += 16) {");
         indent++;
-        line("for (int j = 0; j < " + cols + "; j++) " + var(t.dst().array()) + "[" + plus(t.dst().offset(), "j * " + rows) + " + i] = "
+        line("int i1 = Math.min(hi, i0 + 16);");
+        line("for (int j0 = 0; j0 < " + cols + "; j0 += 16) {");
+        indent++;
+        line("int j1 = Math.min(" + cols + ", j0 + 16);");
+        line("for (int i = i0; i < i1; i++) {");
+        line("    for (int j = j0; j < j1; j++) " + var(t.dst().array()) + "[" + plus(t.dst().offset(), "j * " + rows) + " + i] = "
                 + var(t.src().array()) + "[" + plus(t.src().offset(), "i * " + cols) + " + j];");
+        line("}");
+        indent--;
+        line("}");
         indent--;
         line("}");
     }

@@ -92,7 +92,7 @@ public final class Compiler {
             kernels.add(new Kernel.SumSquares("k_grad_norm", "grads", layout.total(),
                     new Buf("scalars", OptimizerScalars.GRAD_NORM_SQ, Shape.scalar())));
         }
-        kernels.add(new Kernel.AdamEma("k_adam_ema", layout.total(), spec.train().beta1(), spec.train().beta2()));
+        kernels.add(new Kernel.AdamEma("k_adam_ema", layout.total(), spec.train().beta1(), spec.train().beta2(), spec.train().gradClip()));
         Program p = new Program(fused.name(), arrays, kernels);
         var outs = new LinkedHashMap<String, Node>();
         outs.put("loss", loss);

@@ -377,6 +377,10 @@ public final class JavaRenderer {
         line("float mu = scalars[" + OptimizerScalars.TARGET_MU + "], emaDecay = scalars[" + OptimizerScalars.EMA_DECAY
                 + "], gscale = scalars[" + OptimizerScalars.GRAD_SCALE + "];");
         line("boolean rectified = scalars[" + OptimizerScalars.RECTIFY + "] != 0;");
+        if (o.gradClip() > 0) {
+            comment("clip by global norm: the SumSquares kernel before this one left ‖g‖² in the scalars");
+            line("gscale *= Math.min(1f, " + f(o.gradClip()) + " / (float) Math.sqrt(scalars[" + OptimizerScalars.GRAD_NORM_SQ + "] + 1e-30f));");
+        }
         line("int i = lo;");
         line("for (; i + " + lanes + " <= hi; i += " + lanes + ") {");
         indent++;

@@ -102,7 +102,7 @@ public final class Validator {
             case Value.Str s -> s.value();
             case Value.Ident i -> i.name();
             case Value.Bool b -> b.value();
-            case Value.Auto a -> Schema.AUTO;
+            case Value.Auto a -> Schema.keys(block).get(key).type() instanceof dev.cmc.dsl.schema.KeyType.OneOf ? "auto" : Schema.AUTO;
             case Value.ListOf l -> l.items().stream().map(x -> ((Value.Num) x).value()).toList();
         };
     }

@@ -32,7 +32,7 @@ public sealed interface KeyType {
     /** One of a few identifiers. */
     record OneOf(List<String> options) implements KeyType {
         public String check(Value v) {
-            String name = v instanceof Value.Ident i ? i.name() : v instanceof Value.Str s ? s.value() : null;
+            String name = v instanceof Value.Ident i ? i.name() : v instanceof Value.Str s ? s.value() : v instanceof Value.Auto ? "auto" : null;
             if (name == null || !options.contains(name)) {
                 String hint = name == null ? "" : Suggest.didYouMean(name, options);
                 return "expected one of " + String.join(" | ", options) + ", got " + (name == null ? v.kindName() : "'" + name + "'") + hint;

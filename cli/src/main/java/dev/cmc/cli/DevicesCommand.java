@@ -1,0 +1,19 @@
+package dev.cmc.cli;
+
+import dev.cmc.runtime.jvm.JvmBackend;
+import picocli.CommandLine.Command;
+
+import java.util.concurrent.Callable;
+
+@Command(name = "devices", mixinStandardHelpOptions = true, description = "List the devices each backend can run on.")
+final class DevicesCommand implements Callable<Integer> {
+    @Override
+    public Integer call() {
+        System.out.printf("jvm:0      %s, %d threads, %d-lane float vectors (Vector API), Java %s%n",
+                System.getProperty("os.arch"), Runtime.getRuntime().availableProcessors(), JvmBackend.lanes(), Runtime.version());
+        System.out.println("opencl     not in this build yet");
+        System.out.println("cuda       not in this build yet");
+        System.out.println("tornado    not in this build yet (set TORNADOVM_HOME in tornado.env when it lands)");
+        return 0;
+    }
+}

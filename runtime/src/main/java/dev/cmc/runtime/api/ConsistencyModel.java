@@ -1,0 +1,206 @@
+package dev.cmc.runtime.api;
+
+import dev.cmc.compile.Compiler;
+import dev.cmc.dsl.Spec;
+import dev.cmc.kernel.OptimizerScalars;
+import dev.cmc.model.ConsistencyModelGraph;
+import dev.cmc.model.ParamLayout;
+import dev.cmc.runtime.Backend;
+import dev.cmc.runtime.Executable;
+import dev.cmc.runtime.jvm.JvmBackend;
+import dev.cmc.runtime.jvm.JvmExecutable;
+import dev.cmc.runtime.train.Schedules;
+
+import java.util.SplittableRandom;
+
+/**
+ * The library view of a consistency model, mirroring the seed's API: build, singleStepSample,
+ * multiStepSample, consistencyLoss, noiseSchedule, outputSize, paramCount, recommendedDefaults.
+ * Weights live in three flat arrays (online, EMA target θ⁻, sampling EMA) shared with the compiled programs.
+ */
+public final class ConsistencyModel implements AutoCloseable {
+    private static final int SAMPLE_CHUNK = 4096;
+
+    private final Spec spec;
+    private final Backend backend;
+    private final ParamLayout layout;
+    private final float[] params, target, ema, adamM, adamV;
+    private Executable sampler, trainer;
+    private Compiler.Compiled samplerProgram, trainProgram;
+    private long step;
+
+    private ConsistencyModel(Spec spec, Backend backend) {
+        this.spec = spec;
+        this.backend = backend;
+        this.layout = new ConsistencyModelGraph(spec.model()).layout();
+        this.params = layout.initialize(spec.train().seed());
+        this.target = params.clone();
+        this.ema = params.clone();
+        this.adamM = new float[layout.total()];
+        this.adamV = new float[layout.total()];
+    }
+
+    public static ConsistencyModel build(Spec spec) { return new ConsistencyModel(spec, new JvmBackend()); }
+
+    public static ConsistencyModel build(Spec spec, Backend backend) { return new ConsistencyModel(spec, backend); }
+
+    public static Spec recommendedDefaults(int inputDim) { return Spec.recommendedDefaults(inputDim); }
+
+    /** Karras noise levels t_1 < … < t_N. */
+    public static double[] noiseSchedule(int nSteps, double sigmaMin, double sigmaMax, double rho) {
+        return Schedules.karras(nSteps, sigmaMin, sigmaMax, rho);
+    }
+
+    public Spec spec() { return spec; }
+    public int outputSize() { return spec.model().inputDim(); }
+    public long paramCount() { return layout.total(); }
+    public ParamLayout layout() { return layout; }
+    public float[] params() { return params; }
+    public float[] target() { return target; }
+    public float[] ema() { return ema; }
+    public float[] adamM() { return adamM; }
+    public float[] adamV() { return adamV; }
+    public long step() { return step; }
+    public void setStep(long step) { this.step = step; }
+
+    // ---- sampling ----
+
+    /** x = f(σ_max·z, σ_max), from the sampling EMA weights. Returns count × d floats, row-major. */
+    public float[] singleStepSample(int count, long seed) {
+        return multiStepSample(count, seed, new double[]{spec.model().sigmaMax()});
+    }
+
+    public float[] multiStepSample(int count, long seed, int steps) {
+        return multiStepSample(count, seed, Schedules.defaultSamplingSigmas(spec, steps));
+    }
+
+    /** Algorithm 1: x ← f(σ₀z, σ₀); for each further τ: x ← f(x + √(τ² − σ_min²)·z, τ). No clamping. */
+    public float[] multiStepSample(int count, long seed, double[] sigmas) {
+        return sample(ema, count, seed, sigmas);
+    }
+
+    public float[] sample(float[] weights, int count, long seed, double[] sigmas) {
+        int d = outputSize();
+        float[] out = new float[count * d];
+        var rng = new SplittableRandom(seed);
+        Executable exe = sampler(weights);
+        for (int start = 0; start < count; start += SAMPLE_CHUNK) {
+            int b = Math.min(SAMPLE_CHUNK, count - start);
+            float[] x = new float[b * d];
+            for (int i = 0; i < x.length; i++) x[i] = (float) (sigmas[0] * rng.nextGaussian());
+            float[] sigma = new float[b];
+            for (int s = 0; s < sigmas.length; s++) {
+                if (s > 0) {
+                    double scale = Math.sqrt(Math.max(0, sigmas[s] * sigmas[s] - spec.model().sigmaMin() * spec.model().sigmaMin()));
+                    for (int i = 0; i < x.length; i++) x[i] += (float) (scale * rng.nextGaussian());
+                }
+                java.util.Arrays.fill(sigma, (float) sigmas[s]);
+                x = denoise(exe, x, sigma, b);
+            }
+            System.arraycopy(x, 0, out, start * d, x.length);
+        }
+        return out;
+    }
+
+    /** f(x, σ) for a batch, with the given weights (online, target or EMA). */
+    public float[] denoise(float[] weights, float[] x, float[] sigma, int batch) {
+        float[] out = new float[batch * outputSize()];
+        Executable exe = sampler(weights);
+        for (int start = 0; start < batch; start += SAMPLE_CHUNK) {
+            int b = Math.min(SAMPLE_CHUNK, batch - start);
+            float[] xs = java.util.Arrays.copyOfRange(x, start * outputSize(), (start + b) * outputSize());
+            float[] ss = java.util.Arrays.copyOfRange(sigma, start, start + b);
+            System.arraycopy(denoise(exe, xs, ss, b), 0, out, start * outputSize(), b * outputSize());
+        }
+        return out;
+    }
+
+    private float[] denoise(Executable exe, float[] x, float[] sigma, int b) {
+        exe.write("x", x, x.length);
+        exe.write("sigma", sigma, b);
+        exe.run(b);
+        float[] out = new float[x.length];
+        exe.read("out", out, out.length);
+        return out;
+    }
+
+    private Executable sampler(float[] weights) {
+        if (sampler == null) {
+            samplerProgram = Compiler.sampler(spec);
+            sampler = backend.load(samplerProgram.program(), SAMPLE_CHUNK);
+        }
+        if (sampler instanceof JvmExecutable j) j.bind("params", weights);
+        else sampler.write("params", weights, weights.length);
+        return sampler;
+    }
+
+    // ---- training ----
+
+    /**
+     * mean_i w_i·d(f_θ(x₀ + σ_hi z, σ_hi), f_θ⁻(x₀ + σ_lo z, σ_lo)) without updating anything: the loss the
+     * train step minimises, evaluated through the sampler program.
+     */
+    public double consistencyLoss(float[] x0, float[] z, float[] sigmaHi, float[] sigmaLo, float[] weight) {
+        int d = outputSize(), b = sigmaHi.length;
+        float[] xHi = new float[b * d], xLo = new float[b * d];
+        for (int i = 0; i < b; i++) for (int j = 0; j < d; j++) {
+            xHi[i * d + j] = x0[i * d + j] + sigmaHi[i] * z[i * d + j];
+            xLo[i * d + j] = x0[i * d + j] + sigmaLo[i] * z[i * d + j];
+        }
+        float[] a = denoise(params, xHi, sigmaHi, b), t = denoise(target, xLo, sigmaLo, b);
+        double c = spec.train().huberC(), total = 0;
+        for (int i = 0; i < b; i++) {
+            double sq = 0;
+            for (int j = 0; j < d; j++) sq += (a[i * d + j] - t[i * d + j]) * (double) (a[i * d + j] - t[i * d + j]);
+            total += weight[i] * (spec.train().loss().equals("l2") ? sq : Math.sqrt(sq + c * c) - c);
+        }
+        return total / b;
+    }
+
+    /**
+     * One compiled training step on a batch: loss, gradient, Adam (or RAdam), target EMA with rate mu,
+     * sampling EMA. Returns the loss (read back only when asked: pass readLoss = false to skip it).
+     */
+    public float trainStep(float[] x0, float[] z, float[] sigmaHi, float[] sigmaLo, float[] weight, double mu, boolean readLoss) {
+        int b = sigmaHi.length;
+        Executable exe = trainer(b);
+        var t = spec.train();
+        step++;
+        float[] scalars = new float[OptimizerScalars.SIZE];
+        OptimizerScalars.fill(scalars, t.optimizer(), (int) Math.min(step, Integer.MAX_VALUE), t.lr(), t.beta1(), t.beta2(), t.eps(),
+                t.weightDecay(), mu, t.emaDecay(), 1.0);
+        exe.write("x0", x0, b * outputSize());
+        exe.write("z", z, b * outputSize());
+        exe.write("sigma_hi", sigmaHi, b);
+        exe.write("sigma_lo", sigmaLo, b);
+        exe.write("weight", weight, b);
+        exe.write("scalars", scalars, scalars.length);
+        exe.run(b);
+        if (!readLoss) return Float.NaN;
+        float[] loss = new float[1];
+        exe.read("loss", loss, 1);
+        return loss[0];
+    }
+
+    private Executable trainer(int batch) {
+        if (trainer == null || trainer.maxBatch() < batch) {
+            if (trainer != null) trainer.close();
+            trainProgram = Compiler.trainStep(spec);
+            trainer = backend.load(trainProgram.program(), batch);
+            if (trainer instanceof JvmExecutable j) {
+                j.bind("params", params);
+                j.bind("target", target);
+                j.bind("ema", ema);
+                j.bind("adam_m", adamM);
+                j.bind("adam_v", adamV);
+            }
+        }
+        return trainer;
+    }
+
+    @Override
+    public void close() {
+        if (sampler != null) sampler.close();
+        if (trainer != null) trainer.close();
+    }
+}

@@ -1,0 +1,97 @@
+package dev.cmc.runtime.bench;
+
+import dev.cmc.compile.Compiler;
+import dev.cmc.dsl.Spec;
+import dev.cmc.runtime.jvm.JvmBackend;
+import dev.cmc.runtime.jvm.JvmExecutable;
+import dev.cmc.kernel.OptimizerScalars;
+
+import java.util.Arrays;
+import java.util.SplittableRandom;
+import java.util.function.Consumer;
+
+/** The measurements behind `cmc bench`: compile time, 1-step sampling throughput, CT training-step time. */
+public final class Bench {
+    private Bench() {}
+
+    public record Result(String model, long params, double compileMs, int batch, double sampleMs, int trainBatch, double stepMs,
+                         double flopsPerSample, int threads) {
+        public double samplesPerSecond() { return batch / (sampleMs / 1e3); }
+        public double sampleGflops() { return flopsPerSample * samplesPerSecond() / 1e9; }
+
+        public String table() {
+            return String.format("""
+                    model %s, %,d parameters, jvm backend, %d threads
+                      compile (both programs, javac in-process)  %8.1f ms
+                      1-step sampling, batch %-6d             %8.2f ms   %,.0f samples/s   %.1f GFLOP/s
+                      CT training step, batch %-6d            %8.2f ms""",
+                    model, params, threads, compileMs, batch, sampleMs, samplesPerSecond(), sampleGflops(), trainBatch, stepMs);
+        }
+
+        public String json() {
+            return String.format("{\"model\":\"%s\",\"params\":%d,\"backend\":\"jvm\",\"threads\":%d,\"compile_ms\":%.2f,"
+                    + "\"sample_batch\":%d,\"sample_ms\":%.3f,\"samples_per_s\":%.1f,\"sample_gflops\":%.2f,\"train_batch\":%d,\"train_step_ms\":%.3f}\n",
+                    model, params, threads, compileMs, batch, sampleMs, samplesPerSecond(), sampleGflops(), trainBatch, stepMs);
+        }
+    }
+
+    /** Forward FLOPs per sample: 2·(in·out) per dense layer. */
+    public static double flopsPerSample(Spec s) {
+        long d = s.model().inputDim(), h = s.model().hiddenSize(), e = (long) s.model().expansion() * h;
+        return 2.0 * (h * h + d * h + s.model().numLayers() * 2L * h * e + h * d);
+    }
+
+    public static Result run(Spec spec, int batch, int trainBatch, double seconds, Consumer<String> log) {
+        var backend = new JvmBackend();
+        long t0 = System.nanoTime();
+        var sampler = Compiler.sampler(spec);
+        var train = Compiler.trainStep(spec);
+        JvmExecutable s = backend.load(sampler.program(), batch);
+        JvmExecutable t = backend.load(train.program(), trainBatch);
+        double compileMs = (System.nanoTime() - t0) / 1e6;
+        var rng = new SplittableRandom(1);
+        float[] params = sampler.layout().initialize(1);
+        s.bind("params", params);
+        float[] x = new float[batch * spec.model().inputDim()];
+        for (int i = 0; i < x.length; i++) x[i] = (float) (spec.model().sigmaMax() * rng.nextGaussian());
+        float[] sigma = new float[batch];
+        Arrays.fill(sigma, (float) spec.model().sigmaMax());
+        s.write("x", x, x.length);
+        s.write("sigma", sigma, batch);
+        log.accept("measuring 1-step sampling at batch " + batch + " ...");
+        double sampleMs = time(() -> s.run(batch), seconds);
+
+        t.bind("params", train.layout().initialize(1));
+        t.bind("target", train.layout().initialize(1));
+        int d = spec.model().inputDim();
+        float[] x0 = new float[trainBatch * d], z = new float[trainBatch * d], hi = new float[trainBatch], lo = new float[trainBatch], w = new float[trainBatch];
+        for (int i = 0; i < x0.length; i++) { x0[i] = (float) rng.nextGaussian(); z[i] = (float) rng.nextGaussian(); }
+        for (int i = 0; i < trainBatch; i++) { lo[i] = (float) (0.002 + rng.nextDouble()); hi[i] = lo[i] * 1.5f; w[i] = 1; }
+        for (var e : java.util.Map.of("x0", x0, "z", z, "sigma_hi", hi, "sigma_lo", lo, "weight", w).entrySet()) t.write(e.getKey(), e.getValue(), e.getValue().length);
+        float[] sc = new float[OptimizerScalars.SIZE];
+        OptimizerScalars.fill(sc, "adam", 1, 1e-5, 0.9, 0.999, 1e-8, 0, 0.9, 0.999, 1);
+        t.write("scalars", sc, sc.length);
+        log.accept("measuring the CT training step at batch " + trainBatch + " ...");
+        double stepMs = time(() -> t.run(trainBatch), seconds);
+        s.close();
+        t.close();
+        return new Result(spec.name(), sampler.layout().total(), compileMs, batch, sampleMs, trainBatch, stepMs, flopsPerSample(spec),
+                Runtime.getRuntime().availableProcessors());
+    }
+
+    /** Warm up for a third of the budget (JIT), then the median of timed runs over the rest. */
+    private static double time(Runnable r, double seconds) {
+        long warmEnd = System.nanoTime() + (long) (seconds / 3 * 1e9);
+        int warm = 0;
+        while (System.nanoTime() < warmEnd || warm < 3) { r.run(); warm++; }
+        var samples = new java.util.ArrayList<Double>();
+        long end = System.nanoTime() + (long) (seconds * 2 / 3 * 1e9);
+        while (System.nanoTime() < end || samples.size() < 5) {
+            long a = System.nanoTime();
+            r.run();
+            samples.add((System.nanoTime() - a) / 1e6);
+        }
+        samples.sort(null);
+        return samples.get(samples.size() / 2);
+    }
+}

@@ -1,0 +1,98 @@
+package dev.cmc.runtime.train;
+
+import dev.cmc.runtime.api.ConsistencyModel;
+
+import java.io.IOException;
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
+import java.nio.channels.FileChannel;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.*;
+import java.util.LinkedHashMap;
+import java.util.Map;
+import java.util.regex.Matcher;
+import java.util.regex.Pattern;
+
+/**
+ * Checkpoints in the safetensors format: an 8-byte little-endian header length, a JSON header naming each
+ * tensor's dtype, shape and byte range, then the raw data. Tensors: params, ema, target, adam_m, adam_v (F32,
+ * flat). Metadata: the step, the spec's text. Written to a temporary file, fsynced, then renamed into place.
+ */
+public final class Checkpoint {
+    private Checkpoint() {}
+
+    private static final String[] TENSORS = {"params", "ema", "target", "adam_m", "adam_v"};
+
+    public static void save(ConsistencyModel model, Path path) throws IOException {
+        Map<String, float[]> tensors = new LinkedHashMap<>();
+        tensors.put("params", model.params());
+        tensors.put("ema", model.ema());
+        tensors.put("target", model.target());
+        tensors.put("adam_m", model.adamM());
+        tensors.put("adam_v", model.adamV());
+        var header = new StringBuilder("{\"__metadata__\":{\"format\":\"cmc\",\"step\":\"" + model.step() + "\",\"spec\":")
+                .append(jsonString(model.spec().source())).append("}");
+        long offset = 0;
+        for (var e : tensors.entrySet()) {
+            long bytes = 4L * e.getValue().length;
+            header.append(",\"").append(e.getKey()).append("\":{\"dtype\":\"F32\",\"shape\":[").append(e.getValue().length)
+                  .append("],\"data_offsets\":[").append(offset).append(",").append(offset + bytes).append("]}");
+            offset += bytes;
+        }
+        header.append("}");
+        while ((header.length() + 8) % 8 != 0) header.append(' ');
+        byte[] h = header.toString().getBytes(StandardCharsets.UTF_8);
+        Path tmp = path.resolveSibling("." + path.getFileName() + ".tmp");
+        try (FileChannel ch = FileChannel.open(tmp, StandardOpenOption.CREATE, StandardOpenOption.WRITE, StandardOpenOption.TRUNCATE_EXISTING)) {
+            ByteBuffer len = ByteBuffer.allocate(8).order(ByteOrder.LITTLE_ENDIAN).putLong(h.length).flip();
+            while (len.hasRemaining()) ch.write(len);
+            ByteBuffer hb = ByteBuffer.wrap(h);
+            while (hb.hasRemaining()) ch.write(hb);
+            for (float[] t : tensors.values()) {
+                ByteBuffer data = ByteBuffer.allocate(4 * t.length).order(ByteOrder.LITTLE_ENDIAN);
+                data.asFloatBuffer().put(t);
+                while (data.hasRemaining()) ch.write(data);
+            }
+            ch.force(true);
+        }
+        Files.move(tmp, path, StandardCopyOption.REPLACE_EXISTING, StandardCopyOption.ATOMIC_MOVE);
+    }
+
+    /** Loads weights, optimizer state and step into the model; fails clearly if shapes do not match. */
+    public static void load(ConsistencyModel model, Path path) throws IOException {
+        if (!Files.isRegularFile(path)) throw new IOException(path + ": no such checkpoint file");
+        byte[] bytes = Files.readAllBytes(path);
+        if (bytes.length < 8) throw new IOException(path + ": not a safetensors file (too short)");
+        long hlen = ByteBuffer.wrap(bytes, 0, 8).order(ByteOrder.LITTLE_ENDIAN).getLong();
+        if (hlen <= 0 || 8 + hlen > bytes.length) throw new IOException(path + ": not a safetensors file (bad header length)");
+        String header = new String(bytes, 8, (int) hlen, StandardCharsets.UTF_8);
+        Map<String, float[]> into = Map.of("params", model.params(), "ema", model.ema(), "target", model.target(),
+                "adam_m", model.adamM(), "adam_v", model.adamV());
+        for (String name : TENSORS) {
+            Matcher m = Pattern.compile("\"" + name + "\":\\{\"dtype\":\"F32\",\"shape\":\\[(\\d+)],\"data_offsets\":\\[(\\d+),(\\d+)]").matcher(header);
+            if (!m.find()) throw new IOException(path + ": no tensor '" + name + "' (not a cmc checkpoint?)");
+            int n = Integer.parseInt(m.group(1));
+            float[] dst = into.get(name);
+            if (n != dst.length) throw new IOException(path + ": tensor '" + name + "' has " + n + " values but this spec's model has " + dst.length);
+            long start = 8 + hlen + Long.parseLong(m.group(2));
+            ByteBuffer.wrap(bytes, (int) start, 4 * n).order(ByteOrder.LITTLE_ENDIAN).asFloatBuffer().get(dst);
+        }
+        Matcher step = Pattern.compile("\"step\":\"(\\d+)\"").matcher(header);
+        if (step.find()) model.setStep(Long.parseLong(step.group(1)));
+    }
+
+    static String jsonString(String s) {
+        var out = new StringBuilder("\"");
+        for (char c : s.toCharArray()) {
+            switch (c) {
+                case '"' -> out.append("\\\"");
+                case '\\' -> out.append("\\\\");
+                case '\n' -> out.append("\\n");
+                case '\r' -> out.append("\\r");
+                case '\t' -> out.append("\\t");
+                default -> { if (c < 0x20) out.append(String.format("\\u%04x", (int) c)); else out.append(c); }
+            }
+        }
+        return out.append('"').toString();
+    }
+}

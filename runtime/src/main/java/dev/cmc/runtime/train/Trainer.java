@@ -1,0 +1,66 @@
+package dev.cmc.runtime.train;
+
+import dev.cmc.dsl.Spec;
+import dev.cmc.runtime.api.ConsistencyModel;
+import dev.cmc.runtime.data.Datasets;
+
+import java.util.SplittableRandom;
+
+/**
+ * The training loop: draws batches, picks noise-level pairs by the CT or iCT curriculum, and runs the
+ * compiled step. Everything the next step needs beyond the weights is the step counter and the RNG.
+ */
+public final class Trainer {
+    /** Called after each step; loss is NaN on steps that did not read it back. */
+    public interface Progress { void step(long step, long total, float loss, int n); }
+
+    /** The loss stopped being finite: training halts, the last good weights are the caller's to keep. */
+    public static final class DivergedException extends RuntimeException {
+        public DivergedException(String message) { super(message); }
+    }
+
+    private final ConsistencyModel model;
+    private final Datasets.Data data;
+    private final SplittableRandom rng;
+    private final int lossEvery;
+
+    public Trainer(ConsistencyModel model, Datasets.Data data, long seed, int lossEvery) {
+        this.model = model;
+        this.data = data;
+        this.rng = new SplittableRandom(seed);
+        this.lossEvery = Math.max(1, lossEvery);
+    }
+
+    /** Runs steps until the model has taken {@code until} steps in total. */
+    public void run(long until, Progress progress) {
+        Spec spec = model.spec();
+        var t = spec.train();
+        var m = spec.model();
+        int b = t.batchSize(), d = m.inputDim();
+        boolean ict = t.method().equals("ict");
+        float[] x0 = new float[b * d], z = new float[b * d], hi = new float[b], lo = new float[b], w = new float[b];
+        while (model.step() < until) {
+            long k = model.step();
+            int n = ict ? Schedules.ictSteps(k, t.steps(), t.s0(), t.s1()) : Schedules.ctSteps(k, t.steps(), t.s0(), t.s1());
+            double mu = ict ? 0 : Schedules.ctMu(n, t.s0(), t.mu0());
+            double[] sigmas = Schedules.karras(n, m.sigmaMin(), m.sigmaMax(), spec.schedule().rho());
+            double[] pick = ict ? Schedules.ictIndexWeights(sigmas) : null;
+            for (int i = 0; i < b; i++) {
+                int row = rng.nextInt(data.n());
+                System.arraycopy(data.values(), row * d, x0, i * d, d);
+                int idx = ict ? Schedules.pick(pick, rng) : rng.nextInt(n - 1);
+                lo[i] = (float) sigmas[idx];
+                hi[i] = (float) sigmas[idx + 1];
+                w[i] = ict ? (float) (1 / (sigmas[idx + 1] - sigmas[idx])) : 1f;
+            }
+            for (int i = 0; i < z.length; i++) z[i] = (float) rng.nextGaussian();
+            boolean read = (k + 1) % lossEvery == 0 || k + 1 == until;
+            float loss = model.trainStep(x0, z, hi, lo, w, mu, read);
+            if (read && !Float.isFinite(loss)) {
+                throw new DivergedException("loss became " + loss + " at step " + (k + 1) + "; try a lower train.lr (now " + t.lr()
+                        + ") or set train.grad_clip");
+            }
+            progress.step(model.step(), until, loss, n);
+        }
+    }
+}

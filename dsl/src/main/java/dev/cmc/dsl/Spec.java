@@ -29,7 +29,6 @@ public record Spec(String name, String fileName, String source, Model model, Sch
 
     /** The seed's defaults for a model of this input dimension. */
     public static Spec recommendedDefaults(int inputDim) {
-        return SpecLoader.fromText("<defaults>", "model default { input_dim = " + inputDim + "; }\n"
-                + "data { source = \"" + (inputDim == 64 ? "builtin:glyphs8x8" : inputDim == 2 ? "builtin:swiss_roll" : "builtin:none") + "\"; }");
+        return SpecLoader.fromText("<defaults>", "model default { input_dim = " + inputDim + "; }\n");
     }
 }

@@ -47,6 +47,14 @@ public final class SpecParser {
                     length = Math.max(1, t.getStopIndex() - t.getStartIndex() + 1);
                     text = t.getText();
                 }
+                // "missing ';'" belongs right after the token it should follow, not at the next line's token.
+                if (msg.startsWith("missing") && recognizer instanceof Parser p && p.getTokenStream().LT(-1) != null) {
+                    Token prev = p.getTokenStream().LT(-1);
+                    String what = msg.replaceAll("^missing (.*) at .*$", "$1");
+                    errors.add(new Diagnostic(new Position(fileName, prev.getLine(), prev.getCharPositionInLine() + prev.getText().length() + 1, 1),
+                            "missing " + what + " after '" + prev.getText() + "'"));
+                    return;
+                }
                 errors.add(new Diagnostic(new Position(fileName, line, col + 1, length), friendly(msg, text)));
             }
         };

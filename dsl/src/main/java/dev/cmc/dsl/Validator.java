@@ -161,7 +161,10 @@ public final class Validator {
                 d("train", "grad_clip"), d("train", "ema_decay"), mu0, s0, s1, s("train", "loss"), huberC,
                 i("train", "seed"), i("train", "checkpoint_every"), teacher);
 
-        var data = new Spec.Data(s("data", "source"), (int) i("data", "samples"), (Boolean) raw("data", "normalize"));
+        // Without a data block, pick the builtin set of the model's dimension (glyphs8x8 for the seed's 64).
+        String source = given("data", "source") != null ? s("data", "source")
+                : model.inputDim() == 64 ? "builtin:glyphs8x8" : model.inputDim() == 2 ? "builtin:swiss_roll" : "builtin:none";
+        var data = new Spec.Data(source, (int) i("data", "samples"), (Boolean) raw("data", "normalize"));
         checkData(data, model);
 
         List<Double> sigmas = isAuto("sample", "sigmas") ? List.of() : castList(raw("sample", "sigmas"));

@@ -56,7 +56,7 @@ public final class Schema {
             key("checkpoint_every", new KeyType.Int(0, MAX), 500L, "steps between checkpoints; 0 is only at the end"),
             key("teacher", new KeyType.Text(), "", "teacher checkpoint for cd"));
         block("data",
-            key("source", new KeyType.Text(), "builtin:swiss_roll", "\"builtin:NAME\", or a path to a .csv or .npy file"),
+            key("source", new KeyType.Text(), "auto", "\"builtin:NAME\", or a path to a .csv or .npy file (auto: glyphs8x8 for 64-d, swiss_roll for 2-d)"),
             key("samples", new KeyType.Int(1, 1 << 28), 20000L, "how many vectors to draw from a builtin set"),
             key("normalize", new KeyType.Flag(), false, "scale the data to standard deviation sigma_data"));
         block("sample",

@@ -50,7 +50,7 @@ final class TrainCommand implements Callable<Integer> {
             float[] untrained = model.sample(model.params(), Math.min(2000, heldOut.n()), s.sample().seed(), new double[]{s.model().sigmaMax()});
             System.out.printf("training %s: %,d parameters, %s, %d steps of %d on jvm (%d threads)%n", s.name(), model.paramCount(),
                     s.train().method(), s.train().steps(), s.train().batchSize(), Runtime.getRuntime().availableProcessors());
-            var trainer = new Trainer(model, data, s.train().seed() + model.step(), 10);
+            var trainer = new Trainer(model, data, s.train().seed(), 10);
             var losses = new StringBuilder("step,loss\n");
             try (ProgressBar bar = new ProgressBarBuilder().setTaskName("train").setInitialMax(s.train().steps())
                     .setStyle(ProgressBarStyle.ASCII).showSpeed().setUpdateIntervalMillis(500).build()) {

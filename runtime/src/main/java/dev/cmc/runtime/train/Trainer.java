@@ -21,14 +21,22 @@ public final class Trainer {
 
     private final ConsistencyModel model;
     private final Datasets.Data data;
-    private final SplittableRandom rng;
+    private final long seed;
     private final int lossEvery;
 
     public Trainer(ConsistencyModel model, Datasets.Data data, long seed, int lossEvery) {
         this.model = model;
         this.data = data;
-        this.rng = new SplittableRandom(seed);
+        this.seed = seed;
         this.lossEvery = Math.max(1, lossEvery);
+    }
+
+    /**
+     * Each step draws from its own stream, derived from the seed and the step number: a run resumed from a
+     * checkpoint at step k draws exactly what an uninterrupted run draws from step k on.
+     */
+    static SplittableRandom streamFor(long seed, long step) {
+        return new SplittableRandom(seed * 0x9E3779B97F4A7C15L + step).split();
     }
 
     /** Runs steps until the model has taken {@code until} steps in total. */
@@ -41,6 +49,7 @@ public final class Trainer {
         float[] x0 = new float[b * d], z = new float[b * d], hi = new float[b], lo = new float[b], w = new float[b];
         while (model.step() < until) {
             long k = model.step();
+            SplittableRandom rng = streamFor(seed, k);
             int n = ict ? Schedules.ictSteps(k, t.steps(), t.s0(), t.s1()) : Schedules.ctSteps(k, t.steps(), t.s0(), t.s1());
             double mu = ict ? 0 : Schedules.ctMu(n, t.s0(), t.mu0());
             double[] sigmas = Schedules.karras(n, m.sigmaMin(), m.sigmaMax(), spec.schedule().rho());

@@ -259,8 +259,8 @@ public final class JavaRenderer {
                 line("sg += gv;");
                 line("sgx += gv * xh;");
             });
-            line("float mg = (vg.reduceLanes(VectorOperators.ADD) + sg) / " + n + ";");
-            line("float mgx = (vgx.reduceLanes(VectorOperators.ADD) + sgx) / " + n + ";");
+            line("float mg = (sum(vg) + sg) / " + n + ";");
+            line("float mgx = (sum(vgx) + sgx) / " + n + ";");
         }
         columnLoop(d, (col, mask) -> {
             line("FloatVector xh = " + vec(nk.x(), d, "r", col, null, mask, "") + ".sub(mean).mul(rstd);");
@@ -297,7 +297,7 @@ public final class JavaRenderer {
                 line("s" + name + " += t * t;");
             }
         });
-        line("float " + name + " = v" + name + ".reduceLanes(VectorOperators.ADD) + s" + name + ";");
+        line("float " + name + " = sum(v" + name + ") + s" + name + ";");
     }
 
     private void reduceCols(Kernel.ReduceCols rk) {
@@ -365,7 +365,7 @@ public final class JavaRenderer {
         line("    FloatVector g = FloatVector.fromArray(S, " + var(s.array()) + ", i);");
         line("    acc = g.fma(g, acc);");
         line("}");
-        line("double sum = acc.reduceLanes(VectorOperators.ADD);");
+        line("double sum = sum(acc);");
         line("for (; i < " + s.count() + "; i++) sum += (double) " + var(s.array()) + "[i] * " + var(s.array()) + "[i];");
         line(var(s.out().array()) + "[" + s.out().offset() + "] = (float) sum;");
     }
@@ -510,12 +510,8 @@ public final class JavaRenderer {
         return switch (op) {
             case NEG -> x + ".neg()";
             case SQRT -> x + ".sqrt()";
-            case EXP -> x + ".lanewise(VectorOperators.EXP)";
-            case LOG -> x + ".lanewise(VectorOperators.LOG)";
-            case SIN -> x + ".lanewise(VectorOperators.SIN)";
-            case COS -> x + ".lanewise(VectorOperators.COS)";
             case RELU -> x + ".max(0f)";
-            case SQUARE, SILU, DSILU, GELU, DGELU, STEP -> op.name().toLowerCase() + "(" + x + ")";
+            case EXP, LOG, SIN, COS, SQUARE, SILU, DSILU, GELU, DGELU, STEP -> op.name().toLowerCase() + "(" + x + ")";
             default -> throw new IllegalStateException(op + " is not unary");
         };
     }
@@ -524,48 +520,118 @@ public final class JavaRenderer {
         return switch (op) {
             case NEG -> "(-" + x + ")";
             case SQRT -> "(float) Math.sqrt(" + x + ")";
-            case EXP -> "(float) Math.exp(" + x + ")";
-            case LOG -> "(float) Math.log(" + x + ")";
-            case SIN -> "(float) Math.sin(" + x + ")";
-            case COS -> "(float) Math.cos(" + x + ")";
+            case EXP -> "(float) StrictMath.exp(" + x + ")";
+            case LOG -> "(float) StrictMath.log(" + x + ")";
+            case SIN -> "(float) StrictMath.sin(" + x + ")";
+            case COS -> "(float) StrictMath.cos(" + x + ")";
             case RELU -> "Math.max(" + x + ", 0f)";
             case SQUARE, SILU, DSILU, GELU, DGELU, STEP -> op.name().toLowerCase() + "(" + x + ")";
             default -> throw new IllegalStateException(op + " is not unary");
         };
     }
 
-    /** The activations and their derivatives, vector and scalar, beside each other. */
+    /**
+     * The math the kernels call, vector and scalar beside each other. Transcendentals are written out with
+     * add, mul, fma, sqrt and bit operations only, never VectorOperators.EXP/SIN/TANH or reduceLanes: those
+     * round differently in the interpreter, C1 and C2, and training must give the same bits however warm
+     * the JIT is (a resumed run has to match an uninterrupted one). Scalar paths use StrictMath for the same reason.
+     */
     private void helpers() {
         String k = f(Math.sqrt(2 / Math.PI)), c = f(0.044715), c3 = f(3 * 0.044715);
         for (int i = 1; i < lanes; i++) {
             line("static final VectorMask<Float> MASK_" + i + " = VectorMask.fromLong(S, " + ((1L << i) - 1) + "L);");
         }
-        line("static FloatVector square(FloatVector x) { return x.mul(x); }");
-        line("static float square(float x) { return x * x; }");
-        line("static FloatVector silu(FloatVector x) { return x.div(x.neg().lanewise(VectorOperators.EXP).add(1f)); }");
-        line("static float silu(float x) { return x / (1f + (float) Math.exp(-x)); }");
-        line("static FloatVector dsilu(FloatVector x) {");
-        line("    FloatVector s = FloatVector.broadcast(S, 1f).div(x.neg().lanewise(VectorOperators.EXP).add(1f));");
-        line("    return s.mul(x.mul(s.neg().add(1f)).add(1f));");
-        line("}");
-        line("static float dsilu(float x) { float s = 1f / (1f + (float) Math.exp(-x)); return s * (1f + x * (1f - s)); }");
-        comment("GELU in its tanh form (PyTorch's approximate='tanh').");
-        line("static FloatVector gelu(FloatVector x) {");
-        line("    FloatVector t = x.mul(x).mul(x).mul(" + c + ").add(x).mul(" + k + ").lanewise(VectorOperators.TANH);");
-        line("    return x.mul(0.5f).mul(t.add(1f));");
-        line("}");
-        line("static float gelu(float x) { return 0.5f * x * (1f + (float) Math.tanh(" + k + " * (x + " + c + " * x * x * x))); }");
-        line("static FloatVector dgelu(FloatVector x) {");
-        line("    FloatVector t = x.mul(x).mul(x).mul(" + c + ").add(x).mul(" + k + ").lanewise(VectorOperators.TANH);");
-        line("    FloatVector inner = x.mul(x).mul(" + c3 + ").add(1f).mul(" + k + ");");
-        line("    return t.add(1f).mul(0.5f).add(x.mul(0.5f).mul(t.mul(t).neg().add(1f)).mul(inner));");
-        line("}");
-        line("static float dgelu(float x) {");
-        line("    float t = (float) Math.tanh(" + k + " * (x + " + c + " * x * x * x));");
-        line("    return 0.5f * (1f + t) + 0.5f * x * (1f - t * t) * " + k + " * (1f + " + c3 + " * x * x);");
-        line("}");
-        line("static FloatVector step(FloatVector x) { return FloatVector.zero(S).blend(1f, x.compare(VectorOperators.GT, 0f)); }");
-        line("static float step(float x) { return x > 0 ? 1f : 0f; }");
+        String text = """
+                /** The lanes added in order, 0 to n-1: the same bits in every JIT tier. */
+                static float sum(FloatVector v) {
+                    float s = 0f;
+                    for (int i = 0; i < S.length(); i++) s += v.lane(i);
+                    return s;
+                }
+
+                /** round half away from zero, as a float */
+                static FloatVector round(FloatVector x) {
+                    FloatVector half = FloatVector.broadcast(S, 0.5f).blend(-0.5f, x.compare(VectorOperators.LT, 0f));
+                    return (FloatVector) x.add(half).convert(VectorOperators.F2I, 0).convert(VectorOperators.I2F, 0);
+                }
+
+                /** e^x = 2^n · e^r with n = round(x / ln 2), |r| <= ln 2 / 2, e^r by Taylor to r^7 (rel. error < 1e-8). */
+                static FloatVector exp(FloatVector x) {
+                    x = x.max(-87.0f).min(88.0f);
+                    FloatVector n = round(x.mul(1.4426950408889634f));
+                    FloatVector r = n.mul(-0.693145751953125f).add(x).add(n.mul(-1.4286068203094173e-6f));
+                    FloatVector p = FloatVector.broadcast(S, 1f / 5040f);
+                    p = p.fma(r, FloatVector.broadcast(S, 1f / 720f));
+                    p = p.fma(r, FloatVector.broadcast(S, 1f / 120f));
+                    p = p.fma(r, FloatVector.broadcast(S, 1f / 24f));
+                    p = p.fma(r, FloatVector.broadcast(S, 1f / 6f));
+                    p = p.fma(r, FloatVector.broadcast(S, 0.5f));
+                    p = p.fma(r, FloatVector.broadcast(S, 1f));
+                    p = p.fma(r, FloatVector.broadcast(S, 1f));
+                    IntVector bits = ((IntVector) n.convert(VectorOperators.F2I, 0)).add(127).lanewise(VectorOperators.LSHL, 23);
+                    return p.mul(bits.reinterpretAsFloats());
+                }
+
+                /** sin x: reduce to [-π, π] by 2π, fold to [-π/2, π/2] (sin(π − y) = sin y), Taylor to y^13. */
+                static FloatVector sin(FloatVector x) {
+                    FloatVector k = round(x.mul(0.15915494309189535f));
+                    FloatVector y = k.mul(-6.28125f).add(x).add(k.mul(-0.0019353071795864769f));
+                    FloatVector pi = FloatVector.broadcast(S, 3.1415927f);
+                    y = y.blend(pi.sub(y), y.compare(VectorOperators.GT, 1.5707964f));
+                    y = y.blend(pi.neg().sub(y), y.compare(VectorOperators.LT, -1.5707964f));
+                    FloatVector y2 = y.mul(y);
+                    FloatVector p = FloatVector.broadcast(S, 1.6059043836821613e-10f);
+                    p = p.fma(y2, FloatVector.broadcast(S, -2.505210838544172e-8f));
+                    p = p.fma(y2, FloatVector.broadcast(S, 2.7557319223985893e-6f));
+                    p = p.fma(y2, FloatVector.broadcast(S, -1.984126984126984e-4f));
+                    p = p.fma(y2, FloatVector.broadcast(S, 8.333333333333333e-3f));
+                    p = p.fma(y2, FloatVector.broadcast(S, -0.16666666666666666f));
+                    return p.mul(y2).fma(y, y);
+                }
+
+                static FloatVector cos(FloatVector x) { return sin(x.add(1.5707963267948966f)); }
+
+                /** log x, lane by lane with StrictMath: only small [B,1] columns take logs. */
+                static FloatVector log(FloatVector x) {
+                    float[] t = new float[S.length()];
+                    x.intoArray(t, 0);
+                    for (int i = 0; i < t.length; i++) t[i] = (float) StrictMath.log(t[i]);
+                    return FloatVector.fromArray(S, t, 0);
+                }
+
+                static FloatVector tanh(FloatVector x) {
+                    return FloatVector.broadcast(S, 1f).sub(FloatVector.broadcast(S, 2f).div(exp(x.mul(2f)).add(1f)));
+                }
+
+                static FloatVector square(FloatVector x) { return x.mul(x); }
+                static float square(float x) { return x * x; }
+                static FloatVector silu(FloatVector x) { return x.div(exp(x.neg()).add(1f)); }
+                static float silu(float x) { return x / (1f + (float) StrictMath.exp(-x)); }
+                static FloatVector dsilu(FloatVector x) {
+                    FloatVector s = FloatVector.broadcast(S, 1f).div(exp(x.neg()).add(1f));
+                    return s.mul(x.mul(s.neg().add(1f)).add(1f));
+                }
+                static float dsilu(float x) { float s = 1f / (1f + (float) StrictMath.exp(-x)); return s * (1f + x * (1f - s)); }
+                // GELU in its tanh form (PyTorch's approximate='tanh').
+                static FloatVector gelu(FloatVector x) {
+                    FloatVector t = tanh(x.mul(x).mul(x).mul(GELU_C).add(x).mul(GELU_K));
+                    return x.mul(0.5f).mul(t.add(1f));
+                }
+                static float gelu(float x) { return 0.5f * x * (1f + (float) StrictMath.tanh(GELU_K * (x + GELU_C * x * x * x))); }
+                static FloatVector dgelu(FloatVector x) {
+                    FloatVector t = tanh(x.mul(x).mul(x).mul(GELU_C).add(x).mul(GELU_K));
+                    FloatVector inner = x.mul(x).mul(GELU_C3).add(1f).mul(GELU_K);
+                    return t.add(1f).mul(0.5f).add(x.mul(0.5f).mul(t.mul(t).neg().add(1f)).mul(inner));
+                }
+                static float dgelu(float x) {
+                    float t = (float) StrictMath.tanh(GELU_K * (x + GELU_C * x * x * x));
+                    return 0.5f * (1f + t) + 0.5f * x * (1f - t * t) * GELU_K * (1f + GELU_C3 * x * x);
+                }
+                static FloatVector step(FloatVector x) { return FloatVector.zero(S).blend(1f, x.compare(VectorOperators.GT, 0f)); }
+                static float step(float x) { return x > 0 ? 1f : 0f; }
+                """;
+        line("static final float GELU_K = " + k + ", GELU_C = " + c + ", GELU_C3 = " + c3 + ";");
+        for (String l : text.split("\n")) line(l);
     }
 
     // ---- small text helpers ----

@@ -75,6 +75,7 @@ public final class Checkpoint {
             float[] dst = into.get(name);
             if (n != dst.length) throw new IOException(path + ": tensor '" + name + "' has " + n + " values but this spec's model has " + dst.length);
             long start = 8 + hlen + Long.parseLong(m.group(2));
+            if (start + 4L * n > bytes.length) throw new IOException(path + ": truncated: tensor '" + name + "' runs past the end of the file");
             ByteBuffer.wrap(bytes, (int) start, 4 * n).order(ByteOrder.LITTLE_ENDIAN).asFloatBuffer().get(dst);
         }
         Matcher step = Pattern.compile("\"step\":\"(\\d+)\"").matcher(header);

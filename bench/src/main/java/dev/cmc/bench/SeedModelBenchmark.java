@@ -52,10 +52,8 @@ public class SeedModelBenchmark {
         var rng = new SplittableRandom(1);
         float[] x = new float[sampleBatch * 64];
         for (int i = 0; i < x.length; i++) x[i] = (float) (80 * rng.nextGaussian());
-        float[] sigma = new float[sampleBatch];
-        Arrays.fill(sigma, 80f);
         sampler.write("x", x, x.length);
-        sampler.write("sigma", sigma, sigma.length);
+        sampler.write("sigma", new float[]{80f}, 1);
 
         var t = Compiler.trainStep(spec);
         trainStep = backend.load(t.program(), trainBatch);

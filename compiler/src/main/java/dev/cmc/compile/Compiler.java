@@ -22,14 +22,27 @@ public final class Compiler {
     /** A compiled program with the graph it came from, kept for the reference interpreter and tests. */
     public record Compiled(Program program, Graph graph, Map<String, Node> outputs, ParamLayout layout) {}
 
-    /** f(x, σ): inputs x[B,d] and sigma[B,1], output out[B,d], weights from the "params" array. */
+    /**
+     * The sampler: f(x, σ) for x[B,d] at one σ shared by the whole batch (sigma is [1,1]), as every step of
+     * Algorithm 1 is. The σ embedding, its dense layer and c_in, c_skip, c_out are then computed once, not
+     * once per row. Output out[B,d]; weights from the "params" array.
+     */
     public static Compiled sampler(Spec spec) {
+        return denoiser(spec, Shape.scalar(), "_sample");
+    }
+
+    /** f(x, σ) with a σ per row (sigma is [B,1]): for evaluating the loss and for tests. */
+    public static Compiled denoiser(Spec spec) {
+        return denoiser(spec, Shape.batch(1), "_denoise");
+    }
+
+    private static Compiled denoiser(Spec spec, Shape sigmaShape, String suffix) {
         var model = new ConsistencyModelGraph(spec.model());
         ParamLayout layout = model.layout();
         var g = new Graph();
         int d = spec.model().inputDim();
         Node x = g.input("x", Shape.batch(d));
-        Node sigma = g.input("sigma", Shape.batch(1));
+        Node sigma = g.input("sigma", sigmaShape);
         Node f = model.denoise(g, x, sigma, "");
 
         var bound = new LinkedHashMap<Node, Buf>();
@@ -39,7 +52,7 @@ public final class Compiler {
         bindParams(bound, declared, g, layout, "", "params", Program.Role.PARAMS);
         declare(declared, "out", Program.Role.OUTPUT, f.shape());
         bound.put(f, Buf.whole("out", f.shape()));
-        Program p = Fusion.fuse(spec.name() + "_sample", g, bound, declared);
+        Program p = Fusion.fuse(spec.name() + suffix, g, bound, declared);
         return new Compiled(p, g, Map.of("out", f), layout);
     }
 

@@ -49,7 +49,6 @@ public final class Fusion {
     private Program run(String name) {
         for (Node n : order) for (Node in : n.inputs()) consumers.computeIfAbsent(in, k -> new ArrayList<>()).add(n);
         for (Node n : order) if (isAnchor(n)) absorb(n);
-        for (Node n : order) if (materialized(n)) bufferOf(n);
         for (Node n : order) {
             if (isAnchor(n)) kernels.add(anchorKernel(n));
             else if (n.op().isElementwise() && !owner.containsKey(n) && materialized(n)) kernels.add(elementwiseKernel(n));
@@ -183,11 +182,7 @@ public final class Fusion {
 
     private List<Let> epilogue(Node anchor) {
         var lets = new ArrayList<Let>();
-        if (outputs.contains(anchor) || materialized(anchor) && !isAnchor(anchor)) {
-            lets.add(new Let(anchor.id(), new Expr.Acc(), bufferOf(anchor)));
-        } else if (needsStore(anchor)) {
-            lets.add(new Let(anchor.id(), new Expr.Acc(), bufferOf(anchor)));
-        }
+        if (needsStore(anchor)) lets.add(new Let(anchor.id(), new Expr.Acc(), bufferOf(anchor)));
         for (Node n : absorbed.getOrDefault(anchor, List.of())) {
             lets.add(new Let(n.id(), inline(n, anchor), materialized(n) ? bufferOf(n) : null));
         }

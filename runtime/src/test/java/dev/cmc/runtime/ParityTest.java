@@ -26,19 +26,32 @@ class ParityTest {
     @ValueSource(strings = {"activation = silu;", "activation = gelu; input_scaling = none;", "activation = relu;"})
     void samplerMatchesReference(String extra) {
         Spec spec = spec(extra);
-        var c = Compiler.sampler(spec);
-        int batch = 7;
+        var rng = new SplittableRandom(11);
+        float[] perRow = new float[7];
+        for (int i = 0; i < perRow.length; i++) perRow[i] = (float) (0.002 + rng.nextDouble() * 20);
+        checkDenoiser(Compiler.denoiser(spec), perRow, 7);
+        checkDenoiser(Compiler.sampler(spec), new float[]{3.7f}, 7);
+        checkDenoiser(Compiler.sampler(spec), new float[]{80f}, 6);
+    }
+
+    /** The seed-default shapes (64 → 256 → 1024), which take the full-width GEMM tiles. */
+    @org.junit.jupiter.api.Test
+    void seedShapesMatchReference() {
+        Spec spec = SpecLoader.fromText("seed.cm", "model seed_default { input_dim = 64; hidden_size = 256; num_layers = 2; }");
+        checkDenoiser(Compiler.sampler(spec), new float[]{0.5f}, 6);
+    }
+
+    private void checkDenoiser(Compiler.Compiled c, float[] sigma, int batch) {
+        int dim = c.outputs().get("out").shape().cols();
         float[] params = c.layout().initialize(3);
         var rng = new SplittableRandom(11);
-        float[] x = random(rng, batch * 5, 2.0);
-        float[] sigma = new float[batch];
-        for (int i = 0; i < batch; i++) sigma[i] = (float) (0.002 + rng.nextDouble() * 20);
+        float[] x = random(rng, batch * dim, 2.0);
         try (JvmExecutable exe = new JvmBackend(2).load(c.program(), 8)) {
             exe.bind("params", params);
             exe.write("x", x, x.length);
-            exe.write("sigma", sigma, batch);
+            exe.write("sigma", sigma, sigma.length);
             exe.run(batch);
-            float[] out = new float[batch * 5];
+            float[] out = new float[batch * dim];
             exe.read("out", out, out.length);
 
             var values = new HashMap<String, double[]>();

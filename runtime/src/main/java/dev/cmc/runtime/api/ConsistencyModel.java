@@ -25,8 +25,7 @@ public final class ConsistencyModel implements AutoCloseable {
     private final Backend backend;
     private final ParamLayout layout;
     private final float[] params, target, ema, adamM, adamV;
-    private Executable sampler, trainer;
-    private Compiler.Compiled samplerProgram, trainProgram;
+    private Executable sampler, denoiser, trainer;
     private long step;
 
     private ConsistencyModel(Spec spec, Backend backend) {
@@ -83,29 +82,27 @@ public final class ConsistencyModel implements AutoCloseable {
         int d = outputSize();
         float[] out = new float[count * d];
         var rng = new SplittableRandom(seed);
-        Executable exe = sampler(weights);
+        Executable exe = load(sampler, weights, true);
         for (int start = 0; start < count; start += SAMPLE_CHUNK) {
             int b = Math.min(SAMPLE_CHUNK, count - start);
             float[] x = new float[b * d];
             for (int i = 0; i < x.length; i++) x[i] = (float) (sigmas[0] * rng.nextGaussian());
-            float[] sigma = new float[b];
             for (int s = 0; s < sigmas.length; s++) {
                 if (s > 0) {
                     double scale = Math.sqrt(Math.max(0, sigmas[s] * sigmas[s] - spec.model().sigmaMin() * spec.model().sigmaMin()));
                     for (int i = 0; i < x.length; i++) x[i] += (float) (scale * rng.nextGaussian());
                 }
-                java.util.Arrays.fill(sigma, (float) sigmas[s]);
-                x = denoise(exe, x, sigma, b);
+                x = denoise(exe, x, new float[]{(float) sigmas[s]}, b);
             }
             System.arraycopy(x, 0, out, start * d, x.length);
         }
         return out;
     }
 
-    /** f(x, σ) for a batch, with the given weights (online, target or EMA). */
+    /** f(x, σ) for a batch with a σ per row, with the given weights (online, target or EMA). */
     public float[] denoise(float[] weights, float[] x, float[] sigma, int batch) {
         float[] out = new float[batch * outputSize()];
-        Executable exe = sampler(weights);
+        Executable exe = load(denoiser, weights, false);
         for (int start = 0; start < batch; start += SAMPLE_CHUNK) {
             int b = Math.min(SAMPLE_CHUNK, batch - start);
             float[] xs = java.util.Arrays.copyOfRange(x, start * outputSize(), (start + b) * outputSize());
@@ -117,21 +114,23 @@ public final class ConsistencyModel implements AutoCloseable {
 
     private float[] denoise(Executable exe, float[] x, float[] sigma, int b) {
         exe.write("x", x, x.length);
-        exe.write("sigma", sigma, b);
+        exe.write("sigma", sigma, sigma.length);
         exe.run(b);
         float[] out = new float[x.length];
         exe.read("out", out, out.length);
         return out;
     }
 
-    private Executable sampler(float[] weights) {
-        if (sampler == null) {
-            samplerProgram = Compiler.sampler(spec);
-            sampler = backend.load(samplerProgram.program(), SAMPLE_CHUNK);
+    /** The shared-σ sampler or the per-row denoiser, compiled on first use, reading these weights. */
+    private Executable load(Executable cached, float[] weights, boolean sharedSigma) {
+        Executable exe = cached;
+        if (exe == null) {
+            exe = backend.load((sharedSigma ? Compiler.sampler(spec) : Compiler.denoiser(spec)).program(), SAMPLE_CHUNK);
+            if (sharedSigma) sampler = exe; else denoiser = exe;
         }
-        if (sampler instanceof JvmExecutable j) j.bind("params", weights);
-        else sampler.write("params", weights, weights.length);
-        return sampler;
+        if (exe instanceof JvmExecutable j) j.bind("params", weights);
+        else exe.write("params", weights, weights.length);
+        return exe;
     }
 
     // ---- training ----
@@ -185,8 +184,7 @@ public final class ConsistencyModel implements AutoCloseable {
     private Executable trainer(int batch) {
         if (trainer == null || trainer.maxBatch() < batch) {
             if (trainer != null) trainer.close();
-            trainProgram = Compiler.trainStep(spec);
-            trainer = backend.load(trainProgram.program(), batch);
+            trainer = backend.load(Compiler.trainStep(spec).program(), batch);
             if (trainer instanceof JvmExecutable j) {
                 j.bind("params", params);
                 j.bind("target", target);
@@ -200,7 +198,6 @@ public final class ConsistencyModel implements AutoCloseable {
 
     @Override
     public void close() {
-        if (sampler != null) sampler.close();
-        if (trainer != null) trainer.close();
+        for (Executable e : new Executable[]{sampler, denoiser, trainer}) if (e != null) e.close();
     }
 }

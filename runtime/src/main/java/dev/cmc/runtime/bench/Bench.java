@@ -54,10 +54,8 @@ public final class Bench {
         s.bind("params", params);
         float[] x = new float[batch * spec.model().inputDim()];
         for (int i = 0; i < x.length; i++) x[i] = (float) (spec.model().sigmaMax() * rng.nextGaussian());
-        float[] sigma = new float[batch];
-        Arrays.fill(sigma, (float) spec.model().sigmaMax());
         s.write("x", x, x.length);
-        s.write("sigma", sigma, batch);
+        s.write("sigma", new float[]{(float) spec.model().sigmaMax()}, 1);
         log.accept("measuring 1-step sampling at batch " + batch + " ...");
         double sampleMs = time(() -> s.run(batch), seconds);
 

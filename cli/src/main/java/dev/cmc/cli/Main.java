@@ -9,7 +9,7 @@ import picocli.CommandLine.Command;
 /** cmc: compile consistency models to kernels, train and sample them, benchmark them. */
 @Command(name = "cmc", mixinStandardHelpOptions = true, version = "cmc 0.1.0",
         description = "A code-generating compiler for consistency models.",
-        subcommands = {CheckCommand.class, CompileCommand.class, TrainCommand.class, SampleCommand.class,
+        subcommands = {CheckCommand.class, CompileCommand.class, TrainCommand.class, SampleCommand.class, EvalCommand.class,
                 BenchCommand.class, DevicesCommand.class, CommandLine.HelpCommand.class})
 public final class Main {
     public static void main(String[] args) {
@@ -19,6 +19,12 @@ public final class Main {
     public static int run(String... args) {
         var cli = new CommandLine(new Main());
         cli.setExecutionExceptionHandler((e, cmd, parsed) -> report(e));
+        // A bad flag gets one line and a pointer to --help, not the whole usage text.
+        cli.setParameterExceptionHandler((e, argv) -> {
+            System.err.println("error: " + e.getMessage());
+            System.err.println("see: " + e.getCommandLine().getCommandSpec().qualifiedName() + " --help");
+            return 2;
+        });
         return cli.execute(args);
     }
 

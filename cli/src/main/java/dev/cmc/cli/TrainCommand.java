@@ -4,7 +4,7 @@ import dev.cmc.dsl.Spec;
 import dev.cmc.runtime.api.ConsistencyModel;
 import dev.cmc.runtime.data.Datasets;
 import dev.cmc.runtime.train.Checkpoint;
-import dev.cmc.runtime.train.Metrics;
+import dev.cmc.runtime.train.Evaluation;
 import dev.cmc.runtime.train.Trainer;
 import me.tongfei.progressbar.ProgressBar;
 import me.tongfei.progressbar.ProgressBarBuilder;
@@ -16,6 +16,7 @@ import picocli.CommandLine.Option;
 import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.util.List;
 import java.util.concurrent.Callable;
 
 @Command(name = "train", mixinStandardHelpOptions = true,
@@ -42,16 +43,26 @@ final class TrainCommand implements Callable<Integer> {
         Path dir = out != null ? out : Path.of("runs", s.name());
         Files.createDirectories(dir);
         Path ckpt = dir.resolve("checkpoint.safetensors");
-        Datasets.Data data = Datasets.load(s, s.train().seed());
-        Datasets.Data heldOut = s.data().source().startsWith("builtin:")
-                ? Datasets.builtin(s.data().source().substring(8), Math.min(s.data().samples(), 5000), s.train().seed() + 7919) : data;
+        Datasets.Data all = Datasets.load(s, s.train().seed());
+        // Files: the last tenth is held out for evaluation. Builtins: held-out data is a fresh draw.
+        Datasets.Data data = s.data().source().startsWith("builtin:") ? all
+                : new Datasets.Data(all.n() - Math.max(1, all.n() / 10), all.dim(), all.values());
+        if (data.n() < 1) throw new Main.UserError(s.data().source() + ": too few rows to hold a tenth out for evaluation");
         try (var model = ConsistencyModel.build(s)) {
-            if (resume) Checkpoint.load(model, ckpt);
-            float[] untrained = model.sample(model.params(), Math.min(2000, heldOut.n()), s.sample().seed(), new double[]{s.model().sigmaMax()});
-            System.out.printf("training %s: %,d parameters, %s, %d steps of %d on jvm (%d threads)%n", s.name(), model.paramCount(),
-                    s.train().method(), s.train().steps(), s.train().batchSize(), Runtime.getRuntime().availableProcessors());
+            if (resume) {
+                if (!Files.exists(ckpt)) throw new Main.UserError("--resume: no checkpoint at " + ckpt + " (train without --resume first)");
+                Checkpoint.load(model, ckpt);
+                if (model.step() >= s.train().steps()) {
+                    System.out.println("checkpoint " + ckpt + " is already at step " + model.step() + " of " + s.train().steps()
+                            + "; raise train.steps (--set train.steps=N) to train further");
+                }
+            }
+            System.out.printf("training %s: %,d parameters, %s, %d steps of %d on jvm (%d threads)%s%n", s.name(), model.paramCount(),
+                    s.train().method(), s.train().steps(), s.train().batchSize(), Runtime.getRuntime().availableProcessors(),
+                    model.step() > 0 ? ", resuming at step " + model.step() : "");
             var trainer = new Trainer(model, data, s.train().seed(), 10);
-            var losses = new StringBuilder("step,loss\n");
+            Path lossFile = dir.resolve("loss.csv");
+            var losses = new StringBuilder(resume && Files.exists(lossFile) ? Files.readString(lossFile) : "step,loss\n");
             try (ProgressBar bar = new ProgressBarBuilder().setTaskName("train").setInitialMax(s.train().steps())
                     .setStyle(ProgressBarStyle.ASCII).showSpeed().setUpdateIntervalMillis(500).build()) {
                 bar.stepTo(model.step());
@@ -62,32 +73,43 @@ final class TrainCommand implements Callable<Integer> {
                         losses.append(step).append(',').append(loss).append('\n');
                     }
                     long every = s.train().checkpointEvery();
-                    if (every > 0 && step % every == 0) save(model, ckpt);
+                    if (every > 0 && step % every == 0) {
+                        save(model, ckpt);
+                        writeLoss(dir, losses);
+                    }
                 });
             } catch (Trainer.DivergedException e) {
-                System.err.println("kept the last checkpoint: " + ckpt);
-                throw e;
+                writeLoss(dir, losses);
+                throw new Trainer.DivergedException(e.getMessage() + "; the last good checkpoint is " + ckpt);
             }
             save(model, ckpt);
-            CompileCommand.writeAll(dir, java.util.Map.of("loss.csv", losses.toString()));
+            var outputs = new java.util.ArrayList<Path>(List.of(ckpt));
+            outputs.addAll(writeLoss(dir, losses));
 
-            int d = s.model().inputDim(), n = Math.min(2000, heldOut.n());
-            float[] one = model.multiStepSample(n, s.sample().seed(), 1);
-            float[] two = model.multiStepSample(n, s.sample().seed(), 2);
-            Datasets.Data floorDraw = s.data().source().startsWith("builtin:")
-                    ? Datasets.builtin(s.data().source().substring(8), n, s.train().seed() + 104729) : data;
-            double floor = Metrics.slicedWasserstein(heldOut.values(), n, floorDraw.values(), n, d, 64, 1);
-            double ceiling = Metrics.slicedWasserstein(heldOut.values(), n, untrained, n, d, 64, 1);
-            double sw1 = Metrics.slicedWasserstein(heldOut.values(), n, one, n, d, 64, 1);
-            double sw2 = Metrics.slicedWasserstein(heldOut.values(), n, two, n, d, 64, 1);
-            String metrics = String.format("metric,value%nsliced_wasserstein_1step,%.5f%nsliced_wasserstein_2step,%.5f%n"
-                    + "floor_data_vs_data,%.5f%nceiling_untrained,%.5f%n", sw1, sw2, floor, ceiling);
-            CompileCommand.writeAll(dir, java.util.Map.of("samples.csv", SampleCommand.csv(one, n, d), "metrics.csv", metrics));
-            System.out.printf("sliced Wasserstein to held-out data: 1 step %.4f, 2 steps %.4f (data vs data %.4f, untrained %.4f)%n",
-                    sw1, sw2, floor, ceiling);
-            System.out.println("outputs: " + ckpt + ", " + dir.resolve("samples.csv") + ", " + dir.resolve("loss.csv") + ", " + dir.resolve("metrics.csv"));
+            System.out.println("evaluating 1- and 2-step samples against held-out data ...");
+            Evaluation.Report report = Evaluation.evaluate(model, all, 2000, 1, 2);
+            System.out.print(report.table());
+            outputs.addAll(Outputs.writeEvaluation(dir, report, s.model().inputDim()));
+            System.out.println("outputs: " + outputs.stream().map(Path::toString).collect(java.util.stream.Collectors.joining(", ")));
         }
         return 0;
+    }
+
+    private static List<Path> writeLoss(Path dir, StringBuilder losses) {
+        try {
+            CompileCommand.writeAll(dir, java.util.Map.of("loss.csv", losses.toString()));
+            String[] lines = losses.toString().split("\n");
+            double[] x = new double[lines.length - 1], y = new double[lines.length - 1];
+            for (int i = 1; i < lines.length; i++) {
+                String[] parts = lines[i].split(",");
+                x[i - 1] = Double.parseDouble(parts[0]);
+                y[i - 1] = Double.parseDouble(parts[1]);
+            }
+            if (x.length > 1) Plots.lossCurve(dir.resolve("loss.png"), x, y);
+            return List.of(dir.resolve("loss.csv"), dir.resolve("loss.png"));
+        } catch (IOException e) {
+            throw new Main.UserError("cannot write " + dir.resolve("loss.csv") + ": " + e.getMessage());
+        }
     }
 
     private static void save(ConsistencyModel model, Path ckpt) {

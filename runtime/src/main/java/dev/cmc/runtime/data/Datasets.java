@@ -98,6 +98,9 @@ public final class Datasets {
             String[] parts = line.split("[,;\\s]+");
             float[] row = new float[parts.length];
             for (int j = 0; j < parts.length; j++) {
+                if (parts[j].matches("(?i)[+-]?(nan|inf|infinity)")) {
+                    throw new DataException(path + ":" + (ln + 1) + ": value " + (j + 1) + " is " + parts[j] + "; data must be finite");
+                }
                 try {
                     row[j] = Float.parseFloat(parts[j]);
                 } catch (NumberFormatException e) {

@@ -31,4 +31,26 @@ public final class Metrics {
         }
         return total / projections;
     }
+
+    /** Energy distance 2E‖X−Y‖ − E‖X−X′‖ − E‖Y−Y′‖ over the first n rows of each (zero when the laws agree). */
+    public static double energyDistance(float[] a, float[] b, int n, int dim) {
+        return 2 * meanDistance(a, b, n, dim, false) - meanDistance(a, a, n, dim, true) - meanDistance(b, b, n, dim, true);
+    }
+
+    private static double meanDistance(float[] a, float[] b, int n, int dim, boolean same) {
+        double total = 0;
+        long pairs = 0;
+        for (int i = 0; i < n; i++) {
+            for (int j = same ? i + 1 : 0; j < n; j++) {
+                double s = 0;
+                for (int k = 0; k < dim; k++) {
+                    double t = a[i * dim + k] - b[j * dim + k];
+                    s += t * t;
+                }
+                total += Math.sqrt(s);
+                pairs++;
+            }
+        }
+        return total / pairs;
+    }
 }

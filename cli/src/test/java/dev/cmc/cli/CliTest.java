@@ -1,0 +1,140 @@
+package dev.cmc.cli;
+
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+import java.io.ByteArrayOutputStream;
+import java.io.PrintStream;
+import java.nio.file.Files;
+import java.nio.file.Path;
+
+import static org.junit.jupiter.api.Assertions.*;
+
+/** The CLI as a user meets it: exit codes, one-line errors that name the file or flag, no stack traces. */
+class CliTest {
+    record Run(int code, String out, String err) {}
+
+    static Run cmc(String... args) {
+        var out = new ByteArrayOutputStream();
+        var err = new ByteArrayOutputStream();
+        PrintStream o = System.out, e = System.err;
+        System.setOut(new PrintStream(out, true));
+        System.setErr(new PrintStream(err, true));
+        try {
+            int code = Main.run(args);
+            return new Run(code, out.toString(), err.toString());
+        } finally {
+            System.setOut(o);
+            System.setErr(e);
+        }
+    }
+
+    static void assertNoStackTrace(Run r) {
+        assertFalse(r.err().contains("\tat ") || r.err().contains("Exception in"), "stack trace in:\n" + r.err());
+    }
+
+    static final Path SEED = Path.of("../examples/seed_default.cm");
+
+    @Test
+    void checkReportsTheSeedParameterCount() {
+        Run r = cmc("check", SEED.toString());
+        assertEquals(0, r.code(), r.err());
+        assertTrue(r.out().contains("2,203,200"), r.out());
+        assertTrue(r.out().contains("2,195,456"), r.out());
+    }
+
+    @Test
+    void checkOfABadSpecExitsTwoWithLocatedDiagnostics(@TempDir Path dir) throws Exception {
+        Path bad = dir.resolve("bad.cm");
+        Files.writeString(bad, "model m {\n  input_dim = 2;\n  hiden = 3;\n}\n");
+        Run r = cmc("check", bad.toString());
+        assertEquals(2, r.code());
+        assertTrue(r.err().contains(bad + ":3:3: error: unknown key 'hiden'"), r.err());
+        assertTrue(r.err().contains("^^^^^"), r.err());
+        assertNoStackTrace(r);
+    }
+
+    @Test
+    void compileEmitsEveryKernelAndThePlans(@TempDir Path dir) throws Exception {
+        Run r = cmc("compile", SEED.toString(), "--emit", dir.toString());
+        assertEquals(0, r.code(), r.err());
+        String sample = Files.readString(dir.resolve("SeedDefaultSampleKernels.java"));
+        String train = Files.readString(dir.resolve("SeedDefaultTrainStepKernels.java"));
+        String plan = Files.readString(dir.resolve("seed_default_train_step.plan.txt"));
+        assertTrue(sample.contains("k_matmul_block3_down_mm"), "sampler lacks the last block");
+        for (String kernel : new String[]{"k_matmul_block0_up_mm", "k_matmul_target_block0_up_mm", "k_matmul_nt_", "k_matmul_tn_",
+                "k_normalize_grad_", "k_reduce_cols_sq_dist", "k_adam_ema"}) {
+            assertTrue(train.contains(kernel), "train step lacks " + kernel);
+            assertTrue(plan.contains(kernel), "plan lacks " + kernel);
+        }
+        try (var files = Files.list(dir)) {
+            assertTrue(files.noneMatch(p -> p.getFileName().toString().endsWith(".tmp")), "temporary files left behind");
+        }
+    }
+
+    @Test
+    void badDataGetsOneLineNamingTheFile(@TempDir Path dir) throws Exception {
+        Path spec = dir.resolve("s.cm");
+        Files.writeString(dir.resolve("three.csv"), "1,2,3\n4,5,6\n");
+        Files.writeString(dir.resolve("nan.csv"), "1,2\nnan,4\n");
+        Files.writeString(dir.resolve("empty.csv"), "");
+        Files.createDirectory(dir.resolve("folder.csv"));
+        String[][] cases = {
+            {"three.csv", "data has dimension 3 but model.input_dim is 2"},
+            {"nan.csv", "nan.csv:2: value 1 is nan; data must be finite"},
+            {"empty.csv", "empty.csv: no data rows"},
+            {"missing.csv", "missing.csv: no such file"},
+            {"folder.csv", "folder.csv: is a folder"},
+        };
+        for (String[] c : cases) {
+            Files.writeString(spec, "model m { input_dim = 2; hidden_size = 8; num_layers = 1; }\n"
+                    + "train { steps = 2; batch_size = 4; }\ndata { source = \"" + dir.resolve(c[0]) + "\"; }\n");
+            Run r = cmc("train", spec.toString(), "--out", dir.resolve("run").toString());
+            assertEquals(2, r.code(), c[0] + ": " + r.err());
+            assertTrue(r.err().contains(c[1]), c[0] + ": " + r.err());
+            assertEquals(1, r.err().strip().lines().count(), "one line for " + c[0] + ":\n" + r.err());
+            assertNoStackTrace(r);
+        }
+    }
+
+    @Test
+    void badFlagsGetOneLineAndAPointerToHelp() {
+        Run r = cmc("train", SEED.toString(), "--frobnicate");
+        assertEquals(2, r.code());
+        assertTrue(r.err().startsWith("error: Unknown option: '--frobnicate'"), r.err());
+        r = cmc("check", SEED.toString(), "--set", "train.stepz=3");
+        assertEquals(2, r.code());
+        assertTrue(r.err().contains("--set train.stepz=3: error: unknown key 'stepz'"), r.err());
+        r = cmc("sample", SEED.toString(), "--checkpoint", "no/such.safetensors");
+        assertEquals(2, r.code());
+        assertTrue(r.err().contains("no/such.safetensors"), r.err());
+        r = cmc("compile", SEED.toString(), "--target", "fpga");
+        assertEquals(2, r.code());
+        assertTrue(r.err().contains("--target fpga"), r.err());
+    }
+
+    @Test
+    void trainSampleEvalEndToEnd(@TempDir Path dir) throws Exception {
+        Path spec = dir.resolve("tiny.cm");
+        Files.writeString(spec, """
+                model tiny { input_dim = 2; hidden_size = 16; num_layers = 1; }
+                train { method = ict; steps = 40; batch_size = 32; checkpoint_every = 20; }
+                data { source = "builtin:moons"; samples = 500; }
+                """);
+        Path out = dir.resolve("run");
+        Run r = cmc("train", spec.toString(), "--out", out.toString());
+        assertEquals(0, r.code(), r.err());
+        String last = r.out().strip().lines().reduce((a, b) -> b).orElse("");
+        assertTrue(last.startsWith("outputs: ") && last.contains("checkpoint.safetensors"), last);
+        for (String f : new String[]{"checkpoint.safetensors", "loss.csv", "loss.png", "metrics.csv", "samples_1step.png", "samples_2step.csv"}) {
+            assertTrue(Files.size(out.resolve(f)) > 0, f);
+        }
+        r = cmc("sample", spec.toString(), "--checkpoint", out.resolve("checkpoint.safetensors").toString(), "--steps", "2",
+                "--count", "10", "--out", dir.resolve("s.csv").toString());
+        assertEquals(0, r.code(), r.err());
+        assertEquals(10, Files.readAllLines(dir.resolve("s.csv")).size());
+        r = cmc("eval", spec.toString(), "--checkpoint", out.resolve("checkpoint.safetensors").toString(), "--count", "200");
+        assertEquals(0, r.code(), r.err());
+        assertTrue(r.out().contains("data vs data (floor)") && r.out().contains("untrained (ceiling)"), r.out());
+    }
+}

@@ -1,6 +1,7 @@
 package dev.cmc.cli;
 
 import dev.cmc.dsl.Spec;
+import dev.cmc.runtime.Backends;
 import dev.cmc.runtime.api.ConsistencyModel;
 import dev.cmc.runtime.data.Datasets;
 import dev.cmc.runtime.train.Checkpoint;
@@ -19,6 +20,9 @@ import java.util.concurrent.Callable;
         description = "Score a checkpoint's samples against held-out data (sliced Wasserstein, energy distance), beside the data-vs-data floor and the untrained ceiling; write PNGs.")
 final class EvalCommand implements Callable<Integer> {
     @Mixin SpecOptions spec;
+
+    @Option(names = "--backend", paramLabel = "NAME", description = "auto | jvm (default: the spec's target.backend)")
+    String backend;
 
     @Option(names = "--checkpoint", required = true, paramLabel = "FILE", description = "a checkpoint.safetensors written by cmc train")
     Path checkpoint;
@@ -39,7 +43,7 @@ final class EvalCommand implements Callable<Integer> {
         Spec s = spec.load();
         Path dir = out != null ? out : checkpoint.toAbsolutePath().getParent();
         Files.createDirectories(dir);
-        try (var model = ConsistencyModel.build(s)) {
+        try (var model = ConsistencyModel.build(s, Backends.select(s, backend))) {
             try {
                 Checkpoint.load(model, checkpoint);
             } catch (IOException e) {

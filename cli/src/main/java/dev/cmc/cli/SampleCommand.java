@@ -1,6 +1,7 @@
 package dev.cmc.cli;
 
 import dev.cmc.dsl.Spec;
+import dev.cmc.runtime.Backends;
 import dev.cmc.runtime.api.ConsistencyModel;
 import dev.cmc.runtime.train.Checkpoint;
 import dev.cmc.runtime.train.Schedules;
@@ -16,6 +17,9 @@ import java.util.concurrent.Callable;
 @Command(name = "sample", mixinStandardHelpOptions = true, description = "Draw samples from a trained checkpoint (EMA weights).")
 final class SampleCommand implements Callable<Integer> {
     @Mixin SpecOptions spec;
+
+    @Option(names = "--backend", paramLabel = "NAME", description = "auto | jvm (default: the spec's target.backend)")
+    String backend;
 
     @Option(names = "--checkpoint", required = true, paramLabel = "FILE", description = "a checkpoint.safetensors written by cmc train")
     Path checkpoint;
@@ -34,7 +38,7 @@ final class SampleCommand implements Callable<Integer> {
         Spec s = spec.load();
         if (steps != null && steps < 1) throw new Main.UserError("--steps " + steps + ": must be at least 1");
         if (count != null && count < 1) throw new Main.UserError("--count " + count + ": must be at least 1");
-        try (var model = ConsistencyModel.build(s)) {
+        try (var model = ConsistencyModel.build(s, Backends.select(s, backend))) {
             try {
                 Checkpoint.load(model, checkpoint);
             } catch (IOException e) {

@@ -1,6 +1,7 @@
 package dev.cmc.cli;
 
 import dev.cmc.dsl.Spec;
+import dev.cmc.runtime.Backends;
 import dev.cmc.runtime.api.ConsistencyModel;
 import dev.cmc.runtime.data.Datasets;
 import dev.cmc.runtime.train.Checkpoint;
@@ -36,10 +37,7 @@ final class TrainCommand implements Callable<Integer> {
     @Override
     public Integer call() throws IOException {
         Spec s = spec.load();
-        String chosen = backend != null ? backend : s.target().backend();
-        if (!chosen.equals("auto") && !chosen.equals("jvm")) {
-            throw new Main.UserError("--backend " + chosen + ": not available in this build; valid: auto, jvm");
-        }
+        var chosen = Backends.select(s, backend);
         Path dir = out != null ? out : Path.of("runs", s.name());
         Files.createDirectories(dir);
         Path ckpt = dir.resolve("checkpoint.safetensors");
@@ -48,7 +46,7 @@ final class TrainCommand implements Callable<Integer> {
         Datasets.Data data = s.data().source().startsWith("builtin:") ? all
                 : new Datasets.Data(all.n() - Math.max(1, all.n() / 10), all.dim(), all.values());
         if (data.n() < 1) throw new Main.UserError(s.data().source() + ": too few rows to hold a tenth out for evaluation");
-        try (var model = ConsistencyModel.build(s)) {
+        try (var model = ConsistencyModel.build(s, chosen)) {
             if (resume) {
                 if (!Files.exists(ckpt)) throw new Main.UserError("--resume: no checkpoint at " + ckpt + " (train without --resume first)");
                 Checkpoint.load(model, ckpt);
@@ -57,8 +55,8 @@ final class TrainCommand implements Callable<Integer> {
                             + "; raise train.steps (--set train.steps=N) to train further");
                 }
             }
-            System.out.printf("training %s: %,d parameters, %s, %d steps of %d on jvm (%d threads)%s%n", s.name(), model.paramCount(),
-                    s.train().method(), s.train().steps(), s.train().batchSize(), Runtime.getRuntime().availableProcessors(),
+            System.out.printf("training %s: %,d parameters, %s, %d steps of %d on %s (%d threads)%s%n", s.name(), model.paramCount(),
+                    s.train().method(), s.train().steps(), s.train().batchSize(), chosen.name(), Runtime.getRuntime().availableProcessors(),
                     model.step() > 0 ? ", resuming at step " + model.step() : "");
             var trainer = new Trainer(model, data, s.train().seed(), 10);
             Path lossFile = dir.resolve("loss.csv");

@@ -16,7 +16,7 @@ import java.util.regex.Pattern;
 /**
  * Checkpoints in the safetensors format: an 8-byte little-endian header length, a JSON header naming each
  * tensor's dtype, shape and byte range, then the raw data. Tensors: params, ema, target, adam_m, adam_v (F32,
- * flat). Metadata: the step, the spec's text. Written to a temporary file, fsynced, then renamed into place.
+ * flat). Metadata: the step, the RNG state (seed and step), the spec's text. Written to a temporary file, fsynced, then renamed into place.
  */
 public final class Checkpoint {
     private Checkpoint() {}
@@ -30,7 +30,9 @@ public final class Checkpoint {
         tensors.put("target", model.target());
         tensors.put("adam_m", model.adamM());
         tensors.put("adam_v", model.adamV());
-        var header = new StringBuilder("{\"__metadata__\":{\"format\":\"cmc\",\"step\":\"" + model.step() + "\",\"spec\":")
+        // The RNG state is (train.seed, step): each step draws from a stream derived from both (Trainer.streamFor).
+        var header = new StringBuilder("{\"__metadata__\":{\"format\":\"cmc\",\"step\":\"" + model.step() + "\",\"rng\":\"seed="
+                + model.spec().train().seed() + ",step=" + model.step() + "\",\"spec\":")
                 .append(jsonString(model.spec().source())).append("}");
         long offset = 0;
         for (var e : tensors.entrySet()) {

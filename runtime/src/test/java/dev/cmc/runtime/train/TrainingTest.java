@@ -84,6 +84,21 @@ class TrainingTest {
     }
 
     @Test
+    void aDivergingLossStopsTrainingWithAClearMessage() {
+        Spec spec = SpecLoader.fromText("boom.cm", """
+                model boom { input_dim = 2; hidden_size = 16; num_layers = 1; }
+                train { method = ct; steps = 200; batch_size = 16; lr = 1e30; }
+                data { source = "builtin:moons"; samples = 100; }
+                """);
+        try (var model = ConsistencyModel.build(spec)) {
+            var e = assertThrows(Trainer.DivergedException.class,
+                    () -> new Trainer(model, Datasets.load(spec, 1), 1, 1).run(200, (s, t, l, n) -> {}));
+            assertTrue(e.getMessage().startsWith("loss became"), e.getMessage());
+            assertTrue(e.getMessage().contains("train.lr"), e.getMessage());
+        }
+    }
+
+    @Test
     void curricula() {
         // CT: N(0) = s0 + 1... the paper's formula gives N(0) = ⌈√(s0²) − 1⌉ + 1 = s0 and N(K) = s1 + 1.
         assertEquals(2, Schedules.ctSteps(0, 1000, 2, 150));

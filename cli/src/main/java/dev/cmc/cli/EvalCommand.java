@@ -1,10 +1,7 @@
 package dev.cmc.cli;
 
 import dev.cmc.dsl.Spec;
-import dev.cmc.runtime.Backends;
-import dev.cmc.runtime.api.ConsistencyModel;
 import dev.cmc.runtime.data.Datasets;
-import dev.cmc.runtime.train.Checkpoint;
 import dev.cmc.runtime.train.Evaluation;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Mixin;
@@ -21,11 +18,7 @@ import java.util.concurrent.Callable;
 final class EvalCommand implements Callable<Integer> {
     @Mixin SpecOptions spec;
 
-    @Option(names = "--backend", paramLabel = "NAME", description = "auto | jvm (default: the spec's target.backend)")
-    String backend;
-
-    @Option(names = "--checkpoint", required = true, paramLabel = "FILE", description = "a checkpoint.safetensors written by cmc train")
-    Path checkpoint;
+    @Mixin TrainedModelOptions trained;
 
     @Option(names = "--steps", split = ",", defaultValue = "1,2", paramLabel = "N[,N...]", description = "sampling steps to score (default 1,2)")
     List<Integer> steps;
@@ -41,14 +34,9 @@ final class EvalCommand implements Callable<Integer> {
         if (count < 2) throw new Main.UserError("--count " + count + ": need at least 2 samples");
         for (int s : steps) if (s < 1) throw new Main.UserError("--steps: " + s + " is not a number of steps (1 or more)");
         Spec s = spec.load();
-        Path dir = out != null ? out : checkpoint.toAbsolutePath().getParent();
+        Path dir = out != null ? out : trained.checkpoint.toAbsolutePath().getParent();
         Files.createDirectories(dir);
-        try (var model = ConsistencyModel.build(s, Backends.select(s, backend))) {
-            try {
-                Checkpoint.load(model, checkpoint);
-            } catch (IOException e) {
-                throw new Main.UserError(e.getMessage());
-            }
+        try (var model = trained.load(s)) {
             var data = Datasets.load(s, s.train().seed());
             var report = Evaluation.evaluate(model, data, count, steps.stream().mapToInt(Integer::intValue).toArray());
             System.out.print(report.table());

@@ -1,9 +1,6 @@
 package dev.cmc.cli;
 
 import dev.cmc.dsl.Spec;
-import dev.cmc.runtime.Backends;
-import dev.cmc.runtime.api.ConsistencyModel;
-import dev.cmc.runtime.train.Checkpoint;
 import dev.cmc.runtime.train.Schedules;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Mixin;
@@ -18,11 +15,7 @@ import java.util.concurrent.Callable;
 final class SampleCommand implements Callable<Integer> {
     @Mixin SpecOptions spec;
 
-    @Option(names = "--backend", paramLabel = "NAME", description = "auto | jvm (default: the spec's target.backend)")
-    String backend;
-
-    @Option(names = "--checkpoint", required = true, paramLabel = "FILE", description = "a checkpoint.safetensors written by cmc train")
-    Path checkpoint;
+    @Mixin TrainedModelOptions trained;
 
     @Option(names = "--steps", paramLabel = "N", description = "network evaluations per sample (default: sample.steps)")
     Integer steps;
@@ -38,12 +31,7 @@ final class SampleCommand implements Callable<Integer> {
         Spec s = spec.load();
         if (steps != null && steps < 1) throw new Main.UserError("--steps " + steps + ": must be at least 1");
         if (count != null && count < 1) throw new Main.UserError("--count " + count + ": must be at least 1");
-        try (var model = ConsistencyModel.build(s, Backends.select(s, backend))) {
-            try {
-                Checkpoint.load(model, checkpoint);
-            } catch (IOException e) {
-                throw new Main.UserError(e.getMessage());
-            }
+        try (var model = trained.load(s)) {
             int n = count != null ? count : s.sample().count();
             double[] sigmas = steps != null ? Schedules.defaultSamplingSigmas(s, steps)
                     : s.sample().sigmas().isEmpty() ? Schedules.defaultSamplingSigmas(s, s.sample().steps())

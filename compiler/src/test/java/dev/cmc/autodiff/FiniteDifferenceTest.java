@@ -55,16 +55,21 @@ class FiniteDifferenceTest {
             double[] analytic = env.get(grads.get(in)).data();
             double[] v = values.get(in.name());
             for (int k = 0; k < v.length; k++) {
-                double keep = v[k], h = 1e-6 * Math.max(1, Math.abs(keep));
-                v[k] = keep + h;
-                double up = Reference.run(List.of(loss), B, values).get(loss).data()[0];
-                v[k] = keep - h;
-                double down = Reference.run(List.of(loss), B, values).get(loss).data()[0];
-                v[k] = keep;
-                double numeric = (up - down) / (2 * h);
+                double numeric = centralDifference(loss, values, v, k, 1e-6 * Math.max(1, Math.abs(v[k])));
                 assertEquals(numeric, analytic[k], 1e-6 * Math.max(1, Math.abs(numeric)), "d loss/d " + in.name() + "[" + k + "]");
             }
         }
+    }
+
+    /** (L(v_k + h) − L(v_k − h)) / 2h, with v one of the arrays in values; v is left as it was. */
+    static double centralDifference(Node loss, Map<String, double[]> values, double[] v, int k, double h) {
+        double keep = v[k];
+        v[k] = keep + h;
+        double up = Reference.run(List.of(loss), B, values).get(loss).data()[0];
+        v[k] = keep - h;
+        double down = Reference.run(List.of(loss), B, values).get(loss).data()[0];
+        v[k] = keep;
+        return (up - down) / (2 * h);
     }
 
     @ParameterizedTest
@@ -129,13 +134,7 @@ class FiniteDifferenceTest {
                 double[] analytic = env.get(c.outputs().get("grad:" + e.name())).data();
                 double[] v = values.get(e.name());
                 for (int k = 0; k < v.length; k += 3) {
-                    double keep = v[k], h = 1e-6;
-                    v[k] = keep + h;
-                    double up = Reference.run(List.of(loss), B, values).get(loss).data()[0];
-                    v[k] = keep - h;
-                    double down = Reference.run(List.of(loss), B, values).get(loss).data()[0];
-                    v[k] = keep;
-                    double numeric = (up - down) / (2 * h);
+                    double numeric = centralDifference(loss, values, v, k, 1e-6);
                     assertEquals(numeric, analytic[k], 1e-6 + 1e-5 * Math.abs(numeric), "d loss/d " + e.name() + "[" + k + "]");
                     checked++;
                 }
@@ -155,7 +154,7 @@ class FiniteDifferenceTest {
     @Test
     void skipParameterisationIsIdentityAtSigmaMin() {
         Spec spec = SpecLoader.fromText("s.cm", "model s { input_dim = 3; hidden_size = 8; num_layers = 1; }");
-        var c = Compiler.sampler(spec);
+        var c = Compiler.denoiser(spec);
         var values = new HashMap<String, double[]>();
         float[] p = c.layout().initialize(3);
         for (ParamLayout.Entry e : c.layout().entries()) {

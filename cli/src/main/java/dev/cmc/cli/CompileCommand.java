@@ -25,6 +25,9 @@ final class CompileCommand implements Callable<Integer> {
     @Option(names = "--target", defaultValue = "jvm", paramLabel = "TARGET", description = "renderer: jvm (default)")
     String target;
 
+    @Option(names = "--print", description = "print the task-graph plans and the generated source to the terminal")
+    boolean print;
+
     @Override
     public Integer call() throws IOException {
         if (!target.equals("jvm")) {
@@ -40,6 +43,7 @@ final class CompileCommand implements Callable<Integer> {
             files.put(p.name() + ".plan.txt", p.plan());
             System.out.printf("%-28s %3d kernels, %3d arrays%n", p.name(), p.kernels().size(), p.arrays().size());
         }
+        if (print) files.forEach((name, text) -> System.out.println("==== " + name + "\n" + text));
         if (emit == null) {
             System.out.println("compiled " + s.fileName() + " (use --emit DIR to write the generated source)");
             return 0;

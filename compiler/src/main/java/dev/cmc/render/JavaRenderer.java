@@ -457,17 +457,6 @@ public final class JavaRenderer {
 
     // ---- expressions ----
 
-    /** Index of element (row, col) of the domain in buf, broadcasting buf's size-1 dimensions. */
-    private String index(Buf b, Shape domain, String row, String col) {
-        boolean rowBcast = b.shape().rows() == 1 && domain.rows() != 1;
-        boolean colBcast = b.shape().cols() == 1 && domain.cols() != 1;
-        String r = rowBcast ? null : (b.shape().cols() == 1 ? "(" + row + ")" : "(" + row + ") * " + b.shape().cols());
-        String c = colBcast ? null : col;
-        String idx = r == null && c == null ? "0" : r == null ? c : c == null ? r : r + " + " + c;
-        if (row.equals("0") && r != null) idx = c == null ? "0" : c;
-        return plus(b.offset(), idx);
-    }
-
     private String vec(Expr e, Shape d, String row, String col, String acc, String mask, String suffix) {
         return switch (e) {
             case Expr.Load l -> {
@@ -636,14 +625,16 @@ public final class JavaRenderer {
 
     // ---- small text helpers ----
 
-    private Set<String> arraysUsed(Kernel k) {
-        var names = new TreeSet<String>(Kernels.reads(k));
-        names.addAll(Kernels.writes(k));
-        return names;
+    private static List<String> arraysUsed(Kernel k) {
+        return Indexing.arguments(k);
     }
 
     private static String var(String array) {
-        return array.replaceAll("[^A-Za-z0-9_]", "_");
+        return Indexing.identifier(array);
+    }
+
+    private static String index(Buf b, Shape domain, String row, String col) {
+        return Indexing.index(b, domain, row, col);
     }
 
     private static String arrayConst(String array) {
@@ -651,7 +642,7 @@ public final class JavaRenderer {
     }
 
     private static String plus(int offset, String expr) {
-        return offset == 0 ? expr : offset + " + " + expr;
+        return Indexing.plus(offset, expr);
     }
 
     static String f(double v) {

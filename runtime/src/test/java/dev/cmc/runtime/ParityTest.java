@@ -9,45 +9,78 @@ import dev.cmc.reference.Reference;
 import dev.cmc.runtime.jvm.JvmBackend;
 import dev.cmc.runtime.jvm.JvmExecutable;
 import org.junit.jupiter.params.ParameterizedTest;
-import org.junit.jupiter.params.provider.ValueSource;
+import org.junit.jupiter.api.Named;
+import org.junit.jupiter.params.provider.Arguments;
+import org.junit.jupiter.params.provider.MethodSource;
+
+import java.util.stream.Stream;
 
 import java.util.*;
 
 import static org.junit.jupiter.api.Assertions.*;
 
-/** Every generated kernel against the float64 reference interpreter, llm.c style. */
+/**
+ * Every generated kernel against the float64 reference interpreter, llm.c style, on every backend this
+ * machine has: jvm always, each OpenCL device when a platform is installed.
+ */
 class ParityTest {
+    static List<Backend> backends() {
+        var all = new ArrayList<Backend>(List.of(new JvmBackend(2)));
+        for (var d : dev.cmc.runtime.opencl.OpenClDevices.list()) all.add(new dev.cmc.runtime.opencl.OpenClBackend(d.index()));
+        if (all.size() == 1) System.out.println("ParityTest: OpenCL skipped: " + dev.cmc.runtime.opencl.OpenClDevices.unavailable());
+        return all;
+    }
+
+    static Stream<Arguments> cases(String... extras) {
+        var out = new ArrayList<Arguments>();
+        for (Backend b : backends()) for (String e : extras) out.add(Arguments.of(Named.of(b.name(), b), e));
+        return out.stream();
+    }
+
+    static Stream<Arguments> samplerCases() {
+        return cases("activation = silu;", "activation = gelu; input_scaling = none;", "activation = relu;");
+    }
+
+    static Stream<Arguments> trainCases() {
+        return cases("activation = silu;", "activation = gelu;", "activation = relu; input_scaling = none;");
+    }
+
+    static Stream<Backend> backendStream() {
+        return backends().stream();
+    }
+
     static Spec spec(String extra) {
         return SpecLoader.fromText("parity.cm", "model p { input_dim = 5; hidden_size = 40; num_layers = 2; expansion = 3; " + extra + " }\n"
                 + "data { source = \"builtin:none\"; }");
     }
 
     @ParameterizedTest
-    @ValueSource(strings = {"activation = silu;", "activation = gelu; input_scaling = none;", "activation = relu;"})
-    void samplerMatchesReference(String extra) {
+    @MethodSource("samplerCases")
+    void samplerMatchesReference(Backend backend, String extra) {
         Spec spec = spec(extra);
         var rng = new SplittableRandom(11);
         float[] perRow = new float[7];
         for (int i = 0; i < perRow.length; i++) perRow[i] = (float) (0.002 + rng.nextDouble() * 20);
-        checkDenoiser(Compiler.denoiser(spec), perRow, 7);
-        checkDenoiser(Compiler.sampler(spec), new float[]{3.7f}, 7);
-        checkDenoiser(Compiler.sampler(spec), new float[]{80f}, 6);
+        checkDenoiser(backend, Compiler.denoiser(spec), perRow, 7);
+        checkDenoiser(backend, Compiler.sampler(spec), new float[]{3.7f}, 7);
+        checkDenoiser(backend, Compiler.sampler(spec), new float[]{80f}, 6);
     }
 
     /** The seed-default shapes (64 → 256 → 1024), which take the full-width GEMM tiles. */
-    @org.junit.jupiter.api.Test
-    void seedShapesMatchReference() {
+    @ParameterizedTest
+    @MethodSource("backendStream")
+    void seedShapesMatchReference(Backend backend) {
         Spec spec = SpecLoader.fromText("seed.cm", "model seed_default { input_dim = 64; hidden_size = 256; num_layers = 2; }");
-        checkDenoiser(Compiler.sampler(spec), new float[]{0.5f}, 6);
+        checkDenoiser(backend, Compiler.sampler(spec), new float[]{0.5f}, 6);
     }
 
-    private void checkDenoiser(Compiler.Compiled c, float[] sigma, int batch) {
+    private void checkDenoiser(Backend backend, Compiler.Compiled c, float[] sigma, int batch) {
         int dim = c.outputs().get("out").shape().cols();
         float[] params = c.layout().initialize(3);
         var rng = new SplittableRandom(11);
         float[] x = random(rng, batch * dim, 2.0);
-        try (JvmExecutable exe = new JvmBackend(2).load(c.program(), 8)) {
-            exe.bind("params", params);
+        try (Executable exe = backend.load(c.program(), 8)) {
+            exe.write("params", params, params.length);
             exe.write("x", x, x.length);
             exe.write("sigma", sigma, sigma.length);
             exe.run(batch);
@@ -64,16 +97,16 @@ class ParityTest {
     }
 
     @ParameterizedTest
-    @ValueSource(strings = {"activation = silu;", "activation = gelu;", "activation = relu; input_scaling = none;"})
-    void trainStepMatchesReference(String extra) {
+    @MethodSource("trainCases")
+    void trainStepMatchesReference(Backend backend, String extra) {
         for (String train : List.of("train { loss = pseudo_huber; grad_clip = 0; }", "train { loss = l2; optimizer = radam; weight_decay = 0.01; }")) {
             Spec spec = SpecLoader.fromText("parity.cm", "model p { input_dim = 5; hidden_size = 40; num_layers = 2; expansion = 3; " + extra + " }\n"
                     + "data { source = \"builtin:none\"; }\n" + train);
-            checkTrainStep(spec);
+            checkTrainStep(backend, spec);
         }
     }
 
-    private void checkTrainStep(Spec spec) {
+    private void checkTrainStep(Backend backend, Spec spec) {
         var c = Compiler.trainStep(spec);
         int batch = 9, d = 5, n = c.layout().total();
         float[] params = c.layout().initialize(5);
@@ -87,9 +120,9 @@ class ParityTest {
             w[i] = (float) (0.5 + rng.nextDouble());
         }
         float[] before = params.clone();
-        try (JvmExecutable exe = new JvmBackend(2).load(c.program(), 12)) {
-            exe.bind("params", params);
-            exe.bind("target", target.clone());
+        try (Executable exe = backend.load(c.program(), 12)) {
+            exe.write("params", params, n);
+            exe.write("target", target, n);
             for (var e : Map.of("x0", x0, "z", z, "sigma_hi", hi, "sigma_lo", lo, "weight", w).entrySet()) exe.write(e.getKey(), e.getValue(), e.getValue().length);
             float[] scalars = new float[dev.cmc.kernel.OptimizerScalars.SIZE];
             var t = spec.train();
@@ -105,13 +138,16 @@ class ParityTest {
             float[] loss = new float[1];
             exe.read("loss", loss, 1);
             assertClose(ref.get(c.outputs().get("loss")).data(), loss, 1e-4, "loss");
-            float[] grads = exe.array("grads");
+            float[] grads = new float[n];
+            exe.read("grads", grads, n);
+            exe.read("params", params, n);
             for (ParamLayout.Entry e : c.layout().entries()) {
                 double[] g = ref.get(c.outputs().get("grad:" + e.name())).data();
                 assertClose(g, Arrays.copyOfRange(grads, e.offset(), e.offset() + e.size()), 1e-4, "gradient of " + e.name());
             }
             // One Adam step from zero moments moves each weight by about lr·sign(g) (RAdam: lr·g·(1−β1)/(1−β1) = lr·g at step 1).
-            float[] m = exe.array("adam_m");
+            float[] m = new float[n];
+            exe.read("adam_m", m, n);
             for (int i = 0; i < n; i += 97) {
                 assertEquals((1 - t.beta1()) * grads[i], m[i], 1e-6 * Math.max(1, Math.abs(grads[i])), "adam m at " + i);
                 double upd = t.optimizer().equals("radam") ? grads[i] : grads[i] / (Math.abs(grads[i]) + t.eps());

@@ -1,0 +1,37 @@
+package dev.cmc.runtime.opencl;
+
+import dev.cmc.kernel.Program;
+import dev.cmc.render.JavaRenderer;
+import dev.cmc.render.OpenClRenderer;
+import dev.cmc.runtime.Backend;
+
+import java.util.Map;
+
+/** Generated OpenCL C, built and run through libOpenCL.so.1 with Java's FFM API. */
+public final class OpenClBackend implements Backend {
+    private final OpenClDevices.Device device;
+
+    public OpenClBackend(int index) {
+        var all = OpenClDevices.list();
+        if (index < 0 || index >= all.size()) {
+            String why = OpenClDevices.unavailable();
+            throw new IllegalArgumentException("no OpenCL device " + index + (why != null ? ": " + why : "; devices are 0.." + (all.size() - 1)));
+        }
+        this.device = all.get(index);
+    }
+
+    public OpenClDevices.Device device() { return device; }
+
+    @Override
+    public String name() { return "opencl"; }
+
+    @Override
+    public Map<String, String> render(Program program, String header) {
+        return Map.of(JavaRenderer.className(program) + ".cl", OpenClRenderer.render(program, header));
+    }
+
+    @Override
+    public OpenClExecutable load(Program program, int maxBatch) {
+        return new OpenClExecutable(device, program, OpenClRenderer.render(program, "program " + program.name()), maxBatch);
+    }
+}

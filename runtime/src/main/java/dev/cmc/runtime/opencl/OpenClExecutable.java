@@ -1,0 +1,154 @@
+package dev.cmc.runtime.opencl;
+
+import dev.cmc.kernel.Extent;
+import dev.cmc.kernel.Kernel;
+import dev.cmc.kernel.Program;
+import dev.cmc.render.Indexing;
+import dev.cmc.render.OpenClRenderer;
+import dev.cmc.runtime.Executable;
+
+import java.io.IOException;
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.List;
+
+import static java.lang.foreign.ValueLayout.*;
+
+/**
+ * A program on one OpenCL device: a context and an in-order queue, one buffer per array that lives on the
+ * device across runs, and the kernels with their buffer arguments set once. A run enqueues every kernel
+ * and waits once at the end; only what the host asks for is copied back.
+ */
+public final class OpenClExecutable implements Executable {
+    private final Program program;
+    private final int maxBatch;
+    private final Arena arena = Arena.ofShared();
+    private final MemorySegment context, queue, clProgram;
+    private final MemorySegment[] buffers, kernels;
+    private final long[] sizes;
+    private final MemorySegment rowsArg = arena.allocate(JAVA_INT), globalSize = arena.allocate(CL.SIZE_T);
+
+    OpenClExecutable(OpenClDevices.Device device, Program program, String source, int maxBatch) {
+        this.program = program;
+        this.maxBatch = maxBatch;
+        MemorySegment err = arena.allocate(JAVA_INT);
+        MemorySegment dev = arena.allocate(ADDRESS);
+        dev.set(ADDRESS, 0, device.id());
+        context = (MemorySegment) CL.call(CL.clCreateContext, MemorySegment.NULL, 1, dev, MemorySegment.NULL, MemorySegment.NULL, err);
+        CL.check(err.get(JAVA_INT, 0), "clCreateContext");
+        queue = (MemorySegment) CL.call(CL.clCreateCommandQueue, context, device.id(), 0L, err);
+        CL.check(err.get(JAVA_INT, 0), "clCreateCommandQueue");
+
+        MemorySegment strings = arena.allocate(ADDRESS);
+        strings.set(ADDRESS, 0, arena.allocateFrom(source));
+        clProgram = (MemorySegment) CL.call(CL.clCreateProgramWithSource, context, 1, strings, MemorySegment.NULL, err);
+        CL.check(err.get(JAVA_INT, 0), "clCreateProgramWithSource");
+        int built = (int) CL.call(CL.clBuildProgram, clProgram, 1, dev, arena.allocateFrom("-cl-std=CL1.2"), MemorySegment.NULL, MemorySegment.NULL);
+        if (built != CL.SUCCESS) throw buildFailure(built, device, source);
+
+        buffers = new MemorySegment[program.arrays().size()];
+        sizes = new long[buffers.length];
+        for (int i = 0; i < buffers.length; i++) {
+            Program.Array a = program.arrays().get(i);
+            sizes[i] = Math.max(1, a.size(maxBatch));
+            buffers[i] = (MemorySegment) CL.call(CL.clCreateBuffer, context, CL.MEM_READ_WRITE, 4 * sizes[i], MemorySegment.NULL, err);
+            CL.check(err.get(JAVA_INT, 0), "clCreateBuffer(" + a.name() + ", " + 4 * sizes[i] + " bytes)");
+            // New buffers hold garbage; optimizer state and EMAs must start at zero, as on the JVM.
+            CL.status(CL.clEnqueueFillBuffer, "clEnqueueFillBuffer(" + a.name() + ")", queue, buffers[i], arena.allocate(JAVA_FLOAT), 4L, 0L,
+                    4 * sizes[i], 0, MemorySegment.NULL, MemorySegment.NULL);
+            if (a.constValues() != null) {
+                float[] v = new float[(int) sizes[i]];
+                for (int j = 0; j < v.length; j++) v[j] = (float) a.constValues()[j];
+                write(a.name(), v, v.length);
+            }
+        }
+        kernels = new MemorySegment[program.kernels().size()];
+        for (int k = 0; k < kernels.length; k++) {
+            kernels[k] = (MemorySegment) CL.call(CL.clCreateKernel, clProgram, arena.allocateFrom(OpenClRenderer.kernelName(program, k)), err);
+            CL.check(err.get(JAVA_INT, 0), "clCreateKernel(" + OpenClRenderer.kernelName(program, k) + ")");
+            List<String> args = Indexing.arguments(program.kernels().get(k));
+            for (int a = 0; a < args.size(); a++) {
+                MemorySegment handle = arena.allocate(ADDRESS);
+                handle.set(ADDRESS, 0, buffers[program.arrayIndex(args.get(a))]);
+                CL.status(CL.clSetKernelArg, "clSetKernelArg", kernels[k], a, ADDRESS.byteSize(), handle);
+            }
+        }
+    }
+
+    /** The build log and where the generated source was saved, not a bare error code. */
+    private RuntimeException buildFailure(int status, OpenClDevices.Device device, String source) {
+        String log;
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment size = a.allocate(CL.SIZE_T);
+            CL.call(CL.clGetProgramBuildInfo, clProgram, device.id(), CL.PROGRAM_BUILD_LOG, 0L, MemorySegment.NULL, size);
+            long n = size.get(JAVA_LONG, 0);
+            MemorySegment buf = a.allocate(Math.max(1, n));
+            CL.call(CL.clGetProgramBuildInfo, clProgram, device.id(), CL.PROGRAM_BUILD_LOG, n, buf, MemorySegment.NULL);
+            log = buf.getString(0);
+        }
+        String where;
+        try {
+            Path file = Files.createTempFile("cmc-" + program.name() + "-", ".cl");
+            Files.writeString(file, source);
+            where = file.toString();
+        } catch (IOException e) {
+            where = "(could not save the source: " + e.getMessage() + ")";
+        }
+        return new CL.ClException("clBuildProgram for " + program.name() + " on " + device.name(), status,
+                "generated source: " + where + "\nbuild log:\n" + log.strip());
+    }
+
+    @Override
+    public void write(String array, float[] src, int count) {
+        int i = program.arrayIndex(array);
+        if (count > sizes[i]) throw new IllegalArgumentException(array + " holds " + sizes[i] + " floats, not " + count);
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment staging = a.allocateFrom(JAVA_FLOAT, java.util.Arrays.copyOf(src, count));
+            CL.status(CL.clEnqueueWriteBuffer, "clEnqueueWriteBuffer(" + array + ")", queue, buffers[i], 1, 0L, 4L * count, staging, 0,
+                    MemorySegment.NULL, MemorySegment.NULL);
+        }
+    }
+
+    @Override
+    public void read(String array, float[] dst, int count) {
+        int i = program.arrayIndex(array);
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment staging = a.allocate(JAVA_FLOAT, Math.max(1, count));
+            CL.status(CL.clEnqueueReadBuffer, "clEnqueueReadBuffer(" + array + ")", queue, buffers[i], 1, 0L, 4L * count, staging, 0,
+                    MemorySegment.NULL, MemorySegment.NULL);
+            MemorySegment.copy(staging, JAVA_FLOAT, 0, dst, 0, count);
+        }
+    }
+
+    @Override
+    public void run(int batch) {
+        if (batch > maxBatch || batch < 1) throw new IllegalArgumentException("batch " + batch + " outside 1.." + maxBatch);
+        rowsArg.set(JAVA_INT, 0, batch);
+        for (int k = 0; k < kernels.length; k++) {
+            Kernel kernel = program.kernels().get(k);
+            Extent e = Extent.of(kernel, batch, 16);
+            long items = (e.size() + e.grain() - 1) / e.grain();
+            if (items == 0) continue;
+            CL.status(CL.clSetKernelArg, "clSetKernelArg(rows)", kernels[k], Indexing.arguments(kernel).size(), JAVA_INT.byteSize(), rowsArg);
+            globalSize.set(JAVA_LONG, 0, items);
+            CL.status(CL.clEnqueueNDRangeKernel, "clEnqueueNDRangeKernel(" + kernel.name() + ")", queue, kernels[k], 1,
+                    MemorySegment.NULL, globalSize, MemorySegment.NULL, 0, MemorySegment.NULL, MemorySegment.NULL);
+        }
+        CL.status(CL.clFinish, "clFinish", queue);
+    }
+
+    @Override
+    public int maxBatch() { return maxBatch; }
+
+    @Override
+    public void close() {
+        for (MemorySegment k : kernels) CL.call(CL.clReleaseKernel, k);
+        for (MemorySegment b : buffers) CL.call(CL.clReleaseMemObject, b);
+        CL.call(CL.clReleaseProgram, clProgram);
+        CL.call(CL.clReleaseCommandQueue, queue);
+        CL.call(CL.clReleaseContext, context);
+        arena.close();
+    }
+}

@@ -1,19 +1,24 @@
 package dev.cmc.cli;
 
+import dev.cmc.runtime.Backends;
 import dev.cmc.runtime.jvm.JvmBackend;
+import dev.cmc.runtime.opencl.OpenClDevices;
 import picocli.CommandLine.Command;
 
 import java.util.concurrent.Callable;
 
-@Command(name = "devices", mixinStandardHelpOptions = true, description = "List the devices each backend can run on.")
+@Command(name = "devices", mixinStandardHelpOptions = true, description = "List the devices each backend can run on, and what auto picks.")
 final class DevicesCommand implements Callable<Integer> {
     @Override
     public Integer call() {
-        System.out.printf("jvm:0      %s, %d threads, %d-lane float vectors (Vector API), Java %s%n",
+        System.out.printf("jvm:0     %s, %d threads, %d-lane float vectors (Vector API), Java %s%n",
                 System.getProperty("os.arch"), Runtime.getRuntime().availableProcessors(), JvmBackend.lanes(), Runtime.version());
-        System.out.println("opencl     not in this build yet");
-        System.out.println("cuda       not in this build yet");
-        System.out.println("tornado    not in this build yet (set TORNADOVM_HOME in tornado.env when it lands)");
+        var cl = OpenClDevices.list();
+        if (cl.isEmpty()) System.out.println("opencl    none: " + OpenClDevices.unavailable());
+        for (var d : cl) System.out.println(d.describe());
+        System.out.println("cuda      not in this build yet");
+        System.out.println("tornado   not in this build yet (set TORNADOVM_HOME in tornado.env when it lands)");
+        System.out.println("auto picks " + Backends.autoChoice());
         return 0;
     }
 }

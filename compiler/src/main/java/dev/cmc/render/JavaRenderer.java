@@ -243,7 +243,7 @@ public final class JavaRenderer {
         rowSum("sum", nk.x(), d, null);
         line("float mean = sum / " + n + ";");
         rowSum("sq", nk.x(), d, "mean");
-        line("float rstd = (float) (1.0 / Math.sqrt(sq / " + n + " + " + Op.NORM_EPS + "));");
+        line("float rstd = 1f / (float) Math.sqrt(sq / " + n + " + " + f(Op.NORM_EPS) + ");");
         if (nk.grad() != null) {
             comment("mean(g) and mean(g·x̂), for dx = rstd·(g − mean(g) − x̂·mean(g·x̂))");
             line("FloatVector vg = FloatVector.zero(S), vgx = FloatVector.zero(S);");
@@ -401,7 +401,7 @@ public final class JavaRenderer {
         indent++;
         line("float g = grads[i] * gscale;");
         line("float m = adam_m[i] = " + b1 + " * adam_m[i] + " + nb1 + " * g;");
-        line("float v = adam_v[i] = " + b2 + " * adam_v[i] + " + nb2 + " * g * g;");
+        line("float v = adam_v[i] = " + b2 + " * adam_v[i] + " + nb2 + " * (g * g);");
         line("float update = rectified ? m / ((float) Math.sqrt(v) * denom + eps) : m;");
         line("float p = params[i] = params[i] - step * update - decay * params[i];");
         line("target[i] = mu * target[i] + (1 - mu) * p;");

@@ -291,7 +291,7 @@ public final class OpenClRenderer {
         indent++;
         line("const float g = grads[i] * gscale;");
         line("const float m = adam_m[i] = " + b1 + " * adam_m[i] + " + nb1 + " * g;");
-        line("const float v = adam_v[i] = " + b2 + " * adam_v[i] + " + nb2 + " * g * g;");
+        line("const float v = adam_v[i] = " + b2 + " * adam_v[i] + " + nb2 + " * (g * g);");
         line("const float update = rectified ? m / (sqrt(v) * denom + eps) : m;");
         line("const float p = params[i] = params[i] - step * update - decay * params[i];");
         line("target[i] = mu * target[i] + (1.0f - mu) * p;");
@@ -357,37 +357,106 @@ public final class OpenClRenderer {
         return switch (op) {
             case NEG -> "(-" + x + ")";
             case SQRT -> "sqrt(" + x + ")";
-            case EXP -> "exp(" + x + ")";
-            case LOG -> "log(" + x + ")";
-            case SIN -> "sin(" + x + ")";
-            case COS -> "cos(" + x + ")";
             case RELU -> "fmax(" + x + ", " + (vector ? "(float16)(0.0f)" : "0.0f") + ")";
-            case SQUARE, SILU, DSILU, GELU, DGELU, STEP -> op.name().toLowerCase() + s + "(" + x + ")";
+            case EXP, LOG, SIN, COS, SQUARE, SILU, DSILU, GELU, DGELU, STEP -> op.name().toLowerCase() + s + "(" + x + ")";
             default -> throw new IllegalStateException(op + " is not unary");
         };
     }
 
+    /**
+     * The same math, operation for operation, as {@link JavaRenderer}'s helpers: vector transcendentals from
+     * add, mul, fma and bit operations with the same constants; scalar ones through double precision, as the
+     * JVM's StrictMath does; lanes summed in order; no contraction of a*b+c. A run on PoCL then follows the
+     * jvm backend's numbers closely enough to compare training curves step by step.
+     */
     private void helpers() {
-        String k = f(Math.sqrt(2 / Math.PI)), c = f(0.044715), c3 = f(3 * 0.044715);
-        for (String t : new String[]{"float16", "float"}) {
-            String s = t.equals("float") ? "_s" : "_v";
-            String one = t.equals("float") ? "1.0f" : "(float16)(1.0f)";
-            line("inline " + t + " square" + s + "(" + t + " x) { return x * x; }");
-            line("inline " + t + " silu" + s + "(" + t + " x) { return x / (1.0f + exp(-x)); }");
-            line("inline " + t + " dsilu" + s + "(" + t + " x) { const " + t + " g = " + one + " / (1.0f + exp(-x)); return g * (1.0f + x * (1.0f - g)); }");
-            line("// GELU in its tanh form (PyTorch's approximate='tanh').");
-            line("inline " + t + " gelu" + s + "(" + t + " x) { return 0.5f * x * (1.0f + tanh(" + k + " * (x + " + c + " * x * x * x))); }");
-            line("inline " + t + " dgelu" + s + "(" + t + " x) {");
-            line("    const " + t + " t = tanh(" + k + " * (x + " + c + " * x * x * x));");
-            line("    return 0.5f * (1.0f + t) + 0.5f * x * (1.0f - t * t) * " + k + " * (1.0f + " + c3 + " * x * x);");
-            line("}");
-        }
-        line("inline float16 step_v(float16 x) { return select((float16)(0.0f), (float16)(1.0f), x > (float16)(0.0f)); }");
-        line("inline float step_s(float x) { return x > 0.0f ? 1.0f : 0.0f; }");
-        line("// Lanes added in order, so results do not depend on how the compiler reduces.");
-        line("inline float hsum(float16 v) {");
-        line("    return ((((v.s0 + v.s1) + (v.s2 + v.s3)) + ((v.s4 + v.s5) + (v.s6 + v.s7))) + (((v.s8 + v.s9) + (v.sa + v.sb)) + ((v.sc + v.sd) + (v.se + v.sf))));");
-        line("}");
+        String text = """
+                #pragma OPENCL FP_CONTRACT OFF
+                #pragma OPENCL EXTENSION cl_khr_fp64 : enable
+
+                inline float hsum(float16 v) {
+                    float s = 0.0f;
+                    s += v.s0; s += v.s1; s += v.s2; s += v.s3; s += v.s4; s += v.s5; s += v.s6; s += v.s7;
+                    s += v.s8; s += v.s9; s += v.sa; s += v.sb; s += v.sc; s += v.sd; s += v.se; s += v.sf;
+                    return s;
+                }
+
+                inline float16 round_v(float16 x) {
+                    const float16 bias = select((float16)(0.5f), (float16)(-0.5f), x < (float16)(0.0f));
+                    return convert_float16(convert_int16(x + bias));
+                }
+
+                inline float16 exp_v(float16 x) {
+                    x = fmin(fmax(x, (float16)(-87.0f)), (float16)(88.0f));
+                    const float16 n = round_v(x * 1.4426950408889634f);
+                    const float16 r = (n * -0.693145751953125f + x) + n * -1.4286068203094173e-6f;
+                    float16 p = (float16)(P7);
+                    p = fma(p, r, (float16)(P6));
+                    p = fma(p, r, (float16)(P5));
+                    p = fma(p, r, (float16)(P4));
+                    p = fma(p, r, (float16)(P3));
+                    p = fma(p, r, (float16)(0.5f));
+                    p = fma(p, r, (float16)(1.0f));
+                    p = fma(p, r, (float16)(1.0f));
+                    return p * as_float16((convert_int16(n) + 127) << 23);
+                }
+
+                inline float16 sin_v(float16 x) {
+                    const float16 k = round_v(x * 0.15915494309189535f);
+                    float16 y = (k * -6.28125f + x) + k * -0.0019353071795864769f;
+                    const float16 pi = (float16)(3.1415927f);
+                    y = select(y, pi - y, y > (float16)(1.5707964f));
+                    y = select(y, -pi - y, y < (float16)(-1.5707964f));
+                    const float16 y2 = y * y;
+                    float16 p = (float16)(1.6059043836821613e-10f);
+                    p = fma(p, y2, (float16)(-2.505210838544172e-8f));
+                    p = fma(p, y2, (float16)(2.7557319223985893e-6f));
+                    p = fma(p, y2, (float16)(-1.984126984126984e-4f));
+                    p = fma(p, y2, (float16)(8.333333333333333e-3f));
+                    p = fma(p, y2, (float16)(-0.16666666666666666f));
+                    return fma(p * y2, y, y);
+                }
+
+                inline float16 cos_v(float16 x) { return sin_v(x + 1.5707963267948966f); }
+                inline float16 log_v(float16 x) { return convert_float16(log(convert_double16(x))); }
+                inline float16 tanh_v(float16 x) { return (float16)(1.0f) - (float16)(2.0f) / (exp_v(x * 2.0f) + 1.0f); }
+                inline float16 square_v(float16 x) { return x * x; }
+                inline float16 silu_v(float16 x) { return x / (exp_v(-x) + 1.0f); }
+                inline float16 dsilu_v(float16 x) {
+                    const float16 s = (float16)(1.0f) / (exp_v(-x) + 1.0f);
+                    return s * (x * (-s + 1.0f) + 1.0f);
+                }
+                inline float16 gelu_v(float16 x) {
+                    const float16 t = tanh_v((x * x * x * GELU_C + x) * GELU_K);
+                    return (x * 0.5f) * (t + 1.0f);
+                }
+                inline float16 dgelu_v(float16 x) {
+                    const float16 t = tanh_v((x * x * x * GELU_C + x) * GELU_K);
+                    const float16 inner = (x * x * GELU_C3 + 1.0f) * GELU_K;
+                    return (t + 1.0f) * 0.5f + ((x * 0.5f) * (-(t * t) + 1.0f)) * inner;
+                }
+                inline float16 step_v(float16 x) { return select((float16)(0.0f), (float16)(1.0f), x > (float16)(0.0f)); }
+
+                inline float exp_s(float x) { return (float) exp((double) x); }
+                inline float log_s(float x) { return (float) log((double) x); }
+                inline float sin_s(float x) { return (float) sin((double) x); }
+                inline float cos_s(float x) { return (float) cos((double) x); }
+                inline float square_s(float x) { return x * x; }
+                inline float silu_s(float x) { return x / (1.0f + exp_s(-x)); }
+                inline float dsilu_s(float x) { const float s = 1.0f / (1.0f + exp_s(-x)); return s * (1.0f + x * (1.0f - s)); }
+                inline float gelu_s(float x) { return 0.5f * x * (1.0f + (float) tanh((double) (GELU_K * (x + GELU_C * x * x * x)))); }
+                inline float dgelu_s(float x) {
+                    const float t = (float) tanh((double) (GELU_K * (x + GELU_C * x * x * x)));
+                    return 0.5f * (1.0f + t) + 0.5f * x * (1.0f - t * t) * GELU_K * (1.0f + GELU_C3 * x * x);
+                }
+                inline float step_s(float x) { return x > 0.0f ? 1.0f : 0.0f; }
+                """;
+        text = text.replace("P7", f(1f / 5040f)).replace("P6", f(1f / 720f)).replace("P5", f(1f / 120f))
+                .replace("P4", f(1f / 24f)).replace("P3", f(1f / 6f));
+        line("#define GELU_K " + f(Math.sqrt(2 / Math.PI)));
+        line("#define GELU_C " + f(0.044715));
+        line("#define GELU_C3 " + f(3 * 0.044715));
+        for (String l : text.split("\n")) line(l);
     }
 
     static String f(double v) {

@@ -54,11 +54,32 @@ public final class ConsistencyModel implements AutoCloseable {
     public int outputSize() { return spec.model().inputDim(); }
     public long paramCount() { return layout.total(); }
     public ParamLayout layout() { return layout; }
-    public float[] params() { return params; }
-    public float[] target() { return target; }
-    public float[] ema() { return ema; }
-    public float[] adamM() { return adamM; }
-    public float[] adamV() { return adamV; }
+    // The host copies. On a device backend the trainer owns the truth between steps; reading them copies it
+    // back first, and after the caller changes them (loading a checkpoint) it calls weightsChanged().
+    public float[] params() { sync(); return params; }
+    public float[] target() { sync(); return target; }
+    public float[] ema() { sync(); return ema; }
+    public float[] adamM() { sync(); return adamM; }
+    public float[] adamV() { sync(); return adamV; }
+
+    private static final String[] STATE = {"params", "target", "ema", "adam_m", "adam_v"};
+    private boolean deviceAhead, hostAhead;
+
+    private float[][] state() { return new float[][]{params, target, ema, adamM, adamV}; }
+
+    /** Copies the trainer's state back to the host when the device has stepped since the last copy. */
+    private void sync() {
+        if (!deviceAhead) return;
+        float[][] host = state();
+        for (int i = 0; i < STATE.length; i++) trainer.read(STATE[i], host[i], host[i].length);
+        deviceAhead = false;
+    }
+
+    /** The host arrays were changed (a checkpoint was loaded): device copies are uploaded before the next step. */
+    public void weightsChanged() {
+        deviceAhead = false;
+        hostAhead = true;
+    }
     public long step() { return step; }
     public void setStep(long step) { this.step = step; }
 
@@ -79,6 +100,7 @@ public final class ConsistencyModel implements AutoCloseable {
     }
 
     public float[] sample(float[] weights, int count, long seed, double[] sigmas) {
+        sync();
         int d = outputSize();
         float[] out = new float[count * d];
         var rng = new SplittableRandom(seed);
@@ -101,6 +123,7 @@ public final class ConsistencyModel implements AutoCloseable {
 
     /** f(x, σ) for a batch with a σ per row, with the given weights (online, target or EMA). */
     public float[] denoise(float[] weights, float[] x, float[] sigma, int batch) {
+        sync();
         float[] out = new float[batch * outputSize()];
         Executable exe = load(denoiser, weights, false);
         for (int start = 0; start < batch; start += SAMPLE_CHUNK) {
@@ -175,6 +198,7 @@ public final class ConsistencyModel implements AutoCloseable {
         exe.write("weight", weight, b);
         exe.write("scalars", scalars, scalars.length);
         exe.run(b);
+        if (!(exe instanceof JvmExecutable)) deviceAhead = true;
         if (!readLoss) return Float.NaN;
         float[] loss = new float[1];
         exe.read("loss", loss, 1);
@@ -183,15 +207,23 @@ public final class ConsistencyModel implements AutoCloseable {
 
     private Executable trainer(int batch) {
         if (trainer == null || trainer.maxBatch() < batch) {
+            sync();
             if (trainer != null) trainer.close();
             trainer = backend.load(Compiler.trainStep(spec).program(), batch);
+            hostAhead = true;
             if (trainer instanceof JvmExecutable j) {
                 j.bind("params", params);
                 j.bind("target", target);
                 j.bind("ema", ema);
                 j.bind("adam_m", adamM);
                 j.bind("adam_v", adamV);
+                hostAhead = false;
             }
+        }
+        if (hostAhead) {
+            float[][] host = state();
+            for (int k = 0; k < STATE.length; k++) trainer.write(STATE[k], host[k], host[k].length);
+            hostAhead = false;
         }
         return trainer;
     }

@@ -80,6 +80,7 @@ public final class Checkpoint {
             if (start + 4L * n > bytes.length) throw new IOException(path + ": truncated: tensor '" + name + "' runs past the end of the file");
             ByteBuffer.wrap(bytes, (int) start, 4 * n).order(ByteOrder.LITTLE_ENDIAN).asFloatBuffer().get(dst);
         }
+        model.weightsChanged();
         Matcher step = Pattern.compile("\"step\":\"(\\d+)\"").matcher(header);
         if (step.find()) model.setStep(Long.parseLong(step.group(1)));
     }

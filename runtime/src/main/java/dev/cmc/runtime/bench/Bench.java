@@ -2,8 +2,8 @@ package dev.cmc.runtime.bench;
 
 import dev.cmc.compile.Compiler;
 import dev.cmc.dsl.Spec;
-import dev.cmc.runtime.jvm.JvmBackend;
-import dev.cmc.runtime.jvm.JvmExecutable;
+import dev.cmc.runtime.Backend;
+import dev.cmc.runtime.Executable;
 import dev.cmc.kernel.OptimizerScalars;
 
 import java.util.Arrays;
@@ -14,53 +14,55 @@ import java.util.function.Consumer;
 public final class Bench {
     private Bench() {}
 
-    public record Result(String model, long params, double compileMs, int batch, double sampleMs, int trainBatch, double stepMs,
+    public record Result(String model, String backend, long params, double compileMs, int batch, double sampleMs, int trainBatch, double stepMs,
                          double flopsPerSample, int threads) {
         public double samplesPerSecond() { return batch / (sampleMs / 1e3); }
         public double sampleGflops() { return flopsPerSample * samplesPerSecond() / 1e9; }
 
         public String table() {
             return String.format("""
-                    model %s, %,d parameters, jvm backend, %d threads
-                      compile (both programs, javac in-process)  %8.1f ms
+                    model %s, %,d parameters, %s backend, %d host threads
+                      compile and load (both programs)           %8.1f ms
                       1-step sampling, batch %-6d             %8.2f ms   %,.0f samples/s   %.1f GFLOP/s
                       CT training step, batch %-6d            %8.2f ms""",
-                    model, params, threads, compileMs, batch, sampleMs, samplesPerSecond(), sampleGflops(), trainBatch, stepMs);
+                    model, params, backend, threads, compileMs, batch, sampleMs, samplesPerSecond(), sampleGflops(), trainBatch, stepMs);
         }
 
         public String json() {
-            return String.format("{\"model\":\"%s\",\"params\":%d,\"backend\":\"jvm\",\"threads\":%d,\"compile_ms\":%.2f,"
+            return String.format("{\"model\":\"%s\",\"params\":%d,\"backend\":\"%s\",\"threads\":%d,\"compile_ms\":%.2f,"
                     + "\"sample_batch\":%d,\"sample_ms\":%.3f,\"samples_per_s\":%.1f,\"sample_gflops\":%.2f,\"train_batch\":%d,\"train_step_ms\":%.3f}\n",
-                    model, params, threads, compileMs, batch, sampleMs, samplesPerSecond(), sampleGflops(), trainBatch, stepMs);
+                    model, params, backend, threads, compileMs, batch, sampleMs, samplesPerSecond(), sampleGflops(), trainBatch, stepMs);
         }
     }
 
-    /** Forward FLOPs per sample: 2·(in·out) per dense layer. */
+    /**
+     * Forward FLOPs per sample that the sampler does: 2·(in·out) per dense layer, without the σ embedding's
+     * layer (h·h), which the shared-σ sampler computes once per batch (the seed's 4.39 MFLOP counts it).
+     */
     public static double flopsPerSample(Spec s) {
         long d = s.model().inputDim(), h = s.model().hiddenSize(), e = (long) s.model().expansion() * h;
-        return 2.0 * (h * h + d * h + s.model().numLayers() * 2L * h * e + h * d);
+        return 2.0 * (d * h + s.model().numLayers() * 2L * h * e + h * d);
     }
 
-    public static Result run(Spec spec, int batch, int trainBatch, double seconds, Consumer<String> log) {
-        var backend = new JvmBackend();
+    public static Result run(Spec spec, Backend backend, String label, int batch, int trainBatch, double seconds, Consumer<String> log) {
         long t0 = System.nanoTime();
         var sampler = Compiler.sampler(spec);
         var train = Compiler.trainStep(spec);
-        JvmExecutable s = backend.load(sampler.program(), batch);
-        JvmExecutable t = backend.load(train.program(), trainBatch);
+        Executable s = backend.load(sampler.program(), batch);
+        Executable t = backend.load(train.program(), trainBatch);
         double compileMs = (System.nanoTime() - t0) / 1e6;
         var rng = new SplittableRandom(1);
         float[] params = sampler.layout().initialize(1);
-        s.bind("params", params);
+        s.write("params", params, params.length);
         float[] x = new float[batch * spec.model().inputDim()];
         for (int i = 0; i < x.length; i++) x[i] = (float) (spec.model().sigmaMax() * rng.nextGaussian());
         s.write("x", x, x.length);
         s.write("sigma", new float[]{(float) spec.model().sigmaMax()}, 1);
-        log.accept("measuring 1-step sampling at batch " + batch + " ...");
+        log.accept(label + ": measuring 1-step sampling at batch " + batch + " ...");
         double sampleMs = time(() -> s.run(batch), seconds);
 
-        t.bind("params", train.layout().initialize(1));
-        t.bind("target", train.layout().initialize(1));
+        t.write("params", params, params.length);
+        t.write("target", params, params.length);
         int d = spec.model().inputDim();
         float[] x0 = new float[trainBatch * d], z = new float[trainBatch * d], hi = new float[trainBatch], lo = new float[trainBatch], w = new float[trainBatch];
         for (int i = 0; i < x0.length; i++) { x0[i] = (float) rng.nextGaussian(); z[i] = (float) rng.nextGaussian(); }
@@ -69,11 +71,11 @@ public final class Bench {
         float[] sc = new float[OptimizerScalars.SIZE];
         OptimizerScalars.fill(sc, "adam", 1, 1e-5, 0.9, 0.999, 1e-8, 0, 0.9, 0.999, 1);
         t.write("scalars", sc, sc.length);
-        log.accept("measuring the CT training step at batch " + trainBatch + " ...");
+        log.accept(label + ": measuring the CT training step at batch " + trainBatch + " ...");
         double stepMs = time(() -> t.run(trainBatch), seconds);
         s.close();
         t.close();
-        return new Result(spec.name(), sampler.layout().total(), compileMs, batch, sampleMs, trainBatch, stepMs, flopsPerSample(spec),
+        return new Result(spec.name(), label, sampler.layout().total(), compileMs, batch, sampleMs, trainBatch, stepMs, flopsPerSample(spec),
                 Runtime.getRuntime().availableProcessors());
     }
 

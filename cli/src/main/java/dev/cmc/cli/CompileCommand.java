@@ -22,30 +22,50 @@ final class CompileCommand implements Callable<Integer> {
     @Option(names = "--emit", paramLabel = "DIR", description = "folder to write generated kernels and plans into")
     Path emit;
 
-    @Option(names = "--target", defaultValue = "jvm", paramLabel = "TARGET", description = "renderer: jvm (default)")
+    @Option(names = "--target", defaultValue = "jvm", paramLabel = "TARGET", description = "renderer: jvm (default) or opencl")
     String target;
+
+    @Option(names = "--emit-binary", paramLabel = "FILE",
+            description = "opencl: build both programs for the device (target.device, or --device) and save the binaries, for target.kernel_binary")
+    Path emitBinary;
+
+    @Option(names = "--device", paramLabel = "N", description = "opencl device index for --emit-binary (default: target.device)")
+    Integer device;
 
     @Option(names = "--print", description = "print the task-graph plans and the generated source to the terminal")
     boolean print;
 
     @Override
     public Integer call() throws IOException {
-        if (!target.equals("jvm")) {
-            throw new Main.UserError("--target " + target + ": this build renders jvm only (opencl, cuda and tornado are on the roadmap)");
+        if (!target.equals("jvm") && !target.equals("opencl")) {
+            throw new Main.UserError("--target " + target + ": valid targets are jvm and opencl (cuda and tornado are on the roadmap)");
         }
+        if (emitBinary != null && !target.equals("opencl")) throw new Main.UserError("--emit-binary needs --target opencl");
         Spec s = spec.load();
-        var backend = new JvmBackend();
+        var backend = target.equals("jvm") ? new JvmBackend() : null;
         var files = new LinkedHashMap<String, String>();
         String header = "cmc " + s.fileName() + " (model " + s.name() + ")";
         for (Compiler.Compiled c : new Compiler.Compiled[]{Compiler.sampler(s), Compiler.trainStep(s)}) {
             Program p = c.program();
-            files.putAll(backend.render(p, header + ", program " + p.name()));
+            String h = header + ", program " + p.name();
+            if (backend != null) files.putAll(backend.render(p, h));
+            else files.put(dev.cmc.render.JavaRenderer.className(p) + ".cl", dev.cmc.render.OpenClRenderer.render(p, h));
             files.put(p.name() + ".plan.txt", p.plan());
             System.out.printf("%-28s %3d kernels, %3d arrays%n", p.name(), p.kernels().size(), p.arrays().size());
         }
+        if (emitBinary != null) {
+            int index = device != null ? device : s.target().device();
+            var devices = dev.cmc.runtime.opencl.OpenClDevices.list();
+            if (index < 0 || index >= devices.size()) {
+                String why = dev.cmc.runtime.opencl.OpenClDevices.unavailable();
+                throw new Main.UserError("--emit-binary: no OpenCL device " + index + (why != null ? ": " + why : "; devices are 0.." + (devices.size() - 1)));
+            }
+            dev.cmc.runtime.opencl.OpenClBinaries.emit(devices.get(index), java.util.List.of(Compiler.sampler(s).program(), Compiler.trainStep(s).program()), emitBinary);
+            System.out.println("built for " + devices.get(index).name() + "; wrote " + emitBinary);
+        }
         if (print) files.forEach((name, text) -> System.out.println("==== " + name + "\n" + text));
         if (emit == null) {
-            System.out.println("compiled " + s.fileName() + " (use --emit DIR to write the generated source)");
+            if (emitBinary == null) System.out.println("compiled " + s.fileName() + " (use --emit DIR to write the generated source)");
             return 0;
         }
         writeAll(emit, files);

@@ -21,7 +21,7 @@ public record Spec(String name, String fileName, String source, Model model, Sch
     /** {@code sigmas} is empty when sampling uses the default τ list for {@code steps}. */
     public record Sample(int steps, List<Double> sigmas, int count, long seed) {}
 
-    public record Target(String backend, int device, String precision) {}
+    public record Target(String backend, int device, String precision, String kernelBinary) {}
 
     /** The builtin data sets and their dimensions; their generators live in the runtime. */
     public static final Map<String, Integer> BUILTIN_DATA = Map.of(

@@ -178,7 +178,10 @@ public final class Validator {
             steps = sigmas.size();
         }
         var sample = new Spec.Sample(steps, sigmas, (int) i("sample", "count"), i("sample", "seed"));
-        var target = new Spec.Target(s("target", "backend"), (int) i("target", "device"), s("target", "precision"));
+        var target = new Spec.Target(s("target", "backend"), (int) i("target", "device"), s("target", "precision"), s("target", "kernel_binary"));
+        if (!target.kernelBinary().isEmpty() && !List.of("opencl", "auto").contains(target.backend())) {
+            errors.add(new Diagnostic(at("target", "kernel_binary"), "kernel_binary is for backend = opencl, but backend is " + target.backend()));
+        }
 
         String name = blocks.containsKey("model") && blocks.get("model").label() != null ? blocks.get("model").label() : baseName(file.fileName());
         return new Spec(name, file.fileName(), file.source(), model, schedule, train, data, sample, target);

@@ -64,7 +64,15 @@ public final class Backends {
                 if (why != null) throw new UnavailableException(where + ": " + why);
                 int n = OpenClDevices.list().size();
                 if (device < 0 || device >= n) throw new UnavailableException(where + ": no OpenCL device " + device + "; devices are 0.." + (n - 1) + " (cmc devices lists them)");
-                yield new OpenClBackend(device);
+                var cl = new OpenClBackend(device);
+                if (!spec.target().kernelBinary().isEmpty()) {
+                    try {
+                        cl.withBinaries(java.nio.file.Path.of(spec.target().kernelBinary()));
+                    } catch (dev.cmc.runtime.opencl.OpenClBinaries.RefusedException e) {
+                        throw new UnavailableException("target.kernel_binary in " + spec.fileName() + ": " + e.getMessage());
+                    }
+                }
+                yield cl;
             }
             case "cuda", "tornado" -> throw new UnavailableException(where + ": this build has no " + name + " backend yet; available: auto, "
                     + String.join(", ", available()));

@@ -67,7 +67,8 @@ public final class Schema {
         block("target",
             key("backend", new KeyType.OneOf(List.of("auto", "jvm", "opencl", "cuda", "tornado")), "auto", "where kernels run"),
             key("device", new KeyType.Int(0, 1024), 0L, "device index within the backend"),
-            key("precision", new KeyType.OneOf(List.of("fp32", "tf32", "bf16")), "fp32", "arithmetic precision"));
+            key("precision", new KeyType.OneOf(List.of("fp32", "tf32", "bf16")), "fp32", "arithmetic precision"),
+            key("kernel_binary", new KeyType.Text(), "", "opencl: load kernels from this file (cmc compile --emit-binary) instead of compiling"));
     }
 
     private Schema() {}

@@ -5,11 +5,21 @@ import dev.cmc.render.JavaRenderer;
 import dev.cmc.render.OpenClRenderer;
 import dev.cmc.runtime.Backend;
 
+import java.nio.file.Path;
 import java.util.Map;
 
 /** Generated OpenCL C, built and run through libOpenCL.so.1 with Java's FFM API. */
 public final class OpenClBackend implements Backend {
     private final OpenClDevices.Device device;
+    private Path binaryFile;
+    private OpenClBinaries.Container binaries;
+
+    /** Loads programs from an offline-built binary file instead of compiling them (target.kernel_binary). */
+    public OpenClBackend withBinaries(Path file) {
+        this.binaryFile = file;
+        this.binaries = OpenClBinaries.read(file);
+        return this;
+    }
 
     public OpenClBackend(int index) {
         var all = OpenClDevices.list();
@@ -32,6 +42,8 @@ public final class OpenClBackend implements Backend {
 
     @Override
     public OpenClExecutable load(Program program, int maxBatch) {
-        return new OpenClExecutable(device, program, OpenClRenderer.render(program, "program " + program.name()), maxBatch);
+        String source = OpenClRenderer.render(program, "program " + program.name());
+        byte[] binary = binaries == null ? null : OpenClBinaries.find(binaries, binaryFile, device, program, source);
+        return new OpenClExecutable(device, program, source, binary, maxBatch);
     }
 }

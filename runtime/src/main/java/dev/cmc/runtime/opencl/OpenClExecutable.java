@@ -31,6 +31,11 @@ public final class OpenClExecutable implements Executable {
     private final MemorySegment rowsArg = arena.allocate(JAVA_INT), globalSize = arena.allocate(CL.SIZE_T);
 
     OpenClExecutable(OpenClDevices.Device device, Program program, String source, int maxBatch) {
+        this(device, program, source, null, maxBatch);
+    }
+
+    /** With a device binary (from {@link OpenClBinaries}), the program is loaded from it instead of compiled. */
+    OpenClExecutable(OpenClDevices.Device device, Program program, String source, byte[] binary, int maxBatch) {
         this.program = program;
         this.maxBatch = maxBatch;
         MemorySegment err = arena.allocate(JAVA_INT);
@@ -41,10 +46,20 @@ public final class OpenClExecutable implements Executable {
         queue = (MemorySegment) CL.call(CL.clCreateCommandQueue, context, device.id(), 0L, err);
         CL.check(err.get(JAVA_INT, 0), "clCreateCommandQueue");
 
-        MemorySegment strings = arena.allocate(ADDRESS);
-        strings.set(ADDRESS, 0, arena.allocateFrom(source));
-        clProgram = (MemorySegment) CL.call(CL.clCreateProgramWithSource, context, 1, strings, MemorySegment.NULL, err);
-        CL.check(err.get(JAVA_INT, 0), "clCreateProgramWithSource");
+        if (binary == null) {
+            MemorySegment strings = arena.allocate(ADDRESS);
+            strings.set(ADDRESS, 0, arena.allocateFrom(source));
+            clProgram = (MemorySegment) CL.call(CL.clCreateProgramWithSource, context, 1, strings, MemorySegment.NULL, err);
+            CL.check(err.get(JAVA_INT, 0), "clCreateProgramWithSource");
+        } else {
+            MemorySegment lengths = arena.allocate(CL.SIZE_T);
+            lengths.set(JAVA_LONG, 0, binary.length);
+            MemorySegment pointers = arena.allocate(ADDRESS);
+            pointers.set(ADDRESS, 0, arena.allocateFrom(JAVA_BYTE, binary));
+            MemorySegment binaryStatus = arena.allocate(JAVA_INT);
+            clProgram = (MemorySegment) CL.call(CL.clCreateProgramWithBinary, context, 1, dev, lengths, pointers, binaryStatus, err);
+            CL.check(err.get(JAVA_INT, 0), "clCreateProgramWithBinary(" + program.name() + ")");
+        }
         int built = (int) CL.call(CL.clBuildProgram, clProgram, 1, dev, arena.allocateFrom("-cl-std=CL1.2"), MemorySegment.NULL, MemorySegment.NULL);
         if (built != CL.SUCCESS) throw buildFailure(built, device, source);
 
@@ -98,6 +113,20 @@ public final class OpenClExecutable implements Executable {
         }
         return new CL.ClException("clBuildProgram for " + program.name() + " on " + device.name(), status,
                 "generated source: " + where + "\nbuild log:\n" + log.strip());
+    }
+
+    /** The device binary of the built program (clGetProgramInfo CL_PROGRAM_BINARIES), for offline toolchains. */
+    byte[] binary() {
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment size = a.allocate(CL.SIZE_T);
+            CL.status(CL.clGetProgramInfo, "clGetProgramInfo(CL_PROGRAM_BINARY_SIZES)", clProgram, CL.PROGRAM_BINARY_SIZES, CL.SIZE_T.byteSize(), size, MemorySegment.NULL);
+            long n = size.get(JAVA_LONG, 0);
+            MemorySegment data = a.allocate(Math.max(1, n));
+            MemorySegment pointers = a.allocate(ADDRESS);
+            pointers.set(ADDRESS, 0, data);
+            CL.status(CL.clGetProgramInfo, "clGetProgramInfo(CL_PROGRAM_BINARIES)", clProgram, CL.PROGRAM_BINARIES, ADDRESS.byteSize(), pointers, MemorySegment.NULL);
+            return data.asSlice(0, n).toArray(JAVA_BYTE);
+        }
     }
 
     @Override

@@ -58,6 +58,11 @@ final class TrainCommand implements Callable<Integer> {
             System.out.printf("training %s: %,d parameters, %s, %d steps of %d on %s (%d threads)%s%n", s.name(), model.paramCount(),
                     s.train().method(), s.train().steps(), s.train().batchSize(), chosen.name(), Runtime.getRuntime().availableProcessors(),
                     model.step() > 0 ? ", resuming at step " + model.step() : "");
+            long t0 = System.nanoTime();
+            System.out.print("compiling the training step for " + chosen.name() + " (a new spec on OpenCL can take a minute; cached afterwards) ...");
+            System.out.flush();
+            model.prepareTraining(s.train().batchSize());
+            System.out.printf(" %.1f s%n", (System.nanoTime() - t0) / 1e9);
             var trainer = new Trainer(model, data, s.train().seed(), 10);
             Path lossFile = dir.resolve("loss.csv");
             var losses = new StringBuilder(resume && Files.exists(lossFile) ? Files.readString(lossFile) : "step,loss\n");

@@ -144,6 +144,13 @@ public final class ConsistencyModel implements AutoCloseable {
         return out;
     }
 
+    /** Compiles and loads the training step now (it is otherwise done on the first step), for a batch size. */
+    public void prepareTraining(int batch) {
+        trainer(batch);
+    }
+
+    public String backendName() { return backend.name(); }
+
     /** The shared-σ sampler or the per-row denoiser, compiled on first use, reading these weights. */
     private Executable load(Executable cached, float[] weights, boolean sharedSigma) {
         Executable exe = cached;

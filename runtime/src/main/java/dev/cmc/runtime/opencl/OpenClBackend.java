@@ -43,7 +43,9 @@ public final class OpenClBackend implements Backend {
     @Override
     public OpenClExecutable load(Program program, int maxBatch) {
         String source = OpenClRenderer.render(program, "program " + program.name());
-        byte[] binary = binaries == null ? null : OpenClBinaries.find(binaries, binaryFile, device, program, source);
-        return new OpenClExecutable(device, program, source, binary, maxBatch);
+        if (binaries != null) {
+            return new OpenClExecutable(device, program, source, OpenClBinaries.find(binaries, binaryFile, device, program, source), maxBatch);
+        }
+        return ProgramCache.load(device, program, source, maxBatch);
     }
 }

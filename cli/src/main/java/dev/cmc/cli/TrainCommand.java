@@ -59,7 +59,8 @@ final class TrainCommand implements Callable<Integer> {
                     s.train().method(), s.train().steps(), s.train().batchSize(), chosen.name(), Runtime.getRuntime().availableProcessors(),
                     model.step() > 0 ? ", resuming at step " + model.step() : "");
             long t0 = System.nanoTime();
-            System.out.print("compiling the training step for " + chosen.name() + " (a new spec on OpenCL can take a minute; cached afterwards) ...");
+            System.out.print("compiling the training step for " + chosen.name()
+                    + (chosen.name().equals("opencl") ? " (a new spec can take a minute; cached afterwards)" : "") + " ...");
             System.out.flush();
             model.prepareTraining(s.train().batchSize());
             System.out.printf(" %.1f s%n", (System.nanoTime() - t0) / 1e9);

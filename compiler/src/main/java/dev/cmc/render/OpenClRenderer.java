@@ -16,18 +16,49 @@ import java.util.List;
 public final class OpenClRenderer {
     private static final int W = 16;
     private static final int TILE_VECTORS = 4;
+    /** GPU GEMMs: 16×16 work-items, each a 4×4 register tile, over 64×64 outputs; K in steps of 16 through local memory. */
+    private static final int GPU_THREADS = 16, GPU_TILE = 64, GPU_K = 16;
+
+    /**
+     * How kernels are shaped for a device. CPU: one work-item per row range, wide vectors, no local memory
+     * (PoCL: register-blocked GEMMs run at 140–190 GFLOP/s where 16×16 local tiles ran at 6). GPU: GEMMs
+     * tiled through local memory with register blocking, many work-items per output tile.
+     */
+    public enum Style { CPU, GPU }
+
+    /** An NDRange: global and (for GPU-style kernels) local sizes. */
+    public record Launch(long[] global, long[] local) {}
 
     private final Program program;
+    private final Style style;
     private final StringBuilder out = new StringBuilder();
     private int indent;
 
-    private OpenClRenderer(Program program) {
+    private OpenClRenderer(Program program, Style style) {
         this.program = program;
+        this.style = style;
     }
 
     public static String render(Program program, String header) {
-        return new OpenClRenderer(program).file(header);
+        return render(program, header, Style.CPU);
     }
+
+    public static String render(Program program, String header, Style style) {
+        return new OpenClRenderer(program, style).file(header + " (" + style.name().toLowerCase() + " style)");
+    }
+
+    /** The NDRange kernel k runs over at a batch size, in a style. */
+    public static Launch launch(Kernel k, int batch, Style style) {
+        if (style == Style.GPU && k instanceof Kernel.Gemm g) {
+            int m = g.domain().batched() ? batch : g.domain().rows(), n = g.domain().cols();
+            return new Launch(new long[]{(long) ceil(n, GPU_TILE) * GPU_THREADS, (long) ceil(m, GPU_TILE) * GPU_THREADS},
+                    new long[]{GPU_THREADS, GPU_THREADS});
+        }
+        Extent e = Extent.of(k, batch, W);
+        return new Launch(new long[]{ceil(e.size(), e.grain())}, null);
+    }
+
+    private static int ceil(int a, int b) { return (a + b - 1) / b; }
 
     /** The kernel function name of kernel i. */
     public static String kernelName(Program p, int i) {
@@ -52,6 +83,15 @@ public final class OpenClRenderer {
         for (String a : args) sig.append("__global float* restrict ").append(Indexing.identifier(a)).append(", ");
         sig.append("const int rows)");
         line("// " + k.name());
+        if (style == Style.GPU && k instanceof Kernel.Gemm g) {
+            line("__attribute__((reqd_work_group_size(" + GPU_THREADS + ", " + GPU_THREADS + ", 1)))");
+            line(sig + " {");
+            indent++;
+            gpuGemm(g);
+            indent--;
+            line("}");
+            return;
+        }
         line(sig + " {");
         indent++;
         int grain = Extent.of(k, 1, W).grain();
@@ -132,6 +172,58 @@ public final class OpenClRenderer {
             indent--;
             line("}");
         }
+    }
+
+    /** A GEMM as GPUs like it: A and B tiles staged in local memory, a 4×4 register tile per work-item. */
+    private void gpuGemm(Kernel.Gemm g) {
+        int n = g.domain().cols(), per = GPU_TILE / GPU_THREADS, loads = GPU_TILE * GPU_K / (GPU_THREADS * GPU_THREADS);
+        String m = g.domain().batched() ? "rows" : Integer.toString(g.domain().rows());
+        String k = g.transposeA() ? "rows" : Integer.toString(g.k());
+        String b = Indexing.identifier(g.b().array());
+        line("const int tx = (int) get_local_id(0), ty = (int) get_local_id(1), t = ty * " + GPU_THREADS + " + tx;");
+        line("const int col0 = (int) get_group_id(0) * " + GPU_TILE + ", row0 = (int) get_group_id(1) * " + GPU_TILE + ";");
+        line("const int M = " + m + ", K = " + k + ";");
+        line("__local float As[" + GPU_K + "][" + (GPU_TILE + 1) + "];");
+        line("__local float Bs[" + GPU_K + "][" + GPU_TILE + "];");
+        line("float acc[" + per + "][" + per + "];");
+        line("for (int i = 0; i < " + per + "; i++) for (int j = 0; j < " + per + "; j++) acc[i][j] = 0.0f;");
+        line("for (int p0 = 0; p0 < K; p0 += " + GPU_K + ") {");
+        indent++;
+        line("for (int l = 0; l < " + loads + "; l++) {");
+        indent++;
+        line("const int idx = t + l * " + GPU_THREADS * GPU_THREADS + ";");
+        line("const int ar = idx / " + GPU_K + ", ap = idx % " + GPU_K + ";");
+        line("As[ap][ar] = (row0 + ar < M && p0 + ap < K) ? " + aElement(g, "row0 + ar", "p0 + ap") + " : 0.0f;");
+        line("const int bp = idx / " + GPU_TILE + ", bc = idx % " + GPU_TILE + ";");
+        line("Bs[bp][bc] = (p0 + bp < K && col0 + bc < " + n + ") ? " + b + "[" + Indexing.plus(g.b().offset(), "(p0 + bp) * " + n) + " + col0 + bc] : 0.0f;");
+        indent--;
+        line("}");
+        line("barrier(CLK_LOCAL_MEM_FENCE);");
+        line("for (int pp = 0; pp < " + GPU_K + "; pp++) {");
+        indent++;
+        line("float a[" + per + "], bv[" + per + "];");
+        line("for (int i = 0; i < " + per + "; i++) a[i] = As[pp][ty + " + GPU_THREADS + " * i];");
+        line("for (int j = 0; j < " + per + "; j++) bv[j] = Bs[pp][tx + " + GPU_THREADS + " * j];");
+        line("for (int i = 0; i < " + per + "; i++) for (int j = 0; j < " + per + "; j++) acc[i][j] = fma(a[i], bv[j], acc[i][j]);");
+        indent--;
+        line("}");
+        line("barrier(CLK_LOCAL_MEM_FENCE);");
+        indent--;
+        line("}");
+        line("for (int i = 0; i < " + per + "; i++) {");
+        indent++;
+        line("for (int j = 0; j < " + per + "; j++) {");
+        indent++;
+        line("const int r = row0 + ty + " + GPU_THREADS + " * i, c = col0 + tx + " + GPU_THREADS + " * j;");
+        line("if (r < M && c < " + n + ") {");
+        indent++;
+        lets(g.epilogue(), g.domain(), "r", "c", "acc[i][j]", false, "");
+        indent--;
+        line("}");
+        indent--;
+        line("}");
+        indent--;
+        line("}");
     }
 
     private String aElement(Kernel.Gemm g, String row, String p) {

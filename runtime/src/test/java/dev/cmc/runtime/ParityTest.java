@@ -24,16 +24,31 @@ import static org.junit.jupiter.api.Assertions.*;
  * machine has: jvm always, each OpenCL device when a platform is installed.
  */
 class ParityTest {
-    static List<Backend> backends() {
-        var all = new ArrayList<Backend>(List.of(new JvmBackend(2)));
-        for (var d : dev.cmc.runtime.opencl.OpenClDevices.list()) all.add(new dev.cmc.runtime.opencl.OpenClBackend(d.index()));
+    /** jvm, then each OpenCL device in its own style and, on CPUs, in the GPU style too (local-memory GEMMs). */
+    static List<Named<Backend>> backends() {
+        var all = new ArrayList<Named<Backend>>(List.of(Named.of("jvm", new JvmBackend(2))));
+        for (var d : dev.cmc.runtime.opencl.OpenClDevices.list()) {
+            var cl = new dev.cmc.runtime.opencl.OpenClBackend(d.index());
+            all.add(Named.of("opencl:" + d.index() + " " + cl.style().name().toLowerCase() + " style", cl));
+            if (cl.style() == dev.cmc.render.OpenClRenderer.Style.CPU) {
+                all.add(Named.of("opencl:" + d.index() + " gpu style", new dev.cmc.runtime.opencl.OpenClBackend(d.index())
+                        .withStyle(dev.cmc.render.OpenClRenderer.Style.GPU)));
+            }
+        }
         if (all.size() == 1) System.out.println("ParityTest: OpenCL skipped: " + dev.cmc.runtime.opencl.OpenClDevices.unavailable());
         return all;
     }
 
+    /** Every backend with every case, but the GPU style on a CPU device (slow to build) with the first case only. */
     static Stream<Arguments> cases(String... extras) {
         var out = new ArrayList<Arguments>();
-        for (Backend b : backends()) for (String e : extras) out.add(Arguments.of(Named.of(b.name(), b), e));
+        for (Named<Backend> b : backends()) {
+            for (String e : extras) {
+                if (b.getName().endsWith("gpu style") && e != extras[0] && b.getPayload() instanceof dev.cmc.runtime.opencl.OpenClBackend cl
+                        && !cl.device().isGpu()) continue;
+                out.add(Arguments.of(b, e));
+            }
+        }
         return out.stream();
     }
 
@@ -45,7 +60,7 @@ class ParityTest {
         return cases("activation = silu;", "activation = gelu;", "activation = relu; input_scaling = none;");
     }
 
-    static Stream<Backend> backendStream() {
+    static Stream<Named<Backend>> backendStream() {
         return backends().stream();
     }
 

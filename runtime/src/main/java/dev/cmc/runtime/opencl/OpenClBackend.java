@@ -13,6 +13,17 @@ public final class OpenClBackend implements Backend {
     private final OpenClDevices.Device device;
     private Path binaryFile;
     private OpenClBinaries.Container binaries;
+    private OpenClRenderer.Style style;
+
+    /** Kernel style: chosen from the device type unless set (tests force the GPU style on a CPU device). */
+    public OpenClBackend withStyle(OpenClRenderer.Style style) {
+        this.style = style;
+        return this;
+    }
+
+    public OpenClRenderer.Style style() {
+        return style != null ? style : device.isGpu() ? OpenClRenderer.Style.GPU : OpenClRenderer.Style.CPU;
+    }
 
     /** Loads programs from an offline-built binary file instead of compiling them (target.kernel_binary). */
     public OpenClBackend withBinaries(Path file) {
@@ -37,15 +48,15 @@ public final class OpenClBackend implements Backend {
 
     @Override
     public Map<String, String> render(Program program, String header) {
-        return Map.of(JavaRenderer.className(program) + ".cl", OpenClRenderer.render(program, header));
+        return Map.of(JavaRenderer.className(program) + ".cl", OpenClRenderer.render(program, header, style()));
     }
 
     @Override
     public OpenClExecutable load(Program program, int maxBatch) {
-        String source = OpenClRenderer.render(program, "program " + program.name());
+        String source = OpenClRenderer.render(program, "program " + program.name(), style());
         if (binaries != null) {
-            return new OpenClExecutable(device, program, source, OpenClBinaries.find(binaries, binaryFile, device, program, source), maxBatch);
+            return new OpenClExecutable(device, program, source, OpenClBinaries.find(binaries, binaryFile, device, program, source), maxBatch, style());
         }
-        return ProgramCache.load(device, program, source, maxBatch);
+        return ProgramCache.load(device, program, source, maxBatch, style());
     }
 }

@@ -41,8 +41,9 @@ public final class OpenClBinaries {
             data.writeUTF(device.name());
             data.writeInt(programs.size());
             for (Program p : programs) {
-                String source = OpenClRenderer.render(p, "program " + p.name());
-                try (var exe = new OpenClExecutable(device, p, source, 1)) {
+                var style = device.isGpu() ? OpenClRenderer.Style.GPU : OpenClRenderer.Style.CPU;
+                String source = OpenClRenderer.render(p, "program " + p.name(), style);
+                try (var exe = new OpenClExecutable(device, p, source, null, 1, style)) {
                     byte[] bin = exe.binary();
                     data.writeUTF(p.name());
                     data.writeUTF(sha256(source));

@@ -28,15 +28,17 @@ public final class OpenClExecutable implements Executable {
     private final MemorySegment context, queue, clProgram;
     private final MemorySegment[] buffers, kernels;
     private final long[] sizes;
-    private final MemorySegment rowsArg = arena.allocate(JAVA_INT), globalSize = arena.allocate(CL.SIZE_T);
+    private final MemorySegment rowsArg = arena.allocate(JAVA_INT), globalSize = arena.allocate(CL.SIZE_T, 2), localSize = arena.allocate(CL.SIZE_T, 2);
+    private final OpenClRenderer.Style style;
 
     OpenClExecutable(OpenClDevices.Device device, Program program, String source, int maxBatch) {
-        this(device, program, source, null, maxBatch);
+        this(device, program, source, null, maxBatch, OpenClRenderer.Style.CPU);
     }
 
     /** With a device binary (from {@link OpenClBinaries}), the program is loaded from it instead of compiled. */
-    OpenClExecutable(OpenClDevices.Device device, Program program, String source, byte[] binary, int maxBatch) {
+    OpenClExecutable(OpenClDevices.Device device, Program program, String source, byte[] binary, int maxBatch, OpenClRenderer.Style style) {
         this.program = program;
+        this.style = style;
         this.maxBatch = maxBatch;
         MemorySegment err = arena.allocate(JAVA_INT);
         MemorySegment dev = arena.allocate(ADDRESS);
@@ -157,13 +159,17 @@ public final class OpenClExecutable implements Executable {
         rowsArg.set(JAVA_INT, 0, batch);
         for (int k = 0; k < kernels.length; k++) {
             Kernel kernel = program.kernels().get(k);
-            Extent e = Extent.of(kernel, batch, 16);
-            long items = (e.size() + e.grain() - 1) / e.grain();
-            if (items == 0) continue;
+            OpenClRenderer.Launch launch = OpenClRenderer.launch(kernel, batch, style);
+            boolean empty = false;
+            for (int d = 0; d < launch.global().length; d++) {
+                globalSize.setAtIndex(JAVA_LONG, d, launch.global()[d]);
+                if (launch.local() != null) localSize.setAtIndex(JAVA_LONG, d, launch.local()[d]);
+                empty |= launch.global()[d] == 0;
+            }
+            if (empty) continue;
             CL.status(CL.clSetKernelArg, "clSetKernelArg(rows)", kernels[k], Indexing.arguments(kernel).size(), JAVA_INT.byteSize(), rowsArg);
-            globalSize.set(JAVA_LONG, 0, items);
-            CL.status(CL.clEnqueueNDRangeKernel, "clEnqueueNDRangeKernel(" + kernel.name() + ")", queue, kernels[k], 1,
-                    MemorySegment.NULL, globalSize, MemorySegment.NULL, 0, MemorySegment.NULL, MemorySegment.NULL);
+            CL.status(CL.clEnqueueNDRangeKernel, "clEnqueueNDRangeKernel(" + kernel.name() + ")", queue, kernels[k], launch.global().length,
+                    MemorySegment.NULL, globalSize, launch.local() == null ? MemorySegment.NULL : localSize, 0, MemorySegment.NULL, MemorySegment.NULL);
         }
         CL.status(CL.clFinish, "clFinish", queue);
     }

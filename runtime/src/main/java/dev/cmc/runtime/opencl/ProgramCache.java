@@ -21,16 +21,19 @@ final class ProgramCache {
         return base.resolve("cmc").resolve("opencl");
     }
 
-    static OpenClExecutable load(OpenClDevices.Device device, Program program, String source, int maxBatch) {
+    static OpenClExecutable load(OpenClDevices.Device device, Program program, String source, int maxBatch, dev.cmc.render.OpenClRenderer.Style style) {
+        // PoCL keeps its own cache (~/.cache/pocl), and asking it for binaries compiles every kernel a second
+        // time (it specialises them again at first launch): there a cache of ours costs more than it saves.
+        if (device.platformName().contains("Portable Computing Language")) return new OpenClExecutable(device, program, source, null, maxBatch, style);
         Path entry = dir().resolve(OpenClBinaries.sha256(device.platformName() + "\n" + device.name() + "\n" + device.openClC() + "\n" + source) + ".bin");
         if (Files.isRegularFile(entry)) {
             try {
-                return new OpenClExecutable(device, program, source, Files.readAllBytes(entry), maxBatch);
+                return new OpenClExecutable(device, program, source, Files.readAllBytes(entry), maxBatch, style);
             } catch (IOException | CL.ClException e) {
                 // A corrupt or foreign entry: fall through and rebuild it.
             }
         }
-        var exe = new OpenClExecutable(device, program, source, null, maxBatch);
+        var exe = new OpenClExecutable(device, program, source, null, maxBatch, style);
         try {
             Files.createDirectories(entry.getParent());
             Path tmp = Files.createTempFile(entry.getParent(), ".entry", ".tmp");

@@ -18,7 +18,8 @@ final class DevicesCommand implements Callable<Integer> {
         for (var d : cl) System.out.println(d.describe());
         System.out.println("cuda      not in this build yet");
         System.out.println("tornado   not in this build yet (set TORNADOVM_HOME in tornado.env when it lands)");
-        System.out.println("auto picks " + Backends.autoChoice());
+        System.out.println("auto picks " + Backends.autoChoice(Backends.OPENCL_CPU_MIN_PARAMS) + " for models of "
+                + String.format("%,d", Backends.OPENCL_CPU_MIN_PARAMS) + "+ parameters, " + Backends.autoChoice(0) + " for smaller ones");
         return 0;
     }
 }

@@ -34,6 +34,9 @@ final class BenchCommand implements Callable<Integer> {
     @Option(names = "--json", paramLabel = "FILE", description = "also write the results as JSON lines")
     Path json;
 
+    @Option(names = "--profile", description = "also show the slowest kernels of each program (OpenCL: device event times)")
+    boolean profile;
+
     @Override
     public Integer call() throws Exception {
         if (batch < 1 || trainBatch < 1) throw new Main.UserError("--batch and --train-batch must be at least 1");
@@ -49,7 +52,10 @@ final class BenchCommand implements Callable<Integer> {
                 System.out.println("skipped " + name + ": " + e.getMessage());
             }
         }
-        for (Bench.Result r : results) System.out.println(r.table());
+        for (Bench.Result r : results) {
+            System.out.println(r.table());
+            if (profile) System.out.print(r.profile(8));
+        }
         if (json != null) {
             var text = new StringBuilder();
             for (Bench.Result r : results) text.append(r.json());

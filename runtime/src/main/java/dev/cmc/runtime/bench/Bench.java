@@ -15,7 +15,18 @@ public final class Bench {
     private Bench() {}
 
     public record Result(String model, String backend, long params, double compileMs, int batch, double sampleMs, int trainBatch, double stepMs,
-                         double flopsPerSample, int threads) {
+                         double flopsPerSample, int threads, java.util.Map<String, Double> sampleKernels, java.util.Map<String, Double> stepKernels) {
+        /** The slowest kernels of both programs, for --profile. */
+        public String profile(int top) {
+            var sb = new StringBuilder();
+            for (var e : java.util.Map.of("sampling", sampleKernels, "training step", stepKernels).entrySet()) {
+                sb.append(String.format("  %s: slowest kernels (ms)%n", e.getKey()));
+                e.getValue().entrySet().stream().sorted(java.util.Map.Entry.<String, Double>comparingByValue().reversed()).limit(top)
+                        .forEach(k -> sb.append(String.format("    %8.3f  %s%n", k.getValue(), k.getKey())));
+            }
+            return sb.toString();
+        }
+
         public double samplesPerSecond() { return batch / (sampleMs / 1e3); }
         public double sampleGflops() { return flopsPerSample * samplesPerSecond() / 1e9; }
 
@@ -73,10 +84,26 @@ public final class Bench {
         t.write("scalars", sc, sc.length);
         log.accept(label + ": measuring the CT training step at batch " + trainBatch + " ...");
         double stepMs = time(() -> t.run(trainBatch), seconds);
+        var sampleKernels = kernelTimes(s, batch);
+        var stepKernels = kernelTimes(t, trainBatch);
         s.close();
         t.close();
         return new Result(spec.name(), label, sampler.layout().total(), compileMs, batch, sampleMs, trainBatch, stepMs, flopsPerSample(spec),
-                Runtime.getRuntime().availableProcessors());
+                Runtime.getRuntime().availableProcessors(), sampleKernels, stepKernels);
+    }
+
+    /** Per-kernel times of one run: device events on OpenCL, wall time per launch on the JVM. */
+    static java.util.Map<String, Double> kernelTimes(Executable exe, int batch) {
+        if (exe instanceof dev.cmc.runtime.opencl.OpenClExecutable cl) return cl.profile(batch);
+        var times = new java.util.LinkedHashMap<String, Double>();
+        if (exe instanceof dev.cmc.runtime.jvm.JvmExecutable j) {
+            for (int k = 0; k < j.program().kernels().size(); k++) {
+                long a = System.nanoTime();
+                j.launch(k, batch);
+                times.merge(j.program().kernels().get(k).name(), (System.nanoTime() - a) / 1e6, Double::sum);
+            }
+        }
+        return times;
     }
 
     /** Warm up for a third of the budget (JIT), then the median of timed runs over the rest. */

@@ -18,6 +18,8 @@ final class CL {
     static final int DEVICE_TYPE = 0x1000, DEVICE_MAX_COMPUTE_UNITS = 0x1002, DEVICE_GLOBAL_MEM_SIZE = 0x101F, DEVICE_NAME = 0x102B,
             DEVICE_VERSION = 0x102F, DEVICE_OPENCL_C_VERSION = 0x103D, DEVICE_MAX_WORK_GROUP_SIZE = 0x1004;
     static final long MEM_READ_WRITE = 1;
+    static final long QUEUE_PROFILING_ENABLE = 1 << 1;
+    static final int PROFILING_COMMAND_START = 0x1282, PROFILING_COMMAND_END = 0x1283;
     static final int PROGRAM_BUILD_LOG = 0x1183, PROGRAM_BINARY_SIZES = 0x1165, PROGRAM_BINARIES = 0x1166;
 
     static final ValueLayout SIZE_T = (ValueLayout) Linker.nativeLinker().canonicalLayouts().get("size_t");
@@ -44,6 +46,8 @@ final class CL {
     static final MethodHandle clSetKernelArg = fn("clSetKernelArg", JAVA_INT, ADDRESS, JAVA_INT, SIZE_T, ADDRESS);
     static final MethodHandle clEnqueueNDRangeKernel = fn("clEnqueueNDRangeKernel", JAVA_INT, ADDRESS, ADDRESS, JAVA_INT, ADDRESS, ADDRESS, ADDRESS, JAVA_INT, ADDRESS, ADDRESS);
     static final MethodHandle clEnqueueFillBuffer = fn("clEnqueueFillBuffer", JAVA_INT, ADDRESS, ADDRESS, ADDRESS, SIZE_T, SIZE_T, SIZE_T, JAVA_INT, ADDRESS, ADDRESS);
+    static final MethodHandle clGetEventProfilingInfo = fn("clGetEventProfilingInfo", JAVA_INT, ADDRESS, JAVA_INT, SIZE_T, ADDRESS, ADDRESS);
+    static final MethodHandle clReleaseEvent = fn("clReleaseEvent", JAVA_INT, ADDRESS);
     static final MethodHandle clFinish = fn("clFinish", JAVA_INT, ADDRESS);
     static final MethodHandle clReleaseMemObject = fn("clReleaseMemObject", JAVA_INT, ADDRESS);
     static final MethodHandle clReleaseKernel = fn("clReleaseKernel", JAVA_INT, ADDRESS);

@@ -22,7 +22,9 @@ public final class OpenClBackend implements Backend {
     }
 
     public OpenClRenderer.Style style() {
-        return style != null ? style : device.isGpu() ? OpenClRenderer.Style.GPU : OpenClRenderer.Style.CPU;
+        if (style != null) return style;
+        // The GPU style needs 16×16 work-groups; a device that cannot run them gets the CPU style.
+        return device.isGpu() && device.maxWorkGroupSize() >= 256 ? OpenClRenderer.Style.GPU : OpenClRenderer.Style.CPU;
     }
 
     /** Loads programs from an offline-built binary file instead of compiling them (target.kernel_binary). */

@@ -41,7 +41,7 @@ public final class OpenClBinaries {
             data.writeUTF(device.name());
             data.writeInt(programs.size());
             for (Program p : programs) {
-                var style = device.isGpu() ? OpenClRenderer.Style.GPU : OpenClRenderer.Style.CPU;
+                var style = new OpenClBackend(device.index()).style();
                 String source = OpenClRenderer.render(p, "program " + p.name(), style);
                 try (var exe = new OpenClExecutable(device, p, source, null, 1, style)) {
                     byte[] bin = exe.binary();

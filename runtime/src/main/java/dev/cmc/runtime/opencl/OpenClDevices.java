@@ -12,7 +12,7 @@ public final class OpenClDevices {
     private OpenClDevices() {}
 
     public record Device(int index, MemorySegment platform, MemorySegment id, String platformName, String name, long type,
-                         int computeUnits, long globalMemory, String openClC) {
+                         int computeUnits, long globalMemory, String openClC, long maxWorkGroupSize) {
         public boolean isCpu() { return (type & CL.DEVICE_TYPE_CPU) != 0; }
         public boolean isGpu() { return (type & CL.DEVICE_TYPE_GPU) != 0; }
 
@@ -56,7 +56,8 @@ public final class OpenClDevices {
                     MemorySegment id = ids.getAtIndex(ADDRESS, d);
                     out.add(new Device(out.size(), platform, id, platformName, string(arena, id, CL.DEVICE_NAME, false).trim(),
                             number(arena, id, CL.DEVICE_TYPE, 8), (int) number(arena, id, CL.DEVICE_MAX_COMPUTE_UNITS, 4),
-                            number(arena, id, CL.DEVICE_GLOBAL_MEM_SIZE, 8), string(arena, id, CL.DEVICE_OPENCL_C_VERSION, false).trim()));
+                            number(arena, id, CL.DEVICE_GLOBAL_MEM_SIZE, 8), string(arena, id, CL.DEVICE_OPENCL_C_VERSION, false).trim(),
+                            number(arena, id, CL.DEVICE_MAX_WORK_GROUP_SIZE, (int) CL.SIZE_T.byteSize())));
                 }
             }
         }

@@ -45,7 +45,8 @@ public final class OpenClExecutable implements Executable {
         dev.set(ADDRESS, 0, device.id());
         context = (MemorySegment) CL.call(CL.clCreateContext, MemorySegment.NULL, 1, dev, MemorySegment.NULL, MemorySegment.NULL, err);
         CL.check(err.get(JAVA_INT, 0), "clCreateContext");
-        queue = (MemorySegment) CL.call(CL.clCreateCommandQueue, context, device.id(), 0L, err);
+        // Profiling on: events then carry start and end times, which profile() reads; the cost is negligible.
+        queue = (MemorySegment) CL.call(CL.clCreateCommandQueue, context, device.id(), CL.QUEUE_PROFILING_ENABLE, err);
         CL.check(err.get(JAVA_INT, 0), "clCreateCommandQueue");
 
         if (binary == null) {
@@ -155,8 +156,33 @@ public final class OpenClExecutable implements Executable {
 
     @Override
     public void run(int batch) {
+        enqueueAll(batch, null);
+        CL.status(CL.clFinish, "clFinish", queue);
+    }
+
+    /** Runs once with an event per kernel and returns each kernel's device time in milliseconds, by name. */
+    public java.util.Map<String, Double> profile(int batch) {
+        MemorySegment[] events = new MemorySegment[kernels.length];
+        enqueueAll(batch, events);
+        CL.status(CL.clFinish, "clFinish", queue);
+        var times = new java.util.LinkedHashMap<String, Double>();
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment start = a.allocate(JAVA_LONG), end = a.allocate(JAVA_LONG);
+            for (int k = 0; k < kernels.length; k++) {
+                if (events[k] == null) continue;
+                CL.status(CL.clGetEventProfilingInfo, "clGetEventProfilingInfo", events[k], CL.PROFILING_COMMAND_START, 8L, start, MemorySegment.NULL);
+                CL.status(CL.clGetEventProfilingInfo, "clGetEventProfilingInfo", events[k], CL.PROFILING_COMMAND_END, 8L, end, MemorySegment.NULL);
+                times.merge(program.kernels().get(k).name(), (end.get(JAVA_LONG, 0) - start.get(JAVA_LONG, 0)) / 1e6, Double::sum);
+                CL.call(CL.clReleaseEvent, events[k]);
+            }
+        }
+        return times;
+    }
+
+    private void enqueueAll(int batch, MemorySegment[] events) {
         if (batch > maxBatch || batch < 1) throw new IllegalArgumentException("batch " + batch + " outside 1.." + maxBatch);
         rowsArg.set(JAVA_INT, 0, batch);
+        MemorySegment event = events == null ? MemorySegment.NULL : arena.allocate(ADDRESS);
         for (int k = 0; k < kernels.length; k++) {
             Kernel kernel = program.kernels().get(k);
             OpenClRenderer.Launch launch = OpenClRenderer.launch(kernel, batch, style);
@@ -169,9 +195,9 @@ public final class OpenClExecutable implements Executable {
             if (empty) continue;
             CL.status(CL.clSetKernelArg, "clSetKernelArg(rows)", kernels[k], Indexing.arguments(kernel).size(), JAVA_INT.byteSize(), rowsArg);
             CL.status(CL.clEnqueueNDRangeKernel, "clEnqueueNDRangeKernel(" + kernel.name() + ")", queue, kernels[k], launch.global().length,
-                    MemorySegment.NULL, globalSize, launch.local() == null ? MemorySegment.NULL : localSize, 0, MemorySegment.NULL, MemorySegment.NULL);
+                    MemorySegment.NULL, globalSize, launch.local() == null ? MemorySegment.NULL : localSize, 0, MemorySegment.NULL, event);
+            if (events != null) events[k] = event.get(ADDRESS, 0);
         }
-        CL.status(CL.clFinish, "clFinish", queue);
     }
 
     @Override

@@ -37,7 +37,7 @@ public final class Compiler {
     }
 
     private static Compiled denoiser(Spec spec, Shape sigmaShape, String suffix) {
-        var model = new ConsistencyModelGraph(spec.model());
+        var model = ConsistencyModelGraph.of(spec);
         ParamLayout layout = model.layout();
         var g = new Graph();
         int d = spec.model().inputDim();
@@ -62,18 +62,26 @@ public final class Compiler {
      * respect to θ, then Adam and both EMAs in one pass.
      */
     public static Compiled trainStep(Spec spec) {
-        var model = new ConsistencyModelGraph(spec.model());
+        var model = ConsistencyModelGraph.of(spec);
         ParamLayout layout = model.layout();
         var g = new Graph();
         int d = spec.model().inputDim();
         Node x0 = g.input("x0", Shape.batch(d));
         Node z = g.input("z", Shape.batch(d));
         Node sigmaHi = g.input("sigma_hi", Shape.batch(1));
-        Node sigmaLo = g.input("sigma_lo", Shape.batch(1));
         Node weight = g.input("weight", Shape.batch(1));
-        Node online = model.denoise(g, g.label(g.add(x0, g.mul(sigmaHi, z)), "x_hi"), sigmaHi, "");
-        Node target = model.denoise(g, g.label(g.add(x0, g.mul(sigmaLo, z)), "x_lo"), sigmaLo, "target/");
-        Node loss = g.label(consistencyLoss(g, spec, online, target, weight), "loss");
+        Node online, target, loss;
+        if (model.edm()) {
+            // EDM denoising: λ(σ)·‖D(x₀ + σn, σ) − x₀‖², σ = sigma_hi and n = z chosen by the host.
+            online = model.denoise(g, g.label(g.add(x0, g.mul(sigmaHi, z)), "x_noisy"), sigmaHi, "");
+            target = x0;
+            loss = g.label(g.meanBatch(g.mul(weight, g.label(g.reduceCols(g.unary(dev.cmc.ir.Op.SQUARE, g.sub(online, x0))), "sq_err"))), "loss");
+        } else {
+            Node sigmaLo = g.input("sigma_lo", Shape.batch(1));
+            online = model.denoise(g, g.label(g.add(x0, g.mul(sigmaHi, z)), "x_hi"), sigmaHi, "");
+            target = model.denoise(g, g.label(g.add(x0, g.mul(sigmaLo, z)), "x_lo"), sigmaLo, "target/");
+            loss = g.label(consistencyLoss(g, spec, online, target, weight), "loss");
+        }
 
         List<Node> params = new ArrayList<>();
         for (Node p : g.params()) if (!p.name().startsWith("target/")) params.add(p);
@@ -96,8 +104,11 @@ public final class Compiler {
 
         // The optimizer runs over the flat arrays, after every gradient is written.
         var arrays = new ArrayList<>(fused.arrays());
-        for (String state : List.of("adam_m", "adam_v", "ema")) {
-            arrays.add(new Program.Array(state, Program.Role.STATE, Shape.fixed(1, layout.total()), null));
+        // The EMA target θ⁻ is read only by consistency training, but the optimizer updates it either way.
+        for (String state : List.of("target", "adam_m", "adam_v", "ema")) {
+            if (arrays.stream().noneMatch(a -> a.name().equals(state))) {
+                arrays.add(new Program.Array(state, Program.Role.STATE, Shape.fixed(1, layout.total()), null));
+            }
         }
         arrays.add(new Program.Array("scalars", Program.Role.INPUT, Shape.fixed(1, OptimizerScalars.SIZE), null));
         var kernels = new ArrayList<>(fused.kernels());

@@ -20,10 +20,28 @@ import dev.cmc.ir.Shape;
  */
 public final class ConsistencyModelGraph {
     private final Spec.Model m;
+    private final boolean edm;
 
+    /** The consistency model f(x, σ) of a spec. */
     public ConsistencyModelGraph(Spec.Model model) {
-        this.m = model;
+        this(model, false);
     }
+
+    /**
+     * With edm = true, the same trunk as an EDM denoiser D(x, σ) (Karras et al. 2022): c_skip = σ_d²/(σ² + σ_d²),
+     * c_out = σ·σ_d/√(σ² + σ_d²), c_in = 1/√(σ² + σ_d²), and the embedding fed c_noise = ¼·ln σ.
+     */
+    public ConsistencyModelGraph(Spec.Model model, boolean edm) {
+        this.m = model;
+        this.edm = edm;
+    }
+
+    /** The network a spec trains: an EDM denoiser for train.method = edm (a diffusion teacher), else f. */
+    public static ConsistencyModelGraph of(Spec spec) {
+        return new ConsistencyModelGraph(spec.model(), spec.train().method().equals("edm"));
+    }
+
+    public boolean edm() { return edm; }
 
     public Spec.Model spec() { return m; }
 
@@ -81,7 +99,7 @@ public final class ConsistencyModelGraph {
             f[half + i] = freq;
             p[half + i] = Math.PI / 2;
         }
-        Node a = g.unary(Op.LOG, g.add(sigma, 1e-10));
+        Node a = edm ? g.mul(g.unary(Op.LOG, sigma), 0.25) : g.unary(Op.LOG, g.add(sigma, 1e-10));
         return g.unary(Op.SIN, g.add(g.mul(a, g.constRow(f)), g.constRow(p)));
     }
 
@@ -90,15 +108,15 @@ public final class ConsistencyModelGraph {
         return g.div(g.constant(1), g.unary(Op.SQRT, g.add(g.unary(Op.SQUARE, sigma), sq(m.sigmaData()))));
     }
 
-    /** c_skip = σ_d² / ((σ − σ_min)² + σ_d²). */
+    /** c_skip = σ_d² / ((σ − σ_min)² + σ_d²); EDM: σ_d² / (σ² + σ_d²). */
     public Node cSkip(Graph g, Node sigma) {
-        Node shifted = g.add(sigma, -m.sigmaMin());
+        Node shifted = edm ? sigma : g.add(sigma, -m.sigmaMin());
         return g.div(g.constant(sq(m.sigmaData())), g.add(g.unary(Op.SQUARE, shifted), sq(m.sigmaData())));
     }
 
-    /** c_out = σ_d (σ − σ_min) / √(σ² + σ_d²). */
+    /** c_out = σ_d (σ − σ_min) / √(σ² + σ_d²); EDM: σ_d σ / √(σ² + σ_d²). */
     public Node cOut(Graph g, Node sigma) {
-        Node shifted = g.add(sigma, -m.sigmaMin());
+        Node shifted = edm ? sigma : g.add(sigma, -m.sigmaMin());
         return g.div(g.mul(shifted, m.sigmaData()), g.unary(Op.SQRT, g.add(g.unary(Op.SQUARE, sigma), sq(m.sigmaData()))));
     }
 

@@ -36,7 +36,7 @@ public final class Schema {
             key("n_steps", new KeyType.Int(2, 1 << 20), 40L, "N, points of the Karras discretisation"),
             key("rho", new KeyType.Real(0, true, INF, true), 7.0, "Karras rho"));
         block("train",
-            key("method", new KeyType.OneOf(List.of("ct", "ict", "cd")), "ct", "consistency training, improved CT, or distillation"),
+            key("method", new KeyType.OneOf(List.of("ct", "ict", "cd", "edm")), "ct", "consistency training, improved CT, distillation, or an EDM diffusion teacher"),
             key("steps", new KeyType.Int(1, MAX), 2000L, "optimizer steps"),
             key("batch_size", new KeyType.Int(1, 1 << 24), 256L, "samples per step"),
             key("optimizer", new KeyType.OneOf(List.of("adam", "radam")), "adam", "optimizer"),

@@ -121,6 +121,52 @@ public final class ConsistencyModel implements AutoCloseable {
         return out;
     }
 
+    /**
+     * The EDM sampler for a diffusion teacher (train.method = edm): the probability-flow ODE from σ_max to 0
+     * on the Karras grid of {@code steps} levels, by Heun's method (2·steps − 1 network evaluations) or by
+     * Euler's (steps evaluations). Karras et al. 2022, Algorithm 1, deterministic.
+     */
+    public float[] odeSample(int count, long seed, int steps, boolean heun) {
+        sync();
+        var m = spec.model();
+        double[] grid = Schedules.karras(steps, m.sigmaMin(), m.sigmaMax(), spec.schedule().rho());
+        double[] t = new double[steps + 1];
+        for (int i = 0; i < steps; i++) t[i] = grid[steps - 1 - i];
+        int d = outputSize();
+        float[] out = new float[count * d];
+        var rng = new SplittableRandom(seed);
+        Executable exe = load(sampler, ema, true);
+        for (int start = 0; start < count; start += SAMPLE_CHUNK) {
+            int b = Math.min(SAMPLE_CHUNK, count - start);
+            float[] x = new float[b * d];
+            for (int i = 0; i < x.length; i++) x[i] = (float) (t[0] * rng.nextGaussian());
+            for (int i = 0; i < steps; i++) x = odeStep(exe, x, t[i], t[i + 1], b, heun);
+            System.arraycopy(x, 0, out, start * d, x.length);
+        }
+        return out;
+    }
+
+    /**
+     * One step of the probability-flow ODE dx/dσ = (x − D(x, σ))/σ from σ = from to σ = to: Euler, then Heun's
+     * correction unless to = 0. Public for consistency distillation, whose targets are one such step.
+     */
+    public float[] odeStep(Executable exe, float[] x, double from, double to, int b, boolean heun) {
+        if (exe == null) exe = load(sampler, ema, true);
+        float[] denoised = denoise(exe, x, new float[]{(float) from}, b);
+        float[] slope = new float[x.length], next = new float[x.length];
+        for (int i = 0; i < x.length; i++) {
+            slope[i] = (float) ((x[i] - denoised[i]) / from);
+            next[i] = (float) (x[i] + (to - from) * slope[i]);
+        }
+        if (!heun || to == 0) return next;
+        float[] denoised2 = denoise(exe, next, new float[]{(float) to}, b);
+        for (int i = 0; i < x.length; i++) {
+            double slope2 = (next[i] - denoised2[i]) / to;
+            next[i] = (float) (x[i] + (to - from) * 0.5 * (slope[i] + slope2));
+        }
+        return next;
+    }
+
     /** f(x, σ) for a batch with a σ per row, with the given weights (online, target or EMA). */
     public float[] denoise(float[] weights, float[] x, float[] sigma, int batch) {
         sync();
@@ -201,7 +247,7 @@ public final class ConsistencyModel implements AutoCloseable {
         exe.write("x0", x0, b * outputSize());
         exe.write("z", z, b * outputSize());
         exe.write("sigma_hi", sigmaHi, b);
-        exe.write("sigma_lo", sigmaLo, b);
+        if (sigmaLo != null) exe.write("sigma_lo", sigmaLo, b);
         exe.write("weight", weight, b);
         exe.write("scalars", scalars, scalars.length);
         exe.run(b);

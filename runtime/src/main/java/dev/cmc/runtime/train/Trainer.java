@@ -39,6 +39,28 @@ public final class Trainer {
         return new SplittableRandom(seed * 0x9E3779B97F4A7C15L + step).split();
     }
 
+    private DivergedException diverged(float loss, long k) {
+        return new DivergedException("loss became " + loss + " at step " + (k + 1) + "; try a lower train.lr (now "
+                + model.spec().train().lr() + ") or set train.grad_clip");
+    }
+
+    /**
+     * One EDM denoiser step (Karras et al. 2022): ln σ ~ N(P_mean = −1.2, P_std = 1.2),
+     * weight λ(σ) = (σ² + σ_d²)/(σ·σ_d)², noise n ~ N(0, I).
+     */
+    private float edmStep(SplittableRandom rng, float[] x0, float[] n, float[] sigma, float[] w, boolean read) {
+        int b = sigma.length, d = model.outputSize();
+        double sd = model.spec().model().sigmaData();
+        for (int i = 0; i < b; i++) {
+            System.arraycopy(data.values(), rng.nextInt(data.n()) * d, x0, i * d, d);
+            double s = Math.exp(-1.2 + 1.2 * rng.nextGaussian());
+            sigma[i] = (float) s;
+            w[i] = (float) ((s * s + sd * sd) / (s * sd * s * sd));
+        }
+        for (int i = 0; i < n.length; i++) n[i] = (float) rng.nextGaussian();
+        return model.trainStep(x0, n, sigma, null, w, 0, read);
+    }
+
     /** Runs steps until the model has taken {@code until} steps in total. */
     public void run(long until, Progress progress) {
         Spec spec = model.spec();
@@ -46,10 +68,18 @@ public final class Trainer {
         var m = spec.model();
         int b = t.batchSize(), d = m.inputDim();
         boolean ict = t.method().equals("ict");
+        boolean edm = t.method().equals("edm");
         float[] x0 = new float[b * d], z = new float[b * d], hi = new float[b], lo = new float[b], w = new float[b];
         while (model.step() < until) {
             long k = model.step();
             SplittableRandom rng = streamFor(seed, k);
+            if (edm) {
+                boolean read = (k + 1) % lossEvery == 0 || k + 1 == until;
+                float loss = edmStep(rng, x0, z, hi, w, read);
+                if (read && !Float.isFinite(loss)) throw diverged(loss, k);
+                progress.step(model.step(), until, loss, 0);
+                continue;
+            }
             int n = ict ? Schedules.ictSteps(k, t.steps(), t.s0(), t.s1()) : Schedules.ctSteps(k, t.steps(), t.s0(), t.s1());
             double mu = ict ? 0 : Schedules.ctMu(n, t.s0(), t.mu0());
             double[] sigmas = Schedules.karras(n, m.sigmaMin(), m.sigmaMax(), spec.schedule().rho());
@@ -65,10 +95,7 @@ public final class Trainer {
             for (int i = 0; i < z.length; i++) z[i] = (float) rng.nextGaussian();
             boolean read = (k + 1) % lossEvery == 0 || k + 1 == until;
             float loss = model.trainStep(x0, z, hi, lo, w, mu, read);
-            if (read && !Float.isFinite(loss)) {
-                throw new DivergedException("loss became " + loss + " at step " + (k + 1) + "; try a lower train.lr (now " + t.lr()
-                        + ") or set train.grad_clip");
-            }
+            if (read && !Float.isFinite(loss)) throw diverged(loss, k);
             progress.step(model.step(), until, loss, n);
         }
     }

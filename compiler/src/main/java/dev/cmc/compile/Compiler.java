@@ -62,6 +62,19 @@ public final class Compiler {
      * respect to θ, then Adam and both EMAs in one pass.
      */
     public static Compiled trainStep(Spec spec) {
+        return trainStep(spec, null);
+    }
+
+    /**
+     * The training step, given the teacher's spec for consistency distillation (method = cd): the teacher is an
+     * EDM denoiser whose weights live in the "teacher" array, and its two evaluations of one Heun step from
+     * σ_{n+1} to σ_n are kernels of this same program (paper Algorithm 2):
+     * <pre>
+     *   d  = (x − D(x, σ_hi))/σ_hi,  x̃ = x + (σ_lo − σ_hi)·d,  d′ = (x̃ − D(x̃, σ_lo))/σ_lo,
+     *   x̂ = x + (σ_lo − σ_hi)·(d + d′)/2,  loss = mean w·d(f_θ(x, σ_hi), f_θ⁻(x̂, σ_lo))
+     * </pre>
+     */
+    public static Compiled trainStep(Spec spec, Spec teacher) {
         var model = ConsistencyModelGraph.of(spec);
         ParamLayout layout = model.layout();
         var g = new Graph();
@@ -76,6 +89,19 @@ public final class Compiler {
             online = model.denoise(g, g.label(g.add(x0, g.mul(sigmaHi, z)), "x_noisy"), sigmaHi, "");
             target = x0;
             loss = g.label(g.meanBatch(g.mul(weight, g.label(g.reduceCols(g.unary(dev.cmc.ir.Op.SQUARE, g.sub(online, x0))), "sq_err"))), "loss");
+        } else if (spec.train().method().equals("cd")) {
+            if (teacher == null) throw new IllegalArgumentException("method = cd needs the teacher's spec");
+            Node sigmaLo = g.input("sigma_lo", Shape.batch(1));
+            var teacherNet = new ConsistencyModelGraph(teacher.model(), true);
+            Node x = g.label(g.add(x0, g.mul(sigmaHi, z)), "x_hi");
+            Node step = g.label(g.sub(sigmaLo, sigmaHi), "step");
+            Node slope = g.label(g.div(g.sub(x, teacherNet.denoise(g, x, sigmaHi, "teacher/")), sigmaHi), "slope");
+            Node euler = g.label(g.add(x, g.mul(step, slope)), "x_euler");
+            Node slope2 = g.label(g.div(g.sub(euler, teacherNet.denoise(g, euler, sigmaLo, "teacher/")), sigmaLo), "slope2");
+            Node xLo = g.label(g.add(x, g.mul(g.mul(step, g.add(slope, slope2)), 0.5)), "x_heun");
+            online = model.denoise(g, x, sigmaHi, "");
+            target = model.denoise(g, xLo, sigmaLo, "target/");
+            loss = g.label(consistencyLoss(g, spec, online, target, weight), "loss");
         } else {
             Node sigmaLo = g.input("sigma_lo", Shape.batch(1));
             online = model.denoise(g, g.label(g.add(x0, g.mul(sigmaHi, z)), "x_hi"), sigmaHi, "");
@@ -84,7 +110,7 @@ public final class Compiler {
         }
 
         List<Node> params = new ArrayList<>();
-        for (Node p : g.params()) if (!p.name().startsWith("target/")) params.add(p);
+        for (Node p : g.params()) if (!p.name().contains("/")) params.add(p);
         Map<Node, Node> grads = Autodiff.gradients(g, loss, params);
 
         var bound = new LinkedHashMap<Node, Buf>();
@@ -92,6 +118,9 @@ public final class Compiler {
         for (Node in : g.inputs()) bindInput(bound, declared, in, Program.Role.INPUT);
         bindParams(bound, declared, g, layout, "", "params", Program.Role.PARAMS);
         bindParams(bound, declared, g, layout, "target/", "target", Program.Role.STATE);
+        if (teacher != null && spec.train().method().equals("cd")) {
+            bindParams(bound, declared, g, new ConsistencyModelGraph(teacher.model(), true).layout(), "teacher/", "teacher", Program.Role.STATE);
+        }
         declare(declared, "loss", Program.Role.OUTPUT, Shape.scalar());
         bound.put(loss, Buf.whole("loss", Shape.scalar()));
         declare(declared, "grads", Program.Role.GRADS, Shape.fixed(1, layout.total()));

@@ -143,6 +143,49 @@ class FiniteDifferenceTest {
         }
     }
 
+    /** The CD loss through the online network only: teacher and EMA target are constants of the step. */
+    @Test
+    void wholeDistillationLoss() {
+        Spec student = SpecLoader.fromText("cd.cm", "model s { input_dim = 3; hidden_size = 6; num_layers = 1; expansion = 2; }\n"
+                + "train { method = cd; teacher = \"t.safetensors\"; huber_c = 0.1; }");
+        Spec teacher = SpecLoader.fromText("t.cm", "model t { input_dim = 3; hidden_size = 8; num_layers = 1; expansion = 2; }\ntrain { method = edm; }");
+        var c = Compiler.trainStep(student, teacher);
+        var teacherLayout = new dev.cmc.model.ConsistencyModelGraph(teacher.model(), true).layout();
+        var values = new HashMap<String, double[]>();
+        var rng = new SplittableRandom(8);
+        float[] p = c.layout().initialize(1), t = c.layout().initialize(2), teach = teacherLayout.initialize(3);
+        for (ParamLayout.Entry e : c.layout().entries()) {
+            double[] v = new double[e.size()], w = new double[e.size()];
+            for (int i = 0; i < v.length; i++) { v[i] = p[e.offset() + i] + 0.1 * rng.nextGaussian(); w[i] = t[e.offset() + i]; }
+            values.put(e.name(), v);
+            values.put("target/" + e.name(), w);
+        }
+        for (ParamLayout.Entry e : teacherLayout.entries()) {
+            double[] v = new double[e.size()];
+            for (int i = 0; i < v.length; i++) v[i] = teach[e.offset() + i];
+            values.put("teacher/" + e.name(), v);
+        }
+        for (String in : List.of("x0", "z")) values.put(in, rng.doubles(B * 3L, -1, 1).toArray());
+        values.put("sigma_lo", new double[]{0.01, 0.5, 3.0});
+        values.put("sigma_hi", new double[]{0.02, 0.9, 5.0});
+        values.put("weight", new double[]{1.0, 1.0, 1.0});
+        Node loss = c.outputs().get("loss");
+        var env = Reference.run(c.outputs().values(), B, values);
+        int checked = 0;
+        for (ParamLayout.Entry e : c.layout().entries()) {
+            double[] analytic = env.get(c.outputs().get("grad:" + e.name())).data();
+            double[] v = values.get(e.name());
+            for (int k = 0; k < v.length; k += 2) {
+                double numeric = centralDifference(loss, values, v, k, 1e-6);
+                assertEquals(numeric, analytic[k], 1e-6 + 1e-5 * Math.abs(numeric), "d loss/d " + e.name() + "[" + k + "]");
+                checked++;
+            }
+        }
+        assertTrue(checked > 40);
+        // Nothing flows into the teacher or the target.
+        assertFalse(c.outputs().keySet().stream().anyMatch(k -> k.startsWith("grad:teacher/") || k.startsWith("grad:target/")));
+    }
+
     @Test
     void seedParameterCount() {
         Spec spec = SpecLoader.fromText("seed.cm", "model seed_default { input_dim = 64; hidden_size = 256; num_layers = 4; sigma_min = 0.002; sigma_max = 80.0; }");

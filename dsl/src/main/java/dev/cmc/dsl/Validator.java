@@ -147,7 +147,8 @@ public final class Validator {
 
         String method = s("train", "method");
         boolean ict = method.equals("ict");
-        double mu0 = isAuto("train", "mu0") ? (ict ? 0.0 : 0.9) : d("train", "mu0");
+        // auto μ₀: 0.9 for CT (Song et al.), 0 for iCT, 0.95 for CD (the paper's ImageNet-64 setting).
+        double mu0 = isAuto("train", "mu0") ? (ict ? 0.0 : method.equals("cd") ? 0.95 : 0.9) : d("train", "mu0");
         int s0 = isAuto("train", "s0") ? (ict ? 10 : 2) : (int) i("train", "s0");
         int s1 = isAuto("train", "s1") ? (ict ? 1280 : 150) : (int) i("train", "s1");
         if (s1 < s0) errors.add(new Diagnostic(at("train", "s1"), "s1 (" + s1 + ") must be at least s0 (" + s0 + ")"));

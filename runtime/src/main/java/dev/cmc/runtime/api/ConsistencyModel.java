@@ -26,6 +26,15 @@ public final class ConsistencyModel implements AutoCloseable {
     private final ParamLayout layout;
     private final float[] params, target, ema, adamM, adamV;
     private Executable sampler, denoiser, trainer;
+    private Spec teacherSpec;
+    private float[] teacherWeights;
+
+    /** Consistency distillation: the EDM teacher (its spec and EMA weights) whose Heun steps give the targets. */
+    public ConsistencyModel withTeacher(Spec teacher, float[] weights) {
+        this.teacherSpec = teacher;
+        this.teacherWeights = weights;
+        return this;
+    }
     private long step;
 
     private ConsistencyModel(Spec spec, Backend backend) {
@@ -262,7 +271,11 @@ public final class ConsistencyModel implements AutoCloseable {
         if (trainer == null || trainer.maxBatch() < batch) {
             sync();
             if (trainer != null) trainer.close();
-            trainer = backend.load(Compiler.trainStep(spec).program(), batch);
+            if (spec.train().method().equals("cd") && teacherSpec == null) {
+                throw new IllegalStateException("method = cd: load the teacher first (withTeacher)");
+            }
+            trainer = backend.load(Compiler.trainStep(spec, teacherSpec).program(), batch);
+            if (teacherWeights != null) trainer.write("teacher", teacherWeights, teacherWeights.length);
             hostAhead = true;
             if (trainer instanceof JvmExecutable j) {
                 j.bind("params", params);

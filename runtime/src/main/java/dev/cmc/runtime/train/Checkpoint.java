@@ -85,6 +85,49 @@ public final class Checkpoint {
         if (step.find()) model.setStep(Long.parseLong(step.group(1)));
     }
 
+    /** The spec text a checkpoint was written with (its metadata), e.g. to rebuild a distillation teacher. */
+    public static String specText(Path path) throws IOException {
+        if (!Files.isRegularFile(path)) throw new IOException(path + ": no such checkpoint file");
+        byte[] bytes = Files.readAllBytes(path);
+        if (bytes.length < 8) throw new IOException(path + ": not a safetensors file (too short)");
+        long hlen = ByteBuffer.wrap(bytes, 0, 8).order(ByteOrder.LITTLE_ENDIAN).getLong();
+        if (hlen <= 0 || 8 + hlen > bytes.length) throw new IOException(path + ": not a safetensors file (bad header length)");
+        String header = new String(bytes, 8, (int) hlen, StandardCharsets.UTF_8);
+        Matcher m = Pattern.compile("\"spec\":\"((?:[^\"\\\\]|\\\\.)*)\"").matcher(header);
+        if (!m.find()) throw new IOException(path + ": no spec in its metadata (not a cmc checkpoint?)");
+        var out = new StringBuilder();
+        String s = m.group(1);
+        for (int i = 0; i < s.length(); i++) {
+            char c = s.charAt(i);
+            if (c != '\\' || i + 1 >= s.length()) { out.append(c); continue; }
+            char n = s.charAt(++i);
+            switch (n) {
+                case 'n' -> out.append('\n');
+                case 'r' -> out.append('\r');
+                case 't' -> out.append('\t');
+                case 'u' -> { out.append((char) Integer.parseInt(s.substring(i + 1, i + 5), 16)); i += 4; }
+                default -> out.append(n);
+            }
+        }
+        return out.toString();
+    }
+
+    /** The EMA weights of a checkpoint, for a teacher: what its own sampler uses. */
+    public static float[] emaWeights(Path path, int count) throws IOException {
+        byte[] bytes = Files.readAllBytes(path);
+        long hlen = ByteBuffer.wrap(bytes, 0, 8).order(ByteOrder.LITTLE_ENDIAN).getLong();
+        String header = new String(bytes, 8, (int) hlen, StandardCharsets.UTF_8);
+        Matcher m = Pattern.compile("\"ema\":\\{\"dtype\":\"F32\",\"shape\":\\[(\\d+)],\"data_offsets\":\\[(\\d+),(\\d+)]").matcher(header);
+        if (!m.find()) throw new IOException(path + ": no tensor 'ema' (not a cmc checkpoint?)");
+        int n = Integer.parseInt(m.group(1));
+        if (n != count) throw new IOException(path + ": tensor 'ema' has " + n + " values, its spec's model has " + count);
+        long start = 8 + hlen + Long.parseLong(m.group(2));
+        if (start + 4L * n > bytes.length) throw new IOException(path + ": truncated");
+        float[] w = new float[n];
+        ByteBuffer.wrap(bytes, (int) start, 4 * n).order(ByteOrder.LITTLE_ENDIAN).asFloatBuffer().get(w);
+        return w;
+    }
+
     static String jsonString(String s) {
         var out = new StringBuilder("\"");
         for (char c : s.toCharArray()) {

@@ -80,8 +80,10 @@ public final class Trainer {
                 progress.step(model.step(), until, loss, 0);
                 continue;
             }
-            int n = ict ? Schedules.ictSteps(k, t.steps(), t.s0(), t.s1()) : Schedules.ctSteps(k, t.steps(), t.s0(), t.s1());
-            double mu = ict ? 0 : Schedules.ctMu(n, t.s0(), t.mu0());
+            boolean cd = t.method().equals("cd");
+            // CD (Algorithm 2): a fixed N from the schedule and a fixed μ; CT and iCT grow N by their curricula.
+            int n = cd ? spec.schedule().nSteps() : ict ? Schedules.ictSteps(k, t.steps(), t.s0(), t.s1()) : Schedules.ctSteps(k, t.steps(), t.s0(), t.s1());
+            double mu = cd ? t.mu0() : ict ? 0 : Schedules.ctMu(n, t.s0(), t.mu0());
             double[] sigmas = Schedules.karras(n, m.sigmaMin(), m.sigmaMax(), spec.schedule().rho());
             double[] pick = ict ? Schedules.ictIndexWeights(sigmas) : null;
             for (int i = 0; i < b; i++) {

@@ -1,0 +1,46 @@
+package dev.cmc.runtime.train;
+
+import dev.cmc.dsl.Spec;
+import dev.cmc.dsl.SpecException;
+import dev.cmc.dsl.SpecLoader;
+import dev.cmc.model.ConsistencyModelGraph;
+import dev.cmc.runtime.api.ConsistencyModel;
+
+import java.io.IOException;
+import java.nio.file.Path;
+
+/** Loads the EDM teacher a consistency-distillation spec names, and refuses one that does not fit it. */
+public final class Distillation {
+    private Distillation() {}
+
+    /** The teacher cannot be used with this student: names both files and what differs. */
+    public static final class TeacherMismatchException extends RuntimeException {
+        public TeacherMismatchException(String message) { super(message); }
+    }
+
+    /** Reads train.teacher's checkpoint (spec from its metadata, EMA weights) and attaches it to the model. */
+    public static void attachTeacher(ConsistencyModel student) {
+        Spec s = student.spec();
+        Path file = Path.of(s.train().teacher());
+        String where = s.fileName() + " (train.teacher = \"" + file + "\")";
+        Spec teacher;
+        float[] weights;
+        try {
+            teacher = SpecLoader.fromText(file + " [spec in metadata]", Checkpoint.specText(file));
+            weights = Checkpoint.emaWeights(file, new ConsistencyModelGraph(teacher.model(), true).layout().total());
+        } catch (IOException e) {
+            throw new TeacherMismatchException(where + ": " + e.getMessage());
+        } catch (SpecException e) {
+            throw new TeacherMismatchException(where + ": the spec inside the teacher checkpoint does not validate: " + e.getMessage());
+        }
+        var m = s.model();
+        var tm = teacher.model();
+        String problem = !teacher.train().method().equals("edm") ? "the teacher was trained with method = " + teacher.train().method() + ", not edm"
+                : tm.inputDim() != m.inputDim() ? "input_dim " + tm.inputDim() + " in the teacher, " + m.inputDim() + " in the student"
+                : tm.sigmaMin() != m.sigmaMin() ? "sigma_min " + tm.sigmaMin() + " in the teacher, " + m.sigmaMin() + " in the student"
+                : tm.sigmaMax() != m.sigmaMax() ? "sigma_max " + tm.sigmaMax() + " in the teacher, " + m.sigmaMax() + " in the student"
+                : null;
+        if (problem != null) throw new TeacherMismatchException(where + " does not fit " + s.fileName() + ": " + problem);
+        student.withTeacher(teacher, weights);
+    }
+}

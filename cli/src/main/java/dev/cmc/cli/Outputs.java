@@ -17,7 +17,7 @@ final class Outputs {
         CompileCommand.writeAll(dir, Map.of("metrics.csv", report.csv()));
         written.add(dir.resolve("metrics.csv"));
         for (var e : report.samples().entrySet()) {
-            String name = "samples_" + e.getKey().replace("-", "") ;
+            String name = "samples_" + e.getKey().replaceAll(" .*", "").replace("-", "");
             CompileCommand.writeAll(dir, Map.of(name + ".csv", SampleCommand.csv(e.getValue(), report.count(), dim)));
             written.add(dir.resolve(name + ".csv"));
             Path png = dir.resolve(name + ".png");

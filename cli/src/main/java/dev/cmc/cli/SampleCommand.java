@@ -8,6 +8,7 @@ import picocli.CommandLine.Option;
 
 import java.io.IOException;
 import java.nio.file.Path;
+import java.util.List;
 import java.util.Map;
 import java.util.concurrent.Callable;
 
@@ -17,8 +18,11 @@ final class SampleCommand implements Callable<Integer> {
 
     @Mixin TrainedModelOptions trained;
 
-    @Option(names = "--steps", paramLabel = "N", description = "network evaluations per sample (default: sample.steps)")
+    @Option(names = "--steps", paramLabel = "N", description = "consistency models: network evaluations per sample (default: sample.steps); heun/euler: noise levels (default 18)")
     Integer steps;
+
+    @Option(names = "--sampler", paramLabel = "NAME", description = "cm (consistency sampling), heun or euler (an EDM teacher's ODE); default: heun for train.method = edm, else cm")
+    String sampler;
 
     @Option(names = "--count", paramLabel = "N", description = "how many samples (default: sample.count)")
     Integer count;
@@ -33,6 +37,18 @@ final class SampleCommand implements Callable<Integer> {
         if (count != null && count < 1) throw new Main.UserError("--count " + count + ": must be at least 1");
         try (var model = trained.load(s)) {
             int n = count != null ? count : s.sample().count();
+            String how = sampler != null ? sampler : s.train().method().equals("edm") ? "heun" : "cm";
+            if (!List.of("cm", "heun", "euler").contains(how)) throw new Main.UserError("--sampler " + how + ": valid samplers are cm, heun and euler");
+            if (!how.equals("cm")) {
+                if (!s.train().method().equals("edm")) throw new Main.UserError("--sampler " + how + ": the ODE samplers need an EDM teacher (train.method = edm)");
+                int levels = steps != null ? steps : 18;
+                if (levels < 2) throw new Main.UserError("--steps " + levels + ": heun and euler need at least 2 noise levels");
+                float[] x = model.odeSample(n, s.sample().seed(), levels, how.equals("heun"));
+                CompileCommand.writeAll(out.toAbsolutePath().getParent(), Map.of(out.getFileName().toString(), csv(x, n, s.model().inputDim())));
+                System.out.println("wrote " + n + " samples (" + how + ", " + levels + " levels, " + (how.equals("heun") ? 2 * levels - 1 : levels)
+                        + " network evaluations each) to " + out);
+                return 0;
+            }
             double[] sigmas = steps != null ? Schedules.defaultSamplingSigmas(s, steps)
                     : s.sample().sigmas().isEmpty() ? Schedules.defaultSamplingSigmas(s, s.sample().steps())
                     : s.sample().sigmas().stream().mapToDouble(Double::doubleValue).toArray();

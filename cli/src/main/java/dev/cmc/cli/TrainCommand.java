@@ -58,6 +58,7 @@ final class TrainCommand implements Callable<Integer> {
             System.out.printf("training %s: %,d parameters, %s, %d steps of %d on %s (%d threads)%s%n", s.name(), model.paramCount(),
                     s.train().method(), s.train().steps(), s.train().batchSize(), chosen.name(), Runtime.getRuntime().availableProcessors(),
                     model.step() > 0 ? ", resuming at step " + model.step() : "");
+            if (s.train().method().equals("cd")) dev.cmc.runtime.train.Distillation.attachTeacher(model);
             long t0 = System.nanoTime();
             System.out.print("compiling the training step for " + chosen.name()
                     + (chosen.name().equals("opencl") ? " (a new spec can take a minute; cached afterwards)" : "") + " ...");
@@ -90,7 +91,7 @@ final class TrainCommand implements Callable<Integer> {
             var outputs = new java.util.ArrayList<Path>(List.of(ckpt));
             outputs.addAll(writeLoss(dir, losses));
 
-            System.out.println("evaluating 1- and 2-step samples against held-out data ...");
+            System.out.println("evaluating samples against held-out data ...");
             Evaluation.Report report = Evaluation.evaluate(model, all, 2000, 1, 2);
             System.out.print(report.table());
             outputs.addAll(Outputs.writeEvaluation(dir, report, s.model().inputDim()));

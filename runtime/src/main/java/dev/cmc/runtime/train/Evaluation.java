@@ -43,7 +43,24 @@ public final class Evaluation {
         return new Datasets.Data(n, d.dim(), v);
     }
 
+    /** Consistency models: 1, 2, … step sampling; an EDM teacher: its Heun and Euler samplers with 18 levels. */
+    public static Map<String, java.util.function.IntFunction<float[]>> samplers(ConsistencyModel model, int... steps) {
+        var out = new LinkedHashMap<String, java.util.function.IntFunction<float[]>>();
+        long seed = model.spec().sample().seed();
+        if (model.spec().train().method().equals("edm")) {
+            out.put("heun-18 (35 evals)", n -> model.odeSample(n, seed, 18, true));
+            out.put("euler-18 (18 evals)", n -> model.odeSample(n, seed, 18, false));
+        } else {
+            for (int s : steps) out.put(s + "-step", n -> model.multiStepSample(n, seed, s));
+        }
+        return out;
+    }
+
     public static Report evaluate(ConsistencyModel model, Datasets.Data all, int count, int... steps) {
+        return evaluate(model, all, count, samplers(model, steps));
+    }
+
+    public static Report evaluate(ConsistencyModel model, Datasets.Data all, int count, Map<String, java.util.function.IntFunction<float[]>> samplers) {
         Spec spec = model.spec();
         Datasets.Data held = heldOut(spec, all, count);
         int n = Math.min(count, held.n()), d = held.dim();
@@ -58,10 +75,10 @@ public final class Evaluation {
             float[] u = untrained.singleStepSample(n, spec.sample().seed());
             rows.put("untrained (ceiling)", score(held.values(), u, n, d));
         }
-        for (int s : steps) {
-            float[] x = model.multiStepSample(n, spec.sample().seed(), s);
-            samples.put(s + "-step", x);
-            rows.put(s + "-step", score(held.values(), x, n, d));
+        for (var e : samplers.entrySet()) {
+            float[] x = e.getValue().apply(n);
+            samples.put(e.getKey(), x);
+            rows.put(e.getKey(), score(held.values(), x, n, d));
         }
         return new Report(n, rows, samples, held);
     }

@@ -15,18 +15,21 @@ import java.util.Map;
 public final class Evaluation {
     private Evaluation() {}
 
-    public record Score(double slicedWasserstein, double energy) {}
+    /** Distances to held-out data, and the wall time to draw the samples (0 for the reference rows). */
+    public record Score(double slicedWasserstein, double energy, double millis) {}
 
     public record Report(int count, Map<String, Score> rows, Map<String, float[]> samples, Datasets.Data heldOut) {
         public String table() {
-            var sb = new StringBuilder(String.format("%-26s %18s %16s%n", "samples (" + count + ")", "sliced Wasserstein", "energy distance"));
-            rows.forEach((k, v) -> sb.append(String.format("%-26s %18.4f %16.4f%n", k, v.slicedWasserstein(), v.energy())));
+            var sb = new StringBuilder(String.format("%-26s %18s %16s %12s%n", "samples (" + count + ")", "sliced Wasserstein", "energy distance", "sampling ms"));
+            rows.forEach((k, v) -> sb.append(String.format("%-26s %18.4f %16.4f %12s%n", k, v.slicedWasserstein(), v.energy(),
+                    v.millis() > 0 ? String.format("%.0f", v.millis()) : "")));
             return sb.toString();
         }
 
         public String csv() {
-            var sb = new StringBuilder("samples,sliced_wasserstein,energy_distance\n");
-            rows.forEach((k, v) -> sb.append(k.replace(' ', '_')).append(',').append(v.slicedWasserstein()).append(',').append(v.energy()).append('\n'));
+            var sb = new StringBuilder("samples,sliced_wasserstein,energy_distance,sampling_ms\n");
+            rows.forEach((k, v) -> sb.append(k.replace(' ', '_')).append(',').append(v.slicedWasserstein()).append(',').append(v.energy())
+                    .append(',').append(v.millis()).append('\n'));
             return sb.toString();
         }
     }
@@ -76,14 +79,18 @@ public final class Evaluation {
             rows.put("untrained (ceiling)", score(held.values(), u, n, d));
         }
         for (var e : samplers.entrySet()) {
+            e.getValue().apply(n); // compile and warm the JIT, so the timing below is of sampling alone
+            long t0 = System.nanoTime();
             float[] x = e.getValue().apply(n);
+            double ms = (System.nanoTime() - t0) / 1e6;
             samples.put(e.getKey(), x);
-            rows.put(e.getKey(), score(held.values(), x, n, d));
+            Score sc = score(held.values(), x, n, d);
+            rows.put(e.getKey(), new Score(sc.slicedWasserstein(), sc.energy(), ms));
         }
         return new Report(n, rows, samples, held);
     }
 
     public static Score score(float[] a, float[] b, int n, int d) {
-        return new Score(Metrics.slicedWasserstein(a, n, b, n, d, 128, 1), Metrics.energyDistance(a, b, Math.min(n, 1000), d));
+        return new Score(Metrics.slicedWasserstein(a, n, b, n, d, 128, 1), Metrics.energyDistance(a, b, Math.min(n, 1000), d), 0);
     }
 }

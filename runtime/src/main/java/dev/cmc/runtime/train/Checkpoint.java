@@ -60,39 +60,43 @@ public final class Checkpoint {
         Files.move(tmp, path, StandardCopyOption.REPLACE_EXISTING, StandardCopyOption.ATOMIC_MOVE);
     }
 
-    /** Loads weights, optimizer state and step into the model; fails clearly if shapes do not match. */
-    public static void load(ConsistencyModel model, Path path) throws IOException {
-        if (!Files.isRegularFile(path)) throw new IOException(path + ": no such checkpoint file");
-        byte[] bytes = Files.readAllBytes(path);
-        if (bytes.length < 8) throw new IOException(path + ": not a safetensors file (too short)");
-        long hlen = ByteBuffer.wrap(bytes, 0, 8).order(ByteOrder.LITTLE_ENDIAN).getLong();
-        if (hlen <= 0 || 8 + hlen > bytes.length) throw new IOException(path + ": not a safetensors file (bad header length)");
-        String header = new String(bytes, 8, (int) hlen, StandardCharsets.UTF_8);
-        Map<String, float[]> into = Map.of("params", model.params(), "ema", model.ema(), "target", model.target(),
-                "adam_m", model.adamM(), "adam_v", model.adamV());
-        for (String name : TENSORS) {
+    /** A checkpoint file read whole: its bytes and its JSON header. */
+    private record File(Path path, byte[] bytes, long headerLength, String header) {
+        static File read(Path path) throws IOException {
+            if (!Files.isRegularFile(path)) throw new IOException(path + ": no such checkpoint file");
+            byte[] bytes = Files.readAllBytes(path);
+            if (bytes.length < 8) throw new IOException(path + ": not a safetensors file (too short)");
+            long hlen = ByteBuffer.wrap(bytes, 0, 8).order(ByteOrder.LITTLE_ENDIAN).getLong();
+            if (hlen <= 0 || 8 + hlen > bytes.length) throw new IOException(path + ": not a safetensors file (bad header length)");
+            return new File(path, bytes, hlen, new String(bytes, 8, (int) hlen, StandardCharsets.UTF_8));
+        }
+
+        /** Copies the F32 tensor into dst, which must have exactly its length. */
+        void tensor(String name, float[] dst, String whose) throws IOException {
             Matcher m = Pattern.compile("\"" + name + "\":\\{\"dtype\":\"F32\",\"shape\":\\[(\\d+)],\"data_offsets\":\\[(\\d+),(\\d+)]").matcher(header);
             if (!m.find()) throw new IOException(path + ": no tensor '" + name + "' (not a cmc checkpoint?)");
             int n = Integer.parseInt(m.group(1));
-            float[] dst = into.get(name);
-            if (n != dst.length) throw new IOException(path + ": tensor '" + name + "' has " + n + " values but this spec's model has " + dst.length);
-            long start = 8 + hlen + Long.parseLong(m.group(2));
+            if (n != dst.length) throw new IOException(path + ": tensor '" + name + "' has " + n + " values but " + whose + " has " + dst.length);
+            long start = 8 + headerLength + Long.parseLong(m.group(2));
             if (start + 4L * n > bytes.length) throw new IOException(path + ": truncated: tensor '" + name + "' runs past the end of the file");
             ByteBuffer.wrap(bytes, (int) start, 4 * n).order(ByteOrder.LITTLE_ENDIAN).asFloatBuffer().get(dst);
         }
+    }
+
+    /** Loads weights, optimizer state and step into the model; fails clearly if shapes do not match. */
+    public static void load(ConsistencyModel model, Path path) throws IOException {
+        File file = File.read(path);
+        Map<String, float[]> into = Map.of("params", model.params(), "ema", model.ema(), "target", model.target(),
+                "adam_m", model.adamM(), "adam_v", model.adamV());
+        for (String name : TENSORS) file.tensor(name, into.get(name), "this spec's model");
         model.weightsChanged();
-        Matcher step = Pattern.compile("\"step\":\"(\\d+)\"").matcher(header);
+        Matcher step = Pattern.compile("\"step\":\"(\\d+)\"").matcher(file.header());
         if (step.find()) model.setStep(Long.parseLong(step.group(1)));
     }
 
     /** The spec text a checkpoint was written with (its metadata), e.g. to rebuild a distillation teacher. */
     public static String specText(Path path) throws IOException {
-        if (!Files.isRegularFile(path)) throw new IOException(path + ": no such checkpoint file");
-        byte[] bytes = Files.readAllBytes(path);
-        if (bytes.length < 8) throw new IOException(path + ": not a safetensors file (too short)");
-        long hlen = ByteBuffer.wrap(bytes, 0, 8).order(ByteOrder.LITTLE_ENDIAN).getLong();
-        if (hlen <= 0 || 8 + hlen > bytes.length) throw new IOException(path + ": not a safetensors file (bad header length)");
-        String header = new String(bytes, 8, (int) hlen, StandardCharsets.UTF_8);
+        String header = File.read(path).header();
         Matcher m = Pattern.compile("\"spec\":\"((?:[^\"\\\\]|\\\\.)*)\"").matcher(header);
         if (!m.find()) throw new IOException(path + ": no spec in its metadata (not a cmc checkpoint?)");
         var out = new StringBuilder();
@@ -114,17 +118,8 @@ public final class Checkpoint {
 
     /** The EMA weights of a checkpoint, for a teacher: what its own sampler uses. */
     public static float[] emaWeights(Path path, int count) throws IOException {
-        byte[] bytes = Files.readAllBytes(path);
-        long hlen = ByteBuffer.wrap(bytes, 0, 8).order(ByteOrder.LITTLE_ENDIAN).getLong();
-        String header = new String(bytes, 8, (int) hlen, StandardCharsets.UTF_8);
-        Matcher m = Pattern.compile("\"ema\":\\{\"dtype\":\"F32\",\"shape\":\\[(\\d+)],\"data_offsets\":\\[(\\d+),(\\d+)]").matcher(header);
-        if (!m.find()) throw new IOException(path + ": no tensor 'ema' (not a cmc checkpoint?)");
-        int n = Integer.parseInt(m.group(1));
-        if (n != count) throw new IOException(path + ": tensor 'ema' has " + n + " values, its spec's model has " + count);
-        long start = 8 + hlen + Long.parseLong(m.group(2));
-        if (start + 4L * n > bytes.length) throw new IOException(path + ": truncated");
-        float[] w = new float[n];
-        ByteBuffer.wrap(bytes, (int) start, 4 * n).order(ByteOrder.LITTLE_ENDIAN).asFloatBuffer().get(w);
+        float[] w = new float[count];
+        File.read(path).tensor("ema", w, "its spec's model");
         return w;
     }
 

@@ -341,15 +341,15 @@ public final class JavaRenderer {
 
     private void transpose(Kernel.Transpose t) {
         int rows = t.src().shape().rows(), cols = t.src().shape().cols();
-        comment("16×16 blocks, so both the reads and the strided writes stay in cache");
+        comment("16×16 blocks, so both the reads and the strided writes stay in cache; each write is a contiguous run");
         line("for (int i0 = lo; i0 < hi; i0 += 16) {");
         indent++;
         line("int i1 = Math.min(hi, i0 + 16);");
         line("for (int j0 = 0; j0 < " + cols + "; j0 += 16) {");
         indent++;
         line("int j1 = Math.min(" + cols + ", j0 + 16);");
-        line("for (int i = i0; i < i1; i++) {");
-        line("    for (int j = j0; j < j1; j++) " + var(t.dst().array()) + "[" + plus(t.dst().offset(), "j * " + rows) + " + i] = "
+        line("for (int j = j0; j < j1; j++) {");
+        line("    for (int i = i0; i < i1; i++) " + var(t.dst().array()) + "[" + plus(t.dst().offset(), "j * " + rows) + " + i] = "
                 + var(t.src().array()) + "[" + plus(t.src().offset(), "i * " + cols) + " + j];");
         line("}");
         indent--;

@@ -351,9 +351,10 @@ public final class OpenClRenderer {
     private void transpose(Kernel.Transpose t) {
         int rows = t.src().shape().rows(), cols = t.src().shape().cols();
         String dst = Indexing.identifier(t.dst().array()), src = Indexing.identifier(t.src().array());
+        line("// a 16-row strip, 16 columns at a time: each write is a contiguous run of the strip's rows");
         line("for (int j0 = 0; j0 < " + cols + "; j0 += 16) {");
-        line("    for (int i = lo; i < hi; i++) {");
-        line("        for (int j = j0; j < min(" + cols + ", j0 + 16); j++) " + dst + "[" + Indexing.plus(t.dst().offset(), "j * " + rows)
+        line("    for (int j = j0; j < min(" + cols + ", j0 + 16); j++) {");
+        line("        for (int i = lo; i < hi; i++) " + dst + "[" + Indexing.plus(t.dst().offset(), "j * " + rows)
                 + " + i] = " + src + "[" + Indexing.plus(t.src().offset(), "i * " + cols) + " + j];");
         line("    }");
         line("}");

@@ -110,21 +110,35 @@ public final class ConsistencyModel implements AutoCloseable {
 
     public float[] sample(float[] weights, int count, long seed, double[] sigmas) {
         sync();
-        int d = outputSize();
-        float[] out = new float[count * d];
-        var rng = new SplittableRandom(seed);
         Executable exe = load(sampler, weights, true);
-        for (int start = 0; start < count; start += SAMPLE_CHUNK) {
-            int b = Math.min(SAMPLE_CHUNK, count - start);
-            float[] x = new float[b * d];
-            for (int i = 0; i < x.length; i++) x[i] = (float) (sigmas[0] * rng.nextGaussian());
+        double sigmaMin = spec.model().sigmaMin();
+        return drawChunks(count, seed, sigmas[0], (x, b, rng) -> {
             for (int s = 0; s < sigmas.length; s++) {
                 if (s > 0) {
-                    double scale = Math.sqrt(Math.max(0, sigmas[s] * sigmas[s] - spec.model().sigmaMin() * spec.model().sigmaMin()));
+                    double scale = Math.sqrt(Math.max(0, sigmas[s] * sigmas[s] - sigmaMin * sigmaMin));
                     for (int i = 0; i < x.length; i++) x[i] += (float) (scale * rng.nextGaussian());
                 }
                 x = denoise(exe, x, new float[]{(float) sigmas[s]}, b);
             }
+            return x;
+        });
+    }
+
+    /** What a sampler does to one chunk of b samples that start as σ₀·z, drawing any further noise from rng. */
+    private interface Chain {
+        float[] run(float[] x, int b, SplittableRandom rng);
+    }
+
+    /** count samples in chunks of at most SAMPLE_CHUNK: x = σ₀·z, then the sampler's chain of evaluations. */
+    private float[] drawChunks(int count, long seed, double sigma0, Chain chain) {
+        int d = outputSize();
+        float[] out = new float[count * d];
+        var rng = new SplittableRandom(seed);
+        for (int start = 0; start < count; start += SAMPLE_CHUNK) {
+            int b = Math.min(SAMPLE_CHUNK, count - start);
+            float[] x = new float[b * d];
+            for (int i = 0; i < x.length; i++) x[i] = (float) (sigma0 * rng.nextGaussian());
+            x = chain.run(x, b, rng);
             System.arraycopy(x, 0, out, start * d, x.length);
         }
         return out;
@@ -141,18 +155,11 @@ public final class ConsistencyModel implements AutoCloseable {
         double[] grid = Schedules.karras(steps, m.sigmaMin(), m.sigmaMax(), spec.schedule().rho());
         double[] t = new double[steps + 1];
         for (int i = 0; i < steps; i++) t[i] = grid[steps - 1 - i];
-        int d = outputSize();
-        float[] out = new float[count * d];
-        var rng = new SplittableRandom(seed);
         Executable exe = load(sampler, ema, true);
-        for (int start = 0; start < count; start += SAMPLE_CHUNK) {
-            int b = Math.min(SAMPLE_CHUNK, count - start);
-            float[] x = new float[b * d];
-            for (int i = 0; i < x.length; i++) x[i] = (float) (t[0] * rng.nextGaussian());
+        return drawChunks(count, seed, t[0], (x, b, rng) -> {
             for (int i = 0; i < steps; i++) x = odeStep(exe, x, t[i], t[i + 1], b, heun);
-            System.arraycopy(x, 0, out, start * d, x.length);
-        }
-        return out;
+            return x;
+        });
     }
 
     /**

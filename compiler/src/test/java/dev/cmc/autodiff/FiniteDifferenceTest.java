@@ -115,32 +115,48 @@ class FiniteDifferenceTest {
             var c = Compiler.trainStep(spec);
             var values = new HashMap<String, double[]>();
             var rng = new SplittableRandom(7);
-            float[] p = c.layout().initialize(1), t = c.layout().initialize(2);
-            for (ParamLayout.Entry e : c.layout().entries()) {
-                double[] v = new double[e.size()], w = new double[e.size()];
-                // Perturb norms and biases away from 1 and 0 so their gradients are generic.
-                for (int i = 0; i < v.length; i++) { v[i] = p[e.offset() + i] + 0.1 * rng.nextGaussian(); w[i] = t[e.offset() + i]; }
-                values.put(e.name(), v);
-                values.put("target/" + e.name(), w);
-            }
-            for (String in : List.of("x0", "z")) values.put(in, rng.doubles(B * 3L, -1, 1).toArray());
-            values.put("sigma_lo", new double[]{0.01, 0.5, 3.0});
-            values.put("sigma_hi", new double[]{0.02, 0.9, 5.0});
-            values.put("weight", new double[]{1.0, 0.5, 2.0});
-            Node loss = c.outputs().get("loss");
-            var env = Reference.run(c.outputs().values(), B, values);
-            int checked = 0;
-            for (ParamLayout.Entry e : c.layout().entries()) {
-                double[] analytic = env.get(c.outputs().get("grad:" + e.name())).data();
-                double[] v = values.get(e.name());
-                for (int k = 0; k < v.length; k += 3) {
-                    double numeric = centralDifference(loss, values, v, k, 1e-6);
-                    assertEquals(numeric, analytic[k], 1e-6 + 1e-5 * Math.abs(numeric), "d loss/d " + e.name() + "[" + k + "]");
-                    checked++;
-                }
-            }
-            assertTrue(checked > 50);
+            putFlat(values, c.layout(), c.layout().initialize(1), "", rng);
+            putFlat(values, c.layout(), c.layout().initialize(2), "target/", null);
+            putStepInputs(values, rng, new double[]{1.0, 0.5, 2.0});
+            assertTrue(checkParamGradients(c, values, 3) > 50);
         }
+    }
+
+    /**
+     * A flat parameter array as reference values, named prefix + parameter. With rng, each value is moved by
+     * 0.1·N(0,1), so norms and biases leave 1 and 0 and their gradients are generic.
+     */
+    static void putFlat(Map<String, double[]> values, ParamLayout layout, float[] flat, String prefix, SplittableRandom rng) {
+        for (ParamLayout.Entry e : layout.entries()) {
+            double[] v = new double[e.size()];
+            for (int i = 0; i < v.length; i++) v[i] = flat[e.offset() + i] + (rng == null ? 0 : 0.1 * rng.nextGaussian());
+            values.put(prefix + e.name(), v);
+        }
+    }
+
+    /** x₀ and z at random, and σ pairs from near σ_min to mid-range, for a batch of B = 3. */
+    static void putStepInputs(Map<String, double[]> values, SplittableRandom rng, double[] weight) {
+        for (String in : List.of("x0", "z")) values.put(in, rng.doubles(B * 3L, -1, 1).toArray());
+        values.put("sigma_lo", new double[]{0.01, 0.5, 3.0});
+        values.put("sigma_hi", new double[]{0.02, 0.9, 5.0});
+        values.put("weight", weight);
+    }
+
+    /** Every stride-th element of every online parameter's gradient against central differences; returns the count. */
+    static int checkParamGradients(Compiler.Compiled c, Map<String, double[]> values, int stride) {
+        Node loss = c.outputs().get("loss");
+        var env = Reference.run(c.outputs().values(), B, values);
+        int checked = 0;
+        for (ParamLayout.Entry e : c.layout().entries()) {
+            double[] analytic = env.get(c.outputs().get("grad:" + e.name())).data();
+            double[] v = values.get(e.name());
+            for (int k = 0; k < v.length; k += stride) {
+                double numeric = centralDifference(loss, values, v, k, 1e-6);
+                assertEquals(numeric, analytic[k], 1e-6 + 1e-5 * Math.abs(numeric), "d loss/d " + e.name() + "[" + k + "]");
+                checked++;
+            }
+        }
+        return checked;
     }
 
     /** The CD loss through the online network only: teacher and EMA target are constants of the step. */
@@ -153,35 +169,11 @@ class FiniteDifferenceTest {
         var teacherLayout = new dev.cmc.model.ConsistencyModelGraph(teacher.model(), true).layout();
         var values = new HashMap<String, double[]>();
         var rng = new SplittableRandom(8);
-        float[] p = c.layout().initialize(1), t = c.layout().initialize(2), teach = teacherLayout.initialize(3);
-        for (ParamLayout.Entry e : c.layout().entries()) {
-            double[] v = new double[e.size()], w = new double[e.size()];
-            for (int i = 0; i < v.length; i++) { v[i] = p[e.offset() + i] + 0.1 * rng.nextGaussian(); w[i] = t[e.offset() + i]; }
-            values.put(e.name(), v);
-            values.put("target/" + e.name(), w);
-        }
-        for (ParamLayout.Entry e : teacherLayout.entries()) {
-            double[] v = new double[e.size()];
-            for (int i = 0; i < v.length; i++) v[i] = teach[e.offset() + i];
-            values.put("teacher/" + e.name(), v);
-        }
-        for (String in : List.of("x0", "z")) values.put(in, rng.doubles(B * 3L, -1, 1).toArray());
-        values.put("sigma_lo", new double[]{0.01, 0.5, 3.0});
-        values.put("sigma_hi", new double[]{0.02, 0.9, 5.0});
-        values.put("weight", new double[]{1.0, 1.0, 1.0});
-        Node loss = c.outputs().get("loss");
-        var env = Reference.run(c.outputs().values(), B, values);
-        int checked = 0;
-        for (ParamLayout.Entry e : c.layout().entries()) {
-            double[] analytic = env.get(c.outputs().get("grad:" + e.name())).data();
-            double[] v = values.get(e.name());
-            for (int k = 0; k < v.length; k += 2) {
-                double numeric = centralDifference(loss, values, v, k, 1e-6);
-                assertEquals(numeric, analytic[k], 1e-6 + 1e-5 * Math.abs(numeric), "d loss/d " + e.name() + "[" + k + "]");
-                checked++;
-            }
-        }
-        assertTrue(checked > 40);
+        putFlat(values, c.layout(), c.layout().initialize(1), "", rng);
+        putFlat(values, c.layout(), c.layout().initialize(2), "target/", null);
+        putFlat(values, teacherLayout, teacherLayout.initialize(3), "teacher/", null);
+        putStepInputs(values, rng, new double[]{1.0, 1.0, 1.0});
+        assertTrue(checkParamGradients(c, values, 2) > 40);
         // Nothing flows into the teacher or the target.
         assertFalse(c.outputs().keySet().stream().anyMatch(k -> k.startsWith("grad:teacher/") || k.startsWith("grad:target/")));
     }

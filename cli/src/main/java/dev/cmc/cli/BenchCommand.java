@@ -1,67 +1,210 @@
 package dev.cmc.cli;
 
 import dev.cmc.dsl.Spec;
+import dev.cmc.dsl.SpecLoader;
+import dev.cmc.runtime.Backend;
 import dev.cmc.runtime.Backends;
 import dev.cmc.runtime.bench.Bench;
+import me.tongfei.progressbar.ProgressBar;
+import me.tongfei.progressbar.ProgressBarBuilder;
+import me.tongfei.progressbar.ProgressBarStyle;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Option;
 
+import java.nio.file.Files;
 import java.nio.file.Path;
-import java.util.ArrayList;
-import java.util.List;
-import java.util.Map;
+import java.util.*;
 import java.util.concurrent.Callable;
 
 @Command(name = "bench", mixinStandardHelpOptions = true,
-        description = "Time compilation, 1-step sampling and one CT training step of a spec's model on each backend.")
+        description = {"Time a spec's model on each backend: kernel generation and load, 1- and 2-step sampling at each batch,",
+                "one CT training step, GFLOP/s against the device's measured FMA peak, memory.",
+                "--soak N runs N training steps watching memory; --scaling sweeps batch, hidden_size and num_layers."})
 final class BenchCommand implements Callable<Integer> {
     @Mixin SpecOptions spec;
 
     @Option(names = "--backends", split = ",", defaultValue = "all", paramLabel = "B[,B...]",
-            description = "jvm, opencl:0, ... or all (default: every backend this machine has)")
+            description = "jvm, opencl:0, cuda:0, tornado, ... or all (default: all; what this machine lacks is skipped with the reason)")
     List<String> backends;
 
-    @Option(names = "--batch", defaultValue = "4096", paramLabel = "N", description = "sampling batch (default 4096)")
-    int batch;
+    @Option(names = "--batch", split = ",", defaultValue = "256,4096", paramLabel = "N[,N...]", description = "sampling batch sizes (default 256,4096)")
+    List<Integer> batches;
 
     @Option(names = "--train-batch", defaultValue = "256", paramLabel = "N", description = "training batch (default 256)")
     int trainBatch;
 
-    @Option(names = "--seconds", defaultValue = "10", paramLabel = "S", description = "measuring time per case, a third of it warm-up (default 10)")
+    @Option(names = "--seconds", defaultValue = "6", paramLabel = "S", description = "measuring time per case, a third of it warm-up (default 6)")
     double seconds;
 
-    @Option(names = "--json", paramLabel = "FILE", description = "also write the results as JSON lines")
+    @Option(names = "--json", paramLabel = "FILE", description = "also write the results as JSON")
     Path json;
+
+    @Option(names = "--png", paramLabel = "FILE", description = "also draw the results: throughput against batch, step time per backend")
+    Path png;
 
     @Option(names = "--profile", description = "also show the slowest kernels of each program (OpenCL: device event times)")
     boolean profile;
 
+    @Option(names = "--soak", paramLabel = "STEPS", description = "instead: run this many CT steps at --train-batch on the first backend, sampling RSS and device memory")
+    Long soakSteps;
+
+    @Option(names = "--scaling", description = "instead: sampling throughput and step time as the batch (256..65536), hidden_size and num_layers grow")
+    boolean scaling;
+
     @Override
     public Integer call() throws Exception {
-        if (batch < 1 || trainBatch < 1) throw new Main.UserError("--batch and --train-batch must be at least 1");
+        if (batches.stream().anyMatch(b -> b < 1) || trainBatch < 1) throw new Main.UserError("--batch and --train-batch must be at least 1");
         if (seconds <= 0) throw new Main.UserError("--seconds must be positive");
+        if (soakSteps != null && soakSteps < 10) throw new Main.UserError("--soak: at least 10 steps");
+        if (soakSteps != null && scaling) throw new Main.UserError("--soak and --scaling: choose one");
         Spec s = spec.load();
-        List<String> names = backends.equals(List.of("all")) ? Backends.available().reversed() : backends;
-        var results = new ArrayList<Bench.Result>();
-        for (String name : names) {
+        var chosen = new LinkedHashMap<String, Backend>();
+        for (String name : expand(backends)) {
             try {
-                var backend = Backends.select(s, name);
-                results.add(Bench.run(s, backend, name, batch, trainBatch, seconds, System.out::println));
+                chosen.put(name, Backends.select(s, name));
             } catch (Backends.UnavailableException e) {
                 System.out.println("skipped " + name + ": " + e.getMessage());
             }
         }
+        if (chosen.isEmpty()) throw new Main.UserError("--backends " + String.join(",", backends) + ": none of them is available here");
+        if (soakSteps != null) return soak(s, chosen);
+        if (scaling) return scaling(s, chosen);
+
+        var results = new ArrayList<Bench.Result>();
+        for (var e : chosen.entrySet()) results.add(withBar(e.getKey(), p -> Bench.run(s, e.getValue(), e.getKey(), batches, trainBatch, seconds, p)));
         for (Bench.Result r : results) {
             System.out.println(r.table());
             if (profile) System.out.print(r.profile(8));
         }
-        if (json != null) {
-            var text = new StringBuilder();
-            for (Bench.Result r : results) text.append(r.json());
-            CompileCommand.writeAll(json.toAbsolutePath().getParent(), Map.of(json.getFileName().toString(), text.toString()));
-            System.out.println("wrote " + json);
+        if (json != null) write(json, "[\n" + String.join(",\n", results.stream().map(Bench.Result::json).toList()) + "\n]\n");
+        if (png != null) {
+            var throughput = new LinkedHashMap<String, double[][]>();
+            var gflops = new LinkedHashMap<String, double[][]>();
+            for (Bench.Result r : results) {
+                throughput.put(r.backend() + " 1-step", xy(r.sampling(), Bench.Sampling::batch, Bench.Sampling::samplesPerSecond));
+                throughput.put(r.backend() + " 2-step", xy(r.sampling(), Bench.Sampling::batch, c -> c.batch() / (c.twoStepMs() / 1e3)));
+                gflops.put(r.backend(), xy(r.sampling(), Bench.Sampling::batch, r::sampleGflops));
+            }
+            var steps = new LinkedHashMap<String, double[][]>();
+            for (Bench.Result r : results) steps.put(r.backend(), new double[][]{{r.trainBatch()}, {r.stepMs()}});
+            draw(png, List.of(new Plots.Panel(s.name() + ": sampling", "batch", "samples/s", throughput),
+                    new Plots.Panel("sampling GFLOP/s", "batch", "GFLOP/s", gflops),
+                    new Plots.Panel("CT training step", "batch", "ms", steps)));
         }
         return 0;
+    }
+
+    /** "all": every backend this machine has, then the ones it lacks, so the report says why each is missing. */
+    static List<String> expand(List<String> names) {
+        if (!names.equals(List.of("all"))) return names;
+        var out = new ArrayList<String>();
+        for (String b : Backends.available()) out.add(b.equals("jvm:0") ? "jvm" : b);
+        for (String b : List.of("cuda:0", "tornado")) if (out.stream().noneMatch(o -> o.startsWith(b.replace(":0", "")))) out.add(b);
+        return out;
+    }
+
+    private int soak(Spec s, Map<String, Backend> chosen) throws Exception {
+        var e = chosen.entrySet().iterator().next();
+        int every = (int) Math.max(1, soakSteps / 200);
+        Bench.Soak result = withBar(e.getKey(), p -> Bench.soak(s, e.getValue(), e.getKey(), trainBatch, soakSteps, every, p));
+        var first = result.samples().getFirst();
+        var last = result.samples().getLast();
+        System.out.printf("soak on %s: %,d CT steps at batch %d%n", e.getKey(), soakSteps, trainBatch);
+        System.out.printf("  RSS %.0f MiB after %d steps, %.0f MiB at the end: %+.1f MiB since warm-up (%d steps)%n",
+                first.rssBytes() / 1048576.0, first.step(), last.rssBytes() / 1048576.0, result.rssGrowth() / 1048576.0, result.warmupSteps());
+        System.out.printf("  device arrays %.1f MiB throughout; step time %.2f ms at the start, %.2f ms at the end%n",
+                last.deviceBytes() / 1048576.0, result.samples().get(1).msPerStep(), last.msPerStep());
+        System.out.println(result.steady() ? "  steady: no growth after warm-up" : "  GROWING: memory rose after warm-up (see the CSV)");
+        if (json != null) write(json, result.csv());
+        if (png != null) {
+            var rss = new LinkedHashMap<String, double[][]>();
+            rss.put("RSS MiB", xy(result.samples(), Bench.SoakSample::step, x -> x.rssBytes() / 1048576.0));
+            rss.put("JVM heap MiB", xy(result.samples(), Bench.SoakSample::step, x -> Math.max(1, x.heapBytes() / 1048576.0)));
+            rss.put("device arrays MiB", xy(result.samples(), Bench.SoakSample::step, x -> x.deviceBytes() / 1048576.0));
+            var ms = new LinkedHashMap<String, double[][]>();
+            ms.put("ms per step", xy(result.samples(), Bench.SoakSample::step, Bench.SoakSample::msPerStep));
+            draw(png, List.of(new Plots.Panel("soak: memory", "step", "MiB", rss), new Plots.Panel("soak: step time", "step", "ms", ms)));
+        }
+        return result.steady() ? 0 : 1;
+    }
+
+    /** Batch 256..65536 at the spec's size, then hidden_size and num_layers around it at batch 4096. */
+    private int scaling(Spec s, Map<String, Backend> chosen) throws Exception {
+        List<Integer> sweep = List.of(256, 1024, 4096, 16384, 65536);
+        int h = s.model().hiddenSize(), l = s.model().numLayers();
+        var sizes = new LinkedHashMap<String, List<String>>();
+        for (int hh : new int[]{h / 2, h, 2 * h}) sizes.computeIfAbsent("hidden_size", k -> new ArrayList<>()).add("model.hidden_size=" + hh);
+        for (int ll : new int[]{Math.max(1, l / 2), l, 2 * l}) sizes.computeIfAbsent("num_layers", k -> new ArrayList<>()).add("model.num_layers=" + ll);
+        var perSample = new LinkedHashMap<String, double[][]>();
+        var stepMs = new LinkedHashMap<String, double[][]>();
+        var bySize = new LinkedHashMap<String, double[][]>();
+        var text = new StringBuilder("backend,sweep,value,batch,one_step_ms,us_per_sample,train_step_ms\n");
+        for (var e : chosen.entrySet()) {
+            Bench.Result r = withBar(e.getKey(), p -> Bench.run(s, e.getValue(), e.getKey(), sweep, trainBatch, seconds, p));
+            System.out.println(r.table());
+            perSample.put(e.getKey(), xy(r.sampling(), Bench.Sampling::batch, c -> c.oneStepMs() * 1e3 / c.batch()));
+            for (var c : r.sampling()) text.append(String.format(Locale.ROOT, "%s,batch,%d,%d,%.4f,%.4f,%.4f%n", e.getKey(), c.batch(), c.batch(), c.oneStepMs(), c.oneStepMs() * 1e3 / c.batch(), r.stepMs()));
+            var trainSweep = new ArrayList<double[]>();
+            for (int tb : sweep) {
+                Spec small = SpecLoader.fromText(s.fileName(), s.source(), spec.overrides);
+                Bench.Result t = withBar(e.getKey() + " step@" + tb, p -> Bench.run(small, e.getValue(), e.getKey(), List.of(256), tb, seconds / 2, p));
+                trainSweep.add(new double[]{tb, t.stepMs()});
+            }
+            stepMs.put(e.getKey(), new double[][]{trainSweep.stream().mapToDouble(v -> v[0]).toArray(), trainSweep.stream().mapToDouble(v -> v[1]).toArray()});
+            for (var sz : sizes.entrySet()) {
+                var pts = new ArrayList<double[]>();
+                for (String set : sz.getValue()) {
+                    var over = new ArrayList<>(spec.overrides);
+                    over.add(set);
+                    Spec resized = SpecLoader.fromText(s.fileName(), s.source(), over);
+                    Bench.Result t = withBar(e.getKey() + " " + set, p -> Bench.run(resized, e.getValue(), e.getKey(), List.of(4096), trainBatch, seconds / 2, p));
+                    double v = Double.parseDouble(set.substring(set.indexOf('=') + 1));
+                    pts.add(new double[]{t.params(), t.sampling().getFirst().oneStepMs() * 1e3 / 4096});
+                    text.append(String.format(Locale.ROOT, "%s,%s,%.0f,4096,%.4f,%.4f,%.4f%n", e.getKey(), sz.getKey(), v, t.sampling().getFirst().oneStepMs(),
+                            t.sampling().getFirst().oneStepMs() * 1e3 / 4096, t.stepMs()));
+                }
+                bySize.put(e.getKey() + " " + sz.getKey(), new double[][]{pts.stream().mapToDouble(v -> v[0]).toArray(), pts.stream().mapToDouble(v -> v[1]).toArray()});
+            }
+        }
+        System.out.print(text);
+        if (json != null) write(json, text.toString());
+        if (png != null) {
+            draw(png, List.of(new Plots.Panel(s.name() + ": 1-step cost per sample", "batch", "µs per sample", perSample),
+                    new Plots.Panel("CT step time", "training batch", "ms", stepMs),
+                    new Plots.Panel("cost per sample as the model grows (batch 4096)", "parameters", "µs per sample", bySize)));
+        }
+        return 0;
+    }
+
+    private interface Measured<T> { T run(Bench.Progress p) throws Exception; }
+
+    /** Runs a measurement under a progress bar on stderr that names the case it is on. */
+    private static <T> T withBar(String name, Measured<T> body) throws Exception {
+        try (ProgressBar bar = new ProgressBarBuilder().setTaskName(name).setInitialMax(1).setStyle(ProgressBarStyle.ASCII)
+                .setUpdateIntervalMillis(300).setConsumer(new me.tongfei.progressbar.ConsoleProgressBarConsumer(System.err)).build()) {
+            return body.run((what, done, total) -> {
+                bar.maxHint(total);
+                bar.stepTo(done);
+                bar.setExtraMessage(" " + what);
+            });
+        }
+    }
+
+    private static <T> double[][] xy(List<T> rows, java.util.function.ToDoubleFunction<T> x, java.util.function.ToDoubleFunction<T> y) {
+        return new double[][]{rows.stream().mapToDouble(x).toArray(), rows.stream().mapToDouble(y).toArray()};
+    }
+
+    private static void write(Path file, String text) throws java.io.IOException {
+        Path dir = file.toAbsolutePath().getParent();
+        CompileCommand.writeAll(dir, Map.of(file.getFileName().toString(), text));
+        System.out.println("wrote " + file);
+    }
+
+    private static void draw(Path file, List<Plots.Panel> panels) throws java.io.IOException {
+        Path dir = file.toAbsolutePath().getParent();
+        Files.createDirectories(dir);
+        Plots.panels(file.toAbsolutePath(), panels);
+        System.out.println("wrote " + file);
     }
 }

@@ -22,8 +22,11 @@ final class CompileCommand implements Callable<Integer> {
     @Option(names = "--emit", paramLabel = "DIR", description = "folder to write generated kernels and plans into")
     Path emit;
 
-    @Option(names = "--target", defaultValue = "jvm", paramLabel = "TARGET", description = "renderer: jvm (default) or opencl")
+    @Option(names = "--target", defaultValue = "jvm", paramLabel = "TARGET", description = "renderer: jvm (default), opencl or cuda (PTX)")
     String target;
+
+    @Option(names = "--arch", defaultValue = "sm_90", paramLabel = "SM", description = "cuda: the PTX target, sm_80 or sm_90 (default sm_90)")
+    String arch;
 
     @Option(names = "--emit-binary", paramLabel = "FILE",
             description = "opencl: build both programs for the device (target.device, or --device) and save the binaries, for target.kernel_binary")
@@ -37,9 +40,10 @@ final class CompileCommand implements Callable<Integer> {
 
     @Override
     public Integer call() throws IOException {
-        if (!target.equals("jvm") && !target.equals("opencl")) {
-            throw new Main.UserError("--target " + target + ": valid targets are jvm and opencl (cuda and tornado are on the roadmap)");
+        if (!java.util.List.of("jvm", "opencl", "cuda").contains(target)) {
+            throw new Main.UserError("--target " + target + ": valid targets are jvm, opencl and cuda (tornado is on the roadmap)");
         }
+        if (!arch.equals("sm_80") && !arch.equals("sm_90")) throw new Main.UserError("--arch " + arch + ": valid architectures are sm_80 and sm_90");
         if (emitBinary != null && !target.equals("opencl")) throw new Main.UserError("--emit-binary needs --target opencl");
         Spec s = spec.load();
         var backend = target.equals("jvm") ? new JvmBackend() : null;
@@ -49,6 +53,7 @@ final class CompileCommand implements Callable<Integer> {
             Program p = c.program();
             String h = header + ", program " + p.name();
             if (backend != null) files.putAll(backend.render(p, h));
+            else if (target.equals("cuda")) files.put(dev.cmc.render.JavaRenderer.className(p) + "." + arch + ".ptx", dev.cmc.render.PtxRenderer.render(p, h, arch));
             else files.put(dev.cmc.render.JavaRenderer.className(p) + ".cl", dev.cmc.render.OpenClRenderer.render(p, h));
             files.put(p.name() + ".plan.txt", p.plan());
             System.out.printf("%-28s %3d kernels, %3d arrays%n", p.name(), p.kernels().size(), p.arrays().size());

@@ -16,7 +16,9 @@ final class DevicesCommand implements Callable<Integer> {
         var cl = OpenClDevices.list();
         if (cl.isEmpty()) System.out.println("opencl    none: " + OpenClDevices.unavailable());
         for (var d : cl) System.out.println(d.describe());
-        System.out.println("cuda      not in this build yet");
+        var cuda = dev.cmc.runtime.cuda.CudaDevices.list();
+        if (cuda.isEmpty()) System.out.println("cuda      none: " + dev.cmc.runtime.cuda.CudaDevices.unavailable());
+        for (var d : cuda) System.out.println(d.describe());
         System.out.println("tornado   not in this build yet (set TORNADOVM_HOME in tornado.env when it lands)");
         System.out.println("auto picks " + Backends.autoChoice(Backends.OPENCL_CPU_MIN_PARAMS) + " for models of "
                 + String.format("%,d", Backends.OPENCL_CPU_MIN_PARAMS) + "+ parameters, " + Backends.autoChoice(0) + " for smaller ones");

@@ -68,6 +68,29 @@ final class Plots {
         Files.move(tmp, png, StandardCopyOption.REPLACE_EXISTING, StandardCopyOption.ATOMIC_MOVE);
     }
 
+    /** A line per series on log-log axes (x: batch or size), several charts side by side in one PNG. */
+    record Panel(String title, String xTitle, String yTitle, java.util.Map<String, double[][]> series) {}
+
+    static void panels(Path png, java.util.List<Panel> panels) throws IOException {
+        int w = 560, h = 420;
+        var img = new BufferedImage(w * panels.size(), h, BufferedImage.TYPE_INT_RGB);
+        var g = img.createGraphics();
+        for (int i = 0; i < panels.size(); i++) {
+            Panel p = panels.get(i);
+            XYChart chart = new XYChartBuilder().width(w).height(h).title(p.title()).xAxisTitle(p.xTitle()).yAxisTitle(p.yTitle()).build();
+            chart.getStyler().setChartBackgroundColor(Color.WHITE);
+            chart.getStyler().setXAxisLogarithmic(true);
+            chart.getStyler().setYAxisLogarithmic(true);
+            chart.getStyler().setLegendPosition(org.knowm.xchart.style.Styler.LegendPosition.InsideNW);
+            for (var e : p.series().entrySet()) if (e.getValue()[0].length > 0) chart.addSeries(e.getKey(), e.getValue()[0], e.getValue()[1]);
+            g.drawImage(BitmapEncoder.getBufferedImage(chart), i * w, 0, null);
+        }
+        g.dispose();
+        Path tmp = png.resolveSibling("." + png.getFileName() + ".tmp");
+        ImageIO.write(img, "png", tmp.toFile());
+        Files.move(tmp, png, StandardCopyOption.REPLACE_EXISTING, StandardCopyOption.ATOMIC_MOVE);
+    }
+
     private static void save(Path png, XYChart chart) throws IOException {
         Path tmp = png.resolveSibling("." + png.getFileName() + ".tmp.png");
         BitmapEncoder.saveBitmap(chart, tmp.toString(), BitmapEncoder.BitmapFormat.PNG);

@@ -49,8 +49,8 @@ final class SampleCommand implements Callable<Integer> {
                         + " network evaluations each) to " + out);
                 return 0;
             }
-            double[] sigmas = steps != null ? Schedules.defaultSamplingSigmas(s, steps)
-                    : s.sample().sigmas().isEmpty() ? Schedules.defaultSamplingSigmas(s, s.sample().steps())
+            double[] sigmas = steps != null ? Schedules.samplingSigmas(s, steps)
+                    : s.sample().sigmas().isEmpty() ? Schedules.samplingSigmas(s, s.sample().steps())
                     : s.sample().sigmas().stream().mapToDouble(Double::doubleValue).toArray();
             float[] x = model.multiStepSample(n, s.sample().seed(), sigmas);
             Path dir = out.toAbsolutePath().getParent();

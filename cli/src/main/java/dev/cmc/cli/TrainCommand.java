@@ -58,7 +58,9 @@ final class TrainCommand implements Callable<Integer> {
             System.out.printf("training %s: %,d parameters, %s, %d steps of %d on %s (%d threads)%s%n", s.name(), model.paramCount(),
                     s.train().method(), s.train().steps(), s.train().batchSize(), chosen.name(), Runtime.getRuntime().availableProcessors(),
                     model.step() > 0 ? ", resuming at step " + model.step() : "");
-            if (s.train().method().equals("cd")) dev.cmc.runtime.train.Distillation.attachTeacher(model);
+            if (s.train().method().equals("cd") && dev.cmc.runtime.train.Distillation.attachTeacher(model)) {
+                System.out.println("starting from the teacher's weights (" + s.train().teacher() + "), as Song et al. initialise CD");
+            }
             long t0 = System.nanoTime();
             System.out.print("compiling the training step for " + chosen.name()
                     + (chosen.name().equals("opencl") ? " (a new spec can take a minute; cached afterwards)" : "") + " ...");

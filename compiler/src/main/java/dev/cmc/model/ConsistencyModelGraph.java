@@ -21,6 +21,8 @@ import dev.cmc.ir.Shape;
 public final class ConsistencyModelGraph {
     private final Spec.Model m;
     private final boolean edm;
+    /** Embed c_noise = ¼·ln σ, the EDM teacher's, instead of ln(σ + 1e-10). */
+    private final boolean edmNoise;
 
     /** The consistency model f(x, σ) of a spec. */
     public ConsistencyModelGraph(Spec.Model model) {
@@ -32,13 +34,23 @@ public final class ConsistencyModelGraph {
      * c_out = σ·σ_d/√(σ² + σ_d²), c_in = 1/√(σ² + σ_d²), and the embedding fed c_noise = ¼·ln σ.
      */
     public ConsistencyModelGraph(Spec.Model model, boolean edm) {
-        this.m = model;
-        this.edm = edm;
+        this(model, edm, edm);
     }
 
-    /** The network a spec trains: an EDM denoiser for train.method = edm (a diffusion teacher), else f. */
+    private ConsistencyModelGraph(Spec.Model model, boolean edm, boolean edmNoise) {
+        this.m = model;
+        this.edm = edm;
+        this.edmNoise = edmNoise;
+    }
+
+    /**
+     * The network a spec trains: an EDM denoiser for train.method = edm (a diffusion teacher), else f. A
+     * distilled student (cd) embeds the teacher's c_noise = ¼·ln σ, so that it can start from the teacher's
+     * weights, as Song et al. (2023) initialise CD.
+     */
     public static ConsistencyModelGraph of(Spec spec) {
-        return new ConsistencyModelGraph(spec.model(), spec.train().method().equals("edm"));
+        String method = spec.train().method();
+        return new ConsistencyModelGraph(spec.model(), method.equals("edm"), method.equals("edm") || method.equals("cd"));
     }
 
     public boolean edm() { return edm; }
@@ -99,7 +111,7 @@ public final class ConsistencyModelGraph {
             f[half + i] = freq;
             p[half + i] = Math.PI / 2;
         }
-        Node a = edm ? g.mul(g.unary(Op.LOG, sigma), 0.25) : g.unary(Op.LOG, g.add(sigma, 1e-10));
+        Node a = edmNoise ? g.mul(g.unary(Op.LOG, sigma), 0.25) : g.unary(Op.LOG, g.add(sigma, 1e-10));
         return g.unary(Op.SIN, g.add(g.mul(a, g.constRow(f)), g.constRow(p)));
     }
 

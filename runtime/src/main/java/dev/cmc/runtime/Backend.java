@@ -11,4 +11,31 @@ public interface Backend {
 
     /** Renders, compiles and loads the program, with batched arrays sized for maxBatch. */
     Executable load(Program program, int maxBatch);
+
+    /** The device in words, for reports and for caching what was measured on it. */
+    default String deviceName() { return name(); }
+
+    /**
+     * Names the silicon, so that two backends on one device share its peak: the jvm backend and PoCL on the
+     * same CPU are one device, whose peak is the best either backend's FMA probe reached.
+     */
+    default String peakKey() { return name() + " | " + deviceName(); }
+
+    /**
+     * The device's fp32 FMA throughput in GFLOP/s, timed on {@link dev.cmc.kernel.PeakFma}'s kernel as this
+     * backend renders it; NaN where the backend cannot measure it. Takes a fraction of a second: cache it.
+     */
+    default double measurePeakGflops() { return Double.NaN; }
+
+    /** Times runs of an executable: the best of five after three warm-up runs, in seconds. */
+    static double bestSeconds(Executable exe, int batch) {
+        for (int i = 0; i < 3; i++) exe.run(batch);
+        double best = Double.POSITIVE_INFINITY;
+        for (int i = 0; i < 5; i++) {
+            long t = System.nanoTime();
+            exe.run(batch);
+            best = Math.min(best, (System.nanoTime() - t) / 1e9);
+        }
+        return best;
+    }
 }

@@ -26,6 +26,9 @@ public final class Backends {
     /** Backends this machine can run, best first, as NAME:DEVICE; jvm:0 is always last. */
     public static List<String> available() {
         var out = new ArrayList<String>();
+        if (dev.cmc.runtime.cuda.CudaDevices.unavailable() == null) {
+            for (var d : dev.cmc.runtime.cuda.CudaDevices.list()) if (d.major() >= 8) out.add("cuda:" + d.index());
+        }
         var cl = OpenClDevices.list();
         for (var d : cl) if (d.isGpu()) out.add("opencl:" + d.index());
         for (var d : cl) if (!d.isGpu()) out.add("opencl:" + d.index());
@@ -39,6 +42,7 @@ public final class Backends {
     /** What auto picks here for a model of this many parameters. */
     public static String autoChoice(long params) {
         for (String b : available()) {
+            if (b.startsWith("cuda:")) return b;
             if (!b.startsWith("opencl:")) continue;
             var d = OpenClDevices.list().get(Integer.parseInt(b.substring(7)));
             if (d.isGpu() || params >= OPENCL_CPU_MIN_PARAMS) return b;
@@ -84,7 +88,14 @@ public final class Backends {
                 }
                 yield cl;
             }
-            case "cuda", "tornado" -> throw new UnavailableException(where + ": this build has no " + name + " backend yet; available: auto, "
+            case "cuda" -> {
+                String why = dev.cmc.runtime.cuda.CudaDevices.unavailable();
+                if (why != null) throw new UnavailableException(where + ": " + why + "; available: auto, " + String.join(", ", available()));
+                int n = dev.cmc.runtime.cuda.CudaDevices.list().size();
+                if (device < 0 || device >= n) throw new UnavailableException(where + ": no CUDA device " + device + "; devices are 0.." + (n - 1) + " (cmc devices lists them)");
+                yield new dev.cmc.runtime.cuda.CudaBackend(device);
+            }
+            case "tornado" -> throw new UnavailableException(where + ": this build has no " + name + " backend yet; available: auto, "
                     + String.join(", ", available()));
             default -> throw new UnavailableException(where + ": no such backend; valid: auto, jvm, opencl, cuda, tornado");
         };

@@ -100,7 +100,7 @@ public final class ConsistencyModel implements AutoCloseable {
     }
 
     public float[] multiStepSample(int count, long seed, int steps) {
-        return multiStepSample(count, seed, Schedules.defaultSamplingSigmas(spec, steps));
+        return multiStepSample(count, seed, Schedules.samplingSigmas(spec, steps));
     }
 
     /** Algorithm 1: x ← f(σ₀z, σ₀); for each further τ: x ← f(x + √(τ² − σ_min²)·z, τ). No clamping. */

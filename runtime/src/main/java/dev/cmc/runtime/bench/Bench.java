@@ -2,47 +2,80 @@ package dev.cmc.runtime.bench;
 
 import dev.cmc.compile.Compiler;
 import dev.cmc.dsl.Spec;
+import dev.cmc.kernel.OptimizerScalars;
+import dev.cmc.kernel.Program;
 import dev.cmc.runtime.Backend;
 import dev.cmc.runtime.Executable;
-import dev.cmc.kernel.OptimizerScalars;
+import dev.cmc.runtime.train.Schedules;
 
-import java.util.Arrays;
-import java.util.SplittableRandom;
-import java.util.function.Consumer;
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.*;
 
-/** The measurements behind `cmc bench`: compile time, 1-step sampling throughput, CT training-step time. */
+/**
+ * The measurements behind `cmc bench`: kernel generation and load (JIT/build) time, 1- and 2-step sampling
+ * at each batch size, one CT training step, achieved GFLOP/s against the device's measured FMA peak, memory.
+ * Every case runs on non-trivial inputs (Gaussian noise, initialised weights), warms up, then takes a median.
+ */
 public final class Bench {
     private Bench() {}
 
-    public record Result(String model, String backend, long params, double compileMs, int batch, double sampleMs, int trainBatch, double stepMs,
-                         double flopsPerSample, int threads, java.util.Map<String, Double> sampleKernels, java.util.Map<String, Double> stepKernels) {
+    /** Where a long measurement stands: what it is doing, and how many of its cases are done. */
+    public interface Progress { void at(String what, int done, int total); }
+
+    public record Sampling(int batch, double oneStepMs, double twoStepMs) {
+        public double samplesPerSecond() { return batch / (oneStepMs / 1e3); }
+    }
+
+    public record Result(String model, long params, String backend, String device, int threads, double generateMs, double loadMs,
+                         List<Sampling> sampling, int trainBatch, double stepMs, double flopsPerSample, double trainFlopsPerSample,
+                         double peakGflops, long deviceBytes, long peakRssBytes, Map<String, Double> sampleKernels, Map<String, Double> stepKernels) {
+
+        public double sampleGflops(Sampling s) { return flopsPerSample * s.samplesPerSecond() / 1e9; }
+        public double stepGflops() { return trainFlopsPerSample * trainBatch / (stepMs / 1e3) / 1e9; }
+
+        private String ofPeak(double gflops) {
+            return Double.isNaN(peakGflops) ? "" : String.format("  %3.0f%% of peak", 100 * gflops / peakGflops);
+        }
+
+        public String table() {
+            var sb = new StringBuilder(String.format("%s on %s: %s%n", model, backend, device));
+            sb.append(String.format("  %,d parameters, %d host threads, measured FMA peak %s%n", params, threads,
+                    Double.isNaN(peakGflops) ? "n/a" : String.format("%.0f GFLOP/s", peakGflops)));
+            sb.append(String.format("  kernel generation %.0f ms, load (compile, JIT or build) %.0f ms%n", generateMs, loadMs));
+            sb.append("  batch     1-step ms     samples/s   GFLOP/s            2-step ms\n");
+            for (Sampling s : sampling) {
+                sb.append(String.format("  %-8d %10.2f %13s %9.1f%-15s %9.2f%n", s.batch(), s.oneStepMs(), String.format("%,.0f", s.samplesPerSecond()),
+                        sampleGflops(s), ofPeak(sampleGflops(s)), s.twoStepMs()));
+            }
+            sb.append(String.format("  CT training step, batch %d: %.2f ms, %.1f GFLOP/s%s%n", trainBatch, stepMs, stepGflops(), ofPeak(stepGflops())));
+            sb.append(String.format("  memory: %.1f MiB of arrays on the device, host peak RSS %.0f MiB%n", deviceBytes / 1048576.0, peakRssBytes / 1048576.0));
+            return sb.toString();
+        }
+
         /** The slowest kernels of both programs, for --profile. */
         public String profile(int top) {
             var sb = new StringBuilder();
-            for (var e : java.util.Map.of("sampling", sampleKernels, "training step", stepKernels).entrySet()) {
+            for (var e : Map.of("sampling", sampleKernels, "training step", stepKernels).entrySet()) {
                 sb.append(String.format("  %s: slowest kernels (ms)%n", e.getKey()));
-                e.getValue().entrySet().stream().sorted(java.util.Map.Entry.<String, Double>comparingByValue().reversed()).limit(top)
+                e.getValue().entrySet().stream().sorted(Map.Entry.<String, Double>comparingByValue().reversed()).limit(top)
                         .forEach(k -> sb.append(String.format("    %8.3f  %s%n", k.getValue(), k.getKey())));
             }
             return sb.toString();
         }
 
-        public double samplesPerSecond() { return batch / (sampleMs / 1e3); }
-        public double sampleGflops() { return flopsPerSample * samplesPerSecond() / 1e9; }
-
-        public String table() {
-            return String.format("""
-                    model %s, %,d parameters, %s backend, %d host threads
-                      compile and load (both programs)           %8.1f ms
-                      1-step sampling, batch %-6d             %8.2f ms   %,.0f samples/s   %.1f GFLOP/s
-                      CT training step, batch %-6d            %8.2f ms""",
-                    model, params, backend, threads, compileMs, batch, sampleMs, samplesPerSecond(), sampleGflops(), trainBatch, stepMs);
-        }
-
         public String json() {
-            return String.format("{\"model\":\"%s\",\"params\":%d,\"backend\":\"%s\",\"threads\":%d,\"compile_ms\":%.2f,"
-                    + "\"sample_batch\":%d,\"sample_ms\":%.3f,\"samples_per_s\":%.1f,\"sample_gflops\":%.2f,\"train_batch\":%d,\"train_step_ms\":%.3f}\n",
-                    model, params, backend, threads, compileMs, batch, sampleMs, samplesPerSecond(), sampleGflops(), trainBatch, stepMs);
+            var cases = new StringJoiner(",", "[", "]");
+            for (Sampling s : sampling) {
+                cases.add(String.format(Locale.ROOT, "{\"batch\":%d,\"one_step_ms\":%.4f,\"two_step_ms\":%.4f,\"samples_per_s\":%.1f,\"gflops\":%.2f}",
+                        s.batch(), s.oneStepMs(), s.twoStepMs(), s.samplesPerSecond(), sampleGflops(s)));
+            }
+            return String.format(Locale.ROOT, "{\"model\":\"%s\",\"params\":%d,\"backend\":\"%s\",\"device\":\"%s\",\"threads\":%d,\"generate_ms\":%.2f,"
+                            + "\"load_ms\":%.2f,\"peak_gflops\":%s,\"sampling\":%s,\"train_batch\":%d,\"train_step_ms\":%.4f,\"train_gflops\":%.2f,"
+                            + "\"device_bytes\":%d,\"peak_rss_bytes\":%d}",
+                    model, params, backend, device.replace("\"", "'"), threads, generateMs, loadMs,
+                    Double.isNaN(peakGflops) ? "null" : String.format(Locale.ROOT, "%.1f", peakGflops), cases, trainBatch, stepMs, stepGflops(), deviceBytes, peakRssBytes);
         }
     }
 
@@ -55,47 +88,145 @@ public final class Bench {
         return 2.0 * (d * h + s.model().numLayers() * 2L * h * e + h * d);
     }
 
-    public static Result run(Spec spec, Backend backend, String label, int batch, int trainBatch, double seconds, Consumer<String> log) {
+    /** A CT step per sample: the online forward with a σ per row (the embedding's h·h too), its backward (twice that), the target forward. */
+    public static double trainFlopsPerSample(Spec s) {
+        double forward = flopsPerSample(s) + 2.0 * s.model().hiddenSize() * s.model().hiddenSize();
+        return 4 * forward;
+    }
+
+    public static Result run(Spec spec, Backend backend, String label, List<Integer> batches, int trainBatch, double seconds, Progress progress) {
+        int total = 2 * batches.size() + 3, done = 0;
+        progress.at(label + ": measuring the device's FMA peak (once per device)", done, total);
+        double peak = PeakCache.peakGflops(backend);
+        progress.at(label + ": generating and loading kernels", ++done, total);
         long t0 = System.nanoTime();
         var sampler = Compiler.sampler(spec);
         var train = Compiler.trainStep(spec);
-        Executable s = backend.load(sampler.program(), batch);
+        double generateMs = (System.nanoTime() - t0) / 1e6;
+        int maxBatch = Collections.max(batches);
+        long t1 = System.nanoTime();
+        Executable s = backend.load(sampler.program(), maxBatch);
         Executable t = backend.load(train.program(), trainBatch);
-        double compileMs = (System.nanoTime() - t0) / 1e6;
-        var rng = new SplittableRandom(1);
-        float[] params = sampler.layout().initialize(1);
-        s.write("params", params, params.length);
-        float[] x = new float[batch * spec.model().inputDim()];
-        for (int i = 0; i < x.length; i++) x[i] = (float) (spec.model().sigmaMax() * rng.nextGaussian());
-        s.write("x", x, x.length);
-        s.write("sigma", new float[]{(float) spec.model().sigmaMax()}, 1);
-        log.accept(label + ": measuring 1-step sampling at batch " + batch + " ...");
-        double sampleMs = time(() -> s.run(batch), seconds);
+        double loadMs = (System.nanoTime() - t1) / 1e6;
+        try (s; t) {
+            var rng = new SplittableRandom(1);
+            float[] params = sampler.layout().initialize(1);
+            s.write("params", params, params.length);
+            int d = spec.model().inputDim();
+            float sigmaMax = (float) spec.model().sigmaMax();
+            float tau = (float) Schedules.defaultSamplingSigmas(spec, 2)[1];
+            float noiseScale = (float) Math.sqrt(tau * tau - spec.model().sigmaMin() * spec.model().sigmaMin());
+            float[] x = new float[maxBatch * d], noise = new float[maxBatch * d], scratch = new float[maxBatch * d];
+            for (int i = 0; i < x.length; i++) { x[i] = (float) (sigmaMax * rng.nextGaussian()); noise[i] = (float) rng.nextGaussian(); }
+            var cases = new ArrayList<Sampling>();
+            for (int b : batches) {
+                progress.at(label + ": 1-step sampling at batch " + b, ++done, total);
+                s.write("x", x, b * d);
+                s.write("sigma", new float[]{sigmaMax}, 1);
+                double one = time(() -> s.run(b), seconds);
+                progress.at(label + ": 2-step sampling at batch " + b, ++done, total);
+                double two = time(() -> {
+                    s.write("x", x, b * d);
+                    s.write("sigma", new float[]{sigmaMax}, 1);
+                    s.run(b);
+                    s.read("out", scratch, b * d);
+                    for (int i = 0; i < b * d; i++) scratch[i] += noiseScale * noise[i];
+                    s.write("x", scratch, b * d);
+                    s.write("sigma", new float[]{tau}, 1);
+                    s.run(b);
+                }, seconds);
+                cases.add(new Sampling(b, one, two));
+            }
+            progress.at(label + ": CT training step at batch " + trainBatch, ++done, total);
+            loadTrainingInputs(t, train.layout().initialize(1), d, trainBatch, rng);
+            double stepMs = time(() -> t.run(trainBatch), seconds);
+            var sampleKernels = kernelTimes(s, batches.getFirst());
+            var stepKernels = kernelTimes(t, trainBatch);
+            progress.at(label + ": done", total, total);
+            long deviceBytes = arrayBytes(sampler.program(), maxBatch) + arrayBytes(train.program(), trainBatch);
+            return new Result(spec.name(), sampler.layout().total(), label, backend.deviceName(), Runtime.getRuntime().availableProcessors(),
+                    generateMs, loadMs, cases, trainBatch, stepMs, flopsPerSample(spec), trainFlopsPerSample(spec), peak, deviceBytes,
+                    Memory.peakRssBytes(), sampleKernels, stepKernels);
+        }
+    }
 
+    /** Weights, a target, a batch of data and noise and σ pairs, and Adam's scalars: a CT step on real numbers. */
+    static void loadTrainingInputs(Executable t, float[] params, int d, int batch, SplittableRandom rng) {
         t.write("params", params, params.length);
         t.write("target", params, params.length);
-        int d = spec.model().inputDim();
-        float[] x0 = new float[trainBatch * d], z = new float[trainBatch * d], hi = new float[trainBatch], lo = new float[trainBatch], w = new float[trainBatch];
-        for (int i = 0; i < x0.length; i++) { x0[i] = (float) rng.nextGaussian(); z[i] = (float) rng.nextGaussian(); }
-        for (int i = 0; i < trainBatch; i++) { lo[i] = (float) (0.002 + rng.nextDouble()); hi[i] = lo[i] * 1.5f; w[i] = 1; }
-        for (var e : java.util.Map.of("x0", x0, "z", z, "sigma_hi", hi, "sigma_lo", lo, "weight", w).entrySet()) t.write(e.getKey(), e.getValue(), e.getValue().length);
+        t.write("ema", params, params.length);
+        float[] x0 = new float[batch * d], z = new float[batch * d], hi = new float[batch], lo = new float[batch], w = new float[batch];
+        for (int i = 0; i < x0.length; i++) { x0[i] = (float) (0.5 * rng.nextGaussian()); z[i] = (float) rng.nextGaussian(); }
+        for (int i = 0; i < batch; i++) { lo[i] = (float) (0.002 + rng.nextDouble()); hi[i] = lo[i] * 1.5f; w[i] = 1; }
+        for (var e : Map.of("x0", x0, "z", z, "sigma_hi", hi, "sigma_lo", lo, "weight", w).entrySet()) t.write(e.getKey(), e.getValue(), e.getValue().length);
         float[] sc = new float[OptimizerScalars.SIZE];
         OptimizerScalars.fill(sc, "adam", 1, 1e-5, 0.9, 0.999, 1e-8, 0, 0.9, 0.999, 1);
         t.write("scalars", sc, sc.length);
-        log.accept(label + ": measuring the CT training step at batch " + trainBatch + " ...");
-        double stepMs = time(() -> t.run(trainBatch), seconds);
-        var sampleKernels = kernelTimes(s, batch);
-        var stepKernels = kernelTimes(t, trainBatch);
-        s.close();
-        t.close();
-        return new Result(spec.name(), label, sampler.layout().total(), compileMs, batch, sampleMs, trainBatch, stepMs, flopsPerSample(spec),
-                Runtime.getRuntime().availableProcessors(), sampleKernels, stepKernels);
+    }
+
+    /** What cmc allocates on the device for a program at a batch size. */
+    public static long arrayBytes(Program p, int batch) {
+        long n = 0;
+        for (Program.Array a : p.arrays()) n += 4 * Math.max(1, a.size(batch));
+        return n;
+    }
+
+    /** One memory sample of a soak run. */
+    public record SoakSample(long step, double msPerStep, long rssBytes, long heapBytes, long deviceBytes) {}
+
+    public record Soak(String backend, int batch, List<SoakSample> samples, long warmupSteps) {
+        /** RSS growth from the end of warm-up to the end, in bytes. */
+        public long rssGrowth() {
+            long atWarm = samples.stream().filter(s -> s.step() >= warmupSteps).findFirst().orElse(samples.getFirst()).rssBytes();
+            return samples.getLast().rssBytes() - atWarm;
+        }
+
+        /** No leak: RSS after warm-up grows by less than 5% and less than 64 MiB, and device memory not at all. */
+        public boolean steady() {
+            long atWarm = samples.stream().filter(s -> s.step() >= warmupSteps).findFirst().orElse(samples.getFirst()).rssBytes();
+            boolean device = samples.stream().mapToLong(SoakSample::deviceBytes).distinct().count() == 1;
+            return device && rssGrowth() < Math.min(64L << 20, atWarm / 20);
+        }
+
+        public String csv() {
+            var sb = new StringBuilder("step,ms_per_step,rss_bytes,heap_bytes,device_bytes\n");
+            for (SoakSample s : samples) sb.append(String.format(Locale.ROOT, "%d,%.4f,%d,%d,%d%n", s.step(), s.msPerStep(), s.rssBytes(), s.heapBytes(), s.deviceBytes()));
+            return sb.toString();
+        }
+    }
+
+    /**
+     * Runs the CT step {@code steps} times at one batch, sampling host RSS, the JVM heap and device memory every
+     * {@code every} steps. The first tenth is warm-up (JIT, allocator pools); growth after it would be a leak.
+     */
+    public static Soak soak(Spec spec, Backend backend, String label, int batch, long steps, int every, Progress progress) {
+        var train = Compiler.trainStep(spec);
+        try (Executable t = backend.load(train.program(), batch)) {
+            loadTrainingInputs(t, train.layout().initialize(1), spec.model().inputDim(), batch, new SplittableRandom(2));
+            float[] loss = new float[1];
+            long deviceBytes = arrayBytes(train.program(), batch);
+            var samples = new ArrayList<SoakSample>();
+            long last = System.nanoTime();
+            for (long step = 1; step <= steps; step++) {
+                t.run(batch);
+                if (step % every == 0 || step == steps) {
+                    t.read("loss", loss, 1);
+                    long now = System.nanoTime();
+                    var rt = Runtime.getRuntime();
+                    samples.add(new SoakSample(step, (now - last) / 1e6 / every, Memory.rssBytes(), rt.totalMemory() - rt.freeMemory(), deviceBytes));
+                    last = now;
+                    progress.at(String.format("%s: soak, loss %.4f, RSS %.0f MiB", label, loss[0], Memory.rssBytes() / 1048576.0), (int) step, (int) steps);
+                }
+            }
+            return new Soak(label, batch, samples, steps / 10);
+        }
     }
 
     /** Per-kernel times of one run: device events on OpenCL, wall time per launch on the JVM. */
-    static java.util.Map<String, Double> kernelTimes(Executable exe, int batch) {
+    static Map<String, Double> kernelTimes(Executable exe, int batch) {
         if (exe instanceof dev.cmc.runtime.opencl.OpenClExecutable cl) return cl.profile(batch);
-        var times = new java.util.LinkedHashMap<String, Double>();
+        if (exe instanceof dev.cmc.runtime.cuda.CudaExecutable cu) return cu.profile(batch);
+        var times = new LinkedHashMap<String, Double>();
         if (exe instanceof dev.cmc.runtime.jvm.JvmExecutable j) {
             for (int k = 0; k < j.program().kernels().size(); k++) {
                 long a = System.nanoTime();
@@ -111,7 +242,7 @@ public final class Bench {
         long warmEnd = System.nanoTime() + (long) (seconds / 3 * 1e9);
         int warm = 0;
         while (System.nanoTime() < warmEnd || warm < 3) { r.run(); warm++; }
-        var samples = new java.util.ArrayList<Double>();
+        var samples = new ArrayList<Double>();
         long end = System.nanoTime() + (long) (seconds * 2 / 3 * 1e9);
         while (System.nanoTime() < end || samples.size() < 5) {
             long a = System.nanoTime();
@@ -120,5 +251,25 @@ public final class Bench {
         }
         samples.sort(null);
         return samples.get(samples.size() / 2);
+    }
+
+    /** Host memory of this process, from /proc (0 where there is none). */
+    public static final class Memory {
+        private Memory() {}
+
+        public static long rssBytes() { return status("VmRSS:"); }
+
+        public static long peakRssBytes() { return status("VmHWM:"); }
+
+        private static long status(String key) {
+            try {
+                for (String l : Files.readAllLines(Path.of("/proc/self/status"))) {
+                    if (l.startsWith(key)) return 1024 * Long.parseLong(l.substring(key.length()).trim().split("\\s+")[0]);
+                }
+            } catch (IOException | RuntimeException ignored) {
+                // not Linux
+            }
+            return 0;
+        }
     }
 }

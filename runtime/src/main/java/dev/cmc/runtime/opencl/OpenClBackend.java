@@ -1,5 +1,6 @@
 package dev.cmc.runtime.opencl;
 
+import dev.cmc.kernel.PeakFma;
 import dev.cmc.kernel.Program;
 import dev.cmc.render.JavaRenderer;
 import dev.cmc.render.OpenClRenderer;
@@ -51,6 +52,26 @@ public final class OpenClBackend implements Backend {
     @Override
     public Map<String, String> render(Program program, String header) {
         return Map.of(JavaRenderer.className(program) + ".cl", OpenClRenderer.render(program, header, style()));
+    }
+
+    @Override
+    public String deviceName() {
+        return device.name() + " (" + device.platformName() + ", " + device.computeUnits() + " compute units)";
+    }
+
+    @Override
+    public String peakKey() {
+        return device.isCpu() ? dev.cmc.runtime.jvm.JvmBackend.cpuKey(device.computeUnits()) : name() + " | " + deviceName();
+    }
+
+    @Override
+    public double measurePeakGflops() {
+        Program p = PeakFma.program();
+        // Enough work-items to fill a GPU; a CPU device runs them as a loop.
+        int units = device.isGpu() ? 1 << 20 : 16384 * device.computeUnits();
+        try (var exe = new OpenClExecutable(device, p, OpenClRenderer.renderPeak(p), null, units, OpenClRenderer.Style.CPU)) {
+            return PeakFma.flops(units, OpenClRenderer.lanes()) / Backend.bestSeconds(exe, units) / 1e9;
+        }
     }
 
     @Override

@@ -18,8 +18,11 @@ public final class Distillation {
         public TeacherMismatchException(String message) { super(message); }
     }
 
-    /** Reads train.teacher's checkpoint (spec from its metadata, EMA weights) and attaches it to the model. */
-    public static void attachTeacher(ConsistencyModel student) {
+    /**
+     * Reads train.teacher's checkpoint (spec from its metadata, EMA weights) and attaches it to the model. A
+     * student at step 0 whose trunk matches the teacher's starts from its weights; returns whether it did.
+     */
+    public static boolean attachTeacher(ConsistencyModel student) {
         Spec s = student.spec();
         Path file = Path.of(s.train().teacher());
         String where = s.fileName() + " (train.teacher = \"" + file + "\")";
@@ -42,5 +45,23 @@ public final class Distillation {
                 : null;
         if (problem != null) throw new TeacherMismatchException(where + " does not fit " + s.fileName() + ": " + problem);
         student.withTeacher(teacher, weights);
+        if (student.step() != 0 || !sameTrunk(m, tm)) return false;
+        startFromTeacher(student, weights);
+        return true;
+    }
+
+    /** Whether the teacher's weights fit the student's layout one for one. */
+    static boolean sameTrunk(Spec.Model a, Spec.Model b) {
+        return a.hiddenSize() == b.hiddenSize() && a.numLayers() == b.numLayers() && a.expansion() == b.expansion()
+                && a.activation().equals(b.activation()) && a.inputScaling().equals(b.inputScaling());
+    }
+
+    /**
+     * A fresh student starts as the teacher (online, target and sampling weights), as Song et al. (2023)
+     * initialise CD: the student then only has to learn to jump along trajectories the teacher already knows.
+     */
+    private static void startFromTeacher(ConsistencyModel student, float[] weights) {
+        for (float[] w : new float[][]{student.params(), student.target(), student.ema()}) System.arraycopy(weights, 0, w, 0, w.length);
+        student.weightsChanged();
     }
 }

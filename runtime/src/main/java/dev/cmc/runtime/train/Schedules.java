@@ -61,10 +61,27 @@ public final class Schedules {
         return cumulativeFree.length - 1;
     }
 
-    /** The τ list for multistep sampling when the spec gives none: σ_max, then steps−1 points of the Karras grid. */
+    /** σ of the second step of 2-step sampling for distilled models: Song et al.'s choice, found by search on CIFAR-10. */
+    public static final double CD_SECOND_SIGMA = 0.821;
+
+    /** The τ list for sampling in this many steps: the spec's sample.sigmas when it has that many, else the default. */
+    public static double[] samplingSigmas(Spec spec, int steps) {
+        var given = spec.sample().sigmas();
+        if (given.size() == steps) return given.stream().mapToDouble(Double::doubleValue).toArray();
+        return defaultSamplingSigmas(spec, steps);
+    }
+
+    /**
+     * The τ list for multistep sampling when the spec gives none: σ_max, then steps−1 points of the Karras grid;
+     * for a distilled (cd) model in two steps, σ_max then 0.821. Measured on glyphs8x8 (sliced Wasserstein,
+     * 2,000 samples): CD 0.124 at the grid's 2.52 and 0.098 at 0.821; iCT 0.099 at 2.52 and 0.121 at 0.821.
+     */
     public static double[] defaultSamplingSigmas(Spec spec, int steps) {
         var m = spec.model();
         if (steps == 1) return new double[]{m.sigmaMax()};
+        if (steps == 2 && spec.train().method().equals("cd") && CD_SECOND_SIGMA > m.sigmaMin() && CD_SECOND_SIGMA < m.sigmaMax()) {
+            return new double[]{m.sigmaMax(), CD_SECOND_SIGMA};
+        }
         double[] grid = karras(steps + 1, m.sigmaMin(), m.sigmaMax(), spec.schedule().rho());
         double[] tau = new double[steps];
         for (int i = 0; i < steps; i++) tau[i] = grid[steps - i];

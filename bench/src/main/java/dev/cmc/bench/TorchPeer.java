@@ -1,0 +1,166 @@
+package dev.cmc.bench;
+
+import ai.djl.engine.Engine;
+import ai.djl.ndarray.NDArray;
+import ai.djl.ndarray.NDList;
+import ai.djl.ndarray.NDManager;
+import ai.djl.ndarray.types.Shape;
+import ai.djl.nn.Activation;
+import ai.djl.nn.norm.LayerNorm;
+import ai.djl.training.GradientCollector;
+import ai.djl.training.optimizer.Adam;
+import ai.djl.training.tracker.Tracker;
+import dev.cmc.dsl.Spec;
+import dev.cmc.model.ParamLayout;
+
+import java.util.LinkedHashMap;
+import java.util.Map;
+
+/**
+ * The peer: the same network and the same CT step written the way a DJL user would write them, run by
+ * PyTorch's CPU engine (libtorch through DJL's JNI). Weights come from cmc's flat parameter array, so both
+ * sides compute the same function from the same numbers:
+ * <pre>
+ *   emb = SiLU(Dense([sin(a·freqs), cos(a·freqs)])), a = log(σ + 1e-10)
+ *   h   = Dense(c_in(σ)·x) + emb;  h = h + Dense(SiLU(Dense(LayerNorm(h))))  (per block);  F = Dense(h)
+ *   f   = c_skip(σ)·x + c_out(σ)·F
+ * </pre>
+ * The step: online forward and backward, EMA-target forward, pseudo-Huber loss, Adam (DJL's, which calls
+ * libtorch's adam update per parameter), then the target EMA and the sampling EMA, as cmc's step does.
+ */
+public final class TorchPeer implements AutoCloseable {
+    private final Spec.Model model;
+    private final double huberC;
+    private final NDManager manager;
+    private final Map<String, NDArray> params = new LinkedHashMap<>(), target = new LinkedHashMap<>(), ema = new LinkedHashMap<>();
+    private final NDArray freqs;
+    private final Adam adam;
+
+    /** Pins libtorch to {@code threads} intra-op threads and never downloads: the native library comes from the classpath. */
+    public static void configure(int threads) {
+        System.setProperty("ai.djl.offline", "true");
+        System.setProperty("ai.djl.default_engine", "PyTorch");
+        System.setProperty("ai.djl.pytorch.num_threads", Integer.toString(threads));
+        System.setProperty("ai.djl.pytorch.num_interop_threads", "1");
+    }
+
+    public TorchPeer(Spec spec, ParamLayout layout, float[] flat, double lr) {
+        if (!spec.model().activation().equals("silu"))
+            throw new IllegalArgumentException("the PyTorch peer models SiLU blocks, not " + spec.model().activation());
+        this.model = spec.model();
+        this.huberC = spec.train().huberC();
+        this.manager = Engine.getEngine("PyTorch").newBaseManager();
+        for (ParamLayout.Entry e : layout.entries()) {
+            float[] v = java.util.Arrays.copyOfRange(flat, e.offset(), e.offset() + e.size());
+            Shape shape = e.shape().rows() == 1 ? new Shape(e.shape().cols()) : new Shape(e.shape().rows(), e.shape().cols());
+            NDArray p = manager.create(v, shape);
+            p.setRequiresGradient(true);
+            params.put(e.name(), p);
+            target.put(e.name(), manager.create(v, shape));
+            ema.put(e.name(), manager.create(v, shape));
+        }
+        int half = model.hiddenSize() / 2;
+        float[] f = new float[half];
+        for (int i = 0; i < half; i++) f[i] = (float) Math.exp(-Math.log(10000.0) * i / (half - 1));
+        freqs = manager.create(f, new Shape(1, half));
+        adam = Adam.builder().optLearningRateTracker(Tracker.fixed((float) lr)).optBeta1(0.9f).optBeta2(0.999f).optEpsilon(1e-8f).build();
+    }
+
+    /** f(x, σ) for x[B,d] and σ[B]. */
+    NDArray forward(Map<String, NDArray> w, NDArray x, NDArray sigma) {
+        float sd = (float) model.sigmaData(), smin = (float) model.sigmaMin();
+        NDArray s = sigma.reshape(-1, 1);
+        NDArray a = s.add(1e-10f).log().matMul(freqs);
+        NDArray emb = silu(dense(w, "embed", a.sin().concat(a.cos(), 1)));
+        NDArray xin = model.inputScaling().equals("edm") ? x.div(s.square().add(sd * sd).sqrt()) : x;
+        NDArray h = dense(w, "in", xin).add(emb);
+        for (int l = 0; l < model.numLayers(); l++) {
+            String b = "block" + l;
+            NDArray n = LayerNorm.layerNorm(h, new Shape(model.hiddenSize()), w.get(b + ".norm.g"), w.get(b + ".norm.b"), 1e-5f).singletonOrThrow();
+            h = h.add(dense(w, b + ".down", silu(dense(w, b + ".up", n))));
+        }
+        NDArray out = dense(w, "out", h);
+        NDArray shifted = s.sub(smin);
+        NDArray cSkip = shifted.square().add(sd * sd).pow(-1).mul(sd * sd);
+        NDArray cOut = shifted.mul(sd).div(s.square().add(sd * sd).sqrt());
+        return cSkip.mul(x).add(cOut.mul(out));
+    }
+
+    private static NDArray dense(Map<String, NDArray> w, String name, NDArray x) {
+        return x.matMul(w.get(name + ".w")).add(w.get(name + ".b"));
+    }
+
+    private static NDArray silu(NDArray x) {
+        return Activation.swish(x, 1f);
+    }
+
+    /** One-step sampling: f(x, σ) for a batch at one σ; returns the outputs. */
+    public float[] sample(float[] x, int batch, float sigma) {
+        try (NDManager step = manager.newSubManager()) {
+            NDArray xs = step.create(x, new Shape(batch, model.inputDim()));
+            NDArray s = step.full(new Shape(batch), sigma);
+            return forward(ema, xs, s).toFloatArray();
+        }
+    }
+
+    /** Like {@link #sample}, without copying the result back (what the benchmark times). */
+    public void sampleInPlace(NDArray x, NDArray sigma) {
+        try (NDManager step = manager.newSubManager()) {
+            step.tempAttachAll(x, sigma);
+            forward(ema, x, sigma);
+        }
+    }
+
+    /** Two steps of Algorithm 1 on resident arrays: f(x, σ), add √(τ² − σ_min²)·noise, f(·, τ). */
+    public void twoStepInPlace(NDArray x, NDArray sigma, NDArray noise, NDArray tau, float noiseScale) {
+        try (NDManager step = manager.newSubManager()) {
+            step.tempAttachAll(x, sigma, noise, tau);
+            NDArray first = forward(ema, x, sigma);
+            forward(ema, first.add(noise.mul(noiseScale)), tau);
+        }
+    }
+
+    public NDManager manager() { return manager; }
+
+    /** The CT loss and step: online forward and backward, target forward, pseudo-Huber, Adam, both EMAs. */
+    public float trainStep(NDArray x0, NDArray z, NDArray hi, NDArray lo, NDArray weight, float mu, float emaDecay) {
+        try (NDManager step = manager.newSubManager()) {
+            step.tempAttachAll(x0, z, hi, lo, weight);
+            NDArray targetOut = forward(target, x0.add(z.mul(lo.reshape(-1, 1))), lo);
+            float loss;
+            try (GradientCollector gc = Engine.getEngine("PyTorch").newGradientCollector()) {
+                NDArray online = forward(params, x0.add(z.mul(hi.reshape(-1, 1))), hi);
+                NDArray sq = online.sub(targetOut).square().sum(new int[]{1});
+                NDArray dist = sq.add((float) (huberC * huberC)).sqrt().sub((float) huberC);
+                NDArray l = dist.mul(weight).mean();
+                gc.backward(l);
+                loss = l.getFloat();
+            }
+            for (var e : params.entrySet()) {
+                NDArray p = e.getValue();
+                adam.update(e.getKey(), p, p.getGradient());
+                target.get(e.getKey()).muli(mu).addi(p.mul(1 - mu));
+                ema.get(e.getKey()).muli(emaDecay).addi(p.mul(1 - emaDecay));
+            }
+            return loss;
+        }
+    }
+
+    /** The CT loss alone at the current weights (for checking both sides agree), without a step. */
+    public float loss(float[] x0, float[] z, float[] hi, float[] lo, float[] weight, int batch) {
+        try (NDManager step = manager.newSubManager()) {
+            int d = model.inputDim();
+            NDArray x = step.create(x0, new Shape(batch, d)), n = step.create(z, new Shape(batch, d));
+            NDArray h = step.create(hi, new Shape(batch)), l = step.create(lo, new Shape(batch)), w = step.create(weight, new Shape(batch));
+            NDArray a = forward(params, x.add(n.mul(h.reshape(-1, 1))), h);
+            NDArray b = forward(target, x.add(n.mul(l.reshape(-1, 1))), l);
+            NDArray dist = a.sub(b).square().sum(new int[]{1}).add((float) (huberC * huberC)).sqrt().sub((float) huberC);
+            return dist.mul(w).mean().getFloat();
+        }
+    }
+
+    @Override
+    public void close() {
+        manager.close();
+    }
+}

@@ -1,0 +1,116 @@
+package dev.cmc.runtime.cuda;
+
+import java.lang.foreign.*;
+import java.lang.invoke.MethodHandle;
+import java.util.Optional;
+
+import static java.lang.foreign.ValueLayout.*;
+
+/**
+ * Thin FFM bindings to the CUDA driver API in libcuda.so.1 (the versioned _v2 entry points): one method handle
+ * per call, and one {@link #check} that turns a CUresult into an exception naming the call and the error
+ * (cuGetErrorName). CUdeviceptr is 64-bit; CUdevice is an int; every other handle is a pointer.
+ */
+final class Cu {
+    static final int SUCCESS = 0;
+    static final int ATTR_MULTIPROCESSOR_COUNT = 16, ATTR_COMPUTE_CAPABILITY_MAJOR = 75, ATTR_COMPUTE_CAPABILITY_MINOR = 76;
+    static final int JIT_INFO_LOG_BUFFER = 3, JIT_INFO_LOG_BUFFER_SIZE_BYTES = 4, JIT_ERROR_LOG_BUFFER = 5, JIT_ERROR_LOG_BUFFER_SIZE_BYTES = 6;
+    static final int STREAM_NON_BLOCKING = 1, STREAM_CAPTURE_MODE_THREAD_LOCAL = 1;
+
+    private static final Linker LINKER = Linker.nativeLinker();
+    private static final Optional<SymbolLookup> LIB = open();
+    static final String WHY_MISSING = "no CUDA driver (libcuda.so.1) on this machine: the cuda backend needs an NVIDIA GPU and its driver";
+
+    static final MethodHandle cuInit = fn("cuInit", JAVA_INT, JAVA_INT);
+    static final MethodHandle cuDriverGetVersion = fn("cuDriverGetVersion", JAVA_INT, ADDRESS);
+    static final MethodHandle cuDeviceGetCount = fn("cuDeviceGetCount", JAVA_INT, ADDRESS);
+    static final MethodHandle cuDeviceGet = fn("cuDeviceGet", JAVA_INT, ADDRESS, JAVA_INT);
+    static final MethodHandle cuDeviceGetName = fn("cuDeviceGetName", JAVA_INT, ADDRESS, JAVA_INT, JAVA_INT);
+    static final MethodHandle cuDeviceTotalMem = fn("cuDeviceTotalMem_v2", JAVA_INT, ADDRESS, JAVA_INT);
+    static final MethodHandle cuDeviceGetAttribute = fn("cuDeviceGetAttribute", JAVA_INT, ADDRESS, JAVA_INT, JAVA_INT);
+    static final MethodHandle cuDevicePrimaryCtxRetain = fn("cuDevicePrimaryCtxRetain", JAVA_INT, ADDRESS, JAVA_INT);
+    static final MethodHandle cuCtxSetCurrent = fn("cuCtxSetCurrent", JAVA_INT, ADDRESS);
+    static final MethodHandle cuMemGetInfo = fn("cuMemGetInfo_v2", JAVA_INT, ADDRESS, ADDRESS);
+    static final MethodHandle cuModuleLoadDataEx = fn("cuModuleLoadDataEx", JAVA_INT, ADDRESS, ADDRESS, JAVA_INT, ADDRESS, ADDRESS);
+    static final MethodHandle cuModuleGetFunction = fn("cuModuleGetFunction", JAVA_INT, ADDRESS, ADDRESS, ADDRESS);
+    static final MethodHandle cuModuleUnload = fn("cuModuleUnload", JAVA_INT, ADDRESS);
+    static final MethodHandle cuMemAlloc = fn("cuMemAlloc_v2", JAVA_INT, ADDRESS, JAVA_LONG);
+    static final MethodHandle cuMemFree = fn("cuMemFree_v2", JAVA_INT, JAVA_LONG);
+    static final MethodHandle cuMemsetD32Async = fn("cuMemsetD32Async", JAVA_INT, JAVA_LONG, JAVA_INT, JAVA_LONG, ADDRESS);
+    static final MethodHandle cuMemcpyHtoDAsync = fn("cuMemcpyHtoDAsync_v2", JAVA_INT, JAVA_LONG, ADDRESS, JAVA_LONG, ADDRESS);
+    static final MethodHandle cuMemcpyDtoHAsync = fn("cuMemcpyDtoHAsync_v2", JAVA_INT, ADDRESS, JAVA_LONG, JAVA_LONG, ADDRESS);
+    static final MethodHandle cuMemHostAlloc = fn("cuMemAllocHost_v2", JAVA_INT, ADDRESS, JAVA_LONG);
+    static final MethodHandle cuMemFreeHost = fn("cuMemFreeHost", JAVA_INT, ADDRESS);
+    static final MethodHandle cuStreamCreate = fn("cuStreamCreate", JAVA_INT, ADDRESS, JAVA_INT);
+    static final MethodHandle cuStreamSynchronize = fn("cuStreamSynchronize", JAVA_INT, ADDRESS);
+    static final MethodHandle cuStreamDestroy = fn("cuStreamDestroy_v2", JAVA_INT, ADDRESS);
+    static final MethodHandle cuLaunchKernel = fn("cuLaunchKernel", JAVA_INT, ADDRESS, JAVA_INT, JAVA_INT, JAVA_INT, JAVA_INT, JAVA_INT, JAVA_INT,
+            JAVA_INT, ADDRESS, ADDRESS, ADDRESS);
+    static final MethodHandle cuStreamBeginCapture = fn("cuStreamBeginCapture_v2", JAVA_INT, ADDRESS, JAVA_INT);
+    static final MethodHandle cuStreamEndCapture = fn("cuStreamEndCapture", JAVA_INT, ADDRESS, ADDRESS);
+    static final MethodHandle cuGraphInstantiate = fn("cuGraphInstantiateWithFlags", JAVA_INT, ADDRESS, ADDRESS, JAVA_LONG);
+    static final MethodHandle cuGraphLaunch = fn("cuGraphLaunch", JAVA_INT, ADDRESS, ADDRESS);
+    static final MethodHandle cuGraphExecDestroy = fn("cuGraphExecDestroy", JAVA_INT, ADDRESS);
+    static final MethodHandle cuGraphDestroy = fn("cuGraphDestroy", JAVA_INT, ADDRESS);
+    static final MethodHandle cuEventCreate = fn("cuEventCreate", JAVA_INT, ADDRESS, JAVA_INT);
+    static final MethodHandle cuEventRecord = fn("cuEventRecord", JAVA_INT, ADDRESS, ADDRESS);
+    static final MethodHandle cuEventSynchronize = fn("cuEventSynchronize", JAVA_INT, ADDRESS);
+    static final MethodHandle cuEventElapsedTime = fn("cuEventElapsedTime", JAVA_INT, ADDRESS, ADDRESS, ADDRESS);
+    static final MethodHandle cuEventDestroy = fn("cuEventDestroy_v2", JAVA_INT, ADDRESS);
+    static final MethodHandle cuGetErrorName = fn("cuGetErrorName", JAVA_INT, JAVA_INT, ADDRESS);
+
+    private Cu() {}
+
+    /** Why CUDA cannot be used here, or null if the driver library is present. */
+    static String unavailable() {
+        return LIB.isPresent() ? null : WHY_MISSING;
+    }
+
+    private static Optional<SymbolLookup> open() {
+        try {
+            return Optional.of(SymbolLookup.libraryLookup("libcuda.so.1", Arena.global()));
+        } catch (IllegalArgumentException e) {
+            return Optional.empty();
+        }
+    }
+
+    private static MethodHandle fn(String name, MemoryLayout ret, MemoryLayout... args) {
+        if (LIB.isEmpty()) return null;
+        return LIB.get().find(name).map(addr -> LINKER.downcallHandle(addr, FunctionDescriptor.of(ret, args))).orElse(null);
+    }
+
+    /** A driver call failed: names the call and the error. */
+    static final class CudaException extends RuntimeException {
+        CudaException(String call, int status, String detail) {
+            super(call + " failed: " + name(status) + " (" + status + ")" + (detail == null || detail.isBlank() ? "" : "\n" + detail));
+        }
+    }
+
+    static void check(int status, String call) {
+        if (status != SUCCESS) throw new CudaException(call, status, null);
+    }
+
+    static Object call(MethodHandle h, Object... args) {
+        if (h == null) throw new IllegalStateException(LIB.isEmpty() ? WHY_MISSING : "this CUDA driver lacks a call cmc needs (driver too old)");
+        try {
+            return h.invokeWithArguments(args);
+        } catch (RuntimeException | Error e) {
+            throw e;
+        } catch (Throwable t) {
+            throw new IllegalStateException(t);
+        }
+    }
+
+    static void status(MethodHandle h, String name, Object... args) {
+        check((int) call(h, args), name);
+    }
+
+    static String name(int status) {
+        if (cuGetErrorName == null) return "CUDA error";
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment out = a.allocate(ADDRESS);
+            if ((int) call(cuGetErrorName, status, out) != SUCCESS) return "CUDA error";
+            return out.get(ADDRESS, 0).reinterpret(256).getString(0);
+        }
+    }
+}

@@ -1,0 +1,50 @@
+package dev.cmc.runtime.cuda;
+
+import dev.cmc.kernel.PeakFma;
+import dev.cmc.kernel.Program;
+import dev.cmc.render.JavaRenderer;
+import dev.cmc.render.PtxRenderer;
+import dev.cmc.runtime.Backend;
+
+import java.util.Map;
+
+/** Generated PTX, JIT-compiled and run by the CUDA driver (libcuda.so.1) through Java's FFM API. */
+public final class CudaBackend implements Backend {
+    private final CudaDevices.Device device;
+
+    public CudaBackend(int index) {
+        var all = CudaDevices.list();
+        if (index < 0 || index >= all.size()) {
+            String why = CudaDevices.unavailable();
+            throw new IllegalArgumentException("no CUDA device " + index + (why != null ? ": " + why : "; devices are 0.." + (all.size() - 1)));
+        }
+        this.device = all.get(index);
+    }
+
+    public CudaDevices.Device device() { return device; }
+
+    @Override
+    public String name() { return "cuda"; }
+
+    @Override
+    public String deviceName() { return device.name() + " (compute capability " + device.major() + "." + device.minor() + ")"; }
+
+    @Override
+    public Map<String, String> render(Program program, String header) {
+        return Map.of(JavaRenderer.className(program) + "." + device.arch() + ".ptx", PtxRenderer.render(program, header, device.arch()));
+    }
+
+    @Override
+    public CudaExecutable load(Program program, int maxBatch) {
+        return new CudaExecutable(device, program, PtxRenderer.render(program, "program " + program.name(), device.arch()), maxBatch);
+    }
+
+    @Override
+    public double measurePeakGflops() {
+        Program p = PeakFma.program();
+        int units = 2048 * 16 * device.multiprocessors();
+        try (var exe = new CudaExecutable(device, p, PtxRenderer.renderPeak(p, device.arch()), units)) {
+            return PeakFma.flops(units, PtxRenderer.PEAK_LANES) / Backend.bestSeconds(exe, units) / 1e9;
+        }
+    }
+}

@@ -1,0 +1,232 @@
+package dev.cmc.runtime.cuda;
+
+import dev.cmc.kernel.Kernel;
+import dev.cmc.kernel.Program;
+import dev.cmc.render.Indexing;
+import dev.cmc.render.PtxRenderer;
+import dev.cmc.runtime.Executable;
+
+import java.io.IOException;
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.HashMap;
+import java.util.List;
+import java.util.Map;
+
+import static java.lang.foreign.ValueLayout.*;
+
+/**
+ * A program on one NVIDIA GPU: the device's primary context, the generated PTX JIT-compiled by the driver
+ * (its error log shown on failure), one device buffer per array kept across runs, one stream. The first run
+ * at a batch size is captured into a CUDA graph; every later run at that size is one cuGraphLaunch, so a
+ * whole training step costs one launch from Java instead of a hundred.
+ */
+public final class CudaExecutable implements Executable {
+    private static final int LOG_BYTES = 1 << 16;
+    private static final int MAX_GRAPHS = 8;
+
+    private final Program program;
+    private final int maxBatch;
+    private final Arena arena = Arena.ofShared();
+    private final MemorySegment context, module, stream;
+    private final MemorySegment[] functions, params;
+    private final long[] buffers, sizes;
+    private final MemorySegment rows = arena.allocate(JAVA_INT);
+    private final Map<Integer, MemorySegment> graphs = new HashMap<>();
+
+    CudaExecutable(CudaDevices.Device device, Program program, String ptx, int maxBatch) {
+        this.program = program;
+        this.maxBatch = maxBatch;
+        MemorySegment out = arena.allocate(ADDRESS);
+        Cu.status(Cu.cuDevicePrimaryCtxRetain, "cuDevicePrimaryCtxRetain", out, device.handle());
+        context = out.get(ADDRESS, 0);
+        makeCurrent();
+        module = load(device, ptx);
+        functions = new MemorySegment[program.kernels().size()];
+        for (int k = 0; k < functions.length; k++) {
+            String name = PtxRenderer.kernelName(program, k);
+            Cu.status(Cu.cuModuleGetFunction, "cuModuleGetFunction(" + name + ")", out, module, arena.allocateFrom(name));
+            functions[k] = out.get(ADDRESS, 0);
+        }
+        Cu.status(Cu.cuStreamCreate, "cuStreamCreate", out, Cu.STREAM_NON_BLOCKING);
+        stream = out.get(ADDRESS, 0);
+
+        buffers = new long[program.arrays().size()];
+        sizes = new long[buffers.length];
+        MemorySegment ptr = arena.allocate(JAVA_LONG);
+        for (int i = 0; i < buffers.length; i++) {
+            Program.Array a = program.arrays().get(i);
+            sizes[i] = Math.max(1, a.size(maxBatch));
+            Cu.status(Cu.cuMemAlloc, "cuMemAlloc(" + a.name() + ", " + 4 * sizes[i] + " bytes)", ptr, 4 * sizes[i]);
+            buffers[i] = ptr.get(JAVA_LONG, 0);
+            // Fresh device memory is garbage; optimizer state and EMAs must start at zero, as on every backend.
+            Cu.status(Cu.cuMemsetD32Async, "cuMemsetD32Async(" + a.name() + ")", buffers[i], 0, sizes[i], stream);
+            if (a.constValues() != null) {
+                float[] v = new float[(int) sizes[i]];
+                for (int j = 0; j < v.length; j++) v[j] = (float) a.constValues()[j];
+                write(a.name(), v, v.length);
+            }
+        }
+        // cuLaunchKernel takes an array of pointers to argument values: device pointers, then the batch size.
+        params = new MemorySegment[functions.length];
+        for (int k = 0; k < functions.length; k++) {
+            List<String> args = Indexing.arguments(program.kernels().get(k));
+            params[k] = arena.allocate(ADDRESS, args.size() + 1);
+            for (int a = 0; a < args.size(); a++) {
+                MemorySegment value = arena.allocate(JAVA_LONG);
+                value.set(JAVA_LONG, 0, buffers[program.arrayIndex(args.get(a))]);
+                params[k].setAtIndex(ADDRESS, a, value);
+            }
+            params[k].setAtIndex(ADDRESS, args.size(), rows);
+        }
+        sync();
+    }
+
+    /** cuModuleLoadDataEx with the JIT's error log captured; a failure names the saved PTX and quotes the log. */
+    private MemorySegment load(CudaDevices.Device device, String ptx) {
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment errors = a.allocate(LOG_BYTES);
+            MemorySegment options = a.allocate(JAVA_INT, 2), values = a.allocate(ADDRESS, 2);
+            options.setAtIndex(JAVA_INT, 0, Cu.JIT_ERROR_LOG_BUFFER);
+            options.setAtIndex(JAVA_INT, 1, Cu.JIT_ERROR_LOG_BUFFER_SIZE_BYTES);
+            values.setAtIndex(ADDRESS, 0, errors);
+            values.setAtIndex(ADDRESS, 1, MemorySegment.ofAddress(LOG_BYTES));
+            MemorySegment out = a.allocate(ADDRESS);
+            MemorySegment image = a.allocateFrom(ptx, StandardCharsets.US_ASCII);
+            int status = (int) Cu.call(Cu.cuModuleLoadDataEx, out, image, 2, options, values);
+            if (status != Cu.SUCCESS) {
+                String where;
+                try {
+                    Path file = Files.createTempFile("cmc-" + program.name() + "-", ".ptx");
+                    Files.writeString(file, ptx);
+                    where = file.toString();
+                } catch (IOException e) {
+                    where = "(could not save the PTX: " + e.getMessage() + ")";
+                }
+                throw new Cu.CudaException("cuModuleLoadDataEx for " + program.name() + " on " + device.name(), status,
+                        "generated PTX: " + where + "\nJIT log:\n" + errors.getString(0).strip());
+            }
+            return out.get(ADDRESS, 0);
+        }
+    }
+
+    private void makeCurrent() {
+        Cu.status(Cu.cuCtxSetCurrent, "cuCtxSetCurrent", context);
+    }
+
+    private void sync() {
+        Cu.status(Cu.cuStreamSynchronize, "cuStreamSynchronize", stream);
+    }
+
+    @Override
+    public void write(String array, float[] src, int count) {
+        int i = program.arrayIndex(array);
+        if (count > sizes[i]) throw new IllegalArgumentException(array + " holds " + sizes[i] + " floats, not " + count);
+        makeCurrent();
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment staging = a.allocateFrom(JAVA_FLOAT, java.util.Arrays.copyOf(src, count));
+            Cu.status(Cu.cuMemcpyHtoDAsync, "cuMemcpyHtoD(" + array + ")", buffers[i], staging, 4L * count, stream);
+            sync();
+        }
+    }
+
+    @Override
+    public void read(String array, float[] dst, int count) {
+        int i = program.arrayIndex(array);
+        makeCurrent();
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment staging = a.allocate(JAVA_FLOAT, Math.max(1, count));
+            Cu.status(Cu.cuMemcpyDtoHAsync, "cuMemcpyDtoH(" + array + ")", staging, buffers[i], 4L * count, stream);
+            sync();
+            MemorySegment.copy(staging, JAVA_FLOAT, 0, dst, 0, count);
+        }
+    }
+
+    @Override
+    public void run(int batch) {
+        if (batch > maxBatch || batch < 1) throw new IllegalArgumentException("batch " + batch + " outside 1.." + maxBatch);
+        makeCurrent();
+        MemorySegment graph = graphs.get(batch);
+        if (graph == null && graphs.size() < MAX_GRAPHS) graph = capture(batch);
+        if (graph != null) Cu.status(Cu.cuGraphLaunch, "cuGraphLaunch", graph, stream);
+        else launchAll(batch, null);
+        sync();
+    }
+
+    /** Records every kernel launch at this batch size into a CUDA graph and instantiates it. */
+    private MemorySegment capture(int batch) {
+        try (Arena a = Arena.ofConfined()) {
+            Cu.status(Cu.cuStreamBeginCapture, "cuStreamBeginCapture", stream, Cu.STREAM_CAPTURE_MODE_THREAD_LOCAL);
+            launchAll(batch, null);
+            MemorySegment g = a.allocate(ADDRESS), exec = a.allocate(ADDRESS);
+            Cu.status(Cu.cuStreamEndCapture, "cuStreamEndCapture", stream, g);
+            Cu.status(Cu.cuGraphInstantiate, "cuGraphInstantiateWithFlags", exec, g.get(ADDRESS, 0), 0L);
+            Cu.status(Cu.cuGraphDestroy, "cuGraphDestroy", g.get(ADDRESS, 0));
+            MemorySegment graph = exec.get(ADDRESS, 0);
+            graphs.put(batch, graph);
+            return graph;
+        }
+    }
+
+    private void launchAll(int batch, MemorySegment[] events) {
+        rows.set(JAVA_INT, 0, batch);
+        for (int k = 0; k < functions.length; k++) {
+            Kernel kernel = program.kernels().get(k);
+            PtxRenderer.Launch l = PtxRenderer.launch(kernel, batch);
+            if (l.gridX() == 0 || l.gridY() == 0) continue;
+            if (events != null) Cu.status(Cu.cuEventRecord, "cuEventRecord", events[2 * k], stream);
+            Cu.status(Cu.cuLaunchKernel, "cuLaunchKernel(" + kernel.name() + ")", functions[k], l.gridX(), l.gridY(), 1,
+                    PtxRenderer.BLOCK, 1, 1, 0, stream, params[k], MemorySegment.NULL);
+            if (events != null) Cu.status(Cu.cuEventRecord, "cuEventRecord", events[2 * k + 1], stream);
+        }
+    }
+
+    /** Runs once without the graph, with events around each kernel; each kernel's device time in ms, by name. */
+    public Map<String, Double> profile(int batch) {
+        makeCurrent();
+        var times = new java.util.LinkedHashMap<String, Double>();
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment[] events = new MemorySegment[2 * functions.length];
+            MemorySegment out = a.allocate(ADDRESS);
+            for (int i = 0; i < events.length; i++) {
+                Cu.status(Cu.cuEventCreate, "cuEventCreate", out, 0);
+                events[i] = out.get(ADDRESS, 0);
+            }
+            launchAll(batch, events);
+            sync();
+            MemorySegment ms = a.allocate(JAVA_FLOAT);
+            for (int k = 0; k < functions.length; k++) {
+                Cu.status(Cu.cuEventElapsedTime, "cuEventElapsedTime", ms, events[2 * k], events[2 * k + 1]);
+                times.merge(program.kernels().get(k).name(), (double) ms.get(JAVA_FLOAT, 0), Double::sum);
+            }
+            for (MemorySegment e : events) Cu.call(Cu.cuEventDestroy, e);
+        }
+        return times;
+    }
+
+    /** Free and total device memory (cuMemGetInfo), for the soak benchmark. */
+    public long[] memoryInfo() {
+        makeCurrent();
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment free = a.allocate(JAVA_LONG), total = a.allocate(JAVA_LONG);
+            Cu.status(Cu.cuMemGetInfo, "cuMemGetInfo", free, total);
+            return new long[]{free.get(JAVA_LONG, 0), total.get(JAVA_LONG, 0)};
+        }
+    }
+
+    @Override
+    public int maxBatch() { return maxBatch; }
+
+    @Override
+    public void close() {
+        makeCurrent();
+        for (MemorySegment g : graphs.values()) Cu.call(Cu.cuGraphExecDestroy, g);
+        for (long b : buffers) Cu.call(Cu.cuMemFree, b);
+        Cu.call(Cu.cuModuleUnload, module);
+        Cu.call(Cu.cuStreamDestroy, stream);
+        arena.close();
+    }
+}

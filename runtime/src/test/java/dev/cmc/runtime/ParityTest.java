@@ -21,7 +21,8 @@ import static org.junit.jupiter.api.Assertions.*;
 
 /**
  * Every generated kernel against the float64 reference interpreter, llm.c style, on every backend this
- * machine has: jvm always, each OpenCL device when a platform is installed.
+ * machine has: jvm always, each OpenCL device when a platform is installed, each CUDA GPU, and the PTX that
+ * the cuda backend generates run by {@link dev.cmc.runtime.cuda.PtxSimulator} everywhere.
  */
 class ParityTest {
     /** jvm, then each OpenCL device in its own style and, on CPUs, in the GPU style too (local-memory GEMMs). */
@@ -36,6 +37,14 @@ class ParityTest {
             }
         }
         if (all.size() == 1) System.out.println("ParityTest: OpenCL skipped: " + dev.cmc.runtime.opencl.OpenClDevices.unavailable());
+        // The cuda backend's PTX: on a GPU when there is one, and always through the PTX simulator.
+        for (var d : dev.cmc.runtime.cuda.CudaDevices.list()) {
+            if (d.major() >= 8) all.add(Named.of("cuda:" + d.index() + " " + d.name(), new dev.cmc.runtime.cuda.CudaBackend(d.index())));
+        }
+        if (dev.cmc.runtime.cuda.CudaDevices.unavailable() != null) {
+            System.out.println("ParityTest: cuda on a GPU skipped: " + dev.cmc.runtime.cuda.CudaDevices.unavailable() + " (its PTX runs in the simulator instead)");
+        }
+        all.add(Named.of("cuda PTX, simulated", new dev.cmc.runtime.cuda.SimulatedCudaBackend()));
         return all;
     }
 

@@ -28,8 +28,12 @@ class OpenClTrainingTest {
     }
 
     static List<Float> curve(ConsistencyModel model, Spec spec) {
+        return curve(model, spec, 200);
+    }
+
+    static List<Float> curve(ConsistencyModel model, Spec spec, int steps) {
         var losses = new ArrayList<Float>();
-        new Trainer(model, Datasets.load(spec, 1), 5, 1).run(200, (s, t, loss, n) -> losses.add(loss));
+        new Trainer(model, Datasets.load(spec, 1), 5, 1).run(steps, (s, t, loss, n) -> losses.add(loss));
         return losses;
     }
 

@@ -1,0 +1,82 @@
+package dev.cmc.render;
+
+import dev.cmc.compile.Compiler;
+import dev.cmc.dsl.Spec;
+import dev.cmc.dsl.SpecLoader;
+import dev.cmc.kernel.PeakFma;
+import dev.cmc.kernel.Program;
+import org.junit.jupiter.api.Assumptions;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.ValueSource;
+
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.concurrent.TimeUnit;
+
+import static org.junit.jupiter.api.Assertions.*;
+
+/**
+ * Every PTX module cmc generates assembles with NVIDIA's ptxas, for sm_80 and sm_90, without spilling
+ * registers: samplers and training steps for every method, activation, loss and optimizer option, and the
+ * FMA probe. Runs where ptxas exists (CUDA_HOME, /usr/local/cuda or the PATH), without a GPU.
+ */
+class PtxasTest {
+    static Path ptxas() {
+        List<Path> candidates = new ArrayList<>();
+        String home = System.getenv("CUDA_HOME");
+        if (home != null) candidates.add(Path.of(home, "bin", "ptxas"));
+        candidates.add(Path.of("/usr/local/cuda/bin/ptxas"));
+        for (String dir : System.getenv().getOrDefault("PATH", "").split(":")) if (!dir.isEmpty()) candidates.add(Path.of(dir, "ptxas"));
+        return candidates.stream().filter(Files::isExecutable).findFirst().orElse(null);
+    }
+
+    static Spec spec(String model, String train) {
+        return SpecLoader.fromText("ptxas.cm", "model m { " + model + " }\ntrain { " + train + " }\n");
+    }
+
+    static List<Program> programs() {
+        var out = new ArrayList<Program>();
+        Spec seed = spec("input_dim = 64; hidden_size = 256; num_layers = 4;", "method = ct;");
+        out.add(Compiler.sampler(seed).program());
+        out.add(Compiler.denoiser(seed).program());
+        out.add(Compiler.trainStep(seed).program());
+        out.add(Compiler.trainStep(spec("input_dim = 2; hidden_size = 40; num_layers = 2; activation = gelu; input_scaling = none;",
+                "method = ict; loss = l2; optimizer = radam; grad_clip = 1.0; weight_decay = 0.01;")).program());
+        out.add(Compiler.trainStep(spec("input_dim = 3; hidden_size = 24; num_layers = 1; activation = relu; expansion = 3;", "method = edm;")).program());
+        Spec teacher = spec("input_dim = 2; hidden_size = 32; num_layers = 2;", "method = edm;");
+        out.add(Compiler.trainStep(spec("input_dim = 2; hidden_size = 32; num_layers = 2;", "method = cd; teacher = \"t.safetensors\";"), teacher).program());
+        out.add(PeakFma.program());
+        return out;
+    }
+
+    @ParameterizedTest
+    @ValueSource(strings = {"sm_80", "sm_90"})
+    void everyModuleAssembles(String arch, @org.junit.jupiter.api.io.TempDir Path dir) throws Exception {
+        Path ptxas = ptxas();
+        Assumptions.assumeTrue(ptxas != null, "ptxas not found (CUDA_HOME, /usr/local/cuda/bin or PATH): PTX assembly check skipped");
+        for (Program p : programs()) {
+            String ptx = p.name().equals("peak_fma") ? PtxRenderer.renderPeak(p, arch) : PtxRenderer.render(p, "ptxas test", arch);
+            Path file = dir.resolve(p.name() + ".ptx");
+            Files.writeString(file, ptx);
+            var proc = new ProcessBuilder(ptxas.toString(), "-arch=" + arch, "-v", file.toString(), "-o", dir.resolve(p.name() + ".cubin").toString())
+                    .redirectErrorStream(true).start();
+            String log = new String(proc.getInputStream().readAllBytes());
+            assertTrue(proc.waitFor(120, TimeUnit.SECONDS), "ptxas timed out on " + p.name());
+            assertEquals(0, proc.exitValue(), p.name() + " (" + arch + ") does not assemble:\n" + log);
+            assertFalse(log.matches("(?s).*[1-9]\\d* bytes spill (stores|loads).*"), p.name() + " (" + arch + ") spills registers:\n" + log);
+        }
+    }
+
+    @org.junit.jupiter.api.Test
+    void modulesAreAsciiAndDeclareEveryKernel() throws IOException {
+        for (Program p : programs()) {
+            if (p.name().equals("peak_fma")) continue;
+            String ptx = PtxRenderer.render(p, "ascii test", "sm_90");
+            assertTrue(ptx.chars().allMatch(c -> c < 128), p.name() + ": ptxas rejects non-ASCII text");
+            for (int k = 0; k < p.kernels().size(); k++) assertTrue(ptx.contains(".visible .entry " + PtxRenderer.kernelName(p, k) + "("));
+        }
+    }
+}

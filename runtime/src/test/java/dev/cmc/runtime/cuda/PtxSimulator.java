@@ -1,0 +1,341 @@
+package dev.cmc.runtime.cuda;
+
+import java.util.*;
+
+/**
+ * Runs the PTX that {@link dev.cmc.render.PtxRenderer} writes, on the CPU, so that every generated kernel can
+ * be checked against the float64 reference on a machine without a GPU. It knows exactly the instructions the
+ * renderer emits (an unknown one is an error, so the two cannot drift apart silently), runs each block's
+ * threads until they meet at a bar.sync or a warp shuffle, checks every global and shared access against the
+ * buffer it falls in, and computes like the hardware up to the approximate SFU instructions (ex2, lg2,
+ * sin, cos), which it evaluates exactly.
+ */
+final class PtxSimulator {
+    private static final long GLOBAL = 1L << 40, SHARED = 1L << 60;
+
+    /** Global buffers: float arrays addressed as base(i) + 4·index. */
+    static long base(int buffer) { return GLOBAL + ((long) buffer << 36); }
+
+    private enum Kind { REG, IMM, SPECIAL, SYMBOL, ADDR }
+
+    private record Operand(Kind kind, int reg, long imm, String name) {}
+
+    private record Instr(String op, Operand[] args, int guard, boolean negate, int target, String text) {}
+
+    private record SharedVar(String name, int floats, long base) {}
+
+    /** One .entry: its parameters, shared variables, registers and instructions. */
+    static final class Entry {
+        final String name;
+        final List<String> params = new ArrayList<>();
+        final List<SharedVar> shared = new ArrayList<>();
+        final Map<String, Integer> regs = new HashMap<>();
+        final List<Instr> code = new ArrayList<>();
+
+        Entry(String name) { this.name = name; }
+
+        int reg(String r) { return regs.computeIfAbsent(r, k -> regs.size()); }
+    }
+
+    private final Map<String, Entry> entries = new LinkedHashMap<>();
+
+    PtxSimulator(String ptx) {
+        Entry e = null;
+        Map<String, Integer> labels = new HashMap<>();
+        List<String[]> pendingBranches = new ArrayList<>();
+        for (String raw : ptx.split("\n")) {
+            String line = raw.contains("//") ? raw.substring(0, raw.indexOf("//")) : raw;
+            line = line.strip();
+            if (line.isEmpty() || line.startsWith(".version") || line.startsWith(".target") || line.startsWith(".address_size")
+                    || line.startsWith(".maxntid") || line.equals("{") || line.equals(")") || line.startsWith(".reg")) continue;
+            if (line.startsWith(".visible .entry")) {
+                e = new Entry(line.substring(16, line.indexOf('(')).strip());
+                entries.put(e.name, e);
+                labels.clear();
+                continue;
+            }
+            if (line.startsWith(".param")) {
+                e.params.add(line.replaceAll("[,)]", "").split("\\s+")[2]);
+                continue;
+            }
+            if (line.startsWith(".shared")) {
+                String decl = line.substring(line.lastIndexOf(' ') + 1).replace(";", "");
+                String name = decl.substring(0, decl.indexOf('['));
+                int n = Integer.parseInt(decl.substring(decl.indexOf('[') + 1, decl.indexOf(']')));
+                e.shared.add(new SharedVar(name, n, SHARED + ((long) e.shared.size() << 32)));
+                continue;
+            }
+            if (line.equals("}")) {
+                resolve(e, labels);
+                continue;
+            }
+            if (line.endsWith(":")) {
+                labels.put(line.substring(0, line.length() - 1), e.code.size());
+                continue;
+            }
+            e.code.add(parse(e, line));
+        }
+    }
+
+    private static void resolve(Entry e, Map<String, Integer> labels) {
+        for (int i = 0; i < e.code.size(); i++) {
+            Instr in = e.code.get(i);
+            if (in.op.equals("bra")) {
+                Integer t = labels.get(in.args[0].name);
+                if (t == null) throw new IllegalStateException(e.name + ": no label " + in.args[0].name);
+                e.code.set(i, new Instr(in.op, in.args, in.guard, in.negate, t, in.text));
+            }
+        }
+    }
+
+    private static Instr parse(Entry e, String line) {
+        String text = line;
+        int guard = -1;
+        boolean negate = false;
+        if (line.startsWith("@")) {
+            String g = line.substring(1, line.indexOf(' '));
+            negate = g.startsWith("!");
+            guard = e.reg(negate ? g.substring(1) : g);
+            line = line.substring(line.indexOf(' ') + 1).strip();
+        }
+        line = line.endsWith(";") ? line.substring(0, line.length() - 1) : line;
+        int space = line.indexOf(' ');
+        String op = space < 0 ? line : line.substring(0, space);
+        String rest = space < 0 ? "" : line.substring(space + 1);
+        List<Operand> args = new ArrayList<>();
+        for (String a : rest.isEmpty() ? new String[0] : rest.split(",\\s*")) args.add(operand(e, a.strip()));
+        return new Instr(op, args.toArray(Operand[]::new), guard, negate, -1, text);
+    }
+
+    private static Operand operand(Entry e, String a) {
+        if (a.startsWith("[")) {
+            String inner = a.substring(1, a.length() - 1);
+            int plus = inner.indexOf('+');
+            String r = plus < 0 ? inner : inner.substring(0, plus);
+            long off = plus < 0 ? 0 : Long.parseLong(inner.substring(plus + 1));
+            return r.startsWith("%") ? new Operand(Kind.ADDR, e.reg(r), off, null) : new Operand(Kind.SYMBOL, -1, off, r);
+        }
+        if (a.startsWith("%tid") || a.startsWith("%ctaid")) return new Operand(Kind.SPECIAL, -1, 0, a);
+        if (a.startsWith("%")) return new Operand(Kind.REG, e.reg(a), 0, null);
+        if (a.startsWith("0f")) return new Operand(Kind.IMM, -1, Long.parseLong(a.substring(2), 16), null);
+        if (a.startsWith("0x")) return new Operand(Kind.IMM, -1, Long.parseLong(a.substring(2), 16), null);
+        if (a.matches("-?\\d+")) return new Operand(Kind.IMM, -1, Long.parseLong(a), null);
+        return new Operand(Kind.SYMBOL, -1, 0, a);
+    }
+
+    /** Runs an entry over a grid of 256-thread blocks. args: a buffer index per pointer parameter, then rows. */
+    void launch(String name, int gridX, int gridY, int block, float[][] buffers, int[] bufferOfParam, int rows) {
+        Entry e = entries.get(name);
+        if (e == null) throw new IllegalArgumentException("no entry " + name + " in the module");
+        for (int by = 0; by < gridY; by++) {
+            for (int bx = 0; bx < gridX; bx++) new Block(e, bx, by, block, buffers, bufferOfParam, rows).run();
+        }
+    }
+
+    Set<String> entryNames() { return entries.keySet(); }
+
+    /** One block: its threads' registers and program counters, its shared memory. */
+    private static final class Block {
+        private static final int RUN = 0, BAR = 1, SHFL = 2, DONE = 3;
+        final Entry e;
+        final int bx, by, n, rows;
+        final float[][] buffers;
+        final int[] bufferOfParam;
+        final float[][] shared;
+        final long[][] regs;
+        final int[] pc, state;
+
+        Block(Entry e, int bx, int by, int n, float[][] buffers, int[] bufferOfParam, int rows) {
+            this.e = e;
+            this.bx = bx;
+            this.by = by;
+            this.n = n;
+            this.rows = rows;
+            this.buffers = buffers;
+            this.bufferOfParam = bufferOfParam;
+            shared = new float[e.shared.size()][];
+            for (int i = 0; i < shared.length; i++) shared[i] = new float[e.shared.get(i).floats()];
+            regs = new long[n][e.regs.size() + 1];
+            pc = new int[n];
+            state = new int[n];
+        }
+
+        void run() {
+            while (true) {
+                for (int t = 0; t < n; t++) if (state[t] == RUN) step(t);
+                boolean allDone = true, anyBar = false;
+                for (int t = 0; t < n; t++) { allDone &= state[t] == DONE; anyBar |= state[t] == BAR; }
+                if (allDone) return;
+                boolean progressed = false;
+                for (int w = 0; w < n; w += 32) progressed |= shuffle(w);
+                if (!progressed && anyBar) {
+                    for (int t = 0; t < n; t++) if (state[t] != BAR && state[t] != DONE) throw stuck("bar.sync reached by only some threads");
+                    for (int t = 0; t < n; t++) if (state[t] == BAR) { state[t] = RUN; pc[t]++; }
+                    progressed = true;
+                }
+                if (!progressed) throw stuck("threads wait for each other");
+            }
+        }
+
+        private IllegalStateException stuck(String why) {
+            return new IllegalStateException(e.name + " block (" + bx + ", " + by + "): " + why);
+        }
+
+        /** A warp whose live lanes all wait at the same shfl exchanges values; returns whether it did. */
+        private boolean shuffle(int w) {
+            int at = -1;
+            for (int t = w; t < Math.min(n, w + 32); t++) {
+                if (state[t] == DONE) continue;
+                if (state[t] != SHFL) return false;
+                if (at >= 0 && pc[t] != at) throw stuck("lanes of a warp at different shuffles");
+                at = pc[t];
+            }
+            if (at < 0) return false;
+            Instr in = e.code.get(at);
+            long[] value = new long[32];
+            for (int t = w; t < Math.min(n, w + 32); t++) value[t - w] = get(t, in.args[1]);
+            for (int t = w; t < Math.min(n, w + 32); t++) {
+                if (state[t] == DONE) continue;
+                int src = (t - w) ^ (int) get(t, in.args[2]);
+                regs[t][in.args[0].reg] = value[src];
+                state[t] = RUN;
+                pc[t]++;
+            }
+            return true;
+        }
+
+        private long get(int t, Operand o) {
+            return switch (o.kind) {
+                case REG -> regs[t][o.reg];
+                case IMM -> o.imm;
+                case SPECIAL -> switch (o.name) {
+                    case "%tid.x" -> t;
+                    case "%ctaid.x" -> bx;
+                    case "%ctaid.y" -> by;
+                    default -> throw new IllegalStateException("special register " + o.name);
+                };
+                case SYMBOL -> symbol(o.name);
+                case ADDR -> regs[t][o.reg] + o.imm;
+            };
+        }
+
+        private long symbol(String name) {
+            for (SharedVar v : e.shared) if (v.name().equals(name)) return v.base();
+            throw new IllegalStateException(e.name + ": unknown symbol " + name);
+        }
+
+        private static float f(long bits) { return Float.intBitsToFloat((int) bits); }
+        private static long bits(float v) { return Float.floatToRawIntBits(v) & 0xffffffffL; }
+        private static int i(long v) { return (int) v; }
+
+        private float load(String space, long addr, String text) {
+            if (space.equals("global")) {
+                int b = (int) ((addr - GLOBAL) >>> 36);
+                long idx = ((addr - base(b)) >> 2);
+                if (addr < GLOBAL || b < 0 || b >= buffers.length || idx < 0 || idx >= buffers[b].length || (addr & 3) != 0)
+                    throw new IllegalStateException(e.name + ": global access out of bounds (buffer " + b + ", index " + idx + ") at: " + text);
+                return buffers[b][(int) idx];
+            }
+            int v = (int) ((addr - SHARED) >>> 32);
+            long idx = (addr - SHARED - ((long) v << 32)) >> 2;
+            if (addr < SHARED || v >= shared.length || idx < 0 || idx >= shared[v].length)
+                throw new IllegalStateException(e.name + ": shared access out of bounds at: " + text);
+            return shared[v][(int) idx];
+        }
+
+        private void store(String space, long addr, float value, String text) {
+            if (space.equals("global")) {
+                int b = (int) ((addr - GLOBAL) >>> 36);
+                long idx = ((addr - base(b)) >> 2);
+                if (addr < GLOBAL || b < 0 || b >= buffers.length || idx < 0 || idx >= buffers[b].length)
+                    throw new IllegalStateException(e.name + ": global store out of bounds (buffer " + b + ", index " + idx + ") at: " + text);
+                buffers[b][(int) idx] = value;
+                return;
+            }
+            int v = (int) ((addr - SHARED) >>> 32);
+            long idx = (addr - SHARED - ((long) v << 32)) >> 2;
+            if (v >= shared.length || idx < 0 || idx >= shared[v].length) throw new IllegalStateException(e.name + ": shared store out of bounds at: " + text);
+            shared[v][(int) idx] = value;
+        }
+
+        /** Runs thread t until it exits or must wait for others. */
+        private void step(int t) {
+            long[] r = regs[t];
+            while (true) {
+                Instr in = e.code.get(pc[t]);
+                if (in.guard >= 0 && ((r[in.guard] != 0) == in.negate)) { pc[t]++; continue; }
+                Operand[] a = in.args;
+                String op = in.op;
+                switch (op) {
+                    case "ret" -> { state[t] = DONE; return; }
+                    case "bar.sync" -> { state[t] = BAR; return; }
+                    case "shfl.sync.bfly.b32" -> { state[t] = SHFL; return; }
+                    case "bra" -> { pc[t] = in.target; continue; }
+                    case "ld.param.u64" -> r[a[0].reg] = base(bufferOfParam[e.params.indexOf(a[1].name)]);
+                    case "ld.param.u32" -> r[a[0].reg] = rows;
+                    case "cvta.to.global.u64", "mov.u32", "mov.f32", "mov.u64" -> r[a[0].reg] = get(t, a[1]);
+                    case "mad.lo.s32" -> r[a[0].reg] = i(get(t, a[1])) * i(get(t, a[2])) + i(get(t, a[3]));
+                    case "mul.lo.s32" -> r[a[0].reg] = i(get(t, a[1])) * i(get(t, a[2]));
+                    case "add.s32" -> r[a[0].reg] = i(get(t, a[1])) + i(get(t, a[2]));
+                    case "div.s32" -> r[a[0].reg] = i(get(t, a[1])) / i(get(t, a[2]));
+                    case "rem.s32" -> r[a[0].reg] = i(get(t, a[1])) % i(get(t, a[2]));
+                    case "and.b32" -> r[a[0].reg] = i(get(t, a[1])) & i(get(t, a[2]));
+                    case "shr.u32" -> r[a[0].reg] = (i(get(t, a[1])) >>> i(get(t, a[2])));
+                    case "mul.wide.s32" -> r[a[0].reg] = (long) i(get(t, a[1])) * i(get(t, a[2]));
+                    case "mul.wide.u32" -> r[a[0].reg] = (get(t, a[1]) & 0xffffffffL) * (get(t, a[2]) & 0xffffffffL);
+                    case "add.s64" -> r[a[0].reg] = get(t, a[1]) + get(t, a[2]);
+                    case "ld.global.f32" -> r[a[0].reg] = bits(load("global", get(t, a[1]), in.text));
+                    case "ld.shared.f32" -> r[a[0].reg] = bits(load("shared", get(t, a[1]), in.text));
+                    case "st.global.f32" -> store("global", get(t, a[0]), f(get(t, a[1])), in.text);
+                    case "st.shared.f32" -> store("shared", get(t, a[0]), f(get(t, a[1])), in.text);
+                    case "add.f32" -> r[a[0].reg] = bits(f(get(t, a[1])) + f(get(t, a[2])));
+                    case "sub.f32" -> r[a[0].reg] = bits(f(get(t, a[1])) - f(get(t, a[2])));
+                    case "mul.f32" -> r[a[0].reg] = bits(f(get(t, a[1])) * f(get(t, a[2])));
+                    case "div.rn.f32" -> r[a[0].reg] = bits(f(get(t, a[1])) / f(get(t, a[2])));
+                    case "max.f32" -> r[a[0].reg] = bits(Math.max(f(get(t, a[1])), f(get(t, a[2]))));
+                    case "min.f32" -> r[a[0].reg] = bits(Math.min(f(get(t, a[1])), f(get(t, a[2]))));
+                    case "fma.rn.f32" -> r[a[0].reg] = bits(Math.fma(f(get(t, a[1])), f(get(t, a[2])), f(get(t, a[3]))));
+                    case "neg.f32" -> r[a[0].reg] = bits(-f(get(t, a[1])));
+                    case "sqrt.rn.f32" -> r[a[0].reg] = bits((float) Math.sqrt(f(get(t, a[1]))));
+                    case "ex2.approx.ftz.f32" -> r[a[0].reg] = bits((float) Math.pow(2, f(get(t, a[1]))));
+                    case "lg2.approx.f32" -> r[a[0].reg] = bits((float) (Math.log(f(get(t, a[1]))) / Math.log(2)));
+                    case "sin.approx.f32" -> r[a[0].reg] = bits((float) Math.sin(f(get(t, a[1]))));
+                    case "cos.approx.f32" -> r[a[0].reg] = bits((float) Math.cos(f(get(t, a[1]))));
+                    case "cvt.rni.f32.f32" -> r[a[0].reg] = bits((float) Math.rint(f(get(t, a[1]))));
+                    case "cvt.rn.f32.s32" -> r[a[0].reg] = bits((float) i(get(t, a[1])));
+                    case "selp.f32" -> r[a[0].reg] = get(t, a[3]) != 0 ? get(t, a[1]) : get(t, a[2]);
+                    default -> {
+                        if (!op.startsWith("setp.")) throw new IllegalStateException(e.name + ": the simulator does not know: " + in.text);
+                        r[a[0].reg] = setp(t, op, a) ? 1 : 0;
+                    }
+                }
+                pc[t]++;
+            }
+        }
+
+        /** setp.CMP[.and|.or].TYPE p, a, b[, c] */
+        private boolean setp(int t, String op, Operand[] a) {
+            String[] parts = op.split("\\.");
+            String cmp = parts[1], combine = parts.length == 4 ? parts[2] : null, type = parts[parts.length - 1];
+            long x = get(t, a[1]), y = get(t, a[2]);
+            int c = switch (type) {
+                case "s32" -> Integer.compare(i(x), i(y));
+                case "u32" -> Integer.compareUnsigned(i(x), i(y));
+                case "f32" -> f(x) < f(y) ? -1 : f(x) > f(y) ? 1 : 0;
+                default -> throw new IllegalStateException("setp type " + type);
+            };
+            boolean v = switch (cmp) {
+                case "lt" -> c < 0;
+                case "le" -> c <= 0;
+                case "gt" -> c > 0;
+                case "ge" -> c >= 0;
+                case "eq" -> c == 0;
+                case "ne" -> c != 0;
+                default -> throw new IllegalStateException("setp comparison " + cmp);
+            };
+            if (combine == null) return v;
+            boolean other = get(t, a[3]) != 0;
+            return combine.equals("and") ? v && other : v || other;
+        }
+    }
+}

@@ -1,0 +1,75 @@
+package dev.cmc.runtime.cuda;
+
+import dev.cmc.kernel.Program;
+import dev.cmc.render.Indexing;
+import dev.cmc.render.JavaRenderer;
+import dev.cmc.render.PtxRenderer;
+import dev.cmc.runtime.Backend;
+import dev.cmc.runtime.Executable;
+
+import java.util.List;
+import java.util.Map;
+
+/**
+ * The cuda backend's PTX, run by {@link PtxSimulator} instead of a GPU: the same module text, the same grids
+ * and blocks, the same argument order as {@link CudaExecutable}. Lets the parity tests check generated PTX
+ * against the float64 reference on machines without a GPU.
+ */
+public final class SimulatedCudaBackend implements Backend {
+    @Override
+    public String name() { return "cuda-simulated"; }
+
+    @Override
+    public Map<String, String> render(Program program, String header) {
+        return Map.of(JavaRenderer.className(program) + ".ptx", PtxRenderer.render(program, header, "sm_90"));
+    }
+
+    @Override
+    public Executable load(Program program, int maxBatch) {
+        return new Simulated(program, new PtxSimulator(PtxRenderer.render(program, "program " + program.name(), "sm_90")), maxBatch);
+    }
+
+    private static final class Simulated implements Executable {
+        private final Program program;
+        private final PtxSimulator module;
+        private final float[][] arrays;
+        private final int maxBatch;
+
+        Simulated(Program program, PtxSimulator module, int maxBatch) {
+            this.program = program;
+            this.module = module;
+            this.maxBatch = maxBatch;
+            arrays = new float[program.arrays().size()][];
+            for (int i = 0; i < arrays.length; i++) {
+                Program.Array a = program.arrays().get(i);
+                arrays[i] = new float[(int) Math.max(1, a.size(maxBatch))];
+                if (a.constValues() != null) for (int j = 0; j < arrays[i].length; j++) arrays[i][j] = (float) a.constValues()[j];
+            }
+        }
+
+        @Override
+        public void write(String array, float[] src, int count) { System.arraycopy(src, 0, arrays[program.arrayIndex(array)], 0, count); }
+
+        @Override
+        public void read(String array, float[] dst, int count) { System.arraycopy(arrays[program.arrayIndex(array)], 0, dst, 0, count); }
+
+        @Override
+        public void run(int batch) {
+            if (batch > maxBatch || batch < 1) throw new IllegalArgumentException("batch " + batch + " outside 1.." + maxBatch);
+            for (int k = 0; k < program.kernels().size(); k++) {
+                var kernel = program.kernels().get(k);
+                List<String> args = Indexing.arguments(kernel);
+                int[] buffers = new int[args.size()];
+                for (int a = 0; a < buffers.length; a++) buffers[a] = program.arrayIndex(args.get(a));
+                var l = PtxRenderer.launch(kernel, batch);
+                module.launch(PtxRenderer.kernelName(program, k), l.gridX(), l.gridY(), PtxRenderer.BLOCK, arrays, buffers, batch);
+            }
+        }
+
+        @Override
+        public int maxBatch() { return maxBatch; }
+
+        @Override
+        public void close() {}
+    }
+}

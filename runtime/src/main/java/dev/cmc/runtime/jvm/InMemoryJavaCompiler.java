@@ -10,6 +10,23 @@ import java.util.*;
 public final class InMemoryJavaCompiler {
     private InMemoryJavaCompiler() {}
 
+    /**
+     * The JVM's class path plus wherever cmc's own classes were loaded from: generated kernels implement
+     * {@link dev.cmc.render.GeneratedKernels}, and an application that embeds cmc (or a test launcher started
+     * with -jar) may have loaded it through a class loader that java.class.path does not describe.
+     */
+    static String classpath() {
+        var parts = new java.util.LinkedHashSet<String>(List.of(System.getProperty("java.class.path", "").split(java.io.File.pathSeparator)));
+        try {
+            var source = dev.cmc.render.GeneratedKernels.class.getProtectionDomain().getCodeSource();
+            if (source != null) parts.add(java.nio.file.Path.of(source.getLocation().toURI()).toString());
+        } catch (java.net.URISyntaxException | SecurityException | IllegalArgumentException ignored) {
+            // fall back to java.class.path alone
+        }
+        parts.remove("");
+        return String.join(java.io.File.pathSeparator, parts);
+    }
+
     public static Class<?> compile(String className, String source) {
         JavaCompiler javac = ToolProvider.getSystemJavaCompiler();
         if (javac == null) throw new IllegalStateException("the jvm backend needs a JDK (javax.tools), but this is a JRE");
@@ -29,7 +46,7 @@ public final class InMemoryJavaCompiler {
             @Override public CharSequence getCharContent(boolean ignore) { return source; }
         };
         List<String> options = List.of("--add-modules", "jdk.incubator.vector", "-Xlint:-incubating", "-nowarn", "-g:none",
-                "-classpath", System.getProperty("java.class.path"));
+                "-classpath", classpath());
         boolean ok = javac.getTask(null, files, diagnostics, options, null, List.of(unit)).call();
         if (!ok) {
             var msg = new StringBuilder("generated kernel source for " + className + " failed to compile (a cmc bug):");

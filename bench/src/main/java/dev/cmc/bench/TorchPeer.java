@@ -66,18 +66,29 @@ public final class TorchPeer implements AutoCloseable {
         adam = Adam.builder().optLearningRateTracker(Tracker.fixed((float) lr)).optBeta1(0.9f).optBeta2(0.999f).optEpsilon(1e-8f).build();
     }
 
-    /** f(x, σ) for x[B,d] and σ[B]. */
+    /** f(x, σ) for x[B,d] and σ[B], recording autograd. */
     NDArray forward(Map<String, NDArray> w, NDArray x, NDArray sigma) {
+        return forward(w, x, sigma, false);
+    }
+
+    /**
+     * f(x, σ). Dense layers are torch's linear (the bias fused into the GEMM, as nn.Linear does); with
+     * inference = true the activations and residual adds run in place, sparing an allocation each, as a
+     * careful user writes a no-grad sampler.
+     */
+    NDArray forward(Map<String, NDArray> w, NDArray x, NDArray sigma, boolean inference) {
         float sd = (float) model.sigmaData(), smin = (float) model.sigmaMin();
         NDArray s = sigma.reshape(-1, 1);
         NDArray a = s.add(1e-10f).log().matMul(freqs);
-        NDArray emb = silu(dense(w, "embed", a.sin().concat(a.cos(), 1)));
+        NDArray emb = silu(dense(w, "embed", a.sin().concat(a.cos(), 1)), inference);
         NDArray xin = model.inputScaling().equals("edm") ? x.div(s.square().add(sd * sd).sqrt()) : x;
-        NDArray h = dense(w, "in", xin).add(emb);
+        NDArray h = dense(w, "in", xin);
+        h = inference ? h.addi(emb) : h.add(emb);
         for (int l = 0; l < model.numLayers(); l++) {
             String b = "block" + l;
             NDArray n = LayerNorm.layerNorm(h, new Shape(model.hiddenSize()), w.get(b + ".norm.g"), w.get(b + ".norm.b"), 1e-5f).singletonOrThrow();
-            h = h.add(dense(w, b + ".down", silu(dense(w, b + ".up", n))));
+            NDArray inner = dense(w, b + ".down", silu(dense(w, b + ".up", n), inference));
+            h = inference ? h.addi(inner) : h.add(inner);
         }
         NDArray out = dense(w, "out", h);
         NDArray shifted = s.sub(smin);
@@ -86,20 +97,38 @@ public final class TorchPeer implements AutoCloseable {
         return cSkip.mul(x).add(cOut.mul(out));
     }
 
+    /** torch.nn.functional.linear(x, Wᵀ, b): cmc stores W as [in, out], torch's linear wants [out, in] (a view). */
     private static NDArray dense(Map<String, NDArray> w, String name, NDArray x) {
-        return x.matMul(w.get(name + ".w")).add(w.get(name + ".b"));
+        return ai.djl.nn.core.Linear.linear(x, w.get(name + ".w").transpose(1, 0), w.get(name + ".b")).singletonOrThrow();
     }
 
-    private static NDArray silu(NDArray x) {
-        return Activation.swish(x, 1f);
+    /** x·sigmoid(x): DJL has no fused SiLU, so two libtorch ops (the second in place when not recording). */
+    private static NDArray silu(NDArray x, boolean inference) {
+        NDArray sig = Activation.sigmoid(x);
+        return inference ? sig.muli(x) : sig.mul(x);
+    }
+
+    /**
+     * Moves every weight into a step's manager for the step's duration. DJL attaches a new array to the
+     * manager of the array it was computed from, so without this every intermediate computed from a weight
+     * (a transposed view, an EMA term) would live in the long-lived manager and pile up step after step.
+     */
+    private void attachWeights(NDManager step) {
+        var all = new NDList();
+        all.addAll(params.values());
+        all.addAll(target.values());
+        all.addAll(ema.values());
+        all.add(freqs);
+        step.tempAttachAll(all);
     }
 
     /** One-step sampling: f(x, σ) for a batch at one σ; returns the outputs. */
     public float[] sample(float[] x, int batch, float sigma) {
         try (NDManager step = manager.newSubManager()) {
+            attachWeights(step);
             NDArray xs = step.create(x, new Shape(batch, model.inputDim()));
             NDArray s = step.full(new Shape(batch), sigma);
-            return forward(ema, xs, s).toFloatArray();
+            return forward(ema, xs, s, true).toFloatArray();
         }
     }
 
@@ -107,7 +136,8 @@ public final class TorchPeer implements AutoCloseable {
     public void sampleInPlace(NDArray x, NDArray sigma) {
         try (NDManager step = manager.newSubManager()) {
             step.tempAttachAll(x, sigma);
-            forward(ema, x, sigma);
+            attachWeights(step);
+            forward(ema, x, sigma, true);
         }
     }
 
@@ -115,32 +145,50 @@ public final class TorchPeer implements AutoCloseable {
     public void twoStepInPlace(NDArray x, NDArray sigma, NDArray noise, NDArray tau, float noiseScale) {
         try (NDManager step = manager.newSubManager()) {
             step.tempAttachAll(x, sigma, noise, tau);
-            NDArray first = forward(ema, x, sigma);
-            forward(ema, first.add(noise.mul(noiseScale)), tau);
+            attachWeights(step);
+            NDArray first = forward(ema, x, sigma, true);
+            forward(ema, first.addi(noise.mul(noiseScale)), tau, true);
         }
     }
 
     public NDManager manager() { return manager; }
 
-    /** The CT loss and step: online forward and backward, target forward, pseudo-Huber, Adam, both EMAs. */
+    /**
+     * The CT loss and step: online forward and backward, target forward, pseudo-Huber, Adam, both EMAs, then
+     * the gradients zeroed (PyTorch accumulates them). Intermediates live in per-phase managers; Adam runs
+     * with the weights in their own manager, so that the moments it creates on its first step persist.
+     */
     public float trainStep(NDArray x0, NDArray z, NDArray hi, NDArray lo, NDArray weight, float mu, float emaDecay) {
         try (NDManager step = manager.newSubManager()) {
             step.tempAttachAll(x0, z, hi, lo, weight);
-            NDArray targetOut = forward(target, x0.add(z.mul(lo.reshape(-1, 1))), lo);
             float loss;
-            try (GradientCollector gc = Engine.getEngine("PyTorch").newGradientCollector()) {
-                NDArray online = forward(params, x0.add(z.mul(hi.reshape(-1, 1))), hi);
-                NDArray sq = online.sub(targetOut).square().sum(new int[]{1});
-                NDArray dist = sq.add((float) (huberC * huberC)).sqrt().sub((float) huberC);
-                NDArray l = dist.mul(weight).mean();
-                gc.backward(l);
-                loss = l.getFloat();
+            try (NDManager pass = step.newSubManager()) {
+                attachWeights(pass);
+                NDArray targetOut = forward(target, x0.add(z.mul(lo.reshape(-1, 1))), lo, true);
+                try (GradientCollector gc = Engine.getEngine("PyTorch").newGradientCollector()) {
+                    NDArray online = forward(params, x0.add(z.mul(hi.reshape(-1, 1))), hi);
+                    NDArray sq = online.sub(targetOut).square().sum(new int[]{1});
+                    NDArray dist = sq.add((float) (huberC * huberC)).sqrt().sub((float) huberC);
+                    NDArray l = dist.mul(weight).mean();
+                    gc.backward(l);
+                    loss = l.getFloat();
+                }
             }
             for (var e : params.entrySet()) {
                 NDArray p = e.getValue();
-                adam.update(e.getKey(), p, p.getGradient());
-                target.get(e.getKey()).muli(mu).addi(p.mul(1 - mu));
-                ema.get(e.getKey()).muli(emaDecay).addi(p.mul(1 - emaDecay));
+                try (NDArray g = p.getGradient()) {
+                    adam.update(e.getKey(), p, g);
+                    g.subi(g);
+                }
+            }
+            try (NDManager averages = step.newSubManager()) {
+                attachWeights(averages);
+                for (var e : params.entrySet()) {
+                    // Detached: an EMA must not join the autograd graph (torch.no_grad in Python).
+                    NDArray p = e.getValue().stopGradient();
+                    target.get(e.getKey()).muli(mu).addi(p.mul(1 - mu));
+                    ema.get(e.getKey()).muli(emaDecay).addi(p.mul(1 - emaDecay));
+                }
             }
             return loss;
         }
@@ -149,6 +197,7 @@ public final class TorchPeer implements AutoCloseable {
     /** The CT loss alone at the current weights (for checking both sides agree), without a step. */
     public float loss(float[] x0, float[] z, float[] hi, float[] lo, float[] weight, int batch) {
         try (NDManager step = manager.newSubManager()) {
+            attachWeights(step);
             int d = model.inputDim();
             NDArray x = step.create(x0, new Shape(batch, d)), n = step.create(z, new Shape(batch, d));
             NDArray h = step.create(hi, new Shape(batch)), l = step.create(lo, new Shape(batch)), w = step.create(weight, new Shape(batch));

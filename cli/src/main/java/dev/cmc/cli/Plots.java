@@ -68,8 +68,11 @@ final class Plots {
         Files.move(tmp, png, StandardCopyOption.REPLACE_EXISTING, StandardCopyOption.ATOMIC_MOVE);
     }
 
-    /** A line per series on log-log axes (x: batch or size), several charts side by side in one PNG. */
-    record Panel(String title, String xTitle, String yTitle, java.util.Map<String, double[][]> series) {}
+    /** How a panel is drawn: lines over a log-scale x axis (and y, for costs spanning decades), or bars. */
+    enum Kind { LOG_X, LOG_XY, BARS }
+
+    /** One chart of a multi-panel PNG: series name → {x values, y values}; for BARS each series is one bar. */
+    record Panel(String title, String xTitle, String yTitle, java.util.Map<String, double[][]> series, Kind kind) {}
 
     static void panels(Path png, java.util.List<Panel> panels) throws IOException {
         int w = 560, h = 420;
@@ -77,12 +80,24 @@ final class Plots {
         var g = img.createGraphics();
         for (int i = 0; i < panels.size(); i++) {
             Panel p = panels.get(i);
-            XYChart chart = new XYChartBuilder().width(w).height(h).title(p.title()).xAxisTitle(p.xTitle()).yAxisTitle(p.yTitle()).build();
-            chart.getStyler().setChartBackgroundColor(Color.WHITE);
-            chart.getStyler().setXAxisLogarithmic(true);
-            chart.getStyler().setYAxisLogarithmic(true);
-            chart.getStyler().setLegendPosition(org.knowm.xchart.style.Styler.LegendPosition.InsideNW);
-            for (var e : p.series().entrySet()) if (e.getValue()[0].length > 0) chart.addSeries(e.getKey(), e.getValue()[0], e.getValue()[1]);
+            org.knowm.xchart.internal.chartpart.Chart<?, ?> chart;
+            if (p.kind() == Kind.BARS) {
+                var bars = new org.knowm.xchart.CategoryChartBuilder().width(w).height(h).title(p.title()).xAxisTitle(p.xTitle()).yAxisTitle(p.yTitle()).build();
+                bars.getStyler().setChartBackgroundColor(Color.WHITE);
+                bars.getStyler().setLabelsVisible(true);
+                bars.getStyler().setLegendVisible(false);
+                bars.addSeries(p.yTitle(), new java.util.ArrayList<>(p.series().keySet()),
+                        p.series().values().stream().map(v -> (Number) v[1][0]).toList());
+                chart = bars;
+            } else {
+                XYChart lines = new XYChartBuilder().width(w).height(h).title(p.title()).xAxisTitle(p.xTitle()).yAxisTitle(p.yTitle()).build();
+                lines.getStyler().setChartBackgroundColor(Color.WHITE);
+                lines.getStyler().setXAxisLogarithmic(true);
+                lines.getStyler().setYAxisLogarithmic(p.kind() == Kind.LOG_XY);
+                lines.getStyler().setLegendPosition(org.knowm.xchart.style.Styler.LegendPosition.InsideNW);
+                for (var e : p.series().entrySet()) if (e.getValue()[0].length > 0) lines.addSeries(e.getKey(), e.getValue()[0], e.getValue()[1]);
+                chart = lines;
+            }
             g.drawImage(BitmapEncoder.getBufferedImage(chart), i * w, 0, null);
         }
         g.dispose();

@@ -73,6 +73,36 @@ class CliTest {
     }
 
     @Test
+    void compileForCudaWritesPtxForTheChosenArchitecture(@TempDir Path dir) throws Exception {
+        Run r = cmc("compile", SEED.toString(), "--target", "cuda", "--arch", "sm_80", "--emit", dir.toString());
+        assertEquals(0, r.code(), r.err());
+        String ptx = Files.readString(dir.resolve("SeedDefaultTrainStepKernels.sm_80.ptx"));
+        assertTrue(ptx.contains(".target sm_80") && ptx.contains(".visible .entry k99_adam_ema("), "PTX lacks its target or the optimizer");
+        Run bad = cmc("compile", SEED.toString(), "--target", "cuda", "--arch", "sm_70");
+        assertEquals(2, bad.code());
+        assertTrue(bad.err().contains("--arch sm_70") && bad.err().contains("sm_80 and sm_90"), bad.err());
+    }
+
+    @Test
+    void benchOnEveryBackendSaysWhatItSkippedAndWritesJsonAndPng(@TempDir Path dir) throws Exception {
+        Path spec = dir.resolve("tiny.cm");
+        Files.writeString(spec, "model tiny { input_dim = 2; hidden_size = 16; num_layers = 1; }\n");
+        Run r = cmc("bench", spec.toString(), "--backends", "all", "--batch", "64,256", "--train-batch", "32", "--seconds", "0.3",
+                "--json", dir.resolve("b.json").toString(), "--png", dir.resolve("b.png").toString());
+        assertEquals(0, r.code(), r.err());
+        assertNoStackTrace(r);
+        if (dev.cmc.runtime.cuda.CudaDevices.unavailable() != null) assertTrue(r.out().contains("skipped cuda:0: "), r.out());
+        assertTrue(r.out().contains("skipped tornado: "), r.out());
+        assertTrue(r.out().contains("tiny on jvm") && r.out().contains("CT training step, batch 32"), r.out());
+        String json = Files.readString(dir.resolve("b.json"));
+        assertTrue(json.contains("\"backend\":\"jvm\"") && json.contains("\"batch\":256"), json);
+        assertTrue(Files.size(dir.resolve("b.png")) > 1000);
+        Run none = cmc("bench", spec.toString(), "--backends", "tornado");
+        assertEquals(2, none.code());
+        assertTrue(none.err().contains("--backends tornado: none of them is available here"), none.err());
+    }
+
+    @Test
     void badDataGetsOneLineNamingTheFile(@TempDir Path dir) throws Exception {
         Path spec = dir.resolve("s.cm");
         Files.writeString(dir.resolve("three.csv"), "1,2,3\n4,5,6\n");

@@ -452,7 +452,6 @@ public final class PtxRenderer {
         private void reduceBatch(Kernel.ReduceBatch rb) {
             int n = rb.domain().cols();
             Shape src = Shape.batch(n);
-            shared.append("    .shared .align 4 .f32 part[").append(BLOCK).append("];\n");
             String tid = special("%tid.x");
             String lane = bin("and.b32", tid, "31"), slice = bin("shr.u32", tid, "5");
             String col = mad(special("%ctaid.x"), "32", lane);
@@ -471,12 +470,7 @@ public final class PtxRenderer {
             op("bra " + top + ";");
             label(end);
             label(skip);
-            String slot = rd(), partBase = rd();
-            op("mov.u64 " + partBase + ", part;");
-            op("mul.wide.u32 " + slot + ", " + tid + ", 4;");
-            op("add.s64 " + slot + ", " + partBase + ", " + slot + ";");
-            op("st.shared.f32 [" + slot + "], " + sum + ";");
-            op("bar.sync 0;");
+            String slot = publish(tid, sum);
             exitIf(pred("ne.s32", slice, "0"));
             exitIf(pred("ge.s32", col, Integer.toString(n)));
             comment("the slices in order, so that every run sums alike");
@@ -494,6 +488,21 @@ public final class PtxRenderer {
             lets(rb.epilogue(), new Ctx(rb.domain(), constI(0), col, acc, new HashMap<>()));
         }
 
+        /** Declares the block's shared "part" array, stores each thread's partial sum at its slot, waits for all. */
+        private String publish(String tid, String partial) {
+            shared.append("    .shared .align 4 .f32 part[").append(BLOCK).append("];\n");
+            String slot = sharedSlot(symbol("part"), tid);
+            op("st.shared.f32 [" + slot + "], " + partial + ";");
+            op("bar.sync 0;");
+            return slot;
+        }
+
+        private String symbol(String name) {
+            String a = rd();
+            op("mov.u64 " + a + ", " + name + ";");
+            return a;
+        }
+
         private void transpose(Kernel.Transpose t) {
             int rows = t.src().shape().rows(), cols = t.src().shape().cols();
             String idx = mad(special("%ctaid.x"), Integer.toString(BLOCK), special("%tid.x"));
@@ -505,19 +514,13 @@ public final class PtxRenderer {
         }
 
         private void sumSquares(Kernel.SumSquares s) {
-            shared.append("    .shared .align 4 .f32 part[").append(BLOCK).append("];\n");
             String tid = special("%tid.x");
             String sum = accumulator();
             loop(tid, Integer.toString(s.count()), BLOCK, i -> {
                 String v = loadGlobal(s.array(), i);
                 op("fma.rn.f32 " + sum + ", " + v + ", " + v + ", " + sum + ";");
             });
-            String slot = rd(), partBase = rd();
-            op("mov.u64 " + partBase + ", part;");
-            op("mul.wide.u32 " + slot + ", " + tid + ", 4;");
-            op("add.s64 " + slot + ", " + partBase + ", " + slot + ";");
-            op("st.shared.f32 [" + slot + "], " + sum + ";");
-            op("bar.sync 0;");
+            String slot = publish(tid, sum);
             comment("tree reduction in shared memory");
             for (int stride = BLOCK / 2; stride >= 1; stride /= 2) {
                 String skip = newLabel("tree");
@@ -532,7 +535,7 @@ public final class PtxRenderer {
             }
             exitIf(pred("ne.s32", tid, "0"));
             String total = f();
-            op("ld.shared.f32 " + total + ", [" + partBase + "];");
+            op("ld.shared.f32 " + total + ", [" + slot + "];");
             storeGlobal(s.out().array(), Integer.toString(s.out().offset()), total);
         }
 
@@ -577,9 +580,7 @@ public final class PtxRenderer {
             String tx = bin("and.b32", tid, "15"), ty = bin("shr.u32", tid, "4");
             String col0 = bin("mul.lo.s32", special("%ctaid.x"), Integer.toString(TILE));
             String row0 = bin("mul.lo.s32", special("%ctaid.y"), Integer.toString(TILE));
-            String as = rd(), bs = rd();
-            op("mov.u64 " + as + ", As;");
-            op("mov.u64 " + bs + ", Bs;");
+            String as = symbol("As"), bs = symbol("Bs");
             String[][] acc = new String[PER][PER];
             for (int i = 0; i < PER; i++) for (int j = 0; j < PER; j++) acc[i][j] = constF(0);
             // This thread's staging slots: which A and B elements it copies into shared memory each K step.

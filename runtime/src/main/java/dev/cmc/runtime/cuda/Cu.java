@@ -2,7 +2,6 @@ package dev.cmc.runtime.cuda;
 
 import java.lang.foreign.*;
 import java.lang.invoke.MethodHandle;
-import java.util.Optional;
 
 import static java.lang.foreign.ValueLayout.*;
 
@@ -17,9 +16,8 @@ final class Cu {
     static final int JIT_INFO_LOG_BUFFER = 3, JIT_INFO_LOG_BUFFER_SIZE_BYTES = 4, JIT_ERROR_LOG_BUFFER = 5, JIT_ERROR_LOG_BUFFER_SIZE_BYTES = 6;
     static final int STREAM_NON_BLOCKING = 1, STREAM_CAPTURE_MODE_THREAD_LOCAL = 1;
 
-    private static final Linker LINKER = Linker.nativeLinker();
-    private static final Optional<SymbolLookup> LIB = open();
-    static final String WHY_MISSING = "no CUDA driver (libcuda.so.1) on this machine: the cuda backend needs an NVIDIA GPU and its driver";
+    private static final dev.cmc.runtime.NativeLibrary LIB = dev.cmc.runtime.NativeLibrary.open("libcuda.so.1",
+            "no CUDA driver (libcuda.so.1) on this machine: the cuda backend needs an NVIDIA GPU and its driver");
 
     static final MethodHandle cuInit = fn("cuInit", JAVA_INT, JAVA_INT);
     static final MethodHandle cuDriverGetVersion = fn("cuDriverGetVersion", JAVA_INT, ADDRESS);
@@ -63,20 +61,11 @@ final class Cu {
 
     /** Why CUDA cannot be used here, or null if the driver library is present. */
     static String unavailable() {
-        return LIB.isPresent() ? null : WHY_MISSING;
-    }
-
-    private static Optional<SymbolLookup> open() {
-        try {
-            return Optional.of(SymbolLookup.libraryLookup("libcuda.so.1", Arena.global()));
-        } catch (IllegalArgumentException e) {
-            return Optional.empty();
-        }
+        return LIB.present() ? null : LIB.whyMissing();
     }
 
     private static MethodHandle fn(String name, MemoryLayout ret, MemoryLayout... args) {
-        if (LIB.isEmpty()) return null;
-        return LIB.get().find(name).map(addr -> LINKER.downcallHandle(addr, FunctionDescriptor.of(ret, args))).orElse(null);
+        return LIB.function(name, ret, args);
     }
 
     /** A driver call failed: names the call and the error. */
@@ -91,14 +80,7 @@ final class Cu {
     }
 
     static Object call(MethodHandle h, Object... args) {
-        if (h == null) throw new IllegalStateException(LIB.isEmpty() ? WHY_MISSING : "this CUDA driver lacks a call cmc needs (driver too old)");
-        try {
-            return h.invokeWithArguments(args);
-        } catch (RuntimeException | Error e) {
-            throw e;
-        } catch (Throwable t) {
-            throw new IllegalStateException(t);
-        }
+        return LIB.call(h, args);
     }
 
     static void status(MethodHandle h, String name, Object... args) {

@@ -2,7 +2,6 @@ package dev.cmc.runtime.opencl;
 
 import java.lang.foreign.*;
 import java.lang.invoke.MethodHandle;
-import java.util.Optional;
 
 import static java.lang.foreign.ValueLayout.*;
 
@@ -24,9 +23,8 @@ final class CL {
 
     static final ValueLayout SIZE_T = (ValueLayout) Linker.nativeLinker().canonicalLayouts().get("size_t");
 
-    private static final Linker LINKER = Linker.nativeLinker();
-    private static final Optional<SymbolLookup> LIB = open();
-    private static final String WHY_MISSING = "no OpenCL loader (libOpenCL.so.1) on this machine; on Debian: apt-get install ocl-icd-libopencl1 pocl-opencl-icd";
+    private static final dev.cmc.runtime.NativeLibrary LIB = dev.cmc.runtime.NativeLibrary.open("libOpenCL.so.1",
+            "no OpenCL loader (libOpenCL.so.1) on this machine; on Debian: apt-get install ocl-icd-libopencl1 pocl-opencl-icd");
 
     static final MethodHandle clGetPlatformIDs = fn("clGetPlatformIDs", JAVA_INT, JAVA_INT, ADDRESS, ADDRESS);
     static final MethodHandle clGetPlatformInfo = fn("clGetPlatformInfo", JAVA_INT, ADDRESS, JAVA_INT, SIZE_T, ADDRESS, ADDRESS);
@@ -59,20 +57,11 @@ final class CL {
 
     /** Why OpenCL cannot be used here, or null if the loader is present. */
     static String unavailable() {
-        return LIB.isPresent() ? null : WHY_MISSING;
-    }
-
-    private static Optional<SymbolLookup> open() {
-        try {
-            return Optional.of(SymbolLookup.libraryLookup("libOpenCL.so.1", Arena.global()));
-        } catch (IllegalArgumentException e) {
-            return Optional.empty();
-        }
+        return LIB.present() ? null : LIB.whyMissing();
     }
 
     private static MethodHandle fn(String name, MemoryLayout ret, MemoryLayout... args) {
-        if (LIB.isEmpty()) return null;
-        return LIB.get().find(name).map(addr -> LINKER.downcallHandle(addr, FunctionDescriptor.of(ret, args))).orElse(null);
+        return LIB.function(name, ret, args);
     }
 
     /** An OpenCL call failed: names the call and the error. */
@@ -91,14 +80,7 @@ final class CL {
 
     /** Calls a handle and unwraps what it throws; every call in the runtime goes through here. */
     static Object call(MethodHandle h, Object... args) {
-        if (h == null) throw new IllegalStateException(WHY_MISSING);
-        try {
-            return h.invokeWithArguments(args);
-        } catch (RuntimeException | Error e) {
-            throw e;
-        } catch (Throwable t) {
-            throw new IllegalStateException(t);
-        }
+        return LIB.call(h, args);
     }
 
     static int status(MethodHandle h, String name, Object... args) {

@@ -100,7 +100,7 @@ final class BenchCommand implements Callable<Integer> {
         if (!names.equals(List.of("all"))) return names;
         var out = new ArrayList<String>();
         for (String b : Backends.available()) out.add(b.equals("jvm:0") ? "jvm" : b);
-        for (String b : List.of("cuda:0", "tornado")) if (out.stream().noneMatch(o -> o.startsWith(b.replace(":0", "")))) out.add(b);
+        for (String b : List.of("cuda:0", "opencl:0", "tornado")) if (out.stream().noneMatch(o -> o.startsWith(b.replace(":0", "")))) out.add(b);
         return out;
     }
 

@@ -58,15 +58,19 @@ class PtxasTest {
         Path ptxas = ptxas();
         Assumptions.assumeTrue(ptxas != null, "ptxas not found (CUDA_HOME, /usr/local/cuda/bin or PATH): PTX assembly check skipped");
         for (Program p : programs()) {
-            String ptx = p.name().equals("peak_fma") ? PtxRenderer.renderPeak(p, arch) : PtxRenderer.render(p, "ptxas test", arch);
-            Path file = dir.resolve(p.name() + ".ptx");
-            Files.writeString(file, ptx);
-            var proc = new ProcessBuilder(ptxas.toString(), "-arch=" + arch, "-v", file.toString(), "-o", dir.resolve(p.name() + ".cubin").toString())
-                    .redirectErrorStream(true).start();
-            String log = new String(proc.getInputStream().readAllBytes());
-            assertTrue(proc.waitFor(120, TimeUnit.SECONDS), "ptxas timed out on " + p.name());
-            assertEquals(0, proc.exitValue(), p.name() + " (" + arch + ") does not assemble:\n" + log);
-            assertFalse(log.matches("(?s).*[1-9]\\d* bytes spill (stores|loads).*"), p.name() + " (" + arch + ") spills registers:\n" + log);
+            for (boolean tf32 : new boolean[]{false, true}) {
+                if (tf32 && p.name().equals("peak_fma")) continue;
+                String ptx = p.name().equals("peak_fma") ? PtxRenderer.renderPeak(p, arch) : PtxRenderer.render(p, "ptxas test", arch, tf32);
+                String what = p.name() + (tf32 ? " (tf32)" : "") + " for " + arch;
+                Path file = dir.resolve(p.name() + (tf32 ? "_tf32" : "") + ".ptx");
+                Files.writeString(file, ptx);
+                var proc = new ProcessBuilder(ptxas.toString(), "-arch=" + arch, "-v", file.toString(), "-o", dir.resolve(p.name() + ".cubin").toString())
+                        .redirectErrorStream(true).start();
+                String log = new String(proc.getInputStream().readAllBytes());
+                assertTrue(proc.waitFor(120, TimeUnit.SECONDS), "ptxas timed out on " + what);
+                assertEquals(0, proc.exitValue(), what + " does not assemble:\n" + log);
+                assertFalse(log.matches("(?s).*[1-9]\\d* bytes spill (stores|loads).*"), what + " spills registers:\n" + log);
+            }
         }
     }
 

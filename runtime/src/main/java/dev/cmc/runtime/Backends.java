@@ -67,9 +67,12 @@ public final class Backends {
             name = pick.substring(0, pick.indexOf(':'));
             device = Integer.parseInt(pick.substring(pick.indexOf(':') + 1));
         }
-        if (!spec.target().precision().equals("fp32")) {
-            throw new UnavailableException("target.precision = " + spec.target().precision() + " in " + spec.fileName()
-                    + ": the " + name + " backend computes in fp32; set precision = fp32");
+        String precision = spec.target().precision();
+        boolean tensorCores = name.equals("cuda") && precision.equals("tf32");
+        if (!precision.equals("fp32") && !tensorCores) {
+            throw new UnavailableException("target.precision = " + precision + " in " + spec.fileName() + ": the " + name
+                    + " backend computes in fp32" + (name.equals("cuda") ? " or tf32" : "") + "; set precision = fp32"
+                    + (name.equals("cuda") ? " or tf32" : ""));
         }
         return switch (name) {
             case "jvm" -> new JvmBackend();
@@ -93,7 +96,7 @@ public final class Backends {
                 if (why != null) throw new UnavailableException(where + ": " + why + "; available: auto, " + String.join(", ", available()));
                 int n = dev.cmc.runtime.cuda.CudaDevices.list().size();
                 if (device < 0 || device >= n) throw new UnavailableException(where + ": no CUDA device " + device + "; devices are 0.." + (n - 1) + " (cmc devices lists them)");
-                yield new dev.cmc.runtime.cuda.CudaBackend(device);
+                yield new dev.cmc.runtime.cuda.CudaBackend(device).withTf32(tensorCores);
             }
             case "tornado" -> throw new UnavailableException(where + ": this build has no " + name + " backend yet; available: auto, "
                     + String.join(", ", available()));

@@ -11,6 +11,15 @@ import java.util.Map;
 /** Generated PTX, JIT-compiled and run by the CUDA driver (libcuda.so.1) through Java's FFM API. */
 public final class CudaBackend implements Backend {
     private final CudaDevices.Device device;
+    private boolean tf32;
+
+    /** target.precision = tf32: GEMMs on the tensor cores (TF32 inputs, fp32 accumulation). */
+    public CudaBackend withTf32(boolean on) {
+        this.tf32 = on;
+        return this;
+    }
+
+    public boolean tf32() { return tf32; }
 
     public CudaBackend(int index) {
         var all = CudaDevices.list();
@@ -31,12 +40,12 @@ public final class CudaBackend implements Backend {
 
     @Override
     public Map<String, String> render(Program program, String header) {
-        return Map.of(JavaRenderer.className(program) + "." + device.arch() + ".ptx", PtxRenderer.render(program, header, device.arch()));
+        return Map.of(JavaRenderer.className(program) + "." + device.arch() + ".ptx", PtxRenderer.render(program, header, device.arch(), tf32));
     }
 
     @Override
     public CudaExecutable load(Program program, int maxBatch) {
-        return new CudaExecutable(device, program, PtxRenderer.render(program, "program " + program.name(), device.arch()), maxBatch);
+        return new CudaExecutable(device, program, PtxRenderer.render(program, "program " + program.name(), device.arch(), tf32), maxBatch);
     }
 
     @Override

@@ -47,7 +47,7 @@ final class PtxSimulator {
             String line = raw.contains("//") ? raw.substring(0, raw.indexOf("//")) : raw;
             line = line.strip();
             if (line.isEmpty() || line.startsWith(".version") || line.startsWith(".target") || line.startsWith(".address_size")
-                    || line.startsWith(".maxntid") || line.equals("{") || line.equals(")") || line.startsWith(".reg")) continue;
+                    || line.startsWith(".maxntid") || line.startsWith(".maxnreg") || line.equals("{") || line.equals(")") || line.startsWith(".reg")) continue;
             if (line.startsWith(".visible .entry")) {
                 e = new Entry(line.substring(16, line.indexOf('(')).strip());
                 entries.put(e.name, e);
@@ -108,6 +108,7 @@ final class PtxSimulator {
     }
 
     private static Operand operand(Entry e, String a) {
+        a = a.replace("{", "").replace("}", "").strip();   // mma's vector operands are read as a flat list
         if (a.startsWith("[")) {
             String inner = a.substring(1, a.length() - 1);
             int plus = inner.indexOf('+');
@@ -137,6 +138,7 @@ final class PtxSimulator {
     /** One block: its threads' registers and program counters, its shared memory. */
     private static final class Block {
         private static final int RUN = 0, BAR = 1, SHFL = 2, DONE = 3;
+        private static final String MMA = "mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32";
         final Entry e;
         final int bx, by, n, rows;
         final float[][] buffers;
@@ -192,6 +194,10 @@ final class PtxSimulator {
             }
             if (at < 0) return false;
             Instr in = e.code.get(at);
+            if (in.op.equals(MMA)) {
+                mma(w, in);
+                return true;
+            }
             long[] value = new long[32];
             for (int t = w; t < Math.min(n, w + 32); t++) value[t - w] = get(t, in.args[1]);
             for (int t = w; t < Math.min(n, w + 32); t++) {
@@ -202,6 +208,43 @@ final class PtxSimulator {
                 pc[t]++;
             }
             return true;
+        }
+
+        /**
+         * mma.sync m16n8k8 (TF32 in, fp32 out) across the warp, with the PTX ISA's fragment layout: lane l holds
+         * A(g, t), A(g+8, t), A(g, t+4), A(g+8, t+4); B(t, g), B(t+4, g); C and D (g, 2t), (g, 2t+1), (g+8, 2t),
+         * (g+8, 2t+1), where g = l / 4 and t = l % 4.
+         */
+        private void mma(int w, Instr in) {
+            float[][] a = new float[16][8], b = new float[8][8], c = new float[16][8];
+            for (int l = 0; l < 32; l++) {
+                int t = w + l, g = l >> 2, q = l & 3;
+                a[g][q] = f(get(t, in.args[4]));
+                a[g + 8][q] = f(get(t, in.args[5]));
+                a[g][q + 4] = f(get(t, in.args[6]));
+                a[g + 8][q + 4] = f(get(t, in.args[7]));
+                b[q][g] = f(get(t, in.args[8]));
+                b[q + 4][g] = f(get(t, in.args[9]));
+                c[g][2 * q] = f(get(t, in.args[10]));
+                c[g][2 * q + 1] = f(get(t, in.args[11]));
+                c[g + 8][2 * q] = f(get(t, in.args[12]));
+                c[g + 8][2 * q + 1] = f(get(t, in.args[13]));
+            }
+            float[][] d = new float[16][8];
+            for (int i = 0; i < 16; i++) for (int j = 0; j < 8; j++) {
+                double sum = c[i][j];
+                for (int p = 0; p < 8; p++) sum += (double) a[i][p] * b[p][j];
+                d[i][j] = (float) sum;
+            }
+            for (int l = 0; l < 32; l++) {
+                int t = w + l, g = l >> 2, q = l & 3;
+                regs[t][in.args[0].reg] = bits(d[g][2 * q]);
+                regs[t][in.args[1].reg] = bits(d[g][2 * q + 1]);
+                regs[t][in.args[2].reg] = bits(d[g + 8][2 * q]);
+                regs[t][in.args[3].reg] = bits(d[g + 8][2 * q + 1]);
+                state[t] = RUN;
+                pc[t]++;
+            }
         }
 
         private long get(int t, Operand o) {
@@ -269,7 +312,12 @@ final class PtxSimulator {
                 switch (op) {
                     case "ret" -> { state[t] = DONE; return; }
                     case "bar.sync" -> { state[t] = BAR; return; }
-                    case "shfl.sync.bfly.b32" -> { state[t] = SHFL; return; }
+                    case "shfl.sync.bfly.b32", MMA -> { state[t] = SHFL; return; }   // warp collectives
+                    case "cvt.rna.tf32.f32" -> {
+                        // TF32: the top 10 mantissa bits, rounded to nearest with ties away from zero.
+                        long x = get(t, a[1]) & 0xffffffffL;
+                        r[a[0].reg] = Float.isFinite(f(x)) ? (x + 0x1000) & 0xffffe000L : x;
+                    }
                     case "bra" -> { pc[t] = in.target; continue; }
                     case "ld.param.u64" -> r[a[0].reg] = base(bufferOfParam[e.params.indexOf(a[1].name)]);
                     case "ld.param.u32" -> r[a[0].reg] = rows;

@@ -16,17 +16,26 @@ import java.util.Map;
  * against the float64 reference on machines without a GPU.
  */
 public final class SimulatedCudaBackend implements Backend {
+    private final boolean tf32;
+
+    public SimulatedCudaBackend() { this(false); }
+
+    /** With tf32, GEMMs are the tensor-core kernels (mma.sync), as target.precision = tf32 renders them. */
+    public SimulatedCudaBackend(boolean tf32) { this.tf32 = tf32; }
+
+    public boolean tf32() { return tf32; }
+
     @Override
     public String name() { return "cuda-simulated"; }
 
     @Override
     public Map<String, String> render(Program program, String header) {
-        return Map.of(JavaRenderer.className(program) + ".ptx", PtxRenderer.render(program, header, "sm_90"));
+        return Map.of(JavaRenderer.className(program) + ".ptx", PtxRenderer.render(program, header, "sm_90", tf32));
     }
 
     @Override
     public Executable load(Program program, int maxBatch) {
-        return new Simulated(program, new PtxSimulator(PtxRenderer.render(program, "program " + program.name(), "sm_90")), maxBatch);
+        return new Simulated(program, new PtxSimulator(PtxRenderer.render(program, "program " + program.name(), "sm_90", tf32)), maxBatch);
     }
 
     private static final class Simulated implements Executable {

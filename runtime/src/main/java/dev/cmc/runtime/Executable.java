@@ -17,6 +17,9 @@ public interface Executable extends AutoCloseable {
     /** The largest batch the arrays were allocated for. */
     int maxBatch();
 
+    /** Bytes in use on the whole device as its driver reports them, or -1 where the runtime cannot tell. */
+    default long deviceBytesInUse() { return -1; }
+
     @Override
     void close();
 }

@@ -181,10 +181,11 @@ public final class Bench {
             return samples.getLast().rssBytes() - atWarm;
         }
 
-        /** No leak: RSS after warm-up grows by less than 5% and less than 64 MiB, and device memory not at all. */
+        /** No leak: RSS after warm-up grows by less than 5% and less than 64 MiB, and device memory by under 1 MiB. */
         public boolean steady() {
-            long atWarm = samples.stream().filter(s -> s.step() >= warmupSteps).findFirst().orElse(samples.getFirst()).rssBytes();
-            boolean device = samples.stream().mapToLong(SoakSample::deviceBytes).distinct().count() == 1;
+            SoakSample warm = samples.stream().filter(s -> s.step() >= warmupSteps).findFirst().orElse(samples.getFirst());
+            long atWarm = warm.rssBytes();
+            boolean device = samples.getLast().deviceBytes() - warm.deviceBytes() < (1L << 20);
             return device && rssGrowth() < Math.min(64L << 20, atWarm / 20);
         }
 
@@ -213,7 +214,9 @@ public final class Bench {
                     t.read("loss", loss, 1);
                     long now = System.nanoTime();
                     var rt = Runtime.getRuntime();
-                    samples.add(new SoakSample(step, (now - last) / 1e6 / every, Memory.rssBytes(), rt.totalMemory() - rt.freeMemory(), deviceBytes));
+                    long inUse = t.deviceBytesInUse();   // the driver's figure where there is one (CUDA), else what cmc allocated
+                    samples.add(new SoakSample(step, (now - last) / 1e6 / every, Memory.rssBytes(), rt.totalMemory() - rt.freeMemory(),
+                            inUse >= 0 ? inUse : deviceBytes));
                     last = now;
                     progress.at(String.format("%s: soak, loss %.4f, RSS %.0f MiB", label, loss[0], Memory.rssBytes() / 1048576.0), (int) step, (int) steps);
                 }

@@ -218,6 +218,12 @@ public final class CudaExecutable implements Executable {
     }
 
     @Override
+    public long deviceBytesInUse() {
+        long[] info = memoryInfo();
+        return info[1] - info[0];
+    }
+
+    @Override
     public int maxBatch() { return maxBatch; }
 
     @Override

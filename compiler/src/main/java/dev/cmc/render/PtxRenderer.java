@@ -584,26 +584,31 @@ public final class PtxRenderer {
             storeGlobal("ema", i, fma(emaDecay, loadGlobal("ema", i), bin("mul.f32", oneMinusEma, pNew)));
         }
 
-        /** A GPU GEMM: 64×64 tiles through shared memory, 16×16 threads each holding a 4×4 register tile. */
-        private void gemm(Kernel.Gemm g) {
-            int n = g.domain().cols();
+        /** What both GEMM kernels share: the block's output corner, the bounds, the shared tiles. */
+        private record Tiles(String m, String n, String k, String tid, String row0, String col0, String as, String bs, int bStride) {}
+
+        /** Declares As[16][65] and Bs[16][bStride] and finds this block's 64×64 output tile. */
+        private Tiles tiles(Kernel.Gemm g, int bStride) {
             shared.append("    .shared .align 16 .f32 As[").append(KT * (TILE + 1)).append("];\n");
-            shared.append("    .shared .align 16 .f32 Bs[").append(KT * TILE).append("];\n");
+            shared.append("    .shared .align 16 .f32 Bs[").append(KT * bStride).append("];\n");
             String m = domainRows(g.domain());
             String k = g.transposeA() ? rowsReg : constI(g.k());
             String tid = special("%tid.x");
-            String tx = bin("and.b32", tid, "15"), ty = bin("shr.u32", tid, "4");
             String col0 = bin("mul.lo.s32", special("%ctaid.x"), Integer.toString(TILE));
             String row0 = bin("mul.lo.s32", special("%ctaid.y"), Integer.toString(TILE));
-            String as = symbol("As"), bs = symbol("Bs");
-            String[][] acc = new String[PER][PER];
-            for (int i = 0; i < PER; i++) for (int j = 0; j < PER; j++) acc[i][j] = constF(0);
-            // This thread's staging slots: which A and B elements it copies into shared memory each K step.
+            return new Tiles(m, Integer.toString(g.domain().cols()), k, tid, row0, col0, symbol("As"), symbol("Bs"), bStride);
+        }
+
+        /**
+         * The K loop: each step stages a 64×16 slice of A and a 16×64 slice of B into shared memory (zero outside
+         * the matrices), waits, runs compute over the slices, and waits again before the next step overwrites them.
+         */
+        private void kLoop(Kernel.Gemm g, Tiles t, Runnable compute) {
             int loads = TILE * KT / BLOCK;
             String[] aRow = new String[loads], aP = new String[loads], bP = new String[loads], bCol = new String[loads];
             String[] aSlot = new String[loads], bSlot = new String[loads];
             for (int l = 0; l < loads; l++) {
-                String idx = bin("add.s32", tid, Integer.toString(l * BLOCK));
+                String idx = bin("add.s32", t.tid(), Integer.toString(l * BLOCK));
                 if (g.transposeA()) {   // A is [K, M] in memory: consecutive threads take consecutive rows of the tile
                     aRow[l] = bin("and.b32", idx, Integer.toString(TILE - 1));
                     aP[l] = bin("shr.u32", idx, "6");
@@ -613,66 +618,81 @@ public final class PtxRenderer {
                 }
                 bP[l] = bin("shr.u32", idx, "6");
                 bCol[l] = bin("and.b32", idx, Integer.toString(TILE - 1));
-                aSlot[l] = sharedSlot(as, mad(aP[l], Integer.toString(TILE + 1), aRow[l]));
-                bSlot[l] = sharedSlot(bs, mad(bP[l], Integer.toString(TILE), bCol[l]));
+                aSlot[l] = sharedSlot(t.as(), mad(aP[l], Integer.toString(TILE + 1), aRow[l]));
+                bSlot[l] = sharedSlot(t.bs(), mad(bP[l], Integer.toString(t.bStride()), bCol[l]));
             }
-            String aRead = sharedSlot(as, ty), bRead = sharedSlot(bs, tx);
             String p0 = r(), top = newLabel("k"), done = newLabel("k_end");
             op("mov.u32 " + p0 + ", 0;");
             label(top);
-            op("@" + pred("ge.s32", p0, k) + " bra " + done + ";");
+            op("@" + pred("ge.s32", p0, t.k()) + " bra " + done + ";");
             for (int l = 0; l < loads; l++) {
                 comment("stage A[" + l + "] and B[" + l + "] (zero outside the matrices)");
-                String ar = bin("add.s32", row0, aRow[l]), ap = bin("add.s32", p0, aP[l]);
+                String ar = bin("add.s32", t.row0(), aRow[l]), ap = bin("add.s32", p0, aP[l]);
                 String ok = p();
-                op("setp.lt.s32 " + ok + ", " + ar + ", " + m + ";");
-                op("setp.lt.and.s32 " + ok + ", " + ap + ", " + k + ", " + ok + ";");
+                op("setp.lt.s32 " + ok + ", " + ar + ", " + t.m() + ";");
+                op("setp.lt.and.s32 " + ok + ", " + ap + ", " + t.k() + ", " + ok + ";");
                 Buf a = g.a();
                 String aIdx = g.transposeA() ? bin("add.s32", mad(ap, Integer.toString(a.shape().cols()), ar), Integer.toString(a.offset()))
                                              : bin("add.s32", mad(ar, Integer.toString(g.k()), ap), Integer.toString(a.offset()));
                 String av = constF(0);
                 op("@" + ok + " ld.global.f32 " + av + ", [" + address(a.array(), aIdx) + "];");
                 op("st.shared.f32 [" + aSlot[l] + "], " + av + ";");
-                String bp = bin("add.s32", p0, bP[l]), bc = bin("add.s32", col0, bCol[l]);
+                String bp = bin("add.s32", p0, bP[l]), bc = bin("add.s32", t.col0(), bCol[l]);
                 String okB = p();
-                op("setp.lt.s32 " + okB + ", " + bp + ", " + k + ";");
-                op("setp.lt.and.s32 " + okB + ", " + bc + ", " + n + ", " + okB + ";");
-                String bIdx = bin("add.s32", mad(bp, Integer.toString(n), bc), Integer.toString(g.b().offset()));
+                op("setp.lt.s32 " + okB + ", " + bp + ", " + t.k() + ";");
+                op("setp.lt.and.s32 " + okB + ", " + bc + ", " + t.n() + ", " + okB + ";");
+                String bIdx = bin("add.s32", mad(bp, t.n(), bc), Integer.toString(g.b().offset()));
                 String bv = constF(0);
                 op("@" + okB + " ld.global.f32 " + bv + ", [" + address(g.b().array(), bIdx) + "];");
                 op("st.shared.f32 [" + bSlot[l] + "], " + bv + ";");
             }
             op("bar.sync 0;");
-            for (int pp = 0; pp < KT; pp++) {
-                String[] av = new String[PER], bv = new String[PER];
-                for (int i = 0; i < PER; i++) {
-                    av[i] = f();
-                    op("ld.shared.f32 " + av[i] + ", [" + aRead + "+" + 4 * (pp * (TILE + 1) + THREADS * i) + "];");
-                }
-                for (int j = 0; j < PER; j++) {
-                    bv[j] = f();
-                    op("ld.shared.f32 " + bv[j] + ", [" + bRead + "+" + 4 * (pp * TILE + THREADS * j) + "];");
-                }
-                for (int i = 0; i < PER; i++) for (int j = 0; j < PER; j++) {
-                    op("fma.rn.f32 " + acc[i][j] + ", " + av[i] + ", " + bv[j] + ", " + acc[i][j] + ";");
-                }
-            }
+            compute.run();
             op("bar.sync 0;");
             op("add.s32 " + p0 + ", " + p0 + ", " + KT + ";");
             op("bra " + top + ";");
             label(done);
+        }
+
+        /** One accumulator through the fused epilogue, if (row, col) lies inside the output. */
+        private void emit(Kernel.Gemm g, Tiles t, String row, String col, String acc) {
+            String skip = newLabel("out");
+            String out = p();
+            op("setp.ge.s32 " + out + ", " + row + ", " + t.m() + ";");
+            op("setp.ge.or.s32 " + out + ", " + col + ", " + t.n() + ", " + out + ";");
+            op("@" + out + " bra " + skip + ";");
+            lets(g.epilogue(), new Ctx(g.domain(), row, col, acc, new HashMap<>()));
+            label(skip);
+        }
+
+        /** A GPU GEMM: 64×64 tiles through shared memory, 16×16 threads each holding a 4×4 register tile. */
+        private void gemm(Kernel.Gemm g) {
+            Tiles t = tiles(g, TILE);
+            String tx = bin("and.b32", t.tid(), "15"), ty = bin("shr.u32", t.tid(), "4");
+            String[][] acc = new String[PER][PER];
+            for (int i = 0; i < PER; i++) for (int j = 0; j < PER; j++) acc[i][j] = constF(0);
+            String aRead = sharedSlot(t.as(), ty), bRead = sharedSlot(t.bs(), tx);
+            kLoop(g, t, () -> {
+                for (int pp = 0; pp < KT; pp++) {
+                    String[] av = new String[PER], bv = new String[PER];
+                    for (int i = 0; i < PER; i++) {
+                        av[i] = f();
+                        op("ld.shared.f32 " + av[i] + ", [" + aRead + "+" + 4 * (pp * (TILE + 1) + THREADS * i) + "];");
+                    }
+                    for (int j = 0; j < PER; j++) {
+                        bv[j] = f();
+                        op("ld.shared.f32 " + bv[j] + ", [" + bRead + "+" + 4 * (pp * TILE + THREADS * j) + "];");
+                    }
+                    for (int i = 0; i < PER; i++) for (int j = 0; j < PER; j++) {
+                        op("fma.rn.f32 " + acc[i][j] + ", " + av[i] + ", " + bv[j] + ", " + acc[i][j] + ";");
+                    }
+                }
+            });
             for (int i = 0; i < PER; i++) {
                 for (int j = 0; j < PER; j++) {
                     comment("element (" + i + ", " + j + ") of the register tile through the epilogue");
-                    String row = bin("add.s32", bin("add.s32", row0, ty), Integer.toString(THREADS * i));
-                    String col = bin("add.s32", bin("add.s32", col0, tx), Integer.toString(THREADS * j));
-                    String skip = newLabel("out");
-                    String out = p();
-                    op("setp.ge.s32 " + out + ", " + row + ", " + m + ";");
-                    op("setp.ge.or.s32 " + out + ", " + col + ", " + n + ", " + out + ";");
-                    op("@" + out + " bra " + skip + ";");
-                    lets(g.epilogue(), new Ctx(g.domain(), row, col, acc[i][j], new HashMap<>()));
-                    label(skip);
+                    emit(g, t, bin("add.s32", bin("add.s32", t.row0(), ty), Integer.toString(THREADS * i)),
+                            bin("add.s32", bin("add.s32", t.col0(), tx), Integer.toString(THREADS * j)), acc[i][j]);
                 }
             }
         }
@@ -683,95 +703,36 @@ public final class PtxRenderer {
          * shared rows are padded to 72 floats so that a warp's fragment loads hit 32 different banks.
          */
         private void gemmTf32(Kernel.Gemm g) {
-            int n = g.domain().cols(), bStride = TILE + 8, nTiles = 4;
-            shared.append("    .shared .align 16 .f32 As[").append(KT * (TILE + 1)).append("];\n");
-            shared.append("    .shared .align 16 .f32 Bs[").append(KT * bStride).append("];\n");
-            String m = domainRows(g.domain());
-            String k = g.transposeA() ? rowsReg : constI(g.k());
-            String tid = special("%tid.x");
-            String lane = bin("and.b32", tid, "31"), warp = bin("shr.u32", tid, "5");
+            int bStride = TILE + 8, nTiles = 4;
+            Tiles t = tiles(g, bStride);
+            String lane = bin("and.b32", t.tid(), "31"), warp = bin("shr.u32", t.tid(), "5");
             String grp = bin("shr.u32", lane, "2"), tig = bin("and.b32", lane, "3");
             String warpRow = bin("mul.lo.s32", bin("shr.u32", warp, "1"), "16"), warpCol = bin("mul.lo.s32", bin("and.b32", warp, "1"), "32");
-            String col0 = bin("mul.lo.s32", special("%ctaid.x"), Integer.toString(TILE));
-            String row0 = bin("mul.lo.s32", special("%ctaid.y"), Integer.toString(TILE));
-            String as = symbol("As"), bs = symbol("Bs");
             String[][] acc = new String[nTiles][4];
             for (int j = 0; j < nTiles; j++) for (int e = 0; e < 4; e++) acc[j][e] = constF(0);
-            int loads = TILE * KT / BLOCK;
-            String[] aRow = new String[loads], aP = new String[loads], bP = new String[loads], bCol = new String[loads];
-            String[] aSlot = new String[loads], bSlot = new String[loads];
-            for (int l = 0; l < loads; l++) {
-                String idx = bin("add.s32", tid, Integer.toString(l * BLOCK));
-                if (g.transposeA()) {
-                    aRow[l] = bin("and.b32", idx, Integer.toString(TILE - 1));
-                    aP[l] = bin("shr.u32", idx, "6");
-                } else {
-                    aRow[l] = bin("shr.u32", idx, "4");
-                    aP[l] = bin("and.b32", idx, Integer.toString(KT - 1));
-                }
-                bP[l] = bin("shr.u32", idx, "6");
-                bCol[l] = bin("and.b32", idx, Integer.toString(TILE - 1));
-                aSlot[l] = sharedSlot(as, mad(aP[l], Integer.toString(TILE + 1), aRow[l]));
-                bSlot[l] = sharedSlot(bs, mad(bP[l], Integer.toString(bStride), bCol[l]));
-            }
             // This lane's fragment addresses: A(row g / g+8, k t / t+4) of the warp's rows, B(k t / t+4, col g) of each n tile.
-            String aRead = sharedSlot(as, mad(tig, Integer.toString(TILE + 1), bin("add.s32", warpRow, grp)));
-            String bRead = sharedSlot(bs, mad(tig, Integer.toString(bStride), bin("add.s32", warpCol, grp)));
-            String p0 = r(), top = newLabel("k"), done = newLabel("k_end");
-            op("mov.u32 " + p0 + ", 0;");
-            label(top);
-            op("@" + pred("ge.s32", p0, k) + " bra " + done + ";");
-            for (int l = 0; l < loads; l++) {
-                comment("stage A[" + l + "] and B[" + l + "] (zero outside the matrices)");
-                String ar = bin("add.s32", row0, aRow[l]), ap = bin("add.s32", p0, aP[l]);
-                String ok = p();
-                op("setp.lt.s32 " + ok + ", " + ar + ", " + m + ";");
-                op("setp.lt.and.s32 " + ok + ", " + ap + ", " + k + ", " + ok + ";");
-                Buf a = g.a();
-                String aIdx = g.transposeA() ? bin("add.s32", mad(ap, Integer.toString(a.shape().cols()), ar), Integer.toString(a.offset()))
-                                             : bin("add.s32", mad(ar, Integer.toString(g.k()), ap), Integer.toString(a.offset()));
-                String av = constF(0);
-                op("@" + ok + " ld.global.f32 " + av + ", [" + address(a.array(), aIdx) + "];");
-                op("st.shared.f32 [" + aSlot[l] + "], " + av + ";");
-                String bp = bin("add.s32", p0, bP[l]), bc = bin("add.s32", col0, bCol[l]);
-                String okB = p();
-                op("setp.lt.s32 " + okB + ", " + bp + ", " + k + ";");
-                op("setp.lt.and.s32 " + okB + ", " + bc + ", " + n + ", " + okB + ";");
-                String bIdx = bin("add.s32", mad(bp, Integer.toString(n), bc), Integer.toString(g.b().offset()));
-                String bv = constF(0);
-                op("@" + okB + " ld.global.f32 " + bv + ", [" + address(g.b().array(), bIdx) + "];");
-                op("st.shared.f32 [" + bSlot[l] + "], " + bv + ";");
-            }
-            op("bar.sync 0;");
-            for (int ks = 0; ks < KT; ks += 8) {
-                comment("k step " + ks + ": A fragment, then 4 n tiles of B and their mma");
-                String[] af = new String[4];
-                for (int e = 0; e < 4; e++) {
-                    int off = 4 * ((ks + (e >= 2 ? 4 : 0)) * (TILE + 1) + (e % 2 == 1 ? 8 : 0));
-                    af[e] = tf32Load(aRead, off);
+            String aRead = sharedSlot(t.as(), mad(tig, Integer.toString(TILE + 1), bin("add.s32", warpRow, grp)));
+            String bRead = sharedSlot(t.bs(), mad(tig, Integer.toString(bStride), bin("add.s32", warpCol, grp)));
+            kLoop(g, t, () -> {
+                for (int ks = 0; ks < KT; ks += 8) {
+                    comment("k step " + ks + ": A fragment, then 4 n tiles of B and their mma");
+                    String[] af = new String[4];
+                    for (int e = 0; e < 4; e++) {
+                        af[e] = tf32Load(aRead, 4 * ((ks + (e >= 2 ? 4 : 0)) * (TILE + 1) + (e % 2 == 1 ? 8 : 0)));
+                    }
+                    for (int j = 0; j < nTiles; j++) {
+                        String b0 = tf32Load(bRead, 4 * (ks * bStride + 8 * j)), b1 = tf32Load(bRead, 4 * ((ks + 4) * bStride + 8 * j));
+                        String c = "{" + String.join(", ", acc[j]) + "}";
+                        op("mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 " + c + ", {" + String.join(", ", af) + "}, {" + b0 + ", " + b1 + "}, " + c + ";");
+                    }
                 }
-                for (int j = 0; j < nTiles; j++) {
-                    String b0 = tf32Load(bRead, 4 * (ks * bStride + 8 * j)), b1 = tf32Load(bRead, 4 * ((ks + 4) * bStride + 8 * j));
-                    String c = "{" + String.join(", ", acc[j]) + "}";
-                    op("mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 " + c + ", {" + String.join(", ", af) + "}, {" + b0 + ", " + b1 + "}, " + c + ";");
-                }
-            }
-            op("bar.sync 0;");
-            op("add.s32 " + p0 + ", " + p0 + ", " + KT + ";");
-            op("bra " + top + ";");
-            label(done);
+            });
             for (int j = 0; j < nTiles; j++) {
                 for (int e = 0; e < 4; e++) {
                     comment("accumulator " + e + " of n tile " + j + " through the epilogue");
-                    String row = bin("add.s32", bin("add.s32", row0, warpRow), bin("add.s32", grp, Integer.toString(e >= 2 ? 8 : 0)));
-                    String col = bin("add.s32", bin("add.s32", col0, warpCol), mad(tig, "2", Integer.toString(8 * j + (e & 1))));
-                    String skip = newLabel("out");
-                    String out = p();
-                    op("setp.ge.s32 " + out + ", " + row + ", " + m + ";");
-                    op("setp.ge.or.s32 " + out + ", " + col + ", " + n + ", " + out + ";");
-                    op("@" + out + " bra " + skip + ";");
-                    lets(g.epilogue(), new Ctx(g.domain(), row, col, acc[j][e], new HashMap<>()));
-                    label(skip);
+                    String row = bin("add.s32", bin("add.s32", t.row0(), warpRow), bin("add.s32", grp, Integer.toString(e >= 2 ? 8 : 0)));
+                    String col = bin("add.s32", bin("add.s32", t.col0(), warpCol), mad(tig, "2", Integer.toString(8 * j + (e & 1))));
+                    emit(g, t, row, col, acc[j][e]);
                 }
             }
         }

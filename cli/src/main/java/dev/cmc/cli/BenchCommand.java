@@ -135,8 +135,8 @@ final class BenchCommand implements Callable<Integer> {
         List<Integer> sweep = List.of(256, 1024, 4096, 16384, 65536);
         int h = s.model().hiddenSize(), l = s.model().numLayers();
         var sizes = new LinkedHashMap<String, List<String>>();
-        for (int hh : new int[]{h / 2, h, 2 * h}) sizes.computeIfAbsent("hidden_size", k -> new ArrayList<>()).add("model.hidden_size=" + hh);
-        for (int ll : new int[]{Math.max(1, l / 2), l, 2 * l}) sizes.computeIfAbsent("num_layers", k -> new ArrayList<>()).add("model.num_layers=" + ll);
+        for (int hh : new java.util.TreeSet<>(List.of(Math.max(2, h / 2), h, 2 * h))) sizes.computeIfAbsent("hidden_size", k -> new ArrayList<>()).add("model.hidden_size=" + hh);
+        for (int ll : new java.util.TreeSet<>(List.of(Math.max(1, l / 2), l, 2 * l))) sizes.computeIfAbsent("num_layers", k -> new ArrayList<>()).add("model.num_layers=" + ll);
         var perSample = new LinkedHashMap<String, double[][]>();
         var stepMs = new LinkedHashMap<String, double[][]>();
         var bySize = new LinkedHashMap<String, double[][]>();
@@ -148,9 +148,9 @@ final class BenchCommand implements Callable<Integer> {
             for (var c : r.sampling()) text.append(String.format(Locale.ROOT, "%s,batch,%d,%d,%.4f,%.4f,%.4f%n", e.getKey(), c.batch(), c.batch(), c.oneStepMs(), c.oneStepMs() * 1e3 / c.batch(), r.stepMs()));
             var trainSweep = new ArrayList<double[]>();
             for (int tb : sweep.subList(0, sweep.size() - 1)) {   // a training step at 65,536 needs ~10 GB of activations
-                Spec small = SpecLoader.fromText(s.fileName(), s.source(), spec.overrides);
-                Bench.Result t = withBar(e.getKey() + " step@" + tb, p -> Bench.run(small, e.getValue(), e.getKey(), List.of(256), tb, seconds / 2, p));
-                trainSweep.add(new double[]{tb, t.stepMs()});
+                double ms = withBar(e.getKey() + " CT step at batch " + tb, p -> Bench.stepMs(s, e.getValue(), tb, seconds / 2));
+                trainSweep.add(new double[]{tb, ms});
+                text.append(String.format(Locale.ROOT, "%s,train_batch,%d,%d,,,%.4f%n", e.getKey(), tb, tb, ms));
             }
             stepMs.put(e.getKey(), new double[][]{trainSweep.stream().mapToDouble(v -> v[0]).toArray(), trainSweep.stream().mapToDouble(v -> v[1]).toArray()});
             for (var sz : sizes.entrySet()) {

@@ -150,6 +150,15 @@ public final class Bench {
         }
     }
 
+    /** The median time of one CT step at a batch size, nothing else measured (for the scaling sweep). */
+    public static double stepMs(Spec spec, Backend backend, int batch, double seconds) {
+        var train = Compiler.trainStep(spec);
+        try (Executable t = backend.load(train.program(), batch)) {
+            loadTrainingInputs(t, train.layout().initialize(1), spec.model().inputDim(), batch, new SplittableRandom(3));
+            return time(() -> t.run(batch), seconds);
+        }
+    }
+
     /** Weights, a target, a batch of data and noise and σ pairs, and Adam's scalars: a CT step on real numbers. */
     static void loadTrainingInputs(Executable t, float[] params, int d, int batch, SplittableRandom rng) {
         t.write("params", params, params.length);

@@ -37,6 +37,9 @@ run)
     "${java[@]}" -jar .gpu/cmc.jar bench examples/seed_default.cm --backends cuda:0 --batch 4096,65536,1048576 \
         --train-batch "$tb" --seconds 6 --profile --json "$out/cmc_bench_train$tb.json" 2>/dev/null | tee "$out/cmc_bench_train$tb.txt"
   done
+  # 2b. The same sampling with TF32 tensor-core GEMMs (target.precision = tf32), against PyTorch's tf32 figure.
+  "${java[@]}" -jar .gpu/cmc.jar bench examples/seed_default.cm --set target.precision=tf32 --backends cuda:0 \
+      --batch 4096,1048576 --train-batch 4096 --seconds 6 --json "$out/cmc_bench_tf32.json" 2>/dev/null | tee "$out/cmc_bench_tf32.txt"
   # 3. PyTorch on the same card in the same run: eager, compiled, and CUDA graphs (reduce-overhead).
   if [[ -f .gpu/torch_cm_bench.py ]]; then
     OUT="$out" timeout 300 python3 .gpu/torch_cm_bench.py > "$out/torch.txt" 2>&1 || echo "torch_cm_bench failed (see torch.txt)"

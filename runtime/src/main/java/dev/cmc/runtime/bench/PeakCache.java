@@ -11,7 +11,8 @@ import java.nio.file.StandardCopyOption;
 import java.util.Properties;
 
 /**
- * Each device's measured FMA peak, kept in ~/.cache/cmc/peak-gflops.properties (or $CMC_CACHE) so that it is
+ * Each device's measured FMA peak, kept in ~/.cache/cmc/peak-gflops.properties (or under $CMC_CACHE, or the
+ * system property cmc.cache) so that it is
  * timed once per device and backend, not once per benchmark. A device's peak is the best that any backend's
  * probe reached on it: on this machine's CPU, PoCL's float16 FMAs reach about twice what the JVM's do.
  */
@@ -19,7 +20,7 @@ public final class PeakCache {
     private PeakCache() {}
 
     static Path file() {
-        String dir = System.getenv("CMC_CACHE");
+        String dir = System.getProperty("cmc.cache", System.getenv("CMC_CACHE"));
         return (dir != null ? Path.of(dir) : Path.of(System.getProperty("user.home"), ".cache", "cmc")).resolve("peak-gflops.properties");
     }
 

@@ -194,20 +194,6 @@ public final class TorchPeer implements AutoCloseable {
         }
     }
 
-    /** The CT loss alone at the current weights (for checking both sides agree), without a step. */
-    public float loss(float[] x0, float[] z, float[] hi, float[] lo, float[] weight, int batch) {
-        try (NDManager step = manager.newSubManager()) {
-            attachWeights(step);
-            int d = model.inputDim();
-            NDArray x = step.create(x0, new Shape(batch, d)), n = step.create(z, new Shape(batch, d));
-            NDArray h = step.create(hi, new Shape(batch)), l = step.create(lo, new Shape(batch)), w = step.create(weight, new Shape(batch));
-            NDArray a = forward(params, x.add(n.mul(h.reshape(-1, 1))), h);
-            NDArray b = forward(target, x.add(n.mul(l.reshape(-1, 1))), l);
-            NDArray dist = a.sub(b).square().sum(new int[]{1}).add((float) (huberC * huberC)).sqrt().sub((float) huberC);
-            return dist.mul(w).mean().getFloat();
-        }
-    }
-
     @Override
     public void close() {
         manager.close();

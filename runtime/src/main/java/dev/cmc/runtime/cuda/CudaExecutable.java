@@ -6,12 +6,9 @@ import dev.cmc.render.Indexing;
 import dev.cmc.render.PtxRenderer;
 import dev.cmc.runtime.Executable;
 
-import java.io.IOException;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.nio.charset.StandardCharsets;
-import java.nio.file.Files;
-import java.nio.file.Path;
 import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
@@ -98,14 +95,7 @@ public final class CudaExecutable implements Executable {
             MemorySegment image = a.allocateFrom(ptx, StandardCharsets.US_ASCII);
             int status = (int) Cu.call(Cu.cuModuleLoadDataEx, out, image, 2, options, values);
             if (status != Cu.SUCCESS) {
-                String where;
-                try {
-                    Path file = Files.createTempFile("cmc-" + program.name() + "-", ".ptx");
-                    Files.writeString(file, ptx);
-                    where = file.toString();
-                } catch (IOException e) {
-                    where = "(could not save the PTX: " + e.getMessage() + ")";
-                }
+                String where = dev.cmc.runtime.GeneratedSource.saveForDiagnosis(program.name(), ".ptx", ptx);
                 throw new Cu.CudaException("cuModuleLoadDataEx for " + program.name() + " on " + device.name(), status,
                         "generated PTX: " + where + "\nJIT log:\n" + errors.getString(0).strip());
             }

@@ -7,11 +7,8 @@ import dev.cmc.render.Indexing;
 import dev.cmc.render.OpenClRenderer;
 import dev.cmc.runtime.Executable;
 
-import java.io.IOException;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
-import java.nio.file.Files;
-import java.nio.file.Path;
 import java.util.List;
 
 import static java.lang.foreign.ValueLayout.*;
@@ -106,14 +103,7 @@ public final class OpenClExecutable implements Executable {
             CL.call(CL.clGetProgramBuildInfo, clProgram, device.id(), CL.PROGRAM_BUILD_LOG, n, buf, MemorySegment.NULL);
             log = buf.getString(0);
         }
-        String where;
-        try {
-            Path file = Files.createTempFile("cmc-" + program.name() + "-", ".cl");
-            Files.writeString(file, source);
-            where = file.toString();
-        } catch (IOException e) {
-            where = "(could not save the source: " + e.getMessage() + ")";
-        }
+        String where = dev.cmc.runtime.GeneratedSource.saveForDiagnosis(program.name(), ".cl", source);
         return new CL.ClException("clBuildProgram for " + program.name() + " on " + device.name(), status,
                 "generated source: " + where + "\nbuild log:\n" + log.strip());
     }

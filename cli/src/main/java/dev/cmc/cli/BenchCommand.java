@@ -72,7 +72,7 @@ final class BenchCommand implements Callable<Integer> {
         if (scaling) return scaling(s, chosen);
 
         var results = new ArrayList<Bench.Result>();
-        for (var e : chosen.entrySet()) results.add(withBar(e.getKey(), p -> Bench.run(s, e.getValue(), e.getKey(), batches, trainBatch, seconds, p)));
+        for (var e : chosen.entrySet()) results.add(withBar(e.getKey(), p -> Bench.run(s, e.getValue(), e.getKey(), batches, trainBatch, seconds, profile, p)));
         for (Bench.Result r : results) {
             System.out.println(r.table());
             if (profile) System.out.print(r.profile(8));

@@ -95,6 +95,12 @@ public final class Bench {
     }
 
     public static Result run(Spec spec, Backend backend, String label, List<Integer> batches, int trainBatch, double seconds, Progress progress) {
+        return run(spec, backend, label, batches, trainBatch, seconds, false, progress);
+    }
+
+    /** With profile, one more run of each program records every kernel's time (device events where there are some). */
+    public static Result run(Spec spec, Backend backend, String label, List<Integer> batches, int trainBatch, double seconds,
+                             boolean profile, Progress progress) {
         int total = 2 * batches.size() + 3, done = 0;
         progress.at(label + ": measuring the device's FMA peak (once per device)", done, total);
         double peak = PeakCache.peakGflops(backend);
@@ -140,8 +146,8 @@ public final class Bench {
             progress.at(label + ": CT training step at batch " + trainBatch, ++done, total);
             loadTrainingInputs(t, train.layout().initialize(1), d, trainBatch, rng);
             double stepMs = time(() -> t.run(trainBatch), seconds);
-            var sampleKernels = kernelTimes(s, batches.getFirst());
-            var stepKernels = kernelTimes(t, trainBatch);
+            Map<String, Double> sampleKernels = profile ? kernelTimes(s, batches.getFirst()) : Map.of();
+            Map<String, Double> stepKernels = profile ? kernelTimes(t, trainBatch) : Map.of();
             progress.at(label + ": done", total, total);
             long deviceBytes = arrayBytes(sampler.program(), maxBatch) + arrayBytes(train.program(), trainBatch);
             return new Result(spec.name(), sampler.layout().total(), label, backend.deviceName(), Runtime.getRuntime().availableProcessors(),
@@ -224,10 +230,11 @@ public final class Bench {
                     long now = System.nanoTime();
                     var rt = Runtime.getRuntime();
                     long inUse = t.deviceBytesInUse();   // the driver's figure where there is one (CUDA), else what cmc allocated
-                    samples.add(new SoakSample(step, (now - last) / 1e6 / every, Memory.rssBytes(), rt.totalMemory() - rt.freeMemory(),
+                    long rss = Memory.rssBytes();
+                    samples.add(new SoakSample(step, (now - last) / 1e6 / every, rss, rt.totalMemory() - rt.freeMemory(),
                             inUse >= 0 ? inUse : deviceBytes));
                     last = now;
-                    progress.at(String.format("%s: soak, loss %.4f, RSS %.0f MiB", label, loss[0], Memory.rssBytes() / 1048576.0), (int) step, (int) steps);
+                    progress.at(String.format("%s: soak, loss %.4f, RSS %.0f MiB", label, loss[0], rss / 1048576.0), (int) step, (int) steps);
                 }
             }
             return new Soak(label, batch, samples, steps / 10);

@@ -2,7 +2,7 @@
 # Every GPU check of the cuda backend in one script, for a machine with an NVIDIA GPU but no Java or Maven
 # (see ../shared/gpu/README.md). Two halves:
 #   scripts/gpu-check.sh prepare   here: a jlinked JRE, the cmc jar, the test jars and PyTorch's reference into .gpu/
-#   scripts/gpu-check.sh run       there: parity tests on the GPU, cmc bench beside PyTorch; results in $OUT (or .gpu/out)
+#   scripts/gpu-check.sh run       there: cmc bench, parity tests on the GPU, PyTorch's peers; results in $OUT (or .gpu/out)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 case "${1:-}" in
@@ -19,32 +19,42 @@ prepare)
   cp runtime/target/cmc-runtime-*-tests.jar .gpu/runtime-tests.jar
   cp compiler/target/cmc-compiler-*-tests.jar .gpu/compiler-tests.jar
   cp ~/.m2/repository/org/junit/platform/junit-platform-console-standalone/1.14.1/junit-platform-console-standalone-1.14.1.jar .gpu/junit.jar
+  cp scripts/gpu_torch_peer.py .gpu/
   cp ../shared/gpu/*.py .gpu/ 2>/dev/null || echo "gpu-check: ../shared/gpu/*.py not found; the PyTorch side will be skipped"
   du -sh .gpu
   ;;
 run)
+  # Each stage has its own time limit and log, so one that fails or hangs still leaves the others' figures.
+  set +e
   out=${OUT:-.gpu/out}; mkdir -p "$out"
   tar -C /tmp -xJf .gpu/jre.tar.xz
   java=(/tmp/cmc-jre/bin/java --add-modules jdk.incubator.vector --enable-native-access=ALL-UNNAMED -XX:+UseParallelGC)
-  nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv > "$out/gpu.txt" 2>&1 || true
-  "${java[@]}" -jar .gpu/cmc.jar devices | tee "$out/devices.txt"
-  # 1. Parity: every kernel against float64, 200 steps against the jvm curve, on the GPU (and in the simulator).
-  "${java[@]}" -cp .gpu/junit.jar:.gpu/cmc.jar:.gpu/runtime-tests.jar:.gpu/compiler-tests.jar org.junit.platform.console.ConsoleLauncher execute \
-      --select-class dev.cmc.runtime.ParityTest --select-class dev.cmc.runtime.train.CudaTrainingTest \
-      --details=summary --disable-banner 2>&1 | tee "$out/parity.txt" | tail -25
-  # 2. cmc on the card: sampling up to 1,048,576, the CT step at 256 and 4096 (CUDA graphs), per-kernel profile.
-  for tb in 256 4096; do
-    "${java[@]}" -jar .gpu/cmc.jar bench examples/seed_default.cm --backends cuda:0 --batch 4096,65536,1048576 \
-        --train-batch "$tb" --seconds 6 --profile --json "$out/cmc_bench_train$tb.json" 2>/dev/null | tee "$out/cmc_bench_train$tb.txt"
-  done
-  # 2b. The same sampling with TF32 tensor-core GEMMs (target.precision = tf32), against PyTorch's tf32 figure.
-  "${java[@]}" -jar .gpu/cmc.jar bench examples/seed_default.cm --set target.precision=tf32 --backends cuda:0 \
-      --batch 4096,1048576 --train-batch 4096 --seconds 6 --json "$out/cmc_bench_tf32.json" 2>/dev/null | tee "$out/cmc_bench_tf32.txt"
-  # 3. PyTorch on the same card in the same run: eager, compiled, and CUDA graphs (reduce-overhead).
+  export CMC_CACHE="$out/cache" CMC_DEBUG=1
+  nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv > "$out/gpu.txt" 2>&1 || true
+  cat "$out/gpu.txt"
+  timeout 60 "${java[@]}" -jar .gpu/cmc.jar devices 2>&1 | tee "$out/devices.txt"
+  bench() {  # name, then cmc bench arguments; retried kernel by kernel if the CUDA graph path fails
+    local name=$1; shift
+    timeout 150 "${java[@]}" -jar .gpu/cmc.jar bench examples/seed_default.cm --backends cuda:0 --seconds 4 --json "$out/$name.json" "$@" \
+        > "$out/$name.txt" 2> "$out/$name.err" \
+      || CMC_CUDA_GRAPHS=0 timeout 150 "${java[@]}" -jar .gpu/cmc.jar bench examples/seed_default.cm --backends cuda:0 --seconds 4 \
+        --json "$out/$name-nographs.json" "$@" > "$out/$name-nographs.txt" 2> "$out/$name-nographs.err" || echo "$name failed"
+    cat "$out/$name"*.txt; tail -n 5 "$out/$name"*.err
+  }
+  # 1. cmc on the card: the CT step at 4096 and 256 (CUDA graphs), sampling up to 1,048,576, per-kernel profile.
+  bench cmc_fp32_train4096 --batch 4096,1048576 --train-batch 4096 --profile
+  bench cmc_fp32_train256 --batch 256 --train-batch 256
+  # 1b. The same sampling with TF32 tensor-core GEMMs (target.precision = tf32), against PyTorch's tf32 figure.
+  bench cmc_tf32 --set target.precision=tf32 --batch 1048576 --train-batch 4096 --profile
+  # 2. Parity: every kernel against float64 (fp32 and tf32), 200 steps against the jvm curve, on the GPU.
+  timeout 200 "${java[@]}" -cp .gpu/junit.jar:.gpu/cmc.jar:.gpu/runtime-tests.jar:.gpu/compiler-tests.jar org.junit.platform.console.ConsoleLauncher execute \
+      --select-class dev.cmc.runtime.ParityTest --select-method dev.cmc.runtime.train.CudaTrainingTest#eachGpuFollowsTheJvmLossCurve \
+      --details=tree --disable-banner > "$out/parity.txt" 2>&1 || echo "parity: failures or timeout (see parity.txt)"
+  grep -E "tests (successful|failed|aborted)|✘" "$out/parity.txt" | head -30
+  # 3. PyTorch on the same card in the same run: its figures for the same comparisons.
   if [[ -f .gpu/torch_cm_bench.py ]]; then
-    OUT="$out" timeout 300 python3 .gpu/torch_cm_bench.py > "$out/torch.txt" 2>&1 || echo "torch_cm_bench failed (see torch.txt)"
-    OUT="$out" timeout 240 python3 .gpu/torch_cm_graphs.py > "$out/torch_graphs.txt" 2>&1 || echo "torch_cm_graphs failed (see torch_graphs.txt)"
-    tail -5 "$out/torch.txt" "$out/torch_graphs.txt"
+    OUT="$out" timeout 240 python3 .gpu/gpu_torch_peer.py > "$out/torch.txt" 2>&1 || echo "torch peer failed (see torch.txt)"
+    grep -v '^ \|^[{}]' "$out/torch.txt" | tail -12
   fi
   ;;
 *)

@@ -13,8 +13,10 @@ import java.util.Map;
  * Kernel IR to PTX (ISA 8.0, sm_80 or sm_90), written directly: no nvcc, no NVRTC. Every kernel runs in
  * 256-thread blocks, shaped for a GPU:
  * <ul>
- *   <li>GEMMs: a 64×64 output tile per block, A and B staged through shared memory 16 deep in K, each thread
- *       a 4×4 register tile; the fused epilogue runs on the registers before anything is stored.</li>
+ *   <li>GEMMs: a 128×64 output tile per block, A and B staged through double-buffered shared memory 16 deep
+ *       in K, each thread an 8×4 register tile (or, with tf32, each warp 2×4 mma.sync tiles); the fused
+ *       epilogue runs on the registers before anything is stored. TN GEMMs (weight gradients, K = the batch)
+ *       are split over K into workspace slices that a second kernel sums in order, so they fill the GPU.</li>
  *   <li>Row normalisations and row sums: one warp per row, lanes striding the columns, sums by butterfly
  *       shuffles; the epilogue (LayerNorm's affine, a residual, a loss term) runs in the same pass.</li>
  *   <li>Batch reductions: 32 columns × 8 row slices per block, slices summed in order through shared memory.</li>
@@ -25,22 +27,52 @@ import java.util.Map;
  */
 public final class PtxRenderer {
     public static final int BLOCK = 256;
-    private static final int TILE = 64, THREADS = 16, KT = 16, PER = TILE / THREADS, WARPS = BLOCK / 32;
+    private static final int WARPS = BLOCK / 32;
+    /** Rows per trip of a batch reduction's loop. */
+    private static final int UNROLL = 8;
+    /** GEMM block tile (BM×BN outputs, BK deep per shared-memory slice); rows padded so fragment reads miss no bank twice. */
+    private static final int BM = 128, BN = 64, BK = 16, A_STRIDE = BM + 8, B_STRIDE = BN + 8;
+    /** A TN GEMM (K = the batch) is cut into one K slice per 512 rows, at most 16, so that small outputs fill the GPU. */
+    private static final int SPLIT_ROWS = 512, MAX_SPLITS = 16;
+    private static final String WORKSPACE = "workspace";
 
     /** A launch: grid dimensions; blocks are always {@link #BLOCK} threads wide. */
-    public record Launch(int gridX, int gridY) {}
+    public record Launch(int gridX, int gridY, int gridZ) {}
 
     public static Launch launch(Kernel k, int batch) {
         return switch (k) {
-            case Kernel.Gemm g -> new Launch(ceil(g.domain().cols(), TILE), ceil(rows(g.domain(), batch), TILE));
-            case Kernel.Normalize n -> new Launch(ceil(rows(n.domain(), batch), WARPS), 1);
-            case Kernel.ReduceCols r -> new Launch(ceil(rows(r.domain(), batch), WARPS), 1);
-            case Kernel.ReduceBatch r -> new Launch(ceil(r.domain().cols(), 32), 1);
-            case Kernel.Transpose t -> new Launch(ceil(t.src().shape().rows() * t.src().shape().cols(), BLOCK), 1);
-            case Kernel.SumSquares s -> new Launch(1, 1);
-            case Kernel.AdamEma a -> new Launch(ceil(a.count(), BLOCK), 1);
-            case Kernel.Elementwise e -> new Launch((int) Math.max(1, ceil(rows(e.domain(), batch) * (long) e.domain().cols(), BLOCK)), 1);
+            case Kernel.Gemm g -> new Launch(ceil(g.domain().cols(), BN), ceil(rows(g.domain(), batch), BM), splits(g, batch));
+            case Kernel.Normalize n -> new Launch(ceil(rows(n.domain(), batch), WARPS), 1, 1);
+            case Kernel.ReduceCols r -> new Launch(ceil(rows(r.domain(), batch), WARPS), 1, 1);
+            case Kernel.ReduceBatch r -> new Launch(ceil(r.domain().cols(), 32), 1, 1);
+            case Kernel.Transpose t -> new Launch(ceil(t.src().shape().rows() * t.src().shape().cols(), BLOCK), 1, 1);
+            case Kernel.SumSquares s -> new Launch(1, 1, 1);
+            case Kernel.AdamEma a -> new Launch(ceil(a.count(), BLOCK), 1, 1);
+            case Kernel.Elementwise e -> new Launch((int) Math.max(1, ceil(rows(e.domain(), batch) * (long) e.domain().cols(), BLOCK)), 1, 1);
         };
+    }
+
+    /** K slices of a GEMM at this batch: 1 but for TN GEMMs (weight gradients) over 1024+ rows. */
+    public static int splits(Kernel.Gemm g, int batch) {
+        return g.transposeA() ? Math.min(MAX_SPLITS, Math.max(1, batch / SPLIT_ROWS)) : 1;
+    }
+
+    /** Whether a kernel takes the workspace (after its arrays) and has a {@link #fixupName} kernel: TN GEMMs. */
+    public static boolean splitsK(Kernel k) {
+        return k instanceof Kernel.Gemm g && g.transposeA();
+    }
+
+    /** Floats of workspace a kernel needs at this batch: a partial product per K slice when there are several. */
+    public static long workspaceFloats(Kernel k, int batch) {
+        if (!(k instanceof Kernel.Gemm g) || splits(g, batch) == 1) return 0;
+        return (long) splits(g, batch) * g.domain().rows() * g.domain().cols();
+    }
+
+    /** The kernel that sums a split TN GEMM's slices and runs its epilogue; launched with {@link #fixupLaunch}. */
+    public static String fixupName(Program p, int i) { return kernelName(p, i) + "_fixup"; }
+
+    public static Launch fixupLaunch(Kernel.Gemm g) {
+        return new Launch(ceil((long) g.domain().rows() * g.domain().cols(), BLOCK), 1, 1);
     }
 
     private static int rows(Shape s, int batch) { return s.batched() ? batch : s.rows(); }
@@ -64,7 +96,8 @@ public final class PtxRenderer {
         sb.append("// Generated by cmc: do not edit; regenerate with `cmc compile --target cuda --emit DIR`.\n\n");
         sb.append(".version 8.0\n.target ").append(arch).append("\n.address_size 64\n");
         for (int i = 0; i < program.kernels().size(); i++) {
-            sb.append('\n').append(new Fn(program, i, tf32).render());
+            sb.append('\n').append(new Fn(program, i, tf32, false).render());
+            if (splitsK(program.kernels().get(i))) sb.append('\n').append(new Fn(program, i, tf32, true).render());
         }
         return sb.toString();
     }
@@ -104,23 +137,29 @@ public final class PtxRenderer {
         private int f, r, rd, p, labels;
         private String rowsReg;
 
-        private final boolean tf32;
+        private final boolean tf32, fixup;
 
-        Fn(Program program, int index, boolean tf32) {
+        Fn(Program program, int index, boolean tf32, boolean fixup) {
             this.program = program;
             this.index = index;
             this.kernel = program.kernels().get(index);
             this.tf32 = tf32;
+            this.fixup = fixup;
         }
 
         String render() {
             List<String> args = Indexing.arguments(kernel);
-            var head = new StringBuilder("// " + kernel.name() + "\n.visible .entry " + kernelName(program, index) + "(\n");
+            if (splitsK(kernel)) {
+                args = new java.util.ArrayList<>(args);
+                args.add(WORKSPACE);
+            }
+            String name = fixup ? fixupName(program, index) : kernelName(program, index);
+            var head = new StringBuilder("// " + kernel.name() + (fixup ? ": its K slices summed, then the epilogue" : "") + "\n.visible .entry " + name + "(\n");
             for (String a : args) head.append("    .param .u64 ").append(param(a)).append(",\n");
             head.append("    .param .u32 rows\n)\n.maxntid ").append(BLOCK).append(", 1, 1\n");
-            // GEMMs hold a 16-float accumulator tile and its addresses: let ptxas use up to 128 registers rather
-            // than spill to fit its own occupancy guess (it chose 48 and spilled on sm_90 tf32 without this).
-            if (kernel instanceof Kernel.Gemm) head.append(".maxnreg 128\n");
+            // GEMMs hold a 32-float accumulator tile, the next slice and addresses: let ptxas use up to 128
+            // registers (two blocks per SM) rather than spill to fit its own occupancy guess.
+            if (kernel instanceof Kernel.Gemm && !fixup) head.append(".maxnreg 128\n");
             head.append("{\n");
             for (String a : args) {
                 String raw = rd(), g = rd();
@@ -131,7 +170,7 @@ public final class PtxRenderer {
             rowsReg = r();
             op("ld.param.u32 " + rowsReg + ", [rows];");
             switch (kernel) {
-                case Kernel.Gemm g -> { if (tf32) gemmTf32(g); else gemm(g); }
+                case Kernel.Gemm g -> { if (fixup) fixup(g); else if (tf32) gemmTf32(g); else gemm(g); }
                 case Kernel.Elementwise e -> elementwise(e);
                 case Kernel.Normalize n -> normalize(n);
                 case Kernel.ReduceCols rc -> reduceCols(rc);
@@ -471,19 +510,32 @@ public final class PtxRenderer {
             String lane = bin("and.b32", tid, "31"), slice = bin("shr.u32", tid, "5");
             String col = mad(special("%ctaid.x"), "32", lane);
             String inRange = pred("lt.s32", col, Integer.toString(n));
-            String sum = accumulator();
+            String[] sums = new String[UNROLL];
+            for (int u = 0; u < UNROLL; u++) sums[u] = accumulator();
             String skip = newLabel("skip");
             op("@!" + inRange + " bra " + skip + ";");
-            comment("slice s sums rows s, s+8, s+16, ...");
+            comment("slice s sums rows s, s+8, s+16, ...: " + UNROLL + " rows a trip, each into its own sum, so that "
+                    + UNROLL + " loads are in flight rather than one");
             String r0 = r();
             op("mov.u32 " + r0 + ", " + slice + ";");
-            String top = newLabel("rows"), end = newLabel("rows_end");
+            String top = newLabel("rows"), tail = newLabel("rows_tail"), end = newLabel("rows_end");
             label(top);
-            op("@" + pred("ge.s32", r0, rowsReg) + " bra " + end + ";");
-            addInto(sum, expr(rb.x(), new Ctx(src, r0, col, null, new HashMap<>())));
-            op("add.s32 " + r0 + ", " + r0 + ", " + WARPS + ";");
+            op("@" + pred("ge.s32", bin("add.s32", r0, Integer.toString((UNROLL - 1) * WARPS)), rowsReg) + " bra " + tail + ";");
+            String[] values = new String[UNROLL];
+            for (int u = 0; u < UNROLL; u++) values[u] = expr(rb.x(), new Ctx(src, bin("add.s32", r0, Integer.toString(u * WARPS)), col, null, new HashMap<>()));
+            for (int u = 0; u < UNROLL; u++) addInto(sums[u], values[u]);
+            op("add.s32 " + r0 + ", " + r0 + ", " + UNROLL * WARPS + ";");
             op("bra " + top + ";");
+            label(tail);
+            op("@" + pred("ge.s32", r0, rowsReg) + " bra " + end + ";");
+            addInto(sums[0], expr(rb.x(), new Ctx(src, r0, col, null, new HashMap<>())));
+            op("add.s32 " + r0 + ", " + r0 + ", " + WARPS + ";");
+            op("bra " + tail + ";");
             label(end);
+            for (int width = UNROLL / 2; width >= 1; width /= 2) {
+                for (int u = 0; u < width; u++) addInto(sums[u], sums[u + width]);
+            }
+            String sum = sums[0];
             label(skip);
             String slot = publish(tid, sum);
             exitIf(pred("ne.s32", slice, "0"));
@@ -584,165 +636,297 @@ public final class PtxRenderer {
             storeGlobal("ema", i, fma(emaDecay, loadGlobal("ema", i), bin("mul.f32", oneMinusEma, pNew)));
         }
 
-        /** What both GEMM kernels share: the block's output corner, the bounds, the shared tiles. */
-        private record Tiles(String m, String n, String k, String tid, String row0, String col0, String as, String bs, int bStride) {}
+        /** A GEMM block's frame: bounds, this block's output corner, its K range, and the double-buffered tiles. */
+        private record Frame(String m, String n, String k, String tid, String row0, String col0, String kBegin, String kEnd,
+                             String splits, String as, String bs) {}
 
-        /** Declares As[16][65] and Bs[16][bStride] and finds this block's 64×64 output tile. */
-        private Tiles tiles(Kernel.Gemm g, int bStride) {
-            shared.append("    .shared .align 16 .f32 As[").append(KT * (TILE + 1)).append("];\n");
-            shared.append("    .shared .align 16 .f32 Bs[").append(KT * bStride).append("];\n");
+        /** One accumulator register and the output element it belongs to. */
+        private record Out(String row, String col, String acc) {}
+
+        /**
+         * Finds this block's 128×64 output tile and its slice of K: all of K, or for a TN GEMM cut into
+         * {@link #splits} slices (gridDim.z) the z-th, whole multiples of 16 deep.
+         */
+        private Frame frame(Kernel.Gemm g) {
+            shared.append("    .shared .align 16 .f32 As[").append(2 * BK * A_STRIDE).append("];\n");
+            shared.append("    .shared .align 16 .f32 Bs[").append(2 * BK * B_STRIDE).append("];\n");
             String m = domainRows(g.domain());
             String k = g.transposeA() ? rowsReg : constI(g.k());
             String tid = special("%tid.x");
-            String col0 = bin("mul.lo.s32", special("%ctaid.x"), Integer.toString(TILE));
-            String row0 = bin("mul.lo.s32", special("%ctaid.y"), Integer.toString(TILE));
-            return new Tiles(m, Integer.toString(g.domain().cols()), k, tid, row0, col0, symbol("As"), symbol("Bs"), bStride);
+            String col0 = bin("mul.lo.s32", special("%ctaid.x"), Integer.toString(BN));
+            String row0 = bin("mul.lo.s32", special("%ctaid.y"), Integer.toString(BM));
+            String kBegin = constI(0), kEnd = k, splits = constI(1);
+            if (g.transposeA()) {
+                comment("split K: the same slice count as the host's PtxRenderer.splits, from the row count");
+                splits = splitsOf(rowsReg);
+                String steps = bin("div.s32", bin("add.s32", bin("add.s32", k, Integer.toString(BK - 1)), bin("mul.lo.s32", bin("add.s32", splits, "-1"), Integer.toString(BK))),
+                        bin("mul.lo.s32", splits, Integer.toString(BK)));
+                String chunk = bin("mul.lo.s32", steps, Integer.toString(BK));
+                kBegin = bin("mul.lo.s32", special("%ctaid.z"), chunk);
+                kEnd = bin("min.s32", k, bin("add.s32", kBegin, chunk));
+            }
+            return new Frame(m, Integer.toString(g.domain().cols()), k, tid, row0, col0, kBegin, kEnd, splits, symbol("As"), symbol("Bs"));
+        }
+
+        /** min(16, max(1, rows / 512)): see {@link PtxRenderer#splits}. */
+        private String splitsOf(String rows) {
+            return bin("min.s32", bin("max.s32", bin("div.s32", rows, Integer.toString(SPLIT_ROWS)), "1"), Integer.toString(MAX_SPLITS));
         }
 
         /**
-         * The K loop: each step stages a 64×16 slice of A and a 16×64 slice of B into shared memory (zero outside
-         * the matrices), waits, runs compute over the slices, and waits again before the next step overwrites them.
+         * The K loop, double-buffered: while the block computes on one 16-deep slice of A (128×16) and B (16×64)
+         * in shared memory, each thread already holds its part of the next slice in registers (zero outside the
+         * matrices and the K range) and stores it into the other buffer afterwards: one barrier per slice.
+         * With tf32 the staged values are rounded to TF32 once, here, rather than at every fragment load.
          */
-        private void kLoop(Kernel.Gemm g, Tiles t, Runnable compute) {
-            int loads = TILE * KT / BLOCK;
-            String[] aRow = new String[loads], aP = new String[loads], bP = new String[loads], bCol = new String[loads];
-            String[] aSlot = new String[loads], bSlot = new String[loads];
-            for (int l = 0; l < loads; l++) {
+        private void kLoop(Kernel.Gemm g, Frame t, boolean roundTf32, java.util.function.BiConsumer<String, String> compute) {
+            int aLoads = BM * BK / BLOCK, bLoads = BK * BN / BLOCK;
+            String[] aRow = new String[aLoads], aP = new String[aLoads], aSlot = new String[aLoads];
+            String[] bP = new String[bLoads], bCol = new String[bLoads], bSlot = new String[bLoads];
+            for (int l = 0; l < aLoads; l++) {
                 String idx = bin("add.s32", t.tid(), Integer.toString(l * BLOCK));
                 if (g.transposeA()) {   // A is [K, M] in memory: consecutive threads take consecutive rows of the tile
-                    aRow[l] = bin("and.b32", idx, Integer.toString(TILE - 1));
-                    aP[l] = bin("shr.u32", idx, "6");
+                    aRow[l] = bin("and.b32", idx, Integer.toString(BM - 1));
+                    aP[l] = bin("shr.u32", idx, Integer.toString(Integer.numberOfTrailingZeros(BM)));
                 } else {                // A is [M, K]: consecutive threads take consecutive K
-                    aRow[l] = bin("shr.u32", idx, "4");
-                    aP[l] = bin("and.b32", idx, Integer.toString(KT - 1));
+                    aRow[l] = bin("shr.u32", idx, Integer.toString(Integer.numberOfTrailingZeros(BK)));
+                    aP[l] = bin("and.b32", idx, Integer.toString(BK - 1));
                 }
-                bP[l] = bin("shr.u32", idx, "6");
-                bCol[l] = bin("and.b32", idx, Integer.toString(TILE - 1));
-                aSlot[l] = sharedSlot(t.as(), mad(aP[l], Integer.toString(TILE + 1), aRow[l]));
-                bSlot[l] = sharedSlot(t.bs(), mad(bP[l], Integer.toString(t.bStride()), bCol[l]));
+                aSlot[l] = bin("shl.b32", mad(aP[l], Integer.toString(A_STRIDE), aRow[l]), "2");
             }
-            String p0 = r(), top = newLabel("k"), done = newLabel("k_end");
-            op("mov.u32 " + p0 + ", 0;");
-            label(top);
-            op("@" + pred("ge.s32", p0, t.k()) + " bra " + done + ";");
-            for (int l = 0; l < loads; l++) {
-                comment("stage A[" + l + "] and B[" + l + "] (zero outside the matrices)");
-                String ar = bin("add.s32", t.row0(), aRow[l]), ap = bin("add.s32", p0, aP[l]);
-                String ok = p();
-                op("setp.lt.s32 " + ok + ", " + ar + ", " + t.m() + ";");
-                op("setp.lt.and.s32 " + ok + ", " + ap + ", " + t.k() + ", " + ok + ";");
+            for (int l = 0; l < bLoads; l++) {
+                String idx = bin("add.s32", t.tid(), Integer.toString(l * BLOCK));
+                bP[l] = bin("shr.u32", idx, Integer.toString(Integer.numberOfTrailingZeros(BN)));
+                bCol[l] = bin("and.b32", idx, Integer.toString(BN - 1));
+                bSlot[l] = bin("shl.b32", mad(bP[l], Integer.toString(B_STRIDE), bCol[l]), "2");
+            }
+            String[] aV = new String[aLoads], bV = new String[bLoads];
+            for (int l = 0; l < aLoads; l++) aV[l] = f();
+            for (int l = 0; l < bLoads; l++) bV[l] = f();
+            String p0 = r();
+            op("mov.u32 " + p0 + ", " + t.kBegin() + ";");
+            String buf = r();
+            op("mov.u32 " + buf + ", 0;");
+            // fetch: the slice at p0 into registers; store: the registers into buffer buf.
+            Runnable fetchSlice = () -> {
                 Buf a = g.a();
-                String aIdx = g.transposeA() ? bin("add.s32", mad(ap, Integer.toString(a.shape().cols()), ar), Integer.toString(a.offset()))
-                                             : bin("add.s32", mad(ar, Integer.toString(g.k()), ap), Integer.toString(a.offset()));
-                String av = constF(0);
-                op("@" + ok + " ld.global.f32 " + av + ", [" + address(a.array(), aIdx) + "];");
-                op("st.shared.f32 [" + aSlot[l] + "], " + av + ";");
-                String bp = bin("add.s32", p0, bP[l]), bc = bin("add.s32", t.col0(), bCol[l]);
-                String okB = p();
-                op("setp.lt.s32 " + okB + ", " + bp + ", " + t.k() + ";");
-                op("setp.lt.and.s32 " + okB + ", " + bc + ", " + t.n() + ", " + okB + ";");
-                String bIdx = bin("add.s32", mad(bp, t.n(), bc), Integer.toString(g.b().offset()));
-                String bv = constF(0);
-                op("@" + okB + " ld.global.f32 " + bv + ", [" + address(g.b().array(), bIdx) + "];");
-                op("st.shared.f32 [" + bSlot[l] + "], " + bv + ";");
-            }
+                for (int l = 0; l < aLoads; l++) {
+                    String ar = bin("add.s32", t.row0(), aRow[l]), ap = bin("add.s32", p0, aP[l]);
+                    String ok = p();
+                    op("setp.lt.s32 " + ok + ", " + ar + ", " + t.m() + ";");
+                    op("setp.lt.and.s32 " + ok + ", " + ap + ", " + t.kEnd() + ", " + ok + ";");
+                    String aIdx = g.transposeA() ? bin("add.s32", mad(ap, Integer.toString(a.shape().cols()), ar), Integer.toString(a.offset()))
+                                                 : bin("add.s32", mad(ar, Integer.toString(g.k()), ap), Integer.toString(a.offset()));
+                    op("mov.f32 " + aV[l] + ", 0f00000000;");
+                    op("@" + ok + " ld.global.f32 " + aV[l] + ", [" + address(a.array(), aIdx) + "];");
+                }
+                for (int l = 0; l < bLoads; l++) {
+                    String bp = bin("add.s32", p0, bP[l]), bc = bin("add.s32", t.col0(), bCol[l]);
+                    String ok = p();
+                    op("setp.lt.s32 " + ok + ", " + bp + ", " + t.kEnd() + ";");
+                    op("setp.lt.and.s32 " + ok + ", " + bc + ", " + t.n() + ", " + ok + ";");
+                    String bIdx = bin("add.s32", mad(bp, t.n(), bc), Integer.toString(g.b().offset()));
+                    op("mov.f32 " + bV[l] + ", 0f00000000;");
+                    op("@" + ok + " ld.global.f32 " + bV[l] + ", [" + address(g.b().array(), bIdx) + "];");
+                }
+            };
+            Runnable storeSlice = () -> {
+                String aBase = bufferBase(t.as(), buf, BK * A_STRIDE), bBase = bufferBase(t.bs(), buf, BK * B_STRIDE);
+                for (int l = 0; l < aLoads; l++) storeShared(aBase, aSlot[l], aV[l], roundTf32);
+                for (int l = 0; l < bLoads; l++) storeShared(bBase, bSlot[l], bV[l], roundTf32);
+            };
+            comment("prologue: the first slice into buffer 0");
+            fetchSlice.run();
+            storeSlice.run();
             op("bar.sync 0;");
-            compute.run();
+            String top = newLabel("k"), done = newLabel("k_end"), last = newLabel("k_last");
+            label(top);
+            op("@" + pred("ge.s32", p0, t.kEnd()) + " bra " + done + ";");
+            String cur = buf, next = bin("xor.b32", buf, "1");
+            op("add.s32 " + p0 + ", " + p0 + ", " + BK + ";");
+            String more = pred("lt.s32", p0, t.kEnd());
+            comment("the next slice into registers while this one is computed");
+            String skipFetch = newLabel("no_fetch");
+            op("@!" + more + " bra " + skipFetch + ";");
+            fetchSlice.run();
+            label(skipFetch);
+            compute.accept(bufferBase(t.as(), cur, BK * A_STRIDE), bufferBase(t.bs(), cur, BK * B_STRIDE));
+            op("@!" + more + " bra " + last + ";");
+            op("mov.u32 " + buf + ", " + next + ";");
+            storeSlice.run();
+            label(last);
             op("bar.sync 0;");
-            op("add.s32 " + p0 + ", " + p0 + ", " + KT + ";");
             op("bra " + top + ";");
             label(done);
         }
 
+        /** The shared address of buffer buf (0 or 1) of a double-buffered tile of floatsPerBuffer floats. */
+        private String bufferBase(String tile, String buf, int floatsPerBuffer) {
+            String wide = rd(), a = rd();
+            op("mul.wide.u32 " + wide + ", " + buf + ", " + 4 * floatsPerBuffer + ";");
+            op("add.s64 " + a + ", " + tile + ", " + wide + ";");
+            return a;
+        }
+
+        private void storeShared(String base, String byteOffset, String v, boolean roundTf32) {
+            String wide = rd(), a = rd();
+            op("cvt.u64.u32 " + wide + ", " + byteOffset + ";");
+            op("add.s64 " + a + ", " + base + ", " + wide + ";");
+            if (roundTf32) {
+                String t = r();
+                op("cvt.rna.tf32.f32 " + t + ", " + v + ";");
+                op("st.shared.b32 [" + a + "], " + t + ";");
+            } else {
+                op("st.shared.f32 [" + a + "], " + v + ";");
+            }
+        }
+
         /** One accumulator through the fused epilogue, if (row, col) lies inside the output. */
-        private void emit(Kernel.Gemm g, Tiles t, String row, String col, String acc) {
+        private void emit(Kernel.Gemm g, String m, String n, Out o) {
             String skip = newLabel("out");
             String out = p();
-            op("setp.ge.s32 " + out + ", " + row + ", " + t.m() + ";");
-            op("setp.ge.or.s32 " + out + ", " + col + ", " + t.n() + ", " + out + ";");
+            op("setp.ge.s32 " + out + ", " + o.row() + ", " + m + ";");
+            op("setp.ge.or.s32 " + out + ", " + o.col() + ", " + n + ", " + out + ";");
             op("@" + out + " bra " + skip + ";");
-            lets(g.epilogue(), new Ctx(g.domain(), row, col, acc, new HashMap<>()));
+            lets(g.epilogue(), new Ctx(g.domain(), o.row(), o.col(), o.acc(), new HashMap<>()));
             label(skip);
         }
 
-        /** A GPU GEMM: 64×64 tiles through shared memory, 16×16 threads each holding a 4×4 register tile. */
+        /**
+         * The accumulators out: through the epilogue, or for a TN GEMM cut into several K slices into slice z of
+         * the workspace, which the {@code _fixup} kernel then sums in order and runs through the epilogue.
+         */
+        private void finish(Kernel.Gemm g, Frame t, List<Out> outs) {
+            String partial = newLabel("partial"), end = newLabel("stored");
+            if (g.transposeA()) op("@" + pred("gt.s32", t.splits(), "1") + " bra " + partial + ";");
+            for (Out o : outs) emit(g, t.m(), t.n(), o);
+            if (!g.transposeA()) return;
+            op("bra " + end + ";");
+            label(partial);
+            int mn = g.domain().rows() * g.domain().cols();
+            String sliceBase = bin("mul.lo.s32", special("%ctaid.z"), Integer.toString(mn));
+            for (Out o : outs) {
+                String skip = newLabel("out"), outside = p();
+                op("setp.ge.s32 " + outside + ", " + o.row() + ", " + t.m() + ";");
+                op("setp.ge.or.s32 " + outside + ", " + o.col() + ", " + t.n() + ", " + outside + ";");
+                op("@" + outside + " bra " + skip + ";");
+                storeGlobal(WORKSPACE, mad(o.row(), t.n(), bin("add.s32", sliceBase, o.col())), o.acc());
+                label(skip);
+            }
+            label(end);
+        }
+
+        /**
+         * An fp32 GEMM on the FMA units: a 128×64 tile per block, 16×16 threads each holding an 8×4 register tile
+         * (rows ty·4…+3 and 64+ty·4…+3, columns tx·4…+3), so every 16-byte shared load feeds 8 FMAs.
+         */
         private void gemm(Kernel.Gemm g) {
-            Tiles t = tiles(g, TILE);
+            Frame t = frame(g);
             String tx = bin("and.b32", t.tid(), "15"), ty = bin("shr.u32", t.tid(), "4");
-            String[][] acc = new String[PER][PER];
-            for (int i = 0; i < PER; i++) for (int j = 0; j < PER; j++) acc[i][j] = constF(0);
-            String aRead = sharedSlot(t.as(), ty), bRead = sharedSlot(t.bs(), tx);
-            kLoop(g, t, () -> {
-                for (int pp = 0; pp < KT; pp++) {
-                    String[] av = new String[PER], bv = new String[PER];
-                    for (int i = 0; i < PER; i++) {
-                        av[i] = f();
-                        op("ld.shared.f32 " + av[i] + ", [" + aRead + "+" + 4 * (pp * (TILE + 1) + THREADS * i) + "];");
-                    }
-                    for (int j = 0; j < PER; j++) {
-                        bv[j] = f();
-                        op("ld.shared.f32 " + bv[j] + ", [" + bRead + "+" + 4 * (pp * TILE + THREADS * j) + "];");
-                    }
-                    for (int i = 0; i < PER; i++) for (int j = 0; j < PER; j++) {
+            String[][] acc = new String[8][4];
+            for (int i = 0; i < 8; i++) for (int j = 0; j < 4; j++) acc[i][j] = constF(0);
+            // Byte offsets of this thread's four rows (ty·4) and four columns (tx·4): 16 bytes per step.
+            String aOff = wideBytes(bin("shl.b32", ty, "4")), bOff = wideBytes(bin("shl.b32", tx, "4"));
+            kLoop(g, t, false, (aBase, bBase) -> {
+                String aRead = bin64("add.s64", aBase, aOff), bRead = bin64("add.s64", bBase, bOff);
+                for (int kk = 0; kk < BK; kk++) {
+                    String[] av = new String[8], bv = new String[4];
+                    for (int i = 0; i < 8; i++) av[i] = f();
+                    for (int j = 0; j < 4; j++) bv[j] = f();
+                    op("ld.shared.v4.f32 {" + String.join(", ", java.util.Arrays.copyOfRange(av, 0, 4)) + "}, [" + aRead + "+" + 4 * (kk * A_STRIDE) + "];");
+                    op("ld.shared.v4.f32 {" + String.join(", ", java.util.Arrays.copyOfRange(av, 4, 8)) + "}, [" + aRead + "+" + 4 * (kk * A_STRIDE + BM / 2) + "];");
+                    op("ld.shared.v4.f32 {" + String.join(", ", bv) + "}, [" + bRead + "+" + 4 * (kk * B_STRIDE) + "];");
+                    for (int i = 0; i < 8; i++) for (int j = 0; j < 4; j++) {
                         op("fma.rn.f32 " + acc[i][j] + ", " + av[i] + ", " + bv[j] + ", " + acc[i][j] + ";");
                     }
                 }
             });
-            for (int i = 0; i < PER; i++) {
-                for (int j = 0; j < PER; j++) {
-                    comment("element (" + i + ", " + j + ") of the register tile through the epilogue");
-                    emit(g, t, bin("add.s32", bin("add.s32", t.row0(), ty), Integer.toString(THREADS * i)),
-                            bin("add.s32", bin("add.s32", t.col0(), tx), Integer.toString(THREADS * j)), acc[i][j]);
-                }
+            var outs = new java.util.ArrayList<Out>();
+            for (int i = 0; i < 8; i++) {
+                String row = bin("add.s32", t.row0(), mad(ty, "4", Integer.toString(i < 4 ? i : BM / 2 + i - 4)));
+                for (int j = 0; j < 4; j++) outs.add(new Out(row, bin("add.s32", t.col0(), mad(tx, "4", Integer.toString(j))), acc[i][j]));
             }
+            finish(g, t, outs);
         }
 
         /**
-         * A tensor-core GEMM: the same 64×64 block tile and shared-memory staging as {@link #gemm}, but each of
-         * the 8 warps owns a 16×32 piece and computes it as 4 mma.sync.m16n8k8 tiles per 8-deep K step. B's
-         * shared rows are padded to 72 floats so that a warp's fragment loads hit 32 different banks.
+         * A tensor-core GEMM: the same 128×64 block tile and double-buffered staging as {@link #gemm} (values
+         * rounded to TF32 as they are staged), each of the 8 warps owning a 32×32 piece as 2×4 mma.sync.m16n8k8
+         * tiles per 8-deep K step. Padded shared rows (136 and 72 floats) put a warp's fragment loads in 32 banks.
          */
         private void gemmTf32(Kernel.Gemm g) {
-            int bStride = TILE + 8, nTiles = 4;
-            Tiles t = tiles(g, bStride);
+            Frame t = frame(g);
             String lane = bin("and.b32", t.tid(), "31"), warp = bin("shr.u32", t.tid(), "5");
             String grp = bin("shr.u32", lane, "2"), tig = bin("and.b32", lane, "3");
-            String warpRow = bin("mul.lo.s32", bin("shr.u32", warp, "1"), "16"), warpCol = bin("mul.lo.s32", bin("and.b32", warp, "1"), "32");
-            String[][] acc = new String[nTiles][4];
-            for (int j = 0; j < nTiles; j++) for (int e = 0; e < 4; e++) acc[j][e] = constF(0);
-            // This lane's fragment addresses: A(row g / g+8, k t / t+4) of the warp's rows, B(k t / t+4, col g) of each n tile.
-            String aRead = sharedSlot(t.as(), mad(tig, Integer.toString(TILE + 1), bin("add.s32", warpRow, grp)));
-            String bRead = sharedSlot(t.bs(), mad(tig, Integer.toString(bStride), bin("add.s32", warpCol, grp)));
-            kLoop(g, t, () -> {
-                for (int ks = 0; ks < KT; ks += 8) {
-                    comment("k step " + ks + ": A fragment, then 4 n tiles of B and their mma");
-                    String[] af = new String[4];
-                    for (int e = 0; e < 4; e++) {
-                        af[e] = tf32Load(aRead, 4 * ((ks + (e >= 2 ? 4 : 0)) * (TILE + 1) + (e % 2 == 1 ? 8 : 0)));
+            String warpRow = bin("mul.lo.s32", bin("shr.u32", warp, "1"), "32"), warpCol = bin("mul.lo.s32", bin("and.b32", warp, "1"), "32");
+            String[][][] acc = new String[2][4][4];
+            for (int i = 0; i < 2; i++) for (int j = 0; j < 4; j++) for (int e = 0; e < 4; e++) acc[i][j][e] = constF(0);
+            // This lane's fragment offsets: A(row g / g+8, k t / t+4) of the warp's rows, B(k t / t+4, col g) of its columns.
+            String aOff = wideBytes(bin("shl.b32", mad(tig, Integer.toString(A_STRIDE), bin("add.s32", warpRow, grp)), "2"));
+            String bOff = wideBytes(bin("shl.b32", mad(tig, Integer.toString(B_STRIDE), bin("add.s32", warpCol, grp)), "2"));
+            kLoop(g, t, true, (aBase, bBase) -> {
+                String aRead = bin64("add.s64", aBase, aOff), bRead = bin64("add.s64", bBase, bOff);
+                for (int ks = 0; ks < BK; ks += 8) {
+                    comment("k step " + ks + ": 2 A fragments, 4 B fragments, 8 mma");
+                    String[][] af = new String[2][4];
+                    for (int i = 0; i < 2; i++) for (int e = 0; e < 4; e++) {
+                        af[i][e] = sharedB32(aRead, 4 * ((ks + (e >= 2 ? 4 : 0)) * A_STRIDE + 16 * i + (e % 2 == 1 ? 8 : 0)));
                     }
-                    for (int j = 0; j < nTiles; j++) {
-                        String b0 = tf32Load(bRead, 4 * (ks * bStride + 8 * j)), b1 = tf32Load(bRead, 4 * ((ks + 4) * bStride + 8 * j));
-                        String c = "{" + String.join(", ", acc[j]) + "}";
-                        op("mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 " + c + ", {" + String.join(", ", af) + "}, {" + b0 + ", " + b1 + "}, " + c + ";");
+                    for (int j = 0; j < 4; j++) {
+                        String b0 = sharedB32(bRead, 4 * (ks * B_STRIDE + 8 * j)), b1 = sharedB32(bRead, 4 * ((ks + 4) * B_STRIDE + 8 * j));
+                        for (int i = 0; i < 2; i++) {
+                            String c = "{" + String.join(", ", acc[i][j]) + "}";
+                            op("mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 " + c + ", {" + String.join(", ", af[i]) + "}, {" + b0 + ", " + b1 + "}, " + c + ";");
+                        }
                     }
                 }
             });
-            for (int j = 0; j < nTiles; j++) {
-                for (int e = 0; e < 4; e++) {
-                    comment("accumulator " + e + " of n tile " + j + " through the epilogue");
-                    String row = bin("add.s32", bin("add.s32", t.row0(), warpRow), bin("add.s32", grp, Integer.toString(e >= 2 ? 8 : 0)));
-                    String col = bin("add.s32", bin("add.s32", t.col0(), warpCol), mad(tig, "2", Integer.toString(8 * j + (e & 1))));
-                    emit(g, t, row, col, acc[j][e]);
-                }
+            var outs = new java.util.ArrayList<Out>();
+            for (int i = 0; i < 2; i++) for (int j = 0; j < 4; j++) for (int e = 0; e < 4; e++) {
+                String row = bin("add.s32", bin("add.s32", t.row0(), warpRow), bin("add.s32", grp, Integer.toString(16 * i + (e >= 2 ? 8 : 0))));
+                String col = bin("add.s32", bin("add.s32", t.col0(), warpCol), mad(tig, "2", Integer.toString(8 * j + (e & 1))));
+                outs.add(new Out(row, col, acc[i][j][e]));
             }
+            finish(g, t, outs);
         }
 
-        /** A float from shared memory, rounded to TF32 for the tensor cores. */
-        private String tf32Load(String base, int byteOffset) {
-            String v = f(), t = r();
-            op("ld.shared.f32 " + v + ", [" + base + "+" + byteOffset + "];");
-            op("cvt.rna.tf32.f32 " + t + ", " + v + ";");
-            return t;
+        /**
+         * A TN GEMM's second kernel when K was split: one thread per output element sums the slices of the
+         * workspace in order (deterministic, unlike atomics) and runs the epilogue.
+         */
+        void fixup(Kernel.Gemm g) {
+            int mn = g.domain().rows() * g.domain().cols();
+            String idx = mad(special("%ctaid.x"), Integer.toString(BLOCK), special("%tid.x"));
+            op("@" + pred("ge.s32", idx, Integer.toString(mn)) + " bra DONE;");
+            String splits = splitsOf(rowsReg);
+            String sum = constF(0), z = constI(0), top = newLabel("slices"), done = newLabel("slices_end");
+            label(top);
+            op("@" + pred("ge.s32", z, splits) + " bra " + done + ";");
+            op("add.f32 " + sum + ", " + sum + ", " + loadGlobal(WORKSPACE, mad(z, Integer.toString(mn), idx)) + ";");
+            op("add.s32 " + z + ", " + z + ", 1;");
+            op("bra " + top + ";");
+            label(done);
+            String n = Integer.toString(g.domain().cols());
+            emit(g, Integer.toString(g.domain().rows()), n, new Out(bin("div.s32", idx, n), bin("rem.s32", idx, n), sum));
+        }
+
+        /** A 32-bit word (a TF32 value) from shared memory. */
+        private String sharedB32(String base, int byteOffset) {
+            String v = r();
+            op("ld.shared.b32 " + v + ", [" + base + "+" + byteOffset + "];");
+            return v;
+        }
+
+        private String wideBytes(String bytes32) {
+            String w = rd();
+            op("cvt.u64.u32 " + w + ", " + bytes32 + ";");
+            return w;
+        }
+
+        private String bin64(String opcode, String a, String b) {
+            String x = rd();
+            op(opcode + " " + x + ", " + a + ", " + b + ";");
+            return x;
         }
 
         /** The shared-memory address of float slot idx of an array whose address is in base. */

@@ -39,7 +39,10 @@ class ParityTest {
         if (all.size() == 1) System.out.println("ParityTest: OpenCL skipped: " + dev.cmc.runtime.opencl.OpenClDevices.unavailable());
         // The cuda backend's PTX: on a GPU when there is one, and always through the PTX simulator.
         for (var d : dev.cmc.runtime.cuda.CudaDevices.list()) {
-            if (d.major() >= 8) all.add(Named.of("cuda:" + d.index() + " " + d.name(), new dev.cmc.runtime.cuda.CudaBackend(d.index())));
+            if (d.major() < 8) continue;
+            all.add(Named.of("cuda:" + d.index() + " " + d.name(), new dev.cmc.runtime.cuda.CudaBackend(d.index())));
+            all.add(Named.of("cuda:" + d.index() + " " + d.name() + " with tf32 tensor-core GEMMs",
+                    new dev.cmc.runtime.cuda.CudaBackend(d.index()).withTf32(true)));
         }
         if (dev.cmc.runtime.cuda.CudaDevices.unavailable() != null) {
             System.out.println("ParityTest: cuda on a GPU skipped: " + dev.cmc.runtime.cuda.CudaDevices.unavailable() + " (its PTX runs in the simulator instead)");

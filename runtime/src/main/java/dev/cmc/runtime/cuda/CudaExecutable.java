@@ -24,15 +24,20 @@ import static java.lang.foreign.ValueLayout.*;
 public final class CudaExecutable implements Executable {
     private static final int LOG_BYTES = 1 << 16;
     private static final int MAX_GRAPHS = 8;
+    /** CMC_CUDA_GRAPHS=0 launches kernel by kernel, as CUDA_LAUNCH_BLOCKING-style debugging wants. */
+    private static final boolean USE_GRAPHS = !"0".equals(System.getenv("CMC_CUDA_GRAPHS"));
 
     private final Program program;
     private final int maxBatch;
     private final Arena arena = Arena.ofShared();
     private final MemorySegment context, module, stream;
-    private final MemorySegment[] functions, params;
+    private final MemorySegment[] functions, fixups, params;
     private final long[] buffers, sizes;
+    /** Partial products of split-K GEMMs: one buffer, as large as the largest needs at maxBatch. */
+    private final long workspace;
     private final MemorySegment rows = arena.allocate(JAVA_INT);
     private final Map<Integer, MemorySegment> graphs = new HashMap<>();
+    private MemorySegment hostStaging;
 
     CudaExecutable(CudaDevices.Device device, Program program, String ptx, int maxBatch) {
         this.program = program;
@@ -43,10 +48,13 @@ public final class CudaExecutable implements Executable {
         makeCurrent();
         module = load(device, ptx);
         functions = new MemorySegment[program.kernels().size()];
+        fixups = new MemorySegment[functions.length];
+        long workspaceFloats = 1;
         for (int k = 0; k < functions.length; k++) {
-            String name = PtxRenderer.kernelName(program, k);
-            Cu.status(Cu.cuModuleGetFunction, "cuModuleGetFunction(" + name + ")", out, module, arena.allocateFrom(name));
-            functions[k] = out.get(ADDRESS, 0);
+            functions[k] = function(PtxRenderer.kernelName(program, k), out);
+            Kernel kernel = program.kernels().get(k);
+            if (PtxRenderer.splitsK(kernel)) fixups[k] = function(PtxRenderer.fixupName(program, k), out);
+            workspaceFloats = Math.max(workspaceFloats, PtxRenderer.workspaceFloats(kernel, maxBatch));
         }
         Cu.status(Cu.cuStreamCreate, "cuStreamCreate", out, Cu.STREAM_NON_BLOCKING);
         stream = out.get(ADDRESS, 0);
@@ -67,17 +75,18 @@ public final class CudaExecutable implements Executable {
                 write(a.name(), v, v.length);
             }
         }
-        // cuLaunchKernel takes an array of pointers to argument values: device pointers, then the batch size.
+        Cu.status(Cu.cuMemAlloc, "cuMemAlloc(split-K workspace, " + 4 * workspaceFloats + " bytes)", ptr, 4 * workspaceFloats);
+        workspace = ptr.get(JAVA_LONG, 0);
+        // cuLaunchKernel takes an array of pointers to argument values: device pointers (and the workspace for
+        // split-K GEMMs), then the batch size.
         params = new MemorySegment[functions.length];
         for (int k = 0; k < functions.length; k++) {
-            List<String> args = Indexing.arguments(program.kernels().get(k));
-            params[k] = arena.allocate(ADDRESS, args.size() + 1);
-            for (int a = 0; a < args.size(); a++) {
-                MemorySegment value = arena.allocate(JAVA_LONG);
-                value.set(JAVA_LONG, 0, buffers[program.arrayIndex(args.get(a))]);
-                params[k].setAtIndex(ADDRESS, a, value);
-            }
-            params[k].setAtIndex(ADDRESS, args.size(), rows);
+            List<Long> pointers = new java.util.ArrayList<>();
+            for (String a : Indexing.arguments(program.kernels().get(k))) pointers.add(buffers[program.arrayIndex(a)]);
+            if (PtxRenderer.splitsK(program.kernels().get(k))) pointers.add(workspace);
+            params[k] = arena.allocate(ADDRESS, pointers.size() + 1);
+            for (int a = 0; a < pointers.size(); a++) params[k].setAtIndex(ADDRESS, a, arena.allocateFrom(JAVA_LONG, pointers.get(a)));
+            params[k].setAtIndex(ADDRESS, pointers.size(), rows);
         }
         sync();
     }
@@ -103,6 +112,11 @@ public final class CudaExecutable implements Executable {
         }
     }
 
+    private MemorySegment function(String name, MemorySegment out) {
+        Cu.status(Cu.cuModuleGetFunction, "cuModuleGetFunction(" + name + ")", out, module, arena.allocateFrom(name));
+        return out.get(ADDRESS, 0);
+    }
+
     private void makeCurrent() {
         Cu.status(Cu.cuCtxSetCurrent, "cuCtxSetCurrent", context);
     }
@@ -116,23 +130,38 @@ public final class CudaExecutable implements Executable {
         int i = program.arrayIndex(array);
         if (count > sizes[i]) throw new IllegalArgumentException(array + " holds " + sizes[i] + " floats, not " + count);
         makeCurrent();
-        try (Arena a = Arena.ofConfined()) {
-            MemorySegment staging = a.allocateFrom(JAVA_FLOAT, java.util.Arrays.copyOf(src, count));
-            Cu.status(Cu.cuMemcpyHtoDAsync, "cuMemcpyHtoD(" + array + ")", buffers[i], staging, 4L * count, stream);
-            sync();
-        }
+        MemorySegment staging = pinned(count);
+        MemorySegment.copy(src, 0, staging, JAVA_FLOAT, 0, count);
+        Cu.status(Cu.cuMemcpyHtoDAsync, "cuMemcpyHtoD(" + array + ")", buffers[i], staging, 4L * count, stream);
+        sync();
     }
 
     @Override
     public void read(String array, float[] dst, int count) {
         int i = program.arrayIndex(array);
         makeCurrent();
-        try (Arena a = Arena.ofConfined()) {
-            MemorySegment staging = a.allocate(JAVA_FLOAT, Math.max(1, count));
-            Cu.status(Cu.cuMemcpyDtoHAsync, "cuMemcpyDtoH(" + array + ")", staging, buffers[i], 4L * count, stream);
-            sync();
-            MemorySegment.copy(staging, JAVA_FLOAT, 0, dst, 0, count);
+        MemorySegment staging = pinned(count);
+        Cu.status(Cu.cuMemcpyDtoHAsync, "cuMemcpyDtoH(" + array + ")", staging, buffers[i], 4L * count, stream);
+        sync();
+        MemorySegment.copy(staging, JAVA_FLOAT, 0, dst, 0, count);
+    }
+
+    /**
+     * Page-locked host memory for at least count floats, kept and grown as needed: copies from it run at the
+     * bus's speed, where pageable memory makes the driver stage every transfer through its own buffer first.
+     */
+    private MemorySegment pinned(int count) {
+        long bytes = 4L * Math.max(1, count);
+        if (hostStaging == null || hostStaging.byteSize() < bytes) {
+            if (hostStaging != null) Cu.status(Cu.cuMemFreeHost, "cuMemFreeHost", hostStaging);
+            hostStaging = null;
+            try (Arena a = Arena.ofConfined()) {
+                MemorySegment out = a.allocate(ADDRESS);
+                Cu.status(Cu.cuMemHostAlloc, "cuMemAllocHost(" + bytes + " bytes)", out, bytes);
+                hostStaging = out.get(ADDRESS, 0).reinterpret(bytes);
+            }
         }
+        return hostStaging;
     }
 
     @Override
@@ -140,7 +169,7 @@ public final class CudaExecutable implements Executable {
         if (batch > maxBatch || batch < 1) throw new IllegalArgumentException("batch " + batch + " outside 1.." + maxBatch);
         makeCurrent();
         MemorySegment graph = graphs.get(batch);
-        if (graph == null && graphs.size() < MAX_GRAPHS) graph = capture(batch);
+        if (graph == null && USE_GRAPHS && graphs.size() < MAX_GRAPHS) graph = capture(batch);
         if (graph != null) Cu.status(Cu.cuGraphLaunch, "cuGraphLaunch", graph, stream);
         else launchAll(batch, null);
         sync();
@@ -168,10 +197,15 @@ public final class CudaExecutable implements Executable {
             PtxRenderer.Launch l = PtxRenderer.launch(kernel, batch);
             if (l.gridX() == 0 || l.gridY() == 0) continue;
             if (events != null) Cu.status(Cu.cuEventRecord, "cuEventRecord", events[2 * k], stream);
-            Cu.status(Cu.cuLaunchKernel, "cuLaunchKernel(" + kernel.name() + ")", functions[k], l.gridX(), l.gridY(), 1,
-                    PtxRenderer.BLOCK, 1, 1, 0, stream, params[k], MemorySegment.NULL);
+            launch(kernel.name(), functions[k], l, params[k]);
+            if (l.gridZ() > 1) launch(kernel.name() + " fixup", fixups[k], PtxRenderer.fixupLaunch((Kernel.Gemm) kernel), params[k]);
             if (events != null) Cu.status(Cu.cuEventRecord, "cuEventRecord", events[2 * k + 1], stream);
         }
+    }
+
+    private void launch(String what, MemorySegment function, PtxRenderer.Launch l, MemorySegment args) {
+        Cu.status(Cu.cuLaunchKernel, "cuLaunchKernel(" + what + ")", function, l.gridX(), l.gridY(), l.gridZ(),
+                PtxRenderer.BLOCK, 1, 1, 0, stream, args, MemorySegment.NULL);
     }
 
     /** Runs once without the graph, with events around each kernel; each kernel's device time in ms, by name. */
@@ -221,6 +255,8 @@ public final class CudaExecutable implements Executable {
         makeCurrent();
         for (MemorySegment g : graphs.values()) Cu.call(Cu.cuGraphExecDestroy, g);
         for (long b : buffers) Cu.call(Cu.cuMemFree, b);
+        Cu.call(Cu.cuMemFree, workspace);
+        if (hostStaging != null) Cu.call(Cu.cuMemFreeHost, hostStaging);
         Cu.call(Cu.cuModuleUnload, module);
         Cu.call(Cu.cuStreamDestroy, stream);
         arena.close();

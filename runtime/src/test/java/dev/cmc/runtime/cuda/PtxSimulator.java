@@ -116,7 +116,7 @@ final class PtxSimulator {
             long off = plus < 0 ? 0 : Long.parseLong(inner.substring(plus + 1));
             return r.startsWith("%") ? new Operand(Kind.ADDR, e.reg(r), off, null) : new Operand(Kind.SYMBOL, -1, off, r);
         }
-        if (a.startsWith("%tid") || a.startsWith("%ctaid")) return new Operand(Kind.SPECIAL, -1, 0, a);
+        if (a.startsWith("%tid") || a.startsWith("%ctaid") || a.startsWith("%nctaid")) return new Operand(Kind.SPECIAL, -1, 0, a);
         if (a.startsWith("%")) return new Operand(Kind.REG, e.reg(a), 0, null);
         if (a.startsWith("0f")) return new Operand(Kind.IMM, -1, Long.parseLong(a.substring(2), 16), null);
         if (a.startsWith("0x")) return new Operand(Kind.IMM, -1, Long.parseLong(a.substring(2), 16), null);
@@ -125,11 +125,13 @@ final class PtxSimulator {
     }
 
     /** Runs an entry over a grid of 256-thread blocks. args: a buffer index per pointer parameter, then rows. */
-    void launch(String name, int gridX, int gridY, int block, float[][] buffers, int[] bufferOfParam, int rows) {
+    void launch(String name, int gridX, int gridY, int gridZ, int block, float[][] buffers, int[] bufferOfParam, int rows) {
         Entry e = entries.get(name);
         if (e == null) throw new IllegalArgumentException("no entry " + name + " in the module");
-        for (int by = 0; by < gridY; by++) {
-            for (int bx = 0; bx < gridX; bx++) new Block(e, bx, by, block, buffers, bufferOfParam, rows).run();
+        for (int bz = 0; bz < gridZ; bz++) {
+            for (int by = 0; by < gridY; by++) {
+                for (int bx = 0; bx < gridX; bx++) new Block(e, bx, by, bz, gridZ, block, buffers, bufferOfParam, rows).run();
+            }
         }
     }
 
@@ -140,17 +142,19 @@ final class PtxSimulator {
         private static final int RUN = 0, BAR = 1, SHFL = 2, DONE = 3;
         private static final String MMA = "mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32";
         final Entry e;
-        final int bx, by, n, rows;
+        final int bx, by, bz, gridZ, n, rows;
         final float[][] buffers;
         final int[] bufferOfParam;
         final float[][] shared;
         final long[][] regs;
         final int[] pc, state;
 
-        Block(Entry e, int bx, int by, int n, float[][] buffers, int[] bufferOfParam, int rows) {
+        Block(Entry e, int bx, int by, int bz, int gridZ, int n, float[][] buffers, int[] bufferOfParam, int rows) {
             this.e = e;
             this.bx = bx;
             this.by = by;
+            this.bz = bz;
+            this.gridZ = gridZ;
             this.n = n;
             this.rows = rows;
             this.buffers = buffers;
@@ -255,6 +259,8 @@ final class PtxSimulator {
                     case "%tid.x" -> t;
                     case "%ctaid.x" -> bx;
                     case "%ctaid.y" -> by;
+                    case "%ctaid.z" -> bz;
+                    case "%nctaid.z" -> gridZ;
                     default -> throw new IllegalStateException("special register " + o.name);
                 };
                 case SYMBOL -> symbol(o.name);
@@ -328,14 +334,22 @@ final class PtxSimulator {
                     case "div.s32" -> r[a[0].reg] = i(get(t, a[1])) / i(get(t, a[2]));
                     case "rem.s32" -> r[a[0].reg] = i(get(t, a[1])) % i(get(t, a[2]));
                     case "and.b32" -> r[a[0].reg] = i(get(t, a[1])) & i(get(t, a[2]));
+                    case "xor.b32" -> r[a[0].reg] = i(get(t, a[1])) ^ i(get(t, a[2]));
+                    case "shl.b32" -> r[a[0].reg] = i(get(t, a[1])) << i(get(t, a[2]));
+                    case "min.s32" -> r[a[0].reg] = Math.min(i(get(t, a[1])), i(get(t, a[2])));
+                    case "max.s32" -> r[a[0].reg] = Math.max(i(get(t, a[1])), i(get(t, a[2])));
+                    case "cvt.u64.u32" -> r[a[0].reg] = get(t, a[1]) & 0xffffffffL;
                     case "shr.u32" -> r[a[0].reg] = (i(get(t, a[1])) >>> i(get(t, a[2])));
                     case "mul.wide.s32" -> r[a[0].reg] = (long) i(get(t, a[1])) * i(get(t, a[2]));
                     case "mul.wide.u32" -> r[a[0].reg] = (get(t, a[1]) & 0xffffffffL) * (get(t, a[2]) & 0xffffffffL);
                     case "add.s64" -> r[a[0].reg] = get(t, a[1]) + get(t, a[2]);
                     case "ld.global.f32" -> r[a[0].reg] = bits(load("global", get(t, a[1]), in.text));
-                    case "ld.shared.f32" -> r[a[0].reg] = bits(load("shared", get(t, a[1]), in.text));
+                    case "ld.shared.f32", "ld.shared.b32" -> r[a[0].reg] = bits(load("shared", get(t, a[1]), in.text));
+                    case "ld.shared.v4.f32" -> {
+                        for (int q = 0; q < 4; q++) r[a[q].reg] = bits(load("shared", get(t, a[4]) + 4L * q, in.text));
+                    }
                     case "st.global.f32" -> store("global", get(t, a[0]), f(get(t, a[1])), in.text);
-                    case "st.shared.f32" -> store("shared", get(t, a[0]), f(get(t, a[1])), in.text);
+                    case "st.shared.f32", "st.shared.b32" -> store("shared", get(t, a[0]), f(get(t, a[1])), in.text);
                     case "add.f32" -> r[a[0].reg] = bits(f(get(t, a[1])) + f(get(t, a[2])));
                     case "sub.f32" -> r[a[0].reg] = bits(f(get(t, a[1])) - f(get(t, a[2])));
                     case "mul.f32" -> r[a[0].reg] = bits(f(get(t, a[1])) * f(get(t, a[2])));

@@ -48,8 +48,11 @@ public final class SimulatedCudaBackend implements Backend {
             this.program = program;
             this.module = module;
             this.maxBatch = maxBatch;
-            arrays = new float[program.arrays().size()][];
-            for (int i = 0; i < arrays.length; i++) {
+            arrays = new float[program.arrays().size() + 1][];
+            long workspace = 1;
+            for (var k : program.kernels()) workspace = Math.max(workspace, PtxRenderer.workspaceFloats(k, maxBatch));
+            arrays[arrays.length - 1] = new float[(int) workspace];
+            for (int i = 0; i < program.arrays().size(); i++) {
                 Program.Array a = program.arrays().get(i);
                 arrays[i] = new float[(int) Math.max(1, a.size(maxBatch))];
                 if (a.constValues() != null) for (int j = 0; j < arrays[i].length; j++) arrays[i][j] = (float) a.constValues()[j];
@@ -68,10 +71,16 @@ public final class SimulatedCudaBackend implements Backend {
             for (int k = 0; k < program.kernels().size(); k++) {
                 var kernel = program.kernels().get(k);
                 List<String> args = Indexing.arguments(kernel);
-                int[] buffers = new int[args.size()];
-                for (int a = 0; a < buffers.length; a++) buffers[a] = program.arrayIndex(args.get(a));
+                boolean split = PtxRenderer.splitsK(kernel);
+                int[] buffers = new int[args.size() + (split ? 1 : 0)];
+                for (int a = 0; a < args.size(); a++) buffers[a] = program.arrayIndex(args.get(a));
+                if (split) buffers[args.size()] = arrays.length - 1;   // the workspace, after the program's arrays
                 var l = PtxRenderer.launch(kernel, batch);
-                module.launch(PtxRenderer.kernelName(program, k), l.gridX(), l.gridY(), PtxRenderer.BLOCK, arrays, buffers, batch);
+                module.launch(PtxRenderer.kernelName(program, k), l.gridX(), l.gridY(), l.gridZ(), PtxRenderer.BLOCK, arrays, buffers, batch);
+                if (l.gridZ() > 1) {
+                    var f = PtxRenderer.fixupLaunch((dev.cmc.kernel.Kernel.Gemm) kernel);
+                    module.launch(PtxRenderer.fixupName(program, k), f.gridX(), f.gridY(), f.gridZ(), PtxRenderer.BLOCK, arrays, buffers, batch);
+                }
             }
         }
 

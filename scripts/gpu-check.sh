@@ -25,37 +25,41 @@ prepare)
   ;;
 run)
   # Each stage has its own time limit and log, so one that fails or hangs still leaves the others' figures.
+  # Everything lands in .gpu/out and, packed as one file, in $OUT.
   set +e
-  out=${OUT:-.gpu/out}; mkdir -p "$out"
+  out=.gpu/out; rm -rf "$out"; mkdir -p "$out"
+  pack() { [[ -n "${OUT:-}" ]] && tar -C "$out" -czf "$OUT/gpu-check.tgz" . ; }
+  trap pack EXIT
   tar -C /tmp -xJf .gpu/jre.tar.xz
   java=(/tmp/cmc-jre/bin/java --add-modules jdk.incubator.vector --enable-native-access=ALL-UNNAMED -XX:+UseParallelGC)
   export CMC_CACHE="$out/cache" CMC_DEBUG=1
-  nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv > "$out/gpu.txt" 2>&1 || true
+  nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv > "$out/gpu.txt" 2>&1
   cat "$out/gpu.txt"
-  timeout 60 "${java[@]}" -jar .gpu/cmc.jar devices 2>&1 | tee "$out/devices.txt"
-  bench() {  # name, then cmc bench arguments; retried kernel by kernel if the CUDA graph path fails
-    local name=$1; shift
-    timeout 150 "${java[@]}" -jar .gpu/cmc.jar bench examples/seed_default.cm --backends cuda:0 --seconds 4 --json "$out/$name.json" "$@" \
+  bench() {  # name, limit in seconds, then cmc bench arguments; retried kernel by kernel if the CUDA graph path fails
+    local name=$1 limit=$2; shift 2
+    timeout "$limit" "${java[@]}" -jar .gpu/cmc.jar bench examples/seed_default.cm --backends cuda:0 --seconds 3 --json "$out/$name.json" "$@" \
         > "$out/$name.txt" 2> "$out/$name.err" \
-      || CMC_CUDA_GRAPHS=0 timeout 150 "${java[@]}" -jar .gpu/cmc.jar bench examples/seed_default.cm --backends cuda:0 --seconds 4 \
+      || CMC_CUDA_GRAPHS=0 timeout "$limit" "${java[@]}" -jar .gpu/cmc.jar bench examples/seed_default.cm --backends cuda:0 --seconds 3 \
         --json "$out/$name-nographs.json" "$@" > "$out/$name-nographs.txt" 2> "$out/$name-nographs.err" || echo "$name failed"
-    cat "$out/$name"*.txt; tail -n 5 "$out/$name"*.err
+    grep -v "^WARNING" "$out/$name"*.txt | grep -v "^\s*[0-9.]*  k_" ; tail -n 3 "$out/$name"*.err | grep -iv "warning\|^$\|==>"
   }
-  # 1. cmc on the card: the CT step at 4096 and 256 (CUDA graphs), sampling up to 1,048,576, per-kernel profile.
-  bench cmc_fp32_train4096 --batch 4096,1048576 --train-batch 4096 --profile
-  bench cmc_fp32_train256 --batch 256 --train-batch 256
-  # 1b. The same sampling with TF32 tensor-core GEMMs (target.precision = tf32), against PyTorch's tf32 figure.
-  bench cmc_tf32 --set target.precision=tf32 --batch 1048576 --train-batch 4096 --profile
-  # 2. Parity: every kernel against float64 (fp32 and tf32), 200 steps against the jvm curve, on the GPU.
-  timeout 200 "${java[@]}" -cp .gpu/junit.jar:.gpu/cmc.jar:.gpu/runtime-tests.jar:.gpu/compiler-tests.jar org.junit.platform.console.ConsoleLauncher execute \
+  # 1. cmc on the card: sampling up to 1,048,576 and the CT step at 4096 and 256 (CUDA graphs), per-kernel profiles;
+  #    then the same with 3xTF32 GEMMs (fp32 accuracy on the tensor cores) and with TF32 (target.precision = tf32).
+  bench fp32_train4096 60 --batch 1048576,4096,256 --train-batch 4096 --profile
+  bench fp32_train256 40 --batch 256 --train-batch 256 --profile
+  CMC_CUDA_FP32_MATMUL=3xtf32 bench 3xtf32 50 --batch 1048576,4096 --train-batch 4096 --profile
+  bench tf32 50 --set target.precision=tf32 --batch 1048576 --train-batch 4096 --profile
+  # 2. PyTorch on the same card in the same run: its figures for the same comparisons.
+  if [[ -f .gpu/torch_cm_bench.py ]]; then
+    OUT="$out" timeout 150 python3 .gpu/gpu_torch_peer.py > "$out/torch.txt" 2>&1 || echo "torch peer failed (see torch.txt)"
+    grep -v '^ \|^[{}]\|Warning\|warn' "$out/torch.txt" | tail -8
+  fi
+  # 3. Parity on the GPU: every kernel against float64 (fp32, tf32, 3xTF32), 200 steps against the jvm curve.
+  timeout 100 "${java[@]}" -Dcmc.parity.backends=cuda: -cp .gpu/junit.jar:.gpu/cmc.jar:.gpu/runtime-tests.jar:.gpu/compiler-tests.jar \
+      org.junit.platform.console.ConsoleLauncher execute \
       --select-class dev.cmc.runtime.ParityTest --select-method dev.cmc.runtime.train.CudaTrainingTest#eachGpuFollowsTheJvmLossCurve \
       --details=tree --disable-banner > "$out/parity.txt" 2>&1 || echo "parity: failures or timeout (see parity.txt)"
-  grep -E "tests (successful|failed|aborted)|✘" "$out/parity.txt" | head -30
-  # 3. PyTorch on the same card in the same run: its figures for the same comparisons.
-  if [[ -f .gpu/torch_cm_bench.py ]]; then
-    OUT="$out" timeout 240 python3 .gpu/gpu_torch_peer.py > "$out/torch.txt" 2>&1 || echo "torch peer failed (see torch.txt)"
-    grep -v '^ \|^[{}]' "$out/torch.txt" | tail -12
-  fi
+  grep -E "tests (successful|failed|aborted)|✘" "$out/parity.txt" | cut -c1-300 | head -20
   ;;
 *)
   echo "usage: scripts/gpu-check.sh prepare|run" >&2; exit 2 ;;

@@ -20,8 +20,9 @@ import static org.junit.jupiter.api.Assertions.*;
 
 /**
  * Every PTX module cmc generates assembles with NVIDIA's ptxas, for sm_80 and sm_90, without spilling
- * registers: samplers and training steps for every method, activation, loss and optimizer option, and the
- * FMA probe. Runs where ptxas exists (CUDA_HOME, /usr/local/cuda or the PATH), without a GPU.
+ * registers: samplers and training steps for every method, activation, loss and optimizer option, each with
+ * every GEMM arithmetic (fp32 FMAs, TF32, 3xTF32), and the FMA probe. Runs where ptxas exists (CUDA_HOME,
+ * /usr/local/cuda or the PATH), without a GPU.
  */
 class PtxasTest {
     static Path ptxas() {
@@ -58,11 +59,11 @@ class PtxasTest {
         Path ptxas = ptxas();
         Assumptions.assumeTrue(ptxas != null, "ptxas not found (CUDA_HOME, /usr/local/cuda/bin or PATH): PTX assembly check skipped");
         for (Program p : programs()) {
-            for (boolean tf32 : new boolean[]{false, true}) {
-                if (tf32 && p.name().equals("peak_fma")) continue;
-                String ptx = p.name().equals("peak_fma") ? PtxRenderer.renderPeak(p, arch) : PtxRenderer.render(p, "ptxas test", arch, tf32);
-                String what = p.name() + (tf32 ? " (tf32)" : "") + " for " + arch;
-                Path file = dir.resolve(p.name() + (tf32 ? "_tf32" : "") + ".ptx");
+            for (PtxRenderer.Matmul m : PtxRenderer.Matmul.values()) {
+                if (m != PtxRenderer.Matmul.FMA && p.name().equals("peak_fma")) continue;
+                String ptx = p.name().equals("peak_fma") ? PtxRenderer.renderPeak(p, arch) : PtxRenderer.render(p, "ptxas test", arch, m);
+                String what = p.name() + " (" + m.description + ") for " + arch;
+                Path file = dir.resolve(p.name() + "_" + m + ".ptx");
                 Files.writeString(file, ptx);
                 var proc = new ProcessBuilder(ptxas.toString(), "-arch=" + arch, "-v", file.toString(), "-o", dir.resolve(p.name() + ".cubin").toString())
                         .redirectErrorStream(true).start();

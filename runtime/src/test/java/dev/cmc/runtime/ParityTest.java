@@ -43,12 +43,18 @@ class ParityTest {
             all.add(Named.of("cuda:" + d.index() + " " + d.name(), new dev.cmc.runtime.cuda.CudaBackend(d.index())));
             all.add(Named.of("cuda:" + d.index() + " " + d.name() + " with tf32 tensor-core GEMMs",
                     new dev.cmc.runtime.cuda.CudaBackend(d.index()).withTf32(true)));
+            all.add(Named.of("cuda:" + d.index() + " " + d.name() + " with 3xTF32 GEMMs",
+                    new dev.cmc.runtime.cuda.CudaBackend(d.index()).withMatmul(dev.cmc.render.PtxRenderer.Matmul.TF32X3)));
         }
         if (dev.cmc.runtime.cuda.CudaDevices.unavailable() != null) {
             System.out.println("ParityTest: cuda on a GPU skipped: " + dev.cmc.runtime.cuda.CudaDevices.unavailable() + " (its PTX runs in the simulator instead)");
         }
         all.add(Named.of("cuda PTX, simulated", new dev.cmc.runtime.cuda.SimulatedCudaBackend()));
         all.add(Named.of("cuda PTX with tf32 tensor-core GEMMs, simulated", new dev.cmc.runtime.cuda.SimulatedCudaBackend(true)));
+        all.add(Named.of("cuda PTX with 3xTF32 GEMMs, simulated", new dev.cmc.runtime.cuda.SimulatedCudaBackend(dev.cmc.render.PtxRenderer.Matmul.TF32X3)));
+        // -Dcmc.parity.backends=cuda: keeps the backends whose names start so (a GPU session's minutes are few).
+        String only = System.getProperty("cmc.parity.backends", "");
+        if (!only.isBlank()) all.removeIf(b -> java.util.Arrays.stream(only.split(",")).noneMatch(prefix -> b.getName().startsWith(prefix.strip())));
         return all;
     }
 

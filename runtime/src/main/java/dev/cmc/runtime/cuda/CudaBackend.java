@@ -11,15 +11,30 @@ import java.util.Map;
 /** Generated PTX, JIT-compiled and run by the CUDA driver (libcuda.so.1) through Java's FFM API. */
 public final class CudaBackend implements Backend {
     private final CudaDevices.Device device;
-    private boolean tf32;
+    private PtxRenderer.Matmul matmul = fp32Matmul();
 
-    /** target.precision = tf32: GEMMs on the tensor cores (TF32 inputs, fp32 accumulation). */
+    /**
+     * How fp32 GEMMs run: on the FMA units, or with CMC_CUDA_FP32_MATMUL=3xtf32 on the tensor cores at fp32
+     * accuracy (see {@link PtxRenderer.Matmul#TF32X3}).
+     */
+    static PtxRenderer.Matmul fp32Matmul() {
+        String v = System.getenv("CMC_CUDA_FP32_MATMUL");
+        if (v == null || v.isBlank() || v.equalsIgnoreCase("fma")) return PtxRenderer.Matmul.FMA;
+        if (v.equalsIgnoreCase("3xtf32")) return PtxRenderer.Matmul.TF32X3;
+        throw new IllegalArgumentException("CMC_CUDA_FP32_MATMUL=" + v + ": expected fma or 3xtf32");
+    }
+
+    /** target.precision = tf32: GEMMs on the tensor cores (TF32 inputs, fp32 accumulation); false: fp32. */
     public CudaBackend withTf32(boolean on) {
-        this.tf32 = on;
+        return withMatmul(on ? PtxRenderer.Matmul.TF32 : fp32Matmul());
+    }
+
+    public CudaBackend withMatmul(PtxRenderer.Matmul m) {
+        this.matmul = m;
         return this;
     }
 
-    public boolean tf32() { return tf32; }
+    public boolean tf32() { return matmul == PtxRenderer.Matmul.TF32; }
 
     public CudaBackend(int index) {
         var all = CudaDevices.list();
@@ -36,16 +51,18 @@ public final class CudaBackend implements Backend {
     public String name() { return "cuda"; }
 
     @Override
-    public String deviceName() { return device.name() + " (compute capability " + device.major() + "." + device.minor() + ")"; }
+    public String deviceName() {
+        return device.name() + " (compute capability " + device.major() + "." + device.minor() + "; " + matmul.description + ")";
+    }
 
     @Override
     public Map<String, String> render(Program program, String header) {
-        return Map.of(JavaRenderer.className(program) + "." + device.arch() + ".ptx", PtxRenderer.render(program, header, device.arch(), tf32));
+        return Map.of(JavaRenderer.className(program) + "." + device.arch() + ".ptx", PtxRenderer.render(program, header, device.arch(), matmul));
     }
 
     @Override
     public CudaExecutable load(Program program, int maxBatch) {
-        return new CudaExecutable(device, program, PtxRenderer.render(program, "program " + program.name(), device.arch(), tf32), maxBatch);
+        return new CudaExecutable(device, program, PtxRenderer.render(program, "program " + program.name(), device.arch(), matmul), maxBatch);
     }
 
     @Override

@@ -17,14 +17,15 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 /**
  * One GEMM kernel of the cuda backend in the PTX simulator against a float64 product, in both layouts the
- * compiler emits, with shapes that are not multiples of the 128×64 tile: fp32 within 1e-5 of the largest
- * element; TF32 tensor cores within 5e-3 and not bit-equal to fp32 (the inputs really are rounded). A TN GEMM
+ * compiler emits, with shapes that are not multiples of the 128×64 tile: fp32 FMAs and 3xTF32 within 1e-5 of
+ * the largest element; TF32 within 5e-3 and not bit-equal to fp32 (the inputs really are rounded). A TN GEMM
  * over 1,100 rows is cut into two K slices and summed by its fixup kernel.
  */
 class GemmKernelTest {
-    @ParameterizedTest(name = "tf32={0} transposeA={1} rows={2}")
-    @CsvSource({"false, false, 70", "false, true, 70", "true, false, 70", "true, true, 70", "false, true, 1100", "true, true, 1100"})
-    void oneGemmAgreesWithFloat64(boolean tf32, boolean transposeA, int batch) {
+    @ParameterizedTest(name = "{0} transposeA={1} rows={2}")
+    @CsvSource({"FMA, false, 70", "FMA, true, 70", "TF32, false, 70", "TF32, true, 70", "TF32X3, false, 70", "TF32X3, true, 70",
+            "FMA, true, 1100", "TF32, true, 1100", "TF32X3, true, 1100"})
+    void oneGemmAgreesWithFloat64(PtxRenderer.Matmul matmul, boolean transposeA, int batch) {
         int m = transposeA ? 150 : batch, k = transposeA ? batch : 40, n = 72;
         Buf a = transposeA ? Buf.whole("a", Shape.fixed(k, m)) : Buf.whole("a", Shape.batch(k));
         Buf b = transposeA ? Buf.whole("b", Shape.batch(n)) : Buf.whole("b", Shape.fixed(k, n));
@@ -43,7 +44,7 @@ class GemmKernelTest {
         for (int i = 0; i < av.length; i++) av[i] = (float) (rng.nextDouble() * 2 - 1);
         for (int i = 0; i < bv.length; i++) bv[i] = (float) (rng.nextDouble() * 2 - 1);
         float[] got = new float[m * n];
-        try (var exe = new SimulatedCudaBackend(tf32).load(program, batch)) {
+        try (var exe = new SimulatedCudaBackend(matmul).load(program, batch)) {
             exe.write("a", av, av.length);
             exe.write("b", bv, bv.length);
             exe.run(batch);
@@ -59,11 +60,11 @@ class GemmKernelTest {
             }
         }
         double rel = worst / scale;
-        if (tf32) {
+        if (matmul == PtxRenderer.Matmul.TF32) {
             assertTrue(rel < 5e-3, "TF32 GEMM off by " + rel + " of the largest element");
             assertTrue(rel > 1e-6, "TF32 GEMM matches fp32 too closely (" + rel + "): are the inputs rounded?");
         } else {
-            assertTrue(rel < 1e-5, "fp32 GEMM off by " + rel + " of the largest element");
+            assertTrue(rel < 1e-5, matmul + " GEMM off by " + rel + " of the largest element");
         }
     }
 }

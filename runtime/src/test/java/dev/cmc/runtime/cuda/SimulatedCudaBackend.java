@@ -16,26 +16,28 @@ import java.util.Map;
  * against the float64 reference on machines without a GPU.
  */
 public final class SimulatedCudaBackend implements Backend {
-    private final boolean tf32;
+    private final PtxRenderer.Matmul matmul;
 
-    public SimulatedCudaBackend() { this(false); }
+    public SimulatedCudaBackend() { this(PtxRenderer.Matmul.FMA); }
 
     /** With tf32, GEMMs are the tensor-core kernels (mma.sync), as target.precision = tf32 renders them. */
-    public SimulatedCudaBackend(boolean tf32) { this.tf32 = tf32; }
+    public SimulatedCudaBackend(boolean tf32) { this(tf32 ? PtxRenderer.Matmul.TF32 : PtxRenderer.Matmul.FMA); }
 
-    public boolean tf32() { return tf32; }
+    public SimulatedCudaBackend(PtxRenderer.Matmul matmul) { this.matmul = matmul; }
+
+    public boolean tf32() { return matmul == PtxRenderer.Matmul.TF32; }
 
     @Override
     public String name() { return "cuda-simulated"; }
 
     @Override
     public Map<String, String> render(Program program, String header) {
-        return Map.of(JavaRenderer.className(program) + ".ptx", PtxRenderer.render(program, header, "sm_90", tf32));
+        return Map.of(JavaRenderer.className(program) + ".ptx", PtxRenderer.render(program, header, "sm_90", matmul));
     }
 
     @Override
     public Executable load(Program program, int maxBatch) {
-        return new Simulated(program, new PtxSimulator(PtxRenderer.render(program, "program " + program.name(), "sm_90", tf32)), maxBatch);
+        return new Simulated(program, new PtxSimulator(PtxRenderer.render(program, "program " + program.name(), "sm_90", matmul)), maxBatch);
     }
 
     private static final class Simulated implements Executable {

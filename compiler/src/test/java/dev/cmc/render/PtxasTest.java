@@ -58,21 +58,39 @@ class PtxasTest {
     void everyModuleAssembles(String arch, @org.junit.jupiter.api.io.TempDir Path dir) throws Exception {
         Path ptxas = ptxas();
         Assumptions.assumeTrue(ptxas != null, "ptxas not found (CUDA_HOME, /usr/local/cuda/bin or PATH): PTX assembly check skipped");
-        for (Program p : programs()) {
-            for (PtxRenderer.Matmul m : PtxRenderer.Matmul.values()) {
-                if (m != PtxRenderer.Matmul.FMA && p.name().equals("peak_fma")) continue;
-                String ptx = p.name().equals("peak_fma") ? PtxRenderer.renderPeak(p, arch) : PtxRenderer.render(p, "ptxas test", arch, m);
-                String what = p.name() + " (" + m.description + ") for " + arch;
-                Path file = dir.resolve(p.name() + "_" + m + ".ptx");
-                Files.writeString(file, ptx);
-                var proc = new ProcessBuilder(ptxas.toString(), "-arch=" + arch, "-v", file.toString(), "-o", dir.resolve(p.name() + ".cubin").toString())
-                        .redirectErrorStream(true).start();
-                String log = new String(proc.getInputStream().readAllBytes());
-                assertTrue(proc.waitFor(120, TimeUnit.SECONDS), "ptxas timed out on " + what);
-                assertEquals(0, proc.exitValue(), what + " does not assemble:\n" + log);
-                assertFalse(log.matches("(?s).*[1-9]\\d* bytes spill (stores|loads).*"), what + " spills registers:\n" + log);
+        // One ptxas per module, as many at once as there are cores: each is single-threaded and takes seconds.
+        var pool = java.util.concurrent.Executors.newFixedThreadPool(Runtime.getRuntime().availableProcessors());
+        try {
+            var checks = new ArrayList<java.util.concurrent.Future<?>>();
+            for (Program p : programs()) {
+                for (PtxRenderer.Matmul m : PtxRenderer.Matmul.values()) {
+                    if (m != PtxRenderer.Matmul.FMA && p.name().equals("peak_fma")) continue;
+                    String ptx = p.name().equals("peak_fma") ? PtxRenderer.renderPeak(p, arch) : PtxRenderer.render(p, "ptxas test", arch, m);
+                    checks.add(pool.submit(() -> { assemble(ptxas, arch, dir.resolve(p.name() + "_" + m), ptx, p.name() + " (" + m.description + ") for " + arch); return null; }));
+                }
             }
+            for (var c : checks) {
+                try {
+                    c.get();
+                } catch (java.util.concurrent.ExecutionException e) {
+                    if (e.getCause() instanceof Error err) throw err;
+                    throw e;
+                }
+            }
+        } finally {
+            pool.shutdownNow();
         }
+    }
+
+    private static void assemble(Path ptxas, String arch, Path base, String ptx, String what) throws Exception {
+        Path file = Path.of(base + ".ptx");
+        Files.writeString(file, ptx);
+        var proc = new ProcessBuilder(ptxas.toString(), "-arch=" + arch, "-v", file.toString(), "-o", base + ".cubin")
+                .redirectErrorStream(true).start();
+        String log = new String(proc.getInputStream().readAllBytes());
+        assertTrue(proc.waitFor(120, TimeUnit.SECONDS), "ptxas timed out on " + what);
+        assertEquals(0, proc.exitValue(), what + " does not assemble:\n" + log);
+        assertFalse(log.matches("(?s).*[1-9]\\d* bytes spill (stores|loads).*"), what + " spills registers:\n" + log);
     }
 
     @org.junit.jupiter.api.Test

@@ -22,7 +22,7 @@ final class CompileCommand implements Callable<Integer> {
     @Option(names = "--emit", paramLabel = "DIR", description = "folder to write generated kernels and plans into")
     Path emit;
 
-    @Option(names = "--target", defaultValue = "jvm", paramLabel = "TARGET", description = "renderer: jvm (default), opencl or cuda (PTX)")
+    @Option(names = "--target", defaultValue = "jvm", paramLabel = "TARGET", description = "renderer: jvm (default), opencl, cuda (PTX) or tornado (TornadoVM task graphs)")
     String target;
 
     @Option(names = "--arch", defaultValue = "sm_90", paramLabel = "SM", description = "cuda: the PTX target, sm_80 or sm_90 (default sm_90)")
@@ -40,8 +40,8 @@ final class CompileCommand implements Callable<Integer> {
 
     @Override
     public Integer call() throws IOException {
-        if (!java.util.List.of("jvm", "opencl", "cuda").contains(target)) {
-            throw new Main.UserError("--target " + target + ": valid targets are jvm, opencl and cuda (tornado is on the roadmap)");
+        if (!java.util.List.of("jvm", "opencl", "cuda", "tornado").contains(target)) {
+            throw new Main.UserError("--target " + target + ": valid targets are jvm, opencl, cuda and tornado");
         }
         if (!arch.equals("sm_80") && !arch.equals("sm_90")) throw new Main.UserError("--arch " + arch + ": valid architectures are sm_80 and sm_90");
         if (emitBinary != null && !target.equals("opencl")) throw new Main.UserError("--emit-binary needs --target opencl");
@@ -53,6 +53,7 @@ final class CompileCommand implements Callable<Integer> {
             Program p = c.program();
             String h = header + ", program " + p.name();
             if (backend != null) files.putAll(backend.render(p, h));
+            else if (target.equals("tornado")) files.put(dev.cmc.render.TornadoRenderer.className(p) + ".java", dev.cmc.render.TornadoRenderer.render(p, h));
             else if (target.equals("cuda")) files.put(dev.cmc.render.JavaRenderer.className(p) + "." + arch + ".ptx", dev.cmc.render.PtxRenderer.render(p, h, arch, s.target().precision().equals("tf32")));
             else files.put(dev.cmc.render.JavaRenderer.className(p) + ".cl", dev.cmc.render.OpenClRenderer.render(p, h));
             files.put(p.name() + ".plan.txt", p.plan());

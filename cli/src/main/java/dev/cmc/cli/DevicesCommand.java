@@ -19,7 +19,9 @@ final class DevicesCommand implements Callable<Integer> {
         var cuda = dev.cmc.runtime.cuda.CudaDevices.list();
         if (cuda.isEmpty()) System.out.println("cuda      none: " + dev.cmc.runtime.cuda.CudaDevices.unavailable());
         for (var d : cuda) System.out.println(d.describe());
-        System.out.println("tornado   not in this build yet (set TORNADOVM_HOME in tornado.env when it lands)");
+        String tornado = dev.cmc.runtime.tornado.TornadoSdk.unavailable();
+        if (tornado != null) System.out.println("tornado   none: " + tornado);
+        else for (String d : dev.cmc.runtime.tornado.TornadoSdk.find().devices()) System.out.println("tornado   " + d + " (TornadoVM's device " + d.split(" ")[0] + ")");
         System.out.println("auto picks " + Backends.autoChoice(Backends.OPENCL_CPU_MIN_PARAMS) + " for models of "
                 + String.format("%,d", Backends.OPENCL_CPU_MIN_PARAMS) + "+ parameters, " + Backends.autoChoice(0) + " for smaller ones");
         return 0;

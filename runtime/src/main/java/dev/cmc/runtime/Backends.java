@@ -98,8 +98,11 @@ public final class Backends {
                 if (device < 0 || device >= n) throw new UnavailableException(where + ": no CUDA device " + device + "; devices are 0.." + (n - 1) + " (cmc devices lists them)");
                 yield new dev.cmc.runtime.cuda.CudaBackend(device).withTf32(tensorCores);
             }
-            case "tornado" -> throw new UnavailableException(where + ": this build has no " + name + " backend yet; available: auto, "
-                    + String.join(", ", available()));
+            case "tornado" -> {
+                String why = dev.cmc.runtime.tornado.TornadoSdk.unavailable();
+                if (why != null) throw new UnavailableException(where + ": " + why + "; available: auto, " + String.join(", ", available()));
+                yield new dev.cmc.runtime.tornado.TornadoBackend();
+            }
             default -> throw new UnavailableException(where + ": no such backend; valid: auto, jvm, opencl, cuda, tornado");
         };
     }

@@ -92,14 +92,26 @@ class CliTest {
         assertEquals(0, r.code(), r.err());
         assertNoStackTrace(r);
         if (dev.cmc.runtime.cuda.CudaDevices.unavailable() != null) assertTrue(r.out().contains("skipped cuda:0: "), r.out());
-        assertTrue(r.out().contains("skipped tornado: "), r.out());
+        boolean tornado = dev.cmc.runtime.tornado.TornadoSdk.unavailable() == null;
+        assertTrue(tornado ? r.out().contains("tiny on tornado") : r.out().contains("skipped tornado: "), r.out());
         assertTrue(r.out().contains("tiny on jvm") && r.out().contains("CT training step, batch 32"), r.out());
         String json = Files.readString(dir.resolve("b.json"));
         assertTrue(json.contains("\"backend\":\"jvm\"") && json.contains("\"batch\":256"), json);
         assertTrue(Files.size(dir.resolve("b.png")) > 1000);
+        if (tornado) return;
         Run none = cmc("bench", spec.toString(), "--backends", "tornado");
         assertEquals(2, none.code());
         assertTrue(none.err().contains("--backends tornado: none of them is available here"), none.err());
+    }
+
+    @Test
+    void compileForTornadoWritesTaskGraphPrograms(@TempDir Path dir) throws Exception {
+        Run r = cmc("compile", SEED.toString(), "--target", "tornado", "--emit", dir.toString());
+        assertEquals(0, r.code(), r.err());
+        String java = Files.readString(dir.resolve("SeedDefaultTrainStepTaskGraph.java"));
+        assertTrue(java.contains("new TaskGraph(\"cmc\")") && java.contains("DataTransferMode.FIRST_EXECUTION")
+                && java.contains("context.allocateFloatLocalArray") && java.contains("@Parallel"), "not a TornadoVM task graph program");
+        assertTrue(Files.exists(dir.resolve("SeedDefaultSampleTaskGraph.java")));
     }
 
     @Test

@@ -18,9 +18,9 @@ import java.util.List;
  *       local-memory tree). No {@code @Reduce}: it renames tasks and was wrong on PoCL.</li>
  *   <li>Elementwise kernels, transposes and the Adam + EMA pass: {@code @Parallel} loops.</li>
  * </ul>
- * Every kernel covers the largest batch and skips rows past the current one, which it reads from a
- * one-element {@code rows} array: one task graph, compiled once, serves every batch size, and the device
- * state it holds is never split between graphs.
+ * Kernels read the batch from a one-element array and skip rows past it; their worker grids are sized to
+ * the batch before each run at a new size. One task graph, compiled once, serves every batch size, and the
+ * device state it holds is never split between graphs.
  */
 public final class TornadoRenderer {
     public static final String PACKAGE = "cmc.generated";
@@ -537,13 +537,13 @@ public final class TornadoRenderer {
         indent--;
         line("}");
         line("");
-        line("/** The worker grid of every KernelContext task, for the largest batch. */");
-        line("static GridScheduler grids(int maxRows) {");
+        line("/** The worker grids for a batch of this many rows: every KernelContext task's, and the batched @Parallel loops'. */");
+        line("static GridScheduler grids(int rows) {");
         indent++;
         line("var grids = new GridScheduler();");
         for (int i = 0; i < program.kernels().size(); i++) {
             Kernel k = program.kernels().get(i);
-            if (!contextual(k)) continue;
+            if (!contextual(k) && !usesMaxRows(k)) continue;
             line("grids.addWorkerGrid(\"cmc." + taskName(i) + "\", " + grid(k) + ");");
         }
         line("return grids;");
@@ -576,12 +576,13 @@ public final class TornadoRenderer {
             case Kernel.ReduceCols r -> "grid1(" + rowsOf(r.domain()) + ", " + GROUP + ")";
             case Kernel.ReduceBatch r -> "grid1(" + r.domain().cols() + ", " + GROUP + ")";
             case Kernel.SumSquares s -> "grid1(" + LANES + ", " + LANES + ")";
+            case Kernel.Elementwise e -> "grid1(rows * " + e.domain().cols() + ", " + GROUP + ")";
             default -> throw new IllegalStateException(k.name() + " is not a KernelContext kernel");
         };
     }
 
     private static String rowsOf(Shape d) {
-        return d.batched() ? "maxRows" : Integer.toString(d.rows());
+        return d.batched() ? "rows" : Integer.toString(d.rows());
     }
 
     /** ", a[i], a[j]" for the arrays the host writes before every run (inputs) or once (weights, state, constants, gradients). */
@@ -618,6 +619,7 @@ public final class TornadoRenderer {
                     IntArray batch = new IntArray(1);
                     TornadoExecutionPlan plan = null;
                     TornadoExecutionResult last = null;
+                    int gridRows = -1;
                     byte[] bytes = new byte[1 << 16];
                     while (true) {
                         int command = in.read();
@@ -654,7 +656,14 @@ public final class TornadoRenderer {
                                 }
                                 case 'X' -> {
                                     batch.set(0, in.readInt());
-                                    if (plan == null) plan = new TornadoExecutionPlan(taskGraph(a, batch, maxRows).snapshot()).withGridScheduler(grids(maxRows));
+                                    if (plan == null) {
+                                        plan = new TornadoExecutionPlan(taskGraph(a, batch, maxRows).snapshot());
+                                        gridRows = -1;
+                                    }
+                                    if (batch.get(0) != gridRows) {   // grids sized to the batch: kernels compiled once serve every size
+                                        gridRows = batch.get(0);
+                                        plan.withGridScheduler(grids(gridRows));
+                                    }
                                     last = plan.execute();
                                     out.write('K');
                                 }

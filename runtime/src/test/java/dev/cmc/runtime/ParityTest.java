@@ -21,7 +21,8 @@ import static org.junit.jupiter.api.Assertions.*;
 
 /**
  * Every generated kernel against the float64 reference interpreter, llm.c style, on every backend this
- * machine has: jvm always, each OpenCL device when a platform is installed, each CUDA GPU, and the PTX that
+ * machine has: jvm always, each OpenCL device when a platform is installed, each CUDA GPU, TornadoVM where an
+ * SDK is installed (TORNADOVM_HOME), and the PTX that
  * the cuda backend generates run by {@link dev.cmc.runtime.cuda.PtxSimulator} everywhere.
  */
 class ParityTest {
@@ -49,6 +50,8 @@ class ParityTest {
         if (dev.cmc.runtime.cuda.CudaDevices.unavailable() != null) {
             System.out.println("ParityTest: cuda on a GPU skipped: " + dev.cmc.runtime.cuda.CudaDevices.unavailable() + " (its PTX runs in the simulator instead)");
         }
+        if (dev.cmc.runtime.tornado.TornadoSdk.unavailable() == null) all.add(Named.of("tornado", new dev.cmc.runtime.tornado.TornadoBackend()));
+        else System.out.println("ParityTest: tornado skipped: " + dev.cmc.runtime.tornado.TornadoSdk.unavailable());
         all.add(Named.of("cuda PTX, simulated", new dev.cmc.runtime.cuda.SimulatedCudaBackend()));
         all.add(Named.of("cuda PTX with tf32 tensor-core GEMMs, simulated", new dev.cmc.runtime.cuda.SimulatedCudaBackend(true)));
         all.add(Named.of("cuda PTX with 3xTF32 GEMMs, simulated", new dev.cmc.runtime.cuda.SimulatedCudaBackend(dev.cmc.render.PtxRenderer.Matmul.TF32X3)));

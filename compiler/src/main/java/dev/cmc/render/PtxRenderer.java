@@ -242,8 +242,9 @@ public final class PtxRenderer {
             return x;
         }
 
+        /** A two-operand instruction into a new register of the opcode's type (.f32, 64-bit, else 32-bit). */
         private String bin(String opcode, String a, String b) {
-            String x = opcode.endsWith(".f32") ? f() : r();
+            String x = opcode.endsWith(".f32") ? f() : opcode.endsWith("64") ? rd() : r();
             op(opcode + " " + x + ", " + a + ", " + b + ";");
             return x;
         }
@@ -863,7 +864,7 @@ public final class PtxRenderer {
             // Byte offsets of this thread's four rows (ty·4) and four columns (tx·4): 16 bytes per step.
             String aOff = wideBytes(bin("shl.b32", ty, "4")), bOff = wideBytes(bin("shl.b32", tx, "4"));
             kLoop(g, t, (aBase, bBase) -> {
-                String aRead = bin64("add.s64", aBase, aOff), bRead = bin64("add.s64", bBase, bOff);
+                String aRead = bin("add.s64", aBase, aOff), bRead = bin("add.s64", bBase, bOff);
                 for (int kk = 0; kk < bk; kk++) {
                     String[] av = new String[8], bv = new String[4];
                     for (int i = 0; i < 8; i++) av[i] = f();
@@ -902,7 +903,7 @@ public final class PtxRenderer {
             String bOff = wideBytes(bin("shl.b32", mad(tig, Integer.toString(B_STRIDE), bin("add.s32", warpCol, grp)), "2"));
             boolean x3 = matmul == Matmul.TF32X3;
             kLoop(g, t, (aBase, bBase) -> {
-                String aRead = bin64("add.s64", aBase, aOff), bRead = bin64("add.s64", bBase, bOff);
+                String aRead = bin("add.s64", aBase, aOff), bRead = bin("add.s64", bBase, bOff);
                 for (int ks = 0; ks < bk; ks += 8) {
                     comment("k step " + ks + ": 2 A fragments, 4 B fragments, " + (x3 ? "3x8 mma (remainder products first)" : "8 mma"));
                     String[][] af = new String[2][], afLo = new String[2][];
@@ -979,12 +980,6 @@ public final class PtxRenderer {
             String w = rd();
             op("cvt.u64.u32 " + w + ", " + bytes32 + ";");
             return w;
-        }
-
-        private String bin64(String opcode, String a, String b) {
-            String x = rd();
-            op(opcode + " " + x + ", " + a + ", " + b + ";");
-            return x;
         }
 
         /** The shared-memory address of float slot idx of an array whose address is in base. */

@@ -15,8 +15,9 @@ import java.util.Map;
  * <ul>
  *   <li>GEMMs: a 128×64 output tile per block, A and B staged through double-buffered shared memory 16 deep
  *       in K, each thread an 8×4 register tile (or, with tf32, each warp 2×4 mma.sync tiles); the fused
- *       epilogue runs on the registers before anything is stored. TN GEMMs (weight gradients, K = the batch)
- *       are split over K into workspace slices that a second kernel sums in order, so they fill the GPU.</li>
+ *       epilogue runs on the registers before anything is stored. GEMMs with few output tiles (weight
+ *       gradients, where K is the batch; long-K GEMMs over small batches) are split over K into workspace
+ *       slices that a second kernel sums in order, so they fill the GPU.</li>
  *   <li>Row normalisations and row sums: one warp per row, lanes striding the columns, sums by butterfly
  *       shuffles; the epilogue (LayerNorm's affine, a residual, a loss term) runs in the same pass.</li>
  *   <li>Batch reductions: 32 columns × 8 row slices per block, slices summed in order through shared memory.</li>
@@ -32,8 +33,11 @@ public final class PtxRenderer {
     private static final int UNROLL = 8;
     /** GEMM block tile (BM×BN outputs); shared rows padded so that mma fragment reads hit 32 different banks. */
     private static final int BM = 128, BN = 64, A_STRIDE = BM + 8, B_STRIDE = BN + 8;
-    /** A TN GEMM (K = the batch) is cut into one K slice per 512 rows, at most 16, so that small outputs fill the GPU. */
-    private static final int SPLIT_ROWS = 512, MAX_SPLITS = 16;
+    /**
+     * Split K, so that GEMMs with few output tiles still fill the GPU. A TN GEMM (K = the batch) is cut into one
+     * K slice per 512 rows, at most 16. An NN GEMM with K of 1024+ over at most 512 rows is cut into 8.
+     */
+    private static final int SPLIT_ROWS = 512, MAX_SPLITS = 16, LONG_K = 1024, FEW_ROWS = 512, NN_SPLITS = 8;
     private static final String WORKSPACE = "workspace";
 
     /** A launch: grid dimensions; blocks are always {@link #BLOCK} threads wide. */
@@ -52,27 +56,35 @@ public final class PtxRenderer {
         };
     }
 
-    /** K slices of a GEMM at this batch: 1 but for TN GEMMs (weight gradients) over 1024+ rows. */
+    /**
+     * K slices of a GEMM at this batch: for TN GEMMs (weight gradients) one per 512 rows; for NN GEMMs with a
+     * long K, 8 while the rows are few; otherwise 1. The kernels compute the same count from the row count.
+     */
     public static int splits(Kernel.Gemm g, int batch) {
-        return g.transposeA() ? Math.min(MAX_SPLITS, Math.max(1, batch / SPLIT_ROWS)) : 1;
+        if (g.transposeA()) return Math.min(MAX_SPLITS, Math.max(1, batch / SPLIT_ROWS));
+        return splitsK(g) && rows(g.domain(), batch) <= FEW_ROWS ? NN_SPLITS : 1;
     }
 
-    /** Whether a kernel takes the workspace (after its arrays) and has a {@link #fixupName} kernel: TN GEMMs. */
+    /**
+     * Whether a kernel may split K, and so takes the workspace (after its arrays) and has a {@link #fixupName}
+     * kernel: TN GEMMs, and NN GEMMs over the batch with K of 1024 or more.
+     */
     public static boolean splitsK(Kernel k) {
-        return k instanceof Kernel.Gemm g && g.transposeA();
+        return k instanceof Kernel.Gemm g && (g.transposeA() || g.domain().batched() && g.k() >= LONG_K);
     }
 
-    /** Floats of workspace a kernel needs at this batch: a partial product per K slice when there are several. */
-    public static long workspaceFloats(Kernel k, int batch) {
-        if (!(k instanceof Kernel.Gemm g) || splits(g, batch) == 1) return 0;
-        return (long) splits(g, batch) * g.domain().rows() * g.domain().cols();
+    /** Floats of workspace a kernel needs at any batch up to maxBatch: a partial product per K slice. */
+    public static long workspaceFloats(Kernel k, int maxBatch) {
+        if (!(k instanceof Kernel.Gemm g) || !splitsK(g)) return 0;
+        int rows = g.transposeA() ? g.domain().rows() : Math.min(maxBatch, FEW_ROWS);
+        return (long) splits(g, g.transposeA() ? maxBatch : rows) * rows * g.domain().cols();
     }
 
-    /** The kernel that sums a split TN GEMM's slices and runs its epilogue; launched with {@link #fixupLaunch}. */
+    /** The kernel that sums a split GEMM's slices and runs its epilogue; launched with {@link #fixupLaunch}. */
     public static String fixupName(Program p, int i) { return kernelName(p, i) + "_fixup"; }
 
-    public static Launch fixupLaunch(Kernel.Gemm g) {
-        return new Launch(ceil((long) g.domain().rows() * g.domain().cols(), BLOCK), 1, 1);
+    public static Launch fixupLaunch(Kernel.Gemm g, int batch) {
+        return new Launch(ceil((long) rows(g.domain(), batch) * g.domain().cols(), BLOCK), 1, 1);
     }
 
     private static int rows(Shape s, int batch) { return s.batched() ? batch : s.rows(); }
@@ -677,9 +689,9 @@ public final class PtxRenderer {
             String col0 = bin("mul.lo.s32", special("%ctaid.x"), Integer.toString(BN));
             String row0 = bin("mul.lo.s32", special("%ctaid.y"), Integer.toString(BM));
             String kBegin = constI(0), kEnd = k, splits = constI(1);
-            if (g.transposeA()) {
+            if (splitsK(g)) {
                 comment("split K: the same slice count as the host's PtxRenderer.splits, from the row count");
-                splits = splitsOf(rowsReg);
+                splits = splitsOf(g, rowsReg);
                 String steps = bin("div.s32", bin("add.s32", bin("add.s32", k, Integer.toString(bk - 1)), bin("mul.lo.s32", bin("add.s32", splits, "-1"), Integer.toString(bk))),
                         bin("mul.lo.s32", splits, Integer.toString(bk)));
                 String chunk = bin("mul.lo.s32", steps, Integer.toString(bk));
@@ -689,9 +701,20 @@ public final class PtxRenderer {
             return new Frame(m, Integer.toString(g.domain().cols()), k, tid, row0, col0, kBegin, kEnd, splits, symbol("As"), symbol("Bs"));
         }
 
-        /** min(16, max(1, rows / 512)): see {@link PtxRenderer#splits}. */
-        private String splitsOf(String rows) {
-            return bin("min.s32", bin("max.s32", bin("div.s32", rows, Integer.toString(SPLIT_ROWS)), "1"), Integer.toString(MAX_SPLITS));
+        /** TN: min(16, max(1, rows / 512)); NN: 8 while rows <= 512, else 1. See {@link PtxRenderer#splits}. */
+        private String splitsOf(Kernel.Gemm g, String rows) {
+            if (g.transposeA()) {
+                return bin("min.s32", bin("max.s32", bin("div.s32", rows, Integer.toString(SPLIT_ROWS)), "1"), Integer.toString(MAX_SPLITS));
+            }
+            String few = pred("le.s32", rows, Integer.toString(FEW_ROWS)), s = r();
+            op("selp.s32 " + s + ", " + NN_SPLITS + ", 1, " + few + ";");
+            return s;
+        }
+
+        /** Elements of the GEMM's output: M·N, M the row count for a batched output. */
+        private String outputSize(Kernel.Gemm g) {
+            return g.domain().batched() ? bin("mul.lo.s32", rowsReg, Integer.toString(g.domain().cols()))
+                                        : constI(g.domain().rows() * g.domain().cols());
         }
 
         /**
@@ -829,18 +852,17 @@ public final class PtxRenderer {
         }
 
         /**
-         * The accumulators out: through the epilogue, or for a TN GEMM cut into several K slices into slice z of
+         * The accumulators out: through the epilogue, or for a GEMM cut into several K slices into slice z of
          * the workspace, which the {@code _fixup} kernel then sums in order and runs through the epilogue.
          */
         private void finish(Kernel.Gemm g, Frame t, List<Out> outs) {
             String partial = newLabel("partial"), end = newLabel("stored");
-            if (g.transposeA()) op("@" + pred("gt.s32", t.splits(), "1") + " bra " + partial + ";");
+            if (splitsK(g)) op("@" + pred("gt.s32", t.splits(), "1") + " bra " + partial + ";");
             for (Out o : outs) emit(g, t.m(), t.n(), o);
-            if (!g.transposeA()) return;
+            if (!splitsK(g)) return;
             op("bra " + end + ";");
             label(partial);
-            int mn = g.domain().rows() * g.domain().cols();
-            String sliceBase = bin("mul.lo.s32", special("%ctaid.z"), Integer.toString(mn));
+            String sliceBase = bin("mul.lo.s32", special("%ctaid.z"), outputSize(g));
             for (Out o : outs) {
                 String skip = newLabel("out"), outside = p();
                 op("setp.ge.s32 " + outside + ", " + o.row() + ", " + t.m() + ";");
@@ -933,23 +955,23 @@ public final class PtxRenderer {
         }
 
         /**
-         * A TN GEMM's second kernel when K was split: one thread per output element sums the slices of the
-         * workspace in order (deterministic, unlike atomics) and runs the epilogue.
+         * A split GEMM's second kernel: one thread per output element sums the slices of the workspace in order
+         * (deterministic, unlike atomics) and runs the epilogue.
          */
         void fixup(Kernel.Gemm g) {
-            int mn = g.domain().rows() * g.domain().cols();
+            String mn = outputSize(g);
             String idx = mad(special("%ctaid.x"), Integer.toString(BLOCK), special("%tid.x"));
-            op("@" + pred("ge.s32", idx, Integer.toString(mn)) + " bra DONE;");
-            String splits = splitsOf(rowsReg);
+            op("@" + pred("ge.s32", idx, mn) + " bra DONE;");
+            String splits = splitsOf(g, rowsReg);
             String sum = constF(0), z = constI(0), top = newLabel("slices"), done = newLabel("slices_end");
             label(top);
             op("@" + pred("ge.s32", z, splits) + " bra " + done + ";");
-            op("add.f32 " + sum + ", " + sum + ", " + loadGlobal(WORKSPACE, mad(z, Integer.toString(mn), idx)) + ";");
+            op("add.f32 " + sum + ", " + sum + ", " + loadGlobal(WORKSPACE, mad(z, mn, idx)) + ";");
             op("add.s32 " + z + ", " + z + ", 1;");
             op("bra " + top + ";");
             label(done);
             String n = Integer.toString(g.domain().cols());
-            emit(g, Integer.toString(g.domain().rows()), n, new Out(bin("div.s32", idx, n), bin("rem.s32", idx, n), sum));
+            emit(g, domainRows(g.domain()), n, new Out(bin("div.s32", idx, n), bin("rem.s32", idx, n), sum));
         }
 
         /** This lane's A fragment of m tile i at k step ks: A(g, t), A(g+8, t), A(g, t+4), A(g+8, t+4). */

@@ -198,7 +198,7 @@ public final class CudaExecutable implements Executable {
             if (l.gridX() == 0 || l.gridY() == 0) continue;
             if (events != null) Cu.status(Cu.cuEventRecord, "cuEventRecord", events[2 * k], stream);
             launch(kernel.name(), functions[k], l, params[k]);
-            if (l.gridZ() > 1) launch(kernel.name() + " fixup", fixups[k], PtxRenderer.fixupLaunch((Kernel.Gemm) kernel), params[k]);
+            if (l.gridZ() > 1) launch(kernel.name() + " fixup", fixups[k], PtxRenderer.fixupLaunch((Kernel.Gemm) kernel, batch), params[k]);
             if (events != null) Cu.status(Cu.cuEventRecord, "cuEventRecord", events[2 * k + 1], stream);
         }
     }

@@ -19,14 +19,16 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
  * One GEMM kernel of the cuda backend in the PTX simulator against a float64 product, in both layouts the
  * compiler emits, with shapes that are not multiples of the 128×64 tile: fp32 FMAs and 3xTF32 within 1e-5 of
  * the largest element; TF32 within 5e-3 and not bit-equal to fp32 (the inputs really are rounded). A TN GEMM
- * over 1,100 rows is cut into two K slices and summed by its fixup kernel.
+ * over 1,100 rows is cut into two K slices, and an NN GEMM with K = 1,030 over 70 rows into eight, each
+ * summed by its fixup kernel.
  */
 class GemmKernelTest {
-    @ParameterizedTest(name = "{0} transposeA={1} rows={2}")
-    @CsvSource({"FMA, false, 70", "FMA, true, 70", "TF32, false, 70", "TF32, true, 70", "TF32X3, false, 70", "TF32X3, true, 70",
-            "FMA, true, 1100", "TF32, true, 1100", "TF32X3, true, 1100"})
-    void oneGemmAgreesWithFloat64(PtxRenderer.Matmul matmul, boolean transposeA, int batch) {
-        int m = transposeA ? 150 : batch, k = transposeA ? batch : 40, n = 72;
+    @ParameterizedTest(name = "{0} transposeA={1} rows={2} k={3}")
+    @CsvSource({"FMA, false, 70, 40", "FMA, true, 70, 70", "TF32, false, 70, 40", "TF32, true, 70, 70", "TF32X3, false, 70, 40",
+            "TF32X3, true, 70, 70", "FMA, true, 1100, 1100", "TF32, true, 1100, 1100", "TF32X3, true, 1100, 1100",
+            "FMA, false, 70, 1030", "TF32X3, false, 70, 1030"})
+    void oneGemmAgreesWithFloat64(PtxRenderer.Matmul matmul, boolean transposeA, int batch, int k) {
+        int m = transposeA ? 150 : batch, n = 72;
         Buf a = transposeA ? Buf.whole("a", Shape.fixed(k, m)) : Buf.whole("a", Shape.batch(k));
         Buf b = transposeA ? Buf.whole("b", Shape.batch(n)) : Buf.whole("b", Shape.fixed(k, n));
         Shape domain = transposeA ? Shape.fixed(m, n) : Shape.batch(n);
@@ -35,6 +37,7 @@ class GemmKernelTest {
         var plusOne = new Expr.Binary(dev.cmc.ir.Op.ADD, new Expr.Acc(), new Expr.Const(1));
         var gemm = new Kernel.Gemm("k_mm", transposeA, a, b, k, domain, List.of(new Expr.Let(0, plusOne, out)));
         if (batch > 1024) assertEquals(2, PtxRenderer.splits(gemm, batch), "this case is meant to split K");
+        if (k > 1024 && !transposeA) assertEquals(8, PtxRenderer.splits(gemm, batch), "this case is meant to split K");
         var program = new Program("gemm", List.of(
                 new Program.Array("a", Program.Role.INPUT, a.shape(), null),
                 new Program.Array("b", Program.Role.PARAMS, b.shape(), null),

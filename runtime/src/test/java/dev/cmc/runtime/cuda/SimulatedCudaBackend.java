@@ -80,7 +80,7 @@ public final class SimulatedCudaBackend implements Backend {
                 var l = PtxRenderer.launch(kernel, batch);
                 module.launch(PtxRenderer.kernelName(program, k), l.gridX(), l.gridY(), l.gridZ(), PtxRenderer.BLOCK, arrays, buffers, batch);
                 if (l.gridZ() > 1) {
-                    var f = PtxRenderer.fixupLaunch((dev.cmc.kernel.Kernel.Gemm) kernel);
+                    var f = PtxRenderer.fixupLaunch((dev.cmc.kernel.Kernel.Gemm) kernel, batch);
                     module.launch(PtxRenderer.fixupName(program, k), f.gridX(), f.gridY(), f.gridZ(), PtxRenderer.BLOCK, arrays, buffers, batch);
                 }
             }

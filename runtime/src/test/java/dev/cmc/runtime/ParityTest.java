@@ -37,7 +37,7 @@ class ParityTest {
                         .withStyle(dev.cmc.render.OpenClRenderer.Style.GPU)));
             }
         }
-        if (all.size() == 1) System.out.println("ParityTest: OpenCL skipped: " + dev.cmc.runtime.opencl.OpenClDevices.unavailable());
+        if (all.size() == 1) skipped("OpenCL skipped: " + dev.cmc.runtime.opencl.OpenClDevices.unavailable());
         // The cuda backend's PTX: on a GPU when there is one, and always through the PTX simulator.
         for (var d : dev.cmc.runtime.cuda.CudaDevices.list()) {
             if (d.major() < 8) continue;
@@ -48,10 +48,10 @@ class ParityTest {
                     new dev.cmc.runtime.cuda.CudaBackend(d.index()).withMatmul(dev.cmc.render.PtxRenderer.Matmul.TF32X3)));
         }
         if (dev.cmc.runtime.cuda.CudaDevices.unavailable() != null) {
-            System.out.println("ParityTest: cuda on a GPU skipped: " + dev.cmc.runtime.cuda.CudaDevices.unavailable() + " (its PTX runs in the simulator instead)");
+            skipped("cuda on a GPU skipped: " + dev.cmc.runtime.cuda.CudaDevices.unavailable() + " (its PTX runs in the simulator instead)");
         }
         if (dev.cmc.runtime.tornado.TornadoSdk.unavailable() == null) all.add(Named.of("tornado", new dev.cmc.runtime.tornado.TornadoBackend()));
-        else System.out.println("ParityTest: tornado skipped: " + dev.cmc.runtime.tornado.TornadoSdk.unavailable());
+        else skipped("tornado skipped: " + dev.cmc.runtime.tornado.TornadoSdk.unavailable());
         all.add(Named.of("cuda PTX, simulated", new dev.cmc.runtime.cuda.SimulatedCudaBackend()));
         all.add(Named.of("cuda PTX with tf32 tensor-core GEMMs, simulated", new dev.cmc.runtime.cuda.SimulatedCudaBackend(true)));
         all.add(Named.of("cuda PTX with 3xTF32 GEMMs, simulated", new dev.cmc.runtime.cuda.SimulatedCudaBackend(dev.cmc.render.PtxRenderer.Matmul.TF32X3)));
@@ -59,6 +59,13 @@ class ParityTest {
         String only = System.getProperty("cmc.parity.backends", "");
         if (!only.isBlank()) all.removeIf(b -> java.util.Arrays.stream(only.split(",")).noneMatch(prefix -> b.getName().startsWith(prefix.strip())));
         return all;
+    }
+
+    private static final java.util.Set<String> SAID = java.util.concurrent.ConcurrentHashMap.newKeySet();
+
+    /** Says once per run what this machine lacks (backends() is asked for by every parameterized test). */
+    private static void skipped(String why) {
+        if (SAID.add(why)) System.out.println("ParityTest: " + why);
     }
 
     /** fp32 kernels agree with float64 to 1e-4 relative; with TF32 GEMMs (10-bit mantissas in), 5e-3. */

@@ -21,7 +21,11 @@ final class DevicesCommand implements Callable<Integer> {
         for (var d : cuda) System.out.println(d.describe());
         String tornado = dev.cmc.runtime.tornado.TornadoSdk.unavailable();
         if (tornado != null) System.out.println("tornado   none: " + tornado);
-        else for (String d : dev.cmc.runtime.tornado.TornadoSdk.find().devices()) System.out.println("tornado   " + d + " (TornadoVM's device " + d.split(" ")[0] + ")");
+        else {
+            var devices = dev.cmc.runtime.tornado.TornadoSdk.find().devices();
+            if (devices.isEmpty()) System.out.println("tornado   none: TornadoVM lists no device");
+            for (String d : devices) System.out.println("tornado   " + d);
+        }
         System.out.println("auto picks " + Backends.autoChoice(Backends.OPENCL_CPU_MIN_PARAMS) + " for models of "
                 + String.format("%,d", Backends.OPENCL_CPU_MIN_PARAMS) + "+ parameters, " + Backends.autoChoice(0) + " for smaller ones");
         return 0;

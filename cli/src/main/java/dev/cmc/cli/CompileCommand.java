@@ -53,7 +53,7 @@ final class CompileCommand implements Callable<Integer> {
             Program p = c.program();
             String h = header + ", program " + p.name();
             if (backend != null) files.putAll(backend.render(p, h));
-            else if (target.equals("tornado")) files.put(dev.cmc.render.TornadoRenderer.className(p) + ".java", dev.cmc.render.TornadoRenderer.render(p, h));
+            else if (target.equals("tornado")) files.put(dev.cmc.render.TornadoRenderer.className(p) + ".java", dev.cmc.render.TornadoRenderer.render(p, JvmBackend.lanes(), h));
             else if (target.equals("cuda")) files.put(dev.cmc.render.JavaRenderer.className(p) + "." + arch + ".ptx", dev.cmc.render.PtxRenderer.render(p, h, arch, s.target().precision().equals("tf32")));
             else files.put(dev.cmc.render.JavaRenderer.className(p) + ".cl", dev.cmc.render.OpenClRenderer.render(p, h));
             files.put(p.name() + ".plan.txt", p.plan());

@@ -27,11 +27,14 @@ public final class TornadoRenderer {
     private static final int TILE = 16, GROUP = 64;
 
     private final Program program;
+    /** The jvm backend's vector width: its row sums and its choice of vector or scalar math follow it. */
+    private final int lanes;
     private final StringBuilder out = new StringBuilder();
     private int indent;
 
-    private TornadoRenderer(Program program) {
+    private TornadoRenderer(Program program, int lanes) {
         this.program = program;
+        this.lanes = lanes;
     }
 
     /** SeedDefaultTrainStepTaskGraph for the program seed_default_train_step. */
@@ -43,8 +46,9 @@ public final class TornadoRenderer {
         return PACKAGE + "." + className(p);
     }
 
-    public static String render(Program program, String header) {
-        return new TornadoRenderer(program).file(header);
+    /** lanes: the jvm backend's vector width here (JvmBackend.lanes()), whose arithmetic the kernels mirror. */
+    public static String render(Program program, int lanes, String header) {
+        return new TornadoRenderer(program, lanes).file(header);
     }
 
     /** Task names in the graph: t0, t1, ... in launch order; the GridScheduler's keys are "cmc.tN". */
@@ -144,7 +148,7 @@ public final class TornadoRenderer {
         return JavaRenderer.methodName(program, index);
     }
 
-    /** Rows of a domain, at most: the largest batch (the runtime passes it as maxRows) or the fixed count. */
+    /** Rows of a domain: the batch (the kernel's rows) or the fixed count. */
     private static String domainRows(Shape d) {
         return d.batched() ? "rows" : Integer.toString(d.rows());
     }
@@ -269,12 +273,9 @@ public final class TornadoRenderer {
 
     // ---- the jvm backend's arithmetic, mirrored ----
 
-    /** The jvm backend's vector width: its row sums and its choice of vector or scalar math follow it. */
-    private static final int LANES = 16;
-
     /** Columns [0, end) are computed in vectors by the jvm backend, [end, n) by scalar code. */
-    private static int vectorEnd(int n) {
-        return n < LANES ? 0 : n - n % LANES;
+    private int vectorEnd(int n) {
+        return n < lanes ? 0 : n - n % lanes;
     }
 
     /**
@@ -305,10 +306,10 @@ public final class TornadoRenderer {
         int end = vectorEnd(n);
         for (String name : names) line("float " + name + "Lanes = 0f, " + name + "Tail = 0f;");
         if (end > 0) {
-            line("for (int l = 0; l < " + LANES + "; l++) {");
+            line("for (int l = 0; l < " + lanes + "; l++) {");
             indent++;
             for (String name : names) line("float " + name + "V = 0f;");
-            line("for (int k = l; k < " + end + "; k += " + LANES + ") {");
+            line("for (int k = l; k < " + end + "; k += " + lanes + ") {");
             indent++;
             body.accept("k", true);
             indent--;
@@ -341,21 +342,21 @@ public final class TornadoRenderer {
     }
 
     /**
-     * ‖g‖² as the jvm backend sums it: 16 work-items, one per vector lane, each a chain of fma over its lane;
+     * ‖g‖² as the jvm backend sums it: one work-item per vector lane, each a chain of fma over its lane;
      * then the first adds the lanes in order and the tail in double precision.
      */
     private void sumSquares(Kernel.SumSquares s) {
-        int end = s.count() - s.count() % LANES;
+        int end = s.count() - s.count() % lanes;
         String g = var(s.array());
         line("int t = context.localIdx;");
-        line("float[] part = context.allocateFloatLocalArray(" + LANES + ");");
+        line("float[] part = context.allocateFloatLocalArray(" + lanes + ");");
         line("float lane = 0f;");
-        line("for (int i = t; i < " + end + "; i += " + LANES + ") { float v = " + g + ".get(i); lane = fma(v, v, lane); }");
+        line("for (int i = t; i < " + end + "; i += " + lanes + ") { float v = " + g + ".get(i); lane = fma(v, v, lane); }");
         line("part[t] = lane;");
         line("context.localBarrier();");
         line("if (t == 0) {");
         line("    float lanes = 0f;");
-        line("    for (int l = 0; l < " + LANES + "; l++) lanes += part[l];");
+        line("    for (int l = 0; l < " + lanes + "; l++) lanes += part[l];");
         line("    double sum = lanes;");
         line("    for (int i = " + end + "; i < " + s.count() + "; i++) { double v = " + g + ".get(i); sum += v * v; }");
         line("    " + var(s.out().array()) + ".set(" + s.out().offset() + ", (float) sum);");
@@ -529,7 +530,7 @@ public final class TornadoRenderer {
             var args = new StringBuilder(contextual(k) ? "new KernelContext(), " : "");
             for (String a : Indexing.arguments(k)) args.append("a[").append(program.arrayIndex(a)).append("], ");
             args.append("batch");
-            if (!contextual(k) && usesMaxRows(k)) args.append(", maxRows");
+            if (usesMaxRows(k)) args.append(", maxRows");
             line(".task(\"" + taskName(i) + "\", " + className(program) + "::" + methodName(i) + ", " + args + ")");
         }
         line(".transferToHost(DataTransferMode.UNDER_DEMAND, (Object[]) a);");
@@ -571,18 +572,14 @@ public final class TornadoRenderer {
 
     private String grid(Kernel k) {
         return switch (k) {
-            case Kernel.Gemm g -> "grid2(" + g.domain().cols() + ", " + rowsOf(g.domain()) + ")";
-            case Kernel.Normalize n -> "grid1(" + rowsOf(n.domain()) + ", " + GROUP + ")";
-            case Kernel.ReduceCols r -> "grid1(" + rowsOf(r.domain()) + ", " + GROUP + ")";
+            case Kernel.Gemm g -> "grid2(" + g.domain().cols() + ", " + domainRows(g.domain()) + ")";
+            case Kernel.Normalize n -> "grid1(" + domainRows(n.domain()) + ", " + GROUP + ")";
+            case Kernel.ReduceCols r -> "grid1(" + domainRows(r.domain()) + ", " + GROUP + ")";
             case Kernel.ReduceBatch r -> "grid1(" + r.domain().cols() + ", " + GROUP + ")";
-            case Kernel.SumSquares s -> "grid1(" + LANES + ", " + LANES + ")";
+            case Kernel.SumSquares s -> "grid1(" + lanes + ", " + lanes + ")";
             case Kernel.Elementwise e -> "grid1(rows * " + e.domain().cols() + ", " + GROUP + ")";
-            default -> throw new IllegalStateException(k.name() + " is not a KernelContext kernel");
+            default -> throw new IllegalStateException(k.name() + " runs on the grid TornadoVM infers");
         };
-    }
-
-    private static String rowsOf(Shape d) {
-        return d.batched() ? "rows" : Integer.toString(d.rows());
     }
 
     /** ", a[i], a[j]" for the arrays the host writes before every run (inputs) or once (weights, state, constants, gradients). */

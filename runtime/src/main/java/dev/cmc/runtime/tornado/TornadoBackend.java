@@ -32,11 +32,11 @@ public final class TornadoBackend implements Backend {
 
     @Override
     public Map<String, String> render(Program program, String header) {
-        return Map.of(TornadoRenderer.className(program) + ".java", TornadoRenderer.render(program, header));
+        return Map.of(TornadoRenderer.className(program) + ".java", TornadoRenderer.render(program, dev.cmc.runtime.jvm.JvmBackend.lanes(), header));
     }
 
     @Override
     public Executable load(Program program, int maxBatch) {
-        return new TornadoExecutable(sdk, program, TornadoRenderer.render(program, "program " + program.name()), maxBatch);
+        return new TornadoExecutable(sdk, program, TornadoRenderer.render(program, dev.cmc.runtime.jvm.JvmBackend.lanes(), "program " + program.name()), maxBatch);
     }
 }

@@ -41,7 +41,7 @@ class TornadoCompileTest {
         programs.add(Compiler.trainStep(spec("input_dim = 2; hidden_size = 32; num_layers = 2;", "method = cd; teacher = \"t.safetensors\";"), teacher).program());
         TornadoSdk sdk = TornadoSdk.find();
         for (Program p : programs) {
-            Path classes = TornadoExecutable.compile(sdk, p, TornadoRenderer.render(p, "compile test"));
+            Path classes = TornadoExecutable.compile(sdk, p, TornadoRenderer.render(p, dev.cmc.runtime.jvm.JvmBackend.lanes(), "compile test"));
             Path cls = classes.resolve(TornadoRenderer.qualifiedName(p).replace('.', '/') + ".class");
             assertTrue(Files.isRegularFile(cls), p.name() + ": no " + cls);
             // javac -g: the class carries a LocalVariableTable, without which TornadoVM's compiler has crashed.

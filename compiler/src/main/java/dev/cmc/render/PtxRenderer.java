@@ -31,8 +31,15 @@ public final class PtxRenderer {
     private static final int WARPS = BLOCK / 32;
     /** Rows per trip of a batch reduction's loop. */
     private static final int UNROLL = 8;
-    /** GEMM block tile (BM×BN outputs); shared rows padded so that mma fragment reads hit 32 different banks. */
+    /** GEMM block tile (BM×BN outputs); shared rows padded so that a warp's fragment reads hit 32 different banks. */
     private static final int BM = 128, BN = 64, A_STRIDE = BM + 8, B_STRIDE = BN + 8;
+    /**
+     * The tensor-core GEMMs' pipeline: STAGES slices of MMA_K in K, filled by cp.async, so that two slices are
+     * in flight while the third is computed. An NN GEMM's A slice is kept row by row (MMA_A_ROW floats: 16 of
+     * K and a pad that spreads a fragment's 8 rows over all banks and keeps every row 16-byte aligned for
+     * ldmatrix); a TN GEMM's A and every B are kept K row by K row, padded like the FMA tiles.
+     */
+    private static final int STAGES = 3, MMA_K = 16, MMA_A_ROW = MMA_K + 4;
     /**
      * Split K, so that GEMMs with few output tiles still fill the GPU. A TN GEMM (K = the batch) is cut into one
      * K slice per 512 rows, at most 16. An NN GEMM with K of 1024+ over at most 512 rows is cut into 8.
@@ -166,8 +173,8 @@ public final class PtxRenderer {
 
         private final Matmul matmul;
         private final boolean fixup;
-        /** K depth of a staged slice: 16, or 8 for 3xTF32, whose head and remainder tiles double the shared memory. */
-        private final int bk;
+        /** K depth of a staged slice. */
+        private final int bk = 16;
 
         Fn(Program program, int index, Matmul matmul, boolean fixup) {
             this.program = program;
@@ -175,7 +182,6 @@ public final class PtxRenderer {
             this.kernel = program.kernels().get(index);
             this.matmul = matmul;
             this.fixup = fixup;
-            this.bk = matmul == Matmul.TF32X3 ? 8 : 16;
         }
 
         String render() {
@@ -201,7 +207,7 @@ public final class PtxRenderer {
             rowsReg = r();
             op("ld.param.u32 " + rowsReg + ", [rows];");
             switch (kernel) {
-                case Kernel.Gemm g -> { if (fixup) fixup(g); else if (matmul == Matmul.FMA) gemm(g); else gemmTf32(g); }
+                case Kernel.Gemm g -> { if (fixup) fixup(g); else if (matmul == Matmul.FMA) gemm(g); else gemmMma(g); }
                 case Kernel.Elementwise e -> elementwise(e);
                 case Kernel.Normalize n -> normalize(n);
                 case Kernel.ReduceCols rc -> reduceCols(rc);
@@ -680,9 +686,9 @@ public final class PtxRenderer {
          * {@link #splits} slices (gridDim.z) the z-th, whole multiples of 16 deep.
          */
         private Frame frame(Kernel.Gemm g) {
-            int parts = matmul == Matmul.TF32X3 ? 2 : 1;   // 3xTF32: the heads' two buffers, then the remainders'
-            shared.append("    .shared .align 16 .f32 As[").append(parts * 2 * bk * A_STRIDE).append("];\n");
-            shared.append("    .shared .align 16 .f32 Bs[").append(parts * 2 * bk * B_STRIDE).append("];\n");
+            int aFloats = matmul == Matmul.FMA ? 2 * bk * A_STRIDE : STAGES * mmaStageA(g), bFloats = matmul == Matmul.FMA ? 2 * bk * B_STRIDE : STAGES * MMA_K * B_STRIDE;
+            shared.append("    .shared .align 16 .f32 As[").append(aFloats).append("];\n");
+            shared.append("    .shared .align 16 .f32 Bs[").append(bFloats).append("];\n");
             String m = domainRows(g.domain());
             String k = g.transposeA() ? rowsReg : constI(g.k());
             String tid = special("%tid.x");
@@ -720,8 +726,8 @@ public final class PtxRenderer {
         /**
          * The K loop, double-buffered: while the block computes on one 16-deep slice of A (128×16) and B (16×64)
          * in shared memory, each thread already holds its part of the next slice in registers (zero outside the
-         * matrices and the K range) and stores it into the other buffer afterwards: one barrier per slice.
-         * With tf32 the staged values are rounded to TF32 once, here, rather than at every fragment load.
+         * matrices and the K range) and stores it into the other buffer afterwards: one barrier per slice. The
+         * FMA GEMM's A is stored K-major whatever its layout in memory, so that one 16-byte load gives 4 rows.
          */
         private void kLoop(Kernel.Gemm g, Frame t, java.util.function.BiConsumer<String, String> compute) {
             int aLoads = BM * bk / BLOCK, bLoads = bk * BN / BLOCK;
@@ -776,8 +782,8 @@ public final class PtxRenderer {
             };
             Runnable storeSlice = () -> {
                 String aBase = bufferBase(t.as(), buf, bk * A_STRIDE), bBase = bufferBase(t.bs(), buf, bk * B_STRIDE);
-                for (int l = 0; l < aLoads; l++) storeShared(aBase, aSlot[l], aV[l], loOffsetA());
-                for (int l = 0; l < bLoads; l++) storeShared(bBase, bSlot[l], bV[l], loOffsetB());
+                for (int l = 0; l < aLoads; l++) storeShared(aBase, aSlot[l], aV[l]);
+                for (int l = 0; l < bLoads; l++) storeShared(bBase, bSlot[l], bV[l]);
             };
             comment("prologue: the first slice into buffer 0");
             fetchSlice.run();
@@ -812,32 +818,11 @@ public final class PtxRenderer {
             return a;
         }
 
-        /** Byte distance from a 3xTF32 head to its remainder in As and in Bs: past both head buffers. */
-        private int loOffsetA() { return 4 * 2 * bk * A_STRIDE; }
-
-        private int loOffsetB() { return 4 * 2 * bk * B_STRIDE; }
-
-        /** A staged value as the GEMM's arithmetic wants it: fp32; rounded to TF32; or a TF32 head and remainder. */
-        private void storeShared(String base, String byteOffset, String v, int loOffset) {
+        private void storeShared(String base, String byteOffset, String v) {
             String wide = rd(), a = rd();
             op("cvt.u64.u32 " + wide + ", " + byteOffset + ";");
             op("add.s64 " + a + ", " + base + ", " + wide + ";");
-            switch (matmul) {
-                case FMA -> op("st.shared.f32 [" + a + "], " + v + ";");
-                case TF32 -> {
-                    String t = r();
-                    op("cvt.rna.tf32.f32 " + t + ", " + v + ";");
-                    op("st.shared.b32 [" + a + "], " + t + ";");
-                }
-                case TF32X3 -> {
-                    String hi = r(), rest = f(), lo = r();
-                    op("cvt.rna.tf32.f32 " + hi + ", " + v + ";");
-                    op("sub.f32 " + rest + ", " + v + ", " + hi + ";");
-                    op("cvt.rna.tf32.f32 " + lo + ", " + rest + ";");
-                    op("st.shared.b32 [" + a + "], " + hi + ";");
-                    op("st.shared.b32 [" + a + "+" + loOffset + "], " + lo + ";");
-                }
-            }
+            op("st.shared.f32 [" + a + "], " + v + ";");
         }
 
         /** One accumulator through the fused epilogue, if (row, col) lies inside the output. */
@@ -908,39 +893,43 @@ public final class PtxRenderer {
         }
 
         /**
-         * A tensor-core GEMM: the same 128×64 block tile and double-buffered staging as {@link #gemm} (values
-         * rounded to TF32, or split into TF32 head and remainder, as they are staged), each of the 8 warps owning
-         * a 32×32 piece as 2×4 mma.sync.m16n8k8 tiles per 8-deep K step (three mma each for 3xTF32). Padded
-         * shared rows (136 and 72 floats) put a warp's fragment loads in 32 banks.
+         * A tensor-core GEMM: the same 128×64 block tile as {@link #gemm}, each of the 8 warps owning a 32×32 piece
+         * as 2×4 mma.sync.m16n8k8 tiles per 8-deep K step (three mma each for 3xTF32), fed by the cp.async
+         * pipeline of {@link #asyncKLoop}. An NN GEMM's A fragments come by ldmatrix (one instruction for a 16×8
+         * fragment); a TN GEMM's A and every B fragment by 32-bit shared loads, which the padded rows keep in 32
+         * banks. Fragments are rounded to TF32, or split into a TF32 head and remainder, as they are loaded.
          */
-        private void gemmTf32(Kernel.Gemm g) {
+        private void gemmMma(Kernel.Gemm g) {
             Frame t = frame(g);
             String lane = bin("and.b32", t.tid(), "31"), warp = bin("shr.u32", t.tid(), "5");
             String grp = bin("shr.u32", lane, "2"), tig = bin("and.b32", lane, "3");
             String warpRow = bin("mul.lo.s32", bin("shr.u32", warp, "1"), "32"), warpCol = bin("mul.lo.s32", bin("and.b32", warp, "1"), "32");
             String[][][] acc = new String[2][4][4];
             for (int i = 0; i < 2; i++) for (int j = 0; j < 4; j++) for (int e = 0; e < 4; e++) acc[i][j][e] = constF(0);
-            // This lane's fragment offsets: A(row g / g+8, k t / t+4) of the warp's rows, B(k t / t+4, col g) of its columns.
-            String aOff = wideBytes(bin("shl.b32", mad(tig, Integer.toString(A_STRIDE), bin("add.s32", warpRow, grp)), "2"));
+            boolean nn = !g.transposeA();
+            String aOff;
+            if (nn) {   // ldmatrix: lanes 8q…8q+7 address the rows of matrix q = (rows +8·(q&1), K +4·(q>>1))
+                String row = bin("add.s32", bin("add.s32", warpRow, bin("and.b32", lane, "7")), bin("and.b32", lane, "8"));
+                aOff = wideBytes(bin("shl.b32", mad(row, Integer.toString(MMA_A_ROW), bin("shl.b32", bin("shr.u32", lane, "4"), "2")), "2"));
+            } else {    // A(k t, row g) of the warp's rows
+                aOff = wideBytes(bin("shl.b32", mad(tig, Integer.toString(A_STRIDE), bin("add.s32", warpRow, grp)), "2"));
+            }
             String bOff = wideBytes(bin("shl.b32", mad(tig, Integer.toString(B_STRIDE), bin("add.s32", warpCol, grp)), "2"));
             boolean x3 = matmul == Matmul.TF32X3;
-            kLoop(g, t, (aBase, bBase) -> {
+            asyncKLoop(g, t, (aBase, bBase) -> {
                 String aRead = bin("add.s64", aBase, aOff), bRead = bin("add.s64", bBase, bOff);
-                for (int ks = 0; ks < bk; ks += 8) {
+                for (int ks = 0; ks < MMA_K; ks += 8) {
                     comment("k step " + ks + ": 2 A fragments, 4 B fragments, " + (x3 ? "3x8 mma (remainder products first)" : "8 mma"));
-                    String[][] af = new String[2][], afLo = new String[2][];
-                    for (int i = 0; i < 2; i++) {
-                        af[i] = aFragment(aRead, ks, i, 0);
-                        if (x3) afLo[i] = aFragment(aRead, ks, i, loOffsetA());
-                    }
+                    String[][][] af = new String[2][][];
+                    for (int i = 0; i < 2; i++) af[i] = tf32(nn ? ldmatrix(aRead, 4 * (16 * i * MMA_A_ROW + ks)) : aFragmentTn(aRead, ks, i));
                     for (int j = 0; j < 4; j++) {
-                        String[] bf = bFragment(bRead, ks, j, 0), bfLo = x3 ? bFragment(bRead, ks, j, loOffsetB()) : null;
+                        String[][] bf = tf32(new String[]{sharedB32(bRead, 4 * (ks * B_STRIDE + 8 * j)), sharedB32(bRead, 4 * ((ks + 4) * B_STRIDE + 8 * j))});
                         for (int i = 0; i < 2; i++) {
                             if (x3) {
-                                mma(acc[i][j], afLo[i], bf);
-                                mma(acc[i][j], af[i], bfLo);
+                                mma(acc[i][j], af[i][1], bf[0]);
+                                mma(acc[i][j], af[i][0], bf[1]);
                             }
-                            mma(acc[i][j], af[i], bf);
+                            mma(acc[i][j], af[i][0], bf[0]);
                         }
                     }
                 }
@@ -952,6 +941,125 @@ public final class PtxRenderer {
                 outs.add(new Out(row, col, acc[i][j][e]));
             }
             finish(g, t, outs);
+        }
+
+        /** Floats of one pipeline stage of a tensor-core GEMM's A: 128 rows of MMA_A_ROW (NN), or MMA_K rows of A_STRIDE (TN). */
+        private static int mmaStageA(Kernel.Gemm g) { return g.transposeA() ? MMA_K * A_STRIDE : BM * MMA_A_ROW; }
+
+        /**
+         * The tensor-core GEMMs' K loop: a {@link #STAGES}-stage cp.async pipeline. Slices s+1 and s+2 are on
+         * their way into shared memory while slice s is computed; each trip waits for its own slice's copies,
+         * meets the block at one barrier (after which the stage computed last trip is free) and refills that
+         * stage. Copies outside the matrices or the K range are zero-filled (src-size 0, from a valid address).
+         */
+        private void asyncKLoop(Kernel.Gemm g, Frame t, java.util.function.BiConsumer<String, String> compute) {
+            Buf a = g.a(), b = g.b();
+            int n = g.domain().cols();
+            int aRowLen = g.transposeA() ? a.shape().cols() : g.k();
+            int aw = chunkWidth(aRowLen, a.offset()), bw = chunkWidth(n, b.offset());
+            var copies = new java.util.ArrayList<Copy>();
+            for (int l = 0; l < BM * MMA_K / aw / BLOCK; l++) {
+                String c = bin("add.s32", t.tid(), Integer.toString(l * BLOCK));
+                if (g.transposeA()) {   // A is [K, M]: a chunk is aw rows of one K row
+                    String kk = bin("shr.u32", c, log2(BM / aw)), m = bin("shl.b32", bin("and.b32", c, Integer.toString(BM / aw - 1)), log2(aw));
+                    String row = bin("add.s32", t.row0(), m);
+                    copies.add(new Copy(a, aw, kk, Integer.toString(aRowLen), bin("add.s32", mad(kk, Integer.toString(aRowLen), row), Integer.toString(a.offset())),
+                            pred("lt.s32", row, t.m()), true, wideBytes(bin("shl.b32", mad(kk, Integer.toString(A_STRIDE), m), "2"))));
+                } else {                // A is [M, K]: a chunk is aw K of one row
+                    String row = bin("shr.u32", c, log2(MMA_K / aw)), kk = bin("shl.b32", bin("and.b32", c, Integer.toString(MMA_K / aw - 1)), log2(aw));
+                    String gRow = bin("add.s32", t.row0(), row);
+                    copies.add(new Copy(a, aw, kk, "1", bin("add.s32", mad(gRow, Integer.toString(aRowLen), kk), Integer.toString(a.offset())),
+                            pred("lt.s32", gRow, t.m()), true, wideBytes(bin("shl.b32", mad(row, Integer.toString(MMA_A_ROW), kk), "2"))));
+                }
+            }
+            for (int l = 0; l < MMA_K * BN / bw / BLOCK; l++) {
+                String c = bin("add.s32", t.tid(), Integer.toString(l * BLOCK));
+                String kk = bin("shr.u32", c, log2(BN / bw)), col = bin("shl.b32", bin("and.b32", c, Integer.toString(BN / bw - 1)), log2(bw));
+                String gCol = bin("add.s32", t.col0(), col);
+                copies.add(new Copy(b, bw, kk, Integer.toString(n), bin("add.s32", mad(kk, Integer.toString(n), gCol), Integer.toString(b.offset())),
+                        pred("lt.s32", gCol, t.n()), false, wideBytes(bin("shl.b32", mad(kk, Integer.toString(B_STRIDE), col), "2"))));
+            }
+            int aStage = mmaStageA(g), bStage = MMA_K * B_STRIDE;
+            java.util.function.BiConsumer<String, String> issue = (kBase, stage) -> {
+                String aBase = bufferBase(t.as(), stage, aStage), bBase = bufferBase(t.bs(), stage, bStage);
+                for (Copy c : copies) {
+                    String ok = p();
+                    op("setp.lt.and.s32 " + ok + ", " + bin("add.s32", kBase, c.kk()) + ", " + t.kEnd() + ", " + c.inside() + ";");
+                    String idx = r(), bytes = r();
+                    op("selp.s32 " + idx + ", " + mad(kBase, c.kStride(), c.fixed()) + ", 0, " + ok + ";");
+                    op("selp.s32 " + bytes + ", " + 4 * c.width() + ", 0, " + ok + ";");
+                    String dst = bin("add.s64", c.isA() ? aBase : bBase, c.sharedBytes());
+                    op("cp.async." + (c.width() == 4 ? "cg" : "ca") + ".shared.global [" + dst + "], [" + address(c.buf().array(), idx) + "], "
+                            + 4 * c.width() + ", " + bytes + ";");
+                }
+                op("cp.async.commit_group;");
+            };
+            comment("prologue: slices 0.." + (STAGES - 2) + " on their way into stages 0.." + (STAGES - 2));
+            for (int s = 0; s < STAGES - 1; s++) issue.accept(bin("add.s32", t.kBegin(), Integer.toString(s * MMA_K)), Integer.toString(s));
+            String kCur = r(), kNext = r(), readStage = r(), writeStage = r();
+            op("mov.u32 " + kCur + ", " + t.kBegin() + ";");
+            op("add.s32 " + kNext + ", " + t.kBegin() + ", " + (STAGES - 1) * MMA_K + ";");
+            op("mov.u32 " + readStage + ", 0;");
+            op("mov.u32 " + writeStage + ", " + (STAGES - 1) + ";");
+            String top = newLabel("k"), done = newLabel("k_end");
+            label(top);
+            op("@" + pred("ge.s32", kCur, t.kEnd()) + " bra " + done + ";");
+            op("cp.async.wait_group " + (STAGES - 2) + ";");
+            op("bar.sync 0;");
+            comment("slice k+" + (STAGES - 1) * MMA_K + " into the stage computed last trip, then compute this one");
+            issue.accept(kNext, writeStage);
+            compute.accept(bufferBase(t.as(), readStage, aStage), bufferBase(t.bs(), readStage, bStage));
+            op("add.s32 " + kCur + ", " + kCur + ", " + MMA_K + ";");
+            op("add.s32 " + kNext + ", " + kNext + ", " + MMA_K + ";");
+            nextStage(readStage);
+            nextStage(writeStage);
+            op("bra " + top + ";");
+            label(done);
+            op("cp.async.wait_group 0;");
+        }
+
+        /**
+         * One cp.async of this thread per slice: {@code width} floats of buf from element kStride·kBase + fixed
+         * into the stage at sharedBytes (64-bit), while kBase + kk is inside K and {@code inside} holds.
+         */
+        private record Copy(Buf buf, int width, String kk, String kStride, String fixed, String inside, boolean isA, String sharedBytes) {}
+
+        /** 16-byte copies where rows and the offset keep every chunk aligned and whole, else 4-byte ones. */
+        private static int chunkWidth(int rowLength, int offset) { return rowLength % 4 == 0 && offset % 4 == 0 ? 4 : 1; }
+
+        private static String log2(int v) { return Integer.toString(Integer.numberOfTrailingZeros(v)); }
+
+        private void nextStage(String stage) {
+            op("add.s32 " + stage + ", " + stage + ", 1;");
+            String wrap = pred("eq.s32", stage, Integer.toString(STAGES));
+            op("selp.s32 " + stage + ", 0, " + stage + ", " + wrap + ";");
+        }
+
+        /** Four 32-bit words by ldmatrix.x4: an NN GEMM's A fragment A(g, t), A(g+8, t), A(g, t+4), A(g+8, t+4). */
+        private String[] ldmatrix(String base, int byteOffset) {
+            String[] v = {r(), r(), r(), r()};
+            op("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {" + String.join(", ", v) + "}, [" + base + "+" + byteOffset + "];");
+            return v;
+        }
+
+        /** A TN GEMM's A fragment of m tile i at k step ks, from the K-major tile: A(g, t), A(g+8, t), A(g, t+4), A(g+8, t+4). */
+        private String[] aFragmentTn(String aRead, int ks, int i) {
+            String[] af = new String[4];
+            for (int e = 0; e < 4; e++) af[e] = sharedB32(aRead, 4 * ((ks + (e >= 2 ? 4 : 0)) * A_STRIDE + 16 * i + (e % 2 == 1 ? 8 : 0)));
+            return af;
+        }
+
+        /** fp32 fragment words as the mma takes them: {TF32 heads} or, for 3xTF32, {heads, TF32 remainders}. */
+        private String[][] tf32(String[] words) {
+            String[] hi = new String[words.length], lo = new String[words.length];
+            for (int e = 0; e < words.length; e++) {
+                hi[e] = r();
+                op("cvt.rna.tf32.f32 " + hi[e] + ", " + words[e] + ";");
+                if (matmul != Matmul.TF32X3) continue;
+                lo[e] = r();
+                op("cvt.rna.tf32.f32 " + lo[e] + ", " + bin("sub.f32", words[e], hi[e]) + ";");
+            }
+            return matmul == Matmul.TF32X3 ? new String[][]{hi, lo} : new String[][]{hi};
         }
 
         /**
@@ -972,18 +1080,6 @@ public final class PtxRenderer {
             label(done);
             String n = Integer.toString(g.domain().cols());
             emit(g, domainRows(g.domain()), n, new Out(bin("div.s32", idx, n), bin("rem.s32", idx, n), sum));
-        }
-
-        /** This lane's A fragment of m tile i at k step ks: A(g, t), A(g+8, t), A(g, t+4), A(g+8, t+4). */
-        private String[] aFragment(String aRead, int ks, int i, int extraBytes) {
-            String[] af = new String[4];
-            for (int e = 0; e < 4; e++) af[e] = sharedB32(aRead, extraBytes + 4 * ((ks + (e >= 2 ? 4 : 0)) * A_STRIDE + 16 * i + (e % 2 == 1 ? 8 : 0)));
-            return af;
-        }
-
-        /** This lane's B fragment of n tile j at k step ks: B(t, g), B(t+4, g). */
-        private String[] bFragment(String bRead, int ks, int j, int extraBytes) {
-            return new String[]{sharedB32(bRead, extraBytes + 4 * (ks * B_STRIDE + 8 * j)), sharedB32(bRead, extraBytes + 4 * ((ks + 4) * B_STRIDE + 8 * j))};
         }
 
         private void mma(String[] acc, String[] a, String[] b) {

@@ -18,17 +18,18 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 /**
  * One GEMM kernel of the cuda backend in the PTX simulator against a float64 product, in both layouts the
  * compiler emits, with shapes that are not multiples of the 128×64 tile: fp32 FMAs and 3xTF32 within 1e-5 of
- * the largest element; TF32 within 5e-3 and not bit-equal to fp32 (the inputs really are rounded). A TN GEMM
+ * the largest element; TF32 within 5e-3 and not bit-equal to fp32 (the inputs really are rounded). Row lengths
+ * that are and are not multiples of 4 take the tensor-core GEMMs' 16-byte and 4-byte cp.async paths. A TN GEMM
  * over 1,100 rows is cut into two K slices, and an NN GEMM with K = 1,030 over 70 rows into eight, each
  * summed by its fixup kernel.
  */
 class GemmKernelTest {
-    @ParameterizedTest(name = "{0} transposeA={1} rows={2} k={3}")
-    @CsvSource({"FMA, false, 70, 40", "FMA, true, 70, 70", "TF32, false, 70, 40", "TF32, true, 70, 70", "TF32X3, false, 70, 40",
-            "TF32X3, true, 70, 70", "FMA, true, 1100, 1100", "TF32, true, 1100, 1100", "TF32X3, true, 1100, 1100",
-            "FMA, false, 70, 1030", "TF32X3, false, 70, 1030"})
-    void oneGemmAgreesWithFloat64(PtxRenderer.Matmul matmul, boolean transposeA, int batch, int k) {
-        int m = transposeA ? 150 : batch, n = 72;
+    @ParameterizedTest(name = "{0} transposeA={1} rows={2} k={3} n={4}")
+    @CsvSource({"FMA, false, 70, 40, 72", "FMA, true, 70, 70, 72", "TF32, false, 70, 40, 72", "TF32, true, 70, 70, 72", "TF32X3, false, 70, 40, 72",
+            "TF32X3, true, 70, 70, 72", "FMA, true, 1100, 1100, 72", "TF32, true, 1100, 1100, 72", "TF32X3, true, 1100, 1100, 72",
+            "FMA, false, 70, 1030, 72", "TF32X3, false, 70, 1030, 72", "TF32, false, 130, 64, 70", "TF32X3, true, 300, 300, 70"})
+    void oneGemmAgreesWithFloat64(PtxRenderer.Matmul matmul, boolean transposeA, int batch, int k, int n) {
+        int m = transposeA ? n + 78 : batch;
         Buf a = transposeA ? Buf.whole("a", Shape.fixed(k, m)) : Buf.whole("a", Shape.batch(k));
         Buf b = transposeA ? Buf.whole("b", Shape.batch(n)) : Buf.whole("b", Shape.fixed(k, n));
         Shape domain = transposeA ? Shape.fixed(m, n) : Shape.batch(n);

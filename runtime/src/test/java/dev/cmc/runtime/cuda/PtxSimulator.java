@@ -141,6 +141,7 @@ final class PtxSimulator {
     private static final class Block {
         private static final int RUN = 0, BAR = 1, SHFL = 2, DONE = 3;
         private static final String MMA = "mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32";
+        private static final String LDMATRIX = "ldmatrix.sync.aligned.m8n8.x4.shared.b16";
         final Entry e;
         final int bx, by, bz, gridZ, n, rows;
         final float[][] buffers;
@@ -148,6 +149,12 @@ final class PtxSimulator {
         final float[][] shared;
         final long[][] regs;
         final int[] pc, state;
+        /**
+         * Each thread's cp.async copies not yet landed, by commit group (the last one still open). They land,
+         * oldest group first, only when a cp.async.wait_group lets no more be pending, so that reading a stage
+         * before waiting for it reads stale data, as it may on the hardware.
+         */
+        final List<List<List<Runnable>>> pending = new ArrayList<>();
 
         Block(Entry e, int bx, int by, int bz, int gridZ, int n, float[][] buffers, int[] bufferOfParam, int rows) {
             this.e = e;
@@ -164,6 +171,7 @@ final class PtxSimulator {
             regs = new long[n][e.regs.size() + 1];
             pc = new int[n];
             state = new int[n];
+            for (int t = 0; t < n; t++) pending.add(new ArrayList<>(List.of(new ArrayList<>())));
         }
 
         void run() {
@@ -200,6 +208,10 @@ final class PtxSimulator {
             Instr in = e.code.get(at);
             if (in.op.equals(MMA)) {
                 mma(w, in);
+                return true;
+            }
+            if (in.op.equals(LDMATRIX)) {
+                ldmatrix(w, in);
                 return true;
             }
             long[] value = new long[32];
@@ -251,6 +263,41 @@ final class PtxSimulator {
             }
         }
 
+        /**
+         * ldmatrix .x4 of 8×8 b16 matrices: lanes 8q…8q+7 give the addresses of matrix q's eight 16-byte rows;
+         * lane l receives, from each matrix q into register q, 32-bit word l % 4 of row l / 4.
+         */
+        private void ldmatrix(int w, Instr in) {
+            long[] rowAddress = new long[32];
+            for (int l = 0; l < 32; l++) {
+                rowAddress[l] = get(w + l, in.args[4]);
+                if ((rowAddress[l] & 15) != 0) throw stuck("ldmatrix row address not 16-byte aligned: " + in.text);
+            }
+            for (int l = 0; l < 32; l++) {
+                int t = w + l;
+                for (int q = 0; q < 4; q++) regs[t][in.args[q].reg] = bits(load("shared", rowAddress[8 * q + l / 4] + 4L * (l % 4), in.text));
+                state[t] = RUN;
+                pc[t]++;
+            }
+        }
+
+        /** cp.async: size bytes from src into shared dst, of which the first srcSize are copied and the rest zero. */
+        private void copyAsync(int t, Operand[] a, String text) {
+            long dst = get(t, a[0]), src = get(t, a[1]);
+            int size = (int) get(t, a[2]), srcSize = (int) get(t, a[3]);
+            if ((dst & (size - 1)) != 0 || (src & (size - 1)) != 0) throw new IllegalStateException(e.name + ": cp.async address not aligned to " + size + " at: " + text);
+            float[] v = new float[size / 4];
+            for (int q = 0; q < srcSize / 4; q++) v[q] = load("global", src + 4L * q, text);
+            var groups = pending.get(t);
+            groups.getLast().add(() -> { for (int q = 0; q < v.length; q++) store("shared", dst + 4L * q, v[q], text); });
+        }
+
+        /** cp.async.wait_group n: all but the newest n committed groups of thread t land. */
+        private void waitGroups(int t, int n) {
+            var groups = pending.get(t);
+            while (groups.size() - 1 > n) groups.removeFirst().forEach(Runnable::run);
+        }
+
         private long get(int t, Operand o) {
             return switch (o.kind) {
                 case REG -> regs[t][o.reg];
@@ -282,7 +329,7 @@ final class PtxSimulator {
                 int b = (int) ((addr - GLOBAL) >>> 36);
                 long idx = ((addr - base(b)) >> 2);
                 if (addr < GLOBAL || b < 0 || b >= buffers.length || idx < 0 || idx >= buffers[b].length || (addr & 3) != 0)
-                    throw new IllegalStateException(e.name + ": global access out of bounds (buffer " + b + ", index " + idx + ") at: " + text);
+                    throw new IllegalStateException(e.name + ": global access out of bounds (buffer " + b + " of " + (b >= 0 && b < buffers.length ? buffers[b].length : -1) + ", index " + idx + ", address " + addr + ") at: " + text);
                 return buffers[b][(int) idx];
             }
             int v = (int) ((addr - SHARED) >>> 32);
@@ -318,7 +365,10 @@ final class PtxSimulator {
                 switch (op) {
                     case "ret" -> { state[t] = DONE; return; }
                     case "bar.sync" -> { state[t] = BAR; return; }
-                    case "shfl.sync.bfly.b32", MMA -> { state[t] = SHFL; return; }   // warp collectives
+                    case "shfl.sync.bfly.b32", MMA, LDMATRIX -> { state[t] = SHFL; return; }   // warp collectives
+                    case "cp.async.cg.shared.global", "cp.async.ca.shared.global" -> copyAsync(t, a, in.text);
+                    case "cp.async.commit_group" -> pending.get(t).add(new ArrayList<>());
+                    case "cp.async.wait_group" -> waitGroups(t, (int) get(t, a[0]));
                     case "cvt.rna.tf32.f32" -> {
                         // TF32: the top 10 mantissa bits, rounded to nearest with ties away from zero.
                         long x = get(t, a[1]) & 0xffffffffL;

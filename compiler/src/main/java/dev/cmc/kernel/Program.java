@@ -27,8 +27,12 @@ public record Program(String name, List<Array> arrays, List<Kernel> kernels) {
         throw new IllegalArgumentException("no array " + name + " in " + this.name);
     }
 
-    /** The task graph as text: arrays, then kernels in order with what each reads and writes. */
+    /**
+     * The task graph as text: arrays, then kernels in order with what each reads and writes and which
+     * earlier kernels it must follow ({@link TaskDag}); kernels that follow none of each other may run at once.
+     */
     public String plan() {
+        var after = TaskDag.reduced(TaskDag.dependencies(this));
         var out = new StringBuilder("program " + name + "\n\narrays:\n");
         for (Array a : arrays) out.append(String.format("  %-28s %-10s %s%n", a.name(), a.role().name().toLowerCase(), a.shape()));
         out.append("\nkernels (launch order):\n");
@@ -37,7 +41,9 @@ public record Program(String name, List<Array> arrays, List<Kernel> kernels) {
             out.append(String.format("  %3d  %-36s %-12s domain %-10s writes %s%n", i++, k.name(),
                     k.getClass().getSimpleName().toLowerCase(), k.domain(), Kernels.writes(k)));
             out.append(String.format("       %-36s reads %s%n", "", Kernels.reads(k)));
+            if (!after.get(i - 1).isEmpty()) out.append(String.format("       %-36s after %s%n", "", after.get(i - 1)));
         }
+        out.append(String.format("%nlongest chain of dependent kernels: %d of %d%n", TaskDag.criticalPath(TaskDag.dependencies(this)), kernels.size()));
         return out.toString();
     }
 }

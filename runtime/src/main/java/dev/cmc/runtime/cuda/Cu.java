@@ -14,7 +14,7 @@ final class Cu {
     static final int SUCCESS = 0;
     static final int ATTR_MULTIPROCESSOR_COUNT = 16, ATTR_COMPUTE_CAPABILITY_MAJOR = 75, ATTR_COMPUTE_CAPABILITY_MINOR = 76;
     static final int JIT_INFO_LOG_BUFFER = 3, JIT_INFO_LOG_BUFFER_SIZE_BYTES = 4, JIT_ERROR_LOG_BUFFER = 5, JIT_ERROR_LOG_BUFFER_SIZE_BYTES = 6;
-    static final int STREAM_NON_BLOCKING = 1, STREAM_CAPTURE_MODE_THREAD_LOCAL = 1;
+    static final int STREAM_NON_BLOCKING = 1, STREAM_CAPTURE_MODE_THREAD_LOCAL = 1, EVENT_DISABLE_TIMING = 2;
 
     private static final dev.cmc.runtime.NativeLibrary LIB = dev.cmc.runtime.NativeLibrary.open("libcuda.so.1",
             "no CUDA driver (libcuda.so.1) on this machine: the cuda backend needs an NVIDIA GPU and its driver");
@@ -28,6 +28,7 @@ final class Cu {
     static final MethodHandle cuDeviceGetAttribute = fn("cuDeviceGetAttribute", JAVA_INT, ADDRESS, JAVA_INT, JAVA_INT);
     static final MethodHandle cuDevicePrimaryCtxRetain = fn("cuDevicePrimaryCtxRetain", JAVA_INT, ADDRESS, JAVA_INT);
     static final MethodHandle cuCtxSetCurrent = fn("cuCtxSetCurrent", JAVA_INT, ADDRESS);
+    static final MethodHandle cuCtxSynchronize = fn("cuCtxSynchronize", JAVA_INT);
     static final MethodHandle cuMemGetInfo = fn("cuMemGetInfo_v2", JAVA_INT, ADDRESS, ADDRESS);
     static final MethodHandle cuModuleLoadDataEx = fn("cuModuleLoadDataEx", JAVA_INT, ADDRESS, ADDRESS, JAVA_INT, ADDRESS, ADDRESS);
     static final MethodHandle cuModuleGetFunction = fn("cuModuleGetFunction", JAVA_INT, ADDRESS, ADDRESS, ADDRESS);
@@ -40,6 +41,7 @@ final class Cu {
     static final MethodHandle cuMemHostAlloc = fn("cuMemAllocHost_v2", JAVA_INT, ADDRESS, JAVA_LONG);
     static final MethodHandle cuMemFreeHost = fn("cuMemFreeHost", JAVA_INT, ADDRESS);
     static final MethodHandle cuStreamCreate = fn("cuStreamCreate", JAVA_INT, ADDRESS, JAVA_INT);
+    static final MethodHandle cuStreamWaitEvent = fn("cuStreamWaitEvent", JAVA_INT, ADDRESS, ADDRESS, JAVA_INT);
     static final MethodHandle cuStreamSynchronize = fn("cuStreamSynchronize", JAVA_INT, ADDRESS);
     static final MethodHandle cuStreamDestroy = fn("cuStreamDestroy_v2", JAVA_INT, ADDRESS);
     static final MethodHandle cuLaunchKernel = fn("cuLaunchKernel", JAVA_INT, ADDRESS, JAVA_INT, JAVA_INT, JAVA_INT, JAVA_INT, JAVA_INT, JAVA_INT,

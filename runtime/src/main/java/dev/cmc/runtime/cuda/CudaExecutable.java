@@ -17,15 +17,20 @@ import static java.lang.foreign.ValueLayout.*;
 
 /**
  * A program on one NVIDIA GPU: the device's primary context, the generated PTX JIT-compiled by the driver
- * (its error log shown on failure), one device buffer per array kept across runs, one stream. The first run
- * at a batch size is captured into a CUDA graph; every later run at that size is one cuGraphLaunch, so a
- * whole training step costs one launch from Java instead of a hundred.
+ * (its error log shown on failure), one device buffer per array kept across runs. The first run at a batch
+ * size is captured into a CUDA graph; every later run at that size is one cuGraphLaunch, so a whole training
+ * step costs one launch from Java instead of a hundred. The capture spreads the kernels over a few streams
+ * by the program's dependencies ({@link StreamPlan}), so that the graph's edges are those dependencies and
+ * the GPU may run independent kernels (the EMA target's forward pass beside the online network's, the
+ * weight gradients beside each other) at the same time; small batches leave most of the GPU idle otherwise.
  */
 public final class CudaExecutable implements Executable {
     private static final int LOG_BYTES = 1 << 16;
     private static final int MAX_GRAPHS = 8;
     /** CMC_CUDA_GRAPHS=0 launches kernel by kernel, as CUDA_LAUNCH_BLOCKING-style debugging wants. */
     private static final boolean USE_GRAPHS = !"0".equals(System.getenv("CMC_CUDA_GRAPHS"));
+    /** Streams a captured graph spreads kernels over; CMC_CUDA_STREAMS=1 captures launch order on one. */
+    private static final int STREAMS = streamsSetting();
 
     private final Program program;
     private final int maxBatch;
@@ -33,8 +38,11 @@ public final class CudaExecutable implements Executable {
     private final MemorySegment context, module, stream;
     private final MemorySegment[] functions, fixups, params;
     private final long[] buffers, sizes;
-    /** Partial products of split-K GEMMs: one buffer, as large as the largest needs at maxBatch. */
+    /** Partial products of split-K GEMMs: a part of one buffer for each, since they may run at once. */
     private final long workspace;
+    /** Streams (the first is {@link #stream}) and events for a multi-stream capture, made on first use. */
+    private StreamPlan plan;
+    private MemorySegment[] streams, events;
     private final MemorySegment rows = arena.allocate(JAVA_INT);
     private final Map<Integer, MemorySegment> graphs = new HashMap<>();
     private MemorySegment hostStaging;
@@ -49,13 +57,16 @@ public final class CudaExecutable implements Executable {
         module = load(device, ptx);
         functions = new MemorySegment[program.kernels().size()];
         fixups = new MemorySegment[functions.length];
-        long workspaceFloats = 1;
+        long workspaceFloats = 0;
+        long[] workspaceAt = new long[functions.length];
         for (int k = 0; k < functions.length; k++) {
             functions[k] = function(PtxRenderer.kernelName(program, k), out);
             Kernel kernel = program.kernels().get(k);
             if (PtxRenderer.splitsK(kernel)) fixups[k] = function(PtxRenderer.fixupName(program, k), out);
-            workspaceFloats = Math.max(workspaceFloats, PtxRenderer.workspaceFloats(kernel, maxBatch));
+            workspaceAt[k] = workspaceFloats;
+            workspaceFloats += PtxRenderer.workspaceFloats(kernel, maxBatch);
         }
+        workspaceFloats = Math.max(1, workspaceFloats);
         Cu.status(Cu.cuStreamCreate, "cuStreamCreate", out, Cu.STREAM_NON_BLOCKING);
         stream = out.get(ADDRESS, 0);
 
@@ -83,7 +94,7 @@ public final class CudaExecutable implements Executable {
         for (int k = 0; k < functions.length; k++) {
             List<Long> pointers = new java.util.ArrayList<>();
             for (String a : Indexing.arguments(program.kernels().get(k))) pointers.add(buffers[program.arrayIndex(a)]);
-            if (PtxRenderer.splitsK(program.kernels().get(k))) pointers.add(workspace);
+            if (PtxRenderer.splitsK(program.kernels().get(k))) pointers.add(workspace + 4 * workspaceAt[k]);
             params[k] = arena.allocate(ADDRESS, pointers.size() + 1);
             for (int a = 0; a < pointers.size(); a++) params[k].setAtIndex(ADDRESS, a, arena.allocateFrom(JAVA_LONG, pointers.get(a)));
             params[k].setAtIndex(ADDRESS, pointers.size(), rows);
@@ -175,11 +186,62 @@ public final class CudaExecutable implements Executable {
         sync();
     }
 
-    /** Records every kernel launch at this batch size into a CUDA graph and instantiates it. */
+    /**
+     * Records every kernel launch at this batch size into a CUDA graph and instantiates it: over several
+     * streams as {@link StreamPlan} spreads them, or in launch order on one if that capture fails (the reason
+     * is printed once) or CMC_CUDA_STREAMS=1.
+     */
     private MemorySegment capture(int batch) {
+        if (plan == null) plan = StreamPlan.of(dev.cmc.kernel.TaskDag.reduced(dev.cmc.kernel.TaskDag.dependencies(program)), STREAMS);
+        if (plan.streams() > 1) {
+            try {
+                return capture(batch, plan);
+            } catch (Cu.CudaException e) {
+                abandonCapture();
+                System.err.println("cmc: cuda: capturing " + program.name() + " on " + plan.streams() + " streams failed ("
+                        + e.getMessage().lines().findFirst().orElse("") + "); capturing it on one stream in launch order");
+                plan = StreamPlan.of(dev.cmc.kernel.TaskDag.dependencies(program), 1);
+            }
+        }
+        return capture(batch, plan);
+    }
+
+    private MemorySegment capture(int batch, StreamPlan plan) {
         try (Arena a = Arena.ofConfined()) {
+            MemorySegment out = a.allocate(ADDRESS);
+            if (streams == null) {
+                streams = new MemorySegment[STREAMS];
+                streams[0] = stream;
+                events = new MemorySegment[functions.length + 2 * STREAMS];
+                for (int i = 0; i < events.length; i++) {
+                    Cu.status(Cu.cuEventCreate, "cuEventCreate", out, Cu.EVENT_DISABLE_TIMING);
+                    events[i] = out.get(ADDRESS, 0);
+                }
+            }
+            for (int s = 1; s < plan.streams(); s++) {
+                if (streams[s] != null) continue;
+                Cu.status(Cu.cuStreamCreate, "cuStreamCreate", out, Cu.STREAM_NON_BLOCKING);
+                streams[s] = out.get(ADDRESS, 0);
+            }
+            // Events: one after each kernel another stream waits for, then a fork and a join per stream.
+            int fork = functions.length, join = functions.length + STREAMS;
+            boolean[] waitedOn = plan.waitedOn();
             Cu.status(Cu.cuStreamBeginCapture, "cuStreamBeginCapture", stream, Cu.STREAM_CAPTURE_MODE_THREAD_LOCAL);
-            launchAll(batch, null);
+            for (int s = 1; s < plan.streams(); s++) {   // every stream joins the capture by waiting on its origin
+                Cu.status(Cu.cuEventRecord, "cuEventRecord(fork)", events[fork + s], stream);
+                Cu.status(Cu.cuStreamWaitEvent, "cuStreamWaitEvent(fork)", streams[s], events[fork + s], 0);
+            }
+            rows.set(JAVA_INT, 0, batch);
+            for (int k : plan.order()) {
+                MemorySegment on = streams[plan.streamOf()[k]];
+                for (int i : plan.waits().get(k)) Cu.status(Cu.cuStreamWaitEvent, "cuStreamWaitEvent", on, events[i], 0);
+                launchKernel(k, batch, on);
+                if (waitedOn[k]) Cu.status(Cu.cuEventRecord, "cuEventRecord", events[k], on);
+            }
+            for (int s = 1; s < plan.streams(); s++) {   // and rejoins it before the capture ends
+                Cu.status(Cu.cuEventRecord, "cuEventRecord(join)", events[join + s], streams[s]);
+                Cu.status(Cu.cuStreamWaitEvent, "cuStreamWaitEvent(join)", stream, events[join + s], 0);
+            }
             MemorySegment g = a.allocate(ADDRESS), exec = a.allocate(ADDRESS);
             Cu.status(Cu.cuStreamEndCapture, "cuStreamEndCapture", stream, g);
             Cu.status(Cu.cuGraphInstantiate, "cuGraphInstantiateWithFlags", exec, g.get(ADDRESS, 0), 0L);
@@ -190,22 +252,50 @@ public final class CudaExecutable implements Executable {
         }
     }
 
-    private void launchAll(int batch, MemorySegment[] events) {
-        rows.set(JAVA_INT, 0, batch);
-        for (int k = 0; k < functions.length; k++) {
-            Kernel kernel = program.kernels().get(k);
-            PtxRenderer.Launch l = PtxRenderer.launch(kernel, batch);
-            if (l.gridX() == 0 || l.gridY() == 0) continue;
-            if (events != null) Cu.status(Cu.cuEventRecord, "cuEventRecord", events[2 * k], stream);
-            launch(kernel.name(), functions[k], l, params[k]);
-            if (l.gridZ() > 1) launch(kernel.name() + " fixup", fixups[k], PtxRenderer.fixupLaunch((Kernel.Gemm) kernel, batch), params[k]);
-            if (events != null) Cu.status(Cu.cuEventRecord, "cuEventRecord", events[2 * k + 1], stream);
+    /** Ends a capture that failed part way, discarding what it recorded, so that the stream works again. */
+    private void abandonCapture() {
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment g = a.allocate(ADDRESS);
+            g.set(ADDRESS, 0, MemorySegment.NULL);
+            Cu.call(Cu.cuStreamEndCapture, stream, g);
+            if (!g.get(ADDRESS, 0).equals(MemorySegment.NULL)) Cu.call(Cu.cuGraphDestroy, g.get(ADDRESS, 0));
+            Cu.call(Cu.cuCtxSynchronize);
         }
     }
 
-    private void launch(String what, MemorySegment function, PtxRenderer.Launch l, MemorySegment args) {
+    private static int streamsSetting() {
+        String v = System.getenv("CMC_CUDA_STREAMS");
+        if (v == null || v.isBlank()) return 4;
+        try {
+            int n = Integer.parseInt(v.strip());
+            if (n >= 1 && n <= 16) return n;
+        } catch (NumberFormatException e) {
+            // the message below says what is valid
+        }
+        throw new IllegalArgumentException("CMC_CUDA_STREAMS=" + v + ": expected a stream count from 1 to 16");
+    }
+
+    private void launchAll(int batch, MemorySegment[] timing) {
+        rows.set(JAVA_INT, 0, batch);
+        for (int k = 0; k < functions.length; k++) {
+            if (timing != null) Cu.status(Cu.cuEventRecord, "cuEventRecord", timing[2 * k], stream);
+            launchKernel(k, batch, stream);
+            if (timing != null) Cu.status(Cu.cuEventRecord, "cuEventRecord", timing[2 * k + 1], stream);
+        }
+    }
+
+    /** Kernel k (and its fixup, when it splits K at this batch) on a stream; nothing for an empty grid. */
+    private void launchKernel(int k, int batch, MemorySegment on) {
+        Kernel kernel = program.kernels().get(k);
+        PtxRenderer.Launch l = PtxRenderer.launch(kernel, batch);
+        if (l.gridX() == 0 || l.gridY() == 0) return;
+        launch(kernel.name(), functions[k], l, params[k], on);
+        if (l.gridZ() > 1) launch(kernel.name() + " fixup", fixups[k], PtxRenderer.fixupLaunch((Kernel.Gemm) kernel, batch), params[k], on);
+    }
+
+    private void launch(String what, MemorySegment function, PtxRenderer.Launch l, MemorySegment args, MemorySegment on) {
         Cu.status(Cu.cuLaunchKernel, "cuLaunchKernel(" + what + ")", function, l.gridX(), l.gridY(), l.gridZ(),
-                PtxRenderer.BLOCK, 1, 1, 0, stream, args, MemorySegment.NULL);
+                PtxRenderer.BLOCK, 1, 1, 0, on, args, MemorySegment.NULL);
     }
 
     /** Runs once without the graph, with events around each kernel; each kernel's device time in ms, by name. */
@@ -213,20 +303,20 @@ public final class CudaExecutable implements Executable {
         makeCurrent();
         var times = new java.util.LinkedHashMap<String, Double>();
         try (Arena a = Arena.ofConfined()) {
-            MemorySegment[] events = new MemorySegment[2 * functions.length];
+            MemorySegment[] timing = new MemorySegment[2 * functions.length];
             MemorySegment out = a.allocate(ADDRESS);
-            for (int i = 0; i < events.length; i++) {
+            for (int i = 0; i < timing.length; i++) {
                 Cu.status(Cu.cuEventCreate, "cuEventCreate", out, 0);
-                events[i] = out.get(ADDRESS, 0);
+                timing[i] = out.get(ADDRESS, 0);
             }
-            launchAll(batch, events);
+            launchAll(batch, timing);
             sync();
             MemorySegment ms = a.allocate(JAVA_FLOAT);
             for (int k = 0; k < functions.length; k++) {
-                Cu.status(Cu.cuEventElapsedTime, "cuEventElapsedTime", ms, events[2 * k], events[2 * k + 1]);
+                Cu.status(Cu.cuEventElapsedTime, "cuEventElapsedTime", ms, timing[2 * k], timing[2 * k + 1]);
                 times.merge(program.kernels().get(k).name(), (double) ms.get(JAVA_FLOAT, 0), Double::sum);
             }
-            for (MemorySegment e : events) Cu.call(Cu.cuEventDestroy, e);
+            for (MemorySegment e : timing) Cu.call(Cu.cuEventDestroy, e);
         }
         return times;
     }
@@ -258,6 +348,8 @@ public final class CudaExecutable implements Executable {
         Cu.call(Cu.cuMemFree, workspace);
         if (hostStaging != null) Cu.call(Cu.cuMemFreeHost, hostStaging);
         Cu.call(Cu.cuModuleUnload, module);
+        if (events != null) for (MemorySegment e : events) Cu.call(Cu.cuEventDestroy, e);
+        if (streams != null) for (int s = 1; s < streams.length; s++) if (streams[s] != null) Cu.call(Cu.cuStreamDestroy, streams[s]);
         Cu.call(Cu.cuStreamDestroy, stream);
         arena.close();
     }

@@ -12,8 +12,9 @@ import java.util.Map;
 
 /**
  * The cuda backend's PTX, run by {@link PtxSimulator} instead of a GPU: the same module text, the same grids
- * and blocks, the same argument order as {@link CudaExecutable}. Lets the parity tests check generated PTX
- * against the float64 reference on machines without a GPU.
+ * and blocks, the same argument order as {@link CudaExecutable}, the kernels in the order its CUDA graph
+ * capture records them ({@link StreamPlan} on 4 streams, not launch order). Lets the parity tests check
+ * generated PTX against the float64 reference on machines without a GPU.
  */
 public final class SimulatedCudaBackend implements Backend {
     private final PtxRenderer.Matmul matmul;
@@ -45,9 +46,11 @@ public final class SimulatedCudaBackend implements Backend {
         private final PtxSimulator module;
         private final float[][] arrays;
         private final int maxBatch;
+        private final List<Integer> order;
 
         Simulated(Program program, PtxSimulator module, int maxBatch) {
             this.program = program;
+            this.order = StreamPlan.of(dev.cmc.kernel.TaskDag.reduced(dev.cmc.kernel.TaskDag.dependencies(program)), 4).order();
             this.module = module;
             this.maxBatch = maxBatch;
             arrays = new float[program.arrays().size() + 1][];
@@ -70,7 +73,7 @@ public final class SimulatedCudaBackend implements Backend {
         @Override
         public void run(int batch) {
             if (batch > maxBatch || batch < 1) throw new IllegalArgumentException("batch " + batch + " outside 1.." + maxBatch);
-            for (int k = 0; k < program.kernels().size(); k++) {
+            for (int k : order) {
                 var kernel = program.kernels().get(k);
                 List<String> args = Indexing.arguments(kernel);
                 boolean split = PtxRenderer.splitsK(kernel);

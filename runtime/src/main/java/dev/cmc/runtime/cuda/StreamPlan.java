@@ -1,0 +1,96 @@
+package dev.cmc.runtime.cuda;
+
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.Comparator;
+import java.util.List;
+import java.util.TreeSet;
+
+/**
+ * A program's kernels spread over a few streams, for capture into one CUDA graph whose edges are the
+ * program's dependencies rather than its launch order ({@link dev.cmc.kernel.TaskDag}). Kernels are taken
+ * as late as they may run (by how long a chain of dependent kernels still follows them, longest first), so
+ * that the critical path claims streams first and work with slack fills in beside it; each goes onto the
+ * stream of one of its dependencies when that stream has nothing newer, else onto an unused stream, else
+ * onto the stream whose last kernel started earliest, where a false edge costs least. A kernel
+ * waits on an event only for dependencies its stream has not already seen (vector clocks: a stream waiting
+ * on a kernel has seen everything before it on that kernel's stream).
+ */
+record StreamPlan(int streams, List<Integer> order, int[] streamOf, List<List<Integer>> waits) {
+
+    static StreamPlan of(List<TreeSet<Integer>> deps, int maxStreams) {
+        int n = deps.size();
+        // level: the longest chain of dependencies ending at a kernel.
+        int[] level = new int[n];
+        for (int k = 0; k < n; k++) for (int i : deps.get(k)) level[k] = Math.max(level[k], level[i] + 1);
+        // height: the longest chain from a kernel to the end of the program.
+        int[] height = new int[n];
+        for (int k = n - 1; k >= 0; k--) for (int i : deps.get(k)) height[i] = Math.max(height[i], height[k] + 1);
+        var order = new ArrayList<Integer>();
+        for (int k = 0; k < n; k++) order.add(k);
+        order.sort(Comparator.comparingInt((Integer k) -> -height[k]).thenComparingInt(k -> level[k]).thenComparingInt(k -> k));
+
+        int[] streamOf = new int[n], tail = new int[maxStreams];
+        Arrays.fill(tail, -1);
+        // clock[k][s]: the latest position (in order) on stream s that kernel k is known to run after, -1 for none.
+        int[][] clock = new int[n][];
+        int[] position = new int[n];
+        var waits = new ArrayList<List<Integer>>();
+        for (int k = 0; k < n; k++) waits.add(List.of());
+        int used = 0;
+        for (int at = 0; at < n; at++) {
+            int k = order.get(at);
+            position[k] = at;
+            TreeSet<Integer> d = deps.get(k);
+            int s = -1;
+            for (int q = 0; q < used && s < 0; q++) if (d.contains(tail[q])) s = q;
+            if (s < 0 && used < maxStreams) s = used;
+            if (s < 0) {
+                s = 0;
+                for (int q = 1; q < maxStreams; q++) if (level[tail[q]] < level[tail[s]]) s = q;
+            }
+            used = Math.max(used, s + 1);
+            int[] c = tail[s] < 0 ? empty(maxStreams) : clock[tail[s]].clone();
+            var w = new ArrayList<Integer>();
+            for (int i : d.stream().sorted(Comparator.comparingInt((Integer i) -> position[i]).reversed()).toList()) {
+                if (c[streamOf[i]] >= position[i]) continue;   // already seen through the stream or an earlier wait
+                w.add(i);
+                for (int q = 0; q < maxStreams; q++) c[q] = Math.max(c[q], clock[i][q]);
+            }
+            c[s] = at;
+            clock[k] = c;
+            streamOf[k] = s;
+            tail[s] = k;
+            waits.set(k, List.copyOf(w));
+        }
+        return new StreamPlan(Math.max(1, used), List.copyOf(order), streamOf, waits);
+    }
+
+    private static int[] empty(int streams) {
+        int[] c = new int[streams];
+        Arrays.fill(c, -1);
+        return c;
+    }
+
+    /** Kernels on the longest chain the plan imposes (its streams' order and its waits): launches that run one after another. */
+    int longestChain() {
+        int[] depth = new int[streamOf.length], last = new int[streams];
+        Arrays.fill(last, -1);
+        int longest = 0;
+        for (int k : order) {
+            int d = last[streamOf[k]] >= 0 ? depth[last[streamOf[k]]] : 0;
+            for (int i : waits.get(k)) d = Math.max(d, depth[i]);
+            depth[k] = d + 1;
+            last[streamOf[k]] = k;
+            longest = Math.max(longest, depth[k]);
+        }
+        return longest;
+    }
+
+    /** Kernels that another stream waits on: each needs an event recorded after it. */
+    boolean[] waitedOn() {
+        boolean[] out = new boolean[streamOf.length];
+        for (List<Integer> w : waits) for (int i : w) out[i] = true;
+        return out;
+    }
+}

@@ -1,0 +1,127 @@
+package dev.cmc.runtime;
+
+import dev.cmc.compile.Compiler;
+import dev.cmc.dsl.Spec;
+import dev.cmc.dsl.SpecLoader;
+import dev.cmc.kernel.Kernel;
+import dev.cmc.kernel.OptimizerScalars;
+import dev.cmc.kernel.Program;
+import dev.cmc.kernel.TaskDag;
+import dev.cmc.runtime.jvm.JvmBackend;
+import org.junit.jupiter.api.Test;
+
+import java.util.*;
+
+import static org.junit.jupiter.api.Assertions.*;
+
+/**
+ * The dependencies {@link TaskDag} finds are all a program needs: a training step whose kernels run in
+ * other orders that respect them (the latest ready kernel first, and random ready ones) leaves every array
+ * exactly as launch order does. And they leave room to run kernels at once: the weight gradients do not
+ * wait for each other, nor the EMA target's forward pass for the online network's.
+ */
+class TaskDagTest {
+    private static final Spec SPEC = SpecLoader.fromText("dag.cm", "model p { input_dim = 3; hidden_size = 16; num_layers = 2; expansion = 2; }\n"
+            + "data { source = \"builtin:none\"; }\ntrain { grad_clip = 1.0; }");
+
+    @Test
+    void anyOrderThatKeepsTheDependenciesComputesTheSame() {
+        var c = Compiler.trainStep(SPEC);
+        Program p = c.program();
+        var deps = TaskDag.dependencies(p);
+        Map<String, float[]> expected = runOnce(p, c.layout().initialize(3));
+        var orders = new ArrayList<List<Integer>>();
+        orders.add(order(deps, null));
+        for (int seed = 1; seed <= 3; seed++) orders.add(order(deps, new Random(seed)));
+        for (List<Integer> order : orders) {
+            assertNotEquals(identity(p.kernels().size()), order, "the reordering must move kernels to check anything");
+            var kernels = new ArrayList<Kernel>();
+            for (int i : order) kernels.add(p.kernels().get(i));
+            Map<String, float[]> got = runOnce(new Program(p.name(), p.arrays(), kernels), c.layout().initialize(3));
+            for (var e : expected.entrySet()) {
+                assertArrayEquals(e.getValue(), got.get(e.getKey()), e.getKey() + " differs when kernels run in the order " + order);
+            }
+        }
+    }
+
+    @Test
+    void independentWorkIsLeftIndependent() {
+        Program p = Compiler.trainStep(SpecLoader.fromText("seed.cm", "model m { input_dim = 64; }\ndata { source = \"builtin:none\"; }")).program();
+        var deps = TaskDag.dependencies(p);
+        var names = p.kernels().stream().map(Kernel::name).toList();
+        var weightGrads = new ArrayList<Integer>();
+        for (int i = 0; i < names.size(); i++) if (names.get(i).startsWith("k_matmul_tn_")) weightGrads.add(i);
+        assertTrue(weightGrads.size() >= 10, "weight-gradient GEMMs: " + weightGrads);
+        for (int a : weightGrads) for (int b : weightGrads) assertFalse(deps.get(b).contains(a), names.get(b) + " waits for " + names.get(a));
+        int target = names.indexOf("k_matmul_target_block0_up_mm"), online = names.indexOf("k_matmul_block0_up_mm");
+        assertFalse(ancestors(deps, target).contains(online), "the target network's forward pass waits for the online network's");
+        int chain = TaskDag.criticalPath(deps);
+        assertTrue(chain < p.kernels().size() / 2, "longest chain " + chain + " of " + p.kernels().size() + " kernels");
+    }
+
+    /** A topological order: the ready kernel with the highest index first, or a random ready one. */
+    private static List<Integer> order(List<TreeSet<Integer>> deps, Random rng) {
+        int n = deps.size();
+        var done = new boolean[n];
+        var out = new ArrayList<Integer>();
+        while (out.size() < n) {
+            var ready = new ArrayList<Integer>();
+            for (int j = 0; j < n; j++) {
+                if (done[j]) continue;
+                boolean ok = true;
+                for (int i : deps.get(j)) ok &= done[i];
+                if (ok) ready.add(j);
+            }
+            int pick = rng == null ? ready.getLast() : ready.get(rng.nextInt(ready.size()));
+            done[pick] = true;
+            out.add(pick);
+        }
+        return out;
+    }
+
+    private static Set<Integer> ancestors(List<TreeSet<Integer>> deps, int j) {
+        var seen = new HashSet<Integer>();
+        var stack = new ArrayDeque<>(deps.get(j));
+        while (!stack.isEmpty()) if (seen.add(stack.peek())) stack.addAll(deps.get(stack.pop())); else stack.pop();
+        return seen;
+    }
+
+    private static List<Integer> identity(int n) {
+        var out = new ArrayList<Integer>();
+        for (int i = 0; i < n; i++) out.add(i);
+        return out;
+    }
+
+    /** One training step from fixed inputs; every array afterwards. */
+    private static Map<String, float[]> runOnce(Program p, float[] params) {
+        int batch = 7;
+        var rng = new SplittableRandom(4);
+        try (Executable exe = new JvmBackend(2).load(p, batch)) {
+            exe.write("params", params, params.length);
+            exe.write("target", params, params.length);
+            for (String in : List.of("x0", "z", "weight")) exe.write(in, random(rng, (int) p.array(in).size(batch)), (int) p.array(in).size(batch));
+            float[] lo = new float[batch], hi = new float[batch];
+            for (int i = 0; i < batch; i++) { lo[i] = 0.01f + i; hi[i] = lo[i] + 0.5f; }
+            exe.write("sigma_lo", lo, batch);
+            exe.write("sigma_hi", hi, batch);
+            float[] scalars = new float[OptimizerScalars.SIZE];
+            var t = SPEC.train();
+            OptimizerScalars.fill(scalars, t.optimizer(), 1, t.lr(), t.beta1(), t.beta2(), t.eps(), t.weightDecay(), 0.9, 0.99, 1.0);
+            exe.write("scalars", scalars, scalars.length);
+            exe.run(batch);
+            var out = new TreeMap<String, float[]>();
+            for (Program.Array a : p.arrays()) {
+                float[] v = new float[(int) Math.max(1, a.size(batch))];
+                exe.read(a.name(), v, v.length);
+                out.put(a.name(), v);
+            }
+            return out;
+        }
+    }
+
+    private static float[] random(SplittableRandom rng, int n) {
+        float[] v = new float[n];
+        for (int i = 0; i < n; i++) v[i] = (float) (rng.nextDouble() * 2 - 1);
+        return v;
+    }
+}

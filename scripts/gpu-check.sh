@@ -47,14 +47,18 @@ run)
   #    then the same with 3xTF32 GEMMs (fp32 accuracy on the tensor cores) and with TF32 (target.precision = tf32).
   bench fp32_train4096 60 --batch 1048576,4096,256 --train-batch 4096 --profile
   bench fp32_train256 40 --batch 256 --train-batch 256 --profile
+  #    The batch-256 step again with its CUDA graph captured in launch order on one stream: what the
+  #    dependency-shaped graph (4 streams, independent kernels at once) gains where launches dominate.
+  CMC_CUDA_STREAMS=1 bench fp32_train256_one_stream 30 --batch 256 --train-batch 256
   CMC_CUDA_FP32_MATMUL=3xtf32 bench 3xtf32 50 --batch 1048576,4096 --train-batch 4096 --profile
   bench tf32 50 --set target.precision=tf32 --batch 1048576 --train-batch 4096 --profile
+  bench bf16 40 --set target.precision=bf16 --batch 1048576 --train-batch 4096
   # 2. PyTorch on the same card in the same run: its figures for the same comparisons.
   if [[ -f .gpu/torch_cm_bench.py ]]; then
     OUT="$out" timeout 150 python3 .gpu/gpu_torch_peer.py > "$out/torch.txt" 2>&1 || echo "torch peer failed (see torch.txt)"
     grep -v '^ \|^[{}]\|Warning\|warn' "$out/torch.txt" | tail -8
   fi
-  # 3. Parity on the GPU: every kernel against float64 (fp32, tf32, 3xTF32), 200 steps against the jvm curve.
+  # 3. Parity on the GPU: every kernel against float64 (fp32, tf32, 3xTF32, bf16), 200 steps against the jvm curve.
   timeout 100 "${java[@]}" -Dcmc.parity.backends=cuda: -cp .gpu/junit.jar:.gpu/cmc.jar:.gpu/runtime-tests.jar:.gpu/compiler-tests.jar \
       org.junit.platform.console.ConsoleLauncher execute \
       --select-class dev.cmc.runtime.ParityTest --select-method dev.cmc.runtime.train.CudaTrainingTest#eachGpuFollowsTheJvmLossCurve \

@@ -81,6 +81,15 @@ class CliTest {
         Run bad = cmc("compile", SEED.toString(), "--target", "cuda", "--arch", "sm_70");
         assertEquals(2, bad.code());
         assertTrue(bad.err().contains("--arch sm_70") && bad.err().contains("sm_80 and sm_90"), bad.err());
+        Path bf16 = dir.resolve("bf16");
+        Run half = cmc("compile", SEED.toString(), "--target", "cuda", "--set", "target.precision=bf16", "--emit", bf16.toString());
+        assertEquals(0, half.code(), half.err());
+        String sampler = Files.readString(bf16.resolve("SeedDefaultSampleKernels.sm_90.ptx"));
+        assertTrue(sampler.contains("(bf16 tensor-core GEMMs)") && sampler.contains("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32"), "no bf16 mma");
+        Run cpu = cmc("compile", SEED.toString(), "--target", "opencl", "--set", "target.precision=bf16");
+        assertEquals(2, cpu.code());
+        assertTrue(cpu.err().contains("target.precision = bf16") && cpu.err().contains("--target cuda"), cpu.err());
+        assertNoStackTrace(cpu);
     }
 
     @Test

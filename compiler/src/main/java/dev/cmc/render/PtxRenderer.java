@@ -105,9 +105,21 @@ public final class PtxRenderer {
      * rounded to TF32 (10-bit mantissa) and fp32 accumulation, as PyTorch's allow_tf32. TF32X3: the tensor
      * cores at fp32 accuracy, each operand split into a TF32 head and a TF32 remainder and the product
      * summed from three mma (lo·hi + hi·lo + hi·hi; lo·lo is below fp32's rounding), as CUTLASS's 3xTF32.
+     * BF16: the tensor cores' bf16 mma.sync m16n8k16 (8-bit mantissas in, fp32 accumulation), twice TF32's
+     * rate, for sampling where that precision suffices.
      */
     public enum Matmul {
-        FMA("fp32 FMA GEMMs"), TF32("tf32 tensor-core GEMMs"), TF32X3("3xTF32 tensor-core GEMMs, fp32 accuracy");
+        FMA("fp32 FMA GEMMs"), TF32("tf32 tensor-core GEMMs"), TF32X3("3xTF32 tensor-core GEMMs, fp32 accuracy"),
+        BF16("bf16 tensor-core GEMMs");
+
+        /** The GEMMs of a spec's target.precision: fp32 (with the given fp32 arithmetic), tf32 or bf16. */
+        public static Matmul of(String precision, Matmul fp32) {
+            return switch (precision) {
+                case "tf32" -> TF32;
+                case "bf16" -> BF16;
+                default -> fp32;
+            };
+        }
 
         public final String description;
 
@@ -884,10 +896,12 @@ public final class PtxRenderer {
                     }
                 }
             });
+            String[] cols = new String[4];
+            for (int j = 0; j < 4; j++) cols[j] = bin("add.s32", t.col0(), mad(tx, "4", Integer.toString(j)));
             var outs = new java.util.ArrayList<Out>();
             for (int i = 0; i < 8; i++) {
                 String row = bin("add.s32", t.row0(), mad(ty, "4", Integer.toString(i < 4 ? i : BM / 2 + i - 4)));
-                for (int j = 0; j < 4; j++) outs.add(new Out(row, bin("add.s32", t.col0(), mad(tx, "4", Integer.toString(j))), acc[i][j]));
+                for (int j = 0; j < 4; j++) outs.add(new Out(row, cols[j], acc[i][j]));
             }
             finish(g, t, outs);
         }
@@ -897,7 +911,8 @@ public final class PtxRenderer {
          * as 2×4 mma.sync.m16n8k8 tiles per 8-deep K step (three mma each for 3xTF32), fed by the cp.async
          * pipeline of {@link #asyncKLoop}. An NN GEMM's A fragments come by ldmatrix (one instruction for a 16×8
          * fragment); a TN GEMM's A and every B fragment by 32-bit shared loads, which the padded rows keep in 32
-         * banks. Fragments are rounded to TF32, or split into a TF32 head and remainder, as they are loaded.
+         * banks. Fragments are rounded to TF32, or split into a TF32 head and remainder, as they are loaded; for
+         * bf16, a slice's two m16n8k8 fragments pack into one m16n8k16 fragment (see {@link #bf16A}).
          */
         private void gemmMma(Kernel.Gemm g) {
             Frame t = frame(g);
@@ -918,12 +933,21 @@ public final class PtxRenderer {
             boolean x3 = matmul == Matmul.TF32X3;
             asyncKLoop(g, t, (aBase, bBase) -> {
                 String aRead = bin("add.s64", aBase, aOff), bRead = bin("add.s64", bBase, bOff);
+                if (matmul == Matmul.BF16) {
+                    comment("one 16-deep K step: 2 A, 4 B fragments packed to bf16 pairs, 8 mma");
+                    String[][] af = new String[2][];
+                    for (int i = 0; i < 2; i++) af[i] = bf16A(aWords(aRead, nn, 0, i), aWords(aRead, nn, 8, i));
+                    for (int j = 0; j < 4; j++) {
+                        String[] bf = bf16B(bWords(bRead, 0, j), bWords(bRead, 8, j));
+                        for (int i = 0; i < 2; i++) mmaBf16(acc[i][j], af[i], bf);
+                    }
+                    return;
+                }
                 for (int ks = 0; ks < MMA_K; ks += 8) {
                     comment("k step " + ks + ": 2 A fragments, 4 B fragments, " + (x3 ? "3x8 mma (remainder products first)" : "8 mma"));
-                    String[][][] af = new String[2][][];
-                    for (int i = 0; i < 2; i++) af[i] = tf32(nn ? ldmatrix(aRead, 4 * (16 * i * MMA_A_ROW + ks)) : aFragmentTn(aRead, ks, i));
+                    String[][][] af = {tf32(aWords(aRead, nn, ks, 0)), tf32(aWords(aRead, nn, ks, 1))};
                     for (int j = 0; j < 4; j++) {
-                        String[][] bf = tf32(new String[]{sharedB32(bRead, 4 * (ks * B_STRIDE + 8 * j)), sharedB32(bRead, 4 * ((ks + 4) * B_STRIDE + 8 * j))});
+                        String[][] bf = tf32(bWords(bRead, ks, j));
                         for (int i = 0; i < 2; i++) {
                             if (x3) {
                                 mma(acc[i][j], af[i][1], bf[0]);
@@ -934,11 +958,14 @@ public final class PtxRenderer {
                     }
                 }
             });
+            // Accumulator e of tile (i, j) is output (g + 16i + 8·(e/2), 2t + 8j + e%2): 4 distinct rows, 8 columns.
+            String rowBase = bin("add.s32", bin("add.s32", t.row0(), warpRow), grp), colBase = bin("add.s32", bin("add.s32", t.col0(), warpCol), bin("shl.b32", tig, "1"));
+            String[] rows = new String[4], cols = new String[8];
+            for (int q = 0; q < 4; q++) rows[q] = bin("add.s32", rowBase, Integer.toString(8 * q));
+            for (int q = 0; q < 8; q++) cols[q] = bin("add.s32", colBase, Integer.toString(8 * (q / 2) + q % 2));
             var outs = new java.util.ArrayList<Out>();
             for (int i = 0; i < 2; i++) for (int j = 0; j < 4; j++) for (int e = 0; e < 4; e++) {
-                String row = bin("add.s32", bin("add.s32", t.row0(), warpRow), bin("add.s32", grp, Integer.toString(16 * i + (e >= 2 ? 8 : 0))));
-                String col = bin("add.s32", bin("add.s32", t.col0(), warpCol), mad(tig, "2", Integer.toString(8 * j + (e & 1))));
-                outs.add(new Out(row, col, acc[i][j][e]));
+                outs.add(new Out(rows[2 * i + e / 2], cols[2 * j + e % 2], acc[i][j][e]));
             }
             finish(g, t, outs);
         }
@@ -957,40 +984,50 @@ public final class PtxRenderer {
             int n = g.domain().cols();
             int aRowLen = g.transposeA() ? a.shape().cols() : g.k();
             int aw = chunkWidth(aRowLen, a.offset()), bw = chunkWidth(n, b.offset());
-            var copies = new java.util.ArrayList<Copy>();
-            for (int l = 0; l < BM * MMA_K / aw / BLOCK; l++) {
-                String c = bin("add.s32", t.tid(), Integer.toString(l * BLOCK));
-                if (g.transposeA()) {   // A is [K, M]: a chunk is aw rows of one K row
-                    String kk = bin("shr.u32", c, log2(BM / aw)), m = bin("shl.b32", bin("and.b32", c, Integer.toString(BM / aw - 1)), log2(aw));
-                    String row = bin("add.s32", t.row0(), m);
-                    copies.add(new Copy(a, aw, kk, Integer.toString(aRowLen), bin("add.s32", mad(kk, Integer.toString(aRowLen), row), Integer.toString(a.offset())),
-                            pred("lt.s32", row, t.m()), true, wideBytes(bin("shl.b32", mad(kk, Integer.toString(A_STRIDE), m), "2"))));
-                } else {                // A is [M, K]: a chunk is aw K of one row
-                    String row = bin("shr.u32", c, log2(MMA_K / aw)), kk = bin("shl.b32", bin("and.b32", c, Integer.toString(MMA_K / aw - 1)), log2(aw));
-                    String gRow = bin("add.s32", t.row0(), row);
-                    copies.add(new Copy(a, aw, kk, "1", bin("add.s32", mad(gRow, Integer.toString(aRowLen), kk), Integer.toString(a.offset())),
-                            pred("lt.s32", gRow, t.m()), true, wideBytes(bin("shl.b32", mad(row, Integer.toString(MMA_A_ROW), kk), "2"))));
-                }
+            // A thread's copies of one operand step by the same amounts from the first: BLOCK chunks further on is
+            // a fixed number of rows further down (the tile's rows are whole multiples of chunks), so one set of
+            // registers and immediate offsets describe them all, however many 4-byte copies an odd shape needs.
+            Copies ac, bc;
+            String c0 = t.tid();
+            if (g.transposeA()) {   // A is [K, M]: a chunk is aw rows of one K row
+                int perRow = BM / aw, down = BLOCK / perRow;
+                String kk = bin("shr.u32", c0, log2(perRow)), m = bin("shl.b32", bin("and.b32", c0, Integer.toString(perRow - 1)), log2(aw));
+                String row = bin("add.s32", t.row0(), m);
+                ac = new Copies(a, aw, BM * MMA_K / aw / BLOCK, kk, down, Integer.toString(aRowLen),
+                        bin("add.s32", mad(kk, Integer.toString(aRowLen), row), Integer.toString(a.offset())), down * aRowLen, row, 0, t.m(),
+                        wideBytes(bin("shl.b32", mad(kk, Integer.toString(A_STRIDE), m), "2")), 4 * down * A_STRIDE);
+            } else {                // A is [M, K]: a chunk is aw K of one row
+                int perRow = MMA_K / aw, down = BLOCK / perRow;
+                String row = bin("shr.u32", c0, log2(perRow)), kk = bin("shl.b32", bin("and.b32", c0, Integer.toString(perRow - 1)), log2(aw));
+                String gRow = bin("add.s32", t.row0(), row);
+                ac = new Copies(a, aw, BM * MMA_K / aw / BLOCK, kk, 0, "1",
+                        bin("add.s32", mad(gRow, Integer.toString(aRowLen), kk), Integer.toString(a.offset())), down * aRowLen, gRow, down, t.m(),
+                        wideBytes(bin("shl.b32", mad(row, Integer.toString(MMA_A_ROW), kk), "2")), 4 * down * MMA_A_ROW);
             }
-            for (int l = 0; l < MMA_K * BN / bw / BLOCK; l++) {
-                String c = bin("add.s32", t.tid(), Integer.toString(l * BLOCK));
-                String kk = bin("shr.u32", c, log2(BN / bw)), col = bin("shl.b32", bin("and.b32", c, Integer.toString(BN / bw - 1)), log2(bw));
+            {
+                int perRow = BN / bw, down = BLOCK / perRow;
+                String kk = bin("shr.u32", c0, log2(perRow)), col = bin("shl.b32", bin("and.b32", c0, Integer.toString(perRow - 1)), log2(bw));
                 String gCol = bin("add.s32", t.col0(), col);
-                copies.add(new Copy(b, bw, kk, Integer.toString(n), bin("add.s32", mad(kk, Integer.toString(n), gCol), Integer.toString(b.offset())),
-                        pred("lt.s32", gCol, t.n()), false, wideBytes(bin("shl.b32", mad(kk, Integer.toString(B_STRIDE), col), "2"))));
+                bc = new Copies(b, bw, MMA_K * BN / bw / BLOCK, kk, down, Integer.toString(n),
+                        bin("add.s32", mad(kk, Integer.toString(n), gCol), Integer.toString(b.offset())), down * n, gCol, 0, t.n(),
+                        wideBytes(bin("shl.b32", mad(kk, Integer.toString(B_STRIDE), col), "2")), 4 * down * B_STRIDE);
             }
             int aStage = mmaStageA(g), bStage = MMA_K * B_STRIDE;
             java.util.function.BiConsumer<String, String> issue = (kBase, stage) -> {
                 String aBase = bufferBase(t.as(), stage, aStage), bBase = bufferBase(t.bs(), stage, bStage);
-                for (Copy c : copies) {
-                    String ok = p();
-                    op("setp.lt.and.s32 " + ok + ", " + bin("add.s32", kBase, c.kk()) + ", " + t.kEnd() + ", " + c.inside() + ";");
-                    String idx = r(), bytes = r();
-                    op("selp.s32 " + idx + ", " + mad(kBase, c.kStride(), c.fixed()) + ", 0, " + ok + ";");
-                    op("selp.s32 " + bytes + ", " + 4 * c.width() + ", 0, " + ok + ";");
-                    String dst = bin("add.s64", c.isA() ? aBase : bBase, c.sharedBytes());
-                    op("cp.async." + (c.width() == 4 ? "cg" : "ca") + ".shared.global [" + dst + "], [" + address(c.buf().array(), idx) + "], "
-                            + 4 * c.width() + ", " + bytes + ";");
+                for (Copies c : List.of(ac, bc)) {
+                    String kPos = bin("add.s32", kBase, c.kk()), idx0 = mad(kBase, c.kStride(), c.fixed());
+                    String dst = bin("add.s64", c == ac ? aBase : bBase, c.sharedBytes());
+                    for (int l = 0; l < c.count(); l++) {
+                        String ok = p();
+                        op("setp.lt.s32 " + ok + ", " + bin("add.s32", kPos, Integer.toString(l * c.kkStep())) + ", " + t.kEnd() + ";");
+                        op("setp.lt.and.s32 " + ok + ", " + bin("add.s32", c.at(), Integer.toString(l * c.atStep())) + ", " + c.limit() + ", " + ok + ";");
+                        String idx = r(), bytes = r();
+                        op("selp.s32 " + idx + ", " + bin("add.s32", idx0, Integer.toString(l * c.fixedStep())) + ", 0, " + ok + ";");
+                        op("selp.s32 " + bytes + ", " + 4 * c.width() + ", 0, " + ok + ";");
+                        op("cp.async." + (c.width() == 4 ? "cg" : "ca") + ".shared.global [" + dst + "+" + l * c.sharedStep() + "], ["
+                                + address(c.buf().array(), idx) + "], " + 4 * c.width() + ", " + bytes + ";");
+                    }
                 }
                 op("cp.async.commit_group;");
             };
@@ -1003,6 +1040,9 @@ public final class PtxRenderer {
             op("mov.u32 " + writeStage + ", " + (STAGES - 1) + ";");
             String top = newLabel("k"), done = newLabel("k_end");
             label(top);
+            // The pipeline is already explicit: unrolling a short constant-trip loop on top of it made ptxas
+            // hold several trips' copies and fragments at once and spill.
+            op(".pragma \"nounroll\";");
             op("@" + pred("ge.s32", kCur, t.kEnd()) + " bra " + done + ";");
             op("cp.async.wait_group " + (STAGES - 2) + ";");
             op("bar.sync 0;");
@@ -1019,10 +1059,12 @@ public final class PtxRenderer {
         }
 
         /**
-         * One cp.async of this thread per slice: {@code width} floats of buf from element kStride·kBase + fixed
-         * into the stage at sharedBytes (64-bit), while kBase + kk is inside K and {@code inside} holds.
+         * This thread's cp.async copies of one operand per slice: copy l moves {@code width} floats of buf from
+         * element kStride·kBase + fixed + l·fixedStep into the stage at sharedBytes + l·sharedStep (bytes), if
+         * kBase + kk + l·kkStep is inside K and at + l·atStep (its row or column) is below limit.
          */
-        private record Copy(Buf buf, int width, String kk, String kStride, String fixed, String inside, boolean isA, String sharedBytes) {}
+        private record Copies(Buf buf, int width, int count, String kk, int kkStep, String kStride, String fixed, int fixedStep,
+                              String at, int atStep, String limit, String sharedBytes, int sharedStep) {}
 
         /** 16-byte copies where rows and the offset keep every chunk aligned and whole, else 4-byte ones. */
         private static int chunkWidth(int rowLength, int offset) { return rowLength % 4 == 0 && offset % 4 == 0 ? 4 : 1; }
@@ -1047,6 +1089,43 @@ public final class PtxRenderer {
             String[] af = new String[4];
             for (int e = 0; e < 4; e++) af[e] = sharedB32(aRead, 4 * ((ks + (e >= 2 ? 4 : 0)) * A_STRIDE + 16 * i + (e % 2 == 1 ? 8 : 0)));
             return af;
+        }
+
+        /** This lane's fp32 words of A's m16n8k8 fragment for m tile i at k step ks: by ldmatrix (NN) or 32-bit loads (TN). */
+        private String[] aWords(String aRead, boolean nn, int ks, int i) {
+            return nn ? ldmatrix(aRead, 4 * (16 * i * MMA_A_ROW + ks)) : aFragmentTn(aRead, ks, i);
+        }
+
+        /** This lane's fp32 words of B's m16n8k8 fragment for n tile j at k step ks: B(t, g), B(t+4, g). */
+        private String[] bWords(String bRead, int ks, int j) {
+            return new String[]{sharedB32(bRead, 4 * (ks * B_STRIDE + 8 * j)), sharedB32(bRead, 4 * ((ks + 4) * B_STRIDE + 8 * j))};
+        }
+
+        /**
+         * An m16n8k16 bf16 A fragment from the two m16n8k8 fragments of a 16-deep slice. Its K order is the
+         * slice's permuted, k_(2t, 2t+1) ↦ (t, t+4) and k_(2t+8, 2t+9) ↦ (t+8, t+12), and {@link #bf16B}
+         * permutes B alike, so each product still pairs A and B at the same k; the fp32 fragments'
+         * conflict-free loads serve bf16 unchanged. A pair's lower k goes in the lower half.
+         */
+        private String[] bf16A(String[] lo, String[] hi) {
+            return new String[]{pack(lo[2], lo[0]), pack(lo[3], lo[1]), pack(hi[2], hi[0]), pack(hi[3], hi[1])};
+        }
+
+        /** An m16n8k16 bf16 B fragment: B(t, g) and B(t+4, g), then B(t+8, g) and B(t+12, g), permuted as {@link #bf16A}. */
+        private String[] bf16B(String[] lo, String[] hi) {
+            return new String[]{pack(lo[1], lo[0]), pack(hi[1], hi[0])};
+        }
+
+        /** Two fp32 values rounded to bf16 in one register: {@code upper} in the high half, {@code lower} in the low. */
+        private String pack(String upper, String lower) {
+            String v = r();
+            op("cvt.rn.bf16x2.f32 " + v + ", " + upper + ", " + lower + ";");
+            return v;
+        }
+
+        private void mmaBf16(String[] acc, String[] a, String[] b) {
+            String c = "{" + String.join(", ", acc) + "}";
+            op("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 " + c + ", {" + String.join(", ", a) + "}, {" + String.join(", ", b) + "}, " + c + ";");
         }
 
         /** fp32 fragment words as the mma takes them: {TF32 heads} or, for 3xTF32, {heads, TF32 remainders}. */

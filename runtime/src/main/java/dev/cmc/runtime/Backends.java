@@ -68,11 +68,9 @@ public final class Backends {
             device = Integer.parseInt(pick.substring(pick.indexOf(':') + 1));
         }
         String precision = spec.target().precision();
-        boolean tensorCores = name.equals("cuda") && precision.equals("tf32");
-        if (!precision.equals("fp32") && !tensorCores) {
+        if (!precision.equals("fp32") && !name.equals("cuda")) {
             throw new UnavailableException("target.precision = " + precision + " in " + spec.fileName() + ": the " + name
-                    + " backend computes in fp32" + (name.equals("cuda") ? " or tf32" : "") + "; set precision = fp32"
-                    + (name.equals("cuda") ? " or tf32" : ""));
+                    + " backend computes in fp32; set precision = fp32, or backend = cuda for tf32 or bf16 tensor-core GEMMs");
         }
         return switch (name) {
             case "jvm" -> new JvmBackend();
@@ -96,7 +94,7 @@ public final class Backends {
                 if (why != null) throw new UnavailableException(where + ": " + why + "; available: auto, " + String.join(", ", available()));
                 int n = dev.cmc.runtime.cuda.CudaDevices.list().size();
                 if (device < 0 || device >= n) throw new UnavailableException(where + ": no CUDA device " + device + "; devices are 0.." + (n - 1) + " (cmc devices lists them)");
-                yield new dev.cmc.runtime.cuda.CudaBackend(device).withTf32(tensorCores);
+                yield new dev.cmc.runtime.cuda.CudaBackend(device).withPrecision(precision);
             }
             case "tornado" -> {
                 String why = dev.cmc.runtime.tornado.TornadoSdk.unavailable();

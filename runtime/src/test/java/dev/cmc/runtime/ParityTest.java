@@ -43,7 +43,9 @@ class ParityTest {
             if (d.major() < 8) continue;
             all.add(Named.of("cuda:" + d.index() + " " + d.name(), new dev.cmc.runtime.cuda.CudaBackend(d.index())));
             all.add(Named.of("cuda:" + d.index() + " " + d.name() + " with tf32 tensor-core GEMMs",
-                    new dev.cmc.runtime.cuda.CudaBackend(d.index()).withTf32(true)));
+                    new dev.cmc.runtime.cuda.CudaBackend(d.index()).withPrecision("tf32")));
+            all.add(Named.of("cuda:" + d.index() + " " + d.name() + " with bf16 tensor-core GEMMs",
+                    new dev.cmc.runtime.cuda.CudaBackend(d.index()).withPrecision("bf16")));
             all.add(Named.of("cuda:" + d.index() + " " + d.name() + " with 3xTF32 GEMMs",
                     new dev.cmc.runtime.cuda.CudaBackend(d.index()).withMatmul(dev.cmc.render.PtxRenderer.Matmul.TF32X3)));
         }
@@ -53,7 +55,8 @@ class ParityTest {
         if (dev.cmc.runtime.tornado.TornadoSdk.unavailable() == null) all.add(Named.of("tornado", new dev.cmc.runtime.tornado.TornadoBackend()));
         else skipped("tornado skipped: " + dev.cmc.runtime.tornado.TornadoSdk.unavailable());
         all.add(Named.of("cuda PTX, simulated", new dev.cmc.runtime.cuda.SimulatedCudaBackend()));
-        all.add(Named.of("cuda PTX with tf32 tensor-core GEMMs, simulated", new dev.cmc.runtime.cuda.SimulatedCudaBackend(true)));
+        all.add(Named.of("cuda PTX with tf32 tensor-core GEMMs, simulated", new dev.cmc.runtime.cuda.SimulatedCudaBackend(dev.cmc.render.PtxRenderer.Matmul.TF32)));
+        all.add(Named.of("cuda PTX with bf16 tensor-core GEMMs, simulated", new dev.cmc.runtime.cuda.SimulatedCudaBackend(dev.cmc.render.PtxRenderer.Matmul.BF16)));
         all.add(Named.of("cuda PTX with 3xTF32 GEMMs, simulated", new dev.cmc.runtime.cuda.SimulatedCudaBackend(dev.cmc.render.PtxRenderer.Matmul.TF32X3)));
         // -Dcmc.parity.backends=cuda: keeps the backends whose names start so (a GPU session's minutes are few).
         String only = System.getProperty("cmc.parity.backends", "");
@@ -68,23 +71,37 @@ class ParityTest {
         if (SAID.add(why)) System.out.println("ParityTest: " + why);
     }
 
-    /** fp32 kernels agree with float64 to 1e-4 relative; with TF32 GEMMs (10-bit mantissas in), 5e-3. */
+    /**
+     * fp32 kernels agree with float64 to 1e-4 relative; with TF32 GEMMs (10-bit mantissas in), 5e-3; with bf16
+     * GEMMs (7-bit), 1e-2 (the simulated PTX is off by up to 5.1e-3).
+     */
     static double tolerance(Backend backend) {
-        return tf32(backend) ? 5e-3 : 1e-4;
+        return switch (matmul(backend)) {
+            case TF32 -> 5e-3;
+            case BF16 -> 1e-2;
+            default -> 1e-4;
+        };
     }
 
     /**
      * A weight's gradient passes through three times as many GEMMs as the forward pass (forward, input
      * gradients back down the blocks, the weight-gradient GEMM), each rounding its inputs to TF32: seen up
-     * to 1.3e-2 of the largest element. Single TF32 GEMMs are held to 5e-3 in Tf32GemmTest.
+     * to 1.3e-2 of the largest element; bf16, up to 3.5e-2 (simulated). Single GEMMs are held to 5e-3 (TF32)
+     * and 2e-2 (bf16) in GemmKernelTest.
      */
     static double gradientTolerance(Backend backend) {
-        return tf32(backend) ? 2e-2 : 1e-4;
+        return switch (matmul(backend)) {
+            case TF32 -> 2e-2;
+            case BF16 -> 7e-2;
+            default -> 1e-4;
+        };
     }
 
-    static boolean tf32(Backend backend) {
-        return backend instanceof dev.cmc.runtime.cuda.SimulatedCudaBackend s && s.tf32()
-                || backend instanceof dev.cmc.runtime.cuda.CudaBackend c && c.tf32();
+    /** How a backend's GEMMs multiply: FMA for every backend but cuda's tensor-core modes. */
+    static dev.cmc.render.PtxRenderer.Matmul matmul(Backend backend) {
+        if (backend instanceof dev.cmc.runtime.cuda.SimulatedCudaBackend s) return s.matmul();
+        if (backend instanceof dev.cmc.runtime.cuda.CudaBackend c) return c.matmul();
+        return dev.cmc.render.PtxRenderer.Matmul.FMA;
     }
 
     /** Every backend with every case, but the GPU style on a CPU device (slow to build) with the first case only. */

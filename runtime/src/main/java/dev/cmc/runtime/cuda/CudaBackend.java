@@ -17,16 +17,16 @@ public final class CudaBackend implements Backend {
      * How fp32 GEMMs run: on the FMA units, or with CMC_CUDA_FP32_MATMUL=3xtf32 on the tensor cores at fp32
      * accuracy (see {@link PtxRenderer.Matmul#TF32X3}).
      */
-    static PtxRenderer.Matmul fp32Matmul() {
+    public static PtxRenderer.Matmul fp32Matmul() {
         String v = System.getenv("CMC_CUDA_FP32_MATMUL");
         if (v == null || v.isBlank() || v.equalsIgnoreCase("fma")) return PtxRenderer.Matmul.FMA;
         if (v.equalsIgnoreCase("3xtf32")) return PtxRenderer.Matmul.TF32X3;
         throw new IllegalArgumentException("CMC_CUDA_FP32_MATMUL=" + v + ": expected fma or 3xtf32");
     }
 
-    /** target.precision = tf32: GEMMs on the tensor cores (TF32 inputs, fp32 accumulation); false: fp32. */
-    public CudaBackend withTf32(boolean on) {
-        return withMatmul(on ? PtxRenderer.Matmul.TF32 : fp32Matmul());
+    /** target.precision: fp32 (see {@link #fp32Matmul}), or tf32 or bf16 GEMMs on the tensor cores (fp32 accumulation). */
+    public CudaBackend withPrecision(String precision) {
+        return withMatmul(PtxRenderer.Matmul.of(precision, fp32Matmul()));
     }
 
     public CudaBackend withMatmul(PtxRenderer.Matmul m) {
@@ -34,7 +34,7 @@ public final class CudaBackend implements Backend {
         return this;
     }
 
-    public boolean tf32() { return matmul == PtxRenderer.Matmul.TF32; }
+    public PtxRenderer.Matmul matmul() { return matmul; }
 
     public CudaBackend(int index) {
         var all = CudaDevices.list();

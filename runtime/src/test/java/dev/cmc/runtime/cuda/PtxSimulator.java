@@ -47,7 +47,7 @@ final class PtxSimulator {
             String line = raw.contains("//") ? raw.substring(0, raw.indexOf("//")) : raw;
             line = line.strip();
             if (line.isEmpty() || line.startsWith(".version") || line.startsWith(".target") || line.startsWith(".address_size")
-                    || line.startsWith(".maxntid") || line.startsWith(".maxnreg") || line.equals("{") || line.equals(")") || line.startsWith(".reg")) continue;
+                    || line.startsWith(".maxntid") || line.startsWith(".maxnreg") || line.startsWith(".pragma") || line.equals("{") || line.equals(")") || line.startsWith(".reg")) continue;
             if (line.startsWith(".visible .entry")) {
                 e = new Entry(line.substring(16, line.indexOf('(')).strip());
                 entries.put(e.name, e);
@@ -141,6 +141,7 @@ final class PtxSimulator {
     private static final class Block {
         private static final int RUN = 0, BAR = 1, SHFL = 2, DONE = 3;
         private static final String MMA = "mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32";
+        private static final String MMA_BF16 = "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32";
         private static final String LDMATRIX = "ldmatrix.sync.aligned.m8n8.x4.shared.b16";
         final Entry e;
         final int bx, by, bz, gridZ, n, rows;
@@ -210,6 +211,10 @@ final class PtxSimulator {
                 mma(w, in);
                 return true;
             }
+            if (in.op.equals(MMA_BF16)) {
+                mmaBf16(w, in);
+                return true;
+            }
             if (in.op.equals(LDMATRIX)) {
                 ldmatrix(w, in);
                 return true;
@@ -261,6 +266,54 @@ final class PtxSimulator {
                 state[t] = RUN;
                 pc[t]++;
             }
+        }
+
+        /**
+         * mma.sync m16n8k16 (bf16 in, fp32 out): lane l holds A(g, 2t..2t+1), A(g+8, 2t..2t+1), A(g, 2t+8..2t+9),
+         * A(g+8, 2t+8..2t+9) and B(2t..2t+1, g), B(2t+8..2t+9, g), two bf16 to a register, the lower k in the
+         * lower half; C and D as for m16n8k8.
+         */
+        private void mmaBf16(int w, Instr in) {
+            float[][] a = new float[16][16], b = new float[16][8], c = new float[16][8];
+            for (int l = 0; l < 32; l++) {
+                int t = w + l, g = l >> 2, q = l & 3;
+                for (int r = 0; r < 4; r++) {
+                    long v = get(t, in.args[4 + r]);
+                    int row = g + 8 * (r & 1), k = 2 * q + 8 * (r >> 1);
+                    a[row][k] = bf16(v);
+                    a[row][k + 1] = bf16(v >>> 16);
+                }
+                for (int r = 0; r < 2; r++) {
+                    long v = get(t, in.args[8 + r]);
+                    b[2 * q + 8 * r][g] = bf16(v);
+                    b[2 * q + 8 * r + 1][g] = bf16(v >>> 16);
+                }
+                c[g][2 * q] = f(get(t, in.args[10]));
+                c[g][2 * q + 1] = f(get(t, in.args[11]));
+                c[g + 8][2 * q] = f(get(t, in.args[12]));
+                c[g + 8][2 * q + 1] = f(get(t, in.args[13]));
+            }
+            for (int l = 0; l < 32; l++) {
+                int t = w + l, g = l >> 2, q = l & 3;
+                int[][] at = {{g, 2 * q}, {g, 2 * q + 1}, {g + 8, 2 * q}, {g + 8, 2 * q + 1}};
+                for (int r = 0; r < 4; r++) {
+                    double sum = c[at[r][0]][at[r][1]];
+                    for (int p = 0; p < 16; p++) sum += (double) a[at[r][0]][p] * b[p][at[r][1]];
+                    regs[t][in.args[r].reg] = bits((float) sum);
+                }
+                state[t] = RUN;
+                pc[t]++;
+            }
+        }
+
+        /** The bf16 in the low 16 bits of v, as a float. */
+        private static float bf16(long v) { return Float.intBitsToFloat((int) ((v & 0xffff) << 16)); }
+
+        /** fp32 to bf16, rounded to nearest even (NaN kept a NaN). */
+        private static long toBf16(float x) {
+            int bits = Float.floatToRawIntBits(x);
+            if (Float.isNaN(x)) return 0x7fc0;
+            return ((bits + 0x7fff + ((bits >>> 16) & 1)) >>> 16) & 0xffff;
         }
 
         /**
@@ -365,7 +418,8 @@ final class PtxSimulator {
                 switch (op) {
                     case "ret" -> { state[t] = DONE; return; }
                     case "bar.sync" -> { state[t] = BAR; return; }
-                    case "shfl.sync.bfly.b32", MMA, LDMATRIX -> { state[t] = SHFL; return; }   // warp collectives
+                    case "shfl.sync.bfly.b32", MMA, MMA_BF16, LDMATRIX -> { state[t] = SHFL; return; }   // warp collectives
+                    case "cvt.rn.bf16x2.f32" -> r[a[0].reg] = toBf16(f(get(t, a[1]))) << 16 | toBf16(f(get(t, a[2])));
                     case "cp.async.cg.shared.global", "cp.async.ca.shared.global" -> copyAsync(t, a, in.text);
                     case "cp.async.commit_group" -> pending.get(t).add(new ArrayList<>());
                     case "cp.async.wait_group" -> waitGroups(t, (int) get(t, a[0]));

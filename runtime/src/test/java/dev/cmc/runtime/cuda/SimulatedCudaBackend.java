@@ -21,12 +21,9 @@ public final class SimulatedCudaBackend implements Backend {
 
     public SimulatedCudaBackend() { this(PtxRenderer.Matmul.FMA); }
 
-    /** With tf32, GEMMs are the tensor-core kernels (mma.sync), as target.precision = tf32 renders them. */
-    public SimulatedCudaBackend(boolean tf32) { this(tf32 ? PtxRenderer.Matmul.TF32 : PtxRenderer.Matmul.FMA); }
-
     public SimulatedCudaBackend(PtxRenderer.Matmul matmul) { this.matmul = matmul; }
 
-    public boolean tf32() { return matmul == PtxRenderer.Matmul.TF32; }
+    public PtxRenderer.Matmul matmul() { return matmul; }
 
     @Override
     public String name() { return "cuda-simulated"; }

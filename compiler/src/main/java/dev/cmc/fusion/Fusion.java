@@ -14,8 +14,6 @@ import java.util.*;
  * becomes one kernel. Each anchor then absorbs the elementwise ops that consume it in the same shape (bias,
  * activation, residual, the skip-parameterised output, the loss), and elementwise ops with one consumer are
  * inlined into it. What is left becomes elementwise kernels. Kernels are ordered by the arrays they share.
- * A LayerNorm whose γ·x̂ + β only feeds GEMMs (as their A) is folded into them: its kernel stores each row's
- * mean and rstd, and the GEMMs normalise A as they read it, so the normalised tensor is never written.
  */
 public final class Fusion {
     private final Graph graph;
@@ -30,8 +28,6 @@ public final class Fusion {
     private final Map<String, Program.Array> arrays = new LinkedHashMap<>();
     private final List<Kernel> kernels = new ArrayList<>();
     private final Map<Node, Kernel.Transpose> transposes = new LinkedHashMap<>();
-    /** Folded LayerNorms: the normalise anchor, by the γ·x̂ + β node the GEMMs read. */
-    private final Map<Node, Node> foldedNorms = new HashMap<>();
 
     private Fusion(Graph graph, Map<Node, Buf> bound, Map<String, Program.Array> declared) {
         this.graph = graph;
@@ -53,7 +49,6 @@ public final class Fusion {
     private Program run(String name) {
         for (Node n : order) for (Node in : n.inputs()) consumers.computeIfAbsent(in, k -> new ArrayList<>()).add(n);
         for (Node n : order) if (isAnchor(n)) absorb(n);
-        for (Node n : order) if (n.op() == Op.NORMALIZE) foldableAffine(n).ifPresent(ln -> foldedNorms.put(ln, n));
         for (Node n : order) {
             if (isAnchor(n)) kernels.add(anchorKernel(n));
             else if (n.op().isElementwise() && !owner.containsKey(n) && materialized(n)) kernels.add(elementwiseKernel(n));
@@ -109,57 +104,8 @@ public final class Fusion {
         return false;
     }
 
-    /**
-     * The γ·x̂ + β of a normalisation when it can be folded into GEMMs: the kernel absorbed exactly x̂·γ and
-     * + β with [1,n] parameters, nothing else reads x̂ or x̂·γ, everything that reads the result is an NN GEMM
-     * taking it as A, and the normalised input is itself in a buffer.
-     */
-    private Optional<Node> foldableAffine(Node norm) {
-        List<Node> absorbedNodes = absorbed.getOrDefault(norm, List.of());
-        if (absorbedNodes.size() != 2 || outputs.contains(norm) || needsStore(norm) || !materialized(norm.in(0))) return Optional.empty();
-        Node scaled = absorbedNodes.get(0), shifted = absorbedNodes.get(1);
-        if (scaled.op() != Op.MUL || other(scaled, norm) == null || shifted.op() != Op.ADD || other(shifted, scaled) == null) return Optional.empty();
-        if (!isRowParam(other(scaled, norm)) || !isRowParam(other(shifted, scaled))) return Optional.empty();
-        if (outputs.contains(scaled) || outputs.contains(shifted) || consumers.getOrDefault(scaled, List.of()).size() != 1) return Optional.empty();
-        List<Node> readers = consumers.getOrDefault(shifted, List.of());
-        if (readers.isEmpty()) return Optional.empty();
-        for (Node c : readers) if (c.op() != Op.MATMUL || c.in(0) != shifted || c.in(1) == shifted) return Optional.empty();
-        return Optional.of(shifted);
-    }
-
-    /** The operand of a two-input node that is not {@code one}; null if one is not an operand (or is both). */
-    private static Node other(Node n, Node one) {
-        if (n.in(0) == one && n.in(1) != one) return n.in(1);
-        if (n.in(1) == one && n.in(0) != one) return n.in(0);
-        return null;
-    }
-
-    private static boolean isRowParam(Node n) {
-        return n.op() == Op.PARAM && n.shape().rows() == 1;
-    }
-
-    /** The folded LayerNorm that γ·x̂ + β node ln stands for, as a GEMM reads it. */
-    private Kernel.LayerNorm layerNorm(Node ln) {
-        Node norm = foldedNorms.get(ln), mul = absorbed.get(norm).get(0);
-        return new Kernel.LayerNorm(rowStats(norm), bufferOf(other(mul, norm)), bufferOf(other(ln, mul)));
-    }
-
-    private final Map<Node, Kernel.RowStats> stats = new HashMap<>();
-
-    /** The [B,1] mean and rstd arrays a folded normalisation stores. */
-    private Kernel.RowStats rowStats(Node norm) {
-        return stats.computeIfAbsent(norm, n -> {
-            String label = graph.labelOf(n, "t" + n.id());
-            if (arrays.containsKey(label + "_mean")) label = label + "_" + n.id();   // a network evaluated twice
-            Buf mean = Buf.whole(label + "_mean", Shape.batch(1)), rstd = Buf.whole(label + "_rstd", Shape.batch(1));
-            for (Buf b : List.of(mean, rstd)) arrays.put(b.array(), new Program.Array(b.array(), Program.Role.ACTIVATION, b.shape(), null));
-            return new Kernel.RowStats(mean, rstd);
-        });
-    }
-
     /** Does n live in a buffer (rather than being recomputed inline where it is used)? */
     private boolean materialized(Node n) {
-        if (foldedNorms.containsKey(n)) return false;
         if (n.op() == Op.CONST) return n.shape().cols() > 1 || n.shape().rows() > 1;
         if (n.op().isLeaf() || isAnchor(n) || outputs.contains(n)) return true;
         Node own = owner.get(n);
@@ -235,7 +181,6 @@ public final class Fusion {
     }
 
     private List<Let> epilogue(Node anchor) {
-        if (foldedNorms.containsValue(anchor)) return List.of();   // its γ·x̂ + β is computed where the GEMMs read it
         var lets = new ArrayList<Let>();
         if (needsStore(anchor)) lets.add(new Let(anchor.id(), new Expr.Acc(), bufferOf(anchor)));
         for (Node n : absorbed.getOrDefault(anchor, List.of())) {
@@ -255,13 +200,10 @@ public final class Fusion {
         String name = "k_" + n.op().name().toLowerCase() + "_" + graph.labelOf(n, "t" + n.id());
         List<Let> epi = epilogue(n);
         return switch (n.op()) {
-            case MATMUL -> foldedNorms.containsKey(n.in(0))
-                    ? new Kernel.Gemm(name, false, bufferOf(foldedNorms.get(n.in(0)).in(0)), bufferOf(n.in(1)), n.in(0).shape().cols(), n.shape(), epi, layerNorm(n.in(0)))
-                    : new Kernel.Gemm(name, false, bufferOf(n.in(0)), bufferOf(n.in(1)), n.in(0).shape().cols(), n.shape(), epi);
+            case MATMUL -> new Kernel.Gemm(name, false, bufferOf(n.in(0)), bufferOf(n.in(1)), n.in(0).shape().cols(), n.shape(), epi);
             case MATMUL_NT -> new Kernel.Gemm(name, false, bufferOf(n.in(0)), transposedOf(n.in(1)), n.in(0).shape().cols(), n.shape(), epi);
             case MATMUL_TN -> new Kernel.Gemm(name, true, bufferOf(n.in(0)), bufferOf(n.in(1)), Shape.BATCH, n.shape(), epi);
-            case NORMALIZE -> new Kernel.Normalize(name, expr(n.in(0), null), null, n.shape(), epi,
-                    foldedNorms.containsValue(n) ? rowStats(n) : null);
+            case NORMALIZE -> new Kernel.Normalize(name, expr(n.in(0), null), null, n.shape(), epi);
             case NORMALIZE_GRAD -> new Kernel.Normalize(name, expr(n.in(0), null), expr(n.in(1), null), n.shape(), epi);
             case REDUCE_COLS -> new Kernel.ReduceCols(name, expr(n.in(0), null), n.in(0).shape().cols(), n.shape(), epi);
             case REDUCE_BATCH -> new Kernel.ReduceBatch(name, expr(n.in(0), null), false, n.shape(), epi);

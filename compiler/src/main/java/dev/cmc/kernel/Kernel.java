@@ -16,39 +16,17 @@ public sealed interface Kernel {
 
     List<Expr.Let> epilogue();
 
-    /**
-     * out = a · b over a shared dimension k. NN: a[B,k] · b[k,n] → [B,n]. TN: a[B,m]ᵀ · b[B,n] → [m,n]. With a
-     * {@link LayerNorm} (NN only), a is the normalisation's input and each element is normalised as it is read.
-     */
-    record Gemm(String name, boolean transposeA, Buf a, Buf b, int k, Shape domain, List<Expr.Let> epilogue, LayerNorm norm) implements Kernel {
-        public Gemm(String name, boolean transposeA, Buf a, Buf b, int k, Shape domain, List<Expr.Let> epilogue) {
-            this(name, transposeA, a, b, k, domain, epilogue, null);
-        }
-    }
-
-    /**
-     * A LayerNorm folded into the GEMM that consumes it: the GEMM reads A(r, p) as
-     * ((A(r, p) − mean(r)) · rstd(r)) · gain(p) + bias(p), rounding after each operation as that order says, which
-     * is exactly what the normalisation kernel would have stored; mean and rstd come from that kernel.
-     */
-    record LayerNorm(RowStats stats, Buf gain, Buf bias) {}
-
-    /** Each row's mean and rstd = 1/√(var + ε), as a {@link Normalize} computes them: [B,1] each. */
-    record RowStats(Buf mean, Buf rstd) {}
+    /** out = a · b over a shared dimension k. NN: a[B,k] · b[k,n] → [B,n]. TN: a[B,m]ᵀ · b[B,n] → [m,n]. */
+    record Gemm(String name, boolean transposeA, Buf a, Buf b, int k, Shape domain, List<Expr.Let> epilogue) implements Kernel {}
 
     /** No anchor: the epilogue alone, over the domain. */
     record Elementwise(String name, Shape domain, List<Expr.Let> epilogue) implements Kernel {}
 
     /**
      * Row-wise normalisation of x (an expression over [B,n]). Without a gradient, Acc = x̂ = (x − mean)·rstd;
-     * with one, Acc = rstd·(g − mean(g) − x̂·mean(g·x̂)), the gradient of x̂ with respect to x. With stats, each
-     * row's mean and rstd are stored too (for GEMMs that fold the normalisation in: {@link LayerNorm}).
+     * with one, Acc = rstd·(g − mean(g) − x̂·mean(g·x̂)), the gradient of x̂ with respect to x.
      */
-    record Normalize(String name, Expr x, Expr grad, Shape domain, List<Expr.Let> epilogue, RowStats stats) implements Kernel {
-        public Normalize(String name, Expr x, Expr grad, Shape domain, List<Expr.Let> epilogue) {
-            this(name, x, grad, domain, epilogue, null);
-        }
-    }
+    record Normalize(String name, Expr x, Expr grad, Shape domain, List<Expr.Let> epilogue) implements Kernel {}
 
     /** Acc = sum over columns of x (an expression over [B,n]); the domain is [B,1]. */
     record ReduceCols(String name, Expr x, int cols, Shape domain, List<Expr.Let> epilogue) implements Kernel {}

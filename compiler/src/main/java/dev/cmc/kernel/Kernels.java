@@ -1,7 +1,6 @@
 package dev.cmc.kernel;
 
 import java.util.LinkedHashSet;
-import java.util.List;
 import java.util.Set;
 
 /** What a kernel reads and writes, by array name: the edges of the task graph. */
@@ -12,7 +11,6 @@ public final class Kernels {
         var out = new LinkedHashSet<String>();
         for (Expr.Let l : k.epilogue()) if (l.store() != null) out.add(l.store().array());
         switch (k) {
-            case Kernel.Normalize n when n.stats() != null -> { out.add(n.stats().mean().array()); out.add(n.stats().rstd().array()); }
             case Kernel.Transpose t -> out.add(t.dst().array());
             case Kernel.SumSquares s -> out.add(s.out().array());
             case Kernel.AdamEma a -> out.addAll(Set.of("params", "adam_m", "adam_v", "target", "ema"));
@@ -24,11 +22,7 @@ public final class Kernels {
     public static Set<String> reads(Kernel k) {
         var out = new LinkedHashSet<String>();
         switch (k) {
-            case Kernel.Gemm g -> {
-                out.add(g.a().array());
-                out.add(g.b().array());
-                if (g.norm() != null) for (Buf b : List.of(g.norm().stats().mean(), g.norm().stats().rstd(), g.norm().gain(), g.norm().bias())) out.add(b.array());
-            }
+            case Kernel.Gemm g -> { out.add(g.a().array()); out.add(g.b().array()); }
             case Kernel.Normalize n -> { collect(n.x(), out); if (n.grad() != null) collect(n.grad(), out); }
             case Kernel.ReduceCols r -> collect(r.x(), out);
             case Kernel.ReduceBatch r -> collect(r.x(), out);

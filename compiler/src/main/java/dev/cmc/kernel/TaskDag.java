@@ -54,7 +54,6 @@ public final class TaskDag {
         var out = new ArrayList<Range>();
         for (Expr.Let l : k.epilogue()) if (l.store() != null) out.add(Range.of(l.store()));
         switch (k) {
-            case Kernel.Normalize n when n.stats() != null -> { out.add(Range.of(n.stats().mean())); out.add(Range.of(n.stats().rstd())); }
             case Kernel.Transpose t -> out.add(Range.of(t.dst()));
             case Kernel.SumSquares s -> out.add(Range.of(s.out()));
             case Kernel.AdamEma a -> { for (String name : Kernels.writes(a)) out.add(Range.whole(name)); }
@@ -66,11 +65,7 @@ public final class TaskDag {
     public static List<Range> reads(Kernel k) {
         var out = new ArrayList<Range>();
         switch (k) {
-            case Kernel.Gemm g -> {
-                out.add(Range.of(g.a()));
-                out.add(Range.of(g.b()));
-                if (g.norm() != null) for (Buf b : List.of(g.norm().stats().mean(), g.norm().stats().rstd(), g.norm().gain(), g.norm().bias())) out.add(Range.of(b));
-            }
+            case Kernel.Gemm g -> { out.add(Range.of(g.a())); out.add(Range.of(g.b())); }
             case Kernel.Normalize n -> { collect(n.x(), out); if (n.grad() != null) collect(n.grad(), out); }
             case Kernel.ReduceCols r -> collect(r.x(), out);
             case Kernel.ReduceBatch r -> collect(r.x(), out);

@@ -241,9 +241,7 @@ public final class JavaRenderer {
             String aIndex = g.transposeA()
                     ? plus(a.offset(), "p * " + a.shape().cols()) + " + r" + (rr > 0 ? " + " + rr : "")
                     : plus(a.offset(), "(r" + (rr > 0 ? " + " + rr : "") + ") * " + g.k()) + " + p";
-            String aValue = var(a.array()) + "[" + aIndex + "]";
-            if (g.norm() != null) aValue = layerNorm(g.norm(), aValue, "r" + (rr > 0 ? " + " + rr : ""), "p");
-            line("FloatVector a" + rr + " = FloatVector.broadcast(S, " + aValue + ");");
+            line("FloatVector a" + rr + " = FloatVector.broadcast(S, " + var(a.array()) + "[" + aIndex + "]);");
             for (int cc = 0; cc < vectors; cc++) line("c" + rr + cc + " = a" + rr + ".fma(b" + cc + ", c" + rr + cc + ");");
         }
         indent--;
@@ -256,13 +254,6 @@ public final class JavaRenderer {
                 vectorLets(g.epilogue(), g.domain(), row, col, "c" + rr + cc, last ? mask : null, "_" + rr + cc);
             }
         }
-    }
-
-    /** A folded LayerNorm applied to A(row, p) as it is read: ((a − mean)·rstd)·gain + bias, as the normalise kernel's epilogue would. */
-    private static String layerNorm(Kernel.LayerNorm n, String a, String row, String p) {
-        return "((" + a + " - " + var(n.stats().mean().array()) + "[" + plus(n.stats().mean().offset(), row) + "]) * "
-                + var(n.stats().rstd().array()) + "[" + plus(n.stats().rstd().offset(), row) + "] * "
-                + var(n.gain().array()) + "[" + plus(n.gain().offset(), p) + "] + " + var(n.bias().array()) + "[" + plus(n.bias().offset(), p) + "])";
     }
 
     private void elementwise(Kernel.Elementwise e) {
@@ -285,16 +276,6 @@ public final class JavaRenderer {
         line("float mean = sum / " + n + ";");
         rowSum("sq", nk.x(), d, "mean");
         line("float rstd = 1f / (float) Math.sqrt(sq / " + n + " + " + f(Op.NORM_EPS) + ");");
-        if (nk.stats() != null) {
-            comment("kept for the GEMMs that fold this normalisation in");
-            line(var(nk.stats().mean().array()) + "[" + plus(nk.stats().mean().offset(), "r") + "] = mean;");
-            line(var(nk.stats().rstd().array()) + "[" + plus(nk.stats().rstd().offset(), "r") + "] = rstd;");
-        }
-        if (nk.epilogue().isEmpty()) {
-            indent--;
-            line("}");
-            return;
-        }
         if (nk.grad() != null) {
             comment("mean(g) and mean(g·x̂), for dx = rstd·(g − mean(g) − x̂·mean(g·x̂))");
             line("FloatVector vg = FloatVector.zero(S), vgx = FloatVector.zero(S);");

@@ -257,16 +257,7 @@ public final class OpenClRenderer {
         Buf a = g.a();
         String idx = g.transposeA() ? Indexing.plus(a.offset(), p + " * " + a.shape().cols()) + " + " + row
                                     : Indexing.plus(a.offset(), "(" + row + ") * " + g.k()) + " + " + p;
-        String value = Indexing.identifier(a.array()) + "[" + idx + "]";
-        if (g.norm() == null) return value;
-        // A folded LayerNorm, as the normalise kernel's epilogue would have computed it (FP_CONTRACT is off).
-        var n = g.norm();
-        return "((" + value + " - " + element(n.stats().mean(), row) + ") * " + element(n.stats().rstd(), row) + " * "
-                + element(n.gain(), p) + " + " + element(n.bias(), p) + ")";
-    }
-
-    private static String element(Buf b, String i) {
-        return Indexing.identifier(b.array()) + "[" + Indexing.plus(b.offset(), "(" + i + ")") + "]";
+        return Indexing.identifier(a.array()) + "[" + idx + "]";
     }
 
     /** A full 4-row tile when the work-item has 4 rows, else one row at a time. */
@@ -322,11 +313,6 @@ public final class OpenClRenderer {
         line("const float mean = sum / " + n + ";");
         rowSum("sq", nk.x(), d, "mean");
         line("const float rstd = 1.0f / sqrt(sq / " + n + " + " + f(Op.NORM_EPS) + ");");
-        if (nk.stats() != null) {   // kept for the GEMMs that fold this normalisation in
-            line(element(nk.stats().mean(), "r") + " = mean;");
-            line(element(nk.stats().rstd(), "r") + " = rstd;");
-        }
-        if (nk.epilogue().isEmpty()) return;
         if (nk.grad() != null) {
             line("float16 vg = (float16)(0.0f), vgx = (float16)(0.0f);");
             line("float sg = 0.0f, sgx = 0.0f;");

@@ -13,11 +13,9 @@ import java.util.Map;
  * Kernel IR to PTX (ISA 8.0, sm_80 or sm_90), written directly: no nvcc, no NVRTC. Every kernel runs in
  * 256-thread blocks, shaped for a GPU:
  * <ul>
- *   <li>GEMMs: a 128×64 output tile per block, 16 deep in K per step. fp32: A and B staged through registers
- *       into double-buffered shared memory, each thread an 8×4 register tile. Tensor cores (tf32, bf16,
- *       3xTF32): a 3-stage cp.async pipeline, each warp 2×4 mma.sync tiles, NN fragments of A by ldmatrix. The fused
- *       epilogue runs on the registers before anything is stored; a folded LayerNorm normalises A as it is
- *       staged (FMA) or once it has landed in shared memory (tensor cores). GEMMs with few output tiles (weight
+ *   <li>GEMMs: a 128×64 output tile per block, A and B staged through double-buffered shared memory 16 deep
+ *       in K, each thread an 8×4 register tile (or, with tf32, each warp 2×4 mma.sync tiles); the fused
+ *       epilogue runs on the registers before anything is stored. GEMMs with few output tiles (weight
  *       gradients, where K is the batch; long-K GEMMs over small batches) are split over K into workspace
  *       slices that a second kernel sums in order, so they fill the GPU.</li>
  *   <li>Row normalisations and row sums: one warp per row, lanes striding the columns, sums by butterfly
@@ -513,15 +511,6 @@ public final class PtxRenderer {
             });
             String var = bin("div.rn.f32", warpSum(sq), imm(n));
             String rstd = bin("div.rn.f32", imm(1), sqrt(bin("add.f32", var, imm(Op.NORM_EPS))));
-            if (nk.stats() != null) {
-                comment("the row's mean and rstd, kept for the GEMMs that fold this normalisation in");
-                String skip = newLabel("stats");
-                op("@" + pred("ne.s32", lane, "0") + " bra " + skip + ";");
-                storeGlobal(nk.stats().mean().array(), index(nk.stats().mean(), d, row, "0"), mean);
-                storeGlobal(nk.stats().rstd().array(), index(nk.stats().rstd(), d, row, "0"), rstd);
-                label(skip);
-            }
-            if (nk.epilogue().isEmpty()) return;
             String mg = null, mgx = null;
             if (nk.grad() != null) {
                 comment("the gradient's row means: mean(g) and mean(g * xhat)");
@@ -792,12 +781,6 @@ public final class PtxRenderer {
                                                  : bin("add.s32", mad(ar, Integer.toString(g.k()), ap), Integer.toString(a.offset()));
                     op("mov.f32 " + aV[l] + ", 0f00000000;");
                     op("@" + ok + " ld.global.f32 " + aV[l] + ", [" + address(a.array(), aIdx) + "];");
-                    if (g.norm() != null) {   // a folded LayerNorm, on the values inside the matrix only
-                        String skip = newLabel("outside");
-                        op("@!" + ok + " bra " + skip + ";");
-                        op("mov.f32 " + aV[l] + ", " + layerNorm(g.norm(), aV[l], ar, ap) + ";");
-                        label(skip);
-                    }
                 }
                 for (int l = 0; l < bLoads; l++) {
                     String bp = bin("add.s32", p0, bP[l]), bc = bin("add.s32", t.col0(), bCol[l]);
@@ -1062,7 +1045,6 @@ public final class PtxRenderer {
             op(".pragma \"nounroll\";");
             op("@" + pred("ge.s32", kCur, t.kEnd()) + " bra " + done + ";");
             op("cp.async.wait_group " + (STAGES - 2) + ";");
-            if (g.norm() != null) normalizeLanded(g.norm(), ac, bufferBase(t.as(), readStage, aStage), kCur, t);
             op("bar.sync 0;");
             comment("slice k+" + (STAGES - 1) * MMA_K + " into the stage computed last trip, then compute this one");
             issue.accept(kNext, writeStage);
@@ -1074,38 +1056,6 @@ public final class PtxRenderer {
             op("bra " + top + ";");
             label(done);
             op("cp.async.wait_group 0;");
-        }
-
-        /**
-         * A folded LayerNorm on this thread's own chunks of the A slice that has just landed, in shared memory,
-         * before the barrier shows them to the block: each element once, whichever warps then read it. Only
-         * elements inside the matrix and the K range; the zero fill stays zero.
-         */
-        private void normalizeLanded(Kernel.LayerNorm norm, Copies a, String stageBase, String kBase, Frame t) {
-            comment("the folded LayerNorm on this thread's landed chunks of A");
-            String at = bin("add.s64", stageBase, a.sharedBytes()), k0 = bin("add.s32", kBase, a.kk());
-            for (int l = 0; l < a.count(); l++) {
-                String row = bin("add.s32", a.at(), Integer.toString(l * a.atStep())), ok = p(), skip = newLabel("outside");
-                op("setp.lt.s32 " + ok + ", " + row + ", " + a.limit() + ";");
-                op("setp.lt.and.s32 " + ok + ", " + k0 + ", " + t.kEnd() + ", " + ok + ";");
-                op("@!" + ok + " bra " + skip + ";");
-                for (int e = 0; e < a.width(); e++) {
-                    String slot = "[" + at + "+" + (l * a.sharedStep() + 4 * e) + "]", v = f();
-                    op("ld.shared.f32 " + v + ", " + slot + ";");
-                    op("st.shared.f32 " + slot + ", " + layerNorm(norm, v, row, bin("add.s32", k0, Integer.toString(e))) + ";");
-                }
-                label(skip);
-            }
-        }
-
-        /** ((v − mean(row))·rstd(row))·gain(k) + bias(k): A as the folded normalisation would have stored it. */
-        private String layerNorm(Kernel.LayerNorm n, String v, String row, String k) {
-            Shape col = Shape.batch(1), line = Shape.fixed(1, n.gain().shape().cols());
-            String mean = loadGlobal(n.stats().mean().array(), index(n.stats().mean(), col, row, "0"));
-            String rstd = loadGlobal(n.stats().rstd().array(), index(n.stats().rstd(), col, row, "0"));
-            String gain = loadGlobal(n.gain().array(), index(n.gain(), line, "0", k));
-            String bias = loadGlobal(n.bias().array(), index(n.bias(), line, "0", k));
-            return bin("add.f32", bin("mul.f32", bin("mul.f32", bin("sub.f32", v, mean), rstd), gain), bias);
         }
 
         /**

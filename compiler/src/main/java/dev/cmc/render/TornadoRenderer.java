@@ -173,11 +173,6 @@ public final class TornadoRenderer {
         Buf a = g.a(), b = g.b();
         String aIdx = g.transposeA() ? plus(a.offset(), "ap * " + a.shape().cols() + " + row") : plus(a.offset(), "row * " + g.k() + " + ap");
         line("float av = " + var(a.array()) + ".get(aOk ? " + aIdx + " : 0);");
-        if (g.norm() != null) {   // a folded LayerNorm, as the normalise kernel's epilogue would have computed it
-            var nm = g.norm();
-            line("if (aOk) av = (av - " + element(nm.stats().mean(), "row") + ") * " + element(nm.stats().rstd(), "row") + " * "
-                    + element(nm.gain(), "ap") + " + " + element(nm.bias(), "ap") + ";");
-        }
         line("float bv = " + var(b.array()) + ".get(bOk ? " + plus(b.offset(), "bp * " + n + " + col") + " : 0);");
         line("as[ty * " + TILE + " + tx] = aOk ? av : 0f;");
         line("bs[ty * " + TILE + " + tx] = bOk ? bv : 0f;");
@@ -191,10 +186,6 @@ public final class TornadoRenderer {
         lets(g.epilogue(), g.domain(), "row", "col", "acc", true);
         indent--;
         line("}");
-    }
-
-    private static String element(Buf b, String i) {
-        return var(b.array()) + ".get(" + plus(b.offset(), i) + ")";
     }
 
     private void elementwise(Kernel.Elementwise e) {
@@ -229,15 +220,6 @@ public final class TornadoRenderer {
             line(vector ? "sqV = fma(t, t, sqV);" : "sqTail += t * t;");
         });
         line("float rstd = 1f / TornadoMath.sqrt(sq / " + n + " + " + f(Op.NORM_EPS) + ");");
-        if (nk.stats() != null) {   // kept for the GEMMs that fold this normalisation in
-            line(var(nk.stats().mean().array()) + ".set(" + plus(nk.stats().mean().offset(), "r") + ", mean);");
-            line(var(nk.stats().rstd().array()) + ".set(" + plus(nk.stats().rstd().offset(), "r") + ", rstd);");
-        }
-        if (nk.epilogue().isEmpty()) {
-            indent--;
-            line("}");
-            return;
-        }
         if (nk.grad() != null) {
             laneSums(n, List.of("sg", "sgx"), (col, vector) -> {
                 line("float xh = (" + expr(nk.x(), d, "r", col, null, vector) + " - mean) * rstd;");

@@ -156,7 +156,7 @@ class ParityTest {
 
     private void checkDenoiser(Backend backend, Compiler.Compiled c, float[] sigma, int batch) {
         int dim = c.outputs().get("out").shape().cols();
-        float[] params = c.layout().initialize(3);
+        float[] params = withLayerNorms(c.layout(), c.layout().initialize(3), 3);
         var rng = new SplittableRandom(11);
         float[] x = random(rng, batch * dim, 2.0);
         try (Executable exe = backend.load(c.program(), 8)) {
@@ -204,10 +204,10 @@ class ParityTest {
     private void checkTrainStep(Backend backend, Spec spec, Spec teacher) {
         var c = Compiler.trainStep(spec, teacher);
         var teacherLayout = teacher == null ? null : new dev.cmc.model.ConsistencyModelGraph(teacher.model(), true).layout();
-        float[] teacherWeights = teacher == null ? null : teacherLayout.initialize(7);
+        float[] teacherWeights = teacher == null ? null : withLayerNorms(teacherLayout, teacherLayout.initialize(7), 7);
         int batch = 9, d = 5, n = c.layout().total();
-        float[] params = c.layout().initialize(5);
-        float[] target = c.layout().initialize(6);
+        float[] params = withLayerNorms(c.layout(), c.layout().initialize(5), 5);
+        float[] target = withLayerNorms(c.layout(), c.layout().initialize(6), 6);
         var rng = new SplittableRandom(12);
         float[] x0 = random(rng, batch * d, 1.5), z = random(rng, batch * d, 1.0);
         float[] hi = new float[batch], lo = new float[batch], w = new float[batch];
@@ -279,6 +279,19 @@ class ParityTest {
     }
 
     /** Relative error against the largest reference magnitude, with the first mismatches printed. */
+    /**
+     * Weights whose LayerNorm gains and biases are not 1 and 0, as they start: a kernel that reads the wrong
+     * gain or bias element (a folded LayerNorm indexing by the wrong k, say) then shows.
+     */
+    static float[] withLayerNorms(ParamLayout layout, float[] params, long seed) {
+        var rng = new SplittableRandom(seed + 100);
+        for (ParamLayout.Entry e : layout.entries()) {
+            if (!e.name().endsWith(".norm.g") && !e.name().endsWith(".norm.b")) continue;
+            for (int i = 0; i < e.size(); i++) params[e.offset() + i] = (float) ((e.name().endsWith(".g") ? 1 : 0) + rng.nextDouble() - 0.5);
+        }
+        return params;
+    }
+
     static void assertClose(double[] ref, float[] got, double tol, String what) {
         double scale = 1e-30;
         for (double v : ref) scale = Math.max(scale, Math.abs(v));

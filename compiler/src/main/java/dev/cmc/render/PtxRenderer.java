@@ -10,8 +10,8 @@ import java.util.List;
 import java.util.Map;
 
 /**
- * Kernel IR to PTX (ISA 8.0, sm_80 or sm_90), written directly: no nvcc, no NVRTC. Every kernel runs in
- * 256-thread blocks, shaped for a GPU:
+ * Kernel IR to PTX (ISA 8.0, sm_80 or sm_90), written directly: no nvcc, no NVRTC. Kernels run in 256-thread
+ * blocks (fp32 FMA GEMMs in 128), shaped for a GPU:
  * <ul>
  *   <li>GEMMs: a 128×64 output tile per block, A and B staged through double-buffered shared memory 16 deep
  *       in K, each thread an 8×4 register tile (or, with tf32, each warp 2×4 mma.sync tiles); the fused
@@ -47,12 +47,19 @@ public final class PtxRenderer {
     private static final int SPLIT_ROWS = 512, MAX_SPLITS = 16, LONG_K = 1024, FEW_ROWS = 512, NN_SPLITS = 8;
     private static final String WORKSPACE = "workspace";
 
-    /** A launch: grid dimensions; blocks are always {@link #BLOCK} threads wide. */
-    public record Launch(int gridX, int gridY, int gridZ) {}
+    /** A launch: grid dimensions and threads per block ({@link #BLOCK}, or {@link #FMA_GEMM_THREADS} for an fp32 FMA GEMM). */
+    public record Launch(int gridX, int gridY, int gridZ, int block) {
+        Launch(int gridX, int gridY, int gridZ) { this(gridX, gridY, gridZ, BLOCK); }
+    }
 
-    public static Launch launch(Kernel k, int batch) {
+    /** Threads of an FMA GEMM's block: 16 × 8, each with an 8×8 register tile of the 128×64 output tile. */
+    public static final int FMA_GEMM_THREADS = 128;
+
+    /** How kernel k of a module rendered with this GEMM arithmetic is launched at this batch. */
+    public static Launch launch(Kernel k, int batch, Matmul matmul) {
         return switch (k) {
-            case Kernel.Gemm g -> new Launch(ceil(g.domain().cols(), BN), ceil(rows(g.domain(), batch), BM), splits(g, batch));
+            case Kernel.Gemm g -> new Launch(ceil(g.domain().cols(), BN), ceil(rows(g.domain(), batch), BM), splits(g, batch),
+                    matmul == Matmul.FMA ? FMA_GEMM_THREADS : BLOCK);
             case Kernel.Normalize n -> new Launch(ceil(rows(n.domain(), batch), WARPS), 1, 1);
             case Kernel.ReduceCols r -> new Launch(ceil(rows(r.domain(), batch), WARPS), 1, 1);
             case Kernel.ReduceBatch r -> new Launch(ceil(r.domain().cols(), 32), 1, 1);
@@ -205,7 +212,7 @@ public final class PtxRenderer {
             String name = fixup ? fixupName(program, index) : kernelName(program, index);
             var head = new StringBuilder("// " + kernel.name() + (fixup ? ": its K slices summed, then the epilogue" : "") + "\n.visible .entry " + name + "(\n");
             for (String a : args) head.append("    .param .u64 ").append(param(a)).append(",\n");
-            head.append("    .param .u32 rows\n)\n.maxntid ").append(BLOCK).append(", 1, 1\n");
+            head.append("    .param .u32 rows\n)\n.maxntid ").append(threads()).append(", 1, 1\n");
             // GEMMs hold a 32-float accumulator tile, the next slice and addresses: let ptxas use up to 128
             // registers (two blocks per SM) rather than spill to fit its own occupancy guess.
             if (kernel instanceof Kernel.Gemm && !fixup) head.append(".maxnreg 128\n");
@@ -239,6 +246,11 @@ public final class PtxRenderer {
         }
 
         // ---- registers, labels, instructions ----
+
+        /** Threads per block of this kernel, as {@link PtxRenderer#launch} launches it. */
+        private int threads() {
+            return kernel instanceof Kernel.Gemm && !fixup && matmul == Matmul.FMA ? FMA_GEMM_THREADS : BLOCK;
+        }
 
         private String f() { return "%f" + (++f); }
         private String r() { return "%r" + (++r); }
@@ -742,11 +754,11 @@ public final class PtxRenderer {
          * FMA GEMM's A is stored K-major whatever its layout in memory, so that one 16-byte load gives 4 rows.
          */
         private void kLoop(Kernel.Gemm g, Frame t, java.util.function.BiConsumer<String, String> compute) {
-            int aLoads = BM * bk / BLOCK, bLoads = bk * BN / BLOCK;
+            int aLoads = BM * bk / threads(), bLoads = bk * BN / threads();
             String[] aRow = new String[aLoads], aP = new String[aLoads], aSlot = new String[aLoads];
             String[] bP = new String[bLoads], bCol = new String[bLoads], bSlot = new String[bLoads];
             for (int l = 0; l < aLoads; l++) {
-                String idx = bin("add.s32", t.tid(), Integer.toString(l * BLOCK));
+                String idx = bin("add.s32", t.tid(), Integer.toString(l * threads()));
                 if (g.transposeA()) {   // A is [K, M] in memory: consecutive threads take consecutive rows of the tile
                     aRow[l] = bin("and.b32", idx, Integer.toString(BM - 1));
                     aP[l] = bin("shr.u32", idx, Integer.toString(Integer.numberOfTrailingZeros(BM)));
@@ -757,7 +769,7 @@ public final class PtxRenderer {
                 aSlot[l] = bin("shl.b32", mad(aP[l], Integer.toString(A_STRIDE), aRow[l]), "2");
             }
             for (int l = 0; l < bLoads; l++) {
-                String idx = bin("add.s32", t.tid(), Integer.toString(l * BLOCK));
+                String idx = bin("add.s32", t.tid(), Integer.toString(l * threads()));
                 bP[l] = bin("shr.u32", idx, Integer.toString(Integer.numberOfTrailingZeros(BN)));
                 bCol[l] = bin("and.b32", idx, Integer.toString(BN - 1));
                 bSlot[l] = bin("shl.b32", mad(bP[l], Integer.toString(B_STRIDE), bCol[l]), "2");
@@ -872,36 +884,39 @@ public final class PtxRenderer {
         }
 
         /**
-         * An fp32 GEMM on the FMA units: a 128×64 tile per block, 16×16 threads each holding an 8×4 register tile
-         * (rows ty·4…+3 and 64+ty·4…+3, columns tx·4…+3), so every 16-byte shared load feeds 8 FMAs.
+         * An fp32 GEMM on the FMA units: a 128×64 tile per block, 8×16 threads each holding an 8×8 register tile
+         * (rows ty·4…+3 and 64+ty·4…+3, columns tx·4…+3 and 32+tx·4…+3), so every 16-byte shared load feeds 16
+         * FMAs, and 64 independent accumulators keep the FMA pipes busy.
          */
         private void gemm(Kernel.Gemm g) {
             Frame t = frame(g);
-            String tx = bin("and.b32", t.tid(), "15"), ty = bin("shr.u32", t.tid(), "4");
-            String[][] acc = new String[8][4];
-            for (int i = 0; i < 8; i++) for (int j = 0; j < 4; j++) acc[i][j] = constF(0);
-            // Byte offsets of this thread's four rows (ty·4) and four columns (tx·4): 16 bytes per step.
+            String tx = bin("and.b32", t.tid(), "7"), ty = bin("shr.u32", t.tid(), "3");
+            String[][] acc = new String[8][8];
+            for (int i = 0; i < 8; i++) for (int j = 0; j < 8; j++) acc[i][j] = constF(0);
+            // Byte offsets of this thread's first four rows (ty·4) and columns (tx·4); the other four are 64 rows
+            // and 32 columns on, so that the 8 lanes of a row of threads read 128 contiguous bytes of B.
             String aOff = wideBytes(bin("shl.b32", ty, "4")), bOff = wideBytes(bin("shl.b32", tx, "4"));
             kLoop(g, t, (aBase, bBase) -> {
                 String aRead = bin("add.s64", aBase, aOff), bRead = bin("add.s64", bBase, bOff);
                 for (int kk = 0; kk < bk; kk++) {
-                    String[] av = new String[8], bv = new String[4];
+                    String[] av = new String[8], bv = new String[8];
                     for (int i = 0; i < 8; i++) av[i] = f();
-                    for (int j = 0; j < 4; j++) bv[j] = f();
+                    for (int j = 0; j < 8; j++) bv[j] = f();
                     op("ld.shared.v4.f32 {" + String.join(", ", java.util.Arrays.copyOfRange(av, 0, 4)) + "}, [" + aRead + "+" + 4 * (kk * A_STRIDE) + "];");
                     op("ld.shared.v4.f32 {" + String.join(", ", java.util.Arrays.copyOfRange(av, 4, 8)) + "}, [" + aRead + "+" + 4 * (kk * A_STRIDE + BM / 2) + "];");
-                    op("ld.shared.v4.f32 {" + String.join(", ", bv) + "}, [" + bRead + "+" + 4 * (kk * B_STRIDE) + "];");
-                    for (int i = 0; i < 8; i++) for (int j = 0; j < 4; j++) {
+                    op("ld.shared.v4.f32 {" + String.join(", ", java.util.Arrays.copyOfRange(bv, 0, 4)) + "}, [" + bRead + "+" + 4 * (kk * B_STRIDE) + "];");
+                    op("ld.shared.v4.f32 {" + String.join(", ", java.util.Arrays.copyOfRange(bv, 4, 8)) + "}, [" + bRead + "+" + 4 * (kk * B_STRIDE + BN / 2) + "];");
+                    for (int i = 0; i < 8; i++) for (int j = 0; j < 8; j++) {
                         op("fma.rn.f32 " + acc[i][j] + ", " + av[i] + ", " + bv[j] + ", " + acc[i][j] + ";");
                     }
                 }
             });
-            String[] cols = new String[4];
-            for (int j = 0; j < 4; j++) cols[j] = bin("add.s32", t.col0(), mad(tx, "4", Integer.toString(j)));
+            String[] cols = new String[8];
+            for (int j = 0; j < 8; j++) cols[j] = bin("add.s32", t.col0(), mad(tx, "4", Integer.toString(j < 4 ? j : BN / 2 + j - 4)));
             var outs = new java.util.ArrayList<Out>();
             for (int i = 0; i < 8; i++) {
                 String row = bin("add.s32", t.row0(), mad(ty, "4", Integer.toString(i < 4 ? i : BM / 2 + i - 4)));
-                for (int j = 0; j < 4; j++) outs.add(new Out(row, cols[j], acc[i][j]));
+                for (int j = 0; j < 8; j++) outs.add(new Out(row, cols[j], acc[i][j]));
             }
             finish(g, t, outs);
         }

@@ -33,6 +33,8 @@ public final class CudaExecutable implements Executable {
     private static final int STREAMS = streamsSetting();
 
     private final Program program;
+    /** The GEMM arithmetic the PTX was rendered with: it decides the GEMMs' block size. */
+    private final PtxRenderer.Matmul matmul;
     private final int maxBatch;
     private final Arena arena = Arena.ofShared();
     private final MemorySegment context, module, stream;
@@ -47,8 +49,9 @@ public final class CudaExecutable implements Executable {
     private final Map<Integer, MemorySegment> graphs = new HashMap<>();
     private MemorySegment hostStaging;
 
-    CudaExecutable(CudaDevices.Device device, Program program, String ptx, int maxBatch) {
+    CudaExecutable(CudaDevices.Device device, Program program, String ptx, PtxRenderer.Matmul matmul, int maxBatch) {
         this.program = program;
+        this.matmul = matmul;
         this.maxBatch = maxBatch;
         MemorySegment out = arena.allocate(ADDRESS);
         Cu.status(Cu.cuDevicePrimaryCtxRetain, "cuDevicePrimaryCtxRetain", out, device.handle());
@@ -287,7 +290,7 @@ public final class CudaExecutable implements Executable {
     /** Kernel k (and its fixup, when it splits K at this batch) on a stream; nothing for an empty grid. */
     private void launchKernel(int k, int batch, MemorySegment on) {
         Kernel kernel = program.kernels().get(k);
-        PtxRenderer.Launch l = PtxRenderer.launch(kernel, batch);
+        PtxRenderer.Launch l = PtxRenderer.launch(kernel, batch, matmul);
         if (l.gridX() == 0 || l.gridY() == 0) return;
         launch(kernel.name(), functions[k], l, params[k], on);
         if (l.gridZ() > 1) launch(kernel.name() + " fixup", fixups[k], PtxRenderer.fixupLaunch((Kernel.Gemm) kernel, batch), params[k], on);
@@ -295,7 +298,7 @@ public final class CudaExecutable implements Executable {
 
     private void launch(String what, MemorySegment function, PtxRenderer.Launch l, MemorySegment args, MemorySegment on) {
         Cu.status(Cu.cuLaunchKernel, "cuLaunchKernel(" + what + ")", function, l.gridX(), l.gridY(), l.gridZ(),
-                PtxRenderer.BLOCK, 1, 1, 0, on, args, MemorySegment.NULL);
+                l.block(), 1, 1, 0, on, args, MemorySegment.NULL);
     }
 
     /** Runs once without the graph, with events around each kernel; each kernel's device time in ms, by name. */

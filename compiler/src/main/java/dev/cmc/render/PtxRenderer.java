@@ -998,34 +998,19 @@ public final class PtxRenderer {
             Buf a = g.a(), b = g.b();
             int n = g.domain().cols();
             int aRowLen = g.transposeA() ? a.shape().cols() : g.k();
-            int aw = chunkWidth(aRowLen, a.offset()), bw = chunkWidth(n, b.offset());
             // A thread's copies of one operand step by the same amounts from the first: BLOCK chunks further on is
             // a fixed number of rows further down (the tile's rows are whole multiples of chunks), so one set of
             // registers and immediate offsets describe them all, however many 4-byte copies an odd shape needs.
-            Copies ac, bc;
-            String c0 = t.tid();
-            if (g.transposeA()) {   // A is [K, M]: a chunk is aw rows of one K row
-                int perRow = BM / aw, down = BLOCK / perRow;
-                String kk = bin("shr.u32", c0, log2(perRow)), m = bin("shl.b32", bin("and.b32", c0, Integer.toString(perRow - 1)), log2(aw));
-                String row = bin("add.s32", t.row0(), m);
-                ac = new Copies(a, aw, BM * MMA_K / aw / BLOCK, kk, down, Integer.toString(aRowLen),
-                        bin("add.s32", mad(kk, Integer.toString(aRowLen), row), Integer.toString(a.offset())), down * aRowLen, row, 0, t.m(),
-                        wideBytes(bin("shl.b32", mad(kk, Integer.toString(A_STRIDE), m), "2")), 4 * down * A_STRIDE);
+            Copies ac, bc = kRowCopies(b, BN, n, t.col0(), t.n(), B_STRIDE, t.tid());
+            if (g.transposeA()) {   // A is [K, M], kept as it is
+                ac = kRowCopies(a, BM, aRowLen, t.row0(), t.m(), A_STRIDE, t.tid());
             } else {                // A is [M, K]: a chunk is aw K of one row
-                int perRow = MMA_K / aw, down = BLOCK / perRow;
-                String row = bin("shr.u32", c0, log2(perRow)), kk = bin("shl.b32", bin("and.b32", c0, Integer.toString(perRow - 1)), log2(aw));
+                int aw = chunkWidth(aRowLen, a.offset()), perRow = MMA_K / aw, down = BLOCK / perRow;
+                String row = bin("shr.u32", t.tid(), log2(perRow)), kk = bin("shl.b32", bin("and.b32", t.tid(), Integer.toString(perRow - 1)), log2(aw));
                 String gRow = bin("add.s32", t.row0(), row);
                 ac = new Copies(a, aw, BM * MMA_K / aw / BLOCK, kk, 0, "1",
                         bin("add.s32", mad(gRow, Integer.toString(aRowLen), kk), Integer.toString(a.offset())), down * aRowLen, gRow, down, t.m(),
                         wideBytes(bin("shl.b32", mad(row, Integer.toString(MMA_A_ROW), kk), "2")), 4 * down * MMA_A_ROW);
-            }
-            {
-                int perRow = BN / bw, down = BLOCK / perRow;
-                String kk = bin("shr.u32", c0, log2(perRow)), col = bin("shl.b32", bin("and.b32", c0, Integer.toString(perRow - 1)), log2(bw));
-                String gCol = bin("add.s32", t.col0(), col);
-                bc = new Copies(b, bw, MMA_K * BN / bw / BLOCK, kk, down, Integer.toString(n),
-                        bin("add.s32", mad(kk, Integer.toString(n), gCol), Integer.toString(b.offset())), down * n, gCol, 0, t.n(),
-                        wideBytes(bin("shl.b32", mad(kk, Integer.toString(B_STRIDE), col), "2")), 4 * down * B_STRIDE);
             }
             int aStage = mmaStageA(g), bStage = MMA_K * B_STRIDE;
             java.util.function.BiConsumer<String, String> issue = (kBase, stage) -> {
@@ -1080,6 +1065,19 @@ public final class PtxRenderer {
          */
         private record Copies(Buf buf, int width, int count, String kk, int kkStep, String kStride, String fixed, int fixedStep,
                               String at, int atStep, String limit, String sharedBytes, int sharedStep) {}
+
+        /**
+         * Copies of a tile kept K row by K row (a TN GEMM's A, and every B): a chunk is consecutive elements of one
+         * K row of buf (rowLen apart in memory), tileCols of them from column origin, padded to stride in shared.
+         */
+        private Copies kRowCopies(Buf buf, int tileCols, int rowLen, String origin, String limit, int stride, String tid) {
+            int width = chunkWidth(rowLen, buf.offset()), perRow = tileCols / width, down = BLOCK / perRow;
+            String kk = bin("shr.u32", tid, log2(perRow)), col = bin("shl.b32", bin("and.b32", tid, Integer.toString(perRow - 1)), log2(width));
+            String gCol = bin("add.s32", origin, col);
+            return new Copies(buf, width, MMA_K * tileCols / width / BLOCK, kk, down, Integer.toString(rowLen),
+                    bin("add.s32", mad(kk, Integer.toString(rowLen), gCol), Integer.toString(buf.offset())), down * rowLen, gCol, 0, limit,
+                    wideBytes(bin("shl.b32", mad(kk, Integer.toString(stride), col), "2")), 4 * down * stride);
+        }
 
         /** 16-byte copies where rows and the offset keep every chunk aligned and whole, else 4-byte ones. */
         private static int chunkWidth(int rowLength, int offset) { return rowLength % 4 == 0 && offset % 4 == 0 ? 4 : 1; }

@@ -63,6 +63,7 @@ final class CompileCommand implements Callable<Integer> {
                     dev.cmc.render.PtxRenderer.Matmul.of(precision, dev.cmc.runtime.cuda.CudaBackend.fp32Matmul())));
             else files.put(dev.cmc.render.JavaRenderer.className(p) + ".cl", dev.cmc.render.OpenClRenderer.render(p, h));
             files.put(p.name() + ".plan.txt", p.plan());
+            if (target.equals("cuda")) files.put(p.name() + ".cuda-graph.txt", dev.cmc.runtime.cuda.StreamPlan.of(p, dev.cmc.runtime.cuda.StreamPlan.configuredStreams()).describe(p));
             System.out.printf("%-28s %3d kernels, %3d arrays%n", p.name(), p.kernels().size(), p.arrays().size());
         }
         if (emitBinary != null) {

@@ -30,7 +30,7 @@ public final class CudaExecutable implements Executable {
     /** CMC_CUDA_GRAPHS=0 launches kernel by kernel, as CUDA_LAUNCH_BLOCKING-style debugging wants. */
     private static final boolean USE_GRAPHS = !"0".equals(System.getenv("CMC_CUDA_GRAPHS"));
     /** Streams a captured graph spreads kernels over; CMC_CUDA_STREAMS=1 captures launch order on one. */
-    private static final int STREAMS = streamsSetting();
+    private static final int STREAMS = StreamPlan.configuredStreams();
 
     private final Program program;
     /** The GEMM arithmetic the PTX was rendered with: it decides the GEMMs' block size. */
@@ -195,7 +195,7 @@ public final class CudaExecutable implements Executable {
      * is printed once) or CMC_CUDA_STREAMS=1.
      */
     private MemorySegment capture(int batch) {
-        if (plan == null) plan = StreamPlan.of(dev.cmc.kernel.TaskDag.reduced(dev.cmc.kernel.TaskDag.dependencies(program)), STREAMS);
+        if (plan == null) plan = StreamPlan.of(program, STREAMS);
         if (plan.streams() > 1) {
             try {
                 return capture(batch, plan);
@@ -264,18 +264,6 @@ public final class CudaExecutable implements Executable {
             if (!g.get(ADDRESS, 0).equals(MemorySegment.NULL)) Cu.call(Cu.cuGraphDestroy, g.get(ADDRESS, 0));
             Cu.call(Cu.cuCtxSynchronize);
         }
-    }
-
-    private static int streamsSetting() {
-        String v = System.getenv("CMC_CUDA_STREAMS");
-        if (v == null || v.isBlank()) return 4;
-        try {
-            int n = Integer.parseInt(v.strip());
-            if (n >= 1 && n <= 16) return n;
-        } catch (NumberFormatException e) {
-            // the message below says what is valid
-        }
-        throw new IllegalArgumentException("CMC_CUDA_STREAMS=" + v + ": expected a stream count from 1 to 16");
     }
 
     private void launchAll(int batch, MemorySegment[] timing) {

@@ -16,7 +16,36 @@ import java.util.TreeSet;
  * waits on an event only for dependencies its stream has not already seen (vector clocks: a stream waiting
  * on a kernel has seen everything before it on that kernel's stream).
  */
-record StreamPlan(int streams, List<Integer> order, int[] streamOf, List<List<Integer>> waits) {
+public record StreamPlan(int streams, List<Integer> order, int[] streamOf, List<List<Integer>> waits) {
+
+    /** Streams a graph capture uses: CMC_CUDA_STREAMS (1 captures launch order on one stream), default 4. */
+    public static int configuredStreams() {
+        String v = System.getenv("CMC_CUDA_STREAMS");
+        if (v == null || v.isBlank()) return 4;
+        try {
+            int n = Integer.parseInt(v.strip());
+            if (n >= 1 && n <= 16) return n;
+        } catch (NumberFormatException e) {
+            // the message below says what is valid
+        }
+        throw new IllegalArgumentException("CMC_CUDA_STREAMS=" + v + ": expected a stream count from 1 to 16");
+    }
+
+    /** The plan the cuda backend captures a program's graph with, on this many streams. */
+    public static StreamPlan of(dev.cmc.kernel.Program program, int streams) {
+        return of(dev.cmc.kernel.TaskDag.reduced(dev.cmc.kernel.TaskDag.dependencies(program)), streams);
+    }
+
+    /** The capture as text, in the order it records kernels: each kernel's stream and the kernels it waits for. */
+    public String describe(dev.cmc.kernel.Program program) {
+        var out = new StringBuilder("CUDA graph of " + program.name() + ": " + streamOf.length + " kernels captured on " + streams
+                + " streams; longest chain of launches " + longestChain() + "\n\n");
+        for (int k : order) {
+            out.append(String.format("  stream %d  %3d  %-36s%s%n", streamOf[k], k, program.kernels().get(k).name(),
+                    waits.get(k).isEmpty() ? "" : "  after " + waits.get(k)));
+        }
+        return out.toString();
+    }
 
     static StreamPlan of(List<TreeSet<Integer>> deps, int maxStreams) {
         int n = deps.size();

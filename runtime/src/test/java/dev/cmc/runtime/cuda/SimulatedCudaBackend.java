@@ -49,7 +49,7 @@ public final class SimulatedCudaBackend implements Backend {
         Simulated(Program program, PtxSimulator module, PtxRenderer.Matmul matmul, int maxBatch) {
             this.program = program;
             this.matmul = matmul;
-            this.order = StreamPlan.of(dev.cmc.kernel.TaskDag.reduced(dev.cmc.kernel.TaskDag.dependencies(program)), 4).order();
+            this.order = StreamPlan.of(program, 4).order();
             this.module = module;
             this.maxBatch = maxBatch;
             arrays = new float[program.arrays().size() + 1][];

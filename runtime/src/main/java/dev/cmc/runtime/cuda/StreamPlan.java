@@ -14,7 +14,7 @@ import java.util.TreeSet;
  * stream of one of its dependencies when that stream has nothing newer, else onto an unused stream, else
  * onto the stream whose last kernel started earliest, where a false edge costs least. A kernel
  * waits on an event only for dependencies its stream has not already seen (vector clocks: a stream waiting
- * on a kernel has seen everything before it on that kernel's stream).
+ * on a kernel has seen everything before it on that kernel's stream). On one stream the plan is launch order.
  */
 public record StreamPlan(int streams, List<Integer> order, int[] streamOf, List<List<Integer>> waits) {
 
@@ -57,7 +57,7 @@ public record StreamPlan(int streams, List<Integer> order, int[] streamOf, List<
         for (int k = n - 1; k >= 0; k--) for (int i : deps.get(k)) height[i] = Math.max(height[i], height[k] + 1);
         var order = new ArrayList<Integer>();
         for (int k = 0; k < n; k++) order.add(k);
-        order.sort(Comparator.comparingInt((Integer k) -> -height[k]).thenComparingInt(k -> level[k]).thenComparingInt(k -> k));
+        if (maxStreams > 1) order.sort(Comparator.comparingInt((Integer k) -> -height[k]).thenComparingInt(k -> level[k]).thenComparingInt(k -> k));
 
         int[] streamOf = new int[n], tail = new int[maxStreams];
         Arrays.fill(tail, -1);

@@ -23,7 +23,10 @@ class StreamPlanTest {
         for (int streams = 1; streams <= 4; streams++) {
             StreamPlan plan = StreamPlan.of(TaskDag.reduced(deps), streams);
             assertOrdered(deps, plan);
-            if (streams == 1) assertTrue(plan.waits().stream().allMatch(List::isEmpty), "one stream needs no events");
+            if (streams == 1) {
+                assertTrue(plan.waits().stream().allMatch(List::isEmpty), "one stream needs no events");
+                for (int k = 0; k < deps.size(); k++) assertEquals(k, plan.order().get(k), "one stream captures launch order");
+            }
         }
         StreamPlan four = StreamPlan.of(TaskDag.reduced(deps), 4);
         assertEquals(4, four.streams(), "the training step has work for four streams");

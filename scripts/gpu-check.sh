@@ -43,14 +43,15 @@ run)
         --json "$out/$name-nographs.json" "$@" > "$out/$name-nographs.txt" 2> "$out/$name-nographs.err" || echo "$name failed"
     grep -v "^WARNING" "$out/$name"*.txt | grep -v "^\s*[0-9.]*  k_" ; tail -n 3 "$out/$name"*.err | grep -iv "warning\|^$\|==>"
   }
-  # 1. cmc on the card: sampling up to 1,048,576 and the CT step at 4096 and 256 (CUDA graphs), per-kernel profiles;
-  #    then the same with 3xTF32 GEMMs (fp32 accuracy on the tensor cores) and with TF32 (target.precision = tf32).
+  # 1. cmc on the card: sampling up to 1,048,576 and the CT step at 4096 and 256 (CUDA graphs), per-kernel profiles,
+  #    fp32 as cmc runs it by default (3xTF32 GEMMs: fp32 accuracy on the tensor cores); then the same with the
+  #    GEMMs on the FMA units, with TF32 (target.precision = tf32) and with bf16.
   bench fp32_train4096 60 --batch 1048576,4096,256 --train-batch 4096 --profile
   bench fp32_train256 40 --batch 256 --train-batch 256 --profile
   #    The batch-256 step again with its CUDA graph captured in launch order on one stream: what the
   #    dependency-shaped graph (4 streams, independent kernels at once) gains where launches dominate.
   CMC_CUDA_STREAMS=1 bench fp32_train256_one_stream 30 --batch 256 --train-batch 256
-  CMC_CUDA_FP32_MATMUL=3xtf32 bench 3xtf32 50 --batch 1048576,4096 --train-batch 4096 --profile
+  CMC_CUDA_FP32_MATMUL=fma bench fma 50 --batch 1048576,4096 --train-batch 4096 --profile
   bench tf32 50 --set target.precision=tf32 --batch 1048576 --train-batch 4096 --profile
   bench bf16 40 --set target.precision=bf16 --batch 1048576 --train-batch 4096
   # 2. PyTorch on the same card in the same run: its figures for the same comparisons.

@@ -41,7 +41,8 @@ class ParityTest {
         // The cuda backend's PTX: on a GPU when there is one, and always through the PTX simulator.
         for (var d : dev.cmc.runtime.cuda.CudaDevices.list()) {
             if (d.major() < 8) continue;
-            all.add(Named.of("cuda:" + d.index() + " " + d.name(), new dev.cmc.runtime.cuda.CudaBackend(d.index())));
+            all.add(Named.of("cuda:" + d.index() + " " + d.name() + " with fp32 FMA GEMMs",
+                    new dev.cmc.runtime.cuda.CudaBackend(d.index()).withMatmul(dev.cmc.render.PtxRenderer.Matmul.FMA)));
             all.add(Named.of("cuda:" + d.index() + " " + d.name() + " with tf32 tensor-core GEMMs",
                     new dev.cmc.runtime.cuda.CudaBackend(d.index()).withPrecision("tf32")));
             all.add(Named.of("cuda:" + d.index() + " " + d.name() + " with bf16 tensor-core GEMMs",

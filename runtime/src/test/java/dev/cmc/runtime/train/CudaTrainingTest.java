@@ -16,7 +16,8 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 /**
  * CT steps of the cuda backend's PTX follow the jvm backend's loss curve, same seed: 200 steps on each NVIDIA
- * GPU where there is one, and the first 40 in the PTX simulator on every machine (it interprets every thread).
+ * GPU where there is one, and the first 40 in the PTX simulator on every machine (it interprets every thread),
+ * both with the GEMMs cmc runs fp32 with by default (3xTF32).
  * Unlike OpenCL, the PTX does not mirror the jvm kernels operation for operation (warp-shuffle row sums, the
  * SFU's exp and sin), so the curves drift apart slowly: 1.6e-3 relative by step 115 in the simulator. On an
  * H200 single steps drifted by 1.6e-2 (step 137) and, with other GEMM tiles, by 3.2e-2 (step 141): the GPU is
@@ -57,7 +58,7 @@ class CudaTrainingTest {
 
     @Test
     void simulatedPtxFollowsTheJvmLossCurve() {
-        follows(new SimulatedCudaBackend(), "simulated PTX", 40, 1e-3);
+        follows(new SimulatedCudaBackend(CudaBackend.fp32Matmul()), "simulated PTX, " + CudaBackend.fp32Matmul().description, 40, 1e-3);
     }
 
     @Test

@@ -40,6 +40,8 @@ public final class PtxRenderer {
      * ldmatrix); a TN GEMM's A and every B are kept K row by K row, padded like the FMA tiles.
      */
     private static final int STAGES = 3, MMA_K = 16, MMA_A_ROW = MMA_K + 4;
+    /** A tensor-core GEMM's 4 warps, 2×2 over the block tile: each 64×32, 4×4 mma tiles of 16×8. */
+    private static final int WARP_M_TILES = 4, WARP_N_TILES = 4;
     /**
      * Split K, so that GEMMs with few output tiles still fill the GPU. A TN GEMM (K = the batch) is cut into one
      * K slice per 512 rows, at most 16. An NN GEMM with K of 1024+ over at most 512 rows is cut into 8.
@@ -47,19 +49,21 @@ public final class PtxRenderer {
     private static final int SPLIT_ROWS = 512, MAX_SPLITS = 16, LONG_K = 1024, FEW_ROWS = 512, NN_SPLITS = 8;
     private static final String WORKSPACE = "workspace";
 
-    /** A launch: grid dimensions and threads per block ({@link #BLOCK}, or {@link #FMA_GEMM_THREADS} for an fp32 FMA GEMM). */
+    /** A launch: grid dimensions and threads per block ({@link #BLOCK}, or {@link #GEMM_THREADS} for a GEMM). */
     public record Launch(int gridX, int gridY, int gridZ, int block) {
         Launch(int gridX, int gridY, int gridZ) { this(gridX, gridY, gridZ, BLOCK); }
     }
 
-    /** Threads of an FMA GEMM's block: 16 × 8, each with an 8×8 register tile of the 128×64 output tile. */
-    public static final int FMA_GEMM_THREADS = 128;
+    /**
+     * Threads of a GEMM's block: 4 warps over the 128×64 output tile, each thread an 8×8 register tile (FMA),
+     * or each warp 64×32 as 4×4 mma tiles (tensor cores).
+     */
+    public static final int GEMM_THREADS = 128;
 
-    /** How kernel k of a module rendered with this GEMM arithmetic is launched at this batch. */
-    public static Launch launch(Kernel k, int batch, Matmul matmul) {
+    /** How kernel k is launched at this batch. */
+    public static Launch launch(Kernel k, int batch) {
         return switch (k) {
-            case Kernel.Gemm g -> new Launch(ceil(g.domain().cols(), BN), ceil(rows(g.domain(), batch), BM), splits(g, batch),
-                    matmul == Matmul.FMA ? FMA_GEMM_THREADS : BLOCK);
+            case Kernel.Gemm g -> new Launch(ceil(g.domain().cols(), BN), ceil(rows(g.domain(), batch), BM), splits(g, batch), GEMM_THREADS);
             case Kernel.Normalize n -> new Launch(ceil(rows(n.domain(), batch), WARPS), 1, 1);
             case Kernel.ReduceCols r -> new Launch(ceil(rows(r.domain(), batch), WARPS), 1, 1);
             case Kernel.ReduceBatch r -> new Launch(ceil(r.domain().cols(), 32), 1, 1);
@@ -213,9 +217,10 @@ public final class PtxRenderer {
             var head = new StringBuilder("// " + kernel.name() + (fixup ? ": its K slices summed, then the epilogue" : "") + "\n.visible .entry " + name + "(\n");
             for (String a : args) head.append("    .param .u64 ").append(param(a)).append(",\n");
             head.append("    .param .u32 rows\n)\n.maxntid ").append(threads()).append(", 1, 1\n");
-            // GEMMs hold a 32-float accumulator tile, the next slice and addresses: let ptxas use up to 128
-            // registers (two blocks per SM) rather than spill to fit its own occupancy guess.
-            if (kernel instanceof Kernel.Gemm && !fixup) head.append(".maxnreg 128\n");
+            // GEMMs hold a 64-float accumulator tile, fragments and addresses: let ptxas use up to 128 registers
+            // (four 128-thread blocks per SM) rather than spill to fit its own occupancy guess; 3xTF32, which
+            // keeps heads and remainders of its fragments, up to 168 (three blocks).
+            if (kernel instanceof Kernel.Gemm && !fixup) head.append(".maxnreg ").append(matmul == Matmul.TF32X3 ? 168 : 128).append('\n');
             head.append("{\n");
             for (String a : args) {
                 String raw = rd(), g = rd();
@@ -249,7 +254,7 @@ public final class PtxRenderer {
 
         /** Threads per block of this kernel, as {@link PtxRenderer#launch} launches it. */
         private int threads() {
-            return kernel instanceof Kernel.Gemm && !fixup && matmul == Matmul.FMA ? FMA_GEMM_THREADS : BLOCK;
+            return kernel instanceof Kernel.Gemm && !fixup ? GEMM_THREADS : BLOCK;
         }
 
         private String f() { return "%f" + (++f); }
@@ -933,9 +938,10 @@ public final class PtxRenderer {
             Frame t = frame(g);
             String lane = bin("and.b32", t.tid(), "31"), warp = bin("shr.u32", t.tid(), "5");
             String grp = bin("shr.u32", lane, "2"), tig = bin("and.b32", lane, "3");
-            String warpRow = bin("mul.lo.s32", bin("shr.u32", warp, "1"), "32"), warpCol = bin("mul.lo.s32", bin("and.b32", warp, "1"), "32");
-            String[][][] acc = new String[2][4][4];
-            for (int i = 0; i < 2; i++) for (int j = 0; j < 4; j++) for (int e = 0; e < 4; e++) acc[i][j][e] = constF(0);
+            String warpRow = bin("mul.lo.s32", bin("shr.u32", warp, "1"), Integer.toString(16 * WARP_M_TILES)),
+                    warpCol = bin("mul.lo.s32", bin("and.b32", warp, "1"), Integer.toString(8 * WARP_N_TILES));
+            String[][][] acc = new String[WARP_M_TILES][WARP_N_TILES][4];
+            for (String[][] tile : acc) for (String[] a : tile) for (int e = 0; e < 4; e++) a[e] = constF(0);
             boolean nn = !g.transposeA();
             String aOff;
             if (nn) {   // ldmatrix: lanes 8q…8q+7 address the rows of matrix q = (rows +8·(q&1), K +4·(q>>1))
@@ -949,37 +955,42 @@ public final class PtxRenderer {
             asyncKLoop(g, t, (aBase, bBase) -> {
                 String aRead = bin("add.s64", aBase, aOff), bRead = bin("add.s64", bBase, bOff);
                 if (matmul == Matmul.BF16) {
-                    comment("one 16-deep K step: 2 A, 4 B fragments packed to bf16 pairs, 8 mma");
-                    String[][] af = new String[2][];
-                    for (int i = 0; i < 2; i++) af[i] = bf16A(aWords(aRead, nn, 0, i), aWords(aRead, nn, 8, i));
-                    for (int j = 0; j < 4; j++) {
+                    comment("one 16-deep K step: " + WARP_M_TILES + " A, " + WARP_N_TILES + " B fragments packed to bf16 pairs, "
+                            + WARP_M_TILES * WARP_N_TILES + " mma");
+                    String[][] af = new String[WARP_M_TILES][];
+                    for (int i = 0; i < WARP_M_TILES; i++) af[i] = bf16A(aWords(aRead, nn, 0, i), aWords(aRead, nn, 8, i));
+                    for (int j = 0; j < WARP_N_TILES; j++) {
                         String[] bf = bf16B(bWords(bRead, 0, j), bWords(bRead, 8, j));
-                        for (int i = 0; i < 2; i++) mmaBf16(acc[i][j], af[i], bf);
+                        for (int i = 0; i < WARP_M_TILES; i++) mmaBf16(acc[i][j], af[i], bf);
                     }
                     return;
                 }
                 for (int ks = 0; ks < MMA_K; ks += 8) {
-                    comment("k step " + ks + ": 2 A fragments, 4 B fragments, " + (x3 ? "3x8 mma (remainder products first)" : "8 mma"));
-                    String[][][] af = {tf32(aWords(aRead, nn, ks, 0)), tf32(aWords(aRead, nn, ks, 1))};
-                    for (int j = 0; j < 4; j++) {
-                        String[][] bf = tf32(bWords(bRead, ks, j));
-                        for (int i = 0; i < 2; i++) {
+                    int mmas = WARP_M_TILES * WARP_N_TILES;
+                    comment("k step " + ks + ": " + WARP_M_TILES + " A fragments, " + WARP_N_TILES + " B fragments, "
+                            + (x3 ? "3x" + mmas + " mma (remainder products first)" : mmas + " mma"));
+                    // Every B fragment first, then one A fragment at a time: fewer fragments live at once.
+                    String[][][] bf = new String[WARP_N_TILES][][];
+                    for (int j = 0; j < WARP_N_TILES; j++) bf[j] = tf32(bWords(bRead, ks, j));
+                    for (int i = 0; i < WARP_M_TILES; i++) {
+                        String[][] af = tf32(aWords(aRead, nn, ks, i));
+                        for (int j = 0; j < WARP_N_TILES; j++) {
                             if (x3) {
-                                mma(acc[i][j], af[i][1], bf[0]);
-                                mma(acc[i][j], af[i][0], bf[1]);
+                                mma(acc[i][j], af[1], bf[j][0]);
+                                mma(acc[i][j], af[0], bf[j][1]);
                             }
-                            mma(acc[i][j], af[i][0], bf[0]);
+                            mma(acc[i][j], af[0], bf[j][0]);
                         }
                     }
                 }
             });
-            // Accumulator e of tile (i, j) is output (g + 16i + 8·(e/2), 2t + 8j + e%2): 4 distinct rows, 8 columns.
+            // Accumulator e of tile (i, j) is output (g + 16i + 8·(e/2), 2t + 8j + e%2): 8 distinct rows, 8 columns.
             String rowBase = bin("add.s32", bin("add.s32", t.row0(), warpRow), grp), colBase = bin("add.s32", bin("add.s32", t.col0(), warpCol), bin("shl.b32", tig, "1"));
-            String[] rows = new String[4], cols = new String[8];
-            for (int q = 0; q < 4; q++) rows[q] = bin("add.s32", rowBase, Integer.toString(8 * q));
-            for (int q = 0; q < 8; q++) cols[q] = bin("add.s32", colBase, Integer.toString(8 * (q / 2) + q % 2));
+            String[] rows = new String[2 * WARP_M_TILES], cols = new String[2 * WARP_N_TILES];
+            for (int q = 0; q < rows.length; q++) rows[q] = bin("add.s32", rowBase, Integer.toString(8 * q));
+            for (int q = 0; q < cols.length; q++) cols[q] = bin("add.s32", colBase, Integer.toString(8 * (q / 2) + q % 2));
             var outs = new java.util.ArrayList<Out>();
-            for (int i = 0; i < 2; i++) for (int j = 0; j < 4; j++) for (int e = 0; e < 4; e++) {
+            for (int i = 0; i < WARP_M_TILES; i++) for (int j = 0; j < WARP_N_TILES; j++) for (int e = 0; e < 4; e++) {
                 outs.add(new Out(rows[2 * i + e / 2], cols[2 * j + e % 2], acc[i][j][e]));
             }
             finish(g, t, outs);
@@ -998,17 +1009,17 @@ public final class PtxRenderer {
             Buf a = g.a(), b = g.b();
             int n = g.domain().cols();
             int aRowLen = g.transposeA() ? a.shape().cols() : g.k();
-            // A thread's copies of one operand step by the same amounts from the first: BLOCK chunks further on is
+            // A thread's copies of one operand step by the same amounts from the first: GEMM_THREADS chunks on is
             // a fixed number of rows further down (the tile's rows are whole multiples of chunks), so one set of
             // registers and immediate offsets describe them all, however many 4-byte copies an odd shape needs.
             Copies ac, bc = kRowCopies(b, BN, n, t.col0(), t.n(), B_STRIDE, t.tid());
             if (g.transposeA()) {   // A is [K, M], kept as it is
                 ac = kRowCopies(a, BM, aRowLen, t.row0(), t.m(), A_STRIDE, t.tid());
             } else {                // A is [M, K]: a chunk is aw K of one row
-                int aw = chunkWidth(aRowLen, a.offset()), perRow = MMA_K / aw, down = BLOCK / perRow;
+                int aw = chunkWidth(aRowLen, a.offset()), perRow = MMA_K / aw, down = GEMM_THREADS / perRow;
                 String row = bin("shr.u32", t.tid(), log2(perRow)), kk = bin("shl.b32", bin("and.b32", t.tid(), Integer.toString(perRow - 1)), log2(aw));
                 String gRow = bin("add.s32", t.row0(), row);
-                ac = new Copies(a, aw, BM * MMA_K / aw / BLOCK, kk, 0, "1",
+                ac = new Copies(a, aw, BM * MMA_K / aw / GEMM_THREADS, kk, 0, "1",
                         bin("add.s32", mad(gRow, Integer.toString(aRowLen), kk), Integer.toString(a.offset())), down * aRowLen, gRow, down, t.m(),
                         wideBytes(bin("shl.b32", mad(row, Integer.toString(MMA_A_ROW), kk), "2")), 4 * down * MMA_A_ROW);
             }
@@ -1071,10 +1082,10 @@ public final class PtxRenderer {
          * K row of buf (rowLen apart in memory), tileCols of them from column origin, padded to stride in shared.
          */
         private Copies kRowCopies(Buf buf, int tileCols, int rowLen, String origin, String limit, int stride, String tid) {
-            int width = chunkWidth(rowLen, buf.offset()), perRow = tileCols / width, down = BLOCK / perRow;
+            int width = chunkWidth(rowLen, buf.offset()), perRow = tileCols / width, down = GEMM_THREADS / perRow;
             String kk = bin("shr.u32", tid, log2(perRow)), col = bin("shl.b32", bin("and.b32", tid, Integer.toString(perRow - 1)), log2(width));
             String gCol = bin("add.s32", origin, col);
-            return new Copies(buf, width, MMA_K * tileCols / width / BLOCK, kk, down, Integer.toString(rowLen),
+            return new Copies(buf, width, MMA_K * tileCols / width / GEMM_THREADS, kk, down, Integer.toString(rowLen),
                     bin("add.s32", mad(kk, Integer.toString(rowLen), gCol), Integer.toString(buf.offset())), down * rowLen, gCol, 0, limit,
                     wideBytes(bin("shl.b32", mad(kk, Integer.toString(stride), col), "2")), 4 * down * stride);
         }

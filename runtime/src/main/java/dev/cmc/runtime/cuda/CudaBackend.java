@@ -64,14 +64,14 @@ public final class CudaBackend implements Backend {
 
     @Override
     public CudaExecutable load(Program program, int maxBatch) {
-        return new CudaExecutable(device, program, PtxRenderer.render(program, "program " + program.name(), device.arch(), matmul), matmul, maxBatch);
+        return new CudaExecutable(device, program, PtxRenderer.render(program, "program " + program.name(), device.arch(), matmul), maxBatch);
     }
 
     @Override
     public double measurePeakGflops() {
         Program p = PeakFma.program();
         int units = 2048 * 16 * device.multiprocessors();
-        try (var exe = new CudaExecutable(device, p, PtxRenderer.renderPeak(p, device.arch()), PtxRenderer.Matmul.FMA, units)) {
+        try (var exe = new CudaExecutable(device, p, PtxRenderer.renderPeak(p, device.arch()), units)) {
             return PeakFma.flops(units, PtxRenderer.PEAK_LANES) / Backend.bestSeconds(exe, units) / 1e9;
         }
     }

@@ -33,8 +33,6 @@ public final class CudaExecutable implements Executable {
     private static final int STREAMS = StreamPlan.configuredStreams();
 
     private final Program program;
-    /** The GEMM arithmetic the PTX was rendered with: it decides the GEMMs' block size. */
-    private final PtxRenderer.Matmul matmul;
     private final int maxBatch;
     private final Arena arena = Arena.ofShared();
     private final MemorySegment context, module, stream;
@@ -49,9 +47,8 @@ public final class CudaExecutable implements Executable {
     private final Map<Integer, MemorySegment> graphs = new HashMap<>();
     private MemorySegment hostStaging;
 
-    CudaExecutable(CudaDevices.Device device, Program program, String ptx, PtxRenderer.Matmul matmul, int maxBatch) {
+    CudaExecutable(CudaDevices.Device device, Program program, String ptx, int maxBatch) {
         this.program = program;
-        this.matmul = matmul;
         this.maxBatch = maxBatch;
         MemorySegment out = arena.allocate(ADDRESS);
         Cu.status(Cu.cuDevicePrimaryCtxRetain, "cuDevicePrimaryCtxRetain", out, device.handle());
@@ -278,7 +275,7 @@ public final class CudaExecutable implements Executable {
     /** Kernel k (and its fixup, when it splits K at this batch) on a stream; nothing for an empty grid. */
     private void launchKernel(int k, int batch, MemorySegment on) {
         Kernel kernel = program.kernels().get(k);
-        PtxRenderer.Launch l = PtxRenderer.launch(kernel, batch, matmul);
+        PtxRenderer.Launch l = PtxRenderer.launch(kernel, batch);
         if (l.gridX() == 0 || l.gridY() == 0) return;
         launch(kernel.name(), functions[k], l, params[k], on);
         if (l.gridZ() > 1) launch(kernel.name() + " fixup", fixups[k], PtxRenderer.fixupLaunch((Kernel.Gemm) kernel, batch), params[k], on);

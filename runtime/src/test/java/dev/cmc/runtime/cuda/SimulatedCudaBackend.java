@@ -35,7 +35,7 @@ public final class SimulatedCudaBackend implements Backend {
 
     @Override
     public Executable load(Program program, int maxBatch) {
-        return new Simulated(program, new PtxSimulator(PtxRenderer.render(program, "program " + program.name(), "sm_90", matmul)), matmul, maxBatch);
+        return new Simulated(program, new PtxSimulator(PtxRenderer.render(program, "program " + program.name(), "sm_90", matmul)), maxBatch);
     }
 
     private static final class Simulated implements Executable {
@@ -44,11 +44,9 @@ public final class SimulatedCudaBackend implements Backend {
         private final float[][] arrays;
         private final int maxBatch;
         private final List<Integer> order;
-        private final PtxRenderer.Matmul matmul;
 
-        Simulated(Program program, PtxSimulator module, PtxRenderer.Matmul matmul, int maxBatch) {
+        Simulated(Program program, PtxSimulator module, int maxBatch) {
             this.program = program;
-            this.matmul = matmul;
             this.order = StreamPlan.of(program, 4).order();
             this.module = module;
             this.maxBatch = maxBatch;
@@ -79,7 +77,7 @@ public final class SimulatedCudaBackend implements Backend {
                 int[] buffers = new int[args.size() + (split ? 1 : 0)];
                 for (int a = 0; a < args.size(); a++) buffers[a] = program.arrayIndex(args.get(a));
                 if (split) buffers[args.size()] = arrays.length - 1;   // the workspace, after the program's arrays
-                var l = PtxRenderer.launch(kernel, batch, matmul);
+                var l = PtxRenderer.launch(kernel, batch);
                 module.launch(PtxRenderer.kernelName(program, k), l.gridX(), l.gridY(), l.gridZ(), l.block(), arrays, buffers, batch);
                 if (l.gridZ() > 1) {
                     var f = PtxRenderer.fixupLaunch((dev.cmc.kernel.Kernel.Gemm) kernel, batch);

@@ -11,10 +11,12 @@ import java.util.Map;
 
 /**
  * Kernel IR to PTX (ISA 8.0, sm_80 or sm_90), written directly: no nvcc, no NVRTC. Kernels run in 256-thread
- * blocks (fp32 FMA GEMMs in 128), shaped for a GPU:
+ * blocks (GEMMs in 128), shaped for a GPU:
  * <ul>
- *   <li>GEMMs: a 128×64 output tile per block, A and B staged through double-buffered shared memory 16 deep
- *       in K, each thread an 8×4 register tile (or, with tf32, each warp 2×4 mma.sync tiles); the fused
+ *   <li>GEMMs: a 128×64 output tile per block, 16 deep in K per step. On the FMA units: A and B staged through
+ *       registers into double-buffered shared memory, each thread an 8×8 register tile. On the tensor cores
+ *       (3xTF32 for fp32, tf32, bf16): a 3-stage cp.async pipeline, each warp 64×32 as 4×4 mma.sync tiles, an
+ *       NN GEMM's A fragments by ldmatrix. The fused
  *       epilogue runs on the registers before anything is stored. GEMMs with few output tiles (weight
  *       gradients, where K is the batch; long-K GEMMs over small batches) are split over K into workspace
  *       slices that a second kernel sums in order, so they fill the GPU.</li>
@@ -927,8 +929,8 @@ public final class PtxRenderer {
         }
 
         /**
-         * A tensor-core GEMM: the same 128×64 block tile as {@link #gemm}, each of the 8 warps owning a 32×32 piece
-         * as 2×4 mma.sync.m16n8k8 tiles per 8-deep K step (three mma each for 3xTF32), fed by the cp.async
+         * A tensor-core GEMM: the same 128×64 block tile as {@link #gemm}, each of the 4 warps owning a 64×32 piece
+         * as 4×4 mma.sync.m16n8k8 tiles per 8-deep K step (three mma each for 3xTF32), fed by the cp.async
          * pipeline of {@link #asyncKLoop}. An NN GEMM's A fragments come by ldmatrix (one instruction for a 16×8
          * fragment); a TN GEMM's A and every B fragment by 32-bit shared loads, which the padded rows keep in 32
          * banks. Fragments are rounded to TF32, or split into a TF32 head and remainder, as they are loaded; for

@@ -76,4 +76,33 @@ class GemmKernelTest {
             assertTrue(rel < 1e-5, matmul + " GEMM off by " + rel + " of the largest element");
         }
     }
+
+    /**
+     * The GEMMs' shared-memory loads need no more passes through the banks than their width does: every
+     * fragment, ldmatrix row and register-tile load of each arithmetic and layout is conflict-free (the
+     * simulator counts what a warp's lanes address together).
+     */
+    @ParameterizedTest(name = "{0} transposeA={1}")
+    @CsvSource({"FMA, false", "FMA, true", "TF32, false", "TF32, true", "TF32X3, false", "TF32X3, true", "BF16, false", "BF16, true"})
+    void sharedLoadsAreConflictFree(PtxRenderer.Matmul matmul, boolean transposeA) {
+        int batch = 130, k = transposeA ? batch : 64, n = 72, m = transposeA ? 136 : batch;
+        Buf a = transposeA ? Buf.whole("a", Shape.fixed(k, m)) : Buf.whole("a", Shape.batch(k));
+        Buf b = transposeA ? Buf.whole("b", Shape.batch(n)) : Buf.whole("b", Shape.fixed(k, n));
+        Shape domain = transposeA ? Shape.fixed(m, n) : Shape.batch(n);
+        var gemm = new Kernel.Gemm("k_mm", transposeA, a, b, k, domain, List.of(new Expr.Let(0, new Expr.Acc(), Buf.whole("out", domain))));
+        var program = new Program("gemm", List.of(new Program.Array("a", Program.Role.INPUT, a.shape(), null),
+                new Program.Array("b", Program.Role.PARAMS, b.shape(), null), new Program.Array("out", Program.Role.OUTPUT, domain, null)), List.of(gemm));
+        var sim = new PtxSimulator(PtxRenderer.render(program, "banks", "sm_90", matmul));
+        sim.countBankConflicts = true;
+        float[][] buffers = {new float[m * k], new float[k * n], new float[m * n], new float[(int) Math.max(1, PtxRenderer.workspaceFloats(gemm, batch))]};
+        int[] params = new int[dev.cmc.render.Indexing.arguments(gemm).size() + (PtxRenderer.splitsK(gemm) ? 1 : 0)];
+        for (int i = 0; i < dev.cmc.render.Indexing.arguments(gemm).size(); i++) params[i] = List.of("a", "b", "out").indexOf(dev.cmc.render.Indexing.arguments(gemm).get(i));
+        if (PtxRenderer.splitsK(gemm)) params[params.length - 1] = 3;
+        var l = PtxRenderer.launch(gemm, batch);
+        sim.launch(PtxRenderer.kernelName(program, 0), l.gridX(), l.gridY(), l.gridZ(), l.block(), buffers, params, batch);
+        assertTrue(sim.sharedLoadWavefronts.size() >= 2, "no shared loads counted: " + sim.sharedLoadWavefronts.keySet());
+        for (var e : sim.sharedLoadWavefronts.entrySet()) {
+            assertEquals(e.getValue()[1], e.getValue()[0], "bank conflicts: " + e.getKey() + " takes " + e.getValue()[0] + " passes, not " + e.getValue()[1]);
+        }
+    }
 }

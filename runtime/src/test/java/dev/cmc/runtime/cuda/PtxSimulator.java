@@ -39,6 +39,14 @@ final class PtxSimulator {
 
     private final Map<String, Entry> entries = new LinkedHashMap<>();
 
+    /**
+     * Shared-memory loads counted by the wavefronts (passes through the 32 banks) a warp needs for them, when
+     * {@link #countBankConflicts} is on: per "entry: instruction", the worst seen and the least possible (1 for
+     * 32-bit loads, 2 for 64-bit, 4 for 128-bit and for ldmatrix.x4). Lanes reading the same word share it.
+     */
+    final Map<String, int[]> sharedLoadWavefronts = new TreeMap<>();
+    boolean countBankConflicts;
+
     PtxSimulator(String ptx) {
         Entry e = null;
         Map<String, Integer> labels = new HashMap<>();
@@ -130,7 +138,11 @@ final class PtxSimulator {
         if (e == null) throw new IllegalArgumentException("no entry " + name + " in the module");
         for (int bz = 0; bz < gridZ; bz++) {
             for (int by = 0; by < gridY; by++) {
-                for (int bx = 0; bx < gridX; bx++) new Block(e, bx, by, bz, gridZ, block, buffers, bufferOfParam, rows).run();
+                for (int bx = 0; bx < gridX; bx++) {
+                    var b = new Block(e, bx, by, bz, gridZ, block, buffers, bufferOfParam, rows);
+                    b.run();
+                    if (countBankConflicts) b.wavefronts(sharedLoadWavefronts);
+                }
             }
         }
     }
@@ -156,6 +168,9 @@ final class PtxSimulator {
          * before waiting for it reads stale data, as it may on the hardware.
          */
         final List<List<List<Runnable>>> pending = new ArrayList<>();
+        /** Shared loads by (warp, instruction, how many times its lanes have run it): each lane's byte address. */
+        final Map<List<Integer>, long[]> sharedLoads = new HashMap<>();
+        final Map<Integer, int[]> visits = new HashMap<>();
 
         Block(Entry e, int bx, int by, int bz, int gridZ, int n, float[][] buffers, int[] bufferOfParam, int rows) {
             this.e = e;
@@ -324,6 +339,7 @@ final class PtxSimulator {
             long[] rowAddress = new long[32];
             for (int l = 0; l < 32; l++) {
                 rowAddress[l] = get(w + l, in.args[4]);
+                note(w + l, rowAddress[l]);
                 if ((rowAddress[l] & 15) != 0) throw stuck("ldmatrix row address not 16-byte aligned: " + in.text);
             }
             for (int l = 0; l < 32; l++) {
@@ -331,6 +347,38 @@ final class PtxSimulator {
                 for (int q = 0; q < 4; q++) regs[t][in.args[q].reg] = bits(load("shared", rowAddress[8 * q + l / 4] + 4L * (l % 4), in.text));
                 state[t] = RUN;
                 pc[t]++;
+            }
+        }
+
+        /** Remembers lane t's address for this run of its current shared load, when bank conflicts are counted. */
+        private void note(int t, long address) {
+            int at = pc[t], k = visits.computeIfAbsent(at, x -> new int[n])[t]++;
+            sharedLoads.computeIfAbsent(List.of(t / 32, at, k), x -> new long[32])[t % 32] = address + 1;   // 0: lane idle
+        }
+
+        /** Adds this block's shared loads to the worst and least wavefronts per instruction. */
+        void wavefronts(Map<String, int[]> out) {
+            for (var entry : sharedLoads.entrySet()) {
+                Instr in = e.code.get(entry.getKey().get(1));
+                long[] at = entry.getValue();
+                int bytes = in.op.equals(LDMATRIX) ? 16 : in.op.contains(".v4.") ? 16 : in.op.contains(".v2.") ? 8 : 4;
+                // Lanes are served in groups whose requests fit 128 bytes: 32 lanes of 4 bytes, 16 of 8, 8 of 16.
+                int group = 128 / bytes, passes = 0;
+                for (int g0 = 0; g0 < 32; g0 += group) {
+                    var words = new HashMap<Long, Set<Long>>();
+                    for (int l = g0; l < g0 + group; l++) {
+                        if (at[l] == 0) continue;
+                        for (int b = 0; b < bytes; b += 4) {
+                            long word = (at[l] - 1 + b) >> 2;
+                            words.computeIfAbsent(word & 31, x -> new HashSet<>()).add(word);
+                        }
+                    }
+                    int worst = 0;
+                    for (Set<Long> w : words.values()) worst = Math.max(worst, w.size());
+                    passes += worst;
+                }
+                int[] stat = out.computeIfAbsent(e.name + ": " + in.text, x -> new int[]{0, bytes / 4});
+                stat[0] = Math.max(stat[0], passes);
             }
         }
 
@@ -448,8 +496,12 @@ final class PtxSimulator {
                     case "mul.wide.u32" -> r[a[0].reg] = (get(t, a[1]) & 0xffffffffL) * (get(t, a[2]) & 0xffffffffL);
                     case "add.s64" -> r[a[0].reg] = get(t, a[1]) + get(t, a[2]);
                     case "ld.global.f32" -> r[a[0].reg] = bits(load("global", get(t, a[1]), in.text));
-                    case "ld.shared.f32", "ld.shared.b32" -> r[a[0].reg] = bits(load("shared", get(t, a[1]), in.text));
+                    case "ld.shared.f32", "ld.shared.b32" -> {
+                        note(t, get(t, a[1]));
+                        r[a[0].reg] = bits(load("shared", get(t, a[1]), in.text));
+                    }
                     case "ld.shared.v4.f32" -> {
+                        note(t, get(t, a[4]));
                         for (int q = 0; q < 4; q++) r[a[q].reg] = bits(load("shared", get(t, a[4]) + 4L * q, in.text));
                     }
                     case "st.global.f32" -> store("global", get(t, a[0]), f(get(t, a[1])), in.text);

@@ -1,46 +1,76 @@
 package dev.cmc.kernel;
 
+import java.util.ArrayList;
 import java.util.LinkedHashSet;
+import java.util.List;
 import java.util.Set;
 
-/** What a kernel reads and writes, by array name: the edges of the task graph. */
+/**
+ * What a kernel reads and writes: element ranges of arrays (the edges of the task graph, {@link TaskDag}),
+ * and the arrays they lie in (a kernel's arguments).
+ */
 public final class Kernels {
     private Kernels() {}
 
-    public static Set<String> writes(Kernel k) {
-        var out = new LinkedHashSet<String>();
-        for (Expr.Let l : k.epilogue()) if (l.store() != null) out.add(l.store().array());
+    private static final List<String> OPTIMIZER_WRITES = List.of("params", "adam_m", "adam_v", "target", "ema");
+    private static final List<String> OPTIMIZER_READS = List.of("params", "grads", "adam_m", "adam_v", "target", "ema", "scalars");
+
+    /** Elements [from, to) of an array; to is Long.MAX_VALUE for a batched tensor, whose extent the batch decides. */
+    public record Range(String array, long from, long to) {
+        static Range of(Buf b) {
+            long size = b.shape().batched() ? Long.MAX_VALUE - b.offset() : (long) b.shape().rows() * b.shape().cols();
+            return new Range(b.array(), b.offset(), b.offset() + size);
+        }
+
+        static Range whole(String array) { return new Range(array, 0, Long.MAX_VALUE); }
+
+        boolean overlaps(Range o) { return array.equals(o.array) && from < o.to && o.from < to; }
+    }
+
+    public static Set<String> writes(Kernel k) { return arrays(writeRanges(k)); }
+
+    public static Set<String> reads(Kernel k) { return arrays(readRanges(k)); }
+
+    public static List<Range> writeRanges(Kernel k) {
+        var out = new ArrayList<Range>();
+        for (Expr.Let l : k.epilogue()) if (l.store() != null) out.add(Range.of(l.store()));
         switch (k) {
-            case Kernel.Transpose t -> out.add(t.dst().array());
-            case Kernel.SumSquares s -> out.add(s.out().array());
-            case Kernel.AdamEma a -> out.addAll(Set.of("params", "adam_m", "adam_v", "target", "ema"));
+            case Kernel.Transpose t -> out.add(Range.of(t.dst()));
+            case Kernel.SumSquares s -> out.add(Range.of(s.out()));
+            case Kernel.AdamEma a -> { for (String name : OPTIMIZER_WRITES) out.add(Range.whole(name)); }
             default -> {}
         }
         return out;
     }
 
-    public static Set<String> reads(Kernel k) {
-        var out = new LinkedHashSet<String>();
+    public static List<Range> readRanges(Kernel k) {
+        var out = new ArrayList<Range>();
         switch (k) {
-            case Kernel.Gemm g -> { out.add(g.a().array()); out.add(g.b().array()); }
+            case Kernel.Gemm g -> { out.add(Range.of(g.a())); out.add(Range.of(g.b())); }
             case Kernel.Normalize n -> { collect(n.x(), out); if (n.grad() != null) collect(n.grad(), out); }
             case Kernel.ReduceCols r -> collect(r.x(), out);
             case Kernel.ReduceBatch r -> collect(r.x(), out);
-            case Kernel.Transpose t -> out.add(t.src().array());
-            case Kernel.SumSquares s -> out.add(s.array());
-            case Kernel.AdamEma a -> out.addAll(Set.of("params", "grads", "adam_m", "adam_v", "target", "ema", "scalars"));
+            case Kernel.Transpose t -> out.add(Range.of(t.src()));
+            case Kernel.SumSquares s -> out.add(new Range(s.array(), 0, s.count()));
+            case Kernel.AdamEma a -> { for (String name : OPTIMIZER_READS) out.add(Range.whole(name)); }
             case Kernel.Elementwise e -> {}
         }
         for (Expr.Let l : k.epilogue()) collect(l.value(), out);
         return out;
     }
 
-    public static void collect(Expr e, Set<String> out) {
+    private static void collect(Expr e, List<Range> out) {
         switch (e) {
-            case Expr.Load l -> out.add(l.buf().array());
+            case Expr.Load l -> out.add(Range.of(l.buf()));
             case Expr.Unary u -> collect(u.a(), out);
             case Expr.Binary b -> { collect(b.a(), out); collect(b.b(), out); }
             default -> {}
         }
+    }
+
+    private static Set<String> arrays(List<Range> ranges) {
+        var out = new LinkedHashSet<String>();
+        for (Range r : ranges) out.add(r.array());
+        return out;
     }
 }

@@ -32,7 +32,8 @@ public record Program(String name, List<Array> arrays, List<Kernel> kernels) {
      * earlier kernels it must follow ({@link TaskDag}); kernels that follow none of each other may run at once.
      */
     public String plan() {
-        var after = TaskDag.reduced(TaskDag.dependencies(this));
+        var dependencies = TaskDag.dependencies(this);
+        var after = TaskDag.reduced(dependencies);
         var out = new StringBuilder("program " + name + "\n\narrays:\n");
         for (Array a : arrays) out.append(String.format("  %-28s %-10s %s%n", a.name(), a.role().name().toLowerCase(), a.shape()));
         out.append("\nkernels (launch order):\n");
@@ -43,7 +44,7 @@ public record Program(String name, List<Array> arrays, List<Kernel> kernels) {
             out.append(String.format("       %-36s reads %s%n", "", Kernels.reads(k)));
             if (!after.get(i - 1).isEmpty()) out.append(String.format("       %-36s after %s%n", "", after.get(i - 1)));
         }
-        out.append(String.format("%nlongest chain of dependent kernels: %d of %d%n", TaskDag.criticalPath(TaskDag.dependencies(this)), kernels.size()));
+        out.append(String.format("%nlongest chain of dependent kernels: %d of %d%n", TaskDag.criticalPath(dependencies), kernels.size()));
         return out.toString();
     }
 }

@@ -36,12 +36,13 @@ public final class PtxRenderer {
     /** GEMM block tile (BM×BN outputs); shared rows padded so that a warp's fragment reads hit 32 different banks. */
     private static final int BM = 128, BN = 64, A_STRIDE = BM + 8, B_STRIDE = BN + 8;
     /**
-     * The tensor-core GEMMs' pipeline: STAGES slices of MMA_K in K, filled by cp.async, so that two slices are
+     * K depth of a GEMM's slice, FMA and tensor-core alike; split-K cuts K into whole multiples of it.
+     * The tensor-core GEMMs' pipeline: STAGES slices filled by cp.async, so that two slices are
      * in flight while the third is computed. An NN GEMM's A slice is kept row by row (MMA_A_ROW floats: 16 of
      * K and a pad that spreads a fragment's 8 rows over all banks and keeps every row 16-byte aligned for
      * ldmatrix); a TN GEMM's A and every B are kept K row by K row, padded like the FMA tiles.
      */
-    private static final int STAGES = 3, MMA_K = 16, MMA_A_ROW = MMA_K + 4;
+    private static final int SLICE_K = 16, STAGES = 3, MMA_A_ROW = SLICE_K + 4;
     /** A tensor-core GEMM's 4 warps, 2×2 over the block tile: each 64×32, 4×4 mma tiles of 16×8. */
     private static final int WARP_M_TILES = 4, WARP_N_TILES = 4;
     /**
@@ -144,11 +145,6 @@ public final class PtxRenderer {
         return render(program, header, arch, Matmul.FMA);
     }
 
-    /** With tf32, GEMMs on the tensor cores in TF32 (see {@link Matmul}); everything else stays fp32. */
-    public static String render(Program program, String header, String arch, boolean tf32) {
-        return render(program, header, arch, tf32 ? Matmul.TF32 : Matmul.FMA);
-    }
-
     public static String render(Program program, String header, String arch, Matmul matmul) {
         var sb = new StringBuilder();
         sb.append("// ").append(header.replace("\n", "\n// ")).append(" (").append(matmul.description).append(")\n");
@@ -198,8 +194,6 @@ public final class PtxRenderer {
 
         private final Matmul matmul;
         private final boolean fixup;
-        /** K depth of a staged slice. */
-        private final int bk = 16;
 
         Fn(Program program, int index, Matmul matmul, boolean fixup) {
             this.program = program;
@@ -717,7 +711,7 @@ public final class PtxRenderer {
          * {@link #splits} slices (gridDim.z) the z-th, whole multiples of 16 deep.
          */
         private Frame frame(Kernel.Gemm g) {
-            int aFloats = matmul == Matmul.FMA ? 2 * bk * A_STRIDE : STAGES * mmaStageA(g), bFloats = matmul == Matmul.FMA ? 2 * bk * B_STRIDE : STAGES * MMA_K * B_STRIDE;
+            int aFloats = matmul == Matmul.FMA ? 2 * SLICE_K * A_STRIDE : STAGES * mmaStageA(g), bFloats = matmul == Matmul.FMA ? 2 * SLICE_K * B_STRIDE : STAGES * SLICE_K * B_STRIDE;
             shared.append("    .shared .align 16 .f32 As[").append(aFloats).append("];\n");
             shared.append("    .shared .align 16 .f32 Bs[").append(bFloats).append("];\n");
             String m = domainRows(g.domain());
@@ -729,9 +723,9 @@ public final class PtxRenderer {
             if (splitsK(g)) {
                 comment("split K: the same slice count as the host's PtxRenderer.splits, from the row count");
                 splits = splitsOf(g, rowsReg);
-                String steps = bin("div.s32", bin("add.s32", bin("add.s32", k, Integer.toString(bk - 1)), bin("mul.lo.s32", bin("add.s32", splits, "-1"), Integer.toString(bk))),
-                        bin("mul.lo.s32", splits, Integer.toString(bk)));
-                String chunk = bin("mul.lo.s32", steps, Integer.toString(bk));
+                String steps = bin("div.s32", bin("add.s32", bin("add.s32", k, Integer.toString(SLICE_K - 1)), bin("mul.lo.s32", bin("add.s32", splits, "-1"), Integer.toString(SLICE_K))),
+                        bin("mul.lo.s32", splits, Integer.toString(SLICE_K)));
+                String chunk = bin("mul.lo.s32", steps, Integer.toString(SLICE_K));
                 kBegin = bin("mul.lo.s32", special("%ctaid.z"), chunk);
                 kEnd = bin("min.s32", k, bin("add.s32", kBegin, chunk));
             }
@@ -761,7 +755,7 @@ public final class PtxRenderer {
          * FMA GEMM's A is stored K-major whatever its layout in memory, so that one 16-byte load gives 4 rows.
          */
         private void kLoop(Kernel.Gemm g, Frame t, java.util.function.BiConsumer<String, String> compute) {
-            int aLoads = BM * bk / threads(), bLoads = bk * BN / threads();
+            int aLoads = BM * SLICE_K / threads(), bLoads = SLICE_K * BN / threads();
             String[] aRow = new String[aLoads], aP = new String[aLoads], aSlot = new String[aLoads];
             String[] bP = new String[bLoads], bCol = new String[bLoads], bSlot = new String[bLoads];
             for (int l = 0; l < aLoads; l++) {
@@ -770,8 +764,8 @@ public final class PtxRenderer {
                     aRow[l] = bin("and.b32", idx, Integer.toString(BM - 1));
                     aP[l] = bin("shr.u32", idx, Integer.toString(Integer.numberOfTrailingZeros(BM)));
                 } else {                // A is [M, K]: consecutive threads take consecutive K
-                    aRow[l] = bin("shr.u32", idx, Integer.toString(Integer.numberOfTrailingZeros(bk)));
-                    aP[l] = bin("and.b32", idx, Integer.toString(bk - 1));
+                    aRow[l] = bin("shr.u32", idx, Integer.toString(Integer.numberOfTrailingZeros(SLICE_K)));
+                    aP[l] = bin("and.b32", idx, Integer.toString(SLICE_K - 1));
                 }
                 aSlot[l] = bin("shl.b32", mad(aP[l], Integer.toString(A_STRIDE), aRow[l]), "2");
             }
@@ -812,7 +806,7 @@ public final class PtxRenderer {
                 }
             };
             Runnable storeSlice = () -> {
-                String aBase = bufferBase(t.as(), buf, bk * A_STRIDE), bBase = bufferBase(t.bs(), buf, bk * B_STRIDE);
+                String aBase = bufferBase(t.as(), buf, SLICE_K * A_STRIDE), bBase = bufferBase(t.bs(), buf, SLICE_K * B_STRIDE);
                 for (int l = 0; l < aLoads; l++) storeShared(aBase, aSlot[l], aV[l]);
                 for (int l = 0; l < bLoads; l++) storeShared(bBase, bSlot[l], bV[l]);
             };
@@ -824,14 +818,14 @@ public final class PtxRenderer {
             label(top);
             op("@" + pred("ge.s32", p0, t.kEnd()) + " bra " + done + ";");
             String cur = buf, next = bin("xor.b32", buf, "1");
-            op("add.s32 " + p0 + ", " + p0 + ", " + bk + ";");
+            op("add.s32 " + p0 + ", " + p0 + ", " + SLICE_K + ";");
             String more = pred("lt.s32", p0, t.kEnd());
             comment("the next slice into registers while this one is computed");
             String skipFetch = newLabel("no_fetch");
             op("@!" + more + " bra " + skipFetch + ";");
             fetchSlice.run();
             label(skipFetch);
-            compute.accept(bufferBase(t.as(), cur, bk * A_STRIDE), bufferBase(t.bs(), cur, bk * B_STRIDE));
+            compute.accept(bufferBase(t.as(), cur, SLICE_K * A_STRIDE), bufferBase(t.bs(), cur, SLICE_K * B_STRIDE));
             op("@!" + more + " bra " + last + ";");
             op("mov.u32 " + buf + ", " + next + ";");
             storeSlice.run();
@@ -905,7 +899,7 @@ public final class PtxRenderer {
             String aOff = wideBytes(bin("shl.b32", ty, "4")), bOff = wideBytes(bin("shl.b32", tx, "4"));
             kLoop(g, t, (aBase, bBase) -> {
                 String aRead = bin("add.s64", aBase, aOff), bRead = bin("add.s64", bBase, bOff);
-                for (int kk = 0; kk < bk; kk++) {
+                for (int kk = 0; kk < SLICE_K; kk++) {
                     String[] av = new String[8], bv = new String[8];
                     for (int i = 0; i < 8; i++) av[i] = f();
                     for (int j = 0; j < 8; j++) bv[j] = f();
@@ -967,7 +961,7 @@ public final class PtxRenderer {
                     }
                     return;
                 }
-                for (int ks = 0; ks < MMA_K; ks += 8) {
+                for (int ks = 0; ks < SLICE_K; ks += 8) {
                     int mmas = WARP_M_TILES * WARP_N_TILES;
                     comment("k step " + ks + ": " + WARP_M_TILES + " A fragments, " + WARP_N_TILES + " B fragments, "
                             + (x3 ? "3x" + mmas + " mma (remainder products first)" : mmas + " mma"));
@@ -998,8 +992,8 @@ public final class PtxRenderer {
             finish(g, t, outs);
         }
 
-        /** Floats of one pipeline stage of a tensor-core GEMM's A: 128 rows of MMA_A_ROW (NN), or MMA_K rows of A_STRIDE (TN). */
-        private static int mmaStageA(Kernel.Gemm g) { return g.transposeA() ? MMA_K * A_STRIDE : BM * MMA_A_ROW; }
+        /** Floats of one pipeline stage of a tensor-core GEMM's A: 128 rows of MMA_A_ROW (NN), or SLICE_K rows of A_STRIDE (TN). */
+        private static int mmaStageA(Kernel.Gemm g) { return g.transposeA() ? SLICE_K * A_STRIDE : BM * MMA_A_ROW; }
 
         /**
          * The tensor-core GEMMs' K loop: a {@link #STAGES}-stage cp.async pipeline. Slices s+1 and s+2 are on
@@ -1018,14 +1012,14 @@ public final class PtxRenderer {
             if (g.transposeA()) {   // A is [K, M], kept as it is
                 ac = kRowCopies(a, BM, aRowLen, t.row0(), t.m(), A_STRIDE, t.tid());
             } else {                // A is [M, K]: a chunk is aw K of one row
-                int aw = chunkWidth(aRowLen, a.offset()), perRow = MMA_K / aw, down = GEMM_THREADS / perRow;
+                int aw = chunkWidth(aRowLen, a.offset()), perRow = SLICE_K / aw, down = GEMM_THREADS / perRow;
                 String row = bin("shr.u32", t.tid(), log2(perRow)), kk = bin("shl.b32", bin("and.b32", t.tid(), Integer.toString(perRow - 1)), log2(aw));
                 String gRow = bin("add.s32", t.row0(), row);
-                ac = new Copies(a, aw, BM * MMA_K / aw / GEMM_THREADS, kk, 0, "1",
+                ac = new Copies(a, aw, BM * SLICE_K / aw / GEMM_THREADS, kk, 0, "1",
                         bin("add.s32", mad(gRow, Integer.toString(aRowLen), kk), Integer.toString(a.offset())), down * aRowLen, gRow, down, t.m(),
                         wideBytes(bin("shl.b32", mad(row, Integer.toString(MMA_A_ROW), kk), "2")), 4 * down * MMA_A_ROW);
             }
-            int aStage = mmaStageA(g), bStage = MMA_K * B_STRIDE;
+            int aStage = mmaStageA(g), bStage = SLICE_K * B_STRIDE;
             java.util.function.BiConsumer<String, String> issue = (kBase, stage) -> {
                 String aBase = bufferBase(t.as(), stage, aStage), bBase = bufferBase(t.bs(), stage, bStage);
                 for (Copies c : List.of(ac, bc)) {
@@ -1045,10 +1039,10 @@ public final class PtxRenderer {
                 op("cp.async.commit_group;");
             };
             comment("prologue: slices 0.." + (STAGES - 2) + " on their way into stages 0.." + (STAGES - 2));
-            for (int s = 0; s < STAGES - 1; s++) issue.accept(bin("add.s32", t.kBegin(), Integer.toString(s * MMA_K)), Integer.toString(s));
+            for (int s = 0; s < STAGES - 1; s++) issue.accept(bin("add.s32", t.kBegin(), Integer.toString(s * SLICE_K)), Integer.toString(s));
             String kCur = r(), kNext = r(), readStage = r(), writeStage = r();
             op("mov.u32 " + kCur + ", " + t.kBegin() + ";");
-            op("add.s32 " + kNext + ", " + t.kBegin() + ", " + (STAGES - 1) * MMA_K + ";");
+            op("add.s32 " + kNext + ", " + t.kBegin() + ", " + (STAGES - 1) * SLICE_K + ";");
             op("mov.u32 " + readStage + ", 0;");
             op("mov.u32 " + writeStage + ", " + (STAGES - 1) + ";");
             String top = newLabel("k"), done = newLabel("k_end");
@@ -1059,11 +1053,11 @@ public final class PtxRenderer {
             op("@" + pred("ge.s32", kCur, t.kEnd()) + " bra " + done + ";");
             op("cp.async.wait_group " + (STAGES - 2) + ";");
             op("bar.sync 0;");
-            comment("slice k+" + (STAGES - 1) * MMA_K + " into the stage computed last trip, then compute this one");
+            comment("slice k+" + (STAGES - 1) * SLICE_K + " into the stage computed last trip, then compute this one");
             issue.accept(kNext, writeStage);
             compute.accept(bufferBase(t.as(), readStage, aStage), bufferBase(t.bs(), readStage, bStage));
-            op("add.s32 " + kCur + ", " + kCur + ", " + MMA_K + ";");
-            op("add.s32 " + kNext + ", " + kNext + ", " + MMA_K + ";");
+            op("add.s32 " + kCur + ", " + kCur + ", " + SLICE_K + ";");
+            op("add.s32 " + kNext + ", " + kNext + ", " + SLICE_K + ";");
             nextStage(readStage);
             nextStage(writeStage);
             op("bra " + top + ";");
@@ -1087,7 +1081,7 @@ public final class PtxRenderer {
             int width = chunkWidth(rowLen, buf.offset()), perRow = tileCols / width, down = GEMM_THREADS / perRow;
             String kk = bin("shr.u32", tid, log2(perRow)), col = bin("shl.b32", bin("and.b32", tid, Integer.toString(perRow - 1)), log2(width));
             String gCol = bin("add.s32", origin, col);
-            return new Copies(buf, width, MMA_K * tileCols / width / GEMM_THREADS, kk, down, Integer.toString(rowLen),
+            return new Copies(buf, width, SLICE_K * tileCols / width / GEMM_THREADS, kk, down, Integer.toString(rowLen),
                     bin("add.s32", mad(kk, Integer.toString(rowLen), gCol), Integer.toString(buf.offset())), down * rowLen, gCol, 0, limit,
                     wideBytes(bin("shl.b32", mad(kk, Integer.toString(stride), col), "2")), 4 * down * stride);
         }

@@ -200,7 +200,7 @@ public final class CudaExecutable implements Executable {
                 abandonCapture();
                 System.err.println("cmc: cuda: capturing " + program.name() + " on " + plan.streams() + " streams failed ("
                         + e.getMessage().lines().findFirst().orElse("") + "); capturing it on one stream in launch order");
-                plan = StreamPlan.of(dev.cmc.kernel.TaskDag.dependencies(program), 1);
+                plan = StreamPlan.of(program, 1);
             }
         }
         return capture(batch, plan);

@@ -74,7 +74,7 @@ public class SideBySide {
         } else {
             var backend = Backends.select(in.spec, impl);
             sampler = backend.load(Compiler.sampler(in.spec).program(), sampleBatch);
-            trainStep = backend.load(Compiler.trainStep(in.spec).program(), trainBatch);
+            trainStep = backend.load(dev.cmc.runtime.bench.Bench.trainStep(in.spec, trainBatch).program(), trainBatch);
             in.load(sampler, trainStep);
         }
     }
@@ -144,10 +144,11 @@ public class SideBySide {
             x0 = new float[trainBatch * dim];
             z = new float[trainBatch * dim];
             for (int i = 0; i < x0.length; i++) { x0[i] = (float) (0.5 * rng.nextGaussian()); z[i] = (float) rng.nextGaussian(); }
-            hi = new float[trainBatch];
-            lo = new float[trainBatch];
+            float[][] sigma = dev.cmc.runtime.bench.Bench.sigmaPairs(spec, trainBatch, rng);
+            hi = sigma[0];
+            lo = sigma[1];
             w = new float[trainBatch];
-            for (int i = 0; i < trainBatch; i++) { lo[i] = (float) (0.002 + 2 * rng.nextDouble()); hi[i] = 1.3f * lo[i]; w[i] = 1; }
+            java.util.Arrays.fill(w, 1);
         }
 
         void load(Executable sampler, Executable trainStep) {
@@ -162,6 +163,7 @@ public class SideBySide {
             trainStep.write("sigma_hi", hi, hi.length);
             trainStep.write("sigma_lo", lo, lo.length);
             trainStep.write("weight", w, w.length);
+            dev.cmc.runtime.bench.Bench.writeSigmaGroups(trainStep, spec, new float[][]{hi, lo}, hi.length);
             float[] sc = new float[OptimizerScalars.SIZE];
             OptimizerScalars.fill(sc, "adam", 1, 1e-5, 0.9, 0.999, 1e-8, 0, 0.9, 0.999, 1);
             trainStep.write("scalars", sc, sc.length);

@@ -54,7 +54,8 @@ final class CompileCommand implements Callable<Integer> {
         var backend = target.equals("jvm") ? new JvmBackend() : null;
         var files = new LinkedHashMap<String, String>();
         String header = "cmc " + s.fileName() + " (model " + s.name() + ")";
-        for (Compiler.Compiled c : new Compiler.Compiled[]{Compiler.sampler(s), Compiler.trainStep(s)}) {
+        var trainStep = Compiler.trainStep(s, null, Compiler.sigmaRows(s, s.train().batchSize()));   // as `cmc train` compiles it
+        for (Compiler.Compiled c : new Compiler.Compiled[]{Compiler.sampler(s), trainStep}) {
             Program p = c.program();
             String h = header + ", program " + p.name();
             if (backend != null) files.putAll(backend.render(p, h));
@@ -73,7 +74,7 @@ final class CompileCommand implements Callable<Integer> {
                 String why = dev.cmc.runtime.opencl.OpenClDevices.unavailable();
                 throw new Main.UserError("--emit-binary: no OpenCL device " + index + (why != null ? ": " + why : "; devices are 0.." + (devices.size() - 1)));
             }
-            dev.cmc.runtime.opencl.OpenClBinaries.emit(devices.get(index), java.util.List.of(Compiler.sampler(s).program(), Compiler.trainStep(s).program()), emitBinary);
+            dev.cmc.runtime.opencl.OpenClBinaries.emit(devices.get(index), java.util.List.of(Compiler.sampler(s).program(), trainStep.program()), emitBinary);
             System.out.println("built for " + devices.get(index).name() + "; wrote " + emitBinary);
         }
         if (print) files.forEach((name, text) -> System.out.println("==== " + name + "\n" + text));

@@ -81,17 +81,32 @@ public final class Autodiff {
             case REDUCE_BATCH -> g.broadcast(gn, a.shape());
             case MATMUL -> k == 0 ? g.matmulNT(gn, b) : g.matmulTN(a, gn);
             case NORMALIZE -> g.normalizeGrad(a, gn);
-            case DSILU, DGELU, STEP, MEAN_GRAD, MATMUL_NT, MATMUL_TN, NORMALIZE_GRAD ->
+            case GATHER -> {
+                if (k != 0) throw new UnsupportedOperationException("gather: no gradient with respect to its index");
+                if (n.inputs().size() < 4) throw new UnsupportedOperationException("gather without order and starts: its table gets no gradient");
+                yield g.segmentSum(gn, n.in(2), n.in(3));
+            }
+            case DSILU, DGELU, STEP, MEAN_GRAD, MATMUL_NT, MATMUL_TN, NORMALIZE_GRAD, SEGMENT_SUM ->
                     throw new UnsupportedOperationException("no gradient rule for " + n.op() + ": second derivatives are not supported");
             case INPUT, PARAM, CONST -> throw new IllegalStateException("leaves have no inputs");
         };
     }
 
-    /** Sums a gradient over the dimensions that broadcasting expanded, back to the operand's shape. */
+    /**
+     * Sums a gradient over the dimensions that broadcasting expanded, back to the operand's shape. A table's
+     * fixed rows (a value per distinct σ) are summed as 1ᵀ·G, a GEMM, since the batch reduction runs over B rows.
+     */
     private Node unbroadcast(Node grad, Shape to) {
         Node r = grad;
         if (to.cols() == 1 && r.shape().cols() != 1) r = g.reduceCols(r);
-        if (to.rows() == 1 && r.shape().rows() != 1) r = g.reduceBatch(r);
+        if (to.rows() == 1 && r.shape().rows() != 1) {
+            if (r.shape().batched()) r = g.reduceBatch(r);
+            else {
+                double[] ones = new double[r.shape().rows()];
+                java.util.Arrays.fill(ones, 1);
+                r = g.matmul(g.constRow(ones), r);
+            }
+        }
         return r;
     }
 }

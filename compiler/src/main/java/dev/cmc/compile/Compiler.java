@@ -75,6 +75,15 @@ public final class Compiler {
      * </pre>
      */
     public static Compiled trainStep(Spec spec, Spec teacher) {
+        return trainStep(spec, teacher, 0);
+    }
+
+    /**
+     * The training step with the σ embedding computed once per distinct σ rather than once per row, when
+     * sigmaRows &gt; 0 (see {@link #sigmaRows}): σ_hi and σ_lo then also come as {@link SigmaGroups} of at
+     * most sigmaRows distinct values each. c_in, c_skip and c_out stay per row; they cost a few flops.
+     */
+    public static Compiled trainStep(Spec spec, Spec teacher, int sigmaRows) {
         var model = ConsistencyModelGraph.of(spec);
         ParamLayout layout = model.layout();
         var g = new Graph();
@@ -83,6 +92,9 @@ public final class Compiler {
         Node z = g.input("z", Shape.batch(d));
         Node sigmaHi = g.input("sigma_hi", Shape.batch(1));
         Node weight = g.input("weight", Shape.batch(1));
+        boolean grouped = sigmaRows > 0 && !model.edm();
+        var tableHi = grouped ? SigmaGroups.table(g, "hi", sigmaRows, true) : null;
+        var tableLo = grouped ? SigmaGroups.table(g, "lo", sigmaRows, false) : null;
         Node online, target, loss;
         if (model.edm()) {
             // EDM denoising: λ(σ)·‖D(x₀ + σn, σ) − x₀‖², σ = sigma_hi and n = z chosen by the host.
@@ -95,17 +107,17 @@ public final class Compiler {
             var teacherNet = new ConsistencyModelGraph(teacher.model(), true);
             Node x = g.label(g.add(x0, g.mul(sigmaHi, z)), "x_hi");
             Node step = g.label(g.sub(sigmaLo, sigmaHi), "step");
-            Node slope = g.label(g.div(g.sub(x, teacherNet.denoise(g, x, sigmaHi, "teacher/")), sigmaHi), "slope");
+            Node slope = g.label(g.div(g.sub(x, teacherNet.denoise(g, x, sigmaHi, tableHi, "teacher/")), sigmaHi), "slope");
             Node euler = g.label(g.add(x, g.mul(step, slope)), "x_euler");
-            Node slope2 = g.label(g.div(g.sub(euler, teacherNet.denoise(g, euler, sigmaLo, "teacher/")), sigmaLo), "slope2");
+            Node slope2 = g.label(g.div(g.sub(euler, teacherNet.denoise(g, euler, sigmaLo, tableLo, "teacher/")), sigmaLo), "slope2");
             Node xLo = g.label(g.add(x, g.mul(g.mul(step, g.add(slope, slope2)), 0.5)), "x_heun");
-            online = model.denoise(g, x, sigmaHi, "");
-            target = model.denoise(g, xLo, sigmaLo, "target/");
+            online = model.denoise(g, x, sigmaHi, tableHi, "");
+            target = model.denoise(g, xLo, sigmaLo, tableLo, "target/");
             loss = g.label(consistencyLoss(g, spec, online, target, weight), "loss");
         } else {
             Node sigmaLo = g.input("sigma_lo", Shape.batch(1));
-            online = model.denoise(g, g.label(g.add(x0, g.mul(sigmaHi, z)), "x_hi"), sigmaHi, "");
-            target = model.denoise(g, g.label(g.add(x0, g.mul(sigmaLo, z)), "x_lo"), sigmaLo, "target/");
+            online = model.denoise(g, g.label(g.add(x0, g.mul(sigmaHi, z)), "x_hi"), sigmaHi, tableHi, "");
+            target = model.denoise(g, g.label(g.add(x0, g.mul(sigmaLo, z)), "x_lo"), sigmaLo, tableLo, "target/");
             loss = g.label(consistencyLoss(g, spec, online, target, weight), "loss");
         }
 
@@ -153,6 +165,22 @@ public final class Compiler {
         outs.put("target", target);
         for (var e : grads.entrySet()) outs.put("grad:" + e.getKey().name(), e.getValue());
         return new Compiled(p, g, outs, layout);
+    }
+
+    /**
+     * How many distinct σ a training step should be compiled for, at this batch size: the most the method's
+     * noise grid can give (N − 1 levels for σ_hi, and as many for σ_lo), when that is at most half the batch,
+     * so that the embedding's GEMMs run on at most half the rows; else 0, an embedding per row. EDM training
+     * draws σ from a continuum, so it always embeds per row.
+     */
+    public static int sigmaRows(Spec spec, int batch) {
+        var t = spec.train();
+        int levels = switch (t.method()) {
+            case "cd" -> spec.schedule().nSteps();
+            case "ct", "ict" -> t.s1() + 1;
+            default -> 0;
+        };
+        return levels > 1 && levels - 1 <= batch / 2 ? levels - 1 : 0;
     }
 
     /** w · d(a, b) per row, averaged over the batch. pseudo-Huber: √(‖a−b‖² + c²) − c; l2: ‖a−b‖². */

@@ -67,7 +67,7 @@ public final class Fusion {
     /** Anchors that take their input as an inlined expression rather than a buffer. */
     private static boolean takesExpression(Node anchor) {
         return switch (anchor.op()) {
-            case NORMALIZE, NORMALIZE_GRAD, REDUCE_COLS, REDUCE_BATCH, MEAN_BATCH -> true;
+            case NORMALIZE, NORMALIZE_GRAD, REDUCE_COLS, REDUCE_BATCH, MEAN_BATCH, SEGMENT_SUM -> true;
             default -> false;
         };
     }
@@ -108,8 +108,9 @@ public final class Fusion {
     private boolean materialized(Node n) {
         if (n.op() == Op.CONST) return n.shape().cols() > 1 || n.shape().rows() > 1;
         if (n.op().isLeaf() || isAnchor(n) || outputs.contains(n)) return true;
-        Node own = owner.get(n);
         List<Node> cs = consumers.getOrDefault(n, List.of());
+        for (Node c : cs) if (c.op() == Op.GATHER && c.in(0) == n) return true;   // a gather reads its table at other rows
+        Node own = owner.get(n);
         if (own != null) {
             for (Node c : cs) if (owner.get(c) != own) return true;
             return false;
@@ -149,13 +150,18 @@ public final class Fusion {
         arrays.put(b.array(), a);
     }
 
-    /** Input gradients read weights transposed, so each weight used by a G·Wᵀ gets a transposed copy. */
+    /**
+     * Input gradients read weights transposed, so each weight used by a G·Wᵀ gets a transposed copy. A
+     * fixed-row activation (a table computed once per distinct σ) gets one too, for Aᵀ·G as a plain A·B.
+     */
     private Buf transposedOf(Node w) {
         Buf src = bufferOf(w);
         return transposes.computeIfAbsent(w, k -> {
-            Buf dst = new Buf(src.array() + "_t", src.offset(), Shape.fixed(src.shape().cols(), src.shape().rows()));
+            Shape shape = Shape.fixed(src.shape().cols(), src.shape().rows());
             Program.Array whole = declared.get(src.array());
-            arrays.putIfAbsent(dst.array(), new Program.Array(dst.array(), Program.Role.PARAMS_T, whole.shape(), null));
+            Buf dst = whole == null ? Buf.whole(src.array() + "_t", shape) : new Buf(src.array() + "_t", src.offset(), shape);
+            arrays.putIfAbsent(dst.array(), whole == null ? new Program.Array(dst.array(), Program.Role.ACTIVATION, shape, null)
+                    : new Program.Array(dst.array(), Program.Role.PARAMS_T, whole.shape(), null));
             return new Kernel.Transpose("k_transpose_" + graph.labelOf(w, "w" + w.id()), src, dst);
         }).dst();
     }
@@ -174,6 +180,7 @@ public final class Fusion {
     private Expr inline(Node n, Node anchor) {
         return switch (n.op()) {
             case BROADCAST -> expr(n.in(0), anchor);
+            case GATHER -> new Expr.Gather(bufferOf(n.in(0)), bufferOf(n.in(1)));
             case MEAN_GRAD -> new Expr.Binary(Op.DIV, expr(n.in(0), anchor), new Expr.Rows());
             default -> n.op().arity() == 1 ? new Expr.Unary(n.op(), expr(n.in(0), anchor))
                                            : new Expr.Binary(n.op(), expr(n.in(0), anchor), expr(n.in(1), anchor));
@@ -202,12 +209,15 @@ public final class Fusion {
         return switch (n.op()) {
             case MATMUL -> new Kernel.Gemm(name, false, bufferOf(n.in(0)), bufferOf(n.in(1)), n.in(0).shape().cols(), n.shape(), epi);
             case MATMUL_NT -> new Kernel.Gemm(name, false, bufferOf(n.in(0)), transposedOf(n.in(1)), n.in(0).shape().cols(), n.shape(), epi);
-            case MATMUL_TN -> new Kernel.Gemm(name, true, bufferOf(n.in(0)), bufferOf(n.in(1)), Shape.BATCH, n.shape(), epi);
+            case MATMUL_TN -> n.in(0).shape().batched()
+                    ? new Kernel.Gemm(name, true, bufferOf(n.in(0)), bufferOf(n.in(1)), Shape.BATCH, n.shape(), epi)
+                    : new Kernel.Gemm(name, false, transposedOf(n.in(0)), bufferOf(n.in(1)), n.in(0).shape().rows(), n.shape(), epi);
             case NORMALIZE -> new Kernel.Normalize(name, expr(n.in(0), null), null, n.shape(), epi);
             case NORMALIZE_GRAD -> new Kernel.Normalize(name, expr(n.in(0), null), expr(n.in(1), null), n.shape(), epi);
             case REDUCE_COLS -> new Kernel.ReduceCols(name, expr(n.in(0), null), n.in(0).shape().cols(), n.shape(), epi);
             case REDUCE_BATCH -> new Kernel.ReduceBatch(name, expr(n.in(0), null), false, n.shape(), epi);
             case MEAN_BATCH -> new Kernel.ReduceBatch(name, expr(n.in(0), null), true, n.shape(), epi);
+            case SEGMENT_SUM -> new Kernel.SegmentSum(name, expr(n.in(0), null), bufferOf(n.in(1)), bufferOf(n.in(2)), n.shape(), epi);
             default -> throw new IllegalStateException("not an anchor: " + n);
         };
     }

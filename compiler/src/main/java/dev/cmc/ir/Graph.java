@@ -97,6 +97,27 @@ public final class Graph {
 
     public Node reduceBatch(Node x) { return node(Op.REDUCE_BATCH, List.of(x), Shape.fixed(1, x.shape().cols()), null, null); }
 
+    /**
+     * out[i] = table[index[i]] for table[K,n] and index[B,1] (row numbers held as floats). order[B,1] and
+     * starts[K+1,1] group the batch rows by table row, which the gradient with respect to the table needs:
+     * rows order[starts[k]] … order[starts[k+1] − 1] are those with index k. Pass null for both when no
+     * gradient flows through the table.
+     */
+    public Node gather(Node table, Node index, Node order, Node starts) {
+        require(!table.shape().batched() && index.shape().equals(Shape.batch(1)), "gather " + table.shape() + " by " + index.shape());
+        if ((order == null) != (starts == null)) throw new IllegalArgumentException("gather: order and starts come together");
+        if (order == null) return node(Op.GATHER, List.of(table, index), Shape.batch(table.shape().cols()), null, null);
+        require(order.shape().equals(Shape.batch(1)) && starts.shape().equals(Shape.fixed(table.shape().rows() + 1, 1)),
+                "gather's adjoint map " + order.shape() + ", " + starts.shape() + " for a table of " + table.shape().rows() + " rows");
+        return node(Op.GATHER, List.of(table, index, order, starts), Shape.batch(table.shape().cols()), null, null);
+    }
+
+    /** Sums the rows of x[B,n] group by group, as {@link #gather}'s order and starts give them: [K,n]. */
+    public Node segmentSum(Node x, Node order, Node starts) {
+        require(x.shape().batched(), "segment_sum of " + x.shape());
+        return node(Op.SEGMENT_SUM, List.of(x, order, starts), Shape.fixed(starts.shape().rows() - 1, x.shape().cols()), null, null);
+    }
+
     public Node meanBatch(Node x) {
         require(x.shape().equals(Shape.batch(1)), "mean_batch takes [B,1], got " + x.shape());
         return node(Op.MEAN_BATCH, List.of(x), Shape.scalar(), null, null);

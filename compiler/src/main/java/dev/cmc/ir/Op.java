@@ -12,16 +12,23 @@ public enum Op {
     BROADCAST,
     /** The gradient of MEAN_BATCH: g / B for every row. */
     MEAN_GRAD,
+    /**
+     * Row i of out[B,n] is row index[i] of a table[K,n]: a value computed once per distinct σ, handed to every
+     * row that has that σ. Inputs (table, index) and, where a gradient flows, the (order, starts) of its adjoint.
+     */
+    GATHER,
     // matrix products: A·W, G·Wᵀ (input gradient), Aᵀ·G (weight gradient)
     MATMUL, MATMUL_NT, MATMUL_TN,
     // row-wise: (x - mean) / sqrt(var + eps), and its gradient given x and dxhat
     NORMALIZE, NORMALIZE_GRAD,
     // reductions: over features to [B,1], over the batch to [1,n], mean over the batch of [B,1] to [1,1]
-    REDUCE_COLS, REDUCE_BATCH, MEAN_BATCH;
+    REDUCE_COLS, REDUCE_BATCH, MEAN_BATCH,
+    /** GATHER's adjoint: row k of out[K,n] sums the rows order[starts[k]] … order[starts[k+1] − 1] of x[B,n]. */
+    SEGMENT_SUM;
 
     public boolean isLeaf() { return this == INPUT || this == PARAM || this == CONST; }
 
-    public boolean isElementwise() { return ordinal() >= ADD.ordinal() && ordinal() <= MEAN_GRAD.ordinal(); }
+    public boolean isElementwise() { return ordinal() >= ADD.ordinal() && ordinal() <= GATHER.ordinal(); }
 
     public boolean isMatmul() { return this == MATMUL || this == MATMUL_NT || this == MATMUL_TN; }
 
@@ -30,7 +37,8 @@ public enum Op {
     public int arity() {
         return switch (this) {
             case INPUT, PARAM, CONST -> 0;
-            case ADD, SUB, MUL, DIV, MATMUL, MATMUL_NT, MATMUL_TN, NORMALIZE_GRAD -> 2;
+            case ADD, SUB, MUL, DIV, MATMUL, MATMUL_NT, MATMUL_TN, NORMALIZE_GRAD, GATHER -> 2;
+            case SEGMENT_SUM -> 3;
             default -> 1;
         };
     }

@@ -10,6 +10,9 @@ public sealed interface Expr {
     /** The value of a buffer at the current element (broadcast by its shape). */
     record Load(Buf buf) implements Expr {}
 
+    /** table[(int) index[r], c]: a fixed-row table read at the row a [B,1] index buffer names. */
+    record Gather(Buf table, Buf index) implements Expr {}
+
     record Const(double value) implements Expr {}
 
     /** The anchor's own result at this element: a GEMM's accumulator, a normalised value, a reduction. */

@@ -34,6 +34,12 @@ public sealed interface Kernel {
     /** Acc = sum (or mean) over the batch of x (an expression over [B,n]); the domain is [1,n]. */
     record ReduceBatch(String name, Expr x, boolean mean, Shape domain, List<Expr.Let> epilogue) implements Kernel {}
 
+    /**
+     * Acc at (k, c) = Σ x(order[j], c) for j in [starts[k], starts[k+1]): the batch rows of group k, summed in
+     * the order given. x is an expression over [B,n]; the domain is [K,n]. Deterministic: no atomics.
+     */
+    record SegmentSum(String name, Expr x, Buf order, Buf starts, Shape domain, List<Expr.Let> epilogue) implements Kernel {}
+
     /** dst[j, i] = src[i, j]: the transposed weights that input gradients read row by row. */
     record Transpose(String name, Buf src, Buf dst) implements Kernel {
         public Shape domain() { return src.shape(); }

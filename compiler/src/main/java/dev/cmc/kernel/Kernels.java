@@ -50,6 +50,7 @@ public final class Kernels {
             case Kernel.Normalize n -> { collect(n.x(), out); if (n.grad() != null) collect(n.grad(), out); }
             case Kernel.ReduceCols r -> collect(r.x(), out);
             case Kernel.ReduceBatch r -> collect(r.x(), out);
+            case Kernel.SegmentSum s -> { collect(s.x(), out); out.add(Range.of(s.order())); out.add(Range.of(s.starts())); }
             case Kernel.Transpose t -> out.add(Range.of(t.src()));
             case Kernel.SumSquares s -> out.add(new Range(s.array(), 0, s.count()));
             case Kernel.AdamEma a -> { for (String name : OPTIMIZER_READS) out.add(Range.whole(name)); }
@@ -62,6 +63,7 @@ public final class Kernels {
     private static void collect(Expr e, List<Range> out) {
         switch (e) {
             case Expr.Load l -> out.add(Range.of(l.buf()));
+            case Expr.Gather g -> { out.add(Range.of(g.table())); out.add(Range.of(g.index())); }
             case Expr.Unary u -> collect(u.a(), out);
             case Expr.Binary b -> { collect(b.a(), out); collect(b.b(), out); }
             default -> {}

@@ -78,11 +78,25 @@ public final class ConsistencyModelGraph {
         layout.add(name + ".b", Shape.fixed(1, out), ParamLayout.Init.UNIFORM_FAN_IN, in);
     }
 
+    /**
+     * The distinct σ of a batch, so that the σ embedding is computed once per σ and gathered to the rows:
+     * sigmas[K,1], index[B,1] (each row's entry of sigmas), and the grouping (order[B,1], starts[K+1,1]) that
+     * carries the embedding's gradient back, or null for both where none flows (an EMA target, a teacher).
+     */
+    public record SigmaTable(Node sigmas, Node index, Node order, Node starts) {}
+
     /** f(x, σ) for x[B,d] and σ[B,1], reading parameters named {@code prefix + name}. */
     public Node denoise(Graph g, Node x, Node sigma, String prefix) {
+        return denoise(g, x, sigma, null, prefix);
+    }
+
+    /** f(x, σ), with the σ embedding computed once per row of the table and gathered, when there is one. */
+    public Node denoise(Graph g, Node x, Node sigma, SigmaTable table, String prefix) {
         int h = m.hiddenSize();
         String p = prefix.replace("/", "_");
-        Node emb = g.label(g.unary(Op.SILU, dense(g, prefix + "embed", g.label(sigmaFeatures(g, sigma), p + "sigma_features"), h)), p + "embed.act");
+        Node embedded = table == null ? sigma : table.sigmas();
+        Node emb = g.label(g.unary(Op.SILU, dense(g, prefix + "embed", g.label(sigmaFeatures(g, embedded), p + "sigma_features"), h)), p + "embed.act");
+        if (table != null) emb = g.gather(emb, table.index(), table.order(), table.starts());
         Node xin = m.inputScaling().equals("edm") ? g.label(g.mul(g.label(cIn(g, sigma), p + "c_in"), x), p + "x_scaled") : x;
         Node hidden = g.label(g.add(dense(g, prefix + "in", xin, h), emb), p + "h_in");
         for (int l = 0; l < m.numLayers(); l++) {

@@ -111,6 +111,21 @@ public final class Reference {
                 for (int r = 0; r < a.rows(); r++) acc += a.at(r, 0);
                 out[0] = acc / a.rows();
             }
+            case GATHER -> {
+                for (int r = 0; r < rows; r++) {
+                    int k = (int) b.at(r, 0);
+                    for (int c = 0; c < cols; c++) out[r * cols + c] = a.at(k, c);
+                }
+            }
+            case SEGMENT_SUM -> {
+                Tensor order = b, starts = env.get(n.in(2));
+                for (int k = 0; k < rows; k++) {
+                    for (int j = (int) starts.at(k, 0); j < (int) starts.at(k + 1, 0); j++) {
+                        int r = (int) order.at(j, 0);
+                        for (int c = 0; c < cols; c++) out[k * cols + c] += a.at(r, c);
+                    }
+                }
+            }
             case MEAN_GRAD -> Arrays.fill(out, a.at(0, 0) / rows);
             case BROADCAST -> {
                 for (int r = 0; r < rows; r++) for (int c = 0; c < cols; c++) out[r * cols + c] = a.bcast(r, c);

@@ -2,6 +2,7 @@ package dev.cmc.render;
 
 import dev.cmc.ir.Shape;
 import dev.cmc.kernel.Buf;
+import dev.cmc.kernel.Expr;
 import dev.cmc.kernel.Kernel;
 import dev.cmc.kernel.Kernels;
 
@@ -21,6 +22,14 @@ public final class Indexing {
         String idx = r == null && c == null ? "0" : r == null ? c : c == null ? r : r + " + " + c;
         if (row.equals("0") && r != null) idx = c == null ? "0" : c;
         return plus(b.offset(), idx);
+    }
+
+    /**
+     * The row a gather reads its table at, for element (row, col) of the domain: the index buffer's value
+     * there, as an int. {@code load} renders an array element in the target language, e.g. "%s[%s]".
+     */
+    public static String gatherRow(Expr.Gather g, Shape domain, String row, String col, String load) {
+        return "(int) " + load.formatted(identifier(g.index().array()), index(g.index(), domain, row, col));
     }
 
     /** Whether a load of buf at the domain's element is one value for the whole row (broadcast across columns). */

@@ -134,6 +134,7 @@ public final class JavaRenderer {
             case Kernel.Normalize n -> normalize(n);
             case Kernel.ReduceCols r -> reduceCols(r);
             case Kernel.ReduceBatch r -> reduceBatch(r);
+            case Kernel.SegmentSum s -> segmentSum(s);
             case Kernel.Transpose t -> transpose(t);
             case Kernel.SumSquares s -> sumSquares(s);
             case Kernel.AdamEma o -> adamEma(o);
@@ -152,6 +153,7 @@ public final class JavaRenderer {
             case Kernel.Normalize n -> n.grad() == null ? "row-wise (x - mean)/sqrt(var + eps)" : "gradient of the row-wise normalisation";
             case Kernel.ReduceCols r -> "sum over " + r.cols() + " columns";
             case Kernel.ReduceBatch r -> (r.mean() ? "mean" : "sum") + " over the batch";
+            case Kernel.SegmentSum s -> "sum of the batch rows in each of " + s.domain().rows() + " groups";
             case Kernel.Transpose t -> "transpose " + t.src() + " -> " + t.dst();
             case Kernel.SumSquares s -> "sum of squares of " + s.array();
             case Kernel.AdamEma o -> (o.count()) + " parameters: Adam, then the target and sampling EMAs, in one pass";
@@ -371,6 +373,32 @@ public final class JavaRenderer {
         }
     }
 
+    private void segmentSum(Kernel.SegmentSum s) {
+        Shape d = s.domain(), src = Shape.batch(d.cols());
+        String order = var(s.order().array()) + "[" + index(s.order(), src, "j", "0") + "]";
+        line("for (int k = lo; k < hi; k++) {");
+        indent++;
+        line("int j0 = (int) " + var(s.starts().array()) + "[" + index(s.starts(), d, "k", "0") + "], j1 = (int) "
+                + var(s.starts().array()) + "[" + index(s.starts(), d, "k + 1", "0") + "];");
+        columnLoop(d, (col, mask) -> {
+            line("FloatVector acc = FloatVector.zero(S);");
+            line("for (int j = j0; j < j1; j++) {");
+            line("    int r = (int) " + order + ";");
+            line("    acc = acc.add(" + vec(s.x(), src, "r", col, null, mask, "") + ");");
+            line("}");
+            vectorLets(s.epilogue(), d, "k", col, "acc", mask, "");
+        }, col -> {
+            line("float acc = 0;");
+            line("for (int j = j0; j < j1; j++) {");
+            line("    int r = (int) " + order + ";");
+            line("    acc += " + scalar(s.x(), src, "r", col, null, "") + ";");
+            line("}");
+            scalarLets(s.epilogue(), d, "k", col, "acc");
+        });
+        indent--;
+        line("}");
+    }
+
     private void transpose(Kernel.Transpose t) {
         int rows = t.src().shape().rows(), cols = t.src().shape().cols();
         comment("16×16 blocks, so both the reads and the strided writes stay in cache; each write is a contiguous run");
@@ -491,11 +519,8 @@ public final class JavaRenderer {
 
     private String vec(Expr e, Shape d, String row, String col, String acc, String mask, String suffix) {
         return switch (e) {
-            case Expr.Load l -> {
-                boolean colBcast = l.buf().shape().cols() == 1 && d.cols() != 1;
-                yield colBcast ? "FloatVector.broadcast(S, " + var(l.buf().array()) + "[" + index(l.buf(), d, row, col) + "])"
-                               : "FloatVector.fromArray(S, " + var(l.buf().array()) + ", " + index(l.buf(), d, row, col) + (mask != null ? ", " + mask : "") + ")";
-            }
+            case Expr.Load l -> vecLoad(l.buf(), d, row, col, mask);
+            case Expr.Gather g -> vecLoad(g.table(), d, Indexing.gatherRow(g, d, row, col, "%s[%s]"), col, mask);
             case Expr.Const c -> "FloatVector.broadcast(S, " + f(c.value()) + ")";
             case Expr.Acc a -> acc;
             case Expr.Var v -> "v" + v.id() + suffix;
@@ -512,9 +537,17 @@ public final class JavaRenderer {
         };
     }
 
+    /** A vector of buf at (row, col): contiguous columns, or one value broadcast when buf has one column. */
+    private String vecLoad(Buf b, Shape d, String row, String col, String mask) {
+        boolean colBcast = b.shape().cols() == 1 && d.cols() != 1;
+        return colBcast ? "FloatVector.broadcast(S, " + var(b.array()) + "[" + index(b, d, row, col) + "])"
+                        : "FloatVector.fromArray(S, " + var(b.array()) + ", " + index(b, d, row, col) + (mask != null ? ", " + mask : "") + ")";
+    }
+
     private String scalar(Expr e, Shape d, String row, String col, String acc, String suffix) {
         return switch (e) {
             case Expr.Load l -> var(l.buf().array()) + "[" + index(l.buf(), d, row, col) + "]";
+            case Expr.Gather g -> var(g.table().array()) + "[" + index(g.table(), d, Indexing.gatherRow(g, d, row, col, "%s[%s]"), col) + "]";
             case Expr.Const c -> f(c.value());
             case Expr.Acc a -> acc;
             case Expr.Var v -> "s" + v.id();

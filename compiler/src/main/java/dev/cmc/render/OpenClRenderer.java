@@ -135,6 +135,7 @@ public final class OpenClRenderer {
                 lets(r.epilogue(), r.domain(), "r", "0", "acc", false, "");
             });
             case Kernel.ReduceBatch r -> reduceBatch(r);
+            case Kernel.SegmentSum r -> segmentSum(r);
             case Kernel.Transpose t -> transpose(t);
             case Kernel.SumSquares s -> sumSquares(s);
             case Kernel.AdamEma o -> adamEma(o);
@@ -375,6 +376,26 @@ public final class OpenClRenderer {
         }
     }
 
+    private void segmentSum(Kernel.SegmentSum s) {
+        Shape d = s.domain(), src = Shape.batch(d.cols());
+        String starts = Indexing.identifier(s.starts().array());
+        String order = Indexing.identifier(s.order().array()) + "[" + Indexing.index(s.order(), src, "j", "0") + "]";
+        line("for (int k = lo; k < hi; k++) {");
+        indent++;
+        line("const int j0 = (int) " + starts + "[" + Indexing.index(s.starts(), d, "k", "0") + "], j1 = (int) "
+                + starts + "[" + Indexing.index(s.starts(), d, "k + 1", "0") + "];");
+        columns(d, (col, v) -> {
+            line((v ? "float16 acc = (float16)(0.0f);" : "float acc = 0.0f;"));
+            line("for (int j = j0; j < j1; j++) {");
+            line("    const int r = (int) " + order + ";");
+            line("    acc += " + expr(s.x(), src, "r", col, null, v, "") + ";");
+            line("}");
+            lets(s.epilogue(), d, "k", col, "acc", v, "");
+        });
+        indent--;
+        line("}");
+    }
+
     private void transpose(Kernel.Transpose t) {
         int rows = t.src().shape().rows(), cols = t.src().shape().cols();
         String dst = Indexing.identifier(t.dst().array()), src = Indexing.identifier(t.src().array());
@@ -455,11 +476,8 @@ public final class OpenClRenderer {
 
     private String expr(Expr e, Shape d, String row, String col, String acc, boolean vector, String suffix) {
         return switch (e) {
-            case Expr.Load l -> {
-                String arr = Indexing.identifier(l.buf().array()), idx = Indexing.index(l.buf(), d, row, col);
-                yield !vector ? arr + "[" + idx + "]"
-                        : Indexing.perRow(l.buf(), d) ? "(float16)(" + arr + "[" + idx + "])" : "vload16(0, " + arr + " + " + idx + ")";
-            }
+            case Expr.Load l -> load(l.buf(), d, row, col, vector);
+            case Expr.Gather g -> load(g.table(), d, Indexing.gatherRow(g, d, row, col, "%s[%s]"), col, vector);
             case Expr.Const c -> vector ? "(float16)(" + f(c.value()) + ")" : f(c.value());
             case Expr.Acc a -> acc;
             case Expr.Var v -> "v" + v.id() + suffix;
@@ -470,6 +488,12 @@ public final class OpenClRenderer {
                 default -> throw new IllegalStateException(b.op().toString());
             } + " " + expr(b.b(), d, row, col, acc, vector, suffix) + ")";
         };
+    }
+
+    private static String load(Buf b, Shape d, String row, String col, boolean vector) {
+        String arr = Indexing.identifier(b.array()), idx = Indexing.index(b, d, row, col);
+        return !vector ? arr + "[" + idx + "]"
+                : Indexing.perRow(b, d) ? "(float16)(" + arr + "[" + idx + "])" : "vload16(0, " + arr + " + " + idx + ")";
     }
 
     private static String unary(Op op, String x, boolean vector) {

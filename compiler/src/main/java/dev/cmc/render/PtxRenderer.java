@@ -70,6 +70,7 @@ public final class PtxRenderer {
             case Kernel.Normalize n -> new Launch(ceil(rows(n.domain(), batch), WARPS), 1, 1);
             case Kernel.ReduceCols r -> new Launch(ceil(rows(r.domain(), batch), WARPS), 1, 1);
             case Kernel.ReduceBatch r -> new Launch(ceil(r.domain().cols(), 32), 1, 1);
+            case Kernel.SegmentSum s -> new Launch(ceil((long) s.domain().rows() * s.domain().cols(), BLOCK), 1, 1);
             case Kernel.Transpose t -> new Launch(ceil(t.src().shape().rows() * t.src().shape().cols(), BLOCK), 1, 1);
             case Kernel.SumSquares s -> new Launch(1, 1, 1);
             case Kernel.AdamEma a -> new Launch(ceil(a.count(), BLOCK), 1, 1);
@@ -232,6 +233,7 @@ public final class PtxRenderer {
                 case Kernel.Normalize n -> normalize(n);
                 case Kernel.ReduceCols rc -> reduceCols(rc);
                 case Kernel.ReduceBatch rb -> reduceBatch(rb);
+                case Kernel.SegmentSum ss -> segmentSum(ss);
                 case Kernel.Transpose t -> transpose(t);
                 case Kernel.SumSquares s -> sumSquares(s);
                 case Kernel.AdamEma a -> adamEma(a);
@@ -359,6 +361,10 @@ public final class PtxRenderer {
         private String expr(Expr e, Ctx c) {
             return switch (e) {
                 case Expr.Load l -> loadGlobal(l.buf().array(), index(l.buf(), c.domain(), c.row(), c.col()));
+                case Expr.Gather g -> {
+                    String row = toInt(loadGlobal(g.index().array(), index(g.index(), c.domain(), c.row(), c.col())));
+                    yield loadGlobal(g.table().array(), index(g.table(), c.domain(), row, c.col()));
+                }
                 case Expr.Const k -> constF(k.value());
                 case Expr.Acc a -> c.acc();
                 case Expr.Var v -> c.vars().get(v.id());
@@ -616,6 +622,33 @@ public final class PtxRenderer {
                 acc = bin("div.rn.f32", acc, rowsF);
             }
             lets(rb.epilogue(), new Ctx(rb.domain(), constI(0), col, acc, new HashMap<>()));
+        }
+
+        /**
+         * One thread per element (k, c) of the [K,n] result, consecutive threads on consecutive columns so that
+         * each row of x is read coalesced; the group's rows summed in order, as every backend does.
+         */
+        private void segmentSum(Kernel.SegmentSum ss) {
+            Shape d = ss.domain(), src = Shape.batch(d.cols());
+            String idx = mad(special("%ctaid.x"), Integer.toString(BLOCK), special("%tid.x"));
+            exitIf(pred("ge.s32", idx, Integer.toString(d.rows() * d.cols())));
+            String k = bin("div.s32", idx, Integer.toString(d.cols())), col = bin("rem.s32", idx, Integer.toString(d.cols()));
+            String zero = constI(0);
+            String from = toInt(loadGlobal(ss.starts().array(), index(ss.starts(), d, k, zero)));
+            String to = toInt(loadGlobal(ss.starts().array(), index(ss.starts(), d, bin("add.s32", k, "1"), zero)));
+            String sum = accumulator();
+            loop(from, to, 1, j -> {
+                String row = toInt(loadGlobal(ss.order().array(), index(ss.order(), src, j, zero)));
+                addInto(sum, expr(ss.x(), new Ctx(src, row, col, null, new HashMap<>())));
+            });
+            lets(ss.epilogue(), new Ctx(d, k, col, sum, new HashMap<>()));
+        }
+
+        /** A row number held as a float, as an integer register. */
+        private String toInt(String x) {
+            String y = r();
+            op("cvt.rzi.s32.f32 " + y + ", " + x + ";");
+            return y;
         }
 
         /** Declares the block's shared "part" array, stores each thread's partial sum at its slot, waits for all. */

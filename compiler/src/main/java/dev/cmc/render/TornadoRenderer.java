@@ -129,6 +129,7 @@ public final class TornadoRenderer {
             case Kernel.Normalize n -> normalize(n);
             case Kernel.ReduceCols r -> reduceCols(r);
             case Kernel.ReduceBatch r -> reduceBatch(r);
+            case Kernel.SegmentSum r -> segmentSum(r);
             case Kernel.Transpose t -> transpose(t);
             case Kernel.SumSquares s -> sumSquares(s);
             case Kernel.AdamEma a -> adamEma(a);
@@ -271,6 +272,28 @@ public final class TornadoRenderer {
         line("}");
     }
 
+    /** One work-item per element of the [K,n] result, summing its group's rows in order, as the jvm backend does. */
+    private void segmentSum(Kernel.SegmentSum s) {
+        Shape d = s.domain(), src = Shape.batch(d.cols());
+        int n = d.cols();
+        String starts = var(s.starts().array());
+        line("for (@Parallel int i = 0; i < " + d.rows() * n + "; i++) {");
+        indent++;
+        line("int k = i / " + n + ", c = i % " + n + ";");
+        line("int j0 = (int) " + starts + ".get(" + Indexing.index(s.starts(), d, "k", "0") + "), j1 = (int) "
+                + starts + ".get(" + Indexing.index(s.starts(), d, "k + 1", "0") + ");");
+        columns(n, "c", vector -> {
+            line("float acc = 0f;");
+            line("for (int j = j0; j < j1; j++) {");
+            line("    int r = (int) " + var(s.order().array()) + ".get(" + Indexing.index(s.order(), src, "j", "0") + ");");
+            line("    acc += " + expr(s.x(), src, "r", "c", null, vector) + ";");
+            line("}");
+            lets(s.epilogue(), d, "k", "c", "acc", vector);
+        });
+        indent--;
+        line("}");
+    }
+
     // ---- the jvm backend's arithmetic, mirrored ----
 
     /** Columns [0, end) are computed in vectors by the jvm backend, [end, n) by scalar code. */
@@ -404,6 +427,7 @@ public final class TornadoRenderer {
     private String expr(Expr e, Shape d, String row, String col, String acc, boolean vector) {
         return switch (e) {
             case Expr.Load l -> var(l.buf().array()) + ".get(" + Indexing.index(l.buf(), d, row, col) + ")";
+            case Expr.Gather g -> var(g.table().array()) + ".get(" + Indexing.index(g.table(), d, Indexing.gatherRow(g, d, row, col, "%s.get(%s)"), col) + ")";
             case Expr.Const c -> f(c.value());
             case Expr.Acc a -> acc;
             case Expr.Var v -> "s" + v.id();

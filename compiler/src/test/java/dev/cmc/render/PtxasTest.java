@@ -44,6 +44,7 @@ class PtxasTest {
         out.add(Compiler.sampler(seed).program());
         out.add(Compiler.denoiser(seed).program());
         out.add(Compiler.trainStep(seed).program());
+        out.add(Compiler.trainStep(seed, null, Compiler.sigmaRows(seed, 4096)).program());   // σ embedded per distinct value
         out.add(Compiler.trainStep(spec("input_dim = 2; hidden_size = 40; num_layers = 2; activation = gelu; input_scaling = none;",
                 "method = ict; loss = l2; optimizer = radam; grad_clip = 1.0; weight_decay = 0.01;")).program());
         out.add(Compiler.trainStep(spec("input_dim = 3; hidden_size = 24; num_layers = 1; activation = relu; expansion = 3;", "method = edm;")).program());

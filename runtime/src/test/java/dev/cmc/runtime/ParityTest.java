@@ -198,12 +198,36 @@ class ParityTest {
         checkTrainStep(backend, student, teacher);
     }
 
+    /**
+     * CT and CD steps that embed σ once per distinct value (a gather forward, a segment sum back, the embedding's
+     * weight gradient as a GEMM over the table): σ pairs from a grid of 6 levels, so rows share σ, in a table
+     * of 8 rows, 3 or more of them padding.
+     */
+    @ParameterizedTest
+    @MethodSource("backendStream")
+    void groupedSigmaStepsMatchReference(Backend backend) {
+        Spec ct = SpecLoader.fromText("parity.cm", "model p { input_dim = 5; hidden_size = 40; num_layers = 2; expansion = 3; }\n"
+                + "data { source = \"builtin:none\"; }\ntrain { loss = pseudo_huber; }");
+        checkTrainStep(backend, ct, null, GRID_LEVELS + 2);
+        Spec student = SpecLoader.fromText("cd.cm", "model s { input_dim = 5; hidden_size = 32; num_layers = 1; expansion = 2; }\n"
+                + "data { source = \"builtin:none\"; }\ntrain { method = cd; teacher = \"t.safetensors\"; }");
+        Spec teacher = SpecLoader.fromText("t.cm", "model t { input_dim = 5; hidden_size = 48; num_layers = 1; expansion = 2; }\n"
+                + "data { source = \"builtin:none\"; }\ntrain { method = edm; }");
+        checkTrainStep(backend, student, teacher, GRID_LEVELS + 2);
+    }
+
+    private static final int GRID_LEVELS = 6;
+
     private void checkTrainStep(Backend backend, Spec spec) {
         checkTrainStep(backend, spec, null);
     }
 
     private void checkTrainStep(Backend backend, Spec spec, Spec teacher) {
-        var c = Compiler.trainStep(spec, teacher);
+        checkTrainStep(backend, spec, teacher, 0);
+    }
+
+    private void checkTrainStep(Backend backend, Spec spec, Spec teacher, int sigmaRows) {
+        var c = Compiler.trainStep(spec, teacher, sigmaRows);
         var teacherLayout = teacher == null ? null : new dev.cmc.model.ConsistencyModelGraph(teacher.model(), true).layout();
         float[] teacherWeights = teacher == null ? null : withLayerNorms(teacherLayout, teacherLayout.initialize(7), 7);
         int batch = 9, d = 5, n = c.layout().total();
@@ -212,19 +236,28 @@ class ParityTest {
         var rng = new SplittableRandom(12);
         float[] x0 = random(rng, batch * d, 1.5), z = random(rng, batch * d, 1.0);
         float[] hi = new float[batch], lo = new float[batch], w = new float[batch];
+        // CD's Heun step divides x − D(x, σ) by σ: near σ_min that difference cancels in fp32 on every
+        // backend alike, so its check starts at σ = 0.5 where the comparison measures kernels, not cancellation.
+        double sigmaFrom = teacher == null ? 0.002 : 0.5;
         for (int i = 0; i < batch; i++) {
-            // CD's Heun step divides x − D(x, σ) by σ: near σ_min that difference cancels in fp32 on every
-            // backend alike, so its check starts at σ = 0.5 where the comparison measures kernels, not cancellation.
-            lo[i] = (float) ((teacher == null ? 0.002 : 0.5) + rng.nextDouble() * 5);
-            hi[i] = lo[i] + (float) (rng.nextDouble() * 3);
+            if (sigmaRows > 0) {   // adjacent levels of a grid, as consistency training draws them
+                int level = rng.nextInt(GRID_LEVELS - 1);
+                lo[i] = (float) (sigmaFrom + level * 1.5);
+                hi[i] = (float) (sigmaFrom + (level + 1) * 1.5);
+            } else {
+                lo[i] = (float) (sigmaFrom + rng.nextDouble() * 5);
+                hi[i] = lo[i] + (float) (rng.nextDouble() * 3);
+            }
             w[i] = (float) (0.5 + rng.nextDouble());
         }
+        Map<String, float[]> groups = sigmaRows > 0 ? dev.cmc.compile.SigmaGroups.inputs(hi, lo, batch, sigmaRows) : Map.of();
         float[] before = params.clone();
         try (Executable exe = backend.load(c.program(), 12)) {
             exe.write("params", params, n);
             exe.write("target", target, n);
             if (teacher != null) exe.write("teacher", teacherWeights, teacherWeights.length);
             for (var e : Map.of("x0", x0, "z", z, "sigma_hi", hi, "sigma_lo", lo, "weight", w).entrySet()) exe.write(e.getKey(), e.getValue(), e.getValue().length);
+            groups.forEach((name, v) -> exe.write(name, v, v.length));
             float[] scalars = new float[dev.cmc.kernel.OptimizerScalars.SIZE];
             var t = spec.train();
             dev.cmc.kernel.OptimizerScalars.fill(scalars, t.optimizer(), 1, t.lr(), t.beta1(), t.beta2(), t.eps(), t.weightDecay(), 0.9, 0.99, 1.0);
@@ -233,6 +266,7 @@ class ParityTest {
 
             var values = new HashMap<String, double[]>();
             for (var e : Map.of("x0", x0, "z", z, "sigma_hi", hi, "sigma_lo", lo, "weight", w).entrySet()) values.put(e.getKey(), toDouble(e.getValue()));
+            groups.forEach((name, v) -> values.put(name, toDouble(v)));
             putParams(values, c.layout(), before, "");
             putParams(values, c.layout(), target, "target/");
             if (teacher != null) putParams(values, teacherLayout, teacherWeights, "teacher/");

@@ -1,6 +1,7 @@
 package dev.cmc.runtime.api;
 
 import dev.cmc.compile.Compiler;
+import dev.cmc.compile.SigmaGroups;
 import dev.cmc.dsl.Spec;
 import dev.cmc.kernel.OptimizerScalars;
 import dev.cmc.model.ConsistencyModelGraph;
@@ -26,6 +27,8 @@ public final class ConsistencyModel implements AutoCloseable {
     private final ParamLayout layout;
     private final float[] params, target, ema, adamM, adamV;
     private Executable sampler, denoiser, trainer;
+    /** Distinct σ the loaded training step embeds once each (0: it embeds per row); see {@link Compiler#sigmaRows}. */
+    private int trainerSigmaRows;
     private Spec teacherSpec;
     private float[] teacherWeights;
 
@@ -208,7 +211,7 @@ public final class ConsistencyModel implements AutoCloseable {
 
     /** Compiles and loads the training step now (it is otherwise done on the first step), for a batch size. */
     public void prepareTraining(int batch) {
-        trainer(batch);
+        trainer(batch, null, null);
     }
 
     public String backendName() { return backend.name(); }
@@ -254,7 +257,7 @@ public final class ConsistencyModel implements AutoCloseable {
      */
     public float trainStep(float[] x0, float[] z, float[] sigmaHi, float[] sigmaLo, float[] weight, double mu, boolean readLoss) {
         int b = sigmaHi.length;
-        Executable exe = trainer(b);
+        Executable exe = trainer(b, sigmaHi, sigmaLo);
         var t = spec.train();
         step++;
         float[] scalars = new float[OptimizerScalars.SIZE];
@@ -265,6 +268,7 @@ public final class ConsistencyModel implements AutoCloseable {
         exe.write("sigma_hi", sigmaHi, b);
         if (sigmaLo != null) exe.write("sigma_lo", sigmaLo, b);
         exe.write("weight", weight, b);
+        if (trainerSigmaRows > 0) SigmaGroups.inputs(sigmaHi, sigmaLo, b, trainerSigmaRows).forEach((name, v) -> exe.write(name, v, v.length));
         exe.write("scalars", scalars, scalars.length);
         exe.run(b);
         if (!(exe instanceof JvmExecutable)) deviceAhead = true;
@@ -274,14 +278,24 @@ public final class ConsistencyModel implements AutoCloseable {
         return loss[0];
     }
 
-    private Executable trainer(int batch) {
-        if (trainer == null || trainer.maxBatch() < batch) {
+    /**
+     * The training step, compiled and loaded for at least this batch and for as many distinct σ as this one
+     * has (the σ arrays may be null when preparing ahead of any batch).
+     */
+    private Executable trainer(int batch, float[] sigmaHi, float[] sigmaLo) {
+        boolean rebuild = trainer == null || trainer.maxBatch() < batch;
+        int distinct = sigmaHi == null || !(rebuild || trainerSigmaRows > 0) ? 0
+                : Math.max(SigmaGroups.distinct(sigmaHi, batch), sigmaLo == null ? 0 : SigmaGroups.distinct(sigmaLo, batch));
+        if (rebuild || distinct > trainerSigmaRows && trainerSigmaRows > 0) {
             sync();
             if (trainer != null) trainer.close();
             if (spec.train().method().equals("cd") && teacherSpec == null) {
                 throw new IllegalStateException("method = cd: load the teacher first (withTeacher)");
             }
-            trainer = backend.load(Compiler.trainStep(spec, teacherSpec).program(), batch);
+            int rows = Compiler.sigmaRows(spec, batch);
+            // More distinct σ than the method's grid gives (a caller's own σ, a run past its schedule): per row.
+            trainerSigmaRows = distinct > rows ? 0 : rows;
+            trainer = backend.load(Compiler.trainStep(spec, teacherSpec, trainerSigmaRows).program(), batch);
             if (teacherWeights != null) trainer.write("teacher", teacherWeights, teacherWeights.length);
             hostAhead = true;
             if (trainer instanceof JvmExecutable j) {

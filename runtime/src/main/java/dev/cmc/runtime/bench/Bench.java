@@ -1,6 +1,7 @@
 package dev.cmc.runtime.bench;
 
 import dev.cmc.compile.Compiler;
+import dev.cmc.compile.SigmaGroups;
 import dev.cmc.dsl.Spec;
 import dev.cmc.kernel.OptimizerScalars;
 import dev.cmc.kernel.Program;
@@ -107,7 +108,7 @@ public final class Bench {
         progress.at(label + ": generating and loading kernels", ++done, total);
         long t0 = System.nanoTime();
         var sampler = Compiler.sampler(spec);
-        var train = Compiler.trainStep(spec);
+        var train = trainStep(spec, trainBatch);
         double generateMs = (System.nanoTime() - t0) / 1e6;
         int maxBatch = Collections.max(batches);
         long t1 = System.nanoTime();
@@ -144,7 +145,7 @@ public final class Bench {
                 cases.add(new Sampling(b, one, two));
             }
             progress.at(label + ": CT training step at batch " + trainBatch, ++done, total);
-            loadTrainingInputs(t, train.layout().initialize(1), d, trainBatch, rng);
+            loadTrainingInputs(t, spec, train.layout().initialize(1), trainBatch, rng);
             double stepMs = time(() -> t.run(trainBatch), seconds);
             Map<String, Double> sampleKernels = profile ? kernelTimes(s, batches.getFirst()) : Map.of();
             Map<String, Double> stepKernels = profile ? kernelTimes(t, trainBatch) : Map.of();
@@ -158,25 +159,55 @@ public final class Bench {
 
     /** The median time of one CT step at a batch size, nothing else measured (for the scaling sweep). */
     public static double stepMs(Spec spec, Backend backend, int batch, double seconds) {
-        var train = Compiler.trainStep(spec);
+        var train = trainStep(spec, batch);
         try (Executable t = backend.load(train.program(), batch)) {
-            loadTrainingInputs(t, train.layout().initialize(1), spec.model().inputDim(), batch, new SplittableRandom(3));
+            loadTrainingInputs(t, spec, train.layout().initialize(1), batch, new SplittableRandom(3));
             return time(() -> t.run(batch), seconds);
         }
     }
 
-    /** Weights, a target, a batch of data and noise and σ pairs, and Adam's scalars: a CT step on real numbers. */
-    static void loadTrainingInputs(Executable t, float[] params, int d, int batch, SplittableRandom rng) {
+    /** The training step as {@code cmc train} compiles it for this batch (σ embedded once per distinct σ where that pays). */
+    public static Compiler.Compiled trainStep(Spec spec, int batch) {
+        return Compiler.trainStep(spec, null, Compiler.sigmaRows(spec, batch));
+    }
+
+    /**
+     * Weights, a target, a batch of data and noise, σ pairs from the end of the spec's CT curriculum (its
+     * finest grid, adjacent levels drawn uniformly) and Adam's scalars: a CT step on real numbers.
+     */
+    static void loadTrainingInputs(Executable t, Spec spec, float[] params, int batch, SplittableRandom rng) {
         t.write("params", params, params.length);
         t.write("target", params, params.length);
         t.write("ema", params, params.length);
-        float[] x0 = new float[batch * d], z = new float[batch * d], hi = new float[batch], lo = new float[batch], w = new float[batch];
+        int d = spec.model().inputDim();
+        float[] x0 = new float[batch * d], z = new float[batch * d], w = new float[batch];
         for (int i = 0; i < x0.length; i++) { x0[i] = (float) (0.5 * rng.nextGaussian()); z[i] = (float) rng.nextGaussian(); }
-        for (int i = 0; i < batch; i++) { lo[i] = (float) (0.002 + rng.nextDouble()); hi[i] = lo[i] * 1.5f; w[i] = 1; }
-        for (var e : Map.of("x0", x0, "z", z, "sigma_hi", hi, "sigma_lo", lo, "weight", w).entrySet()) t.write(e.getKey(), e.getValue(), e.getValue().length);
+        java.util.Arrays.fill(w, 1);
+        float[][] sigma = sigmaPairs(spec, batch, rng);
+        for (var e : Map.of("x0", x0, "z", z, "sigma_hi", sigma[0], "sigma_lo", sigma[1], "weight", w).entrySet()) t.write(e.getKey(), e.getValue(), e.getValue().length);
+        writeSigmaGroups(t, spec, sigma, batch);
         float[] sc = new float[OptimizerScalars.SIZE];
         OptimizerScalars.fill(sc, "adam", 1, 1e-5, 0.9, 0.999, 1e-8, 0, 0.9, 0.999, 1);
         t.write("scalars", sc, sc.length);
+    }
+
+    /** {σ_hi, σ_lo} for a batch: adjacent levels of the spec's finest CT grid (N = s1 + 1), drawn uniformly. */
+    public static float[][] sigmaPairs(Spec spec, int batch, SplittableRandom rng) {
+        var m = spec.model();
+        double[] grid = Schedules.karras(spec.train().s1() + 1, m.sigmaMin(), m.sigmaMax(), spec.schedule().rho());
+        float[] hi = new float[batch], lo = new float[batch];
+        for (int i = 0; i < batch; i++) {
+            int level = rng.nextInt(grid.length - 1);
+            lo[i] = (float) grid[level];
+            hi[i] = (float) grid[level + 1];
+        }
+        return new float[][]{hi, lo};
+    }
+
+    /** The σ groups a step from {@link #trainStep} reads, where it embeds σ once per distinct value. */
+    public static void writeSigmaGroups(Executable t, Spec spec, float[][] sigma, int batch) {
+        int rows = Compiler.sigmaRows(spec, batch);
+        if (rows > 0) SigmaGroups.inputs(sigma[0], sigma[1], batch, rows).forEach((name, v) -> t.write(name, v, v.length));
     }
 
     /** What cmc allocates on the device for a program at a batch size. */
@@ -216,9 +247,9 @@ public final class Bench {
      * {@code every} steps. The first tenth is warm-up (JIT, allocator pools); growth after it would be a leak.
      */
     public static Soak soak(Spec spec, Backend backend, String label, int batch, long steps, int every, Progress progress) {
-        var train = Compiler.trainStep(spec);
+        var train = trainStep(spec, batch);
         try (Executable t = backend.load(train.program(), batch)) {
-            loadTrainingInputs(t, train.layout().initialize(1), spec.model().inputDim(), batch, new SplittableRandom(2));
+            loadTrainingInputs(t, spec, train.layout().initialize(1), batch, new SplittableRandom(2));
             float[] loss = new float[1];
             long deviceBytes = arrayBytes(train.program(), batch);
             var samples = new ArrayList<SoakSample>();

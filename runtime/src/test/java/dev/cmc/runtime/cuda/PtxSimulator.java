@@ -521,6 +521,7 @@ final class PtxSimulator {
                     case "cos.approx.f32" -> r[a[0].reg] = bits((float) Math.cos(f(get(t, a[1]))));
                     case "cvt.rni.f32.f32" -> r[a[0].reg] = bits((float) Math.rint(f(get(t, a[1]))));
                     case "cvt.rn.f32.s32" -> r[a[0].reg] = bits((float) i(get(t, a[1])));
+                    case "cvt.rzi.s32.f32" -> r[a[0].reg] = (int) f(get(t, a[1]));
                     case "selp.f32", "selp.s32" -> r[a[0].reg] = get(t, a[3]) != 0 ? get(t, a[1]) : get(t, a[2]);
                     default -> {
                         if (!op.startsWith("setp.")) throw new IllegalStateException(e.name + ": the simulator does not know: " + in.text);

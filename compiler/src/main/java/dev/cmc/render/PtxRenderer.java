@@ -89,16 +89,18 @@ public final class PtxRenderer {
 
     /**
      * Whether a kernel may split K, and so takes the workspace (after its arrays) and has a {@link #fixupName}
-     * kernel: TN GEMMs, and NN GEMMs over the batch with K of 1024 or more.
+     * kernel: TN GEMMs, and NN GEMMs with K of 1024 or more over the batch or over at most 512 fixed rows (the
+     * weight gradient of an embedding computed per distinct σ, whose K is the σ table).
      */
     public static boolean splitsK(Kernel k) {
-        return k instanceof Kernel.Gemm g && (g.transposeA() || g.domain().batched() && g.k() >= LONG_K);
+        return k instanceof Kernel.Gemm g
+                && (g.transposeA() || g.k() >= LONG_K && (g.domain().batched() || g.domain().rows() <= FEW_ROWS));
     }
 
     /** Floats of workspace a kernel needs at any batch up to maxBatch: a partial product per K slice. */
     public static long workspaceFloats(Kernel k, int maxBatch) {
         if (!(k instanceof Kernel.Gemm g) || !splitsK(g)) return 0;
-        int rows = g.transposeA() ? g.domain().rows() : Math.min(maxBatch, FEW_ROWS);
+        int rows = g.transposeA() || !g.domain().batched() ? g.domain().rows() : Math.min(maxBatch, FEW_ROWS);
         return (long) splits(g, g.transposeA() ? maxBatch : rows) * rows * g.domain().cols();
     }
 
@@ -770,6 +772,7 @@ public final class PtxRenderer {
             if (g.transposeA()) {
                 return bin("min.s32", bin("max.s32", bin("div.s32", rows, Integer.toString(SPLIT_ROWS)), "1"), Integer.toString(MAX_SPLITS));
             }
+            if (!g.domain().batched()) return constI(NN_SPLITS);   // fixed rows: splitsK admitted at most FEW_ROWS
             String few = pred("le.s32", rows, Integer.toString(FEW_ROWS)), s = r();
             op("selp.s32 " + s + ", " + NN_SPLITS + ", 1, " + few + ";");
             return s;

@@ -44,7 +44,9 @@ class PtxasTest {
         out.add(Compiler.sampler(seed).program());
         out.add(Compiler.denoiser(seed).program());
         out.add(Compiler.trainStep(seed).program());
-        out.add(Compiler.trainStep(seed, null, Compiler.sigmaRows(seed, 4096)).program());   // σ embedded per distinct value
+        // iCT at batch 4,096: σ embedded once per each of 1,280 grid levels; the embedding's weight gradient splits K
+        Spec ict = spec("input_dim = 64; hidden_size = 256; num_layers = 4;", "method = ict;");
+        out.add(Compiler.trainStep(ict, null, Compiler.sigmaRows(ict, 4096)).program());
         out.add(Compiler.trainStep(spec("input_dim = 2; hidden_size = 40; num_layers = 2; activation = gelu; input_scaling = none;",
                 "method = ict; loss = l2; optimizer = radam; grad_clip = 1.0; weight_decay = 0.01;")).program());
         out.add(Compiler.trainStep(spec("input_dim = 3; hidden_size = 24; num_layers = 1; activation = relu; expansion = 3;", "method = edm;")).program());
@@ -63,11 +65,14 @@ class PtxasTest {
         var pool = java.util.concurrent.Executors.newFixedThreadPool(Runtime.getRuntime().availableProcessors());
         try {
             var checks = new ArrayList<java.util.concurrent.Future<?>>();
-            for (Program p : programs()) {
+            List<Program> programs = programs();
+            for (int i = 0; i < programs.size(); i++) {
+                Program p = programs.get(i);
+                String file = i + "_" + p.name();   // programs of specs with one name share a program name
                 for (PtxRenderer.Matmul m : PtxRenderer.Matmul.values()) {
                     if (m != PtxRenderer.Matmul.FMA && p.name().equals("peak_fma")) continue;
                     String ptx = p.name().equals("peak_fma") ? PtxRenderer.renderPeak(p, arch) : PtxRenderer.render(p, "ptxas test", arch, m);
-                    checks.add(pool.submit(() -> { assemble(ptxas, arch, dir.resolve(p.name() + "_" + m), ptx, p.name() + " (" + m.description + ") for " + arch); return null; }));
+                    checks.add(pool.submit(() -> { assemble(ptxas, arch, dir.resolve(file + "_" + m), ptx, p.name() + " (" + m.description + ") for " + arch); return null; }));
                 }
             }
             for (var c : checks) {

@@ -31,10 +31,24 @@ class GemmKernelTest {
             "FMA, false, 70, 1030, 72", "TF32X3, false, 70, 1030, 72", "TF32, false, 130, 64, 70", "TF32X3, true, 300, 300, 70",
             "BF16, false, 70, 40, 72", "BF16, true, 300, 300, 70", "BF16, false, 70, 1030, 72"})
     void oneGemmAgreesWithFloat64(PtxRenderer.Matmul matmul, boolean transposeA, int batch, int k, int n) {
+        assertGemmAgreesWithFloat64(matmul, transposeA, false, batch, k, n);
+    }
+
+    /**
+     * An NN GEMM over fixed rows with a long K (an embedding's weight gradient over a σ table of 1,030 rows) is
+     * cut into eight K slices too, whatever the batch.
+     */
+    @ParameterizedTest(name = "{0} fixed rows={1} k={2}")
+    @CsvSource({"FMA, 70, 1030", "TF32X3, 200, 1030", "BF16, 1, 1030"})
+    void fixedRowGemmWithLongKSplitsK(PtxRenderer.Matmul matmul, int rows, int k) {
+        assertGemmAgreesWithFloat64(matmul, false, true, rows, k, 72);
+    }
+
+    private static void assertGemmAgreesWithFloat64(PtxRenderer.Matmul matmul, boolean transposeA, boolean fixedRows, int batch, int k, int n) {
         int m = transposeA ? n + 78 : batch;
-        Buf a = transposeA ? Buf.whole("a", Shape.fixed(k, m)) : Buf.whole("a", Shape.batch(k));
+        Buf a = transposeA ? Buf.whole("a", Shape.fixed(k, m)) : Buf.whole("a", fixedRows ? Shape.fixed(m, k) : Shape.batch(k));
         Buf b = transposeA ? Buf.whole("b", Shape.batch(n)) : Buf.whole("b", Shape.fixed(k, n));
-        Shape domain = transposeA ? Shape.fixed(m, n) : Shape.batch(n);
+        Shape domain = transposeA ? Shape.fixed(m, n) : fixedRows ? Shape.fixed(m, n) : Shape.batch(n);
         Buf out = Buf.whole("out", domain);
         // The epilogue adds 1 so that a fixup which skipped it, or ran it per slice, shows.
         var plusOne = new Expr.Binary(dev.cmc.ir.Op.ADD, new Expr.Acc(), new Expr.Const(1));
@@ -50,10 +64,12 @@ class GemmKernelTest {
         for (int i = 0; i < av.length; i++) av[i] = (float) (rng.nextDouble() * 2 - 1);
         for (int i = 0; i < bv.length; i++) bv[i] = (float) (rng.nextDouble() * 2 - 1);
         float[] got = new float[m * n];
-        try (var exe = new SimulatedCudaBackend(matmul).load(program, batch)) {
+        // A fixed-row GEMM's slices do not depend on the batch: run it at batch 1.
+        int runBatch = fixedRows ? 1 : batch;
+        try (var exe = new SimulatedCudaBackend(matmul).load(program, runBatch)) {
             exe.write("a", av, av.length);
             exe.write("b", bv, bv.length);
-            exe.run(batch);
+            exe.run(runBatch);
             exe.read("out", got, got.length);
         }
         double worst = 0, scale = 0;

@@ -34,7 +34,9 @@ class TornadoCompileTest {
         programs.add(Compiler.sampler(seed).program());
         programs.add(Compiler.denoiser(seed).program());
         programs.add(Compiler.trainStep(seed).program());
-        programs.add(Compiler.trainStep(seed, null, Compiler.sigmaRows(seed, 4096)).program());   // σ embedded per distinct value
+        // iCT at batch 4,096: σ embedded once per each of 1,280 grid levels; the embedding's weight gradient splits K
+        Spec ict = spec("input_dim = 64; hidden_size = 256; num_layers = 4;", "method = ict;");
+        programs.add(Compiler.trainStep(ict, null, Compiler.sigmaRows(ict, 4096)).program());
         programs.add(Compiler.trainStep(spec("input_dim = 2; hidden_size = 40; num_layers = 2; activation = gelu; input_scaling = none;",
                 "method = ict; loss = l2; optimizer = radam; grad_clip = 1.0; weight_decay = 0.01;")).program());
         programs.add(Compiler.trainStep(spec("input_dim = 3; hidden_size = 24; num_layers = 1; activation = relu; expansion = 3;", "method = edm;")).program());

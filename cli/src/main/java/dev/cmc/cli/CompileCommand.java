@@ -54,7 +54,9 @@ final class CompileCommand implements Callable<Integer> {
         var backend = target.equals("jvm") ? new JvmBackend() : null;
         var files = new LinkedHashMap<String, String>();
         String header = "cmc " + s.fileName() + " (model " + s.name() + ")";
-        var trainStep = Compiler.trainStep(s, null, Compiler.sigmaRows(s, s.train().batchSize()));   // as `cmc train` compiles it
+        // The training step as `cmc train` compiles it: with the teacher's kernels for cd, σ grouped where that pays.
+        Spec teacher = s.train().method().equals("cd") ? dev.cmc.runtime.train.Distillation.teacherSpec(s) : null;
+        var trainStep = Compiler.trainStep(s, teacher, Compiler.sigmaRows(s, s.train().batchSize()));
         for (Compiler.Compiled c : new Compiler.Compiled[]{Compiler.sampler(s), trainStep}) {
             Program p = c.program();
             String h = header + ", program " + p.name();

@@ -72,6 +72,33 @@ class CliTest {
         }
     }
 
+    /**
+     * A distillation spec compiles with its teacher's kernels, from the spec inside the teacher's checkpoint,
+     * and with σ embedded once per grid level (n_steps = 18 against 256 rows); without the checkpoint, a
+     * one-line error names the key.
+     */
+    @Test
+    void compileOfADistillationSpecReadsItsTeacher(@TempDir Path dir) throws Exception {
+        Path teacherSpec = dir.resolve("teacher.cm"), student = dir.resolve("student.cm"), ckpt = dir.resolve("teacher.safetensors");
+        Files.writeString(teacherSpec, "model t { input_dim = 2; hidden_size = 16; num_layers = 1; }\ntrain { method = edm; }\n");
+        Files.writeString(student, "model s { input_dim = 2; hidden_size = 16; num_layers = 1; }\nschedule { n_steps = 18; }\n"
+                + "train { method = cd; batch_size = 256; teacher = \"" + ckpt.toString().replace("\\", "/") + "\"; }\n");
+        Run missing = cmc("compile", student.toString());
+        assertEquals(2, missing.code());
+        assertTrue(missing.err().contains("train.teacher") && missing.err().contains("no such file"), missing.err());
+        assertNoStackTrace(missing);
+
+        var spec = dev.cmc.dsl.SpecLoader.fromFile(teacherSpec, java.util.List.of());
+        try (var teacher = dev.cmc.runtime.api.ConsistencyModel.build(spec)) {
+            dev.cmc.runtime.train.Checkpoint.save(teacher, ckpt);
+        }
+        Run r = cmc("compile", student.toString(), "--emit", dir.resolve("out").toString());
+        assertEquals(0, r.code(), r.err());
+        String plan = Files.readString(dir.resolve("out").resolve("s_train_step.plan.txt"));
+        assertTrue(plan.contains("k_matmul_teacher_block0_up_mm"), "the step lacks its teacher's kernels");
+        assertTrue(plan.contains("k_segment_sum_d_embed_act"), "σ is not embedded once per grid level");
+    }
+
     @Test
     void compileForCudaWritesPtxForTheChosenArchitecture(@TempDir Path dir) throws Exception {
         Run r = cmc("compile", SEED.toString(), "--target", "cuda", "--arch", "sm_80", "--emit", dir.toString());

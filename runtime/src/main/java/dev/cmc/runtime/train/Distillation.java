@@ -25,16 +25,12 @@ public final class Distillation {
     public static boolean attachTeacher(ConsistencyModel student) {
         Spec s = student.spec();
         Path file = Path.of(s.train().teacher());
-        String where = s.fileName() + " (train.teacher = \"" + file + "\")";
-        Spec teacher;
+        Spec teacher = teacherSpec(s);
         float[] weights;
         try {
-            teacher = SpecLoader.fromText(file + " [spec in metadata]", Checkpoint.specText(file));
             weights = Checkpoint.emaWeights(file, new ConsistencyModelGraph(teacher.model(), true).layout().total());
         } catch (IOException e) {
-            throw new TeacherMismatchException(where + ": " + e.getMessage());
-        } catch (SpecException e) {
-            throw new TeacherMismatchException(where + ": the spec inside the teacher checkpoint does not validate: " + e.getMessage());
+            throw new TeacherMismatchException(where(s) + ": " + e.getMessage());
         }
         var m = s.model();
         var tm = teacher.model();
@@ -43,11 +39,33 @@ public final class Distillation {
                 : tm.sigmaMin() != m.sigmaMin() ? "sigma_min " + tm.sigmaMin() + " in the teacher, " + m.sigmaMin() + " in the student"
                 : tm.sigmaMax() != m.sigmaMax() ? "sigma_max " + tm.sigmaMax() + " in the teacher, " + m.sigmaMax() + " in the student"
                 : null;
-        if (problem != null) throw new TeacherMismatchException(where + " does not fit " + s.fileName() + ": " + problem);
+        if (problem != null) throw new TeacherMismatchException(where(s) + " does not fit " + s.fileName() + ": " + problem);
         student.withTeacher(teacher, weights);
         if (student.step() != 0 || !sameTrunk(m, tm)) return false;
         startFromTeacher(student, weights);
         return true;
+    }
+
+    /**
+     * The spec inside train.teacher's checkpoint: what a distillation step's teacher kernels are compiled from.
+     * An error names the student's file and key, and says how to get the checkpoint.
+     */
+    public static Spec teacherSpec(Spec student) {
+        Path file = Path.of(student.train().teacher());
+        if (!java.nio.file.Files.isRegularFile(file)) {
+            throw new TeacherMismatchException(where(student) + ": no such file; train the teacher first (cmc train TEACHER.cm writes its checkpoint)");
+        }
+        try {
+            return SpecLoader.fromText(file + " [spec in metadata]", Checkpoint.specText(file));
+        } catch (IOException e) {
+            throw new TeacherMismatchException(where(student) + ": " + e.getMessage());
+        } catch (SpecException e) {
+            throw new TeacherMismatchException(where(student) + ": the spec inside the teacher checkpoint does not validate: " + e.getMessage());
+        }
+    }
+
+    private static String where(Spec student) {
+        return student.fileName() + " (train.teacher = \"" + student.train().teacher() + "\")";
     }
 
     /** Whether the teacher's weights fit the student's layout one for one. */

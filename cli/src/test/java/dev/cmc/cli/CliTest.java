@@ -85,7 +85,7 @@ class CliTest {
                 + "train { method = cd; batch_size = 256; teacher = \"" + ckpt.toString().replace("\\", "/") + "\"; }\n");
         Run missing = cmc("compile", student.toString());
         assertEquals(2, missing.code());
-        assertTrue(missing.err().contains("train.teacher") && missing.err().contains("no such file"), missing.err());
+        assertTrue(missing.err().contains("train.teacher") && missing.err().contains("no such checkpoint file"), missing.err());
         assertNoStackTrace(missing);
 
         var spec = dev.cmc.dsl.SpecLoader.fromFile(teacherSpec, java.util.List.of());

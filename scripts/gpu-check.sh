@@ -54,13 +54,16 @@ run)
   CMC_CUDA_FP32_MATMUL=fma bench fma 50 --batch 1048576,4096 --train-batch 4096 --profile
   bench tf32 50 --set target.precision=tf32 --batch 1048576 --train-batch 4096 --profile
   bench bf16 40 --set target.precision=bf16 --batch 1048576 --train-batch 4096
+  #    128×128 tensor-core tiles (8 warps, 2-stage pipeline) against the default 128×64, fp32 (3xTF32) and tf32.
+  CMC_CUDA_TILES=wide bench wide 50 --batch 1048576,4096 --train-batch 4096 --profile
+  CMC_CUDA_TILES=wide bench wide_tf32 40 --set target.precision=tf32 --batch 1048576 --train-batch 4096
   # 2. PyTorch on the same card in the same run: its figures for the same comparisons.
   if [[ -f .gpu/torch_cm_bench.py ]]; then
     OUT="$out" timeout 150 python3 .gpu/gpu_torch_peer.py > "$out/torch.txt" 2>&1 || echo "torch peer failed (see torch.txt)"
     grep -v '^ \|^[{}]\|Warning\|warn' "$out/torch.txt" | tail -8
   fi
-  # 3. Parity on the GPU: every kernel against float64 (fp32, tf32, 3xTF32, bf16), 200 steps against the jvm curve.
-  timeout 100 "${java[@]}" -Dcmc.parity.backends=cuda: -cp .gpu/junit.jar:.gpu/cmc.jar:.gpu/runtime-tests.jar:.gpu/compiler-tests.jar \
+  # 3. Parity on the GPU: every kernel against float64 (fp32, tf32, 3xTF32, bf16, wide tiles), 200 steps against the jvm curve.
+  timeout 120 "${java[@]}" -Dcmc.parity.backends=cuda: -cp .gpu/junit.jar:.gpu/cmc.jar:.gpu/runtime-tests.jar:.gpu/compiler-tests.jar \
       org.junit.platform.console.ConsoleLauncher execute \
       --select-class dev.cmc.runtime.ParityTest --select-method dev.cmc.runtime.train.CudaTrainingTest#eachGpuFollowsTheJvmLossCurve \
       --details=tree --disable-banner > "$out/parity.txt" 2>&1 || echo "parity: failures or timeout (see parity.txt)"

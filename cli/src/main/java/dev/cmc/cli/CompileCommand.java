@@ -63,7 +63,7 @@ final class CompileCommand implements Callable<Integer> {
             if (backend != null) files.putAll(backend.render(p, h));
             else if (target.equals("tornado")) files.put(dev.cmc.render.TornadoRenderer.className(p) + ".java", dev.cmc.render.TornadoRenderer.render(p, JvmBackend.lanes(), h));
             else if (target.equals("cuda")) files.put(dev.cmc.render.JavaRenderer.className(p) + "." + arch + ".ptx", dev.cmc.render.PtxRenderer.render(p, h, arch,
-                    dev.cmc.render.PtxRenderer.Matmul.of(precision, dev.cmc.runtime.cuda.CudaBackend.fp32Matmul())));
+                    dev.cmc.render.PtxRenderer.Matmul.of(precision, dev.cmc.runtime.cuda.CudaBackend.fp32Matmul()), dev.cmc.runtime.cuda.CudaBackend.configuredTiling()));
             else files.put(dev.cmc.render.JavaRenderer.className(p) + ".cl", dev.cmc.render.OpenClRenderer.render(p, h));
             files.put(p.name() + ".plan.txt", p.plan());
             if (target.equals("cuda")) files.put(p.name() + ".cuda-graph.txt", dev.cmc.runtime.cuda.StreamPlan.of(p, dev.cmc.runtime.cuda.StreamPlan.configuredStreams()).describe(p));

@@ -71,8 +71,12 @@ class PtxasTest {
                 String file = i + "_" + p.name();   // programs of specs with one name share a program name
                 for (PtxRenderer.Matmul m : PtxRenderer.Matmul.values()) {
                     if (m != PtxRenderer.Matmul.FMA && p.name().equals("peak_fma")) continue;
-                    String ptx = p.name().equals("peak_fma") ? PtxRenderer.renderPeak(p, arch) : PtxRenderer.render(p, "ptxas test", arch, m);
-                    checks.add(pool.submit(() -> { assemble(ptxas, arch, dir.resolve(file + "_" + m), ptx, p.name() + " (" + m.description + ") for " + arch); return null; }));
+                    // 128×128 tensor-core tiles too, for the seed sampler and training step: the shapes they are for.
+                    for (PtxRenderer.Tiling tiling : (i == 0 || i == 2) && m != PtxRenderer.Matmul.FMA ? PtxRenderer.Tiling.values() : new PtxRenderer.Tiling[]{PtxRenderer.Tiling.NARROW}) {
+                        String ptx = p.name().equals("peak_fma") ? PtxRenderer.renderPeak(p, arch) : PtxRenderer.render(p, "ptxas test", arch, m, tiling);
+                        String what = p.name() + " (" + m.description + ", " + tiling.name().toLowerCase() + " tiles) for " + arch;
+                        checks.add(pool.submit(() -> { assemble(ptxas, arch, dir.resolve(file + "_" + m + "_" + tiling), ptx, what); return null; }));
+                    }
                 }
             }
             for (var c : checks) {

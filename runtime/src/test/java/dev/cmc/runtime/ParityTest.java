@@ -49,6 +49,10 @@ class ParityTest {
                     new dev.cmc.runtime.cuda.CudaBackend(d.index()).withPrecision("bf16")));
             all.add(Named.of("cuda:" + d.index() + " " + d.name() + " with 3xTF32 GEMMs",
                     new dev.cmc.runtime.cuda.CudaBackend(d.index()).withMatmul(dev.cmc.render.PtxRenderer.Matmul.TF32X3)));
+            for (var m : List.of(dev.cmc.render.PtxRenderer.Matmul.TF32X3, dev.cmc.render.PtxRenderer.Matmul.TF32)) {
+                all.add(Named.of("cuda:" + d.index() + " " + d.name() + " with " + m.description + " in 128x128 tiles",
+                        new dev.cmc.runtime.cuda.CudaBackend(d.index()).withMatmul(m).withTiling(dev.cmc.render.PtxRenderer.Tiling.WIDE)));
+            }
         }
         if (dev.cmc.runtime.cuda.CudaDevices.unavailable() != null) {
             skipped("cuda on a GPU skipped: " + dev.cmc.runtime.cuda.CudaDevices.unavailable() + " (its PTX runs in the simulator instead)");
@@ -59,6 +63,8 @@ class ParityTest {
         all.add(Named.of("cuda PTX with tf32 tensor-core GEMMs, simulated", new dev.cmc.runtime.cuda.SimulatedCudaBackend(dev.cmc.render.PtxRenderer.Matmul.TF32)));
         all.add(Named.of("cuda PTX with bf16 tensor-core GEMMs, simulated", new dev.cmc.runtime.cuda.SimulatedCudaBackend(dev.cmc.render.PtxRenderer.Matmul.BF16)));
         all.add(Named.of("cuda PTX with 3xTF32 GEMMs, simulated", new dev.cmc.runtime.cuda.SimulatedCudaBackend(dev.cmc.render.PtxRenderer.Matmul.TF32X3)));
+        all.add(Named.of("cuda PTX with 3xTF32 GEMMs in 128x128 tiles, simulated",
+                new dev.cmc.runtime.cuda.SimulatedCudaBackend(dev.cmc.render.PtxRenderer.Matmul.TF32X3, dev.cmc.render.PtxRenderer.Tiling.WIDE)));
         // -Dcmc.parity.backends=cuda: keeps the backends whose names start so (a GPU session's minutes are few).
         String only = System.getProperty("cmc.parity.backends", "");
         if (!only.isBlank()) all.removeIf(b -> java.util.Arrays.stream(only.split(",")).noneMatch(prefix -> b.getName().startsWith(prefix.strip())));

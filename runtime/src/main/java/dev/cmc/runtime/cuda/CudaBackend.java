@@ -26,6 +26,24 @@ public final class CudaBackend implements Backend {
         throw new IllegalArgumentException("CMC_CUDA_FP32_MATMUL=" + v + ": expected 3xtf32 (the default) or fma");
     }
 
+    private PtxRenderer.Tiling tiling = configuredTiling();
+
+    /**
+     * How tensor-core GEMMs are tiled: 128×64 (the default), or with CMC_CUDA_TILES=wide 128×128 where they have
+     * 128 columns or more (see {@link PtxRenderer.Tile}). Not yet timed on a GPU: scripts/gpu-check.sh times both.
+     */
+    public static PtxRenderer.Tiling configuredTiling() {
+        String v = System.getenv("CMC_CUDA_TILES");
+        if (v == null || v.isBlank() || v.equalsIgnoreCase("narrow")) return PtxRenderer.Tiling.NARROW;
+        if (v.equalsIgnoreCase("wide")) return PtxRenderer.Tiling.WIDE;
+        throw new IllegalArgumentException("CMC_CUDA_TILES=" + v + ": expected narrow (128×64, the default) or wide (128×128)");
+    }
+
+    public CudaBackend withTiling(PtxRenderer.Tiling t) {
+        this.tiling = t;
+        return this;
+    }
+
     /** target.precision: fp32 (see {@link #fp32Matmul}), or tf32 or bf16 GEMMs on the tensor cores (fp32 accumulation). */
     public CudaBackend withPrecision(String precision) {
         return withMatmul(PtxRenderer.Matmul.of(precision, fp32Matmul()));
@@ -54,17 +72,19 @@ public final class CudaBackend implements Backend {
 
     @Override
     public String deviceName() {
-        return device.name() + " (compute capability " + device.major() + "." + device.minor() + "; " + matmul.description + ")";
+        return device.name() + " (compute capability " + device.major() + "." + device.minor() + "; " + matmul.description
+                + (tiling == PtxRenderer.Tiling.WIDE ? ", 128×128 tiles" : "") + ")";
     }
 
     @Override
     public Map<String, String> render(Program program, String header) {
-        return Map.of(JavaRenderer.className(program) + "." + device.arch() + ".ptx", PtxRenderer.render(program, header, device.arch(), matmul));
+        return Map.of(JavaRenderer.className(program) + "." + device.arch() + ".ptx", PtxRenderer.render(program, header, device.arch(), matmul, tiling));
     }
 
     @Override
     public CudaExecutable load(Program program, int maxBatch) {
-        return new CudaExecutable(device, program, PtxRenderer.render(program, "program " + program.name(), device.arch(), matmul), maxBatch);
+        return new CudaExecutable(device, program, PtxRenderer.render(program, "program " + program.name(), device.arch(), matmul, tiling), maxBatch,
+                matmul, tiling);
     }
 
     @Override

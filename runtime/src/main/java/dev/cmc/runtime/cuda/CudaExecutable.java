@@ -47,7 +47,17 @@ public final class CudaExecutable implements Executable {
     private final Map<Integer, MemorySegment> graphs = new HashMap<>();
     private MemorySegment hostStaging;
 
+    /** How the module's GEMMs multiply and are tiled: what their launches' grids and blocks follow. */
+    private final PtxRenderer.Matmul matmul;
+    private final PtxRenderer.Tiling tiling;
+
     CudaExecutable(CudaDevices.Device device, Program program, String ptx, int maxBatch) {
+        this(device, program, ptx, maxBatch, PtxRenderer.Matmul.FMA, PtxRenderer.Tiling.NARROW);
+    }
+
+    CudaExecutable(CudaDevices.Device device, Program program, String ptx, int maxBatch, PtxRenderer.Matmul matmul, PtxRenderer.Tiling tiling) {
+        this.matmul = matmul;
+        this.tiling = tiling;
         this.program = program;
         this.maxBatch = maxBatch;
         MemorySegment out = arena.allocate(ADDRESS);
@@ -275,7 +285,7 @@ public final class CudaExecutable implements Executable {
     /** Kernel k (and its fixup, when it splits K at this batch) on a stream; nothing for an empty grid. */
     private void launchKernel(int k, int batch, MemorySegment on) {
         Kernel kernel = program.kernels().get(k);
-        PtxRenderer.Launch l = PtxRenderer.launch(kernel, batch);
+        PtxRenderer.Launch l = PtxRenderer.launch(kernel, batch, matmul, tiling);
         if (l.gridX() == 0 || l.gridY() == 0) return;
         launch(kernel.name(), functions[k], l, params[k], on);
         if (l.gridZ() > 1) launch(kernel.name() + " fixup", fixups[k], PtxRenderer.fixupLaunch((Kernel.Gemm) kernel, batch), params[k], on);

@@ -31,7 +31,18 @@ class GemmKernelTest {
             "FMA, false, 70, 1030, 72", "TF32X3, false, 70, 1030, 72", "TF32, false, 130, 64, 70", "TF32X3, true, 300, 300, 70",
             "BF16, false, 70, 40, 72", "BF16, true, 300, 300, 70", "BF16, false, 70, 1030, 72"})
     void oneGemmAgreesWithFloat64(PtxRenderer.Matmul matmul, boolean transposeA, int batch, int k, int n) {
-        assertGemmAgreesWithFloat64(matmul, transposeA, false, batch, k, n);
+        assertGemmAgreesWithFloat64(matmul, PtxRenderer.Tiling.NARROW, transposeA, false, batch, k, n);
+    }
+
+    /**
+     * 128×128 tiles (CMC_CUDA_TILES=wide): eight warps, a 2-stage pipeline. Columns that are not a multiple of
+     * 128, both copy widths, split K and each tensor-core arithmetic; a TN GEMM keeps its 128×64 tile.
+     */
+    @ParameterizedTest(name = "{0} wide transposeA={1} rows={2} k={3} n={4}")
+    @CsvSource({"TF32, false, 70, 40, 200", "TF32X3, false, 130, 64, 256", "BF16, false, 70, 40, 136", "TF32, false, 70, 37, 130",
+            "TF32X3, false, 70, 1030, 136", "TF32X3, true, 300, 300, 136"})
+    void wideTileGemmAgreesWithFloat64(PtxRenderer.Matmul matmul, boolean transposeA, int batch, int k, int n) {
+        assertGemmAgreesWithFloat64(matmul, PtxRenderer.Tiling.WIDE, transposeA, false, batch, k, n);
     }
 
     /**
@@ -41,10 +52,11 @@ class GemmKernelTest {
     @ParameterizedTest(name = "{0} fixed rows={1} k={2}")
     @CsvSource({"FMA, 70, 1030", "TF32X3, 200, 1030", "BF16, 1, 1030"})
     void fixedRowGemmWithLongKSplitsK(PtxRenderer.Matmul matmul, int rows, int k) {
-        assertGemmAgreesWithFloat64(matmul, false, true, rows, k, 72);
+        assertGemmAgreesWithFloat64(matmul, PtxRenderer.Tiling.NARROW, false, true, rows, k, 72);
     }
 
-    private static void assertGemmAgreesWithFloat64(PtxRenderer.Matmul matmul, boolean transposeA, boolean fixedRows, int batch, int k, int n) {
+    private static void assertGemmAgreesWithFloat64(PtxRenderer.Matmul matmul, PtxRenderer.Tiling tiling, boolean transposeA, boolean fixedRows,
+                                                    int batch, int k, int n) {
         int m = transposeA ? n + 78 : batch;
         Buf a = transposeA ? Buf.whole("a", Shape.fixed(k, m)) : Buf.whole("a", fixedRows ? Shape.fixed(m, k) : Shape.batch(k));
         Buf b = transposeA ? Buf.whole("b", Shape.batch(n)) : Buf.whole("b", Shape.fixed(k, n));
@@ -55,6 +67,9 @@ class GemmKernelTest {
         var gemm = new Kernel.Gemm("k_mm", transposeA, a, b, k, domain, List.of(new Expr.Let(0, plusOne, out)));
         if (batch > 1024) assertEquals(2, PtxRenderer.splits(gemm, batch), "this case is meant to split K");
         if (k > 1024 && !transposeA) assertEquals(8, PtxRenderer.splits(gemm, batch), "this case is meant to split K");
+        if (tiling == PtxRenderer.Tiling.WIDE) {
+            assertEquals(transposeA ? 128 : 256, PtxRenderer.launch(gemm, batch, matmul, tiling).block(), "wide tiles for NN GEMMs, not TN");
+        }
         var program = new Program("gemm", List.of(
                 new Program.Array("a", Program.Role.INPUT, a.shape(), null),
                 new Program.Array("b", Program.Role.PARAMS, b.shape(), null),
@@ -66,7 +81,7 @@ class GemmKernelTest {
         float[] got = new float[m * n];
         // A fixed-row GEMM's slices do not depend on the batch: run it at batch 1.
         int runBatch = fixedRows ? 1 : batch;
-        try (var exe = new SimulatedCudaBackend(matmul).load(program, runBatch)) {
+        try (var exe = new SimulatedCudaBackend(matmul, tiling).load(program, runBatch)) {
             exe.write("a", av, av.length);
             exe.write("b", bv, bv.length);
             exe.run(runBatch);
@@ -98,23 +113,25 @@ class GemmKernelTest {
      * fragment, ldmatrix row and register-tile load of each arithmetic and layout is conflict-free (the
      * simulator counts what a warp's lanes address together).
      */
-    @ParameterizedTest(name = "{0} transposeA={1}")
-    @CsvSource({"FMA, false", "FMA, true", "TF32, false", "TF32, true", "TF32X3, false", "TF32X3, true", "BF16, false", "BF16, true"})
-    void sharedLoadsAreConflictFree(PtxRenderer.Matmul matmul, boolean transposeA) {
-        int batch = 130, k = transposeA ? batch : 64, n = 72, m = transposeA ? 136 : batch;
+    @ParameterizedTest(name = "{0} transposeA={1} {2}")
+    @CsvSource({"FMA, false, NARROW", "FMA, true, NARROW", "TF32, false, NARROW", "TF32, true, NARROW", "TF32X3, false, NARROW",
+            "TF32X3, true, NARROW", "BF16, false, NARROW", "BF16, true, NARROW", "TF32, false, WIDE", "TF32X3, false, WIDE", "BF16, false, WIDE"})
+    void sharedLoadsAreConflictFree(PtxRenderer.Matmul matmul, boolean transposeA, PtxRenderer.Tiling tiling) {
+        int batch = 130, k = transposeA ? batch : 64, n = tiling == PtxRenderer.Tiling.WIDE ? 136 : 72, m = transposeA ? 136 : batch;
         Buf a = transposeA ? Buf.whole("a", Shape.fixed(k, m)) : Buf.whole("a", Shape.batch(k));
         Buf b = transposeA ? Buf.whole("b", Shape.batch(n)) : Buf.whole("b", Shape.fixed(k, n));
         Shape domain = transposeA ? Shape.fixed(m, n) : Shape.batch(n);
         var gemm = new Kernel.Gemm("k_mm", transposeA, a, b, k, domain, List.of(new Expr.Let(0, new Expr.Acc(), Buf.whole("out", domain))));
         var program = new Program("gemm", List.of(new Program.Array("a", Program.Role.INPUT, a.shape(), null),
                 new Program.Array("b", Program.Role.PARAMS, b.shape(), null), new Program.Array("out", Program.Role.OUTPUT, domain, null)), List.of(gemm));
-        var sim = new PtxSimulator(PtxRenderer.render(program, "banks", "sm_90", matmul));
+        var sim = new PtxSimulator(PtxRenderer.render(program, "banks", "sm_90", matmul, tiling));
+        if (tiling == PtxRenderer.Tiling.WIDE) assertEquals(256, PtxRenderer.launch(gemm, batch, matmul, tiling).block(), "this case is meant to be wide");
         sim.countBankConflicts = true;
         float[][] buffers = {new float[m * k], new float[k * n], new float[m * n], new float[(int) Math.max(1, PtxRenderer.workspaceFloats(gemm, batch))]};
         int[] params = new int[dev.cmc.render.Indexing.arguments(gemm).size() + (PtxRenderer.splitsK(gemm) ? 1 : 0)];
         for (int i = 0; i < dev.cmc.render.Indexing.arguments(gemm).size(); i++) params[i] = List.of("a", "b", "out").indexOf(dev.cmc.render.Indexing.arguments(gemm).get(i));
         if (PtxRenderer.splitsK(gemm)) params[params.length - 1] = 3;
-        var l = PtxRenderer.launch(gemm, batch);
+        var l = PtxRenderer.launch(gemm, batch, matmul, tiling);
         sim.launch(PtxRenderer.kernelName(program, 0), l.gridX(), l.gridY(), l.gridZ(), l.block(), buffers, params, batch);
         assertTrue(sim.sharedLoadWavefronts.size() >= 2, "no shared loads counted: " + sim.sharedLoadWavefronts.keySet());
         for (var e : sim.sharedLoadWavefronts.entrySet()) {

@@ -18,10 +18,16 @@ import java.util.Map;
  */
 public final class SimulatedCudaBackend implements Backend {
     private final PtxRenderer.Matmul matmul;
+    private final PtxRenderer.Tiling tiling;
 
     public SimulatedCudaBackend() { this(PtxRenderer.Matmul.FMA); }
 
-    public SimulatedCudaBackend(PtxRenderer.Matmul matmul) { this.matmul = matmul; }
+    public SimulatedCudaBackend(PtxRenderer.Matmul matmul) { this(matmul, PtxRenderer.Tiling.NARROW); }
+
+    public SimulatedCudaBackend(PtxRenderer.Matmul matmul, PtxRenderer.Tiling tiling) {
+        this.matmul = matmul;
+        this.tiling = tiling;
+    }
 
     public PtxRenderer.Matmul matmul() { return matmul; }
 
@@ -30,12 +36,13 @@ public final class SimulatedCudaBackend implements Backend {
 
     @Override
     public Map<String, String> render(Program program, String header) {
-        return Map.of(JavaRenderer.className(program) + ".ptx", PtxRenderer.render(program, header, "sm_90", matmul));
+        return Map.of(JavaRenderer.className(program) + ".ptx", PtxRenderer.render(program, header, "sm_90", matmul, tiling));
     }
 
     @Override
     public Executable load(Program program, int maxBatch) {
-        return new Simulated(program, new PtxSimulator(PtxRenderer.render(program, "program " + program.name(), "sm_90", matmul)), maxBatch);
+        return new Simulated(program, new PtxSimulator(PtxRenderer.render(program, "program " + program.name(), "sm_90", matmul, tiling)), maxBatch,
+                (kernel, batch) -> PtxRenderer.launch(kernel, batch, matmul, tiling));
     }
 
     private static final class Simulated implements Executable {
@@ -44,9 +51,11 @@ public final class SimulatedCudaBackend implements Backend {
         private final float[][] arrays;
         private final int maxBatch;
         private final List<Integer> order;
+        private final java.util.function.BiFunction<dev.cmc.kernel.Kernel, Integer, PtxRenderer.Launch> launches;
 
-        Simulated(Program program, PtxSimulator module, int maxBatch) {
+        Simulated(Program program, PtxSimulator module, int maxBatch, java.util.function.BiFunction<dev.cmc.kernel.Kernel, Integer, PtxRenderer.Launch> launches) {
             this.program = program;
+            this.launches = launches;
             this.order = StreamPlan.of(program, 4).order();
             this.module = module;
             this.maxBatch = maxBatch;
@@ -77,7 +86,7 @@ public final class SimulatedCudaBackend implements Backend {
                 int[] buffers = new int[args.size() + (split ? 1 : 0)];
                 for (int a = 0; a < args.size(); a++) buffers[a] = program.arrayIndex(args.get(a));
                 if (split) buffers[args.size()] = arrays.length - 1;   // the workspace, after the program's arrays
-                var l = PtxRenderer.launch(kernel, batch);
+                var l = launches.apply(kernel, batch);
                 module.launch(PtxRenderer.kernelName(program, k), l.gridX(), l.gridY(), l.gridZ(), l.block(), arrays, buffers, batch);
                 if (l.gridZ() > 1) {
                     var f = PtxRenderer.fixupLaunch((dev.cmc.kernel.Kernel.Gemm) kernel, batch);

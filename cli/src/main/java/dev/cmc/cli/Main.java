@@ -36,6 +36,7 @@ public final class Main {
             case Datasets.DataException d -> { System.err.println("error: " + d.getMessage()); return 2; }
             case UserError u -> { System.err.println("error: " + u.getMessage()); return 2; }
             case dev.cmc.runtime.Backends.UnavailableException u -> { System.err.println("error: " + u.getMessage()); return 2; }
+            case dev.cmc.runtime.SettingException s -> { System.err.println("error: " + s.getMessage()); return 2; }
             case dev.cmc.runtime.opencl.OpenClBinaries.RefusedException r -> { System.err.println("error: " + r.getMessage()); return 2; }
             case dev.cmc.runtime.train.Distillation.TeacherMismatchException t -> { System.err.println("error: " + t.getMessage()); return 2; }
             case Trainer.DivergedException d -> { System.err.println("error: " + d.getMessage()); return 3; }

@@ -20,10 +20,7 @@ public final class CudaBackend implements Backend {
      * 3.99 ms) and passes the same 1e-4 parity.
      */
     public static PtxRenderer.Matmul fp32Matmul() {
-        String v = System.getenv("CMC_CUDA_FP32_MATMUL");
-        if (v == null || v.isBlank() || v.equalsIgnoreCase("3xtf32")) return PtxRenderer.Matmul.TF32X3;
-        if (v.equalsIgnoreCase("fma")) return PtxRenderer.Matmul.FMA;
-        throw new IllegalArgumentException("CMC_CUDA_FP32_MATMUL=" + v + ": expected 3xtf32 (the default) or fma");
+        return envChoice("CMC_CUDA_FP32_MATMUL", "3xtf32", PtxRenderer.Matmul.TF32X3, "fma", PtxRenderer.Matmul.FMA);
     }
 
     private PtxRenderer.Tiling tiling = configuredTiling();
@@ -33,10 +30,15 @@ public final class CudaBackend implements Backend {
      * 128 columns or more (see {@link PtxRenderer.Tile}). Not yet timed on a GPU: scripts/gpu-check.sh times both.
      */
     public static PtxRenderer.Tiling configuredTiling() {
-        String v = System.getenv("CMC_CUDA_TILES");
-        if (v == null || v.isBlank() || v.equalsIgnoreCase("narrow")) return PtxRenderer.Tiling.NARROW;
-        if (v.equalsIgnoreCase("wide")) return PtxRenderer.Tiling.WIDE;
-        throw new IllegalArgumentException("CMC_CUDA_TILES=" + v + ": expected narrow (128×64, the default) or wide (128×128)");
+        return envChoice("CMC_CUDA_TILES", "narrow", PtxRenderer.Tiling.NARROW, "wide", PtxRenderer.Tiling.WIDE);
+    }
+
+    /** An environment switch between two values, the first the default; anything else is an error naming both. */
+    private static <T> T envChoice(String name, String first, T firstValue, String second, T secondValue) {
+        String v = System.getenv(name);
+        if (v == null || v.isBlank() || v.equalsIgnoreCase(first)) return firstValue;
+        if (v.equalsIgnoreCase(second)) return secondValue;
+        throw new dev.cmc.runtime.SettingException(name + "=" + v + ": expected " + first + " (the default) or " + second);
     }
 
     public CudaBackend withTiling(PtxRenderer.Tiling t) {

@@ -28,7 +28,7 @@ public record StreamPlan(int streams, List<Integer> order, int[] streamOf, List<
         } catch (NumberFormatException e) {
             // the message below says what is valid
         }
-        throw new IllegalArgumentException("CMC_CUDA_STREAMS=" + v + ": expected a stream count from 1 to 16");
+        throw new dev.cmc.runtime.SettingException("CMC_CUDA_STREAMS=" + v + ": expected a stream count from 1 to 16");
     }
 
     /** The plan the cuda backend captures a program's graph with, on this many streams. */

@@ -66,7 +66,8 @@ final class TrainCommand implements Callable<Integer> {
                     + (chosen.name().equals("opencl") ? " (a new spec can take a minute; cached afterwards)" : "") + " ...");
             System.out.flush();
             model.prepareTraining(s.train().batchSize());
-            System.out.printf(" %.1f s%n", (System.nanoTime() - t0) / 1e9);
+            System.out.printf(" %.1f s%s%n", (System.nanoTime() - t0) / 1e9, model.trainingSigmaRows() > 0
+                    ? " (σ embedded once per grid level: " + model.trainingSigmaRows() + " entries for " + s.train().batchSize() + " rows)" : "");
             var trainer = new Trainer(model, data, s.train().seed(), 10);
             Path lossFile = dir.resolve("loss.csv");
             var losses = new StringBuilder(resume && Files.exists(lossFile) ? Files.readString(lossFile) : "step,loss\n");

@@ -216,6 +216,9 @@ public final class ConsistencyModel implements AutoCloseable {
 
     public String backendName() { return backend.name(); }
 
+    /** Distinct σ the loaded training step embeds once each, in a table of this many entries; 0 when it embeds per row. */
+    public int trainingSigmaRows() { return trainerSigmaRows; }
+
     /** The shared-σ sampler or the per-row denoiser, compiled on first use, reading these weights. */
     private Executable load(Executable cached, float[] weights, boolean sharedSigma) {
         Executable exe = cached;

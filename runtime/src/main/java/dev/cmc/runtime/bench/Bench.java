@@ -30,7 +30,7 @@ public final class Bench {
     }
 
     public record Result(String model, long params, String backend, String device, int threads, double generateMs, double loadMs,
-                         List<Sampling> sampling, int trainBatch, double stepMs, double flopsPerSample, double trainFlopsPerSample,
+                         List<Sampling> sampling, int trainBatch, int trainSigmaRows, double stepMs, double flopsPerSample, double trainFlopsPerSample,
                          double peakGflops, long deviceBytes, long peakRssBytes, Map<String, Double> sampleKernels, Map<String, Double> stepKernels) {
 
         public double sampleGflops(Sampling s) { return flopsPerSample * s.samplesPerSecond() / 1e9; }
@@ -51,6 +51,7 @@ public final class Bench {
                         sampleGflops(s), ofPeak(sampleGflops(s)), s.twoStepMs()));
             }
             sb.append(String.format("  CT training step, batch %d: %.2f ms, %.1f GFLOP/s%s%n", trainBatch, stepMs, stepGflops(), ofPeak(stepGflops())));
+            if (trainSigmaRows > 0) sb.append(String.format("    (σ embedded once per distinct value: a %d-entry table, not %d rows)%n", trainSigmaRows, trainBatch));
             sb.append(String.format("  memory: %.1f MiB of arrays on the device, host peak RSS %.0f MiB%n", deviceBytes / 1048576.0, peakRssBytes / 1048576.0));
             return sb.toString();
         }
@@ -73,10 +74,11 @@ public final class Bench {
                         s.batch(), s.oneStepMs(), s.twoStepMs(), s.samplesPerSecond(), sampleGflops(s)));
             }
             return String.format(Locale.ROOT, "{\"model\":\"%s\",\"params\":%d,\"backend\":\"%s\",\"device\":\"%s\",\"threads\":%d,\"generate_ms\":%.2f,"
-                            + "\"load_ms\":%.2f,\"peak_gflops\":%s,\"sampling\":%s,\"train_batch\":%d,\"train_step_ms\":%.4f,\"train_gflops\":%.2f,"
+                            + "\"load_ms\":%.2f,\"peak_gflops\":%s,\"sampling\":%s,\"train_batch\":%d,\"train_sigma_rows\":%d,\"train_step_ms\":%.4f,\"train_gflops\":%.2f,"
                             + "\"device_bytes\":%d,\"peak_rss_bytes\":%d}",
                     model, params, backend, device.replace("\"", "'"), threads, generateMs, loadMs,
-                    Double.isNaN(peakGflops) ? "null" : String.format(Locale.ROOT, "%.1f", peakGflops), cases, trainBatch, stepMs, stepGflops(), deviceBytes, peakRssBytes);
+                    Double.isNaN(peakGflops) ? "null" : String.format(Locale.ROOT, "%.1f", peakGflops), cases, trainBatch, trainSigmaRows, stepMs, stepGflops(),
+                    deviceBytes, peakRssBytes);
         }
     }
 
@@ -89,10 +91,14 @@ public final class Bench {
         return 2.0 * (d * h + s.model().numLayers() * 2L * h * e + h * d);
     }
 
-    /** A CT step per sample: the online forward with a σ per row (the embedding's h·h too), its backward (twice that), the target forward. */
-    public static double trainFlopsPerSample(Spec s) {
-        double forward = flopsPerSample(s) + 2.0 * s.model().hiddenSize() * s.model().hiddenSize();
-        return 4 * forward;
+    /**
+     * FLOPs per sample of a CT step as cmc runs it at this batch: the online forward, its backward (twice that),
+     * the target forward, each with the embedding's h·h layer once per row, or once per table entry where σ is
+     * grouped (sigmaRows &gt; 0). What the step computes, so that GFLOP/s against the peak stays honest.
+     */
+    public static double trainFlopsPerSample(Spec s, int batch, int sigmaRows) {
+        double embedding = 2.0 * s.model().hiddenSize() * s.model().hiddenSize() * (sigmaRows > 0 ? (double) sigmaRows / batch : 1);
+        return 4 * (flopsPerSample(s) + embedding);
     }
 
     public static Result run(Spec spec, Backend backend, String label, List<Integer> batches, int trainBatch, double seconds, Progress progress) {
@@ -152,7 +158,8 @@ public final class Bench {
             progress.at(label + ": done", total, total);
             long deviceBytes = arrayBytes(sampler.program(), maxBatch) + arrayBytes(train.program(), trainBatch);
             return new Result(spec.name(), sampler.layout().total(), label, backend.deviceName(), Runtime.getRuntime().availableProcessors(),
-                    generateMs, loadMs, cases, trainBatch, stepMs, flopsPerSample(spec), trainFlopsPerSample(spec), peak, deviceBytes,
+                    generateMs, loadMs, cases, trainBatch, Compiler.sigmaRows(spec, trainBatch), stepMs, flopsPerSample(spec),
+                    trainFlopsPerSample(spec, trainBatch, Compiler.sigmaRows(spec, trainBatch)), peak, deviceBytes,
                     Memory.peakRssBytes(), sampleKernels, stepKernels);
         }
     }

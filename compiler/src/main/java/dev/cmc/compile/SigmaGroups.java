@@ -23,6 +23,8 @@ public record SigmaGroups(float[] table, float[] index, float[] order, float[] s
 
     /** Groups the first {@code batch} values of sigma into a table of {@code rows} entries. */
     public static SigmaGroups of(float[] sigma, int batch, int rows) {
+        // Row numbers travel as floats, like every array cmc allocates: exact up to 2^24.
+        if (batch > 1 << 24) throw new IllegalArgumentException("batch " + batch + ": σ groups hold row numbers exactly only up to 16,777,216 rows");
         float[] values = Arrays.copyOf(sigma, batch);
         Arrays.sort(values);
         float[] table = new float[rows];

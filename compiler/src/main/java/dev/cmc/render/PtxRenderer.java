@@ -11,19 +11,21 @@ import java.util.Map;
 
 /**
  * Kernel IR to PTX (ISA 8.0, sm_80 or sm_90), written directly: no nvcc, no NVRTC. Kernels run in 256-thread
- * blocks (GEMMs in 128), shaped for a GPU:
+ * blocks (GEMMs in 128, or 256 in 128×128 tiles), shaped for a GPU:
  * <ul>
  *   <li>GEMMs: a 128×64 output tile per block, 16 deep in K per step. On the FMA units: A and B staged through
  *       registers into double-buffered shared memory, each thread an 8×8 register tile. On the tensor cores
  *       (3xTF32 for fp32, tf32, bf16): a 3-stage cp.async pipeline, each warp 64×32 as 4×4 mma.sync tiles, an
- *       NN GEMM's A fragments by ldmatrix. The fused
+ *       NN GEMM's A fragments by ldmatrix; optionally ({@link Tiling#WIDE}) 128×128 tiles of 8 warps in a
+ *       2-stage pipeline for the tensor-core GEMMs with 128+ columns. The fused
  *       epilogue runs on the registers before anything is stored. GEMMs with few output tiles (weight
  *       gradients, where K is the batch; long-K GEMMs over small batches) are split over K into workspace
  *       slices that a second kernel sums in order, so they fill the GPU.</li>
  *   <li>Row normalisations and row sums: one warp per row, lanes striding the columns, sums by butterfly
  *       shuffles; the epilogue (LayerNorm's affine, a residual, a loss term) runs in the same pass.</li>
  *   <li>Batch reductions: 32 columns × 8 row slices per block, slices summed in order through shared memory.</li>
- *   <li>Elementwise kernels, transposes and the Adam + EMA pass: one thread per element.</li>
+ *   <li>Elementwise kernels, transposes and the Adam + EMA pass: one thread per element. A segment sum (the
+ *       σ embedding's gradient, group by group): one thread per output element, its group's rows in order.</li>
  * </ul>
  * Transcendentals use the hardware's ex2/lg2/sin/cos units with range reduction where it matters; the
  * results agree with the float64 reference to ~1e-6 relative, not bit for bit with the other backends.
@@ -43,7 +45,7 @@ public final class PtxRenderer {
      * ldmatrix); a TN GEMM's A and every B are kept K row by K row, padded like the FMA tiles.
      */
     private static final int SLICE_K = 16, STAGES = 3, MMA_A_ROW = SLICE_K + 4;
-    /** A tensor-core GEMM's 4 warps, 2×2 over the block tile: each 64×32, 4×4 mma tiles of 16×8. */
+    /** A tensor-core GEMM's warps, 2×2 (or 2×4) over the block tile: each 64×32, 4×4 mma tiles of 16×8. */
     private static final int WARP_M_TILES = 4, WARP_N_TILES = 4;
     /**
      * Split K, so that GEMMs with few output tiles still fill the GPU. A TN GEMM (K = the batch) is cut into one
@@ -783,7 +785,7 @@ public final class PtxRenderer {
         private record Out(String row, String col, String acc) {}
 
         /**
-         * Finds this block's 128×64 output tile and its slice of K: all of K, or for a TN GEMM cut into
+         * Finds this block's output tile (128×64, or 128×128) and its slice of K: all of K, or for a TN GEMM cut into
          * {@link #splits} slices (gridDim.z) the z-th, whole multiples of 16 deep.
          */
         private Frame frame(Kernel.Gemm g) {
@@ -1001,7 +1003,7 @@ public final class PtxRenderer {
         }
 
         /**
-         * A tensor-core GEMM: the same 128×64 block tile as {@link #gemm}, each of the 4 warps owning a 64×32 piece
+         * A tensor-core GEMM: the same 128×64 block tile as {@link #gemm} (or 128×128, see {@link Tile}), each warp owning a 64×32 piece
          * as 4×4 mma.sync.m16n8k8 tiles per 8-deep K step (three mma each for 3xTF32), fed by the cp.async
          * pipeline of {@link #asyncKLoop}. An NN GEMM's A fragments come by ldmatrix (one instruction for a 16×8
          * fragment); a TN GEMM's A and every B fragment by 32-bit shared loads, which the padded rows keep in 32

@@ -31,7 +31,8 @@ public final class Bench {
 
     public record Result(String model, long params, String backend, String device, int threads, double generateMs, double loadMs,
                          List<Sampling> sampling, int trainBatch, int trainSigmaRows, double stepMs, double flopsPerSample, double trainFlopsPerSample,
-                         double peakGflops, long deviceBytes, long peakRssBytes, Map<String, Double> sampleKernels, Map<String, Double> stepKernels) {
+                         double peakGflops, long deviceBytes, long peakRssBytes, Map<String, Double> sampleKernels, Map<String, Double> stepKernels,
+                         Map<String, Double> sampleGemmFlops, Map<String, Double> stepGemmFlops) {
 
         public double sampleGflops(Sampling s) { return flopsPerSample * s.samplesPerSecond() / 1e9; }
         public double stepGflops() { return trainFlopsPerSample * trainBatch / (stepMs / 1e3) / 1e9; }
@@ -56,13 +57,18 @@ public final class Bench {
             return sb.toString();
         }
 
-        /** The slowest kernels of both programs, for --profile. */
+        /** The slowest kernels of both programs, for --profile, with a GEMM's achieved GFLOP/s beside its time. */
         public String profile(int top) {
             var sb = new StringBuilder();
-            for (var e : Map.of("sampling", sampleKernels, "training step", stepKernels).entrySet()) {
-                sb.append(String.format("  %s: slowest kernels (ms)%n", e.getKey()));
-                e.getValue().entrySet().stream().sorted(Map.Entry.<String, Double>comparingByValue().reversed()).limit(top)
-                        .forEach(k -> sb.append(String.format("    %8.3f  %s%n", k.getValue(), k.getKey())));
+            for (var e : List.of(Map.entry("sampling", List.of(sampleKernels, sampleGemmFlops)), Map.entry("training step", List.of(stepKernels, stepGemmFlops)))) {
+                Map<String, Double> times = e.getValue().get(0), flops = e.getValue().get(1);
+                sb.append(String.format("  %s: slowest kernels (ms, and GFLOP/s for GEMMs)%n", e.getKey()));
+                times.entrySet().stream().sorted(Map.Entry.<String, Double>comparingByValue().reversed()).limit(top)
+                        .forEach(k -> {
+                            Double f = flops.get(k.getKey());
+                            String rate = f == null || k.getValue() <= 0 ? "" : String.format("%10.0f", f / (k.getValue() / 1e3) / 1e9);
+                            sb.append(String.format("    %8.3f %10s  %s%n", k.getValue(), rate, k.getKey()));
+                        });
             }
             return sb.toString();
         }
@@ -155,12 +161,13 @@ public final class Bench {
             double stepMs = time(() -> t.run(trainBatch), seconds);
             Map<String, Double> sampleKernels = profile ? kernelTimes(s, batches.getFirst()) : Map.of();
             Map<String, Double> stepKernels = profile ? kernelTimes(t, trainBatch) : Map.of();
+            Map<String, Double> sampleFlops = gemmFlops(sampler.program(), batches.getFirst()), stepFlops = gemmFlops(train.program(), trainBatch);
             progress.at(label + ": done", total, total);
             long deviceBytes = arrayBytes(sampler.program(), maxBatch) + arrayBytes(train.program(), trainBatch);
             return new Result(spec.name(), sampler.layout().total(), label, backend.deviceName(), Runtime.getRuntime().availableProcessors(),
                     generateMs, loadMs, cases, trainBatch, Compiler.sigmaRows(spec, trainBatch), stepMs, flopsPerSample(spec),
                     trainFlopsPerSample(spec, trainBatch, Compiler.sigmaRows(spec, trainBatch)), peak, deviceBytes,
-                    Memory.peakRssBytes(), sampleKernels, stepKernels);
+                    Memory.peakRssBytes(), sampleKernels, stepKernels, sampleFlops, stepFlops);
         }
     }
 
@@ -280,6 +287,17 @@ public final class Bench {
     }
 
     /** Per-kernel times of one run: device events on OpenCL, wall time per launch on the JVM. */
+    /** FLOPs of each GEMM of a program at a batch: 2·M·N·K, K the batch for a weight gradient. */
+    static Map<String, Double> gemmFlops(Program p, int batch) {
+        var out = new LinkedHashMap<String, Double>();
+        for (var k : p.kernels()) {
+            if (!(k instanceof dev.cmc.kernel.Kernel.Gemm g)) continue;
+            double m = g.domain().batched() ? batch : g.domain().rows(), depth = g.transposeA() ? batch : g.k();
+            out.merge(k.name(), 2 * m * g.domain().cols() * depth, Double::sum);
+        }
+        return out;
+    }
+
     static Map<String, Double> kernelTimes(Executable exe, int batch) {
         if (exe instanceof dev.cmc.runtime.opencl.OpenClExecutable cl) return cl.profile(batch);
         if (exe instanceof dev.cmc.runtime.cuda.CudaExecutable cu) return cu.profile(batch);

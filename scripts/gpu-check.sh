@@ -46,7 +46,7 @@ run)
       || { fits "$name without graphs" "$limit" && CMC_CUDA_GRAPHS=0 timeout "$limit" "${java[@]}" -jar .gpu/cmc.jar bench examples/seed_default.cm \
         --backends cuda:0 --seconds 3 --json "$out/$name-nographs.json" "$@" > "$out/$name-nographs.txt" 2> "$out/$name-nographs.err"; } \
       || echo "$name failed"
-    grep -v "^WARNING" "$out/$name"*.txt | grep -v "^\s*[0-9.]*  k_" ; tail -n 3 "$out/$name"*.err | grep -iv "warning\|^$\|==>"
+    grep -v "^WARNING" "$out/$name"*.txt | grep -v "  k_" ; tail -n 3 "$out/$name"*.err | grep -iv "warning\|^$\|==>"
   }
   # 1. What the targets compare, first: cmc's fp32 (3xTF32 GEMMs by default) sampling up to 1,048,576
   #    and CT step at 4,096 and 256, with per-kernel profiles; tf32 sampling.

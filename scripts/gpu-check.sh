@@ -66,7 +66,8 @@ run)
         --details=tree --disable-banner > "$out/parity.txt" 2>&1 || echo "parity: failures or timeout (see parity.txt)"
     grep -E "tests (successful|failed|aborted)|✘" "$out/parity.txt" | cut -c1-300 | head -20
   fi
-  # 4. The alternatives, as time allows: 128×128 tiles (8 warps, 2-stage pipeline) against the default 128×64,
+  # 4. The alternatives, as time allows: 128×128 tiles (2-stage pipeline; 3xTF32 in 8 warps of 64×32, tf32 in 4 of
+  #    64×64) against the default 128×64,
   #    the GEMMs on the FMA units, the batch-256 graph captured on one stream, bf16.
   CMC_CUDA_TILES=wide bench wide 50 --batch 1048576,4096 --train-batch 4096 --profile
   CMC_CUDA_TILES=wide bench wide_tf32 40 --set target.precision=tf32 --batch 1048576 --train-batch 4096

@@ -45,7 +45,7 @@ public final class PtxRenderer {
      * ldmatrix); a TN GEMM's A and every B are kept K row by K row, padded like the FMA tiles.
      */
     private static final int SLICE_K = 16, STAGES = 3, MMA_A_ROW = SLICE_K + 4;
-    /** A tensor-core GEMM's warps, 2×2 (or 2×4) over the block tile: each 64×32, 4×4 mma tiles of 16×8. */
+    /** A tensor-core GEMM warp's m16n8 tiles down (16×4 = 64 rows) and, by default, across (8×4 = 32 columns). */
     private static final int WARP_M_TILES = 4, WARP_N_TILES = 4;
     /**
      * Split K, so that GEMMs with few output tiles still fill the GPU. A TN GEMM (K = the batch) is cut into one
@@ -66,15 +66,24 @@ public final class PtxRenderer {
     public static final int GEMM_THREADS = 128;
 
     /**
-     * A tensor-core GEMM's block tile: bm×bn outputs, one warp per 64×32 of it, fed by a cp.async pipeline of
-     * {@code stages} slices. 128×64 in 3 stages (the default), or 128×128 in 2: eight warps, each A slice in
-     * shared memory serving twice the columns (half the re-reads of A from L2 across a row of blocks); two
-     * stages keep its 38 KB of shared memory under the 48 KB a kernel may declare statically.
+     * A tensor-core GEMM's block tile: bm×bn outputs, one warp per 64×(8·warpNTiles) of it, fed by a cp.async
+     * pipeline of {@code stages} slices.
+     * <ul>
+     *   <li>NARROW, the default: 128×64, 4 warps of 64×32, 3 stages.</li>
+     *   <li>WIDE, for 3xTF32: 128×128, 8 warps of 64×32, 2 stages. Each A slice in shared memory serves twice the
+     *       columns (half the re-reads of A from L2 across a row of blocks); two stages keep its 37 KB of
+     *       shared memory under the 48 KB a kernel may declare statically.</li>
+     *   <li>WIDE_WARPS, for tf32 and bf16: the same 128×128 block as 4 warps of 64×64. A warp loads each B
+     *       fragment once for 4 mma and each A fragment once for 8, one shared-memory wavefront per mma
+     *       instead of 1.5: with one mma per fragment pair (not 3xTF32's three), a 64×32 warp's loads take an
+     *       estimated 75% of the SM's shared-memory bandwidth at the tensor cores' rate, this 50%.</li>
+     * </ul>
      */
-    public record Tile(int bm, int bn, int stages) {
-        public static final Tile NARROW = new Tile(BM, BN, STAGES), WIDE = new Tile(BM, 2 * BN, 2);
+    public record Tile(int bm, int bn, int stages, int warpNTiles) {
+        public static final Tile NARROW = new Tile(BM, BN, STAGES, WARP_N_TILES), WIDE = new Tile(BM, 2 * BN, 2, WARP_N_TILES),
+                WIDE_WARPS = new Tile(BM, 2 * BN, 2, 2 * WARP_N_TILES);
 
-        public int threads() { return bm / (16 * WARP_M_TILES) * (bn / (8 * WARP_N_TILES)) * 32; }
+        public int threads() { return bm / (16 * WARP_M_TILES) * (bn / (8 * warpNTiles)) * 32; }
 
         int bStride() { return bn + 8; }
     }
@@ -87,7 +96,7 @@ public final class PtxRenderer {
 
     public static Tile tile(Kernel.Gemm g, Matmul matmul, Tiling tiling) {
         boolean wide = tiling == Tiling.WIDE && matmul != Matmul.FMA && !g.transposeA() && g.domain().cols() >= 2 * BN;
-        return wide ? Tile.WIDE : Tile.NARROW;
+        return !wide ? Tile.NARROW : matmul == Matmul.TF32X3 ? Tile.WIDE : Tile.WIDE_WARPS;
     }
 
     /** How kernel k is launched at this batch, with 128×64 GEMM tiles. */
@@ -262,7 +271,8 @@ public final class PtxRenderer {
             // GEMMs hold a 64-float accumulator tile, fragments and addresses: let ptxas use up to 128 registers
             // (four 128-thread blocks per SM) rather than spill to fit its own occupancy guess; 3xTF32, which
             // keeps heads and remainders of its fragments, up to 168 (three blocks).
-            if (kernel instanceof Kernel.Gemm && !fixup) head.append(".maxnreg ").append(matmul == Matmul.TF32X3 ? 168 : 128).append('\n');
+            // A 64×64 warp tile holds twice the accumulators: up to 232 (two 128-thread blocks per SM).
+            if (tile != null) head.append(".maxnreg ").append(tile.warpNTiles() > WARP_N_TILES ? 232 : matmul == Matmul.TF32X3 ? 168 : 128).append('\n');
             head.append("{\n");
             for (String a : args) {
                 String raw = rd(), g = rd();
@@ -1014,10 +1024,10 @@ public final class PtxRenderer {
             Frame t = frame(g);
             String lane = bin("and.b32", t.tid(), "31"), warp = bin("shr.u32", t.tid(), "5");
             String grp = bin("shr.u32", lane, "2"), tig = bin("and.b32", lane, "3");
-            int warpsAcross = tile.bn() / (8 * WARP_N_TILES);   // 2 (128×64) or 4 (128×128)
+            int wn = tile.warpNTiles(), warpsAcross = tile.bn() / (8 * wn);   // 2 or 4 warps across, each 8·wn columns
             String warpRow = bin("mul.lo.s32", bin("shr.u32", warp, log2(warpsAcross)), Integer.toString(16 * WARP_M_TILES)),
-                    warpCol = bin("mul.lo.s32", bin("and.b32", warp, Integer.toString(warpsAcross - 1)), Integer.toString(8 * WARP_N_TILES));
-            String[][][] acc = new String[WARP_M_TILES][WARP_N_TILES][4];
+                    warpCol = bin("mul.lo.s32", bin("and.b32", warp, Integer.toString(warpsAcross - 1)), Integer.toString(8 * wn));
+            String[][][] acc = new String[WARP_M_TILES][wn][4];
             for (String[][] tile : acc) for (String[] a : tile) for (int e = 0; e < 4; e++) a[e] = constF(0);
             boolean nn = !g.transposeA();
             String aOff;
@@ -1032,26 +1042,26 @@ public final class PtxRenderer {
             asyncKLoop(g, t, (aBase, bBase) -> {
                 String aRead = bin("add.s64", aBase, aOff), bRead = bin("add.s64", bBase, bOff);
                 if (matmul == Matmul.BF16) {
-                    comment("one 16-deep K step: " + WARP_M_TILES + " A, " + WARP_N_TILES + " B fragments packed to bf16 pairs, "
-                            + WARP_M_TILES * WARP_N_TILES + " mma");
+                    comment("one 16-deep K step: " + WARP_M_TILES + " A, " + wn + " B fragments packed to bf16 pairs, "
+                            + WARP_M_TILES * wn + " mma");
                     String[][] af = new String[WARP_M_TILES][];
                     for (int i = 0; i < WARP_M_TILES; i++) af[i] = bf16A(aWords(aRead, nn, 0, i), aWords(aRead, nn, 8, i));
-                    for (int j = 0; j < WARP_N_TILES; j++) {
+                    for (int j = 0; j < wn; j++) {
                         String[] bf = bf16B(bWords(bRead, 0, j), bWords(bRead, 8, j));
                         for (int i = 0; i < WARP_M_TILES; i++) mmaBf16(acc[i][j], af[i], bf);
                     }
                     return;
                 }
                 for (int ks = 0; ks < SLICE_K; ks += 8) {
-                    int mmas = WARP_M_TILES * WARP_N_TILES;
-                    comment("k step " + ks + ": " + WARP_M_TILES + " A fragments, " + WARP_N_TILES + " B fragments, "
+                    int mmas = WARP_M_TILES * wn;
+                    comment("k step " + ks + ": " + WARP_M_TILES + " A fragments, " + wn + " B fragments, "
                             + (x3 ? "3x" + mmas + " mma (remainder products first)" : mmas + " mma"));
                     // Every B fragment first, then one A fragment at a time: fewer fragments live at once.
-                    String[][][] bf = new String[WARP_N_TILES][][];
-                    for (int j = 0; j < WARP_N_TILES; j++) bf[j] = tf32(bWords(bRead, ks, j));
+                    String[][][] bf = new String[wn][][];
+                    for (int j = 0; j < wn; j++) bf[j] = tf32(bWords(bRead, ks, j));
                     for (int i = 0; i < WARP_M_TILES; i++) {
                         String[][] af = tf32(aWords(aRead, nn, ks, i));
-                        for (int j = 0; j < WARP_N_TILES; j++) {
+                        for (int j = 0; j < wn; j++) {
                             if (x3) {
                                 mma(acc[i][j], af[1], bf[j][0]);
                                 mma(acc[i][j], af[0], bf[j][1]);
@@ -1063,11 +1073,11 @@ public final class PtxRenderer {
             });
             // Accumulator e of tile (i, j) is output (g + 16i + 8·(e/2), 2t + 8j + e%2): 8 distinct rows, 8 columns.
             String rowBase = bin("add.s32", bin("add.s32", t.row0(), warpRow), grp), colBase = bin("add.s32", bin("add.s32", t.col0(), warpCol), bin("shl.b32", tig, "1"));
-            String[] rows = new String[2 * WARP_M_TILES], cols = new String[2 * WARP_N_TILES];
+            String[] rows = new String[2 * WARP_M_TILES], cols = new String[2 * wn];
             for (int q = 0; q < rows.length; q++) rows[q] = bin("add.s32", rowBase, Integer.toString(8 * q));
             for (int q = 0; q < cols.length; q++) cols[q] = bin("add.s32", colBase, Integer.toString(8 * (q / 2) + q % 2));
             var outs = new java.util.ArrayList<Out>();
-            for (int i = 0; i < WARP_M_TILES; i++) for (int j = 0; j < WARP_N_TILES; j++) for (int e = 0; e < 4; e++) {
+            for (int i = 0; i < WARP_M_TILES; i++) for (int j = 0; j < wn; j++) for (int e = 0; e < 4; e++) {
                 outs.add(new Out(rows[2 * i + e / 2], cols[2 * j + e % 2], acc[i][j][e]));
             }
             finish(g, t, outs);

@@ -35,8 +35,9 @@ class GemmKernelTest {
     }
 
     /**
-     * 128×128 tiles (CMC_CUDA_TILES=wide): eight warps, a 2-stage pipeline. Columns that are not a multiple of
-     * 128, both copy widths, split K and each tensor-core arithmetic; a TN GEMM keeps its 128×64 tile.
+     * 128×128 tiles (CMC_CUDA_TILES=wide) in a 2-stage pipeline: eight warps of 64×32 for 3xTF32, four of 64×64
+     * for tf32 and bf16. Columns that are not a multiple of 128, both copy widths, split K and each tensor-core
+     * arithmetic; a TN GEMM keeps its 128×64 tile.
      */
     @ParameterizedTest(name = "{0} wide transposeA={1} rows={2} k={3} n={4}")
     @CsvSource({"TF32, false, 70, 40, 200", "TF32X3, false, 130, 64, 256", "BF16, false, 70, 40, 136", "TF32, false, 70, 37, 130",
@@ -68,7 +69,7 @@ class GemmKernelTest {
         if (batch > 1024) assertEquals(2, PtxRenderer.splits(gemm, batch), "this case is meant to split K");
         if (k > 1024 && !transposeA) assertEquals(8, PtxRenderer.splits(gemm, batch), "this case is meant to split K");
         if (tiling == PtxRenderer.Tiling.WIDE) {
-            assertEquals(transposeA ? 128 : 256, PtxRenderer.launch(gemm, batch, matmul, tiling).block(), "wide tiles for NN GEMMs, not TN");
+            assertEquals(transposeA ? 64 : 128, PtxRenderer.tile(gemm, matmul, tiling).bn(), "wide tiles for NN GEMMs, not TN");
         }
         var program = new Program("gemm", List.of(
                 new Program.Array("a", Program.Role.INPUT, a.shape(), null),
@@ -125,7 +126,7 @@ class GemmKernelTest {
         var program = new Program("gemm", List.of(new Program.Array("a", Program.Role.INPUT, a.shape(), null),
                 new Program.Array("b", Program.Role.PARAMS, b.shape(), null), new Program.Array("out", Program.Role.OUTPUT, domain, null)), List.of(gemm));
         var sim = new PtxSimulator(PtxRenderer.render(program, "banks", "sm_90", matmul, tiling));
-        if (tiling == PtxRenderer.Tiling.WIDE) assertEquals(256, PtxRenderer.launch(gemm, batch, matmul, tiling).block(), "this case is meant to be wide");
+        if (tiling == PtxRenderer.Tiling.WIDE) assertEquals(128, PtxRenderer.tile(gemm, matmul, tiling).bn(), "this case is meant to be wide");
         sim.countBankConflicts = true;
         float[][] buffers = {new float[m * k], new float[k * n], new float[m * n], new float[(int) Math.max(1, PtxRenderer.workspaceFloats(gemm, batch))]};
         int[] params = new int[dev.cmc.render.Indexing.arguments(gemm).size() + (PtxRenderer.splitsK(gemm) ? 1 : 0)];

@@ -23,6 +23,13 @@ public record SigmaGroups(float[] table, float[] index, float[] order, float[] s
 
     /** Groups the first {@code batch} values of sigma into a table of {@code rows} entries. */
     public static SigmaGroups of(float[] sigma, int batch, int rows) {
+        SigmaGroups g = ofAtMost(sigma, batch, rows);
+        if (g == null) throw new IllegalArgumentException("more than " + rows + " distinct σ in a batch compiled for " + rows);
+        return g;
+    }
+
+    /** As {@link #of}, or null when the values hold more than {@code rows} distinct σ. */
+    private static SigmaGroups ofAtMost(float[] sigma, int batch, int rows) {
         // Row numbers travel as floats, like every array cmc allocates: exact up to 2^24.
         if (batch > 1 << 24) throw new IllegalArgumentException("batch " + batch + ": σ groups hold row numbers exactly only up to 16,777,216 rows");
         float[] values = Arrays.copyOf(sigma, batch);
@@ -31,7 +38,7 @@ public record SigmaGroups(float[] table, float[] index, float[] order, float[] s
         int distinct = 0;
         for (int i = 0; i < batch; i++) {
             if (distinct > 0 && Float.compare(values[i], table[distinct - 1]) == 0) continue;
-            if (distinct == rows) throw new IllegalArgumentException("more than " + rows + " distinct σ in a batch compiled for " + rows);
+            if (distinct == rows) return null;
             table[distinct++] = values[i];
         }
         Arrays.fill(table, distinct, rows, table[0]);
@@ -52,28 +59,27 @@ public record SigmaGroups(float[] table, float[] index, float[] order, float[] s
         return new SigmaGroups(table, index, order, starts, distinct);
     }
 
-    /** How many distinct values the first batch entries hold. */
-    public static int distinct(float[] sigma, int batch) {
-        float[] values = Arrays.copyOf(sigma, batch);
-        Arrays.sort(values);
-        int n = 0;
-        for (int i = 0; i < batch; i++) if (i == 0 || Float.compare(values[i], values[i - 1]) != 0) n++;
-        return n;
-    }
-
     /**
      * The inputs a grouped training step reads besides sigma_hi and sigma_lo, by array name. sigmaLo may be
      * null for a step that has only σ_hi.
      */
     public static Map<String, float[]> inputs(float[] sigmaHi, float[] sigmaLo, int batch, int rows) {
+        var out = inputsIfTheyFit(sigmaHi, sigmaLo, batch, rows);
+        if (out == null) throw new IllegalArgumentException("more than " + rows + " distinct σ in a batch compiled for " + rows);
+        return out;
+    }
+
+    /** As {@link #inputs}, or null when σ_hi or σ_lo holds more than {@code rows} distinct values. */
+    public static Map<String, float[]> inputsIfTheyFit(float[] sigmaHi, float[] sigmaLo, int batch, int rows) {
         var out = new LinkedHashMap<String, float[]>();
-        var hi = of(sigmaHi, batch, rows);
+        var hi = ofAtMost(sigmaHi, batch, rows);
+        var lo = sigmaLo == null ? null : ofAtMost(sigmaLo, batch, rows);
+        if (hi == null || sigmaLo != null && lo == null) return null;
         out.put(tableName("hi"), hi.table);
         out.put(indexName("hi"), hi.index);
         out.put("sigma_order_hi", hi.order);
         out.put("sigma_starts_hi", hi.starts);
-        if (sigmaLo != null) {
-            var lo = of(sigmaLo, batch, rows);
+        if (lo != null) {
             out.put(tableName("lo"), lo.table);
             out.put(indexName("lo"), lo.index);
         }

@@ -30,7 +30,9 @@ class SigmaGroupsTest {
     void moreDistinctSigmaThanRowsIsAnError() {
         var e = assertThrows(IllegalArgumentException.class, () -> SigmaGroups.of(new float[]{1, 2, 3}, 3, 2));
         assertTrue(e.getMessage().contains("more than 2 distinct"), e.getMessage());
-        assertEquals(3, SigmaGroups.distinct(new float[]{1, 2, 3, 3, 9}, 4));
+        assertEquals(3, SigmaGroups.of(new float[]{1, 2, 3, 3, 9}, 4, 3).distinct(), "distinct values of the first 4 entries");
+        assertNull(SigmaGroups.inputsIfTheyFit(new float[]{1, 2, 3}, new float[]{1, 1, 1}, 3, 2), "σ_hi does not fit");
+        assertNull(SigmaGroups.inputsIfTheyFit(new float[]{1, 1, 1}, new float[]{1, 2, 3}, 3, 2), "σ_lo does not fit");
     }
 
     /** Embedding per distinct σ pays from half a batch down; EDM's continuous σ never groups. */

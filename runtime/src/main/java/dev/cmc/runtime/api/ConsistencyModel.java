@@ -12,6 +12,7 @@ import dev.cmc.runtime.jvm.JvmBackend;
 import dev.cmc.runtime.jvm.JvmExecutable;
 import dev.cmc.runtime.train.Schedules;
 
+import java.util.Map;
 import java.util.SplittableRandom;
 
 /**
@@ -271,7 +272,6 @@ public final class ConsistencyModel implements AutoCloseable {
         exe.write("sigma_hi", sigmaHi, b);
         if (sigmaLo != null) exe.write("sigma_lo", sigmaLo, b);
         exe.write("weight", weight, b);
-        if (trainerSigmaRows > 0) SigmaGroups.inputs(sigmaHi, sigmaLo, b, trainerSigmaRows).forEach((name, v) -> exe.write(name, v, v.length));
         exe.write("scalars", scalars, scalars.length);
         exe.run(b);
         if (!(exe instanceof JvmExecutable)) deviceAhead = true;
@@ -282,22 +282,29 @@ public final class ConsistencyModel implements AutoCloseable {
     }
 
     /**
-     * The training step, compiled and loaded for at least this batch and for as many distinct σ as this one
-     * has (the σ arrays may be null when preparing ahead of any batch).
+     * The training step, compiled and loaded for at least this batch, with this batch's σ groups written where
+     * it embeds σ once per distinct value; compiled anew to embed per row when σ holds more distinct values than
+     * its table (a caller's own σ, a run past its schedule). The σ arrays are null when preparing ahead of any batch.
      */
     private Executable trainer(int batch, float[] sigmaHi, float[] sigmaLo) {
+        Map<String, float[]> groups = null;
         boolean rebuild = trainer == null || trainer.maxBatch() < batch;
-        int distinct = sigmaHi == null || !(rebuild || trainerSigmaRows > 0) ? 0
-                : Math.max(SigmaGroups.distinct(sigmaHi, batch), sigmaLo == null ? 0 : SigmaGroups.distinct(sigmaLo, batch));
-        if (rebuild || distinct > trainerSigmaRows && trainerSigmaRows > 0) {
+        if (!rebuild && trainerSigmaRows > 0 && sigmaHi != null) {
+            groups = SigmaGroups.inputsIfTheyFit(sigmaHi, sigmaLo, batch, trainerSigmaRows);
+            rebuild = groups == null;
+        }
+        if (rebuild) {
             sync();
             if (trainer != null) trainer.close();
             if (spec.train().method().equals("cd") && teacherSpec == null) {
                 throw new IllegalStateException("method = cd: load the teacher first (withTeacher)");
             }
             int rows = Compiler.sigmaRows(spec, batch);
-            // More distinct σ than the method's grid gives (a caller's own σ, a run past its schedule): per row.
-            trainerSigmaRows = distinct > rows ? 0 : rows;
+            if (rows > 0 && sigmaHi != null) {
+                groups = SigmaGroups.inputsIfTheyFit(sigmaHi, sigmaLo, batch, rows);
+                if (groups == null) rows = 0;
+            }
+            trainerSigmaRows = rows;
             trainer = backend.load(Compiler.trainStep(spec, teacherSpec, trainerSigmaRows).program(), batch);
             if (teacherWeights != null) trainer.write("teacher", teacherWeights, teacherWeights.length);
             hostAhead = true;
@@ -315,6 +322,7 @@ public final class ConsistencyModel implements AutoCloseable {
             for (int k = 0; k < STATE.length; k++) trainer.write(STATE[k], host[k], host[k].length);
             hostAhead = false;
         }
+        if (groups != null) groups.forEach((name, v) -> trainer.write(name, v, v.length));
         return trainer;
     }
 

@@ -11,13 +11,14 @@ import java.util.Map;
 
 /**
  * Kernel IR to PTX (ISA 8.0, sm_80 or sm_90), written directly: no nvcc, no NVRTC. Kernels run in 256-thread
- * blocks (GEMMs in 128, or 256 in 128×128 tiles), shaped for a GPU:
+ * blocks (GEMMs as their {@link Tile} says), shaped for a GPU:
  * <ul>
  *   <li>GEMMs: a 128×64 output tile per block, 16 deep in K per step. On the FMA units: A and B staged through
  *       registers into double-buffered shared memory, each thread an 8×8 register tile. On the tensor cores
  *       (3xTF32 for fp32, tf32, bf16): a 3-stage cp.async pipeline, each warp 64×32 as 4×4 mma.sync tiles, an
- *       NN GEMM's A fragments by ldmatrix; optionally ({@link Tiling#WIDE}) 128×128 tiles of 8 warps in a
- *       2-stage pipeline for the tensor-core GEMMs with 128+ columns. The fused
+ *       NN GEMM's A fragments by ldmatrix; optionally ({@link Tiling#WIDE}) 128×128 tiles in a 2-stage
+ *       pipeline for the tensor-core GEMMs with 128+ columns (8 warps of 64×32 for 3xTF32, 4 of 64×64 for
+ *       tf32 and bf16). The fused
  *       epilogue runs on the registers before anything is stored. GEMMs with few output tiles (weight
  *       gradients, where K is the batch; long-K GEMMs over small batches) are split over K into workspace
  *       slices that a second kernel sums in order, so they fill the GPU.</li>
@@ -54,16 +55,10 @@ public final class PtxRenderer {
     private static final int SPLIT_ROWS = 512, MAX_SPLITS = 16, LONG_K = 1024, FEW_ROWS = 512, NN_SPLITS = 8;
     private static final String WORKSPACE = "workspace";
 
-    /** A launch: grid dimensions and threads per block ({@link #BLOCK}, or {@link #GEMM_THREADS} for a GEMM). */
+    /** A launch: grid dimensions and threads per block ({@link #BLOCK}, or a GEMM tile's {@link Tile#threads}). */
     public record Launch(int gridX, int gridY, int gridZ, int block) {
         Launch(int gridX, int gridY, int gridZ) { this(gridX, gridY, gridZ, BLOCK); }
     }
-
-    /**
-     * Threads of a GEMM's 128×64 block: 4 warps, each thread an 8×8 register tile (FMA), or each warp 64×32 as
-     * 4×4 mma tiles (tensor cores).
-     */
-    public static final int GEMM_THREADS = 128;
 
     /**
      * A tensor-core GEMM's block tile: bm×bn outputs, one warp per 64×(8·warpNTiles) of it, fed by a cp.async
@@ -97,11 +92,6 @@ public final class PtxRenderer {
     public static Tile tile(Kernel.Gemm g, Matmul matmul, Tiling tiling) {
         boolean wide = tiling == Tiling.WIDE && matmul != Matmul.FMA && !g.transposeA() && g.domain().cols() >= 2 * BN;
         return !wide ? Tile.NARROW : matmul == Matmul.TF32X3 ? Tile.WIDE : Tile.WIDE_WARPS;
-    }
-
-    /** How kernel k is launched at this batch, with 128×64 GEMM tiles. */
-    public static Launch launch(Kernel k, int batch) {
-        return launch(k, batch, Matmul.FMA, Tiling.NARROW);
     }
 
     /** How kernel k is launched at this batch, its GEMMs multiplied and tiled so. */

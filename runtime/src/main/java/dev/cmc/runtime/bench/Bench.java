@@ -120,7 +120,8 @@ public final class Bench {
         progress.at(label + ": generating and loading kernels", ++done, total);
         long t0 = System.nanoTime();
         var sampler = Compiler.sampler(spec);
-        var train = trainStep(spec, trainBatch);
+        int sigmaRows = Compiler.sigmaRows(spec, trainBatch);
+        var train = Compiler.trainStep(spec, null, sigmaRows);
         double generateMs = (System.nanoTime() - t0) / 1e6;
         int maxBatch = Collections.max(batches);
         long t1 = System.nanoTime();
@@ -161,12 +162,13 @@ public final class Bench {
             double stepMs = time(() -> t.run(trainBatch), seconds);
             Map<String, Double> sampleKernels = profile ? kernelTimes(s, batches.getFirst()) : Map.of();
             Map<String, Double> stepKernels = profile ? kernelTimes(t, trainBatch) : Map.of();
-            Map<String, Double> sampleFlops = gemmFlops(sampler.program(), batches.getFirst()), stepFlops = gemmFlops(train.program(), trainBatch);
+            Map<String, Double> sampleFlops = profile ? gemmFlops(sampler.program(), batches.getFirst()) : Map.of();
+            Map<String, Double> stepFlops = profile ? gemmFlops(train.program(), trainBatch) : Map.of();
             progress.at(label + ": done", total, total);
             long deviceBytes = arrayBytes(sampler.program(), maxBatch) + arrayBytes(train.program(), trainBatch);
             return new Result(spec.name(), sampler.layout().total(), label, backend.deviceName(), Runtime.getRuntime().availableProcessors(),
-                    generateMs, loadMs, cases, trainBatch, Compiler.sigmaRows(spec, trainBatch), stepMs, flopsPerSample(spec),
-                    trainFlopsPerSample(spec, trainBatch, Compiler.sigmaRows(spec, trainBatch)), peak, deviceBytes,
+                    generateMs, loadMs, cases, trainBatch, sigmaRows, stepMs, flopsPerSample(spec),
+                    trainFlopsPerSample(spec, trainBatch, sigmaRows), peak, deviceBytes,
                     Memory.peakRssBytes(), sampleKernels, stepKernels, sampleFlops, stepFlops);
         }
     }
@@ -286,7 +288,6 @@ public final class Bench {
         }
     }
 
-    /** Per-kernel times of one run: device events on OpenCL, wall time per launch on the JVM. */
     /** FLOPs of each GEMM of a program at a batch: 2·M·N·K, K the batch for a weight gradient. */
     static Map<String, Double> gemmFlops(Program p, int batch) {
         var out = new LinkedHashMap<String, Double>();
@@ -298,6 +299,7 @@ public final class Bench {
         return out;
     }
 
+    /** Per-kernel times of one run: device events on OpenCL, wall time per launch on the JVM. */
     static Map<String, Double> kernelTimes(Executable exe, int batch) {
         if (exe instanceof dev.cmc.runtime.opencl.OpenClExecutable cl) return cl.profile(batch);
         if (exe instanceof dev.cmc.runtime.cuda.CudaExecutable cu) return cu.profile(batch);

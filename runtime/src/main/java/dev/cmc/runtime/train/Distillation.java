@@ -48,7 +48,7 @@ public final class Distillation {
 
     /**
      * The spec inside train.teacher's checkpoint: what a distillation step's teacher kernels are compiled from.
-     * An error names the student's file and key, and says how to get the checkpoint.
+     * An error names the student's file and key, and what is wrong with the checkpoint.
      */
     public static Spec teacherSpec(Spec student) {
         Path file = Path.of(student.train().teacher());

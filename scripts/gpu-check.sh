@@ -53,12 +53,16 @@ run)
   bench fp32_train4096 60 --batch 1048576,4096,256 --train-batch 4096 --profile
   bench fp32_train256 40 --batch 256 --train-batch 256 --profile
   bench tf32 50 --set target.precision=tf32 --batch 1048576 --train-batch 4096 --profile
+  #    The same on Hopper's wgmma (sm_90a; NN GEMMs of 128+ columns as two warpgroups of m64n128k8): the path
+  #    most likely to reach the tf32 target, checked so far only by ptxas and the simulator.
+  CMC_CUDA_TILES=wgmma bench wgmma 50 --batch 1048576,4096 --train-batch 4096 --profile
+  CMC_CUDA_TILES=wgmma bench wgmma_tf32 40 --set target.precision=tf32 --batch 1048576 --train-batch 4096 --profile
   # 2. PyTorch on the same card in the same run: its figures for the same comparisons.
   if [[ -f .gpu/torch_cm_bench.py ]] && fits torch 150; then
     OUT="$out" timeout 150 python3 .gpu/gpu_torch_peer.py > "$out/torch.txt" 2>&1 || echo "torch peer failed (see torch.txt)"
     grep -v '^ \|^[{}]\|Warning\|warn' "$out/torch.txt" | tail -8
   fi
-  # 3. Parity on the GPU: every kernel against float64 (fp32, tf32, 3xTF32, bf16, wide tiles), 200 steps against the jvm curve.
+  # 3. Parity on the GPU: every kernel against float64 (fp32, tf32, 3xTF32, bf16, wide and wgmma tiles), 200 steps against the jvm curve.
   if fits parity 120; then
     timeout 120 "${java[@]}" -Dcmc.parity.backends=cuda: -cp .gpu/junit.jar:.gpu/cmc.jar:.gpu/runtime-tests.jar:.gpu/compiler-tests.jar \
         org.junit.platform.console.ConsoleLauncher execute \

@@ -45,6 +45,10 @@ final class CompileCommand implements Callable<Integer> {
         }
         if (!arch.equals("sm_80") && !arch.equals("sm_90")) throw new Main.UserError("--arch " + arch + ": valid architectures are sm_80 and sm_90");
         if (emitBinary != null && !target.equals("opencl")) throw new Main.UserError("--emit-binary needs --target opencl");
+        var tiling = target.equals("cuda") ? dev.cmc.runtime.cuda.CudaBackend.configuredTiling() : null;
+        if (tiling == dev.cmc.render.PtxRenderer.Tiling.WGMMA && !arch.equals("sm_90")) {
+            throw new Main.UserError("--arch " + arch + ": CMC_CUDA_TILES=wgmma needs --arch sm_90 (its modules target sm_90a)");
+        }
         Spec s = spec.load();
         String precision = s.target().precision();
         if (!precision.equals("fp32") && !target.equals("cuda")) {
@@ -62,8 +66,11 @@ final class CompileCommand implements Callable<Integer> {
             String h = header + ", program " + p.name();
             if (backend != null) files.putAll(backend.render(p, h));
             else if (target.equals("tornado")) files.put(dev.cmc.render.TornadoRenderer.className(p) + ".java", dev.cmc.render.TornadoRenderer.render(p, JvmBackend.lanes(), h));
-            else if (target.equals("cuda")) files.put(dev.cmc.render.JavaRenderer.className(p) + "." + arch + ".ptx", dev.cmc.render.PtxRenderer.render(p, h, arch,
-                    dev.cmc.render.PtxRenderer.Matmul.of(precision, dev.cmc.runtime.cuda.CudaBackend.fp32Matmul()), dev.cmc.runtime.cuda.CudaBackend.configuredTiling()));
+            else if (target.equals("cuda")) {
+                String ptxTarget = tiling == dev.cmc.render.PtxRenderer.Tiling.WGMMA ? "sm_90a" : arch;
+                files.put(dev.cmc.render.JavaRenderer.className(p) + "." + ptxTarget + ".ptx", dev.cmc.render.PtxRenderer.render(p, h, arch,
+                        dev.cmc.render.PtxRenderer.Matmul.of(precision, dev.cmc.runtime.cuda.CudaBackend.fp32Matmul()), tiling));
+            }
             else files.put(dev.cmc.render.JavaRenderer.className(p) + ".cl", dev.cmc.render.OpenClRenderer.render(p, h));
             files.put(p.name() + ".plan.txt", p.plan());
             if (target.equals("cuda")) files.put(p.name() + ".cuda-graph.txt", dev.cmc.runtime.cuda.StreamPlan.of(p, dev.cmc.runtime.cuda.StreamPlan.configuredStreams()).describe(p));

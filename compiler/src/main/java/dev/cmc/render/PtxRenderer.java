@@ -18,7 +18,7 @@ import java.util.Map;
  *       (3xTF32 for fp32, tf32, bf16): a 3-stage cp.async pipeline, each warp 64×32 as 4×4 mma.sync tiles, an
  *       NN GEMM's A fragments by ldmatrix; optionally ({@link Tiling#WIDE}) 128×128 tiles in a 2-stage
  *       pipeline for the tensor-core GEMMs with 128+ columns (8 warps of 64×32 for 3xTF32, 4 of 64×64 for
- *       tf32 and bf16). The fused
+ *       tf32 and bf16); or ({@link Tiling#WGMMA}, sm_90a) Hopper's warpgroup wgmma for tf32 and 3xTF32. The fused
  *       epilogue runs on the registers before anything is stored. GEMMs with few output tiles (weight
  *       gradients, where K is the batch; long-K GEMMs over small batches) are split over K into workspace
  *       slices that a second kernel sums in order, so they fill the GPU.</li>
@@ -49,15 +49,25 @@ public final class PtxRenderer {
     /** A tensor-core GEMM warp's m16n8 tiles down (16×4 = 64 rows) and, by default, across (8×4 = 32 columns). */
     private static final int WARP_M_TILES = 4, WARP_N_TILES = 4;
     /**
+     * The wgmma GEMMs: threads per warpgroup; the bytes of one stage's 128×16 A slice, kept as wgmma's core
+     * matrices (8 rows × 16 bytes, 128 contiguous bytes each), the 4 of a row group side by side in K
+     * (LBO = 128 bytes apart) and the 16 row groups one after another (SBO = 512 bytes apart).
+     */
+    private static final int WARPGROUP = 128, WG_A_STAGE_BYTES = BM * SLICE_K * 4, WG_LBO = 128, WG_SBO = 4 * WG_LBO;
+    private static final String DYNAMIC_SHARED = "dsmem";
+    /**
      * Split K, so that GEMMs with few output tiles still fill the GPU. A TN GEMM (K = the batch) is cut into one
      * K slice per 512 rows, at most 16. An NN GEMM with K of 1024+ over at most 512 rows is cut into 8.
      */
     private static final int SPLIT_ROWS = 512, MAX_SPLITS = 16, LONG_K = 1024, FEW_ROWS = 512, NN_SPLITS = 8;
     private static final String WORKSPACE = "workspace";
 
-    /** A launch: grid dimensions and threads per block ({@link #BLOCK}, or a GEMM tile's {@link Tile#threads}). */
-    public record Launch(int gridX, int gridY, int gridZ, int block) {
-        Launch(int gridX, int gridY, int gridZ) { this(gridX, gridY, gridZ, BLOCK); }
+    /**
+     * A launch: grid dimensions, threads per block ({@link #BLOCK}, or a GEMM tile's {@link Tile#threads}) and
+     * bytes of dynamic shared memory (the wgmma GEMMs' pipeline; 0 for every other kernel).
+     */
+    public record Launch(int gridX, int gridY, int gridZ, int block, int sharedBytes) {
+        Launch(int gridX, int gridY, int gridZ) { this(gridX, gridY, gridZ, BLOCK, 0); }
     }
 
     /**
@@ -72,25 +82,38 @@ public final class PtxRenderer {
      *       fragment once for 4 mma and each A fragment once for 8, one shared-memory wavefront per mma
      *       instead of 1.5: with one mma per fragment pair (not 3xTF32's three), a 64×32 warp's loads take an
      *       estimated 75% of the SM's shared-memory bandwidth at the tensor cores' rate, this 50%.</li>
+     *   <li>WGMMA, for tf32 and 3xTF32 on sm_90a: 128×128 as two warpgroups, each computing 64 output columns for
+     *       all 128 rows with wgmma.mma_async, 3 stages in dynamic shared memory (see {@link Fn#gemmWgmma}).</li>
      * </ul>
      */
-    public record Tile(int bm, int bn, int stages, int warpNTiles) {
-        public static final Tile NARROW = new Tile(BM, BN, STAGES, WARP_N_TILES), WIDE = new Tile(BM, 2 * BN, 2, WARP_N_TILES),
-                WIDE_WARPS = new Tile(BM, 2 * BN, 2, 2 * WARP_N_TILES);
+    public record Tile(int bm, int bn, int stages, int warpNTiles, boolean warpgroups) {
+        public static final Tile NARROW = new Tile(BM, BN, STAGES, WARP_N_TILES, false), WIDE = new Tile(BM, 2 * BN, 2, WARP_N_TILES, false),
+                WIDE_WARPS = new Tile(BM, 2 * BN, 2, 2 * WARP_N_TILES, false), WGMMA = new Tile(BM, 2 * BN, STAGES, 0, true);
 
-        public int threads() { return bm / (16 * WARP_M_TILES) * (bn / (8 * warpNTiles)) * 32; }
+        public int threads() { return warpgroups ? 2 * WARPGROUP : bm / (16 * WARP_M_TILES) * (bn / (8 * warpNTiles)) * 32; }
+
+        /**
+         * Dynamic shared memory of a wgmma tile: per stage, A's 128×16 slice as core matrices (twice for 3xTF32:
+         * TF32 heads and remainders) and B's 16 K rows, padded; 0 for the other tiles, whose arrays are static.
+         */
+        public int sharedBytes(Matmul matmul) {
+            return warpgroups ? stages * ((matmul == Matmul.TF32X3 ? 2 : 1) * WG_A_STAGE_BYTES + 4 * SLICE_K * bStride()) : 0;
+        }
 
         int bStride() { return bn + 8; }
     }
 
     /**
      * How a program's tensor-core GEMMs are tiled: all 128×64, or 128×128 for those that are not weight
-     * gradients (TN, split over the batch) and have 128 columns or more. fp32 FMA GEMMs are always 128×64.
+     * gradients (TN, split over the batch) and have 128 columns or more: by mma.sync warps (WIDE), or for tf32
+     * and 3xTF32 by wgmma warpgroups (WGMMA, sm_90 only: the module targets sm_90a). fp32 FMA GEMMs are always
+     * 128×64; under WGMMA, bf16 GEMMs and the rest keep 128×64 mma.sync tiles.
      */
-    public enum Tiling { NARROW, WIDE }
+    public enum Tiling { NARROW, WIDE, WGMMA }
 
     public static Tile tile(Kernel.Gemm g, Matmul matmul, Tiling tiling) {
-        boolean wide = tiling == Tiling.WIDE && matmul != Matmul.FMA && !g.transposeA() && g.domain().cols() >= 2 * BN;
+        boolean wide = tiling != Tiling.NARROW && matmul != Matmul.FMA && !g.transposeA() && g.domain().cols() >= 2 * BN;
+        if (wide && tiling == Tiling.WGMMA) return matmul == Matmul.BF16 ? Tile.NARROW : Tile.WGMMA;
         return !wide ? Tile.NARROW : matmul == Matmul.TF32X3 ? Tile.WIDE : Tile.WIDE_WARPS;
     }
 
@@ -99,7 +122,8 @@ public final class PtxRenderer {
         return switch (k) {
             case Kernel.Gemm g -> {
                 Tile t = tile(g, matmul, tiling);
-                yield new Launch(ceil(g.domain().cols(), t.bn()), ceil(rows(g.domain(), batch), t.bm()), splits(g, batch), t.threads());
+                yield new Launch(ceil(g.domain().cols(), t.bn()), ceil(rows(g.domain(), batch), t.bm()), splits(g, batch), t.threads(),
+                        t.sharedBytes(matmul));
             }
             case Kernel.Normalize n -> new Launch(ceil(rows(n.domain(), batch), WARPS), 1, 1);
             case Kernel.ReduceCols r -> new Launch(ceil(rows(r.domain(), batch), WARPS), 1, 1);
@@ -189,9 +213,13 @@ public final class PtxRenderer {
     public static String render(Program program, String header, String arch, Matmul matmul, Tiling tiling) {
         var sb = new StringBuilder();
         sb.append("// ").append(header.replace("\n", "\n// ")).append(" (").append(matmul.description)
-                .append(tiling == Tiling.WIDE ? ", 128x128 tiles" : "").append(")\n");
+                .append(tiling == Tiling.WIDE ? ", 128x128 tiles" : tiling == Tiling.WGMMA ? ", 128x128 wgmma tiles" : "").append(")\n");
         sb.append("// Generated by cmc: do not edit; regenerate with `cmc compile --target cuda --emit DIR`.\n\n");
-        sb.append(".version 8.0\n.target ").append(arch).append("\n.address_size 64\n");
+        if (tiling == Tiling.WGMMA && !arch.equals("sm_90")) {
+            throw new IllegalArgumentException("wgmma tiles need an sm_90 GPU (H100, H200), not " + arch);
+        }
+        sb.append(".version 8.0\n.target ").append(tiling == Tiling.WGMMA ? "sm_90a" : arch).append("\n.address_size 64\n");
+        if (tiling == Tiling.WGMMA) sb.append(".extern .shared .align 128 .b8 ").append(DYNAMIC_SHARED).append("[];\n");
         for (int i = 0; i < program.kernels().size(); i++) {
             sb.append('\n').append(new Fn(program, i, matmul, tiling, false).render());
             if (splitsK(program.kernels().get(i))) sb.append('\n').append(new Fn(program, i, matmul, tiling, true).render());
@@ -262,7 +290,10 @@ public final class PtxRenderer {
             // (four 128-thread blocks per SM) rather than spill to fit its own occupancy guess; 3xTF32, which
             // keeps heads and remainders of its fragments, up to 168 (three blocks).
             // A 64×64 warp tile holds twice the accumulators: up to 232 (two 128-thread blocks per SM).
-            if (tile != null) head.append(".maxnreg ").append(tile.warpNTiles() > WARP_N_TILES ? 232 : matmul == Matmul.TF32X3 ? 168 : 128).append('\n');
+            // A wgmma warpgroup's 64 accumulators per thread: up to 128 (two 256-thread blocks per SM).
+            if (tile != null) {
+                head.append(".maxnreg ").append(tile.warpgroups() ? 128 : tile.warpNTiles() > WARP_N_TILES ? 232 : matmul == Matmul.TF32X3 ? 168 : 128).append('\n');
+            }
             head.append("{\n");
             for (String a : args) {
                 String raw = rd(), g = rd();
@@ -273,7 +304,12 @@ public final class PtxRenderer {
             rowsReg = r();
             op("ld.param.u32 " + rowsReg + ", [rows];");
             switch (kernel) {
-                case Kernel.Gemm g -> { if (fixup) fixup(g); else if (matmul == Matmul.FMA) gemm(g); else gemmMma(g); }
+                case Kernel.Gemm g -> {
+                    if (fixup) fixup(g);
+                    else if (matmul == Matmul.FMA) gemm(g);
+                    else if (tile.warpgroups()) gemmWgmma(g);
+                    else gemmMma(g);
+                }
                 case Kernel.Elementwise e -> elementwise(e);
                 case Kernel.Normalize n -> normalize(n);
                 case Kernel.ReduceCols rc -> reduceCols(rc);
@@ -789,10 +825,18 @@ public final class PtxRenderer {
          * {@link #splits} slices (gridDim.z) the z-th, whole multiples of 16 deep.
          */
         private Frame frame(Kernel.Gemm g) {
-            int aFloats = matmul == Matmul.FMA ? 2 * SLICE_K * A_STRIDE : tile.stages() * mmaStageA(g);
-            int bFloats = matmul == Matmul.FMA ? 2 * SLICE_K * B_STRIDE : tile.stages() * SLICE_K * tile.bStride();
-            shared.append("    .shared .align 16 .f32 As[").append(aFloats).append("];\n");
-            shared.append("    .shared .align 16 .f32 Bs[").append(bFloats).append("];\n");
+            String as, bs;
+            if (tile.warpgroups()) {   // dynamic shared memory: A's stages (heads, then 3xTF32's remainders), then B's
+                as = symbol(DYNAMIC_SHARED);
+                bs = bin("add.s64", as, Integer.toString(tile.sharedBytes(matmul) - tile.stages() * 4 * SLICE_K * tile.bStride()));
+            } else {
+                int aFloats = matmul == Matmul.FMA ? 2 * SLICE_K * A_STRIDE : tile.stages() * mmaStageA(g);
+                int bFloats = matmul == Matmul.FMA ? 2 * SLICE_K * B_STRIDE : tile.stages() * SLICE_K * tile.bStride();
+                shared.append("    .shared .align 16 .f32 As[").append(aFloats).append("];\n");
+                shared.append("    .shared .align 16 .f32 Bs[").append(bFloats).append("];\n");
+                as = symbol("As");
+                bs = symbol("Bs");
+            }
             String m = domainRows(g.domain());
             String k = g.transposeA() ? rowsReg : constI(g.k());
             String tid = special("%tid.x");
@@ -808,7 +852,7 @@ public final class PtxRenderer {
                 kBegin = bin("mul.lo.s32", special("%ctaid.z"), chunk);
                 kEnd = bin("min.s32", k, bin("add.s32", kBegin, chunk));
             }
-            return new Frame(m, Integer.toString(g.domain().cols()), k, tid, row0, col0, kBegin, kEnd, splits, symbol("As"), symbol("Bs"));
+            return new Frame(m, Integer.toString(g.domain().cols()), k, tid, row0, col0, kBegin, kEnd, splits, as, bs);
         }
 
         /** TN: min(16, max(1, rows / 512)); NN: 8 while rows <= 512, else 1. See {@link PtxRenderer#splits}. */
@@ -1029,7 +1073,8 @@ public final class PtxRenderer {
             }
             String bOff = wideBytes(bin("shl.b32", mad(tig, Integer.toString(tile.bStride()), bin("add.s32", warpCol, grp)), "2"));
             boolean x3 = matmul == Matmul.TF32X3;
-            asyncKLoop(g, t, (aBase, bBase) -> {
+            Copies ac = aCopies(g, t, false);
+            asyncKLoop(g, t, ac, mmaStageA(g), stage -> {}, (aBase, bBase) -> {
                 String aRead = bin("add.s64", aBase, aOff), bRead = bin("add.s64", bBase, bOff);
                 if (matmul == Matmul.BF16) {
                     comment("one 16-deep K step: " + WARP_M_TILES + " A, " + wn + " B fragments packed to bf16 pairs, "
@@ -1073,6 +1118,113 @@ public final class PtxRenderer {
             finish(g, t, outs);
         }
 
+        /**
+         * A tensor-core GEMM on Hopper's warpgroup MMA (sm_90a), for tf32 and 3xTF32 NN GEMMs of 128+ columns. wgmma
+         * takes its B operand only from shared memory, and for TF32 only K-major, so the block computes the
+         * transposed product, Cᵀ = Bᵀ·Aᵀ, whose operands lie as wgmma wants them: A's [M, K] rows are K-major as
+         * they are, and go to shared memory as core matrices; Bᵀ comes from registers, loaded from B's padded
+         * K rows exactly like an mma.sync B fragment. Two warpgroups each take 64 of the tile's 128 output columns
+         * (wgmma's M) for all 128 rows (its N): one m64n128k8 per 8-deep K step, three for 3xTF32, whose A
+         * remainders are split off in shared memory by the threads that copied them, as soon as they land. Each
+         * slice's wgmma are waited for before the next barrier, after which the cp.async pipeline refills the
+         * stage they read.
+         */
+        private void gemmWgmma(Kernel.Gemm g) {
+            Frame t = frame(g);
+            boolean x3 = matmul == Matmul.TF32X3;
+            int wgN = tile.bm(), loOffset = tile.stages() * WG_A_STAGE_BYTES;
+            String lane = bin("and.b32", t.tid(), "31"), warp = bin("and.b32", bin("shr.u32", t.tid(), "5"), "3");
+            String group = bin("shr.u32", t.tid(), "7"), grp = bin("shr.u32", lane, "2"), tig = bin("and.b32", lane, "3");
+            // This thread's first output column in the tile: 64 per warpgroup, 16 per warp (wgmma's rows), g.
+            String colIn = bin("add.s32", bin("add.s32", bin("shl.b32", group, "6"), bin("shl.b32", warp, "4")), grp);
+            String[] acc = new String[wgN / 2];
+            for (int i = 0; i < acc.length; i++) acc[i] = constF(0);
+            Copies ac = aCopies(g, t, true);
+            String bOff = wideBytes(bin("shl.b32", mad(tig, Integer.toString(tile.bStride()), colIn), "2"));
+            asyncKLoop(g, t, ac, WG_A_STAGE_BYTES / 4, stage -> {
+                if (x3) splitIntoHeadsAndRemainders(ac, bufferBase(t.as(), stage, WG_A_STAGE_BYTES / 4), loOffset);
+                comment("the slice was written through the generic proxy; wgmma reads it through the async proxy");
+                op("fence.proxy.async.shared::cta;");
+            }, (aBase, bBase) -> {
+                String bRead = bin("add.s64", bBase, bOff), desc = descriptor(aBase);
+                String[][][] frags = new String[SLICE_K / 8][][];
+                for (int ks = 0; ks < SLICE_K; ks += 8) frags[ks / 8] = tf32(transposedBWords(bRead, ks));
+                op("wgmma.fence.sync.aligned;");
+                for (int ks = 0; ks < SLICE_K; ks += 8) {
+                    comment("k step " + ks + (x3 ? ": remainder products first" : ""));
+                    // The next two core matrices along K: the descriptor's start address counts 16-byte units.
+                    String d = ks == 0 ? desc : bin("add.s64", desc, Integer.toString(ks / 4 * WG_LBO >> 4));
+                    String[][] a = frags[ks / 8];
+                    if (x3) {
+                        wgmma(wgN, acc, a[0], bin("add.s64", d, Integer.toString(loOffset >> 4)));
+                        wgmma(wgN, acc, a[1], d);
+                    }
+                    wgmma(wgN, acc, a[0], d);
+                }
+                op("wgmma.commit_group.sync.aligned;");
+                op("wgmma.wait_group.sync.aligned 0;");
+            });
+            // Accumulator 4j + e is Cᵀ(16·warp + g + 8·(e/2), 8j + 2t + e%2): column colIn (+8), row 8j + 2t (+1).
+            String col = bin("add.s32", t.col0(), colIn), row = bin("add.s32", t.row0(), bin("shl.b32", tig, "1"));
+            String[] cols = {col, bin("add.s32", col, "8")};
+            var outs = new java.util.ArrayList<Out>();
+            for (int j = 0; j < wgN / 8; j++) {
+                String[] rows = {bin("add.s32", row, Integer.toString(8 * j)), bin("add.s32", row, Integer.toString(8 * j + 1))};
+                for (int e = 0; e < 4; e++) outs.add(new Out(rows[e % 2], cols[e / 2], acc[4 * j + e]));
+            }
+            finish(g, t, outs);
+        }
+
+        /**
+         * wgmma's shared-memory matrix descriptor of a core-matrix slice at a shared address: the start address,
+         * LBO and SBO in 16-byte units (bits 0-13, 16-29, 32-45), no swizzle (bits 62-63 zero).
+         */
+        private String descriptor(String sharedAddress) {
+            String low = r();
+            op("cvt.u32.u64 " + low + ", " + sharedAddress + ";");
+            String start = bin("and.b32", bin("shr.u32", low, "4"), "16383");
+            String word = bin("or.b32", start, Integer.toString((WG_LBO >> 4) << 16));
+            return bin("or.b64", wideBytes(word), Long.toString((long) (WG_SBO >> 4) << 32));
+        }
+
+        /**
+         * This lane's words of wgmma's A, Bᵀ, for 8-deep K step ks: Bᵀ(g, t), Bᵀ(g+8, t), Bᵀ(g, t+4), Bᵀ(g+8, t+4)
+         * of its warp's 16 rows, i.e. B(t, c), B(t, c+8), B(t+4, c), B(t+4, c+8): the padded K rows keep the
+         * lanes' (t, g) in 32 banks.
+         */
+        private String[] transposedBWords(String bRead, int ks) {
+            int stride = tile.bStride();
+            return new String[]{sharedB32(bRead, 4 * ks * stride), sharedB32(bRead, 4 * (ks * stride + 8)),
+                    sharedB32(bRead, 4 * (ks + 4) * stride), sharedB32(bRead, 4 * ((ks + 4) * stride + 8))};
+        }
+
+        /**
+         * 3xTF32 under wgmma: this thread's landed copies of A, each float split in place into its TF32 head, and
+         * its TF32 remainder stored loOffset bytes on (wgmma reads TF32 from shared memory as it lies).
+         */
+        private void splitIntoHeadsAndRemainders(Copies ac, String stageBase, int loOffset) {
+            comment("3xTF32: this thread's copies split into TF32 heads (in place) and remainders");
+            String at = bin("add.s64", stageBase, ac.sharedBytes());
+            for (int l = 0; l < ac.count(); l++) {
+                int off = l * ac.sharedStep();
+                String[] v = new String[ac.width()];
+                for (int q = 0; q < v.length; q++) v[q] = f();
+                String vec = v.length == 4 ? ".v4" : "";
+                op("ld.shared" + vec + ".f32 " + operands(v) + ", [" + at + "+" + off + "];");
+                String[][] split = tf32(v);
+                op("st.shared" + vec + ".b32 [" + at + "+" + off + "], " + operands(split[0]) + ";");
+                op("st.shared" + vec + ".b32 [" + at + "+" + (off + loOffset) + "], " + operands(split[1]) + ";");
+            }
+        }
+
+        /** One register, or several as a PTX vector. */
+        private static String operands(String[] regs) { return regs.length == 1 ? regs[0] : "{" + String.join(", ", regs) + "}"; }
+
+        private void wgmma(int n, String[] acc, String[] a, String desc) {
+            op("wgmma.mma_async.sync.aligned.m64n" + n + "k8.f32.tf32.tf32 {" + String.join(", ", acc) + "}, {" + String.join(", ", a) + "}, "
+                    + desc + ", 1, 1, 1;");
+        }
+
         /** Floats of one pipeline stage of a tensor-core GEMM's A: 128 rows of MMA_A_ROW (NN), or SLICE_K rows of A_STRIDE (TN). */
         private static int mmaStageA(Kernel.Gemm g) { return g.transposeA() ? SLICE_K * A_STRIDE : BM * MMA_A_ROW; }
 
@@ -1082,26 +1234,11 @@ public final class PtxRenderer {
          * meets the block at one barrier (after which the stage computed last trip is free) and refills that
          * stage. Copies outside the matrices or the K range are zero-filled (src-size 0, from a valid address).
          */
-        private void asyncKLoop(Kernel.Gemm g, Frame t, java.util.function.BiConsumer<String, String> compute) {
-            Buf a = g.a(), b = g.b();
-            int n = g.domain().cols();
-            int aRowLen = g.transposeA() ? a.shape().cols() : g.k();
-            // A thread's copies of one operand step by the same amounts from the first: a block's threads' chunks on is
-            // a fixed number of rows further down (the tile's rows are whole multiples of chunks), so one set of
-            // registers and immediate offsets describe them all, however many 4-byte copies an odd shape needs.
-            int threads = tile.threads(), stages = tile.stages();
-            Copies ac, bc = kRowCopies(b, tile.bn(), n, t.col0(), t.n(), tile.bStride(), t.tid());
-            if (g.transposeA()) {   // A is [K, M], kept as it is
-                ac = kRowCopies(a, tile.bm(), aRowLen, t.row0(), t.m(), A_STRIDE, t.tid());
-            } else {                // A is [M, K]: a chunk is aw K of one row
-                int aw = chunkWidth(aRowLen, a.offset()), perRow = SLICE_K / aw, down = threads / perRow;
-                String row = bin("shr.u32", t.tid(), log2(perRow)), kk = bin("shl.b32", bin("and.b32", t.tid(), Integer.toString(perRow - 1)), log2(aw));
-                String gRow = bin("add.s32", t.row0(), row);
-                ac = new Copies(a, aw, tile.bm() * SLICE_K / aw / threads, kk, 0, "1",
-                        bin("add.s32", mad(gRow, Integer.toString(aRowLen), kk), Integer.toString(a.offset())), down * aRowLen, gRow, down, t.m(),
-                        wideBytes(bin("shl.b32", mad(row, Integer.toString(MMA_A_ROW), kk), "2")), 4 * down * MMA_A_ROW);
-            }
-            int aStage = mmaStageA(g), bStage = SLICE_K * tile.bStride();
+        private void asyncKLoop(Kernel.Gemm g, Frame t, Copies ac, int aStage, java.util.function.Consumer<String> landed,
+                                java.util.function.BiConsumer<String, String> compute) {
+            int stages = tile.stages();
+            Copies bc = kRowCopies(g.b(), tile.bn(), g.domain().cols(), t.col0(), t.n(), tile.bStride(), t.tid());
+            int bStage = SLICE_K * tile.bStride();
             java.util.function.BiConsumer<String, String> issue = (kBase, stage) -> {
                 String aBase = bufferBase(t.as(), stage, aStage), bBase = bufferBase(t.bs(), stage, bStage);
                 for (Copies c : List.of(ac, bc)) {
@@ -1134,6 +1271,7 @@ public final class PtxRenderer {
             op(".pragma \"nounroll\";");
             op("@" + pred("ge.s32", kCur, t.kEnd()) + " bra " + done + ";");
             op("cp.async.wait_group " + (stages - 2) + ";");
+            landed.accept(readStage);
             op("bar.sync 0;");
             comment("slice k+" + (stages - 1) * SLICE_K + " into the stage computed last trip, then compute this one");
             issue.accept(kNext, writeStage);
@@ -1145,6 +1283,45 @@ public final class PtxRenderer {
             op("bra " + top + ";");
             label(done);
             op("cp.async.wait_group 0;");
+        }
+
+        /**
+         * The copies of a tensor-core GEMM's A: a TN GEMM's A ([K, M]) kept as it is, K row by K row; an NN GEMM's
+         * ([M, K]) a chunk of aw K of one row each. For mma.sync, rows of MMA_A_ROW floats, consecutive threads
+         * along a row. For wgmma, core matrices (see {@link #WG_A_STAGE_BYTES}), which consecutive threads fill in
+         * the order they lie: a row's 16 bytes, the core matrix's 8 rows, the 4 along K, then the next row group.
+         * So thread i's first chunk lies at byte 4·aw·i, and a warp's chunks are contiguous: 3xTF32's in-place
+         * split reads and writes them without bank conflicts.
+         */
+        private Copies aCopies(Kernel.Gemm g, Frame t, boolean coreMatrices) {
+            Buf a = g.a();
+            if (g.transposeA()) return kRowCopies(a, tile.bm(), a.shape().cols(), t.row0(), t.m(), A_STRIDE, t.tid());
+            // A thread's copies step by the same amounts from the first: a block's threads' chunks on is a fixed
+            // number of rows further down (the tile's rows are whole multiples of chunks), so one set of registers
+            // and immediate offsets describe them all, however many 4-byte copies an odd shape needs.
+            int aw = chunkWidth(g.k(), a.offset()), perRow = SLICE_K / aw, down = tile.threads() / perRow;
+            String row, kk, sharedBytes;
+            int sharedStep;
+            if (coreMatrices) {
+                int perCoreRow = 4 / aw;   // chunks in a core matrix's 16-byte row: 1, or 4 of one float
+                String r8 = bin("and.b32", aw == 4 ? t.tid() : bin("shr.u32", t.tid(), log2(perCoreRow)), "7");
+                String kCore = bin("and.b32", bin("shr.u32", t.tid(), log2(8 * perCoreRow)), "3");
+                String rowGroup = bin("shr.u32", t.tid(), log2(32 * perCoreRow));
+                row = bin("add.s32", bin("shl.b32", rowGroup, "3"), r8);
+                kk = bin("shl.b32", kCore, "2");
+                if (aw == 1) kk = bin("add.s32", kk, bin("and.b32", t.tid(), "3"));
+                sharedBytes = bin("shl.b32", t.tid(), log2(4 * aw));
+                sharedStep = 4 * aw * tile.threads();
+            } else {
+                row = bin("shr.u32", t.tid(), log2(perRow));
+                kk = bin("shl.b32", bin("and.b32", t.tid(), Integer.toString(perRow - 1)), log2(aw));
+                sharedBytes = bin("shl.b32", mad(row, Integer.toString(MMA_A_ROW), kk), "2");
+                sharedStep = 4 * down * MMA_A_ROW;
+            }
+            String gRow = bin("add.s32", t.row0(), row);
+            return new Copies(a, aw, tile.bm() * SLICE_K / aw / tile.threads(), kk, 0, "1",
+                    bin("add.s32", mad(gRow, Integer.toString(g.k()), kk), Integer.toString(a.offset())), down * g.k(), gRow, down, t.m(),
+                    wideBytes(sharedBytes), sharedStep);
         }
 
         /**

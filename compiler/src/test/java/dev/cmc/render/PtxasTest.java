@@ -21,7 +21,8 @@ import static org.junit.jupiter.api.Assertions.*;
 /**
  * Every PTX module cmc generates assembles with NVIDIA's ptxas, for sm_80 and sm_90, without spilling
  * registers: samplers and training steps for every method, activation, loss and optimizer option, each with
- * every GEMM arithmetic (fp32 FMAs, TF32, 3xTF32), and the FMA probe. Runs where ptxas exists (CUDA_HOME,
+ * every GEMM arithmetic (fp32 FMAs, TF32, 3xTF32, bf16), the seed programs in every tiling (wgmma's for
+ * sm_90a), and the FMA probe. Runs where ptxas exists (CUDA_HOME,
  * /usr/local/cuda or the PATH), without a GPU.
  */
 class PtxasTest {
@@ -72,10 +73,11 @@ class PtxasTest {
                 for (PtxRenderer.Matmul m : PtxRenderer.Matmul.values()) {
                     if (m != PtxRenderer.Matmul.FMA && p.name().equals("peak_fma")) continue;
                     // 128×128 tensor-core tiles too, for the seed sampler and training step: the shapes they are for.
-                    for (PtxRenderer.Tiling tiling : (i == 0 || i == 2) && m != PtxRenderer.Matmul.FMA ? PtxRenderer.Tiling.values() : new PtxRenderer.Tiling[]{PtxRenderer.Tiling.NARROW}) {
+                    for (PtxRenderer.Tiling tiling : tilings(i, m, arch)) {
                         String ptx = p.name().equals("peak_fma") ? PtxRenderer.renderPeak(p, arch) : PtxRenderer.render(p, "ptxas test", arch, m, tiling);
-                        String what = p.name() + " (" + m.description + ", " + tiling.name().toLowerCase() + " tiles) for " + arch;
-                        checks.add(pool.submit(() -> { assemble(ptxas, arch, dir.resolve(file + "_" + m + "_" + tiling), ptx, what); return null; }));
+                        String target = tiling == PtxRenderer.Tiling.WGMMA ? "sm_90a" : arch;
+                        String what = p.name() + " (" + m.description + ", " + tiling.name().toLowerCase() + " tiles) for " + target;
+                        checks.add(pool.submit(() -> { assemble(ptxas, target, dir.resolve(file + "_" + m + "_" + tiling), ptx, what); return null; }));
                     }
                 }
             }
@@ -90,6 +92,18 @@ class PtxasTest {
         } finally {
             pool.shutdownNow();
         }
+    }
+
+    /**
+     * The tilings to assemble program i in: 128×128 tiles for the seed sampler and training step (the shapes
+     * they are for), wgmma's (sm_90a) for those and the iCT grouped step, whose embedding GEMM splits K.
+     */
+    private static List<PtxRenderer.Tiling> tilings(int i, PtxRenderer.Matmul m, String arch) {
+        var out = new ArrayList<>(List.of(PtxRenderer.Tiling.NARROW));
+        if (m == PtxRenderer.Matmul.FMA) return out;
+        if (i == 0 || i == 2) out.add(PtxRenderer.Tiling.WIDE);
+        if ((i == 0 || i == 2 || i == 3) && arch.equals("sm_90") && m != PtxRenderer.Matmul.BF16) out.add(PtxRenderer.Tiling.WGMMA);
+        return out;
     }
 
     private static void assemble(Path ptxas, String arch, Path base, String ptx, String what) throws Exception {

@@ -52,6 +52,9 @@ class ParityTest {
             for (var m : List.of(dev.cmc.render.PtxRenderer.Matmul.TF32X3, dev.cmc.render.PtxRenderer.Matmul.TF32)) {
                 all.add(Named.of("cuda:" + d.index() + " " + d.name() + " with " + m.description + " in 128x128 tiles",
                         new dev.cmc.runtime.cuda.CudaBackend(d.index()).withMatmul(m).withTiling(dev.cmc.render.PtxRenderer.Tiling.WIDE)));
+                if (d.major() != 9) continue;   // wgmma: Hopper only
+                all.add(Named.of("cuda:" + d.index() + " " + d.name() + " with " + m.description + " in 128x128 wgmma tiles",
+                        new dev.cmc.runtime.cuda.CudaBackend(d.index()).withMatmul(m).withTiling(dev.cmc.render.PtxRenderer.Tiling.WGMMA)));
             }
         }
         if (dev.cmc.runtime.cuda.CudaDevices.unavailable() != null) {
@@ -65,6 +68,8 @@ class ParityTest {
         all.add(Named.of("cuda PTX with 3xTF32 GEMMs, simulated", new dev.cmc.runtime.cuda.SimulatedCudaBackend(dev.cmc.render.PtxRenderer.Matmul.TF32X3)));
         all.add(Named.of("cuda PTX with 3xTF32 GEMMs in 128x128 tiles, simulated",
                 new dev.cmc.runtime.cuda.SimulatedCudaBackend(dev.cmc.render.PtxRenderer.Matmul.TF32X3, dev.cmc.render.PtxRenderer.Tiling.WIDE)));
+        all.add(Named.of("cuda PTX with 3xTF32 GEMMs in 128x128 wgmma tiles, simulated",
+                new dev.cmc.runtime.cuda.SimulatedCudaBackend(dev.cmc.render.PtxRenderer.Matmul.TF32X3, dev.cmc.render.PtxRenderer.Tiling.WGMMA)));
         // -Dcmc.parity.backends=cuda: keeps the backends whose names start so (a GPU session's minutes are few).
         String only = System.getProperty("cmc.parity.backends", "");
         if (!only.isBlank()) all.removeIf(b -> java.util.Arrays.stream(only.split(",")).noneMatch(prefix -> b.getName().startsWith(prefix.strip())));

@@ -14,6 +14,7 @@ final class Cu {
     static final int SUCCESS = 0;
     static final int ATTR_MULTIPROCESSOR_COUNT = 16, ATTR_COMPUTE_CAPABILITY_MAJOR = 75, ATTR_COMPUTE_CAPABILITY_MINOR = 76;
     static final int JIT_INFO_LOG_BUFFER = 3, JIT_INFO_LOG_BUFFER_SIZE_BYTES = 4, JIT_ERROR_LOG_BUFFER = 5, JIT_ERROR_LOG_BUFFER_SIZE_BYTES = 6;
+    static final int FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES = 8;
     static final int STREAM_NON_BLOCKING = 1, STREAM_CAPTURE_MODE_THREAD_LOCAL = 1, EVENT_DISABLE_TIMING = 2;
 
     private static final dev.cmc.runtime.NativeLibrary LIB = dev.cmc.runtime.NativeLibrary.open("libcuda.so.1",
@@ -32,6 +33,7 @@ final class Cu {
     static final MethodHandle cuMemGetInfo = fn("cuMemGetInfo_v2", JAVA_INT, ADDRESS, ADDRESS);
     static final MethodHandle cuModuleLoadDataEx = fn("cuModuleLoadDataEx", JAVA_INT, ADDRESS, ADDRESS, JAVA_INT, ADDRESS, ADDRESS);
     static final MethodHandle cuModuleGetFunction = fn("cuModuleGetFunction", JAVA_INT, ADDRESS, ADDRESS, ADDRESS);
+    static final MethodHandle cuFuncSetAttribute = fn("cuFuncSetAttribute", JAVA_INT, ADDRESS, JAVA_INT, JAVA_INT);
     static final MethodHandle cuModuleUnload = fn("cuModuleUnload", JAVA_INT, ADDRESS);
     static final MethodHandle cuMemAlloc = fn("cuMemAlloc_v2", JAVA_INT, ADDRESS, JAVA_LONG);
     static final MethodHandle cuMemFree = fn("cuMemFree_v2", JAVA_INT, JAVA_LONG);

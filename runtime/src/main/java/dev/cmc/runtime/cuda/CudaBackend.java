@@ -20,30 +20,44 @@ public final class CudaBackend implements Backend {
      * 3.99 ms) and passes the same 1e-4 parity.
      */
     public static PtxRenderer.Matmul fp32Matmul() {
-        return envChoice("CMC_CUDA_FP32_MATMUL", "3xtf32", PtxRenderer.Matmul.TF32X3, "fma", PtxRenderer.Matmul.FMA);
+        return envChoice("CMC_CUDA_FP32_MATMUL", Map.entry("3xtf32", PtxRenderer.Matmul.TF32X3), Map.entry("fma", PtxRenderer.Matmul.FMA));
     }
 
     private PtxRenderer.Tiling tiling = configuredTiling();
 
     /**
-     * How tensor-core GEMMs are tiled: 128×64 (the default), or with CMC_CUDA_TILES=wide 128×128 where they have
-     * 128 columns or more (see {@link PtxRenderer.Tile}). Not yet timed on a GPU: scripts/gpu-check.sh times both.
+     * How tensor-core GEMMs are tiled: 128×64 (the default), or where they have 128 columns or more, with
+     * CMC_CUDA_TILES=wide 128×128 by mma.sync warps, with CMC_CUDA_TILES=wgmma 128×128 by wgmma warpgroups
+     * (sm_90 GPUs; see {@link PtxRenderer.Tile}). Neither is timed on a GPU yet: scripts/gpu-check.sh times all three.
      */
     public static PtxRenderer.Tiling configuredTiling() {
-        return envChoice("CMC_CUDA_TILES", "narrow", PtxRenderer.Tiling.NARROW, "wide", PtxRenderer.Tiling.WIDE);
+        return envChoice("CMC_CUDA_TILES", Map.entry("narrow", PtxRenderer.Tiling.NARROW), Map.entry("wide", PtxRenderer.Tiling.WIDE),
+                Map.entry("wgmma", PtxRenderer.Tiling.WGMMA));
     }
 
-    /** An environment switch between two values, the first the default; anything else is an error naming both. */
-    private static <T> T envChoice(String name, String first, T firstValue, String second, T secondValue) {
+    /** An environment switch among named values, the first the default; anything else is an error naming them all. */
+    @SafeVarargs
+    private static <T> T envChoice(String name, Map.Entry<String, T>... choices) {
         String v = System.getenv(name);
-        if (v == null || v.isBlank() || v.equalsIgnoreCase(first)) return firstValue;
-        if (v.equalsIgnoreCase(second)) return secondValue;
-        throw new dev.cmc.runtime.SettingException(name + "=" + v + ": expected " + first + " (the default) or " + second);
+        if (v == null || v.isBlank()) return choices[0].getValue();
+        for (var c : choices) if (v.equalsIgnoreCase(c.getKey())) return c.getValue();
+        var words = java.util.Arrays.stream(choices).map(Map.Entry::getKey).toList();
+        throw new dev.cmc.runtime.SettingException(name + "=" + v + ": expected one of " + words.getFirst() + " (the default), "
+                + String.join(", ", words.subList(1, words.size())));
     }
 
     public CudaBackend withTiling(PtxRenderer.Tiling t) {
         this.tiling = t;
         return this;
+    }
+
+    /** The tiling this device can run: wgmma's needs sm_90 (Hopper), and asking for it elsewhere is an error. */
+    private PtxRenderer.Tiling tiling() {
+        if (tiling == PtxRenderer.Tiling.WGMMA && !device.arch().equals("sm_90")) {
+            throw new dev.cmc.runtime.SettingException("CMC_CUDA_TILES=wgmma needs an sm_90 GPU (H100, H200); " + device.name()
+                    + " is compute capability " + device.major() + "." + device.minor() + ": use narrow or wide");
+        }
+        return tiling;
     }
 
     /** target.precision: fp32 (see {@link #fp32Matmul}), or tf32 or bf16 GEMMs on the tensor cores (fp32 accumulation). */
@@ -75,18 +89,18 @@ public final class CudaBackend implements Backend {
     @Override
     public String deviceName() {
         return device.name() + " (compute capability " + device.major() + "." + device.minor() + "; " + matmul.description
-                + (tiling == PtxRenderer.Tiling.WIDE ? ", 128×128 tiles" : "") + ")";
+                + (tiling == PtxRenderer.Tiling.WIDE ? ", 128×128 tiles" : tiling == PtxRenderer.Tiling.WGMMA ? ", 128×128 wgmma tiles" : "") + ")";
     }
 
     @Override
     public Map<String, String> render(Program program, String header) {
-        return Map.of(JavaRenderer.className(program) + "." + device.arch() + ".ptx", PtxRenderer.render(program, header, device.arch(), matmul, tiling));
+        return Map.of(JavaRenderer.className(program) + "." + device.arch() + ".ptx", PtxRenderer.render(program, header, device.arch(), matmul, tiling()));
     }
 
     @Override
     public CudaExecutable load(Program program, int maxBatch) {
-        return new CudaExecutable(device, program, PtxRenderer.render(program, "program " + program.name(), device.arch(), matmul, tiling), maxBatch,
-                matmul, tiling);
+        return new CudaExecutable(device, program, PtxRenderer.render(program, "program " + program.name(), device.arch(), matmul, tiling()), maxBatch,
+                matmul, tiling());
     }
 
     @Override

@@ -72,6 +72,12 @@ public final class CudaExecutable implements Executable {
         for (int k = 0; k < functions.length; k++) {
             functions[k] = function(PtxRenderer.kernelName(program, k), out);
             Kernel kernel = program.kernels().get(k);
+            // Dynamic shared memory past 48 KB (the wgmma GEMMs' pipeline) must be allowed per function first.
+            int shared = PtxRenderer.launch(kernel, maxBatch, matmul, tiling).sharedBytes();
+            if (shared > 48 * 1024) {
+                Cu.status(Cu.cuFuncSetAttribute, "cuFuncSetAttribute(" + kernel.name() + ", max dynamic shared memory " + shared + " bytes)",
+                        functions[k], Cu.FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, shared);
+            }
             if (PtxRenderer.splitsK(kernel)) fixups[k] = function(PtxRenderer.fixupName(program, k), out);
             workspaceAt[k] = workspaceFloats;
             workspaceFloats += PtxRenderer.workspaceFloats(kernel, maxBatch);
@@ -293,7 +299,7 @@ public final class CudaExecutable implements Executable {
 
     private void launch(String what, MemorySegment function, PtxRenderer.Launch l, MemorySegment args, MemorySegment on) {
         Cu.status(Cu.cuLaunchKernel, "cuLaunchKernel(" + what + ")", function, l.gridX(), l.gridY(), l.gridZ(),
-                l.block(), 1, 1, 0, on, args, MemorySegment.NULL);
+                l.block(), 1, 1, l.sharedBytes(), on, args, MemorySegment.NULL);
     }
 
     /** Runs once without the graph, with events around each kernel; each kernel's device time in ms, by name. */

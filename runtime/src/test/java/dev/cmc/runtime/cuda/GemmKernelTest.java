@@ -47,6 +47,18 @@ class GemmKernelTest {
     }
 
     /**
+     * wgmma tiles (CMC_CUDA_TILES=wgmma, sm_90a): two warpgroups of m64n128k8 over A in core matrices, for tf32
+     * and 3xTF32. Rows and columns that are not multiples of 128, both copy widths (and so both ways of
+     * splitting 3xTF32's heads and remainders in shared memory), split K; a TN GEMM and bf16 keep mma.sync.
+     */
+    @ParameterizedTest(name = "{0} wgmma transposeA={1} rows={2} k={3} n={4}")
+    @CsvSource({"TF32, false, 70, 40, 200", "TF32X3, false, 130, 64, 256", "TF32X3, false, 70, 37, 130", "TF32, false, 200, 37, 136",
+            "TF32X3, false, 70, 1030, 136", "TF32, false, 300, 1030, 128", "TF32X3, true, 300, 300, 136", "BF16, false, 70, 40, 136"})
+    void wgmmaTileGemmAgreesWithFloat64(PtxRenderer.Matmul matmul, boolean transposeA, int batch, int k, int n) {
+        assertGemmAgreesWithFloat64(matmul, PtxRenderer.Tiling.WGMMA, transposeA, false, batch, k, n);
+    }
+
+    /**
      * An NN GEMM over fixed rows with a long K (an embedding's weight gradient over a σ table of 1,030 rows) is
      * cut into eight K slices too, whatever the batch.
      */
@@ -70,6 +82,10 @@ class GemmKernelTest {
         if (k > 1024 && !transposeA) assertEquals(8, PtxRenderer.splits(gemm, batch), "this case is meant to split K");
         if (tiling == PtxRenderer.Tiling.WIDE) {
             assertEquals(transposeA ? 64 : 128, PtxRenderer.tile(gemm, matmul, tiling).bn(), "wide tiles for NN GEMMs, not TN");
+        }
+        if (tiling == PtxRenderer.Tiling.WGMMA) {
+            assertEquals(!transposeA && matmul != PtxRenderer.Matmul.BF16, PtxRenderer.tile(gemm, matmul, tiling).warpgroups(),
+                    "wgmma for tf32 and 3xTF32 NN GEMMs only");
         }
         var program = new Program("gemm", List.of(
                 new Program.Array("a", Program.Role.INPUT, a.shape(), null),
@@ -116,9 +132,10 @@ class GemmKernelTest {
      */
     @ParameterizedTest(name = "{0} transposeA={1} {2}")
     @CsvSource({"FMA, false, NARROW", "FMA, true, NARROW", "TF32, false, NARROW", "TF32, true, NARROW", "TF32X3, false, NARROW",
-            "TF32X3, true, NARROW", "BF16, false, NARROW", "BF16, true, NARROW", "TF32, false, WIDE", "TF32X3, false, WIDE", "BF16, false, WIDE"})
+            "TF32X3, true, NARROW", "BF16, false, NARROW", "BF16, true, NARROW", "TF32, false, WIDE", "TF32X3, false, WIDE", "BF16, false, WIDE",
+            "TF32, false, WGMMA", "TF32X3, false, WGMMA"})
     void sharedLoadsAreConflictFree(PtxRenderer.Matmul matmul, boolean transposeA, PtxRenderer.Tiling tiling) {
-        int batch = 130, k = transposeA ? batch : 64, n = tiling == PtxRenderer.Tiling.WIDE ? 136 : 72, m = transposeA ? 136 : batch;
+        int batch = 130, k = transposeA ? batch : 64, n = tiling != PtxRenderer.Tiling.NARROW ? 136 : 72, m = transposeA ? 136 : batch;
         Buf a = transposeA ? Buf.whole("a", Shape.fixed(k, m)) : Buf.whole("a", Shape.batch(k));
         Buf b = transposeA ? Buf.whole("b", Shape.batch(n)) : Buf.whole("b", Shape.fixed(k, n));
         Shape domain = transposeA ? Shape.fixed(m, n) : Shape.batch(n);
@@ -126,14 +143,14 @@ class GemmKernelTest {
         var program = new Program("gemm", List.of(new Program.Array("a", Program.Role.INPUT, a.shape(), null),
                 new Program.Array("b", Program.Role.PARAMS, b.shape(), null), new Program.Array("out", Program.Role.OUTPUT, domain, null)), List.of(gemm));
         var sim = new PtxSimulator(PtxRenderer.render(program, "banks", "sm_90", matmul, tiling));
-        if (tiling == PtxRenderer.Tiling.WIDE) assertEquals(128, PtxRenderer.tile(gemm, matmul, tiling).bn(), "this case is meant to be wide");
+        if (tiling != PtxRenderer.Tiling.NARROW) assertEquals(128, PtxRenderer.tile(gemm, matmul, tiling).bn(), "this case is meant to be wide");
         sim.countBankConflicts = true;
         float[][] buffers = {new float[m * k], new float[k * n], new float[m * n], new float[(int) Math.max(1, PtxRenderer.workspaceFloats(gemm, batch))]};
         int[] params = new int[dev.cmc.render.Indexing.arguments(gemm).size() + (PtxRenderer.splitsK(gemm) ? 1 : 0)];
         for (int i = 0; i < dev.cmc.render.Indexing.arguments(gemm).size(); i++) params[i] = List.of("a", "b", "out").indexOf(dev.cmc.render.Indexing.arguments(gemm).get(i));
         if (PtxRenderer.splitsK(gemm)) params[params.length - 1] = 3;
         var l = PtxRenderer.launch(gemm, batch, matmul, tiling);
-        sim.launch(PtxRenderer.kernelName(program, 0), l.gridX(), l.gridY(), l.gridZ(), l.block(), buffers, params, batch);
+        sim.launch(PtxRenderer.kernelName(program, 0), l.gridX(), l.gridY(), l.gridZ(), l.block(), l.sharedBytes(), buffers, params, batch);
         assertTrue(sim.sharedLoadWavefronts.size() >= 2, "no shared loads counted: " + sim.sharedLoadWavefronts.keySet());
         for (var e : sim.sharedLoadWavefronts.entrySet()) {
             assertEquals(e.getValue()[1], e.getValue()[0], "bank conflicts: " + e.getKey() + " takes " + e.getValue()[0] + " passes, not " + e.getValue()[1]);

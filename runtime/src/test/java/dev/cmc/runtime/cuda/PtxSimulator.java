@@ -8,7 +8,9 @@ import java.util.*;
  * renderer emits (an unknown one is an error, so the two cannot drift apart silently), runs each block's
  * threads until they meet at a bar.sync or a warp shuffle, checks every global and shared access against the
  * buffer it falls in, and computes like the hardware up to the approximate SFU instructions (ex2, lg2,
- * sin, cos), which it evaluates exactly.
+ * sin, cos), which it evaluates exactly. Shared memory is one window, as on the GPU (wgmma's descriptors hold
+ * 18-bit shared addresses): each variable at its own 128-byte-aligned offset, with unused guard bytes between
+ * them that no access may touch, and a module's dynamic (.extern) shared array last, as large as the launch says.
  */
 final class PtxSimulator {
     private static final long GLOBAL = 1L << 40, SHARED = 1L << 60;
@@ -22,7 +24,19 @@ final class PtxSimulator {
 
     private record Instr(String op, Operand[] args, int guard, boolean negate, int target, String text) {}
 
-    private record SharedVar(String name, int floats, long base) {}
+    /** A shared variable: its byte offset in the block's shared window and its size in floats. */
+    private record SharedVar(String name, int floats, int offset) {
+        long base() { return SHARED + offset; }
+    }
+
+    /** Bytes between shared variables that no access may touch, so that overrunning one is an error. */
+    private static final int SHARED_GUARD = 256;
+
+    private static int sharedEnd(List<SharedVar> vars) {
+        int end = 0;
+        for (SharedVar v : vars) end = Math.max(end, v.offset() + 4 * v.floats());
+        return (end + SHARED_GUARD + 127) / 128 * 128;
+    }
 
     /** One .entry: its parameters, shared variables, registers and instructions. */
     static final class Entry {
@@ -38,6 +52,8 @@ final class PtxSimulator {
     }
 
     private final Map<String, Entry> entries = new LinkedHashMap<>();
+    /** The module's dynamic shared array (.extern .shared), or null. */
+    private String dynamicShared;
 
     /**
      * Shared-memory loads counted by the wavefronts (passes through the 32 banks) a warp needs for them, when
@@ -66,11 +82,16 @@ final class PtxSimulator {
                 e.params.add(line.replaceAll("[,)]", "").split("\\s+")[2]);
                 continue;
             }
+            if (line.startsWith(".extern .shared")) {
+                String decl = line.substring(line.lastIndexOf(' ') + 1);
+                dynamicShared = decl.substring(0, decl.indexOf('['));
+                continue;
+            }
             if (line.startsWith(".shared")) {
                 String decl = line.substring(line.lastIndexOf(' ') + 1).replace(";", "");
                 String name = decl.substring(0, decl.indexOf('['));
                 int n = Integer.parseInt(decl.substring(decl.indexOf('[') + 1, decl.indexOf(']')));
-                e.shared.add(new SharedVar(name, n, SHARED + ((long) e.shared.size() << 32)));
+                e.shared.add(new SharedVar(name, n, e.shared.isEmpty() ? 0 : sharedEnd(e.shared)));
                 continue;
             }
             if (line.equals("}")) {
@@ -132,14 +153,22 @@ final class PtxSimulator {
         return new Operand(Kind.SYMBOL, -1, 0, a);
     }
 
-    /** Runs an entry over a grid of 256-thread blocks. args: a buffer index per pointer parameter, then rows. */
-    void launch(String name, int gridX, int gridY, int gridZ, int block, float[][] buffers, int[] bufferOfParam, int rows) {
+    /**
+     * Runs an entry over a grid of blocks of the given threads, with sharedBytes of dynamic shared memory.
+     * bufferOfParam: a buffer index per pointer parameter; rows: the last parameter.
+     */
+    void launch(String name, int gridX, int gridY, int gridZ, int block, int sharedBytes, float[][] buffers, int[] bufferOfParam, int rows) {
         Entry e = entries.get(name);
         if (e == null) throw new IllegalArgumentException("no entry " + name + " in the module");
+        List<SharedVar> shared = new ArrayList<>(e.shared);
+        if (sharedBytes > 0) {
+            if (dynamicShared == null) throw new IllegalStateException(name + ": launched with dynamic shared memory, but the module declares none");
+            shared.add(new SharedVar(dynamicShared, sharedBytes / 4, shared.isEmpty() ? 0 : sharedEnd(shared)));
+        }
         for (int bz = 0; bz < gridZ; bz++) {
             for (int by = 0; by < gridY; by++) {
                 for (int bx = 0; bx < gridX; bx++) {
-                    var b = new Block(e, bx, by, bz, gridZ, block, buffers, bufferOfParam, rows);
+                    var b = new Block(e, shared, bx, by, bz, gridZ, block, buffers, bufferOfParam, rows);
                     b.run();
                     if (countBankConflicts) b.wavefronts(sharedLoadWavefronts);
                 }
@@ -155,11 +184,16 @@ final class PtxSimulator {
         private static final String MMA = "mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32";
         private static final String MMA_BF16 = "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32";
         private static final String LDMATRIX = "ldmatrix.sync.aligned.m8n8.x4.shared.b16";
+        private static final String WGMMA = "wgmma.mma_async.sync.aligned.";
+        private static final int WARPGROUP = 128;
+        /** Per warpgroup (by its first thread): its wgmma commit groups not yet retired, the last one still open. */
+        final Map<Integer, List<List<Runnable>>> wgmmaGroups = new HashMap<>();
         final Entry e;
+        final List<SharedVar> vars;
         final int bx, by, bz, gridZ, n, rows;
         final float[][] buffers;
         final int[] bufferOfParam;
-        final float[][] shared;
+        final float[] shared;
         final long[][] regs;
         final int[] pc, state;
         /**
@@ -172,8 +206,9 @@ final class PtxSimulator {
         final Map<List<Integer>, long[]> sharedLoads = new HashMap<>();
         final Map<Integer, int[]> visits = new HashMap<>();
 
-        Block(Entry e, int bx, int by, int bz, int gridZ, int n, float[][] buffers, int[] bufferOfParam, int rows) {
+        Block(Entry e, List<SharedVar> vars, int bx, int by, int bz, int gridZ, int n, float[][] buffers, int[] bufferOfParam, int rows) {
             this.e = e;
+            this.vars = vars;
             this.bx = bx;
             this.by = by;
             this.bz = bz;
@@ -182,8 +217,7 @@ final class PtxSimulator {
             this.rows = rows;
             this.buffers = buffers;
             this.bufferOfParam = bufferOfParam;
-            shared = new float[e.shared.size()][];
-            for (int i = 0; i < shared.length; i++) shared[i] = new float[e.shared.get(i).floats()];
+            shared = new float[sharedEnd(vars) / 4];
             regs = new long[n][e.regs.size() + 1];
             pc = new int[n];
             state = new int[n];
@@ -198,6 +232,7 @@ final class PtxSimulator {
                 if (allDone) return;
                 boolean progressed = false;
                 for (int w = 0; w < n; w += 32) progressed |= shuffle(w);
+                for (int w = 0; w < n; w += WARPGROUP) progressed |= warpgroup(w);
                 if (!progressed && anyBar) {
                     for (int t = 0; t < n; t++) if (state[t] != BAR && state[t] != DONE) throw stuck("bar.sync reached by only some threads");
                     for (int t = 0; t < n; t++) if (state[t] == BAR) { state[t] = RUN; pc[t]++; }
@@ -222,6 +257,7 @@ final class PtxSimulator {
             }
             if (at < 0) return false;
             Instr in = e.code.get(at);
+            if (in.op.startsWith("wgmma.")) return false;   // a warpgroup's, see warpgroup()
             if (in.op.equals(MMA)) {
                 mma(w, in);
                 return true;
@@ -245,6 +281,87 @@ final class PtxSimulator {
             }
             return true;
         }
+
+        /**
+         * A warpgroup (128 threads) whose threads all wait at the same wgmma instruction runs it; returns whether
+         * it did. wgmma.mma_async is asynchronous, as on the GPU: it takes its A registers and descriptor when
+         * issued, but reads B from shared memory and the accumulators, and writes them, only when a
+         * wgmma.wait_group retires its commit group. So a kernel that overwrote a stage before waiting, or read
+         * its accumulators early, computes wrong results here too.
+         */
+        private boolean warpgroup(int w0) {
+            int at = -1, end = Math.min(n, w0 + WARPGROUP);
+            for (int t = w0; t < end; t++) {
+                if (state[t] == DONE) continue;
+                if (state[t] != SHFL) return false;
+                if (at >= 0 && pc[t] != at) throw stuck("threads of a warpgroup at different wgmma instructions");
+                at = pc[t];
+            }
+            if (at < 0) return false;
+            Instr in = e.code.get(at);
+            if (!in.op.startsWith("wgmma.")) return false;
+            for (int t = w0; t < w0 + WARPGROUP; t++) if (t >= n || state[t] == DONE) throw stuck("wgmma without a whole warpgroup: " + in.text);
+            var groups = wgmmaGroups.computeIfAbsent(w0, x -> new ArrayList<>(List.of(new ArrayList<>())));
+            if (in.op.startsWith(WGMMA)) groups.getLast().add(wgmma(w0, in));
+            else if (in.op.equals("wgmma.commit_group.sync.aligned")) groups.add(new ArrayList<>());
+            else if (in.op.equals("wgmma.wait_group.sync.aligned")) {
+                int pending = (int) get(w0, in.args[0]);
+                while (groups.size() - 1 > pending) groups.removeFirst().forEach(Runnable::run);
+            } else throw new IllegalStateException(e.name + ": the simulator does not know: " + in.text);
+            for (int t = w0; t < w0 + WARPGROUP; t++) {
+                state[t] = RUN;
+                pc[t]++;
+            }
+            return true;
+        }
+
+        /**
+         * wgmma.mma_async m64nNk8 (TF32 in, fp32 out), A from registers, B by descriptor, issued: what it will
+         * do when retired. Layouts as the PTX ISA gives them: warp w of the group holds rows 16w… of A and D; lane
+         * l (g = l / 4, t = l % 4) A(g, t), A(g+8, t), A(g, t+4), A(g+8, t+4), and D register 4j + e is
+         * D(g + 8·(e/2), 8j + 2t + e%2). B(k, j), K-major without swizzle, lies at start + (j/8)·SBO + (k/4)·LBO +
+         * (j%8)·16 + (k%4)·4 bytes. TF32 operands are read as the top 19 bits of their fp32 words.
+         */
+        private Runnable wgmma(int w0, Instr in) {
+            var shape = java.util.regex.Pattern.compile("m64n(\\d+)k8\\.f32\\.tf32\\.tf32").matcher(in.op);
+            if (!shape.find()) throw new IllegalStateException(e.name + ": the simulator knows TF32 m64nNk8 wgmma only: " + in.text);
+            int cols = Integer.parseInt(shape.group(1)), dRegs = cols / 2;
+            Operand[] a = in.args;
+            if (a.length != dRegs + 8 || get(w0, a[dRegs + 6]) != 1 || get(w0, a[dRegs + 7]) != 1) {
+                throw new IllegalStateException(e.name + ": expected " + dRegs + " accumulators, 4 A registers, a descriptor, scale-d and scales of 1: " + in.text);
+            }
+            float[][] am = new float[64][8];
+            long desc = get(w0, a[dRegs + 4]);
+            boolean accumulate = get(w0, a[dRegs + 5]) != 0;
+            for (int t = w0; t < w0 + WARPGROUP; t++) {
+                int w = (t - w0) / 32, l = (t - w0) % 32, g = l >> 2, q = l & 3;
+                if (get(t, a[dRegs + 4]) != desc) throw stuck("wgmma descriptor differs between threads: " + in.text);
+                am[16 * w + g][q] = tf32(get(t, a[dRegs]));
+                am[16 * w + g + 8][q] = tf32(get(t, a[dRegs + 1]));
+                am[16 * w + g][q + 4] = tf32(get(t, a[dRegs + 2]));
+                am[16 * w + g + 8][q + 4] = tf32(get(t, a[dRegs + 3]));
+            }
+            if ((desc >>> 62) != 0 || ((desc >>> 49) & 7) != 0) throw stuck("swizzled or offset wgmma descriptors are not simulated: " + in.text);
+            long start = (desc & 0x3fff) << 4, lbo = ((desc >>> 16) & 0x3fff) << 4, sbo = ((desc >>> 32) & 0x3fff) << 4;
+            return () -> {
+                float[][] b = new float[8][cols];
+                for (int k = 0; k < 8; k++) for (int j = 0; j < cols; j++) {
+                    b[k][j] = tf32(bits(load("shared", SHARED + start + (j / 8) * sbo + (k / 4) * lbo + (j % 8) * 16 + (k % 4) * 4, in.text)));
+                }
+                for (int t = w0; t < w0 + WARPGROUP; t++) {
+                    int w = (t - w0) / 32, l = (t - w0) % 32, g = l >> 2, q = l & 3;
+                    for (int r = 0; r < dRegs; r++) {
+                        int row = 16 * w + g + 8 * ((r & 3) >> 1), col = 8 * (r >> 2) + 2 * q + (r & 1);
+                        double sum = accumulate ? f(regs[t][a[r].reg]) : 0;
+                        for (int k = 0; k < 8; k++) sum += (double) am[row][k] * b[k][col];
+                        regs[t][a[r].reg] = bits((float) sum);
+                    }
+                }
+            };
+        }
+
+        /** A TF32 operand as the tensor cores read an fp32 word: its top 19 bits. */
+        private static float tf32(long bits) { return f(bits & 0xffffe000L); }
 
         /**
          * mma.sync m16n8k8 (TF32 in, fp32 out) across the warp, with the PTX ISA's fragment layout: lane l holds
@@ -417,7 +534,7 @@ final class PtxSimulator {
         }
 
         private long symbol(String name) {
-            for (SharedVar v : e.shared) if (v.name().equals(name)) return v.base();
+            for (SharedVar v : vars) if (v.name().equals(name)) return v.base();
             throw new IllegalStateException(e.name + ": unknown symbol " + name);
         }
 
@@ -433,11 +550,7 @@ final class PtxSimulator {
                     throw new IllegalStateException(e.name + ": global access out of bounds (buffer " + b + " of " + (b >= 0 && b < buffers.length ? buffers[b].length : -1) + ", index " + idx + ", address " + addr + ") at: " + text);
                 return buffers[b][(int) idx];
             }
-            int v = (int) ((addr - SHARED) >>> 32);
-            long idx = (addr - SHARED - ((long) v << 32)) >> 2;
-            if (addr < SHARED || v >= shared.length || idx < 0 || idx >= shared[v].length)
-                throw new IllegalStateException(e.name + ": shared access out of bounds at: " + text);
-            return shared[v][(int) idx];
+            return shared[sharedIndex(addr, text)];
         }
 
         private void store(String space, long addr, float value, String text) {
@@ -449,10 +562,16 @@ final class PtxSimulator {
                 buffers[b][(int) idx] = value;
                 return;
             }
-            int v = (int) ((addr - SHARED) >>> 32);
-            long idx = (addr - SHARED - ((long) v << 32)) >> 2;
-            if (v >= shared.length || idx < 0 || idx >= shared[v].length) throw new IllegalStateException(e.name + ": shared store out of bounds at: " + text);
-            shared[v][(int) idx] = value;
+            shared[sharedIndex(addr, text)] = value;
+        }
+
+        /** The float of the shared window at addr, which must lie inside one of the block's shared variables. */
+        private int sharedIndex(long addr, String text) {
+            long offset = addr - SHARED;
+            for (SharedVar v : vars) {
+                if (offset >= v.offset() && offset + 4 <= v.offset() + 4L * v.floats()) return (int) (offset >> 2);
+            }
+            throw new IllegalStateException(e.name + ": shared access out of bounds (byte " + offset + " of the window) at: " + text);
         }
 
         /** Runs thread t until it exits or must wait for others. */
@@ -463,7 +582,16 @@ final class PtxSimulator {
                 if (in.guard >= 0 && ((r[in.guard] != 0) == in.negate)) { pc[t]++; continue; }
                 Operand[] a = in.args;
                 String op = in.op;
+                if (op.startsWith("wgmma.") && !op.equals("wgmma.fence.sync.aligned")) {   // warpgroup collectives
+                    state[t] = SHFL;
+                    return;
+                }
                 switch (op) {
+                    case "wgmma.fence.sync.aligned", "fence.proxy.async.shared::cta" -> {}   // ordering the simulator has anyway
+                    case "cvt.u32.u64" -> r[a[0].reg] = get(t, a[1]) & 0xffffffffL;
+                    case "or.b32" -> r[a[0].reg] = (get(t, a[1]) | get(t, a[2])) & 0xffffffffL;
+                    case "or.b64" -> r[a[0].reg] = get(t, a[1]) | get(t, a[2]);
+                    case "st.shared.v4.b32" -> { for (int q = 0; q < 4; q++) store("shared", get(t, a[0]) + 4L * q, f(get(t, a[q + 1])), in.text); }
                     case "ret" -> { state[t] = DONE; return; }
                     case "bar.sync" -> { state[t] = BAR; return; }
                     case "shfl.sync.bfly.b32", MMA, MMA_BF16, LDMATRIX -> { state[t] = SHFL; return; }   // warp collectives

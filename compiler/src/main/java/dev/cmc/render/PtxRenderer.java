@@ -54,6 +54,8 @@ public final class PtxRenderer {
      * (LBO = 128 bytes apart) and the 16 row groups one after another (SBO = 512 bytes apart).
      */
     private static final int WARPGROUP = 128, WG_A_STAGE_BYTES = BM * SLICE_K * 4, WG_LBO = 128, WG_SBO = 4 * WG_LBO;
+    /** wgmma's pipeline: slices s+1 and s+2 copied while s is issued and s-1 still multiplied; s-2's stage refilled. */
+    private static final int WG_STAGES = 4;
     private static final String DYNAMIC_SHARED = "dsmem";
     /**
      * Split K, so that GEMMs with few output tiles still fill the GPU. A TN GEMM (K = the batch) is cut into one
@@ -83,12 +85,14 @@ public final class PtxRenderer {
      *       instead of 1.5: with one mma per fragment pair (not 3xTF32's three), a 64×32 warp's loads take an
      *       estimated 75% of the SM's shared-memory bandwidth at the tensor cores' rate, this 50%.</li>
      *   <li>WGMMA, for tf32 and 3xTF32 on sm_90a: 128×128 as two warpgroups, each computing 64 output columns for
-     *       all 128 rows with wgmma.mma_async, 3 stages in dynamic shared memory (see {@link Fn#gemmWgmma}).</li>
+     *       all 128 rows with wgmma.mma_async, in dynamic shared memory: 4 stages for tf32, 3 for 3xTF32 (see
+     *       {@link Fn#gemmWgmma}).</li>
      * </ul>
      */
     public record Tile(int bm, int bn, int stages, int warpNTiles, boolean warpgroups) {
         public static final Tile NARROW = new Tile(BM, BN, STAGES, WARP_N_TILES, false), WIDE = new Tile(BM, 2 * BN, 2, WARP_N_TILES, false),
-                WIDE_WARPS = new Tile(BM, 2 * BN, 2, 2 * WARP_N_TILES, false), WGMMA = new Tile(BM, 2 * BN, STAGES, 0, true);
+                WIDE_WARPS = new Tile(BM, 2 * BN, 2, 2 * WARP_N_TILES, false), WGMMA = new Tile(BM, 2 * BN, WG_STAGES, 0, true),
+                WGMMA_X3 = new Tile(BM, 2 * BN, STAGES, 0, true);
 
         public int threads() { return warpgroups ? 2 * WARPGROUP : bm / (16 * WARP_M_TILES) * (bn / (8 * warpNTiles)) * 32; }
 
@@ -113,7 +117,7 @@ public final class PtxRenderer {
 
     public static Tile tile(Kernel.Gemm g, Matmul matmul, Tiling tiling) {
         boolean wide = tiling != Tiling.NARROW && matmul != Matmul.FMA && !g.transposeA() && g.domain().cols() >= 2 * BN;
-        if (wide && tiling == Tiling.WGMMA) return matmul == Matmul.BF16 ? Tile.NARROW : Tile.WGMMA;
+        if (wide && tiling == Tiling.WGMMA) return matmul == Matmul.BF16 ? Tile.NARROW : matmul == Matmul.TF32X3 ? Tile.WGMMA_X3 : Tile.WGMMA;
         return !wide ? Tile.NARROW : matmul == Matmul.TF32X3 ? Tile.WIDE : Tile.WIDE_WARPS;
     }
 
@@ -1074,7 +1078,7 @@ public final class PtxRenderer {
             String bOff = wideBytes(bin("shl.b32", mad(tig, Integer.toString(tile.bStride()), bin("add.s32", warpCol, grp)), "2"));
             boolean x3 = matmul == Matmul.TF32X3;
             Copies ac = aCopies(g, t, false);
-            asyncKLoop(g, t, ac, mmaStageA(g), stage -> {}, (aBase, bBase) -> {
+            asyncKLoop(g, t, ac, mmaStageA(g), tile.stages() - 1, 1, stage -> {}, (aBase, bBase) -> {
                 String aRead = bin("add.s64", aBase, aOff), bRead = bin("add.s64", bBase, bOff);
                 if (matmul == Matmul.BF16) {
                     comment("one 16-deep K step: " + WARP_M_TILES + " A, " + wn + " B fragments packed to bf16 pairs, "
@@ -1125,9 +1129,13 @@ public final class PtxRenderer {
          * they are, and go to shared memory as core matrices; Bᵀ comes from registers, loaded from B's padded
          * K rows exactly like an mma.sync B fragment. Two warpgroups each take 64 of the tile's 128 output columns
          * (wgmma's M) for all 128 rows (its N): one m64n128k8 per 8-deep K step, three for 3xTF32, whose A
-         * remainders are split off in shared memory by the threads that copied them, as soon as they land. Each
-         * slice's wgmma are waited for before the next barrier, after which the cp.async pipeline refills the
-         * stage they read.
+         * remainders are split off in shared memory by the threads that copied them, as soon as they land.
+         * For tf32, a slice's wgmma run while the next slice's are issued: each trip waits only for the trip
+         * before's, so the tensor cores do not drain between slices; that trip's stage is refilled after the next
+         * barrier, and the loop is written twice over so that the two trips in flight hold their A fragments in
+         * different registers. 3xTF32, whose fragments are twice as many, would spill at the 128 registers that
+         * keep two blocks on an SM: it waits for each trip's wgmma before the next barrier, and its three
+         * products per step amortise that drain over three times the tensor work.
          */
         private void gemmWgmma(Kernel.Gemm g) {
             Frame t = frame(g);
@@ -1141,7 +1149,8 @@ public final class PtxRenderer {
             for (int i = 0; i < acc.length; i++) acc[i] = constF(0);
             Copies ac = aCopies(g, t, true);
             String bOff = wideBytes(bin("shl.b32", mad(tig, Integer.toString(tile.bStride()), colIn), "2"));
-            asyncKLoop(g, t, ac, WG_A_STAGE_BYTES / 4, stage -> {
+            boolean overlap = !x3;
+            asyncKLoop(g, t, ac, WG_A_STAGE_BYTES / 4, tile.stages() - (overlap ? 2 : 1), overlap ? 2 : 1, stage -> {
                 if (x3) splitIntoHeadsAndRemainders(ac, bufferBase(t.as(), stage, WG_A_STAGE_BYTES / 4), loOffset);
                 comment("the slice was written through the generic proxy; wgmma reads it through the async proxy");
                 op("fence.proxy.async.shared::cta;");
@@ -1162,8 +1171,10 @@ public final class PtxRenderer {
                     wgmma(wgN, acc, a[0], d);
                 }
                 op("wgmma.commit_group.sync.aligned;");
-                op("wgmma.wait_group.sync.aligned 0;");
+                if (overlap) comment("the slice before is multiplied: its stage and A fragments are free from the next barrier on");
+                op("wgmma.wait_group.sync.aligned " + (overlap ? 1 : 0) + ";");
             });
+            op("wgmma.wait_group.sync.aligned 0;");
             // Accumulator 4j + e is Cᵀ(16·warp + g + 8·(e/2), 8j + 2t + e%2): column colIn (+8), row 8j + 2t (+1).
             String col = bin("add.s32", t.col0(), colIn), row = bin("add.s32", t.row0(), bin("shl.b32", tig, "1"));
             String[] cols = {col, bin("add.s32", col, "8")};
@@ -1229,12 +1240,17 @@ public final class PtxRenderer {
         private static int mmaStageA(Kernel.Gemm g) { return g.transposeA() ? SLICE_K * A_STRIDE : BM * MMA_A_ROW; }
 
         /**
-         * The tensor-core GEMMs' K loop: a cp.async pipeline of the tile's stages (3 for 128×64: slices s+1 and
-         * s+2 are on their way into shared memory while slice s is computed; 2 for 128×128); each trip waits for its own slice's copies,
-         * meets the block at one barrier (after which the stage computed last trip is free) and refills that
-         * stage. Copies outside the matrices or the K range are zero-filled (src-size 0, from a valid address).
+         * The tensor-core GEMMs' K loop: a cp.async pipeline over the tile's stages. Slices are copied {@code ahead}
+         * slices before they are computed: each trip waits for its own slice's copies, meets the block at one
+         * barrier and refills the stage of the slice {@code stages - ahead} trips back, which every thread is done
+         * with by then. For mma.sync, ahead = stages - 1 (3 stages for 128×64: slices s+1 and s+2 on their way while
+         * s is computed; 2 for 128×128). For wgmma, ahead = stages - 2: the slice before is still being multiplied
+         * asynchronously while this one is issued, and its stage is refilled a trip later. Copies outside the
+         * matrices or the K range are zero-filled (src-size 0, from a valid address). The body is written
+         * {@code unroll} times in a row, each with its own registers: wgmma's A fragments of one trip must stay
+         * untouched until the trip after next has waited for it.
          */
-        private void asyncKLoop(Kernel.Gemm g, Frame t, Copies ac, int aStage, java.util.function.Consumer<String> landed,
+        private void asyncKLoop(Kernel.Gemm g, Frame t, Copies ac, int aStage, int ahead, int unroll, java.util.function.Consumer<String> landed,
                                 java.util.function.BiConsumer<String, String> compute) {
             int stages = tile.stages();
             Copies bc = kRowCopies(g.b(), tile.bn(), g.domain().cols(), t.col0(), t.n(), tile.bStride(), t.tid());
@@ -1257,29 +1273,31 @@ public final class PtxRenderer {
                 }
                 op("cp.async.commit_group;");
             };
-            comment("prologue: slices 0.." + (stages - 2) + " on their way into stages 0.." + (stages - 2));
-            for (int s = 0; s < stages - 1; s++) issue.accept(bin("add.s32", t.kBegin(), Integer.toString(s * SLICE_K)), Integer.toString(s));
+            comment("prologue: slices 0.." + (ahead - 1) + " on their way into stages 0.." + (ahead - 1));
+            for (int s = 0; s < ahead; s++) issue.accept(bin("add.s32", t.kBegin(), Integer.toString(s * SLICE_K)), Integer.toString(s));
             String kCur = r(), kNext = r(), readStage = r(), writeStage = r();
             op("mov.u32 " + kCur + ", " + t.kBegin() + ";");
-            op("add.s32 " + kNext + ", " + t.kBegin() + ", " + (stages - 1) * SLICE_K + ";");
+            op("add.s32 " + kNext + ", " + t.kBegin() + ", " + ahead * SLICE_K + ";");
             op("mov.u32 " + readStage + ", 0;");
-            op("mov.u32 " + writeStage + ", " + (stages - 1) + ";");
+            op("mov.u32 " + writeStage + ", " + ahead + ";");
             String top = newLabel("k"), done = newLabel("k_end");
             label(top);
             // The pipeline is already explicit: unrolling a short constant-trip loop on top of it made ptxas
             // hold several trips' copies and fragments at once and spill.
             op(".pragma \"nounroll\";");
-            op("@" + pred("ge.s32", kCur, t.kEnd()) + " bra " + done + ";");
-            op("cp.async.wait_group " + (stages - 2) + ";");
-            landed.accept(readStage);
-            op("bar.sync 0;");
-            comment("slice k+" + (stages - 1) * SLICE_K + " into the stage computed last trip, then compute this one");
-            issue.accept(kNext, writeStage);
-            compute.accept(bufferBase(t.as(), readStage, aStage), bufferBase(t.bs(), readStage, bStage));
-            op("add.s32 " + kCur + ", " + kCur + ", " + SLICE_K + ";");
-            op("add.s32 " + kNext + ", " + kNext + ", " + SLICE_K + ";");
-            nextStage(readStage, stages);
-            nextStage(writeStage, stages);
+            for (int u = 0; u < unroll; u++) {
+                op("@" + pred("ge.s32", kCur, t.kEnd()) + " bra " + done + ";");
+                op("cp.async.wait_group " + (ahead - 1) + ";");
+                landed.accept(readStage);
+                op("bar.sync 0;");
+                comment("slice k+" + ahead * SLICE_K + " into the stage computed " + (stages - ahead) + " trip(s) ago, then compute this one");
+                issue.accept(kNext, writeStage);
+                compute.accept(bufferBase(t.as(), readStage, aStage), bufferBase(t.bs(), readStage, bStage));
+                op("add.s32 " + kCur + ", " + kCur + ", " + SLICE_K + ";");
+                op("add.s32 " + kNext + ", " + kNext + ", " + SLICE_K + ";");
+                nextStage(readStage, stages);
+                nextStage(writeStage, stages);
+            }
             op("bra " + top + ";");
             label(done);
             op("cp.async.wait_group 0;");

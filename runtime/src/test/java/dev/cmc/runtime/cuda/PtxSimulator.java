@@ -188,6 +188,10 @@ final class PtxSimulator {
         private static final int WARPGROUP = 128;
         /** Per warpgroup (by its first thread): its wgmma commit groups not yet retired, the last one still open. */
         final Map<Integer, List<List<Runnable>>> wgmmaGroups = new HashMap<>();
+        /** Per thread and register: how many issued, unretired wgmma use it (no other instruction may touch it). */
+        final int[][] locked;
+        /** The shared bytes [from, to) that issued, unretired wgmma may still read: no write may touch them. */
+        final List<long[]> wgmmaReads = new ArrayList<>();
         final Entry e;
         final List<SharedVar> vars;
         final int bx, by, bz, gridZ, n, rows;
@@ -219,6 +223,7 @@ final class PtxSimulator {
             this.bufferOfParam = bufferOfParam;
             shared = new float[sharedEnd(vars) / 4];
             regs = new long[n][e.regs.size() + 1];
+            locked = new int[n][e.regs.size() + 1];
             pc = new int[n];
             state = new int[n];
             for (int t = 0; t < n; t++) pending.add(new ArrayList<>(List.of(new ArrayList<>())));
@@ -286,8 +291,9 @@ final class PtxSimulator {
          * A warpgroup (128 threads) whose threads all wait at the same wgmma instruction runs it; returns whether
          * it did. wgmma.mma_async is asynchronous, as on the GPU: it takes its A registers and descriptor when
          * issued, but reads B from shared memory and the accumulators, and writes them, only when a
-         * wgmma.wait_group retires its commit group. So a kernel that overwrote a stage before waiting, or read
-         * its accumulators early, computes wrong results here too.
+         * wgmma.wait_group retires its commit group. Until then, any other instruction touching its registers, or
+         * any write (a store, a cp.async) to the shared bytes it reads, is an error: the races the PTX ISA leaves
+         * undefined, which a GPU might or might not show.
          */
         private boolean warpgroup(int w0) {
             int at = -1, end = Math.min(n, w0 + WARPGROUP);
@@ -343,7 +349,12 @@ final class PtxSimulator {
             }
             if ((desc >>> 62) != 0 || ((desc >>> 49) & 7) != 0) throw stuck("swizzled or offset wgmma descriptors are not simulated: " + in.text);
             long start = (desc & 0x3fff) << 4, lbo = ((desc >>> 16) & 0x3fff) << 4, sbo = ((desc >>> 32) & 0x3fff) << 4;
+            for (int t = w0; t < w0 + WARPGROUP; t++) for (int r = 0; r < dRegs + 4; r++) locked[t][a[r].reg]++;
+            long[] reads = {SHARED + start, SHARED + start + (cols / 8 - 1) * sbo + lbo + 8 * 16};
+            wgmmaReads.add(reads);
             return () -> {
+                for (int t = w0; t < w0 + WARPGROUP; t++) for (int r = 0; r < dRegs + 4; r++) locked[t][a[r].reg]--;
+                wgmmaReads.remove(reads);
                 float[][] b = new float[8][cols];
                 for (int k = 0; k < 8; k++) for (int j = 0; j < cols; j++) {
                     b[k][j] = tf32(bits(load("shared", SHARED + start + (j / 8) * sbo + (k / 4) * lbo + (j % 8) * 16 + (k % 4) * 4, in.text)));
@@ -506,6 +517,7 @@ final class PtxSimulator {
             if ((dst & (size - 1)) != 0 || (src & (size - 1)) != 0) throw new IllegalStateException(e.name + ": cp.async address not aligned to " + size + " at: " + text);
             float[] v = new float[size / 4];
             for (int q = 0; q < srcSize / 4; q++) v[q] = load("global", src + 4L * q, text);
+            unreadByWgmma(dst, size, text);
             var groups = pending.get(t);
             groups.getLast().add(() -> { for (int q = 0; q < v.length; q++) store("shared", dst + 4L * q, v[q], text); });
         }
@@ -553,6 +565,15 @@ final class PtxSimulator {
             return shared[sharedIndex(addr, text)];
         }
 
+        /** Writing shared bytes [addr, addr + size) that an in-flight wgmma may still read is a race: an error. */
+        private void unreadByWgmma(long addr, int size, String text) {
+            for (long[] r : wgmmaReads) {
+                if (addr < r[1] && addr + size > r[0]) {
+                    throw new IllegalStateException(e.name + ": shared memory that an in-flight wgmma reads is written before wgmma.wait_group retired it: " + text);
+                }
+            }
+        }
+
         private void store(String space, long addr, float value, String text) {
             if (space.equals("global")) {
                 int b = (int) ((addr - GLOBAL) >>> 36);
@@ -562,6 +583,7 @@ final class PtxSimulator {
                 buffers[b][(int) idx] = value;
                 return;
             }
+            unreadByWgmma(addr, 4, text);
             shared[sharedIndex(addr, text)] = value;
         }
 
@@ -585,6 +607,12 @@ final class PtxSimulator {
                 if (op.startsWith("wgmma.") && !op.equals("wgmma.fence.sync.aligned")) {   // warpgroup collectives
                     state[t] = SHFL;
                     return;
+                }
+                for (Operand o : a) {
+                    if ((o.kind == Kind.REG || o.kind == Kind.ADDR) && locked[t][o.reg] > 0) {
+                        throw new IllegalStateException(e.name + ": a register of an in-flight wgmma (its A fragment or accumulators) accessed before"
+                                + " wgmma.wait_group retired it, which the PTX ISA leaves undefined: " + in.text);
+                    }
                 }
                 switch (op) {
                     case "wgmma.fence.sync.aligned", "fence.proxy.async.shared::cta" -> {}   // ordering the simulator has anyway

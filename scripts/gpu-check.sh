@@ -62,11 +62,13 @@ run)
     OUT="$out" timeout 150 python3 .gpu/gpu_torch_peer.py > "$out/torch.txt" 2>&1 || echo "torch peer failed (see torch.txt)"
     grep -v '^ \|^[{}]\|Warning\|warn' "$out/torch.txt" | tail -8
   fi
-  # 3. Parity on the GPU: every kernel against float64 (fp32, tf32, 3xTF32, bf16, wide and wgmma tiles), 200 steps against the jvm curve.
-  if fits parity 120; then
-    timeout 120 "${java[@]}" -Dcmc.parity.backends=cuda: -cp .gpu/junit.jar:.gpu/cmc.jar:.gpu/runtime-tests.jar:.gpu/compiler-tests.jar \
+  # 3. Parity on the GPU: every kernel against float64 (fp32, tf32, 3xTF32, bf16, wide and wgmma tiles), each GEMM
+  #    tiling and split-K case alone (GemmKernelTest, on the card beside the simulator), 200 steps against the jvm curve.
+  if fits parity 150; then
+    timeout 150 "${java[@]}" -Dcmc.parity.backends=cuda: -cp .gpu/junit.jar:.gpu/cmc.jar:.gpu/runtime-tests.jar:.gpu/compiler-tests.jar \
         org.junit.platform.console.ConsoleLauncher execute \
         --select-class dev.cmc.runtime.ParityTest --select-method dev.cmc.runtime.train.CudaTrainingTest#eachGpuFollowsTheJvmLossCurve \
+        --select-class dev.cmc.runtime.cuda.GemmKernelTest \
         --details=tree --disable-banner > "$out/parity.txt" 2>&1 || echo "parity: failures or timeout (see parity.txt)"
     grep -E "tests (successful|failed|aborted)|✘" "$out/parity.txt" | cut -c1-300 | head -20
   fi

@@ -21,7 +21,7 @@ import java.util.Map;
  *       tf32 and bf16); or ({@link Tiling#WGMMA}, sm_90a) Hopper's warpgroup wgmma for tf32 and 3xTF32. The fused
  *       epilogue runs on the registers before anything is stored. GEMMs with few output tiles (weight
  *       gradients, where K is the batch; long-K GEMMs over small batches) are split over K into workspace
- *       slices that a second kernel sums in order, so they fill the GPU.</li>
+ *       slices, so they fill the GPU; each tile's last block to finish sums its slices in order.</li>
  *   <li>Row normalisations and row sums: one warp per row, lanes striding the columns, sums by butterfly
  *       shuffles; the epilogue (LayerNorm's affine, a residual, a loss term) runs in the same pass.</li>
  *   <li>Batch reductions: 32 columns × 8 row slices per block, slices summed in order through shared memory.</li>
@@ -150,27 +150,33 @@ public final class PtxRenderer {
     }
 
     /**
-     * Whether a kernel may split K, and so takes the workspace (after its arrays) and has a {@link #fixupName}
-     * kernel: TN GEMMs, and NN GEMMs with K of 1024 or more over the batch or over at most 512 fixed rows (the
-     * weight gradient of an embedding computed per distinct σ, whose K is the σ table).
+     * Whether a kernel may split K, and so takes the workspace (after its arrays): TN GEMMs, and NN GEMMs with K
+     * of 1024 or more over the batch or over at most 512 fixed rows (the weight gradient of an embedding
+     * computed per distinct σ, whose K is the σ table).
      */
     public static boolean splitsK(Kernel k) {
         return k instanceof Kernel.Gemm g
                 && (g.transposeA() || g.k() >= LONG_K && (g.domain().batched() || g.domain().rows() <= FEW_ROWS));
     }
 
-    /** Floats of workspace a kernel needs at any batch up to maxBatch: a partial product per K slice. */
+    /**
+     * Floats of workspace a kernel needs at any batch up to maxBatch: a counter per output tile, then a partial
+     * product per K slice. It must start zeroed; the kernels leave the counters at zero again.
+     */
     public static long workspaceFloats(Kernel k, int maxBatch) {
         if (!(k instanceof Kernel.Gemm g) || !splitsK(g)) return 0;
         int rows = g.transposeA() || !g.domain().batched() ? g.domain().rows() : Math.min(maxBatch, FEW_ROWS);
-        return (long) splits(g, g.transposeA() ? maxBatch : rows) * rows * g.domain().cols();
+        return counterFloats(g) + (long) splits(g, g.transposeA() ? maxBatch : rows) * rows * g.domain().cols();
     }
 
-    /** The kernel that sums a split GEMM's slices and runs its epilogue; launched with {@link #fixupLaunch}. */
-    public static String fixupName(Program p, int i) { return kernelName(p, i) + "_fixup"; }
-
-    public static Launch fixupLaunch(Kernel.Gemm g, int batch) {
-        return new Launch(ceil((long) rows(g.domain(), batch) * g.domain().cols(), BLOCK), 1, 1);
+    /**
+     * The split GEMM's tile counters at the head of its workspace: one per output tile at the most rows it
+     * splits at (TN and fixed-row GEMMs: all their rows; NN over the batch: 512), for tiles of at least 128×64,
+     * rounded up to 4 floats so that the slices stay 16-byte aligned.
+     */
+    private static int counterFloats(Kernel.Gemm g) {
+        int rows = g.transposeA() || !g.domain().batched() ? g.domain().rows() : FEW_ROWS;
+        return (ceil(rows, BM) * ceil(g.domain().cols(), BN) + 3) / 4 * 4;
     }
 
     private static int rows(Shape s, int batch) { return s.batched() ? batch : s.rows(); }
@@ -224,10 +230,7 @@ public final class PtxRenderer {
         }
         sb.append(".version 8.0\n.target ").append(tiling == Tiling.WGMMA ? "sm_90a" : arch).append("\n.address_size 64\n");
         if (tiling == Tiling.WGMMA) sb.append(".extern .shared .align 128 .b8 ").append(DYNAMIC_SHARED).append("[];\n");
-        for (int i = 0; i < program.kernels().size(); i++) {
-            sb.append('\n').append(new Fn(program, i, matmul, tiling, false).render());
-            if (splitsK(program.kernels().get(i))) sb.append('\n').append(new Fn(program, i, matmul, tiling, true).render());
-        }
+        for (int i = 0; i < program.kernels().size(); i++) sb.append('\n').append(new Fn(program, i, matmul, tiling).render());
         return sb.toString();
     }
 
@@ -267,17 +270,15 @@ public final class PtxRenderer {
         private String rowsReg;
 
         private final Matmul matmul;
-        private final boolean fixup;
-        /** A GEMM's block tile (the fixup kernel has none). */
+        /** A GEMM's block tile. */
         private final Tile tile;
 
-        Fn(Program program, int index, Matmul matmul, Tiling tiling, boolean fixup) {
+        Fn(Program program, int index, Matmul matmul, Tiling tiling) {
             this.program = program;
             this.index = index;
             this.kernel = program.kernels().get(index);
             this.matmul = matmul;
-            this.fixup = fixup;
-            this.tile = kernel instanceof Kernel.Gemm g && !fixup ? tile(g, matmul, tiling) : null;
+            this.tile = kernel instanceof Kernel.Gemm g ? tile(g, matmul, tiling) : null;
         }
 
         String render() {
@@ -286,8 +287,7 @@ public final class PtxRenderer {
                 args = new java.util.ArrayList<>(args);
                 args.add(WORKSPACE);
             }
-            String name = fixup ? fixupName(program, index) : kernelName(program, index);
-            var head = new StringBuilder("// " + kernel.name() + (fixup ? ": its K slices summed, then the epilogue" : "") + "\n.visible .entry " + name + "(\n");
+            var head = new StringBuilder("// " + kernel.name() + "\n.visible .entry " + kernelName(program, index) + "(\n");
             for (String a : args) head.append("    .param .u64 ").append(param(a)).append(",\n");
             head.append("    .param .u32 rows\n)\n.maxntid ").append(threads()).append(", 1, 1\n");
             // GEMMs hold a 64-float accumulator tile, fragments and addresses: let ptxas use up to 128 registers
@@ -309,8 +309,7 @@ public final class PtxRenderer {
             op("ld.param.u32 " + rowsReg + ", [rows];");
             switch (kernel) {
                 case Kernel.Gemm g -> {
-                    if (fixup) fixup(g);
-                    else if (matmul == Matmul.FMA) gemm(g);
+                    if (matmul == Matmul.FMA) gemm(g);
                     else if (tile.warpgroups()) gemmWgmma(g);
                     else gemmMma(g);
                 }
@@ -990,26 +989,80 @@ public final class PtxRenderer {
         }
 
         /**
-         * The accumulators out: through the epilogue, or for a GEMM cut into several K slices into slice z of
-         * the workspace, which the {@code _fixup} kernel then sums in order and runs through the epilogue.
+         * The accumulators out: through the epilogue; or, for a GEMM cut into several K slices, into slice z of
+         * the workspace. Then the last of the tile's blocks to get there, told by a counter per tile that each
+         * block increments once, sums the tile's slices in order (z = 0, 1, …: deterministic, unlike atomic
+         * adds) and runs the epilogue, so that no second kernel is needed; its threads take the tile's elements
+         * in row order, so that their loads are coalesced. The memory ordering is CUTLASS's
+         * serial split-K: every thread's partials, a barrier, then one thread's acq_rel atomic at GPU scope;
+         * in the last block, that thread's acquire, a barrier, then every thread's loads. The last block sets
+         * the counter back to zero for the next launch.
          */
         private void finish(Kernel.Gemm g, Frame t, List<Out> outs) {
-            String partial = newLabel("partial"), end = newLabel("stored");
+            String partial = newLabel("partial");
             if (splitsK(g)) op("@" + pred("gt.s32", t.splits(), "1") + " bra " + partial + ";");
             for (Out o : outs) emit(g, t.m(), t.n(), o);
             if (!splitsK(g)) return;
-            op("bra " + end + ";");
+            op("bra DONE;");
             label(partial);
-            String sliceBase = bin("mul.lo.s32", special("%ctaid.z"), outputSize(g));
+            String size = outputSize(g), first = Integer.toString(counterFloats(g));
+            String sliceBase = bin("add.s32", first, bin("mul.lo.s32", special("%ctaid.z"), size));
             for (Out o : outs) {
-                String skip = newLabel("out"), outside = p();
-                op("setp.ge.s32 " + outside + ", " + o.row() + ", " + t.m() + ";");
-                op("setp.ge.or.s32 " + outside + ", " + o.col() + ", " + t.n() + ", " + outside + ";");
-                op("@" + outside + " bra " + skip + ";");
+                String skip = newLabel("out");
+                op("@" + outside(o, t) + " bra " + skip + ";");
                 storeGlobal(WORKSPACE, mad(o.row(), t.n(), bin("add.s32", sliceBase, o.col())), o.acc());
                 label(skip);
             }
-            label(end);
+            comment("serial split K: the tile's last block to count itself sums the slices");
+            shared.append("    .shared .align 4 .u32 lastBlock[1];\n");
+            String flag = symbol("lastBlock"), counted = newLabel("counted");
+            op("bar.sync 0;");
+            op("@" + pred("ne.s32", t.tid(), "0") + " bra " + counted + ";");
+            String counter = address(WORKSPACE, mad(special("%ctaid.y"), special("%nctaid.x"), special("%ctaid.x"))), before = r(), last = r();
+            op("atom.acq_rel.gpu.global.add.u32 " + before + ", [" + counter + "], 1;");
+            String isLast = pred("eq.s32", before, bin("add.s32", t.splits(), "-1"));
+            op("selp.s32 " + last + ", 1, 0, " + isLast + ";");
+            op("@" + isLast + " st.relaxed.gpu.global.u32 [" + counter + "], 0;");
+            op("st.shared.u32 [" + flag + "], " + last + ";");
+            label(counted);
+            op("bar.sync 0;");
+            String lastHere = r();
+            op("ld.shared.u32 " + lastHere + ", [" + flag + "];");
+            op("@" + pred("eq.s32", lastHere, "0") + " bra DONE;");
+            comment("the tile's elements, consecutive threads on consecutive columns: each one's slices summed in order");
+            int elements = tile.bm() * tile.bn();
+            String e = r(), top = newLabel("tile"), done = newLabel("tile_end");
+            op("mov.u32 " + e + ", " + t.tid() + ";");
+            label(top);
+            op("@" + pred("ge.s32", e, Integer.toString(elements)) + " bra " + done + ";");
+            String row = bin("add.s32", t.row0(), bin("shr.u32", e, log2(tile.bn())));
+            String col = bin("add.s32", t.col0(), bin("and.b32", e, Integer.toString(tile.bn() - 1)));
+            String next = newLabel("element");
+            op("@" + outside(new Out(row, col, null), t) + " bra " + next + ";");
+            String sum = constF(0), z = constI(0), idx = bin("add.s32", first, mad(row, t.n(), col));
+            String slices = newLabel("slices"), summed = newLabel("slices_end");
+            label(slices);
+            op("@" + pred("ge.s32", z, t.splits()) + " bra " + summed + ";");
+            String v = f();
+            op("ld.global.cg.f32 " + v + ", [" + address(WORKSPACE, idx) + "];");
+            op("add.f32 " + sum + ", " + sum + ", " + v + ";");
+            op("add.s32 " + idx + ", " + idx + ", " + size + ";");
+            op("add.s32 " + z + ", " + z + ", 1;");
+            op("bra " + slices + ";");
+            label(summed);
+            emit(g, t.m(), t.n(), new Out(row, col, sum));
+            label(next);
+            op("add.s32 " + e + ", " + e + ", " + threads() + ";");
+            op("bra " + top + ";");
+            label(done);
+        }
+
+        /** Whether an accumulator's element lies outside the output. */
+        private String outside(Out o, Frame t) {
+            String x = p();
+            op("setp.ge.s32 " + x + ", " + o.row() + ", " + t.m() + ";");
+            op("setp.ge.or.s32 " + x + ", " + o.col() + ", " + t.n() + ", " + x + ";");
+            return x;
         }
 
         /**
@@ -1437,26 +1490,6 @@ public final class PtxRenderer {
                 op("cvt.rna.tf32.f32 " + lo[e] + ", " + bin("sub.f32", words[e], hi[e]) + ";");
             }
             return matmul == Matmul.TF32X3 ? new String[][]{hi, lo} : new String[][]{hi};
-        }
-
-        /**
-         * A split GEMM's second kernel: one thread per output element sums the slices of the workspace in order
-         * (deterministic, unlike atomics) and runs the epilogue.
-         */
-        void fixup(Kernel.Gemm g) {
-            String mn = outputSize(g);
-            String idx = mad(special("%ctaid.x"), Integer.toString(BLOCK), special("%tid.x"));
-            op("@" + pred("ge.s32", idx, mn) + " bra DONE;");
-            String splits = splitsOf(g, rowsReg);
-            String sum = constF(0), z = constI(0), top = newLabel("slices"), done = newLabel("slices_end");
-            label(top);
-            op("@" + pred("ge.s32", z, splits) + " bra " + done + ";");
-            op("add.f32 " + sum + ", " + sum + ", " + loadGlobal(WORKSPACE, mad(z, mn, idx)) + ";");
-            op("add.s32 " + z + ", " + z + ", 1;");
-            op("bra " + top + ";");
-            label(done);
-            String n = Integer.toString(g.domain().cols());
-            emit(g, domainRows(g.domain()), n, new Out(bin("div.s32", idx, n), bin("rem.s32", idx, n), sum));
         }
 
         private void mma(String[] acc, String[] a, String[] b) {

@@ -36,7 +36,7 @@ public final class CudaExecutable implements Executable {
     private final int maxBatch;
     private final Arena arena = Arena.ofShared();
     private final MemorySegment context, module, stream;
-    private final MemorySegment[] functions, fixups, params;
+    private final MemorySegment[] functions, params;
     private final long[] buffers, sizes;
     /** Partial products of split-K GEMMs: a part of one buffer for each, since they may run at once. */
     private final long workspace;
@@ -66,7 +66,6 @@ public final class CudaExecutable implements Executable {
         makeCurrent();
         module = load(device, ptx);
         functions = new MemorySegment[program.kernels().size()];
-        fixups = new MemorySegment[functions.length];
         long workspaceFloats = 0;
         long[] workspaceAt = new long[functions.length];
         for (int k = 0; k < functions.length; k++) {
@@ -78,7 +77,6 @@ public final class CudaExecutable implements Executable {
                 Cu.status(Cu.cuFuncSetAttribute, "cuFuncSetAttribute(" + kernel.name() + ", max dynamic shared memory " + shared + " bytes)",
                         functions[k], Cu.FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, shared);
             }
-            if (PtxRenderer.splitsK(kernel)) fixups[k] = function(PtxRenderer.fixupName(program, k), out);
             workspaceAt[k] = workspaceFloats;
             workspaceFloats += PtxRenderer.workspaceFloats(kernel, maxBatch);
         }
@@ -104,6 +102,8 @@ public final class CudaExecutable implements Executable {
         }
         Cu.status(Cu.cuMemAlloc, "cuMemAlloc(split-K workspace, " + 4 * workspaceFloats + " bytes)", ptr, 4 * workspaceFloats);
         workspace = ptr.get(JAVA_LONG, 0);
+        // Split GEMMs count their blocks in tile counters at the head of their workspace: they start at zero.
+        Cu.status(Cu.cuMemsetD32Async, "cuMemsetD32Async(split-K workspace)", workspace, 0, workspaceFloats, stream);
         // cuLaunchKernel takes an array of pointers to argument values: device pointers (and the workspace for
         // split-K GEMMs), then the batch size.
         params = new MemorySegment[functions.length];
@@ -288,13 +288,12 @@ public final class CudaExecutable implements Executable {
         }
     }
 
-    /** Kernel k (and its fixup, when it splits K at this batch) on a stream; nothing for an empty grid. */
+    /** Kernel k on a stream; nothing for an empty grid. */
     private void launchKernel(int k, int batch, MemorySegment on) {
         Kernel kernel = program.kernels().get(k);
         PtxRenderer.Launch l = PtxRenderer.launch(kernel, batch, matmul, tiling);
         if (l.gridX() == 0 || l.gridY() == 0) return;
         launch(kernel.name(), functions[k], l, params[k], on);
-        if (l.gridZ() > 1) launch(kernel.name() + " fixup", fixups[k], PtxRenderer.fixupLaunch((Kernel.Gemm) kernel, batch), params[k], on);
     }
 
     private void launch(String what, MemorySegment function, PtxRenderer.Launch l, MemorySegment args, MemorySegment on) {

@@ -6,6 +6,7 @@ import dev.cmc.kernel.Expr;
 import dev.cmc.kernel.Kernel;
 import dev.cmc.kernel.Program;
 import dev.cmc.render.PtxRenderer;
+import dev.cmc.runtime.Backend;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.CsvSource;
 
@@ -16,13 +17,13 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 /**
- * One GEMM kernel of the cuda backend in the PTX simulator against a float64 product, in both layouts the
- * compiler emits, with shapes that are not multiples of the 128×64 tile: fp32 FMAs and 3xTF32 within 1e-5 of
+ * One GEMM kernel of the cuda backend in the PTX simulator, and on a GPU where there is one, against a float64
+ * product, run twice (first on zeros), in both layouts the compiler emits, with shapes that are not multiples of the 128×64 tile: fp32 FMAs and 3xTF32 within 1e-5 of
  * the largest element; TF32 within 5e-3 and bf16 within 2e-2, each further from fp32 than fp32 would be (the
  * inputs really are rounded). Row lengths
  * that are and are not multiples of 4 take the tensor-core GEMMs' 16-byte and 4-byte cp.async paths. A TN GEMM
  * over 1,100 rows is cut into two K slices, and an NN GEMM with K = 1,030 over 70 rows into eight, each
- * summed by its fixup kernel.
+ * tile's slices summed by its last block.
  */
 class GemmKernelTest {
     @ParameterizedTest(name = "{0} transposeA={1} rows={2} k={3} n={4}")
@@ -75,7 +76,7 @@ class GemmKernelTest {
         Buf b = transposeA ? Buf.whole("b", Shape.batch(n)) : Buf.whole("b", Shape.fixed(k, n));
         Shape domain = transposeA ? Shape.fixed(m, n) : fixedRows ? Shape.fixed(m, n) : Shape.batch(n);
         Buf out = Buf.whole("out", domain);
-        // The epilogue adds 1 so that a fixup which skipped it, or ran it per slice, shows.
+        // The epilogue adds 1 so that a split GEMM's last block skipping it, or every block running it, shows.
         var plusOne = new Expr.Binary(dev.cmc.ir.Op.ADD, new Expr.Acc(), new Expr.Const(1));
         var gemm = new Kernel.Gemm("k_mm", transposeA, a, b, k, domain, List.of(new Expr.Let(0, plusOne, out)));
         if (batch > 1024) assertEquals(2, PtxRenderer.splits(gemm, batch), "this case is meant to split K");
@@ -95,34 +96,53 @@ class GemmKernelTest {
         float[] av = new float[m * k], bv = new float[k * n];
         for (int i = 0; i < av.length; i++) av[i] = (float) (rng.nextDouble() * 2 - 1);
         for (int i = 0; i < bv.length; i++) bv[i] = (float) (rng.nextDouble() * 2 - 1);
-        float[] got = new float[m * n];
         // A fixed-row GEMM's slices do not depend on the batch: run it at batch 1.
         int runBatch = fixedRows ? 1 : batch;
-        try (var exe = new SimulatedCudaBackend(matmul, tiling).load(program, runBatch)) {
-            exe.write("a", av, av.length);
-            exe.write("b", bv, bv.length);
-            exe.run(runBatch);
-            exe.read("out", got, got.length);
-        }
-        double worst = 0, scale = 0;
-        for (int r = 0; r < m; r++) {
-            for (int c = 0; c < n; c++) {
-                double ref = 1;
-                for (int p = 0; p < k; p++) ref += (double) (transposeA ? av[p * m + r] : av[r * k + p]) * bv[p * n + c];
-                worst = Math.max(worst, Math.abs(ref - got[r * n + c]));
-                scale = Math.max(scale, Math.abs(ref));
+        for (Backend backend : backends(matmul, tiling)) {
+            float[] got = new float[m * n];
+            try (var exe = backend.load(program, runBatch)) {
+                // A first run on zeros: a split GEMM that left its tile counters set would not finish the second.
+                exe.write("a", new float[av.length], av.length);
+                exe.run(runBatch);
+                exe.write("a", av, av.length);
+                exe.write("b", bv, bv.length);
+                exe.run(runBatch);
+                exe.read("out", got, got.length);
+            }
+            double worst = 0, scale = 0;
+            for (int r = 0; r < m; r++) {
+                for (int c = 0; c < n; c++) {
+                    double ref = 1;
+                    for (int p = 0; p < k; p++) ref += (double) (transposeA ? av[p * m + r] : av[r * k + p]) * bv[p * n + c];
+                    worst = Math.max(worst, Math.abs(ref - got[r * n + c]));
+                    scale = Math.max(scale, Math.abs(ref));
+                }
+            }
+            double rel = worst / scale;
+            String on = " on " + backend.deviceName();
+            if (matmul == PtxRenderer.Matmul.TF32) {
+                assertTrue(rel < 5e-3, "TF32 GEMM off by " + rel + " of the largest element" + on);
+                assertTrue(rel > 1e-6, "TF32 GEMM matches fp32 too closely (" + rel + "): are the inputs rounded?" + on);
+            } else if (matmul == PtxRenderer.Matmul.BF16) {
+                assertTrue(rel < 2e-2, "bf16 GEMM off by " + rel + " of the largest element" + on);
+                assertTrue(rel > 2e-4, "bf16 GEMM matches fp32 too closely (" + rel + "): are the inputs rounded?" + on);
+            } else {
+                assertTrue(rel < 1e-5, matmul + " GEMM off by " + rel + " of the largest element" + on);
             }
         }
-        double rel = worst / scale;
-        if (matmul == PtxRenderer.Matmul.TF32) {
-            assertTrue(rel < 5e-3, "TF32 GEMM off by " + rel + " of the largest element");
-            assertTrue(rel > 1e-6, "TF32 GEMM matches fp32 too closely (" + rel + "): are the inputs rounded?");
-        } else if (matmul == PtxRenderer.Matmul.BF16) {
-            assertTrue(rel < 2e-2, "bf16 GEMM off by " + rel + " of the largest element");
-            assertTrue(rel > 2e-4, "bf16 GEMM matches fp32 too closely (" + rel + "): are the inputs rounded?");
-        } else {
-            assertTrue(rel < 1e-5, matmul + " GEMM off by " + rel + " of the largest element");
+    }
+
+    /**
+     * The PTX simulator, and where this machine has one, the GPU (cuda:0; for wgmma tiles, only an sm_90 one):
+     * on a lent GPU these cases check each tiling and arithmetic on the hardware with their exact shapes.
+     */
+    private static List<Backend> backends(PtxRenderer.Matmul matmul, PtxRenderer.Tiling tiling) {
+        var out = new java.util.ArrayList<Backend>(List.of(new SimulatedCudaBackend(matmul, tiling)));
+        var gpus = CudaDevices.list();
+        if (!gpus.isEmpty() && gpus.getFirst().major() >= 8 && (tiling != PtxRenderer.Tiling.WGMMA || gpus.getFirst().arch().equals("sm_90"))) {
+            out.add(new CudaBackend(0).withMatmul(matmul).withTiling(tiling));
         }
+        return out;
     }
 
     /**

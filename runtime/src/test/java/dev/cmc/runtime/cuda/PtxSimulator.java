@@ -168,7 +168,7 @@ final class PtxSimulator {
         for (int bz = 0; bz < gridZ; bz++) {
             for (int by = 0; by < gridY; by++) {
                 for (int bx = 0; bx < gridX; bx++) {
-                    var b = new Block(e, shared, bx, by, bz, gridZ, block, buffers, bufferOfParam, rows);
+                    var b = new Block(e, shared, bx, by, bz, gridX, gridZ, block, buffers, bufferOfParam, rows);
                     b.run();
                     if (countBankConflicts) b.wavefronts(sharedLoadWavefronts);
                 }
@@ -194,7 +194,7 @@ final class PtxSimulator {
         final List<long[]> wgmmaReads = new ArrayList<>();
         final Entry e;
         final List<SharedVar> vars;
-        final int bx, by, bz, gridZ, n, rows;
+        final int bx, by, bz, gridX, gridZ, n, rows;
         final float[][] buffers;
         final int[] bufferOfParam;
         final float[] shared;
@@ -210,12 +210,13 @@ final class PtxSimulator {
         final Map<List<Integer>, long[]> sharedLoads = new HashMap<>();
         final Map<Integer, int[]> visits = new HashMap<>();
 
-        Block(Entry e, List<SharedVar> vars, int bx, int by, int bz, int gridZ, int n, float[][] buffers, int[] bufferOfParam, int rows) {
+        Block(Entry e, List<SharedVar> vars, int bx, int by, int bz, int gridX, int gridZ, int n, float[][] buffers, int[] bufferOfParam, int rows) {
             this.e = e;
             this.vars = vars;
             this.bx = bx;
             this.by = by;
             this.bz = bz;
+            this.gridX = gridX;
             this.gridZ = gridZ;
             this.n = n;
             this.rows = rows;
@@ -251,15 +252,24 @@ final class PtxSimulator {
             return new IllegalStateException(e.name + " block (" + bx + ", " + by + "): " + why);
         }
 
-        /** A warp whose live lanes all wait at the same shfl exchanges values; returns whether it did. */
-        private boolean shuffle(int w) {
+        /**
+         * The instruction at which all live threads from..from+count wait for each other, or -1 if some still run
+         * (or none lives); threads waiting at different ones are an error.
+         */
+        private int collectiveAt(int from, int count, String mismatch) {
             int at = -1;
-            for (int t = w; t < Math.min(n, w + 32); t++) {
+            for (int t = from; t < Math.min(n, from + count); t++) {
                 if (state[t] == DONE) continue;
-                if (state[t] != SHFL) return false;
-                if (at >= 0 && pc[t] != at) throw stuck("lanes of a warp at different shuffles");
+                if (state[t] != SHFL) return -1;
+                if (at >= 0 && pc[t] != at) throw stuck(mismatch);
                 at = pc[t];
             }
+            return at;
+        }
+
+        /** A warp whose live lanes all wait at the same shfl exchanges values; returns whether it did. */
+        private boolean shuffle(int w) {
+            int at = collectiveAt(w, 32, "lanes of a warp at different shuffles");
             if (at < 0) return false;
             Instr in = e.code.get(at);
             if (in.op.startsWith("wgmma.")) return false;   // a warpgroup's, see warpgroup()
@@ -296,13 +306,7 @@ final class PtxSimulator {
          * undefined, which a GPU might or might not show.
          */
         private boolean warpgroup(int w0) {
-            int at = -1, end = Math.min(n, w0 + WARPGROUP);
-            for (int t = w0; t < end; t++) {
-                if (state[t] == DONE) continue;
-                if (state[t] != SHFL) return false;
-                if (at >= 0 && pc[t] != at) throw stuck("threads of a warpgroup at different wgmma instructions");
-                at = pc[t];
-            }
+            int at = collectiveAt(w0, WARPGROUP, "threads of a warpgroup at different wgmma instructions");
             if (at < 0) return false;
             Instr in = e.code.get(at);
             if (!in.op.startsWith("wgmma.")) return false;
@@ -537,6 +541,7 @@ final class PtxSimulator {
                     case "%ctaid.x" -> bx;
                     case "%ctaid.y" -> by;
                     case "%ctaid.z" -> bz;
+                    case "%nctaid.x" -> gridX;
                     case "%nctaid.z" -> gridZ;
                     default -> throw new IllegalStateException("special register " + o.name);
                 };
@@ -619,6 +624,16 @@ final class PtxSimulator {
                     case "cvt.u32.u64" -> r[a[0].reg] = get(t, a[1]) & 0xffffffffL;
                     case "or.b32" -> r[a[0].reg] = (get(t, a[1]) | get(t, a[2])) & 0xffffffffL;
                     case "or.b64" -> r[a[0].reg] = get(t, a[1]) | get(t, a[2]);
+                    // Blocks run one after another here, so the split-K counter's atomic needs no more than this.
+                    case "atom.acq_rel.gpu.global.add.u32" -> {
+                        long addr = get(t, a[1]);
+                        r[a[0].reg] = Float.floatToRawIntBits(load("global", addr, in.text)) & 0xffffffffL;
+                        store("global", addr, Float.intBitsToFloat((int) r[a[0].reg] + i(get(t, a[2]))), in.text);
+                    }
+                    case "st.relaxed.gpu.global.u32" -> store("global", get(t, a[0]), Float.intBitsToFloat(i(get(t, a[1]))), in.text);
+                    case "st.shared.u32" -> store("shared", get(t, a[0]), Float.intBitsToFloat(i(get(t, a[1]))), in.text);
+                    case "ld.shared.u32" -> r[a[0].reg] = Float.floatToRawIntBits(load("shared", get(t, a[1]), in.text)) & 0xffffffffL;
+                    case "ld.global.cg.f32" -> r[a[0].reg] = bits(load("global", get(t, a[1]), in.text));
                     case "st.shared.v4.b32" -> { for (int q = 0; q < 4; q++) store("shared", get(t, a[0]) + 4L * q, f(get(t, a[q + 1])), in.text); }
                     case "ret" -> { state[t] = DONE; return; }
                     case "bar.sync" -> { state[t] = BAR; return; }

@@ -88,10 +88,6 @@ public final class SimulatedCudaBackend implements Backend {
                 if (split) buffers[args.size()] = arrays.length - 1;   // the workspace, after the program's arrays
                 var l = launches.apply(kernel, batch);
                 module.launch(PtxRenderer.kernelName(program, k), l.gridX(), l.gridY(), l.gridZ(), l.block(), l.sharedBytes(), arrays, buffers, batch);
-                if (l.gridZ() > 1) {
-                    var f = PtxRenderer.fixupLaunch((dev.cmc.kernel.Kernel.Gemm) kernel, batch);
-                    module.launch(PtxRenderer.fixupName(program, k), f.gridX(), f.gridY(), f.gridZ(), f.block(), f.sharedBytes(), arrays, buffers, batch);
-                }
             }
         }
 

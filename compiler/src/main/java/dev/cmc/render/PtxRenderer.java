@@ -1301,7 +1301,7 @@ public final class PtxRenderer {
          * asynchronously while this one is issued, and its stage is refilled a trip later. Copies outside the
          * matrices or the K range are zero-filled (src-size 0, from a valid address). The body is written
          * {@code unroll} times in a row, each with its own registers: wgmma's A fragments of one trip must stay
-         * untouched until the trip after next has waited for it.
+         * untouched until the next trip's wait has retired them.
          */
         private void asyncKLoop(Kernel.Gemm g, Frame t, Copies ac, int aStage, int ahead, int unroll, java.util.function.Consumer<String> landed,
                                 java.util.function.BiConsumer<String, String> compute) {

@@ -32,7 +32,8 @@ public final class Bench {
     public record Result(String model, long params, String backend, String device, int threads, double generateMs, double loadMs,
                          List<Sampling> sampling, int trainBatch, int trainSigmaRows, double stepMs, double flopsPerSample, double trainFlopsPerSample,
                          double peakGflops, long deviceBytes, long peakRssBytes, Map<String, Double> sampleKernels, Map<String, Double> stepKernels,
-                         Map<String, Double> sampleGemmFlops, Map<String, Double> stepGemmFlops) {
+                         Map<String, Double> sampleGemmFlops, Map<String, Double> stepGemmFlops,
+                         Map<String, Double> sampleActivationBytes, Map<String, Double> stepActivationBytes) {
 
         public double sampleGflops(Sampling s) { return flopsPerSample * s.samplesPerSecond() / 1e9; }
         public double stepGflops() { return trainFlopsPerSample * trainBatch / (stepMs / 1e3) / 1e9; }
@@ -57,20 +58,27 @@ public final class Bench {
             return sb.toString();
         }
 
-        /** The slowest kernels of both programs, for --profile, with a GEMM's achieved GFLOP/s beside its time. */
+        /**
+         * The slowest kernels of both programs, for --profile: time, a GEMM's achieved GFLOP/s, and the GB/s of
+         * the batch-sized arrays (activations) it reads and writes, each counted once: at large batches, how
+         * close a kernel comes to the memory's bandwidth.
+         */
         public String profile(int top) {
             var sb = new StringBuilder();
-            for (var e : List.of(Map.entry("sampling", List.of(sampleKernels, sampleGemmFlops)), Map.entry("training step", List.of(stepKernels, stepGemmFlops)))) {
-                Map<String, Double> times = e.getValue().get(0), flops = e.getValue().get(1);
-                sb.append(String.format("  %s: slowest kernels (ms, and GFLOP/s for GEMMs)%n", e.getKey()));
+            for (var e : List.of(Map.entry("sampling", List.of(sampleKernels, sampleGemmFlops, sampleActivationBytes)),
+                    Map.entry("training step", List.of(stepKernels, stepGemmFlops, stepActivationBytes)))) {
+                Map<String, Double> times = e.getValue().get(0), flops = e.getValue().get(1), bytes = e.getValue().get(2);
+                sb.append(String.format("  %s: slowest kernels (ms, GFLOP/s for GEMMs, GB/s of activations)%n", e.getKey()));
                 times.entrySet().stream().sorted(Map.Entry.<String, Double>comparingByValue().reversed()).limit(top)
-                        .forEach(k -> {
-                            Double f = flops.get(k.getKey());
-                            String rate = f == null || k.getValue() <= 0 ? "" : String.format("%10.0f", f / (k.getValue() / 1e3) / 1e9);
-                            sb.append(String.format("    %8.3f %10s  %s%n", k.getValue(), rate, k.getKey()));
-                        });
+                        .forEach(k -> sb.append(String.format("    %8.3f %10s %8s  %s%n", k.getValue(), perSecond(flops.get(k.getKey()), k.getValue()),
+                                perSecond(bytes.get(k.getKey()), k.getValue()), k.getKey())));
             }
             return sb.toString();
+        }
+
+        /** An amount per ms as billions per second, or blank where there is none. */
+        private static String perSecond(Double amount, double ms) {
+            return amount == null || amount == 0 || ms <= 0 ? "" : String.format("%.0f", amount / (ms / 1e3) / 1e9);
         }
 
         public String json() {
@@ -164,12 +172,14 @@ public final class Bench {
             Map<String, Double> stepKernels = profile ? kernelTimes(t, trainBatch) : Map.of();
             Map<String, Double> sampleFlops = profile ? gemmFlops(sampler.program(), batches.getFirst()) : Map.of();
             Map<String, Double> stepFlops = profile ? gemmFlops(train.program(), trainBatch) : Map.of();
+            Map<String, Double> sampleBytes = profile ? activationBytes(sampler.program(), batches.getFirst()) : Map.of();
+            Map<String, Double> stepBytes = profile ? activationBytes(train.program(), trainBatch) : Map.of();
             progress.at(label + ": done", total, total);
             long deviceBytes = arrayBytes(sampler.program(), maxBatch) + arrayBytes(train.program(), trainBatch);
             return new Result(spec.name(), sampler.layout().total(), label, backend.deviceName(), Runtime.getRuntime().availableProcessors(),
                     generateMs, loadMs, cases, trainBatch, sigmaRows, stepMs, flopsPerSample(spec),
                     trainFlopsPerSample(spec, trainBatch, sigmaRows), peak, deviceBytes,
-                    Memory.peakRssBytes(), sampleKernels, stepKernels, sampleFlops, stepFlops);
+                    Memory.peakRssBytes(), sampleKernels, stepKernels, sampleFlops, stepFlops, sampleBytes, stepBytes);
         }
     }
 
@@ -295,6 +305,25 @@ public final class Bench {
             if (!(k instanceof dev.cmc.kernel.Kernel.Gemm g)) continue;
             double m = g.domain().batched() ? batch : g.domain().rows(), depth = g.transposeA() ? batch : g.k();
             out.merge(k.name(), 2 * m * g.domain().cols() * depth, Double::sum);
+        }
+        return out;
+    }
+
+    /**
+     * Bytes of each kernel's batch-sized arrays at a batch, read or written, each counted once: the activation
+     * traffic a kernel cannot avoid (parameters are left out: many blocks share them through the caches).
+     */
+    static Map<String, Double> activationBytes(Program p, int batch) {
+        var out = new LinkedHashMap<String, Double>();
+        for (var k : p.kernels()) {
+            var arrays = new java.util.TreeSet<>(dev.cmc.kernel.Kernels.reads(k));
+            arrays.addAll(dev.cmc.kernel.Kernels.writes(k));
+            double bytes = 0;
+            for (String a : arrays) {
+                var shape = p.arrays().get(p.arrayIndex(a)).shape();
+                if (shape.batched()) bytes += 4.0 * batch * shape.cols();
+            }
+            out.merge(k.name(), bytes, Double::sum);
         }
         return out;
     }

@@ -1,0 +1,31 @@
+package dev.cmc.runtime.bench;
+
+import dev.cmc.compile.Compiler;
+import dev.cmc.dsl.SpecLoader;
+import org.junit.jupiter.api.Test;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+
+/**
+ * What `cmc bench --profile` divides kernel times by: a GEMM's FLOPs and a kernel's activation bytes, checked
+ * against the seed model's shapes worked out by hand (hidden 256, expansion 4, input 64).
+ */
+class ProfileCountsTest {
+    @Test
+    void gemmFlopsAndActivationBytesFollowTheShapes() {
+        var spec = SpecLoader.fromText("seed.cm", "model seed { input_dim = 64; hidden_size = 256; num_layers = 4; }");
+        var sampler = Compiler.sampler(spec).program();
+        int batch = 1000;
+        var flops = Bench.gemmFlops(sampler, batch);
+        var bytes = Bench.activationBytes(sampler, batch);
+        // The up-projection: x̂ [B,256] · W [256,1024], with bias and activation fused: reads x̂, writes the hidden activation.
+        assertEquals(2.0 * batch * 1024 * 256, flops.get("k_matmul_block0_up_mm"));
+        assertEquals(4.0 * batch * (256 + 1024), bytes.get("k_matmul_block0_up_mm"));
+        // The down-projection with the residual: reads the hidden activation and h, writes the next h.
+        assertEquals(2.0 * batch * 256 * 1024, flops.get("k_matmul_block0_down_mm"));
+        assertEquals(4.0 * batch * (1024 + 256 + 256), bytes.get("k_matmul_block0_down_mm"));
+        // LayerNorm: reads h, writes x̂; not a GEMM.
+        assertEquals(4.0 * batch * (256 + 256), bytes.get("k_normalize_block0_xhat"));
+        assertEquals(null, flops.get("k_normalize_block0_xhat"));
+    }
+}

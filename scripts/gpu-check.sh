@@ -62,16 +62,26 @@ run)
     OUT="$out" timeout 150 python3 .gpu/gpu_torch_peer.py > "$out/torch.txt" 2>&1 || echo "torch peer failed (see torch.txt)"
     grep -v '^ \|^[{}]\|Warning\|warn' "$out/torch.txt" | tail -8
   fi
-  # 3. Parity on the GPU: every kernel against float64 (fp32, tf32, 3xTF32, bf16, wide and wgmma tiles), each GEMM
-  #    tiling and split-K case alone (GemmKernelTest, on the card beside the simulator), 200 steps against the jvm curve.
-  if fits parity 150; then
-    timeout 150 "${java[@]}" -Dcmc.parity.backends=cuda: -cp .gpu/junit.jar:.gpu/cmc.jar:.gpu/runtime-tests.jar:.gpu/compiler-tests.jar \
-        org.junit.platform.console.ConsoleLauncher execute \
-        --select-class dev.cmc.runtime.ParityTest --select-method dev.cmc.runtime.train.CudaTrainingTest#eachGpuFollowsTheJvmLossCurve \
-        --select-class dev.cmc.runtime.cuda.GemmKernelTest \
-        --details=tree --disable-banner > "$out/parity.txt" 2>&1 || echo "parity: failures or timeout (see parity.txt)"
-    grep -E "tests (successful|failed|aborted)|✘" "$out/parity.txt" | cut -c1-300 | head -20
-  fi
+  # 3. Parity on the GPU: every kernel against float64 (fp32, tf32, 3xTF32, bf16, wide tiles), each GEMM tiling and
+  #    split-K case alone (GemmKernelTest, on the card beside the simulator), 200 steps against the jvm curve. Then
+  #    the wgmma rows in a JVM of their own: a kernel fault there would leave the CUDA context unusable for the rest.
+  junit() {  # name, limit, then ConsoleLauncher selectors
+    local name=$1 limit=$2; shift 2
+    fits "$name" "$limit" || return 0
+    timeout "$limit" "${java[@]}" -Dcmc.parity.backends=cuda: "${props[@]}" -cp .gpu/junit.jar:.gpu/cmc.jar:.gpu/runtime-tests.jar:.gpu/compiler-tests.jar \
+        org.junit.platform.console.ConsoleLauncher execute "$@" --details=tree --disable-banner > "$out/$name.txt" 2>&1 \
+      || echo "$name: failures or timeout (see $name.txt)"
+    grep -E "tests (successful|failed|aborted)|✘" "$out/$name.txt" | cut -c1-300 | head -20
+  }
+  gemm=dev.cmc.runtime.cuda.GemmKernelTest
+  props=(-Dcmc.parity.wgmma=none)
+  junit parity 150 --select-class dev.cmc.runtime.ParityTest --select-method dev.cmc.runtime.train.CudaTrainingTest#eachGpuFollowsTheJvmLossCurve \
+      --select-method "$gemm#oneGemmAgreesWithFloat64(dev.cmc.render.PtxRenderer\$Matmul,boolean,int,int,int)" \
+      --select-method "$gemm#wideTileGemmAgreesWithFloat64(dev.cmc.render.PtxRenderer\$Matmul,boolean,int,int,int)" \
+      --select-method "$gemm#fixedRowGemmWithLongKSplitsK(dev.cmc.render.PtxRenderer\$Matmul,int,int)"
+  props=(-Dcmc.parity.wgmma=only)
+  junit parity_wgmma 60 --select-class dev.cmc.runtime.ParityTest \
+      --select-method "$gemm#wgmmaTileGemmAgreesWithFloat64(dev.cmc.render.PtxRenderer\$Matmul,boolean,int,int,int)"
   # 4. The alternatives, as time allows: 128×128 tiles (2-stage pipeline; 3xTF32 in 8 warps of 64×32, tf32 in 4 of
   #    64×64) against the default 128×64,
   #    the GEMMs on the FMA units, the batch-256 graph captured on one stream, bf16.

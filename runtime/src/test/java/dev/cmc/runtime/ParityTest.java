@@ -73,6 +73,11 @@ class ParityTest {
         // -Dcmc.parity.backends=cuda: keeps the backends whose names start so (a GPU session's minutes are few).
         String only = System.getProperty("cmc.parity.backends", "");
         if (!only.isBlank()) all.removeIf(b -> java.util.Arrays.stream(only.split(",")).noneMatch(prefix -> b.getName().startsWith(prefix.strip())));
+        // -Dcmc.parity.wgmma=only|none: the wgmma rows alone, or all but them, so that a GPU run can check them in a
+        // process of their own (a kernel fault leaves the CUDA context unusable for every test after it).
+        String wgmma = System.getProperty("cmc.parity.wgmma", "");
+        if (wgmma.equals("only")) all.removeIf(b -> !b.getName().contains("wgmma"));
+        if (wgmma.equals("none")) all.removeIf(b -> b.getName().contains("wgmma"));
         return all;
     }
 

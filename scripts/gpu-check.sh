@@ -25,11 +25,11 @@ prepare)
   ;;
 run)
   # Stages run by priority, each with its own time limit and log, and none starts once it could overrun the
-  # deadline (GPU_CHECK_SECONDS, default 480: the device tool cuts a command at 600 s). Logs are written
+  # deadline (GPU_CHECK_SECONDS, default 520, for a run call of 560 s: the device tool cuts a command at 600 s). Logs are written
   # straight into $OUT/gpu-out, so what finished comes back even if the call is cut off.
   set +e
   out="${OUT:-.gpu}/gpu-out"; rm -rf "$out"; mkdir -p "$out"
-  deadline=$((SECONDS + ${GPU_CHECK_SECONDS:-480}))
+  deadline=$((SECONDS + ${GPU_CHECK_SECONDS:-520}))
   fits() {  # name, limit: whether a stage of this limit still fits before the deadline
     if (( SECONDS + $2 > deadline )); then echo "$1: skipped, $((deadline - SECONDS)) s left of the budget" | tee -a "$out/skipped.txt"; return 1; fi
   }

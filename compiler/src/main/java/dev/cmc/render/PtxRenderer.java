@@ -85,14 +85,13 @@ public final class PtxRenderer {
      *       instead of 1.5: with one mma per fragment pair (not 3xTF32's three), a 64×32 warp's loads take an
      *       estimated 75% of the SM's shared-memory bandwidth at the tensor cores' rate, this 50%.</li>
      *   <li>WGMMA, for tf32 and 3xTF32 on sm_90a: 128×128 as two warpgroups, each computing 64 output columns for
-     *       all 128 rows with wgmma.mma_async, in dynamic shared memory: 4 stages for tf32, 3 for 3xTF32 (see
-     *       {@link Fn#gemmWgmma}).</li>
+     *       all 128 rows with wgmma.mma_async, 4 stages in dynamic shared memory (see {@link Fn#gemmWgmma}).</li>
      * </ul>
      */
     public record Tile(int bm, int bn, int stages, int warpNTiles, boolean warpgroups) {
         public static final Tile NARROW = new Tile(BM, BN, STAGES, WARP_N_TILES, false), WIDE = new Tile(BM, 2 * BN, 2, WARP_N_TILES, false),
-                WIDE_WARPS = new Tile(BM, 2 * BN, 2, 2 * WARP_N_TILES, false), WGMMA = new Tile(BM, 2 * BN, WG_STAGES, 0, true),
-                WGMMA_X3 = new Tile(BM, 2 * BN, STAGES, 0, true);
+                WIDE_WARPS = new Tile(BM, 2 * BN, 2, 2 * WARP_N_TILES, false), WGMMA = new Tile(BM, 2 * BN, WG_STAGES, 0, true);
+
 
         public int threads() { return warpgroups ? 2 * WARPGROUP : bm / (16 * WARP_M_TILES) * (bn / (8 * warpNTiles)) * 32; }
 
@@ -117,7 +116,7 @@ public final class PtxRenderer {
 
     public static Tile tile(Kernel.Gemm g, Matmul matmul, Tiling tiling) {
         boolean wide = tiling != Tiling.NARROW && matmul != Matmul.FMA && !g.transposeA() && g.domain().cols() >= 2 * BN;
-        if (wide && tiling == Tiling.WGMMA) return matmul == Matmul.BF16 ? Tile.NARROW : matmul == Matmul.TF32X3 ? Tile.WGMMA_X3 : Tile.WGMMA;
+        if (wide && tiling == Tiling.WGMMA) return matmul == Matmul.BF16 ? Tile.NARROW : Tile.WGMMA;
         return !wide ? Tile.NARROW : matmul == Matmul.TF32X3 ? Tile.WIDE : Tile.WIDE_WARPS;
     }
 
@@ -1131,7 +1130,7 @@ public final class PtxRenderer {
             String bOff = wideBytes(bin("shl.b32", mad(tig, Integer.toString(tile.bStride()), bin("add.s32", warpCol, grp)), "2"));
             boolean x3 = matmul == Matmul.TF32X3;
             Copies ac = aCopies(g, t, false);
-            asyncKLoop(g, t, ac, mmaStageA(g), tile.stages() - 1, 1, stage -> {}, (aBase, bBase) -> {
+            asyncKLoop(g, t, ac, mmaStageA(g), tile.stages() - 1, stage -> {}, (aBase, bBase) -> {
                 String aRead = bin("add.s64", aBase, aOff), bRead = bin("add.s64", bBase, bOff);
                 if (matmul == Matmul.BF16) {
                     comment("one 16-deep K step: " + WARP_M_TILES + " A, " + wn + " B fragments packed to bf16 pairs, "
@@ -1183,12 +1182,10 @@ public final class PtxRenderer {
          * K rows exactly like an mma.sync B fragment. Two warpgroups each take 64 of the tile's 128 output columns
          * (wgmma's M) for all 128 rows (its N): one m64n128k8 per 8-deep K step, three for 3xTF32, whose A
          * remainders are split off in shared memory by the threads that copied them, as soon as they land.
-         * For tf32, a slice's wgmma run while the next slice's are issued: each trip waits only for the trip
-         * before's, so the tensor cores do not drain between slices; that trip's stage is refilled after the next
-         * barrier, and the loop is written twice over so that the two trips in flight hold their A fragments in
-         * different registers. 3xTF32, whose fragments are twice as many, would spill at the 128 registers that
-         * keep two blocks on an SM: it waits for each trip's wgmma before the next barrier, and its three
-         * products per step amortise that drain over three times the tensor work.
+         * Each 8-deep K step is a commit group of its own, and each step waits only for the step before's group:
+         * the tensor cores do not drain between steps or slices. A step's A fragments live in registers of their
+         * own (a slice's two steps, two sets), free again once the next step's wait has retired them; a slice's
+         * stage is refilled two trips later, after the barrier that follows its last step's retirement.
          */
         private void gemmWgmma(Kernel.Gemm g) {
             Frame t = frame(g);
@@ -1202,30 +1199,27 @@ public final class PtxRenderer {
             for (int i = 0; i < acc.length; i++) acc[i] = constF(0);
             Copies ac = aCopies(g, t, true);
             String bOff = wideBytes(bin("shl.b32", mad(tig, Integer.toString(tile.bStride()), colIn), "2"));
-            boolean overlap = !x3;
-            asyncKLoop(g, t, ac, WG_A_STAGE_BYTES / 4, tile.stages() - (overlap ? 2 : 1), overlap ? 2 : 1, stage -> {
+            asyncKLoop(g, t, ac, WG_A_STAGE_BYTES / 4, tile.stages() - 2, stage -> {
                 if (x3) splitIntoHeadsAndRemainders(ac, bufferBase(t.as(), stage, WG_A_STAGE_BYTES / 4), loOffset);
                 comment("the slice was written through the generic proxy; wgmma reads it through the async proxy");
                 op("fence.proxy.async.shared::cta;");
             }, (aBase, bBase) -> {
                 String bRead = bin("add.s64", bBase, bOff), desc = descriptor(aBase);
-                String[][][] frags = new String[SLICE_K / 8][][];
-                for (int ks = 0; ks < SLICE_K; ks += 8) frags[ks / 8] = tf32(transposedBWords(bRead, ks));
-                op("wgmma.fence.sync.aligned;");
                 for (int ks = 0; ks < SLICE_K; ks += 8) {
                     comment("k step " + ks + (x3 ? ": remainder products first" : ""));
+                    String[][] a = tf32(transposedBWords(bRead, ks));
+                    op("wgmma.fence.sync.aligned;");
                     // The next two core matrices along K: the descriptor's start address counts 16-byte units.
                     String d = ks == 0 ? desc : bin("add.s64", desc, Integer.toString(ks / 4 * WG_LBO >> 4));
-                    String[][] a = frags[ks / 8];
                     if (x3) {
                         wgmma(wgN, acc, a[0], bin("add.s64", d, Integer.toString(loOffset >> 4)));
                         wgmma(wgN, acc, a[1], d);
                     }
                     wgmma(wgN, acc, a[0], d);
+                    op("wgmma.commit_group.sync.aligned;");
+                    comment("the step before is multiplied: its A fragments are free, and after the next barrier its stage");
+                    op("wgmma.wait_group.sync.aligned 1;");
                 }
-                op("wgmma.commit_group.sync.aligned;");
-                if (overlap) comment("the slice before is multiplied: its stage and A fragments are free from the next barrier on");
-                op("wgmma.wait_group.sync.aligned " + (overlap ? 1 : 0) + ";");
             });
             op("wgmma.wait_group.sync.aligned 0;");
             // Accumulator 4j + e is Cᵀ(16·warp + g + 8·(e/2), 8j + 2t + e%2): column colIn (+8), row 8j + 2t (+1).
@@ -1299,11 +1293,9 @@ public final class PtxRenderer {
          * with by then. For mma.sync, ahead = stages - 1 (3 stages for 128×64: slices s+1 and s+2 on their way while
          * s is computed; 2 for 128×128). For wgmma, ahead = stages - 2: the slice before is still being multiplied
          * asynchronously while this one is issued, and its stage is refilled a trip later. Copies outside the
-         * matrices or the K range are zero-filled (src-size 0, from a valid address). The body is written
-         * {@code unroll} times in a row, each with its own registers: wgmma's A fragments of one trip must stay
-         * untouched until the next trip's wait has retired them.
+         * matrices or the K range are zero-filled (src-size 0, from a valid address).
          */
-        private void asyncKLoop(Kernel.Gemm g, Frame t, Copies ac, int aStage, int ahead, int unroll, java.util.function.Consumer<String> landed,
+        private void asyncKLoop(Kernel.Gemm g, Frame t, Copies ac, int aStage, int ahead, java.util.function.Consumer<String> landed,
                                 java.util.function.BiConsumer<String, String> compute) {
             int stages = tile.stages();
             Copies bc = kRowCopies(g.b(), tile.bn(), g.domain().cols(), t.col0(), t.n(), tile.bStride(), t.tid());
@@ -1338,19 +1330,17 @@ public final class PtxRenderer {
             // The pipeline is already explicit: unrolling a short constant-trip loop on top of it made ptxas
             // hold several trips' copies and fragments at once and spill.
             op(".pragma \"nounroll\";");
-            for (int u = 0; u < unroll; u++) {
-                op("@" + pred("ge.s32", kCur, t.kEnd()) + " bra " + done + ";");
-                op("cp.async.wait_group " + (ahead - 1) + ";");
-                landed.accept(readStage);
-                op("bar.sync 0;");
-                comment("slice k+" + ahead * SLICE_K + " into the stage computed " + (stages - ahead) + " trip(s) ago, then compute this one");
-                issue.accept(kNext, writeStage);
-                compute.accept(bufferBase(t.as(), readStage, aStage), bufferBase(t.bs(), readStage, bStage));
-                op("add.s32 " + kCur + ", " + kCur + ", " + SLICE_K + ";");
-                op("add.s32 " + kNext + ", " + kNext + ", " + SLICE_K + ";");
-                nextStage(readStage, stages);
-                nextStage(writeStage, stages);
-            }
+            op("@" + pred("ge.s32", kCur, t.kEnd()) + " bra " + done + ";");
+            op("cp.async.wait_group " + (ahead - 1) + ";");
+            landed.accept(readStage);
+            op("bar.sync 0;");
+            comment("slice k+" + ahead * SLICE_K + " into the stage computed " + (stages - ahead) + " trip(s) ago, then compute this one");
+            issue.accept(kNext, writeStage);
+            compute.accept(bufferBase(t.as(), readStage, aStage), bufferBase(t.bs(), readStage, bStage));
+            op("add.s32 " + kCur + ", " + kCur + ", " + SLICE_K + ";");
+            op("add.s32 " + kNext + ", " + kNext + ", " + SLICE_K + ";");
+            nextStage(readStage, stages);
+            nextStage(writeStage, stages);
             op("bra " + top + ";");
             label(done);
             op("cp.async.wait_group 0;");

@@ -69,6 +69,54 @@ class GemmKernelTest {
         assertGemmAgreesWithFloat64(matmul, PtxRenderer.Tiling.NARROW, false, true, rows, k, 72);
     }
 
+    /**
+     * Two split GEMMs of one program, run twice: each keeps its tile counters in a workspace of its own, so that
+     * one's slices are never read as the other's counters (weight gradients of different shapes, as in a step).
+     */
+    @org.junit.jupiter.api.Test
+    void splitGemmsOfOneProgramKeepTheirOwnCounters() {
+        int batch = 1100, n = 72;
+        int[] widths = {40, 300};
+        var arrays = new java.util.ArrayList<Program.Array>(List.of(new Program.Array("b", Program.Role.INPUT, Shape.batch(n), null)));
+        var gemms = new java.util.ArrayList<Kernel>();
+        for (int g = 0; g < widths.length; g++) {
+            Buf a = Buf.whole("a" + g, Shape.batch(widths[g])), out = Buf.whole("out" + g, Shape.fixed(widths[g], n));
+            arrays.add(new Program.Array("a" + g, Program.Role.INPUT, a.shape(), null));
+            arrays.add(new Program.Array("out" + g, Program.Role.OUTPUT, out.shape(), null));
+            gemms.add(new Kernel.Gemm("k_mm" + g, true, a, Buf.whole("b", Shape.batch(n)), Shape.BATCH, out.shape(), List.of(new Expr.Let(0, new Expr.Acc(), out))));
+            assertEquals(2, PtxRenderer.splits((Kernel.Gemm) gemms.getLast(), batch), "this case is meant to split K");
+        }
+        var program = new Program("gemms", arrays, gemms);
+        var rng = new SplittableRandom(3);
+        float[] bv = random(rng, batch * n);
+        float[][] av = {random(rng, batch * widths[0]), random(rng, batch * widths[1])};
+        for (Backend backend : backends(PtxRenderer.Matmul.FMA, PtxRenderer.Tiling.NARROW)) {
+            try (var exe = backend.load(program, batch)) {
+                exe.write("b", bv, bv.length);
+                for (int g = 0; g < widths.length; g++) exe.write("a" + g, av[g], av[g].length);
+                exe.run(batch);
+                exe.run(batch);
+                for (int g = 0; g < widths.length; g++) {
+                    float[] got = new float[widths[g] * n];
+                    exe.read("out" + g, got, got.length);
+                    for (int r = 0; r < widths[g]; r++) {
+                        for (int c = 0; c < n; c++) {
+                            double ref = 0;
+                            for (int p = 0; p < batch; p++) ref += (double) av[g][p * widths[g] + r] * bv[p * n + c];
+                            assertEquals(ref, got[r * n + c], 1e-4 * batch, "out" + g + "(" + r + ", " + c + ") on " + backend.deviceName());
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    private static float[] random(SplittableRandom rng, int count) {
+        float[] v = new float[count];
+        for (int i = 0; i < v.length; i++) v[i] = (float) (rng.nextDouble() * 2 - 1);
+        return v;
+    }
+
     private static void assertGemmAgreesWithFloat64(PtxRenderer.Matmul matmul, PtxRenderer.Tiling tiling, boolean transposeA, boolean fixedRows,
                                                     int batch, int k, int n) {
         int m = transposeA ? n + 78 : batch;

@@ -41,28 +41,31 @@ public final class SimulatedCudaBackend implements Backend {
 
     @Override
     public Executable load(Program program, int maxBatch) {
-        return new Simulated(program, new PtxSimulator(PtxRenderer.render(program, "program " + program.name(), "sm_90", matmul, tiling)), maxBatch,
-                (kernel, batch) -> PtxRenderer.launch(kernel, batch, matmul, tiling));
+        return new Simulated(program, new PtxSimulator(PtxRenderer.render(program, "program " + program.name(), "sm_90", matmul, tiling)), maxBatch);
     }
 
-    private static final class Simulated implements Executable {
+    private final class Simulated implements Executable {
         private final Program program;
         private final PtxSimulator module;
         private final float[][] arrays;
         private final int maxBatch;
         private final List<Integer> order;
-        private final java.util.function.BiFunction<dev.cmc.kernel.Kernel, Integer, PtxRenderer.Launch> launches;
+        /** Per kernel, the buffer of its split-K workspace (after the program's arrays), as each has its own on a GPU. */
+        private final int[] workspaceOf;
 
-        Simulated(Program program, PtxSimulator module, int maxBatch, java.util.function.BiFunction<dev.cmc.kernel.Kernel, Integer, PtxRenderer.Launch> launches) {
+        Simulated(Program program, PtxSimulator module, int maxBatch) {
             this.program = program;
-            this.launches = launches;
             this.order = StreamPlan.of(program, 4).order();
             this.module = module;
             this.maxBatch = maxBatch;
-            arrays = new float[program.arrays().size() + 1][];
-            long workspace = 1;
-            for (var k : program.kernels()) workspace = Math.max(workspace, PtxRenderer.workspaceFloats(k, maxBatch));
-            arrays[arrays.length - 1] = new float[(int) workspace];
+            var kernels = program.kernels();
+            workspaceOf = new int[kernels.size()];
+            int buffers = program.arrays().size();
+            for (int k = 0; k < kernels.size(); k++) workspaceOf[k] = PtxRenderer.splitsK(kernels.get(k)) ? buffers++ : -1;
+            arrays = new float[buffers][];
+            for (int k = 0; k < kernels.size(); k++) {
+                if (workspaceOf[k] >= 0) arrays[workspaceOf[k]] = new float[(int) PtxRenderer.workspaceFloats(kernels.get(k), maxBatch)];
+            }
             for (int i = 0; i < program.arrays().size(); i++) {
                 Program.Array a = program.arrays().get(i);
                 arrays[i] = new float[(int) Math.max(1, a.size(maxBatch))];
@@ -85,8 +88,8 @@ public final class SimulatedCudaBackend implements Backend {
                 boolean split = PtxRenderer.splitsK(kernel);
                 int[] buffers = new int[args.size() + (split ? 1 : 0)];
                 for (int a = 0; a < args.size(); a++) buffers[a] = program.arrayIndex(args.get(a));
-                if (split) buffers[args.size()] = arrays.length - 1;   // the workspace, after the program's arrays
-                var l = launches.apply(kernel, batch);
+                if (split) buffers[args.size()] = workspaceOf[k];
+                var l = PtxRenderer.launch(kernel, batch, matmul, tiling);
                 module.launch(PtxRenderer.kernelName(program, k), l.gridX(), l.gridY(), l.gridZ(), l.block(), l.sharedBytes(), arrays, buffers, batch);
             }
         }

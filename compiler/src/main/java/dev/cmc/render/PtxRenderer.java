@@ -92,7 +92,6 @@ public final class PtxRenderer {
         public static final Tile NARROW = new Tile(BM, BN, STAGES, WARP_N_TILES, false), WIDE = new Tile(BM, 2 * BN, 2, WARP_N_TILES, false),
                 WIDE_WARPS = new Tile(BM, 2 * BN, 2, 2 * WARP_N_TILES, false), WGMMA = new Tile(BM, 2 * BN, WG_STAGES, 0, true);
 
-
         public int threads() { return warpgroups ? 2 * WARPGROUP : bm / (16 * WARP_M_TILES) * (bn / (8 * warpNTiles)) * 32; }
 
         /**

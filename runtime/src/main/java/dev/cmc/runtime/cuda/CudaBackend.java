@@ -99,8 +99,8 @@ public final class CudaBackend implements Backend {
 
     @Override
     public CudaExecutable load(Program program, int maxBatch) {
-        return new CudaExecutable(device, program, PtxRenderer.render(program, "program " + program.name(), device.arch(), matmul, tiling()), maxBatch,
-                matmul, tiling());
+        PtxRenderer.Tiling t = tiling();
+        return new CudaExecutable(device, program, PtxRenderer.render(program, "program " + program.name(), device.arch(), matmul, t), maxBatch, matmul, t);
     }
 
     @Override

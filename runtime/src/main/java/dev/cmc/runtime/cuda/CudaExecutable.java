@@ -293,12 +293,8 @@ public final class CudaExecutable implements Executable {
         Kernel kernel = program.kernels().get(k);
         PtxRenderer.Launch l = PtxRenderer.launch(kernel, batch, matmul, tiling);
         if (l.gridX() == 0 || l.gridY() == 0) return;
-        launch(kernel.name(), functions[k], l, params[k], on);
-    }
-
-    private void launch(String what, MemorySegment function, PtxRenderer.Launch l, MemorySegment args, MemorySegment on) {
-        Cu.status(Cu.cuLaunchKernel, "cuLaunchKernel(" + what + ")", function, l.gridX(), l.gridY(), l.gridZ(),
-                l.block(), 1, 1, l.sharedBytes(), on, args, MemorySegment.NULL);
+        Cu.status(Cu.cuLaunchKernel, "cuLaunchKernel(" + kernel.name() + ")", functions[k], l.gridX(), l.gridY(), l.gridZ(),
+                l.block(), 1, 1, l.sharedBytes(), on, params[k], MemorySegment.NULL);
     }
 
     /** Runs once without the graph, with events around each kernel; each kernel's device time in ms, by name. */

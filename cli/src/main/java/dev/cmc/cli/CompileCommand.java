@@ -55,6 +55,11 @@ final class CompileCommand implements Callable<Integer> {
             throw new Main.UserError("target.precision = " + precision + " in " + s.fileName() + ": only --target cuda has " + precision
                     + " GEMMs; the " + target + " kernels are fp32 (set precision = fp32, or --target cuda)");
         }
+        var matmul = dev.cmc.render.PtxRenderer.Matmul.of(precision, dev.cmc.runtime.cuda.CudaBackend.fp32Matmul());
+        boolean fuseMlps = target.equals("cuda") && dev.cmc.runtime.cuda.CudaBackend.configuredFusedMlp();
+        if (fuseMlps && !arch.equals("sm_90")) {
+            throw new Main.UserError("--arch " + arch + ": CMC_CUDA_MLP=fused needs --arch sm_90 (a fused block takes 200 KB of shared memory)");
+        }
         var backend = target.equals("jvm") ? new JvmBackend() : null;
         var files = new LinkedHashMap<String, String>();
         String header = "cmc " + s.fileName() + " (model " + s.name() + ")";
@@ -62,14 +67,14 @@ final class CompileCommand implements Callable<Integer> {
         Spec teacher = s.train().method().equals("cd") ? dev.cmc.runtime.train.Distillation.teacherSpec(s) : null;
         var trainStep = Compiler.trainStep(s, teacher, Compiler.sigmaRows(s, s.train().batchSize()));
         for (Compiler.Compiled c : new Compiler.Compiled[]{Compiler.sampler(s), trainStep}) {
-            Program p = c.program();
+            // As CudaBackend runs it: with CMC_CUDA_MLP=fused, each residual MLP block that fits as one kernel.
+            Program p = fuseMlps ? dev.cmc.render.PtxRenderer.fuseMlps(c.program(), matmul) : c.program();
             String h = header + ", program " + p.name();
             if (backend != null) files.putAll(backend.render(p, h));
             else if (target.equals("tornado")) files.put(dev.cmc.render.TornadoRenderer.className(p) + ".java", dev.cmc.render.TornadoRenderer.render(p, JvmBackend.lanes(), h));
             else if (target.equals("cuda")) {
                 String ptxTarget = tiling == dev.cmc.render.PtxRenderer.Tiling.WGMMA ? "sm_90a" : arch;
-                files.put(dev.cmc.render.JavaRenderer.className(p) + "." + ptxTarget + ".ptx", dev.cmc.render.PtxRenderer.render(p, h, arch,
-                        dev.cmc.render.PtxRenderer.Matmul.of(precision, dev.cmc.runtime.cuda.CudaBackend.fp32Matmul()), tiling));
+                files.put(dev.cmc.render.JavaRenderer.className(p) + "." + ptxTarget + ".ptx", dev.cmc.render.PtxRenderer.render(p, h, arch, matmul, tiling));
             }
             else files.put(dev.cmc.render.JavaRenderer.className(p) + ".cl", dev.cmc.render.OpenClRenderer.render(p, h));
             files.put(p.name() + ".plan.txt", p.plan());

@@ -40,6 +40,22 @@ public sealed interface Kernel {
      */
     record SegmentSum(String name, Expr x, Buf order, Buf starts, Shape domain, List<Expr.Let> epilogue) implements Kernel {}
 
+    /**
+     * A residual MLP block in one kernel: {@code norm} (a LayerNorm, its affine in its epilogue), {@code up} (a GEMM
+     * over norm's output, bias and activation in its epilogue) and {@code down} (a GEMM over up's output, bias
+     * and residual in its epilogue), run as one. norm's and up's outputs never reach memory: the kernel keeps
+     * the normalised rows on chip and makes and consumes up's a column chunk at a time. Made by
+     * {@link dev.cmc.fusion.MlpFusion} for a renderer that can (PTX); the others never see one.
+     */
+    record Mlp(String name, Normalize norm, Gemm up, Gemm down) implements Kernel {
+        public Shape domain() { return down.domain(); }
+        public List<Expr.Let> epilogue() { return down.epilogue(); }
+        /** The normalised rows: norm's output, up's A. */
+        public Buf normalized() { return up.a(); }
+        /** The hidden activation: up's output, down's A. */
+        public Buf hidden() { return down.a(); }
+    }
+
     /** dst[j, i] = src[i, j]: the transposed weights that input gradients read row by row. */
     record Transpose(String name, Buf src, Buf dst) implements Kernel {
         public Shape domain() { return src.shape(); }

@@ -55,6 +55,15 @@ public final class Kernels {
             case Kernel.SumSquares s -> out.add(new Range(s.array(), 0, s.count()));
             case Kernel.AdamEma a -> { for (String name : OPTIMIZER_READS) out.add(Range.whole(name)); }
             case Kernel.Elementwise e -> {}
+            case Kernel.Mlp m -> {   // what its three parts read, but the two intermediates, which stay on chip
+                var parts = new ArrayList<Range>();
+                collect(m.norm().x(), parts);
+                for (Expr.Let l : m.norm().epilogue()) collect(l.value(), parts);
+                for (Expr.Let l : m.up().epilogue()) collect(l.value(), parts);
+                parts.add(Range.of(m.up().b()));
+                parts.add(Range.of(m.down().b()));
+                for (Range r : parts) if (!r.array().equals(m.normalized().array()) && !r.array().equals(m.hidden().array())) out.add(r);
+            }
         }
         for (Expr.Let l : k.epilogue()) collect(l.value(), out);
         return out;

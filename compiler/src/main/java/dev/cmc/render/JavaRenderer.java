@@ -138,10 +138,16 @@ public final class JavaRenderer {
             case Kernel.Transpose t -> transpose(t);
             case Kernel.SumSquares s -> sumSquares(s);
             case Kernel.AdamEma o -> adamEma(o);
+            case Kernel.Mlp m -> throw notFused(m);
         }
         indent--;
         line("}");
         if (k instanceof Kernel.Gemm g) gemmTiles(index, g);
+    }
+
+    /** Fused MLP blocks are made for the PTX renderer only ({@link dev.cmc.fusion.MlpFusion}); the others get the three kernels. */
+    static IllegalArgumentException notFused(Kernel.Mlp m) {
+        return new IllegalArgumentException(m.name() + ": a fused MLP block, which only the PTX renderer renders");
     }
 
     private String describe(Kernel k) {
@@ -157,6 +163,7 @@ public final class JavaRenderer {
             case Kernel.Transpose t -> "transpose " + t.src() + " -> " + t.dst();
             case Kernel.SumSquares s -> "sum of squares of " + s.array();
             case Kernel.AdamEma o -> (o.count()) + " parameters: Adam, then the target and sampling EMAs, in one pass";
+            case Kernel.Mlp m -> "LayerNorm, " + m.up().b() + ", " + m.down().b() + " in one pass";
         };
         var lets = new StringBuilder();
         for (Let l : k.epilogue()) if (l.store() != null) lets.append(lets.isEmpty() ? "" : ", ").append(l.store().array());

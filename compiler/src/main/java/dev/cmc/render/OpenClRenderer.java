@@ -139,6 +139,7 @@ public final class OpenClRenderer {
             case Kernel.Transpose t -> transpose(t);
             case Kernel.SumSquares s -> sumSquares(s);
             case Kernel.AdamEma o -> adamEma(o);
+            case Kernel.Mlp m -> throw JavaRenderer.notFused(m);
         }
         indent--;
         line("}");

@@ -65,6 +65,15 @@ public final class PtxRenderer {
     private static final String WORKSPACE = "workspace";
 
     /**
+     * A fused MLP block ({@link Fn#mlp}): 128 rows per block in 512 threads; the hidden activation made 64 columns
+     * at a time; the weights streamed through a 4-stage cp.async pipeline in slices of 2048 floats (32 K rows of
+     * the up-projection's 64 columns, or 2048/h K rows of the down-projection's h columns), one 16-byte copy per
+     * thread each.
+     */
+    private static final int MLP_ROWS = 128, MLP_THREADS = 512, MLP_CHUNK = 64, MLP_UP_K = 32, MLP_STAGES = 4,
+            MLP_SLICE = MLP_THREADS * 4;
+
+    /**
      * A launch: grid dimensions, threads per block ({@link #BLOCK}, or a GEMM tile's {@link Tile#threads}) and
      * bytes of dynamic shared memory (the wgmma GEMMs' pipeline; 0 for every other kernel).
      */
@@ -119,6 +128,35 @@ public final class PtxRenderer {
         return !wide ? Tile.NARROW : matmul == Matmul.TF32X3 ? Tile.WIDE : Tile.WIDE_WARPS;
     }
 
+    /**
+     * Whether a residual MLP block runs as one kernel here: with tf32 GEMMs (the fused kernel has no fp32 or bf16
+     * variant yet), h = 128 or 256 (the down-projection's 128×h accumulators in registers), a hidden width in
+     * whole 64-column chunks, and weights at 16-byte boundaries for the copies.
+     */
+    public static boolean fits(Kernel.Mlp m, Matmul matmul) {
+        int h = m.down().domain().cols(), e = m.up().domain().cols();
+        return matmul == Matmul.TF32 && (h == 128 || h == 256) && e % MLP_CHUNK == 0 && m.norm().domain().cols() == h
+                && m.up().k() == h && m.down().k() == e && m.up().b().offset() % 4 == 0 && m.down().b().offset() % 4 == 0;
+    }
+
+    /**
+     * The program with each residual MLP block that {@link #fits} fused into one kernel (see
+     * {@link dev.cmc.fusion.MlpFusion}): the normalised rows and the hidden activation stay on chip.
+     */
+    public static Program fuseMlps(Program p, Matmul matmul) {
+        return dev.cmc.fusion.MlpFusion.fuse(p, m -> fits(m, matmul));
+    }
+
+    /** Floats of one stage of a fused MLP's weight pipeline: the larger of an up slice and a down slice, padded. */
+    private static int mlpStageFloats(int h) {
+        return Math.max(MLP_UP_K * (MLP_CHUNK + 8), MLP_SLICE / h * (h + 8));
+    }
+
+    /** A fused MLP's dynamic shared memory: the normalised rows, the hidden chunk, the weight stages (200 KB at h = 256). */
+    public static int mlpSharedBytes(int h) {
+        return 4 * (MLP_ROWS * (h + 4) + MLP_ROWS * (MLP_CHUNK + 4) + MLP_STAGES * mlpStageFloats(h));
+    }
+
     /** How kernel k is launched at this batch, its GEMMs multiplied and tiled so. */
     public static Launch launch(Kernel k, int batch, Matmul matmul, Tiling tiling) {
         return switch (k) {
@@ -135,6 +173,7 @@ public final class PtxRenderer {
             case Kernel.SumSquares s -> new Launch(1, 1, 1);
             case Kernel.AdamEma a -> new Launch(ceil(a.count(), BLOCK), 1, 1);
             case Kernel.Elementwise e -> new Launch((int) Math.max(1, ceil(rows(e.domain(), batch) * (long) e.domain().cols(), BLOCK)), 1, 1);
+            case Kernel.Mlp m -> new Launch(ceil(rows(m.domain(), batch), MLP_ROWS), 1, 1, MLP_THREADS, mlpSharedBytes(m.domain().cols()));
         };
     }
 
@@ -227,7 +266,9 @@ public final class PtxRenderer {
             throw new IllegalArgumentException("wgmma tiles need an sm_90 GPU (H100, H200), not " + arch);
         }
         sb.append(".version 8.0\n.target ").append(tiling == Tiling.WGMMA ? "sm_90a" : arch).append("\n.address_size 64\n");
-        if (tiling == Tiling.WGMMA) sb.append(".extern .shared .align 128 .b8 ").append(DYNAMIC_SHARED).append("[];\n");
+        if (tiling == Tiling.WGMMA || program.kernels().stream().anyMatch(k -> k instanceof Kernel.Mlp)) {
+            sb.append(".extern .shared .align 128 .b8 ").append(DYNAMIC_SHARED).append("[];\n");
+        }
         for (int i = 0; i < program.kernels().size(); i++) sb.append('\n').append(new Fn(program, i, matmul, tiling).render());
         return sb.toString();
     }
@@ -293,6 +334,8 @@ public final class PtxRenderer {
             // keeps heads and remainders of its fragments, up to 168 (three blocks).
             // A 64×64 warp tile holds twice the accumulators: up to 232 (two 128-thread blocks per SM).
             // A wgmma warpgroup's 64 accumulators per thread: up to 128 (two 256-thread blocks per SM).
+            // A fused MLP's 512 threads: at most 128 each, to fit the register file.
+            if (kernel instanceof Kernel.Mlp) head.append(".maxnreg 128\n");
             if (tile != null) {
                 head.append(".maxnreg ").append(tile.warpgroups() ? 128 : tile.warpNTiles() > WARP_N_TILES ? 232 : matmul == Matmul.TF32X3 ? 168 : 128).append('\n');
             }
@@ -319,6 +362,7 @@ public final class PtxRenderer {
                 case Kernel.Transpose t -> transpose(t);
                 case Kernel.SumSquares s -> sumSquares(s);
                 case Kernel.AdamEma a -> adamEma(a);
+                case Kernel.Mlp m -> mlp(m);
             }
             label("DONE");
             op("ret;");
@@ -334,7 +378,7 @@ public final class PtxRenderer {
 
         /** Threads per block of this kernel, as {@link PtxRenderer#launch} launches it. */
         private int threads() {
-            return tile != null ? tile.threads() : BLOCK;
+            return tile != null ? tile.threads() : kernel instanceof Kernel.Mlp ? MLP_THREADS : BLOCK;
         }
 
         private String f() { return "%f" + (++f); }
@@ -433,10 +477,17 @@ public final class PtxRenderer {
         private record Ctx(Shape domain, String row, String col, String acc, Map<Integer, String> vars) {}
 
         private void lets(List<Let> lets, Ctx c) {
+            lets(lets, c, null, null);
+        }
+
+        /** The epilogue, its stores to array {@code onChip} handed to {@code keep} instead (a fused MLP's intermediates). */
+        private void lets(List<Let> lets, Ctx c, String onChip, java.util.function.Consumer<String> keep) {
             for (Let l : lets) {
                 String v = expr(l.value(), c);
                 c.vars().put(l.id(), v);
-                if (l.store() != null) storeGlobal(l.store().array(), index(l.store(), c.domain(), c.row(), c.col()), v);
+                if (l.store() == null) continue;
+                if (l.store().array().equals(onChip)) keep.accept(v);
+                else storeGlobal(l.store().array(), index(l.store(), c.domain(), c.row(), c.col()), v);
             }
         }
 
@@ -1280,6 +1331,178 @@ public final class PtxRenderer {
         private void wgmma(int n, String[] acc, String[] a, String desc) {
             op("wgmma.mma_async.sync.aligned.m64n" + n + "k8.f32.tf32.tf32 {" + String.join(", ", acc) + "}, {" + String.join(", ", a) + "}, "
                     + desc + ", 1, 1, 1;");
+        }
+
+        /**
+         * A residual MLP block in one kernel ({@link Kernel.Mlp}), on the tensor cores (tf32): 128 rows per block,
+         * 16 warps. The block's rows are normalised once into shared memory; then for each 64-column chunk of the
+         * hidden activation, the up-projection's 128×64 piece (each warp 32×16 of it) goes through its epilogue
+         * (bias, activation) into shared memory, and the down-projection adds that chunk's product into 128×h
+         * accumulators that stay in registers to the end (each warp 32×h/4), where the down-projection's epilogue
+         * (bias, residual) stores the block's output. So a row costs one read and one write of h floats, where the
+         * three kernels it replaces moved 2h + 2e more: the normalised rows and the hidden activation, each
+         * written and read back. The weights (L2-resident) stream through one 4-stage cp.async pipeline of equal
+         * slices, up slices and down slices in turn, so that every stage index is known when the kernel is
+         * written: a chunk is 16 slices (h = 256) or 8, both whole multiples of the 4 stages.
+         */
+        private void mlp(Kernel.Mlp m) {
+            int h = m.domain().cols(), e = m.up().domain().cols();
+            int lnStride = h + 4, actStride = MLP_CHUNK + 4, upStride = MLP_CHUNK + 8, downStride = h + 8;
+            int downK = MLP_SLICE / h, upSteps = h / MLP_UP_K, steps = upSteps + MLP_CHUNK / downK, chunks = e / MLP_CHUNK;
+            int stageBytes = 4 * mlpStageFloats(h), ahead = MLP_STAGES - 1, downTiles = h / 32;
+            if (steps % MLP_STAGES != 0) throw new IllegalStateException(m.name() + ": " + steps + " slices a chunk");
+            String tid = special("%tid.x"), lane = bin("and.b32", tid, "31"), warp = bin("shr.u32", tid, "5");
+            String grp = bin("shr.u32", lane, "2"), tig = bin("and.b32", lane, "3");
+            String rows = domainRows(m.domain()), row0 = bin("mul.lo.s32", special("%ctaid.x"), Integer.toString(MLP_ROWS));
+            String ln = symbol(DYNAMIC_SHARED), act = bin("add.s64", ln, Integer.toString(4 * MLP_ROWS * lnStride));
+            String stages = bin("add.s64", act, Integer.toString(4 * MLP_ROWS * actStride));
+
+            comment("this thread's 16-byte copy of each weight slice: up slices 32 K rows x 64 columns, down slices " + downK + " x " + h);
+            String upRow = bin("shr.u32", tid, "4"), upQ = bin("shl.b32", bin("and.b32", tid, "15"), "2");
+            String upSrc = bin("add.s32", mad(upRow, Integer.toString(e), upQ), Integer.toString(m.up().b().offset()));
+            String upDst = bin("add.s64", stages, wideBytes(bin("shl.b32", mad(upRow, Integer.toString(upStride), upQ), "2")));
+            String downRow = bin("shr.u32", tid, log2(h / 4)), downQ = bin("shl.b32", bin("and.b32", tid, Integer.toString(h / 4 - 1)), "2");
+            String downSrc = bin("add.s32", mad(downRow, Integer.toString(h), downQ), Integer.toString(m.down().b().offset()));
+            String downDst = bin("add.s64", stages, wideBytes(bin("shl.b32", mad(downRow, Integer.toString(downStride), downQ), "2")));
+            // Slice s of a chunk (up slices first, then down), of this chunk or the next, into a stage, if valid.
+            record Slice(int s, boolean next, String valid, int stage) {}
+            java.util.function.Consumer<Slice> issue = sl -> {
+                boolean up = sl.s() < upSteps;
+                int j = up ? sl.s() : sl.s() - upSteps;
+                int offset = up ? MLP_UP_K * j * e + (sl.next() ? MLP_CHUNK : 0) : (downK * j + (sl.next() ? MLP_CHUNK : 0)) * h;
+                String src = address((up ? m.up() : m.down()).b().array(), bin("add.s32", up ? upSrc : downSrc, Integer.toString(offset)));
+                op((sl.valid() == null ? "" : "@" + sl.valid() + " ") + "cp.async.cg.shared.global [" + (up ? upDst : downDst) + "+"
+                        + sl.stage() * stageBytes + "], [" + src + "], 16, 16;");
+                op("cp.async.commit_group;");
+            };
+            comment("the first " + ahead + " weight slices on their way while the rows are normalised");
+            for (int s = 0; s < ahead; s++) issue.accept(new Slice(s, false, null, s));
+
+            comment("LayerNorm of the block's rows into shared memory, rounded to TF32: warp w takes rows w, w+16, ...; rows past the end are zero");
+            Kernel.Normalize norm = m.norm();
+            int perLane = h / 32;
+            loop(warp, Integer.toString(MLP_ROWS), MLP_THREADS / 32, local -> {
+                String row = bin("add.s32", row0, local), skip = newLabel("ln_pad"), next = newLabel("ln_next");
+                String slot = bin("add.s64", ln, wideBytes(bin("shl.b32", mad(local, Integer.toString(lnStride), lane), "2")));
+                op("@" + pred("ge.s32", row, rows) + " bra " + skip + ";");
+                String[] v = new String[perLane], col = new String[perLane];
+                String sum = accumulator();
+                for (int q = 0; q < perLane; q++) {
+                    col[q] = bin("add.s32", lane, Integer.toString(32 * q));
+                    v[q] = expr(norm.x(), new Ctx(norm.domain(), row, col[q], null, new HashMap<>()));
+                    addInto(sum, v[q]);
+                }
+                String mean = bin("div.rn.f32", warpSum(sum), imm(h)), sq = accumulator();
+                for (int q = 0; q < perLane; q++) {
+                    String t = bin("sub.f32", v[q], mean);
+                    op("fma.rn.f32 " + sq + ", " + t + ", " + t + ", " + sq + ";");
+                }
+                String rstd = bin("div.rn.f32", imm(1), sqrt(bin("add.f32", bin("div.rn.f32", warpSum(sq), imm(h)), imm(Op.NORM_EPS))));
+                for (int q = 0; q < perLane; q++) {
+                    int at = 4 * 32 * q;
+                    String xh = bin("mul.f32", bin("sub.f32", v[q], mean), rstd);
+                    lets(norm.epilogue(), new Ctx(norm.domain(), row, col[q], xh, new HashMap<>()), m.normalized().array(),
+                            y -> op("st.shared.b32 [" + slot + "+" + at + "], " + roundTf32(y) + ";"));
+                }
+                op("bra " + next + ";");
+                label(skip);
+                for (int q = 0; q < perLane; q++) op("st.shared.b32 [" + slot + "+" + 4 * 32 * q + "], 0;");
+                label(next);
+            });
+
+            // Warp w: rows 32·(w/4) of both products; columns 16·(w%4) of the up chunk, h/4·(w%4) of the output.
+            String warpRow = bin("shl.b32", bin("shr.u32", warp, "2"), "5"), warpAcross = bin("and.b32", warp, "3");
+            String aRow = bin("add.s32", bin("add.s32", warpRow, bin("and.b32", lane, "7")), bin("and.b32", lane, "8"));
+            String aK = bin("shl.b32", bin("shr.u32", lane, "4"), "2");   // ldmatrix: lanes 8q…8q+7 address matrix q's rows
+            String lnRead = bin("add.s64", ln, wideBytes(bin("shl.b32", mad(aRow, Integer.toString(lnStride), aK), "2")));
+            String actRead = bin("add.s64", act, wideBytes(bin("shl.b32", mad(aRow, Integer.toString(actStride), aK), "2")));
+            String upCol = mad(warpAcross, "16", grp), downCol = mad(warpAcross, Integer.toString(h / 4), grp);
+            String upRead = bin("add.s64", stages, wideBytes(bin("shl.b32", mad(tig, Integer.toString(upStride), upCol), "2")));
+            String downRead = bin("add.s64", stages, wideBytes(bin("shl.b32", mad(tig, Integer.toString(downStride), downCol), "2")));
+            String[][][] upAcc = new String[2][2][4], downAcc = new String[2][downTiles][4];
+            for (String[][] a : upAcc) for (String[] b : a) for (int q = 0; q < 4; q++) b[q] = constF(0);
+            for (String[][] a : downAcc) for (String[] b : a) for (int q = 0; q < 4; q++) b[q] = constF(0);
+            // This thread's up-chunk accumulator (i, j, q) is local row warpRow + g + 16i + 8·(q/2), chunk column 16·(w%4) + 2t + 8j + q%2.
+            String accRow = bin("add.s32", warpRow, grp), upAccCol = mad(warpAcross, "16", bin("shl.b32", tig, "1"));
+
+            String chunk = constI(0), top = newLabel("chunk"), done = newLabel("chunk_end");
+            label(top);
+            op(".pragma \"nounroll\";");
+            op("@" + pred("ge.s32", chunk, Integer.toString(chunks)) + " bra " + done + ";");
+            String moreChunks = pred("lt.s32", bin("add.s32", chunk, "1"), Integer.toString(chunks));
+            for (int i = 0; i < steps; i++) {
+                int stage = i % MLP_STAGES, s = i + ahead;
+                comment("slice " + i + " of " + steps + " (" + (i < upSteps ? "up, K rows " + MLP_UP_K * i : "down, K rows " + downK * (i - upSteps))
+                        + " of the chunk) in stage " + stage + "; slice " + s % steps + (s < steps ? "" : " of the next chunk") + " on its way");
+                op("cp.async.wait_group " + (ahead - 1) + ";");
+                op("bar.sync 0;");
+                issue.accept(new Slice(s % steps, s >= steps, s >= steps ? moreChunks : null, s % MLP_STAGES));
+                if (i < upSteps) {
+                    for (int ks = 0; ks < MLP_UP_K; ks += 8) {
+                        String[][] bf = new String[2][];
+                        for (int jn = 0; jn < 2; jn++) {
+                            int at = stage * stageBytes + 4 * (ks * upStride + 8 * jn);
+                            bf[jn] = tf32(new String[]{sharedB32(upRead, at), sharedB32(upRead, at + 16 * upStride)})[0];
+                        }
+                        for (int ti = 0; ti < 2; ti++) {
+                            String[] af = ldmatrix(lnRead, 4 * (16 * ti * lnStride + MLP_UP_K * i + ks));
+                            for (int jn = 0; jn < 2; jn++) mma(upAcc[ti][jn], af, bf[jn]);
+                        }
+                    }
+                } else {
+                    int j = i - upSteps;
+                    for (int ks = 0; ks < downK; ks += 8) {
+                        String[][] af = new String[2][];
+                        for (int ti = 0; ti < 2; ti++) af[ti] = ldmatrix(actRead, 4 * (16 * ti * actStride + downK * j + ks));
+                        for (int jn = 0; jn < downTiles; jn++) {
+                            int at = stage * stageBytes + 4 * (ks * downStride + 8 * jn);
+                            String[] bf = tf32(new String[]{sharedB32(downRead, at), sharedB32(downRead, at + 16 * downStride)})[0];
+                            for (int ti = 0; ti < 2; ti++) mma(downAcc[ti][jn], af[ti], bf);
+                        }
+                    }
+                }
+                if (i != upSteps - 1) continue;
+                comment("the up chunk through its epilogue into shared memory (TF32), for the down slices after the next barrier");
+                String colInE = bin("add.s32", bin("shl.b32", chunk, log2(MLP_CHUNK)), upAccCol);
+                String lastRow = bin("add.s32", rows, "-1");
+                for (int ti = 0; ti < 2; ti++) for (int jn = 0; jn < 2; jn++) for (int half = 0; half < 2; half++) {
+                    int localRow = 16 * ti + 8 * half;
+                    // Rows past the end still go through the epilogue (at the last row's inputs), but are never stored.
+                    String row = bin("min.s32", bin("add.s32", bin("add.s32", row0, accRow), Integer.toString(localRow)), lastRow);
+                    String[] word = new String[2];
+                    for (int q = 0; q < 2; q++) {
+                        int k = q;
+                        String col = bin("add.s32", colInE, Integer.toString(8 * jn + q));
+                        lets(m.up().epilogue(), new Ctx(m.up().domain(), row, col, upAcc[ti][jn][2 * half + q], new HashMap<>()), m.hidden().array(),
+                                y -> word[k] = roundTf32(y));
+                    }
+                    String at = bin("add.s64", act, wideBytes(bin("shl.b32", mad(bin("add.s32", accRow, Integer.toString(localRow)), Integer.toString(actStride),
+                            bin("add.s32", upAccCol, Integer.toString(8 * jn))), "2")));
+                    op("st.shared.v2.b32 [" + at + "], {" + word[0] + ", " + word[1] + "};");
+                }
+                for (String[][] a : upAcc) for (String[] b : a) for (String x : b) op("mov.f32 " + x + ", 0f00000000;");
+            }
+            op("add.s32 " + chunk + ", " + chunk + ", 1;");
+            op("add.s32 " + upSrc + ", " + upSrc + ", " + MLP_CHUNK + ";");
+            op("add.s32 " + downSrc + ", " + downSrc + ", " + MLP_CHUNK * h + ";");
+            op("bra " + top + ";");
+            label(done);
+            op("cp.async.wait_group 0;");
+
+            comment("the block's output: the down-projection's epilogue (bias, residual) on the accumulators");
+            String outCol = mad(warpAcross, Integer.toString(h / 4), bin("shl.b32", tig, "1"));
+            for (int ti = 0; ti < 2; ti++) for (int jn = 0; jn < downTiles; jn++) for (int q = 0; q < 4; q++) {
+                String row = bin("add.s32", bin("add.s32", row0, accRow), Integer.toString(16 * ti + 8 * (q / 2)));
+                String col = bin("add.s32", outCol, Integer.toString(8 * jn + q % 2));
+                emit(m.down(), rows, Integer.toString(h), new Out(row, col, downAcc[ti][jn][q]));
+            }
+        }
+
+        /** An fp32 value rounded to TF32, as the mma reads it. */
+        private String roundTf32(String x) {
+            String y = r();
+            op("cvt.rna.tf32.f32 " + y + ", " + x + ";");
+            return y;
         }
 
         /** Floats of one pipeline stage of a tensor-core GEMM's A: 128 rows of MMA_A_ROW (NN), or SLICE_K rows of A_STRIDE (TN). */

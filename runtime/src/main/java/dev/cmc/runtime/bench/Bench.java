@@ -170,12 +170,14 @@ public final class Bench {
             double stepMs = time(() -> t.run(trainBatch), seconds);
             Map<String, Double> sampleKernels = profile ? kernelTimes(s, batches.getFirst()) : Map.of();
             Map<String, Double> stepKernels = profile ? kernelTimes(t, trainBatch) : Map.of();
-            Map<String, Double> sampleFlops = profile ? gemmFlops(sampler.program(), batches.getFirst()) : Map.of();
-            Map<String, Double> stepFlops = profile ? gemmFlops(train.program(), trainBatch) : Map.of();
-            Map<String, Double> sampleBytes = profile ? activationBytes(sampler.program(), batches.getFirst()) : Map.of();
-            Map<String, Double> stepBytes = profile ? activationBytes(train.program(), trainBatch) : Map.of();
+            // Counted on the programs as the backend runs them (cuda may fuse kernels of the compiler's).
+            Program sampled = backend.prepare(sampler.program()), stepped = backend.prepare(train.program());
+            Map<String, Double> sampleFlops = profile ? gemmFlops(sampled, batches.getFirst()) : Map.of();
+            Map<String, Double> stepFlops = profile ? gemmFlops(stepped, trainBatch) : Map.of();
+            Map<String, Double> sampleBytes = profile ? activationBytes(sampled, batches.getFirst()) : Map.of();
+            Map<String, Double> stepBytes = profile ? activationBytes(stepped, trainBatch) : Map.of();
             progress.at(label + ": done", total, total);
-            long deviceBytes = arrayBytes(sampler.program(), maxBatch) + arrayBytes(train.program(), trainBatch);
+            long deviceBytes = arrayBytes(sampled, maxBatch) + arrayBytes(stepped, trainBatch);
             return new Result(spec.name(), sampler.layout().total(), label, backend.deviceName(), Runtime.getRuntime().availableProcessors(),
                     generateMs, loadMs, cases, trainBatch, sigmaRows, stepMs, flopsPerSample(spec),
                     trainFlopsPerSample(spec, trainBatch, sigmaRows), peak, deviceBytes,
@@ -298,15 +300,22 @@ public final class Bench {
         }
     }
 
-    /** FLOPs of each GEMM of a program at a batch: 2·M·N·K, K the batch for a weight gradient. */
+    /** FLOPs of each GEMM of a program at a batch: 2·M·N·K, K the batch for a weight gradient; a fused MLP block's two. */
     static Map<String, Double> gemmFlops(Program p, int batch) {
         var out = new LinkedHashMap<String, Double>();
         for (var k : p.kernels()) {
-            if (!(k instanceof dev.cmc.kernel.Kernel.Gemm g)) continue;
-            double m = g.domain().batched() ? batch : g.domain().rows(), depth = g.transposeA() ? batch : g.k();
-            out.merge(k.name(), 2 * m * g.domain().cols() * depth, Double::sum);
+            switch (k) {
+                case dev.cmc.kernel.Kernel.Gemm g -> out.merge(k.name(), flops(g, batch), Double::sum);
+                case dev.cmc.kernel.Kernel.Mlp m -> out.merge(k.name(), flops(m.up(), batch) + flops(m.down(), batch), Double::sum);
+                default -> {}
+            }
         }
         return out;
+    }
+
+    private static double flops(dev.cmc.kernel.Kernel.Gemm g, int batch) {
+        double m = g.domain().batched() ? batch : g.domain().rows(), depth = g.transposeA() ? batch : g.k();
+        return 2 * m * g.domain().cols() * depth;
     }
 
     /**

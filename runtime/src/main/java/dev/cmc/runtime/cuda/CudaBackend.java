@@ -35,6 +35,23 @@ public final class CudaBackend implements Backend {
                 Map.entry("wgmma", PtxRenderer.Tiling.WGMMA));
     }
 
+    private boolean fusedMlp = configuredFusedMlp();
+
+    /**
+     * Whether residual MLP blocks run as one kernel each (CMC_CUDA_MLP=fused; see {@link PtxRenderer#fits}: tf32
+     * GEMMs, h of 128 or 256) or as their three kernels (split, the default until it is timed on a GPU). Fused,
+     * a block keeps its normalised rows and hidden activation on chip, in 200 KB of shared memory at h = 256:
+     * an sm_90 GPU's, not an A100's 163 KB.
+     */
+    public static boolean configuredFusedMlp() {
+        return envChoice("CMC_CUDA_MLP", Map.entry("split", false), Map.entry("fused", true));
+    }
+
+    public CudaBackend withFusedMlp(boolean fused) {
+        this.fusedMlp = fused;
+        return this;
+    }
+
     /** An environment switch among named values, the first the default; anything else is an error naming them all. */
     @SafeVarargs
     private static <T> T envChoice(String name, Map.Entry<String, T>... choices) {
@@ -89,18 +106,31 @@ public final class CudaBackend implements Backend {
     @Override
     public String deviceName() {
         return device.name() + " (compute capability " + device.major() + "." + device.minor() + "; " + matmul.description
-                + (tiling == PtxRenderer.Tiling.WIDE ? ", 128×128 tiles" : tiling == PtxRenderer.Tiling.WGMMA ? ", 128×128 wgmma tiles" : "") + ")";
+                + (tiling == PtxRenderer.Tiling.WIDE ? ", 128×128 tiles" : tiling == PtxRenderer.Tiling.WGMMA ? ", 128×128 wgmma tiles" : "")
+                + (fusedMlp ? ", fused MLP blocks" : "") + ")";
+    }
+
+    @Override
+    public Program prepare(Program program) {
+        if (!fusedMlp) return program;
+        if (device.major() < 9) {
+            throw new dev.cmc.runtime.SettingException("CMC_CUDA_MLP=fused needs an sm_90 GPU (H100, H200) for its 200 KB of shared memory; "
+                    + device.name() + " is compute capability " + device.major() + "." + device.minor() + ": use split");
+        }
+        return PtxRenderer.fuseMlps(program, matmul);
     }
 
     @Override
     public Map<String, String> render(Program program, String header) {
-        return Map.of(JavaRenderer.className(program) + "." + device.arch() + ".ptx", PtxRenderer.render(program, header, device.arch(), matmul, tiling()));
+        return Map.of(JavaRenderer.className(program) + "." + device.arch() + ".ptx",
+                PtxRenderer.render(prepare(program), header, device.arch(), matmul, tiling()));
     }
 
     @Override
     public CudaExecutable load(Program program, int maxBatch) {
         PtxRenderer.Tiling t = tiling();
-        return new CudaExecutable(device, program, PtxRenderer.render(program, "program " + program.name(), device.arch(), matmul, t), maxBatch, matmul, t);
+        Program p = prepare(program);
+        return new CudaExecutable(device, p, PtxRenderer.render(p, "program " + p.name(), device.arch(), matmul, t), maxBatch, matmul, t);
     }
 
     @Override

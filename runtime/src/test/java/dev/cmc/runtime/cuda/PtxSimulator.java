@@ -634,7 +634,9 @@ final class PtxSimulator {
                     case "st.shared.u32" -> store("shared", get(t, a[0]), Float.intBitsToFloat(i(get(t, a[1]))), in.text);
                     case "ld.shared.u32" -> r[a[0].reg] = Float.floatToRawIntBits(load("shared", get(t, a[1]), in.text)) & 0xffffffffL;
                     case "ld.global.cg.f32" -> r[a[0].reg] = bits(load("global", get(t, a[1]), in.text));
-                    case "st.shared.v4.b32" -> { for (int q = 0; q < 4; q++) store("shared", get(t, a[0]) + 4L * q, f(get(t, a[q + 1])), in.text); }
+                    case "st.shared.v4.b32", "st.shared.v2.b32" -> {
+                        for (int q = 1; q < a.length; q++) store("shared", get(t, a[0]) + 4L * (q - 1), f(get(t, a[q])), in.text);
+                    }
                     case "ret" -> { state[t] = DONE; return; }
                     case "bar.sync" -> { state[t] = BAR; return; }
                     case "shfl.sync.bfly.b32", MMA, MMA_BF16, LDMATRIX -> { state[t] = SHFL; return; }   // warp collectives

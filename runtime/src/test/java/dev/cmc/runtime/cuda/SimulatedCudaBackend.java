@@ -19,6 +19,7 @@ import java.util.Map;
 public final class SimulatedCudaBackend implements Backend {
     private final PtxRenderer.Matmul matmul;
     private final PtxRenderer.Tiling tiling;
+    private boolean fusedMlp;
 
     public SimulatedCudaBackend() { this(PtxRenderer.Matmul.FMA); }
 
@@ -31,17 +32,29 @@ public final class SimulatedCudaBackend implements Backend {
 
     public PtxRenderer.Matmul matmul() { return matmul; }
 
+    /** Residual MLP blocks as one kernel each, where {@link PtxRenderer#fits} (CudaBackend's CMC_CUDA_MLP=fused). */
+    public SimulatedCudaBackend withFusedMlp() {
+        this.fusedMlp = true;
+        return this;
+    }
+
+    @Override
+    public Program prepare(Program program) {
+        return fusedMlp ? PtxRenderer.fuseMlps(program, matmul) : program;
+    }
+
     @Override
     public String name() { return "cuda-simulated"; }
 
     @Override
     public Map<String, String> render(Program program, String header) {
-        return Map.of(JavaRenderer.className(program) + ".ptx", PtxRenderer.render(program, header, "sm_90", matmul, tiling));
+        return Map.of(JavaRenderer.className(program) + ".ptx", PtxRenderer.render(prepare(program), header, "sm_90", matmul, tiling));
     }
 
     @Override
     public Executable load(Program program, int maxBatch) {
-        return new Simulated(program, new PtxSimulator(PtxRenderer.render(program, "program " + program.name(), "sm_90", matmul, tiling)), maxBatch);
+        Program p = prepare(program);
+        return new Simulated(p, new PtxSimulator(PtxRenderer.render(p, "program " + p.name(), "sm_90", matmul, tiling)), maxBatch);
     }
 
     private final class Simulated implements Executable {

@@ -1,0 +1,110 @@
+package dev.cmc.runtime;
+
+import dev.cmc.compile.Compiler;
+import dev.cmc.dsl.Spec;
+import dev.cmc.dsl.SpecLoader;
+import dev.cmc.kernel.Kernel;
+import dev.cmc.kernel.Program;
+import dev.cmc.reference.Reference;
+import dev.cmc.render.PtxRenderer;
+import dev.cmc.runtime.cuda.CudaBackend;
+import dev.cmc.runtime.cuda.CudaDevices;
+import dev.cmc.runtime.cuda.SimulatedCudaBackend;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.CsvSource;
+
+import java.util.*;
+
+import static org.junit.jupiter.api.Assertions.*;
+
+/**
+ * The fused MLP blocks of the cuda backend (CMC_CUDA_MLP=fused): which blocks fuse, and the sampler they make
+ * against the float64 reference and against the same PTX unfused, in the PTX simulator and on an sm_90 GPU where
+ * there is one.
+ */
+class MlpKernelTest {
+    private static Spec spec(int h, int layers, String precision) {
+        return SpecLoader.fromText("mlp.cm", "model m { input_dim = 5; hidden_size = " + h + "; num_layers = " + layers + "; }\n"
+                + "data { source = \"builtin:none\"; }\ntarget { precision = " + precision + "; }");
+    }
+
+    private static long count(Program p, Class<? extends Kernel> kind) {
+        return p.kernels().stream().filter(kind::isInstance).count();
+    }
+
+    private static boolean hasArray(Program p, String name) {
+        return p.arrays().stream().anyMatch(a -> a.name().equals(name));
+    }
+
+    @Test
+    void everySamplerBlockAndEveryTargetBlockOfAStepFuse() {
+        Spec spec = spec(128, 3, "tf32");
+        Program sampler = Compiler.sampler(spec).program(), fused = PtxRenderer.fuseMlps(sampler, PtxRenderer.Matmul.TF32);
+        assertEquals(3, count(fused, Kernel.Mlp.class));
+        assertEquals(sampler.kernels().size() - 6, fused.kernels().size(), "three kernels become one, per block");
+        assertFalse(hasArray(fused, "block0_ln") || hasArray(fused, "block2_act"), "the intermediates leave the program");
+
+        // A CT step: the EMA target's blocks fuse; the student's cannot, since its backward pass reads both intermediates.
+        Program step = Compiler.trainStep(spec, null, 0).program(), fusedStep = PtxRenderer.fuseMlps(step, PtxRenderer.Matmul.TF32);
+        assertEquals(3, count(fusedStep, Kernel.Mlp.class));
+        assertTrue(fusedStep.kernels().stream().filter(k -> k instanceof Kernel.Mlp).allMatch(k -> k.name().contains("target")));
+        assertTrue(hasArray(fusedStep, "block0_ln") && hasArray(fusedStep, "block0_act") && !hasArray(fusedStep, "target_block0_act"));
+
+        // Only tf32 at h = 128 or 256 has a fused kernel; anything else is left as it is.
+        assertSame(sampler, PtxRenderer.fuseMlps(sampler, PtxRenderer.Matmul.TF32X3));
+        Program odd = Compiler.sampler(spec(40, 2, "tf32")).program();
+        assertSame(odd, PtxRenderer.fuseMlps(odd, PtxRenderer.Matmul.TF32));
+    }
+
+    /** Backends that run the fused blocks: the simulator, and an sm_90 GPU where there is one. */
+    private static List<Backend> fusedBackends() {
+        var out = new ArrayList<Backend>(List.of(new SimulatedCudaBackend(PtxRenderer.Matmul.TF32).withFusedMlp()));
+        for (var d : CudaDevices.list()) if (d.major() == 9) out.add(new CudaBackend(d.index()).withPrecision("tf32").withFusedMlp(true));
+        return out;
+    }
+
+    /**
+     * 1-step samples through fused blocks: at h = 128 over 130 rows (two row tiles, the second with 2 rows) and
+     * at h = 256 (the seed's width) over 6, against float64 within TF32's 5e-3, and against the unfused TF32
+     * kernels, which round the same operands to TF32 and accumulate in the same K order.
+     */
+    @ParameterizedTest(name = "h={0} layers={1} batch={2}")
+    @CsvSource({"128, 2, 130", "256, 1, 6"})
+    void fusedSamplerAgreesWithFloat64AndWithTheUnfusedKernels(int h, int layers, int batch) {
+        Spec spec = spec(h, layers, "tf32");
+        var c = Compiler.sampler(spec);
+        int d = 5;
+        float[] params = ParityTest.withLayerNorms(c.layout(), c.layout().initialize(3), 3);
+        var rng = new SplittableRandom(5);
+        float[] x = new float[batch * d];
+        for (int i = 0; i < x.length; i++) x[i] = (float) (2 * rng.nextGaussian());
+        float[] sigma = {2.5f};
+
+        var values = new HashMap<String, double[]>();
+        values.put("x", ParityTest.toDouble(x));
+        values.put("sigma", ParityTest.toDouble(sigma));
+        ParityTest.putParams(values, c.layout(), params, "");
+        double[] ref = Reference.run(List.of(c.outputs().get("out")), batch, values).get(c.outputs().get("out")).data();
+        float[] unfused = sample(new SimulatedCudaBackend(PtxRenderer.Matmul.TF32), c.program(), params, x, sigma, batch);
+        ParityTest.assertClose(ref, unfused, 5e-3, "unfused tf32");
+        for (Backend b : fusedBackends()) {
+            assertEquals(layers, count(b.prepare(c.program()), Kernel.Mlp.class), b.deviceName());
+            float[] fused = sample(b, c.program(), params, x, sigma, batch);
+            ParityTest.assertClose(ref, fused, 5e-3, b.name() + " fused vs float64");
+            ParityTest.assertClose(ParityTest.toDouble(unfused), fused, 1e-5, b.name() + " fused vs unfused");
+        }
+    }
+
+    private static float[] sample(Backend b, Program p, float[] params, float[] x, float[] sigma, int batch) {
+        try (Executable exe = b.load(p, batch)) {
+            exe.write("params", params, params.length);
+            exe.write("x", x, x.length);
+            exe.write("sigma", sigma, sigma.length);
+            exe.run(batch);
+            float[] out = new float[x.length];
+            exe.read("out", out, out.length);
+            return out;
+        }
+    }
+}

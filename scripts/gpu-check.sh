@@ -53,10 +53,14 @@ run)
   bench fp32_train4096 60 --batch 1048576,4096,256 --train-batch 4096 --profile
   bench fp32_train256 40 --batch 256 --train-batch 256 --profile
   bench tf32 50 --set target.precision=tf32 --batch 1048576 --train-batch 4096 --profile
+  #    tf32 with each residual MLP block one kernel (LayerNorm, up, down; the hidden activation kept on chip): the
+  #    sampler's memory traffic from 56.6 to about 12.6 KB a sample, checked so far only by ptxas and the simulator.
+  CMC_CUDA_MLP=fused bench fused_tf32 40 --set target.precision=tf32 --batch 1048576 --train-batch 4096 --profile
   #    The same on Hopper's wgmma (sm_90a; NN GEMMs of 128+ columns as two warpgroups of m64n128k8): the path
   #    most likely to reach the tf32 target, checked so far only by ptxas and the simulator.
   CMC_CUDA_TILES=wgmma bench wgmma 50 --batch 1048576,4096 --train-batch 4096 --profile
   CMC_CUDA_TILES=wgmma bench wgmma_tf32 40 --set target.precision=tf32 --batch 1048576 --train-batch 4096 --profile
+  CMC_CUDA_TILES=wgmma CMC_CUDA_MLP=fused bench wgmma_fused_tf32 40 --set target.precision=tf32 --batch 1048576 --train-batch 4096 --profile
   # 2. PyTorch on the same card in the same run: its figures for the same comparisons.
   if [[ -f .gpu/torch_cm_bench.py ]] && fits torch 150; then
     OUT="$out" timeout 150 python3 .gpu/gpu_torch_peer.py > "$out/torch.txt" 2>&1 || echo "torch peer failed (see torch.txt)"
@@ -83,6 +87,11 @@ run)
   props=(-Dcmc.parity.wgmma=only)
   junit parity_wgmma 60 --select-class dev.cmc.runtime.ParityTest \
       --select-method "$gemm#wgmmaTileGemmAgreesWithFloat64(dev.cmc.render.PtxRenderer\$Matmul,boolean,int,int,int)"
+  #    The fused MLP blocks on the card (MlpKernelTest runs them there beside the simulator), and the seed shapes'
+  #    tf32 parity row with them, in a JVM of their own too.
+  props=(-Dcmc.parity.wgmma=none)
+  CMC_CUDA_MLP=fused junit parity_fused 60 --select-class dev.cmc.runtime.MlpKernelTest \
+      --select-method "dev.cmc.runtime.ParityTest#seedShapesMatchReference(dev.cmc.runtime.Backend)"
   # 4. The alternatives, as time allows: 128×128 tiles (2-stage pipeline; 3xTF32 in 8 warps of 64×32, tf32 in 4 of
   #    64×64) against the default 128×64,
   #    the GEMMs on the FMA units, the batch-256 graph captured on one stream, bf16.

@@ -57,17 +57,22 @@ class MlpKernelTest {
         assertSame(odd, PtxRenderer.fuseMlps(odd, PtxRenderer.Matmul.TF32));
     }
 
-    /** Backends that run the fused blocks: the simulator, and an sm_90 GPU where there is one. */
-    private static List<Backend> fusedBackends() {
-        var out = new ArrayList<Backend>(List.of(new SimulatedCudaBackend(PtxRenderer.Matmul.TF32).withFusedMlp()));
-        for (var d : CudaDevices.list()) if (d.major() == 9) out.add(new CudaBackend(d.index()).withPrecision("tf32").withFusedMlp(true));
+    /** The fused blocks and the same PTX unfused: in the simulator, and on an sm_90 GPU where there is one. */
+    private static List<Backend[]> fusedAndUnfused() {
+        var out = new ArrayList<Backend[]>();
+        out.add(new Backend[]{new SimulatedCudaBackend(PtxRenderer.Matmul.TF32).withFusedMlp(), new SimulatedCudaBackend(PtxRenderer.Matmul.TF32)});
+        for (var d : CudaDevices.list()) {
+            if (d.major() != 9) continue;
+            out.add(new Backend[]{new CudaBackend(d.index()).withPrecision("tf32").withFusedMlp(true),
+                    new CudaBackend(d.index()).withPrecision("tf32").withFusedMlp(false)});
+        }
         return out;
     }
 
     /**
      * 1-step samples through fused blocks: at h = 128 over 130 rows (two row tiles, the second with 2 rows) and
-     * at h = 256 (the seed's width) over 6, against float64 within TF32's 5e-3, and against the unfused TF32
-     * kernels, which round the same operands to TF32 and accumulate in the same K order.
+     * at h = 256 (the seed's width) over 6, against float64 within TF32's 5e-3, and within 1e-5 of the unfused
+     * TF32 kernels on the same device, which round the same operands to TF32 (the simulator's agree exactly).
      */
     @ParameterizedTest(name = "h={0} layers={1} batch={2}")
     @CsvSource({"128, 2, 130", "256, 1, 6"})
@@ -86,13 +91,14 @@ class MlpKernelTest {
         values.put("sigma", ParityTest.toDouble(sigma));
         ParityTest.putParams(values, c.layout(), params, "");
         double[] ref = Reference.run(List.of(c.outputs().get("out")), batch, values).get(c.outputs().get("out")).data();
-        float[] unfused = sample(new SimulatedCudaBackend(PtxRenderer.Matmul.TF32), c.program(), params, x, sigma, batch);
-        ParityTest.assertClose(ref, unfused, 5e-3, "unfused tf32");
-        for (Backend b : fusedBackends()) {
-            assertEquals(layers, count(b.prepare(c.program()), Kernel.Mlp.class), b.deviceName());
-            float[] fused = sample(b, c.program(), params, x, sigma, batch);
-            ParityTest.assertClose(ref, fused, 5e-3, b.name() + " fused vs float64");
-            ParityTest.assertClose(ParityTest.toDouble(unfused), fused, 1e-5, b.name() + " fused vs unfused");
+        for (Backend[] pair : fusedAndUnfused()) {
+            Backend fusedBackend = pair[0], unfusedBackend = pair[1];
+            assertEquals(layers, count(fusedBackend.prepare(c.program()), Kernel.Mlp.class), fusedBackend.deviceName());
+            assertEquals(0, count(unfusedBackend.prepare(c.program()), Kernel.Mlp.class), unfusedBackend.deviceName());
+            float[] fused = sample(fusedBackend, c.program(), params, x, sigma, batch), unfused = sample(unfusedBackend, c.program(), params, x, sigma, batch);
+            ParityTest.assertClose(ref, unfused, 5e-3, unfusedBackend.deviceName() + " vs float64");
+            ParityTest.assertClose(ref, fused, 5e-3, fusedBackend.deviceName() + " vs float64");
+            ParityTest.assertClose(ParityTest.toDouble(unfused), fused, 1e-5, fusedBackend.deviceName() + " vs unfused");
         }
     }
 

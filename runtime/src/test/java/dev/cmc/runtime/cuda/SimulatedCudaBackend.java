@@ -47,6 +47,9 @@ public final class SimulatedCudaBackend implements Backend {
     public String name() { return "cuda-simulated"; }
 
     @Override
+    public String deviceName() { return "PTX simulator (" + matmul.description + (fusedMlp ? ", fused MLP blocks" : "") + ")"; }
+
+    @Override
     public Map<String, String> render(Program program, String header) {
         return Map.of(JavaRenderer.className(program) + ".ptx", PtxRenderer.render(prepare(program), header, "sm_90", matmul, tiling));
     }

@@ -52,6 +52,8 @@ run)
   #    and CT step at 4,096 and 256, with per-kernel profiles; tf32 sampling.
   bench fp32_train4096 60 --batch 1048576,4096,256 --train-batch 4096 --profile
   bench fp32_train256 40 --batch 256 --train-batch 256 --profile
+  #    fp32 with each residual MLP block one kernel (sampler blocks, and the CT step's EMA-target blocks).
+  CMC_CUDA_MLP=fused bench fused_fp32 50 --batch 1048576,4096 --train-batch 4096 --profile
   bench tf32 50 --set target.precision=tf32 --batch 1048576 --train-batch 4096 --profile
   #    tf32 with each residual MLP block one kernel (LayerNorm, up, down; the hidden activation kept on chip): the
   #    sampler's memory traffic from 56.6 to about 12.6 KB a sample, checked so far only by ptxas and the simulator.

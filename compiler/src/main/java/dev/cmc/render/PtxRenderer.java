@@ -129,13 +129,13 @@ public final class PtxRenderer {
     }
 
     /**
-     * Whether a residual MLP block runs as one kernel here: with tf32 GEMMs (the fused kernel has no fp32 or bf16
-     * variant yet), h = 128 or 256 (the down-projection's 128×h accumulators in registers), a hidden width in
+     * Whether a residual MLP block runs as one kernel here: with tf32 or 3xTF32 GEMMs (the fused kernel has no
+     * FMA or bf16 variant), h = 128 or 256 (the down-projection's 128×h accumulators in registers), a hidden width in
      * whole 64-column chunks, and weights at 16-byte boundaries for the copies.
      */
     public static boolean fits(Kernel.Mlp m, Matmul matmul) {
         int h = m.down().domain().cols(), e = m.up().domain().cols();
-        return matmul == Matmul.TF32 && (h == 128 || h == 256) && e % MLP_CHUNK == 0 && m.norm().domain().cols() == h
+        return (matmul == Matmul.TF32 || matmul == Matmul.TF32X3) && (h == 128 || h == 256) && e % MLP_CHUNK == 0 && m.norm().domain().cols() == h
                 && m.up().k() == h && m.down().k() == e && m.up().b().offset() % 4 == 0 && m.down().b().offset() % 4 == 0;
     }
 
@@ -1351,34 +1351,40 @@ public final class PtxRenderer {
             int downK = MLP_SLICE / h, upSteps = h / MLP_UP_K, steps = upSteps + MLP_CHUNK / downK, chunks = e / MLP_CHUNK;
             int stageBytes = 4 * mlpStageFloats(h), ahead = MLP_STAGES - 1, downTiles = h / 32;
             if (steps % MLP_STAGES != 0) throw new IllegalStateException(m.name() + ": " + steps + " slices a chunk");
+            // tf32 keeps both on-chip operands rounded to TF32, so their fragments go to the mma as loaded; 3xTF32
+            // keeps them in fp32 and splits each fragment into head and remainder as it loads it, as gemmMma does.
+            boolean x3 = matmul == Matmul.TF32X3;
+            java.util.function.Function<String, String> onChip = y -> x3 ? y : roundTf32(y);
             String tid = special("%tid.x"), lane = bin("and.b32", tid, "31"), warp = bin("shr.u32", tid, "5");
             String grp = bin("shr.u32", lane, "2"), tig = bin("and.b32", lane, "3");
             String rows = domainRows(m.domain()), row0 = bin("mul.lo.s32", special("%ctaid.x"), Integer.toString(MLP_ROWS));
             String ln = symbol(DYNAMIC_SHARED), act = bin("add.s64", ln, Integer.toString(4 * MLP_ROWS * lnStride));
             String stages = bin("add.s64", act, Integer.toString(4 * MLP_ROWS * actStride));
 
-            comment("this thread's 16-byte copy of each weight slice: up slices 32 K rows x 64 columns, down slices " + downK + " x " + h);
-            String upRow = bin("shr.u32", tid, "4"), upQ = bin("shl.b32", bin("and.b32", tid, "15"), "2");
-            String upSrc = bin("add.s32", mad(upRow, Integer.toString(e), upQ), Integer.toString(m.up().b().offset()));
-            String upDst = bin("add.s64", stages, wideBytes(bin("shl.b32", mad(upRow, Integer.toString(upStride), upQ), "2")));
-            String downRow = bin("shr.u32", tid, log2(h / 4)), downQ = bin("shl.b32", bin("and.b32", tid, Integer.toString(h / 4 - 1)), "2");
-            String downSrc = bin("add.s32", mad(downRow, Integer.toString(h), downQ), Integer.toString(m.down().b().offset()));
-            String downDst = bin("add.s64", stages, wideBytes(bin("shl.b32", mad(downRow, Integer.toString(downStride), downQ), "2")));
-            // Slice s of a chunk (up slices first, then down), of this chunk or the next, into a stage, if valid.
+            // Slice s of a chunk (up slices first, then down), of this chunk or the next, into a stage, if valid: this
+            // thread's one 16-byte copy of it, its addresses worked out afresh from %tid.x and the chunk each time,
+            // which costs a few integer instructions a slice and keeps them out of the registers the loop holds.
+            String chunk = constI(0);
             record Slice(int s, boolean next, String valid, int stage) {}
             java.util.function.Consumer<Slice> issue = sl -> {
                 boolean up = sl.s() < upSteps;
-                int j = up ? sl.s() : sl.s() - upSteps;
-                int offset = up ? MLP_UP_K * j * e + (sl.next() ? MLP_CHUNK : 0) : (downK * j + (sl.next() ? MLP_CHUNK : 0)) * h;
-                String src = address((up ? m.up() : m.down()).b().array(), bin("add.s32", up ? upSrc : downSrc, Integer.toString(offset)));
-                op((sl.valid() == null ? "" : "@" + sl.valid() + " ") + "cp.async.cg.shared.global [" + (up ? upDst : downDst) + "+"
-                        + sl.stage() * stageBytes + "], [" + src + "], 16, 16;");
+                int j = up ? sl.s() : sl.s() - upSteps, perRow = up ? MLP_CHUNK / 4 : h / 4;
+                Buf w = (up ? m.up() : m.down()).b();
+                String t = special("%tid.x"), row = bin("shr.u32", t, log2(perRow)), q = bin("shl.b32", bin("and.b32", t, Integer.toString(perRow - 1)), "2");
+                // The chunk's first column (up) or K row (down) of the weights: 64 per chunk.
+                String chunkAt = bin("shl.b32", sl.next() ? bin("add.s32", chunk, "1") : chunk, log2(MLP_CHUNK));
+                String src = up ? bin("add.s32", mad(row, Integer.toString(e), q), chunkAt)
+                                : mad(chunkAt, Integer.toString(h), mad(row, Integer.toString(h), q));
+                int offset = w.offset() + (up ? MLP_UP_K * j * e : downK * j * h);
+                String dst = bin("add.s64", stages, wideBytes(bin("shl.b32", mad(row, Integer.toString(up ? upStride : downStride), q), "2")));
+                op((sl.valid() == null ? "" : "@" + sl.valid() + " ") + "cp.async.cg.shared.global [" + dst + "+" + sl.stage() * stageBytes
+                        + "], [" + address(w.array(), bin("add.s32", src, Integer.toString(offset))) + "], 16, 16;");
                 op("cp.async.commit_group;");
             };
             comment("the first " + ahead + " weight slices on their way while the rows are normalised");
             for (int s = 0; s < ahead; s++) issue.accept(new Slice(s, false, null, s));
 
-            comment("LayerNorm of the block's rows into shared memory, rounded to TF32: warp w takes rows w, w+16, ...; rows past the end are zero");
+            comment("LayerNorm of the block's rows into shared memory" + (x3 ? "" : ", rounded to TF32") + ": warp w takes rows w, w+16, ...; rows past the end are zero");
             Kernel.Normalize norm = m.norm();
             int perLane = h / 32;
             loop(warp, Integer.toString(MLP_ROWS), MLP_THREADS / 32, local -> {
@@ -1402,7 +1408,7 @@ public final class PtxRenderer {
                     int at = 4 * 32 * q;
                     String xh = bin("mul.f32", bin("sub.f32", v[q], mean), rstd);
                     lets(norm.epilogue(), new Ctx(norm.domain(), row, col[q], xh, new HashMap<>()), m.normalized().array(),
-                            y -> op("st.shared.b32 [" + slot + "+" + at + "], " + roundTf32(y) + ";"));
+                            y -> op("st.shared.b32 [" + slot + "+" + at + "], " + onChip.apply(y) + ";"));
                 }
                 op("bra " + next + ";");
                 label(skip);
@@ -1420,12 +1426,12 @@ public final class PtxRenderer {
             String upRead = bin("add.s64", stages, wideBytes(bin("shl.b32", mad(tig, Integer.toString(upStride), upCol), "2")));
             String downRead = bin("add.s64", stages, wideBytes(bin("shl.b32", mad(tig, Integer.toString(downStride), downCol), "2")));
             String[][][] upAcc = new String[2][2][4], downAcc = new String[2][downTiles][4];
-            for (String[][] a : upAcc) for (String[] b : a) for (int q = 0; q < 4; q++) b[q] = constF(0);
+            for (String[][] a : upAcc) for (String[] b : a) for (int q = 0; q < 4; q++) b[q] = f();
             for (String[][] a : downAcc) for (String[] b : a) for (int q = 0; q < 4; q++) b[q] = constF(0);
             // This thread's up-chunk accumulator (i, j, q) is local row warpRow + g + 16i + 8·(q/2), chunk column 16·(w%4) + 2t + 8j + q%2.
             String accRow = bin("add.s32", warpRow, grp), upAccCol = mad(warpAcross, "16", bin("shl.b32", tig, "1"));
 
-            String chunk = constI(0), top = newLabel("chunk"), done = newLabel("chunk_end");
+            String top = newLabel("chunk"), done = newLabel("chunk_end");
             label(top);
             op(".pragma \"nounroll\";");
             op("@" + pred("ge.s32", chunk, Integer.toString(chunks)) + " bra " + done + ";");
@@ -1437,27 +1443,29 @@ public final class PtxRenderer {
                 op("cp.async.wait_group " + (ahead - 1) + ";");
                 op("bar.sync 0;");
                 issue.accept(new Slice(s % steps, s >= steps, s >= steps ? moreChunks : null, s % MLP_STAGES));
+                // The up chunk's accumulators start at zero here, so that they hold no registers through the down slices.
+                if (i == 0) for (String[][] a : upAcc) for (String[] b : a) for (String x : b) op("mov.f32 " + x + ", 0f00000000;");
                 if (i < upSteps) {
                     for (int ks = 0; ks < MLP_UP_K; ks += 8) {
-                        String[][] bf = new String[2][];
+                        String[][][] bf = new String[2][][];
                         for (int jn = 0; jn < 2; jn++) {
                             int at = stage * stageBytes + 4 * (ks * upStride + 8 * jn);
-                            bf[jn] = tf32(new String[]{sharedB32(upRead, at), sharedB32(upRead, at + 16 * upStride)})[0];
+                            bf[jn] = tf32(new String[]{sharedB32(upRead, at), sharedB32(upRead, at + 16 * upStride)});
                         }
                         for (int ti = 0; ti < 2; ti++) {
-                            String[] af = ldmatrix(lnRead, 4 * (16 * ti * lnStride + MLP_UP_K * i + ks));
-                            for (int jn = 0; jn < 2; jn++) mma(upAcc[ti][jn], af, bf[jn]);
+                            String[][] af = fragment(ldmatrix(lnRead, 4 * (16 * ti * lnStride + MLP_UP_K * i + ks)), x3);
+                            for (int jn = 0; jn < 2; jn++) mmas(upAcc[ti][jn], af, bf[jn]);
                         }
                     }
                 } else {
                     int j = i - upSteps;
                     for (int ks = 0; ks < downK; ks += 8) {
-                        String[][] af = new String[2][];
-                        for (int ti = 0; ti < 2; ti++) af[ti] = ldmatrix(actRead, 4 * (16 * ti * actStride + downK * j + ks));
+                        String[][][] af = new String[2][][];
+                        for (int ti = 0; ti < 2; ti++) af[ti] = fragment(ldmatrix(actRead, 4 * (16 * ti * actStride + downK * j + ks)), x3);
                         for (int jn = 0; jn < downTiles; jn++) {
                             int at = stage * stageBytes + 4 * (ks * downStride + 8 * jn);
-                            String[] bf = tf32(new String[]{sharedB32(downRead, at), sharedB32(downRead, at + 16 * downStride)})[0];
-                            for (int ti = 0; ti < 2; ti++) mma(downAcc[ti][jn], af[ti], bf);
+                            String[][] bf = tf32(new String[]{sharedB32(downRead, at), sharedB32(downRead, at + 16 * downStride)});
+                            for (int ti = 0; ti < 2; ti++) mmas(downAcc[ti][jn], af[ti], bf);
                         }
                     }
                 }
@@ -1474,17 +1482,14 @@ public final class PtxRenderer {
                         int k = q;
                         String col = bin("add.s32", colInE, Integer.toString(8 * jn + q));
                         lets(m.up().epilogue(), new Ctx(m.up().domain(), row, col, upAcc[ti][jn][2 * half + q], new HashMap<>()), m.hidden().array(),
-                                y -> word[k] = roundTf32(y));
+                                y -> word[k] = onChip.apply(y));
                     }
                     String at = bin("add.s64", act, wideBytes(bin("shl.b32", mad(bin("add.s32", accRow, Integer.toString(localRow)), Integer.toString(actStride),
                             bin("add.s32", upAccCol, Integer.toString(8 * jn))), "2")));
                     op("st.shared.v2.b32 [" + at + "], {" + word[0] + ", " + word[1] + "};");
                 }
-                for (String[][] a : upAcc) for (String[] b : a) for (String x : b) op("mov.f32 " + x + ", 0f00000000;");
             }
             op("add.s32 " + chunk + ", " + chunk + ", 1;");
-            op("add.s32 " + upSrc + ", " + upSrc + ", " + MLP_CHUNK + ";");
-            op("add.s32 " + downSrc + ", " + downSrc + ", " + MLP_CHUNK * h + ";");
             op("bra " + top + ";");
             label(done);
             op("cp.async.wait_group 0;");
@@ -1496,6 +1501,20 @@ public final class PtxRenderer {
                 String col = bin("add.s32", outCol, Integer.toString(8 * jn + q % 2));
                 emit(m.down(), rows, Integer.toString(h), new Out(row, col, downAcc[ti][jn][q]));
             }
+        }
+
+        /** An A fragment from on-chip operands: as it is (already TF32), or for 3xTF32 split into {heads, remainders}. */
+        private String[][] fragment(String[] words, boolean split) {
+            return split ? tf32(words) : new String[][]{words};
+        }
+
+        /** acc += a·b in TF32: one mma, or 3xTF32's three (remainder products first), given {heads[, remainders]}. */
+        private void mmas(String[] acc, String[][] a, String[][] b) {
+            if (a.length > 1) {
+                mma(acc, a[1], b[0]);
+                mma(acc, a[0], b[1]);
+            }
+            mma(acc, a[0], b[0]);
         }
 
         /** An fp32 value rounded to TF32, as the mma reads it. */

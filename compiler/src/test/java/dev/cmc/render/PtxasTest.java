@@ -81,19 +81,21 @@ class PtxasTest {
                     }
                 }
             }
-            // Fused MLP blocks (CMC_CUDA_MLP=fused, tf32, sm_90 for their shared memory) at both widths they take,
-            // with the other GEMMs in mma.sync and in wgmma tiles.
+            // Fused MLP blocks (CMC_CUDA_MLP=fused, tf32 and 3xTF32, sm_90 for their shared memory) at both widths
+            // they take, with the other GEMMs in mma.sync and in wgmma tiles.
             if (arch.equals("sm_90")) {
                 Spec roll = spec("input_dim = 2; hidden_size = 128; num_layers = 3;", "method = ict;");
                 for (Program p : List.of(programs.get(0), programs.get(2), Compiler.sampler(roll).program())) {
-                    Program fused = PtxRenderer.fuseMlps(p, PtxRenderer.Matmul.TF32);
-                    assertTrue(fused.kernels().stream().anyMatch(k -> k instanceof dev.cmc.kernel.Kernel.Mlp), p.name() + " has no fused block");
-                    for (PtxRenderer.Tiling tiling : List.of(PtxRenderer.Tiling.NARROW, PtxRenderer.Tiling.WGMMA)) {
-                        String ptx = PtxRenderer.render(fused, "ptxas test", arch, PtxRenderer.Matmul.TF32, tiling);
-                        String target = tiling == PtxRenderer.Tiling.WGMMA ? "sm_90a" : arch;
-                        String what = p.name() + " (fused MLP blocks, " + tiling.name().toLowerCase() + " tiles) for " + target;
-                        Path base = dir.resolve("fused_" + p.name() + "_" + p.kernels().size() + "_" + tiling);
-                        checks.add(pool.submit(() -> { assemble(ptxas, target, base, ptx, what); return null; }));
+                    for (PtxRenderer.Matmul m : List.of(PtxRenderer.Matmul.TF32, PtxRenderer.Matmul.TF32X3)) {
+                        Program fused = PtxRenderer.fuseMlps(p, m);
+                        assertTrue(fused.kernels().stream().anyMatch(k -> k instanceof dev.cmc.kernel.Kernel.Mlp), p.name() + " has no fused block");
+                        for (PtxRenderer.Tiling tiling : List.of(PtxRenderer.Tiling.NARROW, PtxRenderer.Tiling.WGMMA)) {
+                            String ptx = PtxRenderer.render(fused, "ptxas test", arch, m, tiling);
+                            String target = tiling == PtxRenderer.Tiling.WGMMA ? "sm_90a" : arch;
+                            String what = p.name() + " (fused MLP blocks, " + m.description + ", " + tiling.name().toLowerCase() + " tiles) for " + target;
+                            Path base = dir.resolve("fused_" + p.name() + "_" + p.kernels().size() + "_" + m + "_" + tiling);
+                            checks.add(pool.submit(() -> { assemble(ptxas, target, base, ptx, what); return null; }));
+                        }
                     }
                 }
             }

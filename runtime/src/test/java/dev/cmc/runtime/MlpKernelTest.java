@@ -51,33 +51,36 @@ class MlpKernelTest {
         assertTrue(fusedStep.kernels().stream().filter(k -> k instanceof Kernel.Mlp).allMatch(k -> k.name().contains("target")));
         assertTrue(hasArray(fusedStep, "block0_ln") && hasArray(fusedStep, "block0_act") && !hasArray(fusedStep, "target_block0_act"));
 
-        // Only tf32 at h = 128 or 256 has a fused kernel; anything else is left as it is.
-        assertSame(sampler, PtxRenderer.fuseMlps(sampler, PtxRenderer.Matmul.TF32X3));
+        // Only tf32 and 3xTF32 at h = 128 or 256 have a fused kernel; anything else is left as it is.
+        assertEquals(3, count(PtxRenderer.fuseMlps(sampler, PtxRenderer.Matmul.TF32X3), Kernel.Mlp.class));
+        assertSame(sampler, PtxRenderer.fuseMlps(sampler, PtxRenderer.Matmul.BF16));
+        assertSame(sampler, PtxRenderer.fuseMlps(sampler, PtxRenderer.Matmul.FMA));
         Program odd = Compiler.sampler(spec(40, 2, "tf32")).program();
         assertSame(odd, PtxRenderer.fuseMlps(odd, PtxRenderer.Matmul.TF32));
     }
 
     /** The fused blocks and the same PTX unfused: in the simulator, and on an sm_90 GPU where there is one. */
-    private static List<Backend[]> fusedAndUnfused() {
+    private static List<Backend[]> fusedAndUnfused(PtxRenderer.Matmul matmul) {
         var out = new ArrayList<Backend[]>();
-        out.add(new Backend[]{new SimulatedCudaBackend(PtxRenderer.Matmul.TF32).withFusedMlp(), new SimulatedCudaBackend(PtxRenderer.Matmul.TF32)});
+        out.add(new Backend[]{new SimulatedCudaBackend(matmul).withFusedMlp(), new SimulatedCudaBackend(matmul)});
         for (var d : CudaDevices.list()) {
             if (d.major() != 9) continue;
-            out.add(new Backend[]{new CudaBackend(d.index()).withPrecision("tf32").withFusedMlp(true),
-                    new CudaBackend(d.index()).withPrecision("tf32").withFusedMlp(false)});
+            out.add(new Backend[]{new CudaBackend(d.index()).withMatmul(matmul).withFusedMlp(true), new CudaBackend(d.index()).withMatmul(matmul).withFusedMlp(false)});
         }
         return out;
     }
 
     /**
      * 1-step samples through fused blocks: at h = 128 over 130 rows (two row tiles, the second with 2 rows) and
-     * at h = 256 (the seed's width) over 6, against float64 within TF32's 5e-3, and within 1e-5 of the unfused
-     * TF32 kernels on the same device, which round the same operands to TF32 (the simulator's agree exactly).
+     * at h = 256 (the seed's width) over 6, against float64 within 5e-3 for TF32 and 1e-4 for 3xTF32 (fp32), and
+     * within 1e-5 of the unfused kernels of the same arithmetic on the same device, which round or split the same
+     * operands (the simulator's tf32 samples agree exactly).
      */
-    @ParameterizedTest(name = "h={0} layers={1} batch={2}")
-    @CsvSource({"128, 2, 130", "256, 1, 6"})
-    void fusedSamplerAgreesWithFloat64AndWithTheUnfusedKernels(int h, int layers, int batch) {
-        Spec spec = spec(h, layers, "tf32");
+    @ParameterizedTest(name = "{0} h={1} layers={2} batch={3}")
+    @CsvSource({"TF32, 128, 2, 130", "TF32, 256, 1, 6", "TF32X3, 128, 1, 130", "TF32X3, 256, 1, 6"})
+    void fusedSamplerAgreesWithFloat64AndWithTheUnfusedKernels(PtxRenderer.Matmul matmul, int h, int layers, int batch) {
+        Spec spec = spec(h, layers, matmul == PtxRenderer.Matmul.TF32 ? "tf32" : "fp32");
+        double tolerance = matmul == PtxRenderer.Matmul.TF32 ? 5e-3 : 1e-4;
         var c = Compiler.sampler(spec);
         int d = 5;
         float[] params = ParityTest.withLayerNorms(c.layout(), c.layout().initialize(3), 3);
@@ -91,13 +94,13 @@ class MlpKernelTest {
         values.put("sigma", ParityTest.toDouble(sigma));
         ParityTest.putParams(values, c.layout(), params, "");
         double[] ref = Reference.run(List.of(c.outputs().get("out")), batch, values).get(c.outputs().get("out")).data();
-        for (Backend[] pair : fusedAndUnfused()) {
+        for (Backend[] pair : fusedAndUnfused(matmul)) {
             Backend fusedBackend = pair[0], unfusedBackend = pair[1];
             assertEquals(layers, count(fusedBackend.prepare(c.program()), Kernel.Mlp.class), fusedBackend.deviceName());
             assertEquals(0, count(unfusedBackend.prepare(c.program()), Kernel.Mlp.class), unfusedBackend.deviceName());
             float[] fused = sample(fusedBackend, c.program(), params, x, sigma, batch), unfused = sample(unfusedBackend, c.program(), params, x, sigma, batch);
-            ParityTest.assertClose(ref, unfused, 5e-3, unfusedBackend.deviceName() + " vs float64");
-            ParityTest.assertClose(ref, fused, 5e-3, fusedBackend.deviceName() + " vs float64");
+            ParityTest.assertClose(ref, unfused, tolerance, unfusedBackend.deviceName() + " vs float64");
+            ParityTest.assertClose(ref, fused, tolerance, fusedBackend.deviceName() + " vs float64");
             ParityTest.assertClose(ParityTest.toDouble(unfused), fused, 1e-5, fusedBackend.deviceName() + " vs unfused");
         }
     }

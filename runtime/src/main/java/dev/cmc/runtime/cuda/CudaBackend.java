@@ -39,7 +39,7 @@ public final class CudaBackend implements Backend {
 
     /**
      * Whether residual MLP blocks run as one kernel each (CMC_CUDA_MLP=fused; see {@link PtxRenderer#fits}: tf32
-     * GEMMs, h of 128 or 256) or as their three kernels (split, the default until it is timed on a GPU). Fused,
+     * or 3xTF32 GEMMs, h of 128 or 256) or as their three kernels (split, the default until it is timed on a GPU). Fused,
      * a block keeps its normalised rows and hidden activation on chip, in 200 KB of shared memory at h = 256:
      * an sm_90 GPU's, not an A100's 163 KB.
      */

@@ -229,16 +229,16 @@ class GemmKernelTest {
      * A fused MLP block's shared-memory loads (ldmatrix rows of the normalised rows and of the hidden chunk, the
      * weights' B fragments) are conflict-free too, at both widths it takes.
      */
-    @ParameterizedTest(name = "fused MLP h={0}")
-    @CsvSource({"128", "256"})
-    void fusedMlpSharedLoadsAreConflictFree(int h) {
+    @ParameterizedTest(name = "fused MLP {0} h={1}")
+    @CsvSource({"TF32, 128", "TF32, 256", "TF32X3, 256"})
+    void fusedMlpSharedLoadsAreConflictFree(PtxRenderer.Matmul matmul, int h) {
         var spec = dev.cmc.dsl.SpecLoader.fromText("mlp.cm", "model m { input_dim = 5; hidden_size = " + h + "; num_layers = 1; }\n"
                 + "data { source = \"builtin:none\"; }");
-        Program program = PtxRenderer.fuseMlps(dev.cmc.compile.Compiler.sampler(spec).program(), PtxRenderer.Matmul.TF32);
+        Program program = PtxRenderer.fuseMlps(dev.cmc.compile.Compiler.sampler(spec).program(), matmul);
         int index = 0, batch = 130;
         while (!(program.kernels().get(index) instanceof Kernel.Mlp)) index++;
         Kernel mlp = program.kernels().get(index);
-        var sim = new PtxSimulator(PtxRenderer.render(program, "banks", "sm_90", PtxRenderer.Matmul.TF32));
+        var sim = new PtxSimulator(PtxRenderer.render(program, "banks", "sm_90", matmul));
         sim.countBankConflicts = true;
         List<String> args = dev.cmc.render.Indexing.arguments(mlp);
         float[][] buffers = new float[args.size()][];
@@ -247,7 +247,7 @@ class GemmKernelTest {
             buffers[i] = new float[(int) program.array(args.get(i)).size(batch)];
             for (int j = 0; j < buffers[i].length; j++) buffers[i][j] = (float) rng.nextGaussian();
         }
-        var l = PtxRenderer.launch(mlp, batch, PtxRenderer.Matmul.TF32, PtxRenderer.Tiling.NARROW);
+        var l = PtxRenderer.launch(mlp, batch, matmul, PtxRenderer.Tiling.NARROW);
         sim.launch(PtxRenderer.kernelName(program, index), l.gridX(), l.gridY(), l.gridZ(), l.block(), l.sharedBytes(), buffers,
                 java.util.stream.IntStream.range(0, args.size()).toArray(), batch);
         assertTrue(sim.sharedLoadWavefronts.size() >= 3, "no shared loads counted: " + sim.sharedLoadWavefronts.keySet());

@@ -56,7 +56,7 @@ run)
   CMC_CUDA_MLP=fused bench fused_fp32 50 --batch 1048576,4096 --train-batch 4096 --profile
   bench tf32 50 --set target.precision=tf32 --batch 1048576 --train-batch 4096 --profile
   #    tf32 with each residual MLP block one kernel (LayerNorm, up, down; the hidden activation kept on chip): the
-  #    sampler's memory traffic from 56.6 to about 12.6 KB a sample, checked so far only by ptxas and the simulator.
+  #    sampler's memory traffic from 56.6 to 11.5 KB a sample, checked so far only by ptxas and the simulator.
   CMC_CUDA_MLP=fused bench fused_tf32 40 --set target.precision=tf32 --batch 1048576 --train-batch 4096 --profile
   #    The same on Hopper's wgmma (sm_90a; NN GEMMs of 128+ columns as two warpgroups of m64n128k8): the path
   #    most likely to reach the tf32 target, checked so far only by ptxas and the simulator.

@@ -8,7 +8,8 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 
 /**
  * What `cmc bench --profile` divides kernel times by: a GEMM's FLOPs and a kernel's activation bytes, checked
- * against the seed model's shapes worked out by hand (hidden 256, expansion 4, input 64).
+ * against the seed model's shapes worked out by hand (hidden 256, expansion 4, input 64), unfused and with
+ * cuda's fused MLP blocks.
  */
 class ProfileCountsTest {
     @Test
@@ -27,5 +28,17 @@ class ProfileCountsTest {
         // LayerNorm: reads h, writes x̂; not a GEMM.
         assertEquals(4.0 * batch * (256 + 256), bytes.get("k_normalize_block0_xhat"));
         assertEquals(null, flops.get("k_normalize_block0_xhat"));
+
+        // The same block fused (CMC_CUDA_MLP=fused): both GEMMs' FLOPs, and only h read and the next h written.
+        var fused = dev.cmc.render.PtxRenderer.fuseMlps(sampler, dev.cmc.render.PtxRenderer.Matmul.TF32);
+        assertEquals(2 * 2.0 * batch * 256 * 1024, Bench.gemmFlops(fused, batch).get("k_mlp_block0_h"));
+        assertEquals(4.0 * batch * (256 + 256), Bench.activationBytes(fused, batch).get("k_mlp_block0_h"));
+        // The whole sampler: 56.6 kB a sample unfused (as the README counts it), 11.5 kB fused.
+        assertEquals(56.6, total(Bench.activationBytes(sampler, batch)) / batch / 1000, 0.05);
+        assertEquals(11.5, total(Bench.activationBytes(fused, batch)) / batch / 1000, 0.05);
+    }
+
+    private static double total(java.util.Map<String, Double> bytes) {
+        return bytes.values().stream().mapToDouble(Double::doubleValue).sum();
     }
 }

@@ -19,9 +19,9 @@ import java.util.*;
 import static org.junit.jupiter.api.Assertions.*;
 
 /**
- * The fused MLP blocks of the cuda backend (CMC_CUDA_MLP=fused): which blocks fuse, and the sampler they make
- * against the float64 reference and against the same PTX unfused, in the PTX simulator and on an sm_90 GPU where
- * there is one.
+ * The fused MLP blocks of the cuda backend (CMC_CUDA_MLP=fused): which blocks fuse; the sampler they make
+ * against the float64 reference and against the same PTX unfused; a CT step with fused target blocks against
+ * the unfused step. In the PTX simulator, and on an sm_90 GPU where there is one.
  */
 class MlpKernelTest {
     private static Spec spec(int h, int layers, String precision) {
@@ -102,6 +102,37 @@ class MlpKernelTest {
             ParityTest.assertClose(ref, unfused, tolerance, unfusedBackend.deviceName() + " vs float64");
             ParityTest.assertClose(ref, fused, tolerance, fusedBackend.deviceName() + " vs float64");
             ParityTest.assertClose(ParityTest.toDouble(unfused), fused, 1e-5, fusedBackend.deviceName() + " vs unfused");
+        }
+    }
+
+    /**
+     * A CT step whose EMA-target blocks run fused computes the same loss and gradients as the unfused step, within
+     * 1e-5 of the largest (3xTF32, fp32 accuracy: the target's output differs only in how the same products sum).
+     */
+    @Test
+    void aStepWithFusedTargetBlocksMatchesTheUnfusedStep() {
+        Spec spec = SpecLoader.fromText("mlp.cm", "model m { input_dim = 5; hidden_size = 128; num_layers = 2; }\n"
+                + "data { source = \"builtin:none\"; }\ntrain { method = ct; }");
+        var step = Compiler.trainStep(spec, null, 0);
+        int batch = 130;
+        for (Backend[] pair : fusedAndUnfused(PtxRenderer.Matmul.TF32X3)) {
+            assertEquals(2, count(pair[0].prepare(step.program()), Kernel.Mlp.class), pair[0].deviceName());
+            float[][] fused = trainStep(pair[0], step, spec, batch), unfused = trainStep(pair[1], step, spec, batch);
+            assertTrue(Float.isFinite(unfused[0][0]) && unfused[0][0] > 0, "loss " + unfused[0][0]);
+            ParityTest.assertClose(ParityTest.toDouble(unfused[0]), fused[0], 1e-5, pair[0].deviceName() + ": loss");
+            ParityTest.assertClose(ParityTest.toDouble(unfused[1]), fused[1], 1e-5, pair[0].deviceName() + ": gradients");
+        }
+    }
+
+    /** One CT step on the inputs cmc bench uses: {loss, gradients}. */
+    private static float[][] trainStep(Backend b, Compiler.Compiled step, Spec spec, int batch) {
+        try (Executable exe = b.load(step.program(), batch)) {
+            dev.cmc.runtime.bench.Bench.loadTrainingInputs(exe, spec, step.layout().initialize(1), batch, new SplittableRandom(3));
+            exe.run(batch);
+            float[] loss = new float[1], grads = new float[step.layout().total()];
+            exe.read("loss", loss, 1);
+            exe.read("grads", grads, grads.length);
+            return new float[][]{loss, grads};
         }
     }
 

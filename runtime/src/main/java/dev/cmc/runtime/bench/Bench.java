@@ -203,7 +203,7 @@ public final class Bench {
      * Weights, a target, a batch of data and noise, σ pairs from the end of the spec's CT curriculum (its
      * finest grid, adjacent levels drawn uniformly) and Adam's scalars: a CT step on real numbers.
      */
-    static void loadTrainingInputs(Executable t, Spec spec, float[] params, int batch, SplittableRandom rng) {
+    public static void loadTrainingInputs(Executable t, Spec spec, float[] params, int batch, SplittableRandom rng) {
         t.write("params", params, params.length);
         t.write("target", params, params.length);
         t.write("ema", params, params.length);

@@ -52,7 +52,8 @@ run)
   #    and CT step at 4,096 and 256, with per-kernel profiles; tf32 sampling.
   bench fp32_train4096 60 --batch 1048576,4096,256 --train-batch 4096 --profile
   bench fp32_train256 40 --batch 256 --train-batch 256 --profile
-  #    fp32 with each residual MLP block one kernel (sampler blocks, and the CT step's EMA-target blocks).
+  #    fp32 with each residual MLP block one kernel where the batch fills the GPU: the 1M sampler (the CT step at
+  #    4,096 and sampling at 4,096 keep three kernels a block: 32 fused 128-row blocks would leave 100 SMs idle).
   CMC_CUDA_MLP=fused bench fused_fp32 50 --batch 1048576,4096 --train-batch 4096 --profile
   bench tf32 50 --set target.precision=tf32 --batch 1048576 --train-batch 4096 --profile
   #    tf32 with each residual MLP block one kernel (LayerNorm, up, down; the hidden activation kept on chip): the

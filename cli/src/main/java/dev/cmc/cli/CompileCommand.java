@@ -56,7 +56,8 @@ final class CompileCommand implements Callable<Integer> {
                     + " GEMMs; the " + target + " kernels are fp32 (set precision = fp32, or --target cuda)");
         }
         var matmul = dev.cmc.render.PtxRenderer.Matmul.of(precision, dev.cmc.runtime.cuda.CudaBackend.fp32Matmul());
-        boolean fuseMlps = target.equals("cuda") && dev.cmc.runtime.cuda.CudaBackend.configuredFusedMlp();
+        // The fused blocks as a program loaded for many rows runs them (a CT step at its batch may keep three kernels).
+        boolean fuseMlps = target.equals("cuda") && dev.cmc.runtime.cuda.CudaBackend.configuredMlpFusion() != dev.cmc.runtime.cuda.CudaBackend.MlpFusion.SPLIT;
         if (fuseMlps && !arch.equals("sm_90")) {
             throw new Main.UserError("--arch " + arch + ": CMC_CUDA_MLP=fused needs --arch sm_90 (a fused block takes 200 KB of shared memory)");
         }

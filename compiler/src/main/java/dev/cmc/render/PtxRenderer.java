@@ -70,7 +70,8 @@ public final class PtxRenderer {
      * the up-projection's 64 columns, or 2048/h K rows of the down-projection's h columns), one 16-byte copy per
      * thread each.
      */
-    private static final int MLP_ROWS = 128, MLP_THREADS = 512, MLP_CHUNK = 64, MLP_UP_K = 32, MLP_STAGES = 4,
+    public static final int MLP_ROWS = 128;
+    private static final int MLP_THREADS = 512, MLP_CHUNK = 64, MLP_UP_K = 32, MLP_STAGES = 4,
             MLP_SLICE = MLP_THREADS * 4;
 
     /**

@@ -7,11 +7,11 @@ public interface Backend {
     String name();
 
     /**
-     * The program as this backend runs it: the compiler's, with any fusion that only this backend's kernels can do
-     * applied (cuda's fused MLP blocks). {@link #render} and {@link #load} apply it themselves; reports that count a
-     * program's kernels (FLOPs and bytes per kernel) ask for it.
+     * The program as this backend runs it when loaded for maxBatch rows: the compiler's, with any fusion that only
+     * this backend's kernels can do, where it pays at that size (cuda's fused MLP blocks). {@link #render} and
+     * {@link #load} apply it themselves; reports that count a program's kernels (FLOPs and bytes) ask for it.
      */
-    default Program prepare(Program program) { return program; }
+    default Program prepare(Program program, int maxBatch) { return program; }
 
     /** The generated source files for a program: file name to text. */
     java.util.Map<String, String> render(Program program, String header);

@@ -96,8 +96,8 @@ class MlpKernelTest {
         double[] ref = Reference.run(List.of(c.outputs().get("out")), batch, values).get(c.outputs().get("out")).data();
         for (Backend[] pair : fusedAndUnfused(matmul)) {
             Backend fusedBackend = pair[0], unfusedBackend = pair[1];
-            assertEquals(layers, count(fusedBackend.prepare(c.program()), Kernel.Mlp.class), fusedBackend.deviceName());
-            assertEquals(0, count(unfusedBackend.prepare(c.program()), Kernel.Mlp.class), unfusedBackend.deviceName());
+            assertEquals(layers, count(fusedBackend.prepare(c.program(), batch), Kernel.Mlp.class), fusedBackend.deviceName());
+            assertEquals(0, count(unfusedBackend.prepare(c.program(), batch), Kernel.Mlp.class), unfusedBackend.deviceName());
             float[] fused = sample(fusedBackend, c.program(), params, x, sigma, batch), unfused = sample(unfusedBackend, c.program(), params, x, sigma, batch);
             ParityTest.assertClose(ref, unfused, tolerance, unfusedBackend.deviceName() + " vs float64");
             ParityTest.assertClose(ref, fused, tolerance, fusedBackend.deviceName() + " vs float64");
@@ -116,7 +116,7 @@ class MlpKernelTest {
         var step = Compiler.trainStep(spec, null, 0);
         int batch = 130;
         for (Backend[] pair : fusedAndUnfused(PtxRenderer.Matmul.TF32X3)) {
-            assertEquals(2, count(pair[0].prepare(step.program()), Kernel.Mlp.class), pair[0].deviceName());
+            assertEquals(2, count(pair[0].prepare(step.program(), batch), Kernel.Mlp.class), pair[0].deviceName());
             float[][] fused = trainStep(pair[0], step, spec, batch), unfused = trainStep(pair[1], step, spec, batch);
             assertTrue(Float.isFinite(unfused[0][0]) && unfused[0][0] > 0, "loss " + unfused[0][0]);
             ParityTest.assertClose(ParityTest.toDouble(unfused[0]), fused[0], 1e-5, pair[0].deviceName() + ": loss");

@@ -171,7 +171,7 @@ public final class Bench {
             Map<String, Double> sampleKernels = profile ? kernelTimes(s, batches.getFirst()) : Map.of();
             Map<String, Double> stepKernels = profile ? kernelTimes(t, trainBatch) : Map.of();
             // Counted on the programs as the backend runs them (cuda may fuse kernels of the compiler's).
-            Program sampled = backend.prepare(sampler.program()), stepped = backend.prepare(train.program());
+            Program sampled = backend.prepare(sampler.program(), maxBatch), stepped = backend.prepare(train.program(), trainBatch);
             Map<String, Double> sampleFlops = profile ? gemmFlops(sampled, batches.getFirst()) : Map.of();
             Map<String, Double> stepFlops = profile ? gemmFlops(stepped, trainBatch) : Map.of();
             Map<String, Double> sampleBytes = profile ? activationBytes(sampled, batches.getFirst()) : Map.of();

@@ -35,21 +35,36 @@ public final class CudaBackend implements Backend {
                 Map.entry("wgmma", PtxRenderer.Tiling.WGMMA));
     }
 
-    private boolean fusedMlp = configuredFusedMlp();
+    /** When residual MLP blocks run as one kernel each: never, in programs loaded for many rows, or always (tests). */
+    public enum MlpFusion { SPLIT, LARGE_BATCHES, ALWAYS }
+
+    private MlpFusion mlpFusion = configuredMlpFusion();
 
     /**
-     * Whether residual MLP blocks run as one kernel each (CMC_CUDA_MLP=fused; see {@link PtxRenderer#fits}: tf32
-     * or 3xTF32 GEMMs, h of 128 or 256) or as their three kernels (split, the default until it is timed on a GPU). Fused,
-     * a block keeps its normalised rows and hidden activation on chip, in 200 KB of shared memory at h = 256:
-     * an sm_90 GPU's, not an A100's 163 KB.
+     * CMC_CUDA_MLP=fused runs each residual MLP block as one kernel (see {@link PtxRenderer#fits}: tf32 or 3xTF32
+     * GEMMs, h of 128 or 256) in programs loaded for at least 256 rows per SM, which is sampling at large batches;
+     * split, the default until it is timed on a GPU, keeps three kernels a block. Below that size the fused
+     * kernel's 128-row blocks, one per SM (200 KB of shared memory at h = 256), would leave most SMs idle where
+     * the split GEMMs' 128×64 tiles fill the GPU: a CT step at 4,096 rows would fuse into 32 blocks on 132 SMs.
+     * That shared memory is an sm_90 GPU's, not an A100's 163 KB.
      */
-    public static boolean configuredFusedMlp() {
-        return envChoice("CMC_CUDA_MLP", Map.entry("split", false), Map.entry("fused", true));
+    public static MlpFusion configuredMlpFusion() {
+        return envChoice("CMC_CUDA_MLP", Map.entry("split", MlpFusion.SPLIT), Map.entry("fused", MlpFusion.LARGE_BATCHES));
     }
 
+    /** Fused blocks whatever the batch (true), or never (false). */
     public CudaBackend withFusedMlp(boolean fused) {
-        this.fusedMlp = fused;
+        this.mlpFusion = fused ? MlpFusion.ALWAYS : MlpFusion.SPLIT;
         return this;
+    }
+
+    /** The least maxBatch a program is fused at: two of the fused kernel's 128-row blocks per SM. */
+    private int fusedMlpRows() {
+        return switch (mlpFusion) {
+            case SPLIT -> Integer.MAX_VALUE;
+            case LARGE_BATCHES -> 2 * PtxRenderer.MLP_ROWS * device.multiprocessors();
+            case ALWAYS -> 0;
+        };
     }
 
     /** An environment switch among named values, the first the default; anything else is an error naming them all. */
@@ -107,12 +122,12 @@ public final class CudaBackend implements Backend {
     public String deviceName() {
         return device.name() + " (compute capability " + device.major() + "." + device.minor() + "; " + matmul.description
                 + (tiling == PtxRenderer.Tiling.WIDE ? ", 128×128 tiles" : tiling == PtxRenderer.Tiling.WGMMA ? ", 128×128 wgmma tiles" : "")
-                + (fusedMlp ? ", fused MLP blocks" : "") + ")";
+                + (mlpFusion == MlpFusion.SPLIT ? "" : mlpFusion == MlpFusion.ALWAYS ? ", fused MLP blocks" : ", fused MLP blocks at large batches") + ")";
     }
 
     @Override
-    public Program prepare(Program program) {
-        if (!fusedMlp) return program;
+    public Program prepare(Program program, int maxBatch) {
+        if (maxBatch < fusedMlpRows()) return program;
         if (device.major() < 9) {
             throw new dev.cmc.runtime.SettingException("CMC_CUDA_MLP=fused needs an sm_90 GPU (H100, H200) for its 200 KB of shared memory; "
                     + device.name() + " is compute capability " + device.major() + "." + device.minor() + ": use split");
@@ -123,13 +138,13 @@ public final class CudaBackend implements Backend {
     @Override
     public Map<String, String> render(Program program, String header) {
         return Map.of(JavaRenderer.className(program) + "." + device.arch() + ".ptx",
-                PtxRenderer.render(prepare(program), header, device.arch(), matmul, tiling()));
+                PtxRenderer.render(prepare(program, Integer.MAX_VALUE), header, device.arch(), matmul, tiling()));
     }
 
     @Override
     public CudaExecutable load(Program program, int maxBatch) {
         PtxRenderer.Tiling t = tiling();
-        Program p = prepare(program);
+        Program p = prepare(program, maxBatch);
         return new CudaExecutable(device, p, PtxRenderer.render(p, "program " + p.name(), device.arch(), matmul, t), maxBatch, matmul, t);
     }
 

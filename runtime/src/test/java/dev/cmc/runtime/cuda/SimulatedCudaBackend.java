@@ -39,7 +39,7 @@ public final class SimulatedCudaBackend implements Backend {
     }
 
     @Override
-    public Program prepare(Program program) {
+    public Program prepare(Program program, int maxBatch) {
         return fusedMlp ? PtxRenderer.fuseMlps(program, matmul) : program;
     }
 
@@ -51,12 +51,12 @@ public final class SimulatedCudaBackend implements Backend {
 
     @Override
     public Map<String, String> render(Program program, String header) {
-        return Map.of(JavaRenderer.className(program) + ".ptx", PtxRenderer.render(prepare(program), header, "sm_90", matmul, tiling));
+        return Map.of(JavaRenderer.className(program) + ".ptx", PtxRenderer.render(prepare(program, Integer.MAX_VALUE), header, "sm_90", matmul, tiling));
     }
 
     @Override
     public Executable load(Program program, int maxBatch) {
-        Program p = prepare(program);
+        Program p = prepare(program, maxBatch);
         return new Simulated(p, new PtxSimulator(PtxRenderer.render(p, "program " + p.name(), "sm_90", matmul, tiling)), maxBatch);
     }
 

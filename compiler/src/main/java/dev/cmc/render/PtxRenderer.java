@@ -59,9 +59,11 @@ public final class PtxRenderer {
     private static final String DYNAMIC_SHARED = "dsmem";
     /**
      * Split K, so that GEMMs with few output tiles still fill the GPU. A TN GEMM (K = the batch) is cut into one
-     * K slice per 512 rows, at most 16. An NN GEMM with K of 1024+ over at most 512 rows is cut into 8.
+     * K slice per 512 rows, at most 16. An NN GEMM with K of 1024+ is cut into as many slices as bring its
+     * 128×64 tiles to about FILL_BLOCKS blocks (four 128-thread blocks on each of 132 SMs), at most 8; over fixed
+     * rows (at most 512), into 8.
      */
-    private static final int SPLIT_ROWS = 512, MAX_SPLITS = 16, LONG_K = 1024, FEW_ROWS = 512, NN_SPLITS = 8;
+    private static final int SPLIT_ROWS = 512, MAX_SPLITS = 16, LONG_K = 1024, FEW_ROWS = 512, NN_SPLITS = 8, FILL_BLOCKS = 512;
     private static final String WORKSPACE = "workspace";
 
     /**
@@ -179,12 +181,20 @@ public final class PtxRenderer {
     }
 
     /**
-     * K slices of a GEMM at this batch: for TN GEMMs (weight gradients) one per 512 rows; for NN GEMMs with a
-     * long K, 8 while the rows are few; otherwise 1. The kernels compute the same count from the row count.
+     * K slices of a GEMM at this batch: for TN GEMMs (weight gradients) one per 512 rows, at most 16; for NN GEMMs
+     * with a long K, FILL_BLOCKS over their 128×64 tiles, from 1 to 8 (8 up to 512 rows of 256 columns, 4 at 4,096
+     * rows, 1 from 16,384); otherwise 1. It is the launch's grid depth, which the kernels read (%nctaid.z).
      */
     public static int splits(Kernel.Gemm g, int batch) {
         if (g.transposeA()) return Math.min(MAX_SPLITS, Math.max(1, batch / SPLIT_ROWS));
-        return splitsK(g) && rows(g.domain(), batch) <= FEW_ROWS ? NN_SPLITS : 1;
+        if (!splitsK(g)) return 1;
+        if (!g.domain().batched()) return NN_SPLITS;
+        return Math.min(NN_SPLITS, Math.max(1, FILL_BLOCKS / nnTiles(g, batch)));
+    }
+
+    /** 128×64 tiles of an NN GEMM's output at this batch. */
+    private static int nnTiles(Kernel.Gemm g, int batch) {
+        return ceil(rows(g.domain(), batch), BM) * ceil(g.domain().cols(), BN);
     }
 
     /**
@@ -203,18 +213,28 @@ public final class PtxRenderer {
      */
     public static long workspaceFloats(Kernel k, int maxBatch) {
         if (!(k instanceof Kernel.Gemm g) || !splitsK(g)) return 0;
-        int rows = g.transposeA() || !g.domain().batched() ? g.domain().rows() : Math.min(maxBatch, FEW_ROWS);
-        return counterFloats(g) + (long) splits(g, g.transposeA() ? maxBatch : rows) * rows * g.domain().cols();
+        if (g.transposeA() || !g.domain().batched()) {
+            return counterFloats(g) + (long) splits(g, maxBatch) * g.domain().rows() * g.domain().cols();
+        }
+        // NN over the batch: the most slices × rows at any batch that splits, the most rows of each tile count.
+        long most = 0;
+        for (int tiles = 1; tiles * BM < maxBatch + BM; tiles++) {
+            int rows = Math.min(maxBatch, tiles * BM), s = splits(g, rows);
+            if (s == 1) break;
+            most = Math.max(most, (long) s * rows);
+        }
+        return counterFloats(g) + most * g.domain().cols();
     }
 
     /**
      * The split GEMM's tile counters at the head of its workspace: one per output tile at the most rows it
-     * splits at (TN and fixed-row GEMMs: all their rows; NN over the batch: 512), for tiles of at least 128×64,
-     * rounded up to 4 floats so that the slices stay 16-byte aligned.
+     * splits at (TN and fixed-row GEMMs: all their rows; NN over the batch: while it has at most FILL_BLOCKS / 2
+     * tiles, since fewer than two slices is no split), for tiles of at least 128×64, rounded up to 4 floats so
+     * that the slices stay 16-byte aligned.
      */
     private static int counterFloats(Kernel.Gemm g) {
-        int rows = g.transposeA() || !g.domain().batched() ? g.domain().rows() : FEW_ROWS;
-        return (ceil(rows, BM) * ceil(g.domain().cols(), BN) + 3) / 4 * 4;
+        int tiles = g.transposeA() || !g.domain().batched() ? ceil(g.domain().rows(), BM) * ceil(g.domain().cols(), BN) : FILL_BLOCKS / 2;
+        return (tiles + 3) / 4 * 4;
     }
 
     private static int rows(Shape s, int batch) { return s.batched() ? batch : s.rows(); }
@@ -897,8 +917,8 @@ public final class PtxRenderer {
             String row0 = bin("mul.lo.s32", special("%ctaid.y"), Integer.toString(tile.bm()));
             String kBegin = constI(0), kEnd = k, splits = constI(1);
             if (splitsK(g)) {
-                comment("split K: the same slice count as the host's PtxRenderer.splits, from the row count");
-                splits = splitsOf(g, rowsReg);
+                comment("split K: the grid's depth is the slice count (PtxRenderer.splits)");
+                splits = special("%nctaid.z");
                 String steps = bin("div.s32", bin("add.s32", bin("add.s32", k, Integer.toString(SLICE_K - 1)), bin("mul.lo.s32", bin("add.s32", splits, "-1"), Integer.toString(SLICE_K))),
                         bin("mul.lo.s32", splits, Integer.toString(SLICE_K)));
                 String chunk = bin("mul.lo.s32", steps, Integer.toString(SLICE_K));
@@ -906,17 +926,6 @@ public final class PtxRenderer {
                 kEnd = bin("min.s32", k, bin("add.s32", kBegin, chunk));
             }
             return new Frame(m, Integer.toString(g.domain().cols()), k, tid, row0, col0, kBegin, kEnd, splits, as, bs);
-        }
-
-        /** TN: min(16, max(1, rows / 512)); NN: 8 while rows <= 512, else 1. See {@link PtxRenderer#splits}. */
-        private String splitsOf(Kernel.Gemm g, String rows) {
-            if (g.transposeA()) {
-                return bin("min.s32", bin("max.s32", bin("div.s32", rows, Integer.toString(SPLIT_ROWS)), "1"), Integer.toString(MAX_SPLITS));
-            }
-            if (!g.domain().batched()) return constI(NN_SPLITS);   // fixed rows: splitsK admitted at most FEW_ROWS
-            String few = pred("le.s32", rows, Integer.toString(FEW_ROWS)), s = r();
-            op("selp.s32 " + s + ", " + NN_SPLITS + ", 1, " + few + ";");
-            return s;
         }
 
         /** Elements of the GEMM's output: M·N, M the row count for a batched output. */
@@ -1471,7 +1480,7 @@ public final class PtxRenderer {
                     }
                 }
                 if (i != upSteps - 1) continue;
-                comment("the up chunk through its epilogue into shared memory (TF32), for the down slices after the next barrier");
+                comment("the up chunk through its epilogue into shared memory" + (x3 ? "" : " (TF32)") + ", for the down slices after the next barrier");
                 String colInE = bin("add.s32", bin("shl.b32", chunk, log2(MLP_CHUNK)), upAccCol);
                 String lastRow = bin("add.s32", rows, "-1");
                 for (int ti = 0; ti < 2; ti++) for (int jn = 0; jn < 2; jn++) for (int half = 0; half < 2; half++) {

@@ -52,18 +52,13 @@ run)
   #    and CT step at 4,096 and 256, with per-kernel profiles; tf32 sampling.
   bench fp32_train4096 60 --batch 1048576,4096,256 --train-batch 4096 --profile
   bench fp32_train256 40 --batch 256 --train-batch 256 --profile
-  #    fp32 with each residual MLP block one kernel where the batch fills the GPU: the 1M sampler (the CT step at
-  #    4,096 and sampling at 4,096 keep three kernels a block: 32 fused 128-row blocks would leave 100 SMs idle).
-  CMC_CUDA_MLP=fused bench fused_fp32 50 --batch 1048576,4096 --train-batch 4096 --profile
   bench tf32 50 --set target.precision=tf32 --batch 1048576 --train-batch 4096 --profile
-  #    tf32 with each residual MLP block one kernel (LayerNorm, up, down; the hidden activation kept on chip): the
-  #    sampler's memory traffic from 56.6 to 11.5 KB a sample, checked so far only by ptxas and the simulator.
+  #    Each residual MLP block one kernel (LayerNorm, up, down; the hidden activation kept on chip) where the batch
+  #    fills the GPU: the 1M sampler, its memory traffic from 56.6 to 11.5 kB a sample (a CT step at 4,096 keeps
+  #    three kernels a block: 32 fused 128-row blocks would leave 100 SMs idle). Checked so far only by ptxas and
+  #    the simulator; the likeliest path to the tf32 sampling target.
   CMC_CUDA_MLP=fused bench fused_tf32 40 --set target.precision=tf32 --batch 1048576 --train-batch 4096 --profile
-  #    The same on Hopper's wgmma (sm_90a; NN GEMMs of 128+ columns as two warpgroups of m64n128k8): the path
-  #    most likely to reach the tf32 target, checked so far only by ptxas and the simulator.
-  CMC_CUDA_TILES=wgmma bench wgmma 50 --batch 1048576,4096 --train-batch 4096 --profile
-  CMC_CUDA_TILES=wgmma bench wgmma_tf32 40 --set target.precision=tf32 --batch 1048576 --train-batch 4096 --profile
-  CMC_CUDA_TILES=wgmma CMC_CUDA_MLP=fused bench wgmma_fused_tf32 40 --set target.precision=tf32 --batch 1048576 --train-batch 4096 --profile
+  CMC_CUDA_MLP=fused bench fused_fp32 40 --batch 1048576 --train-batch 4096 --profile
   # 2. PyTorch on the same card in the same run: its figures for the same comparisons.
   if [[ -f .gpu/torch_cm_bench.py ]] && fits torch 150; then
     OUT="$out" timeout 150 python3 .gpu/gpu_torch_peer.py > "$out/torch.txt" 2>&1 || echo "torch peer failed (see torch.txt)"
@@ -71,7 +66,9 @@ run)
   fi
   # 3. Parity on the GPU: every kernel against float64 (fp32, tf32, 3xTF32, bf16, wide tiles), each GEMM tiling and
   #    split-K case alone (GemmKernelTest, on the card beside the simulator), 200 steps against the jvm curve. Then
-  #    the wgmma rows in a JVM of their own: a kernel fault there would leave the CUDA context unusable for the rest.
+  #    the fused MLP blocks (MlpKernelTest: samplers against float64 and against the card's unfused kernels, a CT
+  #    step with fused target blocks against the unfused step) and the wgmma rows, each in a JVM of its own: a
+  #    kernel fault would leave the CUDA context unusable for every test after it.
   junit() {  # name, limit, then ConsoleLauncher selectors
     local name=$1 limit=$2; shift 2
     fits "$name" "$limit" || return 0
@@ -87,14 +84,14 @@ run)
       --select-method "$gemm#wideTileGemmAgreesWithFloat64(dev.cmc.render.PtxRenderer\$Matmul,boolean,int,int,int)" \
       --select-method "$gemm#fixedRowGemmWithLongKSplitsK(dev.cmc.render.PtxRenderer\$Matmul,int,int)" \
       --select-method "$gemm#splitGemmsOfOneProgramKeepTheirOwnCounters"
+  junit parity_fused 90 --select-class dev.cmc.runtime.MlpKernelTest
+  #    Hopper's wgmma (sm_90a; NN GEMMs of 128+ columns as two warpgroups of m64n128k8), timed, then its parity.
+  CMC_CUDA_TILES=wgmma bench wgmma 50 --batch 1048576,4096 --train-batch 4096 --profile
+  CMC_CUDA_TILES=wgmma bench wgmma_tf32 40 --set target.precision=tf32 --batch 1048576 --train-batch 4096 --profile
+  CMC_CUDA_TILES=wgmma CMC_CUDA_MLP=fused bench wgmma_fused_tf32 40 --set target.precision=tf32 --batch 1048576 --train-batch 4096 --profile
   props=(-Dcmc.parity.wgmma=only)
   junit parity_wgmma 60 --select-class dev.cmc.runtime.ParityTest \
       --select-method "$gemm#wgmmaTileGemmAgreesWithFloat64(dev.cmc.render.PtxRenderer\$Matmul,boolean,int,int,int)"
-  #    The fused MLP blocks on the card (MlpKernelTest runs them there beside the simulator), and the seed shapes'
-  #    tf32 parity row with them, in a JVM of their own too.
-  props=(-Dcmc.parity.wgmma=none)
-  CMC_CUDA_MLP=fused junit parity_fused 60 --select-class dev.cmc.runtime.MlpKernelTest \
-      --select-method "dev.cmc.runtime.ParityTest#seedShapesMatchReference(dev.cmc.runtime.Backend)"
   # 4. The alternatives, as time allows: 128×128 tiles (2-stage pipeline; 3xTF32 in 8 warps of 64×32, tf32 in 4 of
   #    64×64) against the default 128×64,
   #    the GEMMs on the FMA units, the batch-256 graph captured on one stream, bf16.

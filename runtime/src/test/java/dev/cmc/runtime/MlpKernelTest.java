@@ -59,10 +59,15 @@ class MlpKernelTest {
         assertSame(odd, PtxRenderer.fuseMlps(odd, PtxRenderer.Matmul.TF32));
     }
 
-    /** The fused blocks and the same PTX unfused: in the simulator, and on an sm_90 GPU where there is one. */
+    /**
+     * The fused blocks and the same PTX unfused: in the simulator, and on each sm_90 GPU there is. As in ParityTest,
+     * -Dcmc.parity.backends=cuda: keeps the GPUs alone (a GPU session's minutes are few).
+     */
     private static List<Backend[]> fusedAndUnfused(PtxRenderer.Matmul matmul) {
         var out = new ArrayList<Backend[]>();
-        out.add(new Backend[]{new SimulatedCudaBackend(matmul).withFusedMlp(), new SimulatedCudaBackend(matmul)});
+        if (!System.getProperty("cmc.parity.backends", "").strip().equals("cuda:")) {
+            out.add(new Backend[]{new SimulatedCudaBackend(matmul).withFusedMlp(), new SimulatedCudaBackend(matmul)});
+        }
         for (var d : CudaDevices.list()) {
             if (d.major() != 9) continue;
             out.add(new Backend[]{new CudaBackend(d.index()).withMatmul(matmul).withFusedMlp(true), new CudaBackend(d.index()).withMatmul(matmul).withFusedMlp(false)});

@@ -47,7 +47,10 @@ public final class SimulatedCudaBackend implements Backend {
     public String name() { return "cuda-simulated"; }
 
     @Override
-    public String deviceName() { return "PTX simulator (" + matmul.description + (fusedMlp ? ", fused MLP blocks" : "") + ")"; }
+    public String deviceName() {
+        return "PTX simulator (" + matmul.description + (tiling == PtxRenderer.Tiling.NARROW ? "" : ", " + tiling.name().toLowerCase() + " tiles")
+                + (fusedMlp ? ", fused MLP blocks" : "") + ")";
+    }
 
     @Override
     public Map<String, String> render(Program program, String header) {

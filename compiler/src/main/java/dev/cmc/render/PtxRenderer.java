@@ -139,7 +139,8 @@ public final class PtxRenderer {
     public static boolean fits(Kernel.Mlp m, Matmul matmul) {
         int h = m.down().domain().cols(), e = m.up().domain().cols();
         return (matmul == Matmul.TF32 || matmul == Matmul.TF32X3) && (h == 128 || h == 256) && e % MLP_CHUNK == 0 && m.norm().domain().cols() == h
-                && m.up().k() == h && m.down().k() == e && m.up().b().offset() % 4 == 0 && m.down().b().offset() % 4 == 0;
+                && m.up().k() == h && m.down().k() == e && !m.up().b().shape().batched() && !m.down().b().shape().batched()
+                && m.up().b().offset() % 4 == 0 && m.down().b().offset() % 4 == 0;
     }
 
     /**

@@ -127,12 +127,12 @@ public final class CudaBackend implements Backend {
 
     @Override
     public Program prepare(Program program, int maxBatch) {
-        if (maxBatch < fusedMlpRows()) return program;
-        if (device.major() < 9) {
+        // Said whatever the batch, so that a setting this GPU cannot run fails at once, not at the first large batch.
+        if (mlpFusion != MlpFusion.SPLIT && device.major() < 9) {
             throw new dev.cmc.runtime.SettingException("CMC_CUDA_MLP=fused needs an sm_90 GPU (H100, H200) for its 200 KB of shared memory; "
                     + device.name() + " is compute capability " + device.major() + "." + device.minor() + ": use split");
         }
-        return PtxRenderer.fuseMlps(program, matmul);
+        return maxBatch < fusedMlpRows() ? program : PtxRenderer.fuseMlps(program, matmul);
     }
 
     @Override

@@ -78,7 +78,7 @@ public final class PtxRenderer {
 
     /**
      * A launch: grid dimensions, threads per block ({@link #BLOCK}, or a GEMM tile's {@link Tile#threads}) and
-     * bytes of dynamic shared memory (the wgmma GEMMs' pipeline; 0 for every other kernel).
+     * bytes of dynamic shared memory (the wgmma GEMMs' pipeline, a fused MLP block's tiles; 0 for every other kernel).
      */
     public record Launch(int gridX, int gridY, int gridZ, int block, int sharedBytes) {
         Launch(int gridX, int gridY, int gridZ) { this(gridX, gridY, gridZ, BLOCK, 0); }
@@ -190,11 +190,11 @@ public final class PtxRenderer {
         if (g.transposeA()) return Math.min(MAX_SPLITS, Math.max(1, batch / SPLIT_ROWS));
         if (!splitsK(g)) return 1;
         if (!g.domain().batched()) return NN_SPLITS;
-        return Math.min(NN_SPLITS, Math.max(1, FILL_BLOCKS / nnTiles(g, batch)));
+        return Math.min(NN_SPLITS, Math.max(1, FILL_BLOCKS / tiles(g, batch)));
     }
 
-    /** 128×64 tiles of an NN GEMM's output at this batch. */
-    private static int nnTiles(Kernel.Gemm g, int batch) {
+    /** 128×64 tiles of a GEMM's output at this batch (a fixed-row output's at any). */
+    private static int tiles(Kernel.Gemm g, int batch) {
         return ceil(rows(g.domain(), batch), BM) * ceil(g.domain().cols(), BN);
     }
 
@@ -234,7 +234,7 @@ public final class PtxRenderer {
      * that the slices stay 16-byte aligned.
      */
     private static int counterFloats(Kernel.Gemm g) {
-        int tiles = g.transposeA() || !g.domain().batched() ? ceil(g.domain().rows(), BM) * ceil(g.domain().cols(), BN) : FILL_BLOCKS / 2;
+        int tiles = g.domain().batched() ? FILL_BLOCKS / 2 : tiles(g, 0);
         return (tiles + 3) / 4 * 4;
     }
 
@@ -677,14 +677,13 @@ public final class PtxRenderer {
             comment("mean and variance of the row, lanes striding its columns");
             String sum = accumulator();
             loop(lane, end, 32, c -> addInto(sum, expr(nk.x(), new Ctx(d, row, c, null, new HashMap<>()))));
-            String mean = bin("div.rn.f32", warpSum(sum), imm(n));
+            String mean = warpMean(sum, n);
             String sq = accumulator();
             loop(lane, end, 32, c -> {
                 String t = bin("sub.f32", expr(nk.x(), new Ctx(d, row, c, null, new HashMap<>())), mean);
                 op("fma.rn.f32 " + sq + ", " + t + ", " + t + ", " + sq + ";");
             });
-            String var = bin("div.rn.f32", warpSum(sq), imm(n));
-            String rstd = bin("div.rn.f32", imm(1), sqrt(bin("add.f32", var, imm(Op.NORM_EPS))));
+            String rstd = rstd(warpMean(sq, n));
             String mg = null, mgx = null;
             if (nk.grad() != null) {
                 comment("the gradient's row means: mean(g) and mean(g * xhat)");
@@ -696,8 +695,8 @@ public final class PtxRenderer {
                     addInto(sg, g);
                     op("fma.rn.f32 " + sgx + ", " + g + ", " + xh + ", " + sgx + ";");
                 });
-                mg = bin("div.rn.f32", warpSum(sg), imm(n));
-                mgx = bin("div.rn.f32", warpSum(sgx), imm(n));
+                mg = warpMean(sg, n);
+                mgx = warpMean(sgx, n);
             }
             final String mgF = mg, mgxF = mgx;
             comment("normalised values through the epilogue");
@@ -708,6 +707,16 @@ public final class PtxRenderer {
                         : bin("mul.f32", bin("sub.f32", bin("sub.f32", expr(nk.grad(), ctx), mgF), bin("mul.f32", xh, mgxF)), rstd);
                 lets(nk.epilogue(), new Ctx(d, row, c, acc, new HashMap<>()));
             });
+        }
+
+        /** The mean over a row of n columns, from each lane's partial sum. */
+        private String warpMean(String partial, int n) {
+            return bin("div.rn.f32", warpSum(partial), imm(n));
+        }
+
+        /** 1/√(variance + ε): a LayerNorm's reciprocal standard deviation. */
+        private String rstd(String variance) {
+            return bin("div.rn.f32", imm(1), sqrt(bin("add.f32", variance, imm(Op.NORM_EPS))));
         }
 
         private String sqrt(String x) {
@@ -1040,10 +1049,7 @@ public final class PtxRenderer {
         /** One accumulator through the fused epilogue, if (row, col) lies inside the output. */
         private void emit(Kernel.Gemm g, String m, String n, Out o) {
             String skip = newLabel("out");
-            String out = p();
-            op("setp.ge.s32 " + out + ", " + o.row() + ", " + m + ";");
-            op("setp.ge.or.s32 " + out + ", " + o.col() + ", " + n + ", " + out + ";");
-            op("@" + out + " bra " + skip + ";");
+            op("@" + outside(o.row(), o.col(), m, n) + " bra " + skip + ";");
             lets(g.epilogue(), new Ctx(g.domain(), o.row(), o.col(), o.acc(), new HashMap<>()));
             label(skip);
         }
@@ -1069,7 +1075,7 @@ public final class PtxRenderer {
             String sliceBase = bin("add.s32", first, bin("mul.lo.s32", special("%ctaid.z"), size));
             for (Out o : outs) {
                 String skip = newLabel("out");
-                op("@" + outside(o, t) + " bra " + skip + ";");
+                op("@" + outside(o.row(), o.col(), t.m(), t.n()) + " bra " + skip + ";");
                 storeGlobal(WORKSPACE, mad(o.row(), t.n(), bin("add.s32", sliceBase, o.col())), o.acc());
                 label(skip);
             }
@@ -1098,7 +1104,7 @@ public final class PtxRenderer {
             String row = bin("add.s32", t.row0(), bin("shr.u32", e, log2(tile.bn())));
             String col = bin("add.s32", t.col0(), bin("and.b32", e, Integer.toString(tile.bn() - 1)));
             String next = newLabel("element");
-            op("@" + outside(new Out(row, col, null), t) + " bra " + next + ";");
+            op("@" + outside(row, col, t.m(), t.n()) + " bra " + next + ";");
             String sum = constF(0), z = constI(0), idx = bin("add.s32", first, mad(row, t.n(), col));
             String slices = newLabel("slices"), summed = newLabel("slices_end");
             label(slices);
@@ -1117,11 +1123,11 @@ public final class PtxRenderer {
             label(done);
         }
 
-        /** Whether an accumulator's element lies outside the output. */
-        private String outside(Out o, Frame t) {
+        /** Whether element (row, col) lies outside an m×n output. */
+        private String outside(String row, String col, String m, String n) {
             String x = p();
-            op("setp.ge.s32 " + x + ", " + o.row() + ", " + t.m() + ";");
-            op("setp.ge.or.s32 " + x + ", " + o.col() + ", " + t.n() + ", " + x + ";");
+            op("setp.ge.s32 " + x + ", " + row + ", " + m + ";");
+            op("setp.ge.or.s32 " + x + ", " + col + ", " + n + ", " + x + ";");
             return x;
         }
 
@@ -1214,11 +1220,7 @@ public final class PtxRenderer {
                     for (int i = 0; i < WARP_M_TILES; i++) {
                         String[][] af = tf32(aWords(aRead, nn, ks, i));
                         for (int j = 0; j < wn; j++) {
-                            if (x3) {
-                                mma(acc[i][j], af[1], bf[j][0]);
-                                mma(acc[i][j], af[0], bf[j][1]);
-                            }
-                            mma(acc[i][j], af[0], bf[j][0]);
+                            mmas(acc[i][j], af, bf[j]);
                         }
                     }
                 }
@@ -1409,12 +1411,12 @@ public final class PtxRenderer {
                     v[q] = expr(norm.x(), new Ctx(norm.domain(), row, col[q], null, new HashMap<>()));
                     addInto(sum, v[q]);
                 }
-                String mean = bin("div.rn.f32", warpSum(sum), imm(h)), sq = accumulator();
+                String mean = warpMean(sum, h), sq = accumulator();
                 for (int q = 0; q < perLane; q++) {
                     String t = bin("sub.f32", v[q], mean);
                     op("fma.rn.f32 " + sq + ", " + t + ", " + t + ", " + sq + ";");
                 }
-                String rstd = bin("div.rn.f32", imm(1), sqrt(bin("add.f32", bin("div.rn.f32", warpSum(sq), imm(h)), imm(Op.NORM_EPS))));
+                String rstd = rstd(warpMean(sq, h));
                 for (int q = 0; q < perLane; q++) {
                     int at = 4 * 32 * q;
                     String xh = bin("mul.f32", bin("sub.f32", v[q], mean), rstd);
@@ -1725,11 +1727,8 @@ public final class PtxRenderer {
         private String[][] tf32(String[] words) {
             String[] hi = new String[words.length], lo = new String[words.length];
             for (int e = 0; e < words.length; e++) {
-                hi[e] = r();
-                op("cvt.rna.tf32.f32 " + hi[e] + ", " + words[e] + ";");
-                if (matmul != Matmul.TF32X3) continue;
-                lo[e] = r();
-                op("cvt.rna.tf32.f32 " + lo[e] + ", " + bin("sub.f32", words[e], hi[e]) + ";");
+                hi[e] = roundTf32(words[e]);
+                if (matmul == Matmul.TF32X3) lo[e] = roundTf32(bin("sub.f32", words[e], hi[e]));
             }
             return matmul == Matmul.TF32X3 ? new String[][]{hi, lo} : new String[][]{hi};
         }

@@ -176,21 +176,29 @@ class ParityTest {
         float[] params = withLayerNorms(c.layout(), c.layout().initialize(3), 3);
         var rng = new SplittableRandom(11);
         float[] x = random(rng, batch * dim, 2.0);
-        try (Executable exe = backend.load(c.program(), 8)) {
+        assertClose(referenceDenoise(c, params, x, sigma, batch), denoise(backend, c.program(), 8, params, x, sigma, batch), tolerance(backend), "f(x, sigma)");
+    }
+
+    /** out = f(x, σ) from a denoiser or sampler program, loaded for maxBatch rows and run at batch. */
+    static float[] denoise(Backend backend, dev.cmc.kernel.Program p, int maxBatch, float[] params, float[] x, float[] sigma, int batch) {
+        try (Executable exe = backend.load(p, maxBatch)) {
             exe.write("params", params, params.length);
             exe.write("x", x, x.length);
             exe.write("sigma", sigma, sigma.length);
             exe.run(batch);
-            float[] out = new float[batch * dim];
+            float[] out = new float[x.length];
             exe.read("out", out, out.length);
-
-            var values = new HashMap<String, double[]>();
-            values.put("x", toDouble(x));
-            values.put("sigma", toDouble(sigma));
-            putParams(values, c.layout(), params, "");
-            var ref = Reference.run(List.of(c.outputs().get("out")), batch, values).get(c.outputs().get("out"));
-            assertClose(ref.data(), out, tolerance(backend), "f(x, sigma)");
+            return out;
         }
+    }
+
+    /** The same f(x, σ) by the float64 reference interpreter. */
+    static double[] referenceDenoise(Compiler.Compiled c, float[] params, float[] x, float[] sigma, int batch) {
+        var values = new HashMap<String, double[]>();
+        values.put("x", toDouble(x));
+        values.put("sigma", toDouble(sigma));
+        putParams(values, c.layout(), params, "");
+        return Reference.run(List.of(c.outputs().get("out")), batch, values).get(c.outputs().get("out")).data();
     }
 
     @ParameterizedTest

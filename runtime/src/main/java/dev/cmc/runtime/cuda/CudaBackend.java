@@ -83,12 +83,15 @@ public final class CudaBackend implements Backend {
         return this;
     }
 
+    /** A setting this GPU cannot run, and what to use instead. */
+    private dev.cmc.runtime.SettingException needsSm90(String setting, String why, String instead) {
+        return new dev.cmc.runtime.SettingException(setting + " needs an sm_90 GPU (H100, H200)" + why + "; " + device.name()
+                + " is compute capability " + device.major() + "." + device.minor() + ": use " + instead);
+    }
+
     /** The tiling this device can run: wgmma's needs sm_90 (Hopper), and asking for it elsewhere is an error. */
     private PtxRenderer.Tiling tiling() {
-        if (tiling == PtxRenderer.Tiling.WGMMA && !device.arch().equals("sm_90")) {
-            throw new dev.cmc.runtime.SettingException("CMC_CUDA_TILES=wgmma needs an sm_90 GPU (H100, H200); " + device.name()
-                    + " is compute capability " + device.major() + "." + device.minor() + ": use narrow or wide");
-        }
+        if (tiling == PtxRenderer.Tiling.WGMMA && !device.arch().equals("sm_90")) throw needsSm90("CMC_CUDA_TILES=wgmma", "", "narrow or wide");
         return tiling;
     }
 
@@ -128,10 +131,7 @@ public final class CudaBackend implements Backend {
     @Override
     public Program prepare(Program program, int maxBatch) {
         // Said whatever the batch, so that a setting this GPU cannot run fails at once, not at the first large batch.
-        if (mlpFusion != MlpFusion.SPLIT && device.major() < 9) {
-            throw new dev.cmc.runtime.SettingException("CMC_CUDA_MLP=fused needs an sm_90 GPU (H100, H200) for its 200 KB of shared memory; "
-                    + device.name() + " is compute capability " + device.major() + "." + device.minor() + ": use split");
-        }
+        if (mlpFusion != MlpFusion.SPLIT && !device.arch().equals("sm_90")) throw needsSm90("CMC_CUDA_MLP=fused", " for its 200 KB of shared memory", "split");
         return maxBatch < fusedMlpRows() ? program : PtxRenderer.fuseMlps(program, matmul);
     }
 

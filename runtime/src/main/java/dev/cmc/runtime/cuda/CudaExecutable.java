@@ -71,7 +71,7 @@ public final class CudaExecutable implements Executable {
         for (int k = 0; k < functions.length; k++) {
             functions[k] = function(PtxRenderer.kernelName(program, k), out);
             Kernel kernel = program.kernels().get(k);
-            // Dynamic shared memory past 48 KB (the wgmma GEMMs' pipeline) must be allowed per function first.
+            // Dynamic shared memory past 48 KB (the wgmma GEMMs' pipeline, a fused MLP block) must be allowed per function first.
             int shared = PtxRenderer.launch(kernel, maxBatch, matmul, tiling).sharedBytes();
             if (shared > 48 * 1024) {
                 Cu.status(Cu.cuFuncSetAttribute, "cuFuncSetAttribute(" + kernel.name() + ", max dynamic shared memory " + shared + " bytes)",

@@ -111,6 +111,46 @@ class GemmKernelTest {
         }
     }
 
+    /**
+     * Every slice count the host can launch for an NN GEMM, not only the 8 that small batches get: the kernels
+     * read the count from the grid's depth, so 2 to 7 slices (4,096 rows get 4, 8,192 get 2) run the same code
+     * with other chunk sizes, K = 1,030 leaving the last slice short. Launched directly in the simulator with that
+     * grid depth, since the batches that pick them are too large to simulate; each run twice, so that a tile
+     * counter left set shows.
+     */
+    @ParameterizedTest(name = "{0} with {1} slices")
+    @CsvSource({"FMA, 3", "FMA, 7", "TF32X3, 2", "TF32X3, 5"})
+    void everySliceCountTheHostLaunchesSumsItsSlices(PtxRenderer.Matmul matmul, int slices) {
+        int batch = 130, k = 1030, n = 72;
+        Buf a = Buf.whole("a", Shape.batch(k)), b = Buf.whole("b", Shape.fixed(k, n)), out = Buf.whole("out", Shape.batch(n));
+        var plusOne = new Expr.Binary(dev.cmc.ir.Op.ADD, new Expr.Acc(), new Expr.Const(1));
+        var gemm = new Kernel.Gemm("k_mm", false, a, b, k, out.shape(), List.of(new Expr.Let(0, plusOne, out)));
+        var program = new Program("gemm", List.of(new Program.Array("a", Program.Role.INPUT, a.shape(), null),
+                new Program.Array("b", Program.Role.PARAMS, b.shape(), null), new Program.Array("out", Program.Role.OUTPUT, out.shape(), null)), List.of(gemm));
+        assertTrue(PtxRenderer.splitsK(gemm), "this case is meant to split K");
+        var rng = new SplittableRandom(11);
+        float[] av = random(rng, batch * k), bv = random(rng, k * n), got = new float[batch * n];
+        // The workspace sized for this batch holds 8 slices, so it holds fewer too.
+        float[][] buffers = {av, bv, got, new float[(int) PtxRenderer.workspaceFloats(gemm, batch)]};
+        List<String> args = dev.cmc.render.Indexing.arguments(gemm);
+        int[] params = new int[args.size() + 1];
+        for (int i = 0; i < args.size(); i++) params[i] = List.of("a", "b", "out").indexOf(args.get(i));
+        params[args.size()] = 3;
+        var sim = new PtxSimulator(PtxRenderer.render(program, "slices", "sm_90", matmul));
+        var l = PtxRenderer.launch(gemm, batch, matmul, PtxRenderer.Tiling.NARROW);
+        for (int run = 0; run < 2; run++) {
+            java.util.Arrays.fill(got, Float.NaN);
+            sim.launch(PtxRenderer.kernelName(program, 0), l.gridX(), l.gridY(), slices, l.block(), l.sharedBytes(), buffers, params, batch);
+            for (int r = 0; r < batch; r++) {
+                for (int c = 0; c < n; c++) {
+                    double ref = 1;
+                    for (int p = 0; p < k; p++) ref += (double) av[r * k + p] * bv[p * n + c];
+                    assertEquals(ref, got[r * n + c], 1e-5 * k, "out(" + r + ", " + c + "), run " + (run + 1) + " of " + slices + " slices");
+                }
+            }
+        }
+    }
+
     private static float[] random(SplittableRandom rng, int count) {
         float[] v = new float[count];
         for (int i = 0; i < v.length; i++) v[i] = (float) (rng.nextDouble() * 2 - 1);

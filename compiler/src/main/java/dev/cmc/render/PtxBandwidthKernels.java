@@ -1,0 +1,271 @@
+package dev.cmc.render;
+
+import dev.cmc.ir.Shape;
+import dev.cmc.kernel.*;
+
+import java.util.HashMap;
+
+import static dev.cmc.render.PtxRenderer.*;
+
+/**
+ * The kernels bound by memory bandwidth, each shaped so that its loads are coalesced:
+ * <ul>
+ *   <li>Elementwise kernels, transposes and the Adam + EMA pass: one thread per element.</li>
+ *   <li>Row normalisations and row sums: one warp per row, lanes striding the columns, sums by butterfly
+ *       shuffles; the epilogue (LayerNorm's affine, a residual, a loss term) runs in the same pass.</li>
+ *   <li>Batch reductions: 32 columns × 8 row slices per block, slices summed in order through shared memory.</li>
+ *   <li>A segment sum (the σ embedding's gradient, group by group): one thread per output element, its
+ *       group's rows in order.</li>
+ * </ul>
+ */
+final class PtxBandwidthKernels extends PtxFunction {
+    /** Rows per trip of a batch reduction's loop. */
+    private static final int UNROLL = 8;
+
+    PtxBandwidthKernels(Program program, int index) {
+        super(program, index);
+    }
+
+    @Override
+    int threads() { return BLOCK; }
+
+    @Override
+    void body() {
+        switch (kernel) {
+            case Kernel.Elementwise e -> elementwise(e);
+            case Kernel.Normalize n -> normalize(n);
+            case Kernel.ReduceCols rc -> reduceCols(rc);
+            case Kernel.ReduceBatch rb -> reduceBatch(rb);
+            case Kernel.SegmentSum ss -> segmentSum(ss);
+            case Kernel.Transpose t -> transpose(t);
+            case Kernel.SumSquares s -> sumSquares(s);
+            case Kernel.AdamEma a -> adamEma(a);
+            case Kernel.Gemm g -> throw new IllegalArgumentException(g.name() + " is a GEMM: PtxGemm writes it");
+            case Kernel.Mlp m -> throw new IllegalArgumentException(m.name() + " is a fused MLP block: PtxMlp writes it");
+        }
+    }
+
+    private void elementwise(Kernel.Elementwise e) {
+        Shape d = e.domain();
+        String idx = mad(special("%ctaid.x"), Integer.toString(BLOCK), special("%tid.x"));
+        String total = bin("mul.lo.s32", domainRows(d), Integer.toString(d.cols()));
+        exitIf(pred("ge.s32", idx, total));
+        String row = bin("div.s32", idx, Integer.toString(d.cols())), col = bin("rem.s32", idx, Integer.toString(d.cols()));
+        lets(e.epilogue(), new Ctx(d, row, col, null, new HashMap<>()));
+    }
+
+    /** Warp w of the block owns row ctaid·8 + w; returns {row, lane}, having sent rows past the end away. */
+    private String[] warpRow(Shape d) {
+        String tid = special("%tid.x");
+        String lane = bin("and.b32", tid, "31"), warp = bin("shr.u32", tid, "5");
+        String row = mad(special("%ctaid.x"), Integer.toString(WARPS), warp);
+        exitIf(pred("ge.s32", row, domainRows(d)));
+        return new String[]{row, lane};
+    }
+
+    private void normalize(Kernel.Normalize nk) {
+        Shape d = nk.domain();
+        int n = d.cols();
+        String[] rl = warpRow(d);
+        String row = rl[0], lane = rl[1], end = Integer.toString(n);
+        comment("mean and variance of the row, lanes striding its columns");
+        String sum = accumulator();
+        loop(lane, end, 32, c -> addInto(sum, expr(nk.x(), new Ctx(d, row, c, null, new HashMap<>()))));
+        String mean = warpMean(sum, n);
+        String sq = accumulator();
+        loop(lane, end, 32, c -> {
+            String t = bin("sub.f32", expr(nk.x(), new Ctx(d, row, c, null, new HashMap<>())), mean);
+            op("fma.rn.f32 " + sq + ", " + t + ", " + t + ", " + sq + ";");
+        });
+        String rstd = rstd(warpMean(sq, n));
+        String mg = null, mgx = null;
+        if (nk.grad() != null) {
+            comment("the gradient's row means: mean(g) and mean(g * xhat)");
+            String sg = accumulator(), sgx = accumulator();
+            loop(lane, end, 32, c -> {
+                var ctx = new Ctx(d, row, c, null, new HashMap<>());
+                String xh = bin("mul.f32", bin("sub.f32", expr(nk.x(), ctx), mean), rstd);
+                String g = expr(nk.grad(), ctx);
+                addInto(sg, g);
+                op("fma.rn.f32 " + sgx + ", " + g + ", " + xh + ", " + sgx + ";");
+            });
+            mg = warpMean(sg, n);
+            mgx = warpMean(sgx, n);
+        }
+        final String mgF = mg, mgxF = mgx;
+        comment("normalised values through the epilogue");
+        loop(lane, end, 32, c -> {
+            var ctx = new Ctx(d, row, c, null, new HashMap<>());
+            String xh = bin("mul.f32", bin("sub.f32", expr(nk.x(), ctx), mean), rstd);
+            String acc = nk.grad() == null ? xh
+                    : bin("mul.f32", bin("sub.f32", bin("sub.f32", expr(nk.grad(), ctx), mgF), bin("mul.f32", xh, mgxF)), rstd);
+            lets(nk.epilogue(), new Ctx(d, row, c, acc, new HashMap<>()));
+        });
+    }
+
+    private void reduceCols(Kernel.ReduceCols rc) {
+        Shape d = rc.domain(), src = Shape.batch(rc.cols());
+        String[] rl = warpRow(d);
+        String row = rl[0], lane = rl[1];
+        String sum = accumulator();
+        loop(lane, Integer.toString(rc.cols()), 32, c -> addInto(sum, expr(rc.x(), new Ctx(src, row, c, null, new HashMap<>()))));
+        String total = warpSum(sum);
+        exitIf(pred("ne.s32", lane, "0"));
+        lets(rc.epilogue(), new Ctx(d, row, constI(0), total, new HashMap<>()));
+    }
+
+    private void reduceBatch(Kernel.ReduceBatch rb) {
+        int n = rb.domain().cols();
+        Shape src = Shape.batch(n);
+        String tid = special("%tid.x");
+        String lane = bin("and.b32", tid, "31"), slice = bin("shr.u32", tid, "5");
+        String col = mad(special("%ctaid.x"), "32", lane);
+        String inRange = pred("lt.s32", col, Integer.toString(n));
+        String[] sums = new String[UNROLL];
+        for (int u = 0; u < UNROLL; u++) sums[u] = accumulator();
+        String skip = newLabel("skip");
+        op("@!" + inRange + " bra " + skip + ";");
+        comment("slice s sums rows s, s+8, s+16, ...: " + UNROLL + " rows a trip, each into its own sum, so that "
+                + UNROLL + " loads are in flight rather than one");
+        String r0 = r();
+        op("mov.u32 " + r0 + ", " + slice + ";");
+        String top = newLabel("rows"), tail = newLabel("rows_tail"), end = newLabel("rows_end");
+        label(top);
+        op("@" + pred("ge.s32", bin("add.s32", r0, Integer.toString((UNROLL - 1) * WARPS)), rowsReg) + " bra " + tail + ";");
+        String[] values = new String[UNROLL];
+        for (int u = 0; u < UNROLL; u++) values[u] = expr(rb.x(), new Ctx(src, bin("add.s32", r0, Integer.toString(u * WARPS)), col, null, new HashMap<>()));
+        for (int u = 0; u < UNROLL; u++) addInto(sums[u], values[u]);
+        op("add.s32 " + r0 + ", " + r0 + ", " + UNROLL * WARPS + ";");
+        op("bra " + top + ";");
+        label(tail);
+        op("@" + pred("ge.s32", r0, rowsReg) + " bra " + end + ";");
+        addInto(sums[0], expr(rb.x(), new Ctx(src, r0, col, null, new HashMap<>())));
+        op("add.s32 " + r0 + ", " + r0 + ", " + WARPS + ";");
+        op("bra " + tail + ";");
+        label(end);
+        for (int width = UNROLL / 2; width >= 1; width /= 2) {
+            for (int u = 0; u < width; u++) addInto(sums[u], sums[u + width]);
+        }
+        String sum = sums[0];
+        label(skip);
+        String slot = publish(tid, sum);
+        exitIf(pred("ne.s32", slice, "0"));
+        exitIf(pred("ge.s32", col, Integer.toString(n)));
+        comment("the slices in order, so that every run sums alike");
+        String acc = constF(0);
+        for (int s = 0; s < WARPS; s++) {
+            String v = f();
+            op("ld.shared.f32 " + v + ", [" + slot + "+" + (4 * 32 * s) + "];");
+            addInto(acc, v);
+        }
+        if (rb.mean()) {
+            String rowsF = f();
+            op("cvt.rn.f32.s32 " + rowsF + ", " + rowsReg + ";");
+            acc = bin("div.rn.f32", acc, rowsF);
+        }
+        lets(rb.epilogue(), new Ctx(rb.domain(), constI(0), col, acc, new HashMap<>()));
+    }
+
+    /**
+     * One thread per element (k, c) of the [K,n] result, consecutive threads on consecutive columns so that
+     * each row of x is read coalesced; the group's rows summed in order, as every backend does.
+     */
+    private void segmentSum(Kernel.SegmentSum ss) {
+        Shape d = ss.domain(), src = Shape.batch(d.cols());
+        String idx = mad(special("%ctaid.x"), Integer.toString(BLOCK), special("%tid.x"));
+        exitIf(pred("ge.s32", idx, Integer.toString(d.rows() * d.cols())));
+        String k = bin("div.s32", idx, Integer.toString(d.cols())), col = bin("rem.s32", idx, Integer.toString(d.cols()));
+        String zero = constI(0);
+        String from = toInt(loadGlobal(ss.starts().array(), index(ss.starts(), d, k, zero)));
+        String to = toInt(loadGlobal(ss.starts().array(), index(ss.starts(), d, bin("add.s32", k, "1"), zero)));
+        String sum = accumulator();
+        loop(from, to, 1, j -> {
+            String row = toInt(loadGlobal(ss.order().array(), index(ss.order(), src, j, zero)));
+            addInto(sum, expr(ss.x(), new Ctx(src, row, col, null, new HashMap<>())));
+        });
+        lets(ss.epilogue(), new Ctx(d, k, col, sum, new HashMap<>()));
+    }
+
+    /** Declares the block's shared "part" array, stores each thread's partial sum at its slot, waits for all. */
+    private String publish(String tid, String partial) {
+        shared.append("    .shared .align 4 .f32 part[").append(BLOCK).append("];\n");
+        String slot = sharedSlot(symbol("part"), tid);
+        op("st.shared.f32 [" + slot + "], " + partial + ";");
+        op("bar.sync 0;");
+        return slot;
+    }
+
+    private void transpose(Kernel.Transpose t) {
+        int rows = t.src().shape().rows(), cols = t.src().shape().cols();
+        String idx = mad(special("%ctaid.x"), Integer.toString(BLOCK), special("%tid.x"));
+        exitIf(pred("ge.s32", idx, Integer.toString(rows * cols)));
+        String i = bin("div.s32", idx, Integer.toString(cols)), j = bin("rem.s32", idx, Integer.toString(cols));
+        String v = loadGlobal(t.src().array(), bin("add.s32", idx, Integer.toString(t.src().offset())));
+        String dst = bin("add.s32", mad(j, Integer.toString(rows), i), Integer.toString(t.dst().offset()));
+        storeGlobal(t.dst().array(), dst, v);
+    }
+
+    private void sumSquares(Kernel.SumSquares s) {
+        String tid = special("%tid.x");
+        String sum = accumulator();
+        loop(tid, Integer.toString(s.count()), BLOCK, i -> {
+            String v = loadGlobal(s.array(), i);
+            op("fma.rn.f32 " + sum + ", " + v + ", " + v + ", " + sum + ";");
+        });
+        String slot = publish(tid, sum);
+        comment("tree reduction in shared memory");
+        for (int stride = BLOCK / 2; stride >= 1; stride /= 2) {
+            String skip = newLabel("tree");
+            op("@" + pred("ge.u32", tid, Integer.toString(stride)) + " bra " + skip + ";");
+            String a = f(), b = f();
+            op("ld.shared.f32 " + a + ", [" + slot + "];");
+            op("ld.shared.f32 " + b + ", [" + slot + "+" + 4 * stride + "];");
+            op("add.f32 " + a + ", " + a + ", " + b + ";");
+            op("st.shared.f32 [" + slot + "], " + a + ";");
+            label(skip);
+            op("bar.sync 0;");
+        }
+        exitIf(pred("ne.s32", tid, "0"));
+        String total = f();
+        op("ld.shared.f32 " + total + ", [" + slot + "];");
+        storeGlobal(s.out().array(), Integer.toString(s.out().offset()), total);
+    }
+
+    private void adamEma(Kernel.AdamEma o) {
+        String i = mad(special("%ctaid.x"), Integer.toString(BLOCK), special("%tid.x"));
+        exitIf(pred("ge.s32", i, Integer.toString(o.count())));
+        String step = loadGlobal("scalars", Integer.toString(OptimizerScalars.STEP));
+        String denom = loadGlobal("scalars", Integer.toString(OptimizerScalars.DENOM));
+        String eps = loadGlobal("scalars", Integer.toString(OptimizerScalars.EPS));
+        String decay = loadGlobal("scalars", Integer.toString(OptimizerScalars.DECAY));
+        String mu = loadGlobal("scalars", Integer.toString(OptimizerScalars.TARGET_MU));
+        String emaDecay = loadGlobal("scalars", Integer.toString(OptimizerScalars.EMA_DECAY));
+        String gscale = loadGlobal("scalars", Integer.toString(OptimizerScalars.GRAD_SCALE));
+        if (o.gradClip() > 0) {
+            String norm = sqrt(bin("add.f32", loadGlobal("scalars", Integer.toString(OptimizerScalars.GRAD_NORM_SQ)), imm(1e-30)));
+            gscale = bin("mul.f32", gscale, bin("min.f32", imm(1), bin("div.rn.f32", imm(o.gradClip()), norm)));
+        }
+        String rectified = pred("ne.f32", loadGlobal("scalars", Integer.toString(OptimizerScalars.RECTIFY)), imm(0));
+        String g = bin("mul.f32", loadGlobal("grads", i), gscale);
+        String m = fma(imm(o.beta1()), loadGlobal("adam_m", i), bin("mul.f32", imm(1 - o.beta1()), g));
+        storeGlobal("adam_m", i, m);
+        String v = fma(imm(o.beta2()), loadGlobal("adam_v", i), bin("mul.f32", imm(1 - o.beta2()), bin("mul.f32", g, g)));
+        storeGlobal("adam_v", i, v);
+        String adam = bin("div.rn.f32", m, fma(sqrt(v), denom, eps)), update = f();
+        op("selp.f32 " + update + ", " + adam + ", " + m + ", " + rectified + ";");
+        String p0 = loadGlobal("params", i);
+        String pNew = bin("sub.f32", bin("sub.f32", p0, bin("mul.f32", step, update)), bin("mul.f32", decay, p0));
+        storeGlobal("params", i, pNew);
+        String oneMinusMu = bin("sub.f32", imm(1), mu), oneMinusEma = bin("sub.f32", imm(1), emaDecay);
+        storeGlobal("target", i, fma(mu, loadGlobal("target", i), bin("mul.f32", oneMinusMu, pNew)));
+        storeGlobal("ema", i, fma(emaDecay, loadGlobal("ema", i), bin("mul.f32", oneMinusEma, pNew)));
+    }
+
+    /** The shared-memory address of float slot idx of an array whose address is in base. */
+    private String sharedSlot(String base, String idx) {
+        String wide = rd(), a = rd();
+        op("mul.wide.u32 " + wide + ", " + idx + ", 4;");
+        op("add.s64 " + a + ", " + base + ", " + wide + ";");
+        return a;
+    }
+}

@@ -1,0 +1,356 @@
+package dev.cmc.render;
+
+import dev.cmc.ir.Op;
+import dev.cmc.ir.Shape;
+import dev.cmc.kernel.*;
+import dev.cmc.kernel.Expr.Let;
+
+import java.util.HashMap;
+import java.util.List;
+import java.util.Map;
+
+import static dev.cmc.render.PtxRenderer.*;
+
+/**
+ * One PTX kernel being written: its entry and parameters, virtual registers, labels and instructions, and the
+ * kernel IR's expressions and epilogues as PTX. The kernels themselves are written by its subclasses, one a
+ * family: {@link PtxBandwidthKernels}, {@link PtxGemm}, {@link PtxWgmmaGemm} and {@link PtxMlp}.
+ */
+abstract class PtxFunction {
+    final Program program;
+    final int index;
+    final Kernel kernel;
+    final StringBuilder body = new StringBuilder();
+    /** The kernel's .shared declarations, written before its registers. */
+    final StringBuilder shared = new StringBuilder();
+    private final Map<String, String> base = new HashMap<>();
+    private int f, r, rd, p, labels;
+    /** The runtime row count (the batch), loaded from the rows parameter. */
+    String rowsReg;
+
+    PtxFunction(Program program, int index) {
+        this.program = program;
+        this.index = index;
+        this.kernel = program.kernels().get(index);
+    }
+
+    /** The kernel's body, after its parameters are loaded; it ends at label DONE. */
+    abstract void body();
+
+    /** Threads per block of this kernel, as {@link PtxRenderer#launch} launches it. */
+    abstract int threads();
+
+    /** The most registers ptxas may give a thread (.maxnreg), or 0 to leave it to ptxas. */
+    int maxRegisters() { return 0; }
+
+    String render() {
+        List<String> args = Indexing.arguments(kernel);
+        if (splitsK(kernel)) {
+            args = new java.util.ArrayList<>(args);
+            args.add(WORKSPACE);
+        }
+        var head = new StringBuilder("// " + kernel.name() + "\n.visible .entry " + kernelName(program, index) + "(\n");
+        for (String a : args) head.append("    .param .u64 ").append(param(a)).append(",\n");
+        head.append("    .param .u32 rows\n)\n.maxntid ").append(threads()).append(", 1, 1\n");
+        if (maxRegisters() > 0) head.append(".maxnreg ").append(maxRegisters()).append('\n');
+        head.append("{\n");
+        for (String a : args) {
+            String raw = rd(), g = rd();
+            op("ld.param.u64 " + raw + ", [" + param(a) + "];");
+            op("cvta.to.global.u64 " + g + ", " + raw + ";");
+            base.put(a, g);
+        }
+        rowsReg = r();
+        op("ld.param.u32 " + rowsReg + ", [rows];");
+        body();
+        label("DONE");
+        op("ret;");
+        head.append(shared);
+        head.append("    .reg .pred %p<").append(p + 1).append(">;\n");
+        head.append("    .reg .f32 %f<").append(f + 1).append(">;\n");
+        head.append("    .reg .b32 %r<").append(r + 1).append(">;\n");
+        head.append("    .reg .b64 %rd<").append(rd + 1).append(">;\n\n");
+        return head.append(body).append("}\n").toString();
+    }
+
+    String f() { return "%f" + (++f); }
+    String r() { return "%r" + (++r); }
+    String rd() { return "%rd" + (++rd); }
+    String p() { return "%p" + (++p); }
+    String newLabel(String what) { return "L" + (++labels) + "_" + what; }
+    void op(String s) { body.append("    ").append(s).append('\n'); }
+    void label(String l) { body.append(l).append(":\n"); }
+    void comment(String s) { body.append("    // ").append(s).append('\n'); }
+
+    private static String param(String array) { return "p_" + Indexing.identifier(array); }
+
+    /** A float immediate, exactly: PTX's 0fXXXXXXXX. */
+    static String imm(double v) { return String.format("0f%08X", Float.floatToRawIntBits((float) v)); }
+
+    String constF(double v) {
+        String x = f();
+        op("mov.f32 " + x + ", " + imm(v) + ";");
+        return x;
+    }
+
+    String constI(int v) {
+        String x = r();
+        op("mov.u32 " + x + ", " + v + ";");
+        return x;
+    }
+
+    String special(String name) {
+        String x = r();
+        op("mov.u32 " + x + ", " + name + ";");
+        return x;
+    }
+
+    /** A two-operand instruction into a new register of the opcode's type (.f32, 64-bit, else 32-bit). */
+    String bin(String opcode, String a, String b) {
+        String x = opcode.endsWith(".f32") ? f() : opcode.endsWith("64") ? rd() : r();
+        op(opcode + " " + x + ", " + a + ", " + b + ";");
+        return x;
+    }
+
+    String fma(String a, String b, String c) {
+        String x = f();
+        op("fma.rn.f32 " + x + ", " + a + ", " + b + ", " + c + ";");
+        return x;
+    }
+
+    /** a*b + c on 32-bit integers. */
+    String mad(String a, String b, String c) {
+        String x = r();
+        op("mad.lo.s32 " + x + ", " + a + ", " + b + ", " + c + ";");
+        return x;
+    }
+
+    String pred(String cmp, String a, String b) {
+        String x = p();
+        op("setp." + cmp + " " + x + ", " + a + ", " + b + ";");
+        return x;
+    }
+
+    /** The global address of element idx (a 32-bit register or immediate) of an array. */
+    String address(String array, String idx) {
+        String wide = rd(), a = rd();
+        op("mul.wide.s32 " + wide + ", " + idx + ", 4;");
+        op("add.s64 " + a + ", " + base.get(array) + ", " + wide + ";");
+        return a;
+    }
+
+    String loadGlobal(String array, String idx) {
+        String x = f();
+        op("ld.global.f32 " + x + ", [" + address(array, idx) + "];");
+        return x;
+    }
+
+    void storeGlobal(String array, String idx, String value) {
+        op("st.global.f32 [" + address(array, idx) + "], " + value + ";");
+    }
+
+    /** The domain's row count: the runtime batch or a constant. */
+    String domainRows(Shape d) {
+        return d.batched() ? rowsReg : constI(d.rows());
+    }
+
+    /** Index of domain element (row, col) in b, broadcasting b's size-1 dimensions (as {@link Indexing#index}). */
+    String index(Buf b, Shape d, String row, String col) {
+        boolean rowBcast = b.shape().rows() == 1 && d.rows() != 1;
+        boolean colBcast = b.shape().cols() == 1 && d.cols() != 1;
+        String idx = constI(b.offset());
+        if (!rowBcast) idx = mad(row, Integer.toString(b.shape().cols()), idx);
+        if (!colBcast) idx = bin("add.s32", idx, col);
+        return idx;
+    }
+
+    record Ctx(Shape domain, String row, String col, String acc, Map<Integer, String> vars) {}
+
+    void lets(List<Let> lets, Ctx c) {
+        lets(lets, c, null, null);
+    }
+
+    /** The epilogue, its stores to array {@code onChip} handed to {@code keep} instead (a fused MLP's intermediates). */
+    void lets(List<Let> lets, Ctx c, String onChip, java.util.function.Consumer<String> keep) {
+        for (Let l : lets) {
+            String v = expr(l.value(), c);
+            c.vars().put(l.id(), v);
+            if (l.store() == null) continue;
+            if (l.store().array().equals(onChip)) keep.accept(v);
+            else storeGlobal(l.store().array(), index(l.store(), c.domain(), c.row(), c.col()), v);
+        }
+    }
+
+    String expr(Expr e, Ctx c) {
+        return switch (e) {
+            case Expr.Load l -> loadGlobal(l.buf().array(), index(l.buf(), c.domain(), c.row(), c.col()));
+            case Expr.Gather g -> {
+                String row = toInt(loadGlobal(g.index().array(), index(g.index(), c.domain(), c.row(), c.col())));
+                yield loadGlobal(g.table().array(), index(g.table(), c.domain(), row, c.col()));
+            }
+            case Expr.Const k -> constF(k.value());
+            case Expr.Acc a -> c.acc();
+            case Expr.Var v -> c.vars().get(v.id());
+            case Expr.Rows rows -> {
+                String x = f();
+                op("cvt.rn.f32.s32 " + x + ", " + rowsReg + ";");
+                yield x;
+            }
+            case Expr.Unary u -> unary(u.op(), expr(u.a(), c));
+            case Expr.Binary b -> {
+                String x = expr(b.a(), c), y = expr(b.b(), c);
+                yield switch (b.op()) {
+                    case ADD -> bin("add.f32", x, y);
+                    case SUB -> bin("sub.f32", x, y);
+                    case MUL -> bin("mul.f32", x, y);
+                    case DIV -> bin("div.rn.f32", x, y);
+                    default -> throw new IllegalStateException(b.op().toString());
+                };
+            }
+        };
+    }
+
+    private String unary(Op o, String x) {
+        return switch (o) {
+            case NEG -> { String y = f(); op("neg.f32 " + y + ", " + x + ";"); yield y; }
+            case SQRT -> { String y = f(); op("sqrt.rn.f32 " + y + ", " + x + ";"); yield y; }
+            case SQUARE -> bin("mul.f32", x, x);
+            case RELU -> bin("max.f32", x, imm(0));
+            case EXP -> exp(x);
+            case LOG -> { String t = f(); op("lg2.approx.f32 " + t + ", " + x + ";"); yield bin("mul.f32", t, imm(Math.log(2))); }
+            case SIN -> sinCos(x, "sin");
+            case COS -> sinCos(x, "cos");
+            case SILU -> bin("div.rn.f32", x, bin("add.f32", exp(neg(x)), imm(1)));
+            case DSILU -> {
+                String s = bin("div.rn.f32", imm(1), bin("add.f32", exp(neg(x)), imm(1)));
+                yield bin("mul.f32", s, fma(x, bin("sub.f32", imm(1), s), imm(1)));
+            }
+            case GELU -> {
+                String t = tanh(geluInner(x));
+                yield bin("mul.f32", bin("mul.f32", x, imm(0.5)), bin("add.f32", t, imm(1)));
+            }
+            case DGELU -> {
+                String t = tanh(geluInner(x));
+                String inner = bin("mul.f32", fma(bin("mul.f32", x, x), imm(3 * 0.044715), imm(1)), imm(Math.sqrt(2 / Math.PI)));
+                String left = bin("mul.f32", bin("add.f32", t, imm(1)), imm(0.5));
+                String right = bin("mul.f32", bin("mul.f32", bin("mul.f32", x, imm(0.5)), bin("sub.f32", imm(1), bin("mul.f32", t, t))), inner);
+                yield bin("add.f32", left, right);
+            }
+            case STEP -> {
+                String q = pred("gt.f32", x, imm(0)), y = f();
+                op("selp.f32 " + y + ", " + imm(1) + ", " + imm(0) + ", " + q + ";");
+                yield y;
+            }
+            default -> throw new IllegalStateException(o + " is not unary");
+        };
+    }
+
+    private String neg(String x) {
+        String y = f();
+        op("neg.f32 " + y + ", " + x + ";");
+        return y;
+    }
+
+    /** e^x = 2^(x·log2 e) on the SFU; inputs below −87 flush to 0, as in the other backends. */
+    private String exp(String x) {
+        String t = bin("mul.f32", bin("max.f32", x, imm(-87)), imm(1 / Math.log(2))), y = f();
+        op("ex2.approx.ftz.f32 " + y + ", " + t + ";");
+        return y;
+    }
+
+    /** tanh(u) = 1 − 2/(e^{2u} + 1), exact in the tails (tanh.approx is only good to 2^-11). */
+    private String tanh(String u) {
+        String e = exp(bin("mul.f32", bin("min.f32", u, imm(40)), imm(2)));
+        return bin("sub.f32", imm(1), bin("div.rn.f32", imm(2), bin("add.f32", e, imm(1))));
+    }
+
+    private String geluInner(String x) {
+        String cube = bin("mul.f32", bin("mul.f32", x, x), x);
+        return bin("mul.f32", fma(cube, imm(0.044715), x), imm(Math.sqrt(2 / Math.PI)));
+    }
+
+    /** sin/cos.approx are accurate on [−π, π]: reduce by 2π in two parts first. */
+    private String sinCos(String x, String which) {
+        String k = f();
+        op("cvt.rni.f32.f32 " + k + ", " + bin("mul.f32", x, imm(1 / (2 * Math.PI))) + ";");
+        String y = fma(k, imm(-6.28125), x);
+        y = fma(k, imm(-0.0019353071795864769), y);
+        String out = f();
+        op(which + ".approx.f32 " + out + ", " + y + ";");
+        return out;
+    }
+
+    /** if (pred) goto DONE. */
+    void exitIf(String pred) {
+        op("@" + pred + " bra DONE;");
+    }
+
+    /** for (col = start; col < end; col += step) body(col), as a PTX loop. */
+    void loop(String start, String end, int step, java.util.function.Consumer<String> bodyOf) {
+        String col = r(), top = newLabel("loop"), exit = newLabel("end");
+        op("mov.u32 " + col + ", " + start + ";");
+        label(top);
+        op("@" + pred("ge.s32", col, end) + " bra " + exit + ";");
+        bodyOf.accept(col);
+        op("add.s32 " + col + ", " + col + ", " + step + ";");
+        op("bra " + top + ";");
+        label(exit);
+    }
+
+    /** A running float sum in a register that loops update in place. */
+    String accumulator() {
+        return constF(0);
+    }
+
+    void addInto(String sum, String v) {
+        op("add.f32 " + sum + ", " + sum + ", " + v + ";");
+    }
+
+    /** Sum across the warp by butterfly shuffles: every lane ends with the total. */
+    String warpSum(String v) {
+        String s = v;
+        for (int offset = 16; offset >= 1; offset /= 2) {
+            String t = f();
+            op("shfl.sync.bfly.b32 " + t + ", " + s + ", " + offset + ", 31, 0xffffffff;");
+            s = bin("add.f32", s, t);
+        }
+        return s;
+    }
+
+    /** The mean over a row of n columns, from each lane's partial sum. */
+    String warpMean(String partial, int n) {
+        return bin("div.rn.f32", warpSum(partial), imm(n));
+    }
+
+    /** 1/√(variance + ε): a LayerNorm's reciprocal standard deviation. */
+    String rstd(String variance) {
+        return bin("div.rn.f32", imm(1), sqrt(bin("add.f32", variance, imm(Op.NORM_EPS))));
+    }
+
+    String sqrt(String x) {
+        String y = f();
+        op("sqrt.rn.f32 " + y + ", " + x + ";");
+        return y;
+    }
+
+    /** A row number held as a float, as an integer register. */
+    String toInt(String x) {
+        String y = r();
+        op("cvt.rzi.s32.f32 " + y + ", " + x + ";");
+        return y;
+    }
+
+    String symbol(String name) {
+        String a = rd();
+        op("mov.u64 " + a + ", " + name + ";");
+        return a;
+    }
+
+    String wideBytes(String bytes32) {
+        String w = rd();
+        op("cvt.u64.u32 " + w + ", " + bytes32 + ";");
+        return w;
+    }
+
+    static String log2(int v) { return Integer.toString(Integer.numberOfTrailingZeros(v)); }
+}

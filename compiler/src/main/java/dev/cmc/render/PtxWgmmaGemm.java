@@ -1,0 +1,129 @@
+package dev.cmc.render;
+
+import dev.cmc.kernel.*;
+
+import static dev.cmc.render.PtxRenderer.*;
+
+/**
+ * A GEMM on Hopper's warpgroup MMA ({@link Tiling#WGMMA}, sm_90a): the 128×128 tiles of tf32 and 3xTF32 NN
+ * GEMMs, fed by {@link PtxGemm}'s cp.async pipeline and finished by its epilogue and split K.
+ */
+final class PtxWgmmaGemm extends PtxGemm {
+    PtxWgmmaGemm(Program program, int index, Matmul matmul, Tile tile) {
+        super(program, index, matmul, tile);
+    }
+
+    @Override
+    void body() {
+        gemmWgmma(gemm);
+    }
+
+    /**
+     * A tensor-core GEMM on Hopper's warpgroup MMA (sm_90a), for tf32 and 3xTF32 NN GEMMs of 128+ columns. wgmma
+     * takes its B operand only from shared memory, and for TF32 only K-major, so the block computes the
+     * transposed product, Cᵀ = Bᵀ·Aᵀ, whose operands lie as wgmma wants them: A's [M, K] rows are K-major as
+     * they are, and go to shared memory as core matrices; Bᵀ comes from registers, loaded from B's padded
+     * K rows exactly like an mma.sync B fragment. Two warpgroups each take 64 of the tile's 128 output columns
+     * (wgmma's M) for all 128 rows (its N): one m64n128k8 per 8-deep K step, three for 3xTF32, whose A
+     * remainders are split off in shared memory by the threads that copied them, as soon as they land.
+     * Each 8-deep K step is a commit group of its own, and each step waits only for the step before's group:
+     * the tensor cores do not drain between steps or slices. A step's A fragments live in registers of their
+     * own (a slice's two steps, two sets), free again once the next step's wait has retired them; a slice's
+     * stage is refilled two trips later, after the barrier that follows its last step's retirement.
+     */
+    private void gemmWgmma(Kernel.Gemm g) {
+        Frame t = frame(g);
+        boolean x3 = matmul == Matmul.TF32X3;
+        int wgN = tile.bm(), loOffset = tile.stages() * WG_A_STAGE_BYTES;
+        String lane = bin("and.b32", t.tid(), "31"), warp = bin("and.b32", bin("shr.u32", t.tid(), "5"), "3");
+        String group = bin("shr.u32", t.tid(), "7"), grp = bin("shr.u32", lane, "2"), tig = bin("and.b32", lane, "3");
+        // This thread's first output column in the tile: 64 per warpgroup, 16 per warp (wgmma's rows), g.
+        String colIn = bin("add.s32", bin("add.s32", bin("shl.b32", group, "6"), bin("shl.b32", warp, "4")), grp);
+        String[] acc = new String[wgN / 2];
+        for (int i = 0; i < acc.length; i++) acc[i] = constF(0);
+        Copies ac = aCopies(g, t, true);
+        String bOff = wideBytes(bin("shl.b32", mad(tig, Integer.toString(tile.bStride()), colIn), "2"));
+        asyncKLoop(g, t, ac, WG_A_STAGE_BYTES / 4, tile.stages() - 2, stage -> {
+            if (x3) splitIntoHeadsAndRemainders(ac, bufferBase(t.as(), stage, WG_A_STAGE_BYTES / 4), loOffset);
+            comment("the slice was written through the generic proxy; wgmma reads it through the async proxy");
+            op("fence.proxy.async.shared::cta;");
+        }, (aBase, bBase) -> {
+            String bRead = bin("add.s64", bBase, bOff), desc = descriptor(aBase);
+            for (int ks = 0; ks < SLICE_K; ks += 8) {
+                comment("k step " + ks + (x3 ? ": remainder products first" : ""));
+                String[][] a = tf32(transposedBWords(bRead, ks));
+                op("wgmma.fence.sync.aligned;");
+                // The next two core matrices along K: the descriptor's start address counts 16-byte units.
+                String d = ks == 0 ? desc : bin("add.s64", desc, Integer.toString(ks / 4 * WG_LBO >> 4));
+                if (x3) {
+                    wgmma(wgN, acc, a[0], bin("add.s64", d, Integer.toString(loOffset >> 4)));
+                    wgmma(wgN, acc, a[1], d);
+                }
+                wgmma(wgN, acc, a[0], d);
+                op("wgmma.commit_group.sync.aligned;");
+                comment("the step before is multiplied: its A fragments are free, and after the next barrier its stage");
+                op("wgmma.wait_group.sync.aligned 1;");
+            }
+        });
+        op("wgmma.wait_group.sync.aligned 0;");
+        // Accumulator 4j + e is Cᵀ(16·warp + g + 8·(e/2), 8j + 2t + e%2): column colIn (+8), row 8j + 2t (+1).
+        String col = bin("add.s32", t.col0(), colIn), row = bin("add.s32", t.row0(), bin("shl.b32", tig, "1"));
+        String[] cols = {col, bin("add.s32", col, "8")};
+        var outs = new java.util.ArrayList<Out>();
+        for (int j = 0; j < wgN / 8; j++) {
+            String[] rows = {bin("add.s32", row, Integer.toString(8 * j)), bin("add.s32", row, Integer.toString(8 * j + 1))};
+            for (int e = 0; e < 4; e++) outs.add(new Out(rows[e % 2], cols[e / 2], acc[4 * j + e]));
+        }
+        finish(g, t, outs);
+    }
+
+    /**
+     * wgmma's shared-memory matrix descriptor of a core-matrix slice at a shared address: the start address,
+     * LBO and SBO in 16-byte units (bits 0-13, 16-29, 32-45), no swizzle (bits 62-63 zero).
+     */
+    private String descriptor(String sharedAddress) {
+        String low = r();
+        op("cvt.u32.u64 " + low + ", " + sharedAddress + ";");
+        String start = bin("and.b32", bin("shr.u32", low, "4"), "16383");
+        String word = bin("or.b32", start, Integer.toString((WG_LBO >> 4) << 16));
+        return bin("or.b64", wideBytes(word), Long.toString((long) (WG_SBO >> 4) << 32));
+    }
+
+    /**
+     * This lane's words of wgmma's A, Bᵀ, for 8-deep K step ks: Bᵀ(g, t), Bᵀ(g+8, t), Bᵀ(g, t+4), Bᵀ(g+8, t+4)
+     * of its warp's 16 rows, i.e. B(t, c), B(t, c+8), B(t+4, c), B(t+4, c+8): the padded K rows keep the
+     * lanes' (t, g) in 32 banks.
+     */
+    private String[] transposedBWords(String bRead, int ks) {
+        int stride = tile.bStride();
+        return new String[]{sharedB32(bRead, 4 * ks * stride), sharedB32(bRead, 4 * (ks * stride + 8)),
+                sharedB32(bRead, 4 * (ks + 4) * stride), sharedB32(bRead, 4 * ((ks + 4) * stride + 8))};
+    }
+
+    /**
+     * 3xTF32 under wgmma: this thread's landed copies of A, each float split in place into its TF32 head, and
+     * its TF32 remainder stored loOffset bytes on (wgmma reads TF32 from shared memory as it lies).
+     */
+    private void splitIntoHeadsAndRemainders(Copies ac, String stageBase, int loOffset) {
+        comment("3xTF32: this thread's copies split into TF32 heads (in place) and remainders");
+        String at = bin("add.s64", stageBase, ac.sharedBytes());
+        for (int l = 0; l < ac.count(); l++) {
+            int off = l * ac.sharedStep();
+            String[] v = new String[ac.width()];
+            for (int q = 0; q < v.length; q++) v[q] = f();
+            String vec = v.length == 4 ? ".v4" : "";
+            op("ld.shared" + vec + ".f32 " + operands(v) + ", [" + at + "+" + off + "];");
+            String[][] split = tf32(v);
+            op("st.shared" + vec + ".b32 [" + at + "+" + off + "], " + operands(split[0]) + ";");
+            op("st.shared" + vec + ".b32 [" + at + "+" + (off + loOffset) + "], " + operands(split[1]) + ";");
+        }
+    }
+
+    /** One register, or several as a PTX vector. */
+    private static String operands(String[] regs) { return regs.length == 1 ? regs[0] : "{" + String.join(", ", regs) + "}"; }
+
+    private void wgmma(int n, String[] acc, String[] a, String desc) {
+        op("wgmma.mma_async.sync.aligned.m64n" + n + "k8.f32.tf32.tf32 {" + String.join(", ", acc) + "}, {" + String.join(", ", a) + "}, "
+                + desc + ", 1, 1, 1;");
+    }
+}

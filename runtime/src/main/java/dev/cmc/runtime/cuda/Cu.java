@@ -17,8 +17,10 @@ final class Cu {
     static final int FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES = 8;
     static final int STREAM_NON_BLOCKING = 1, STREAM_CAPTURE_MODE_THREAD_LOCAL = 1, EVENT_DISABLE_TIMING = 2;
 
-    private static final dev.cmc.runtime.NativeLibrary LIB = dev.cmc.runtime.NativeLibrary.open("libcuda.so.1",
-            "no CUDA driver (libcuda.so.1) on this machine: the cuda backend needs an NVIDIA GPU and its driver");
+    /** The driver library: libcuda.so.1 from the loader's path, or the file CMC_CUDA_LIBRARY names (a driver elsewhere, as on WSL). */
+    private static final String LIBRARY = System.getenv().getOrDefault("CMC_CUDA_LIBRARY", "libcuda.so.1");
+    private static final dev.cmc.runtime.NativeLibrary LIB = dev.cmc.runtime.NativeLibrary.open(LIBRARY,
+            "no CUDA driver (" + LIBRARY + ") on this machine: the cuda backend needs an NVIDIA GPU and its driver");
 
     static final MethodHandle cuInit = fn("cuInit", JAVA_INT, JAVA_INT);
     static final MethodHandle cuDriverGetVersion = fn("cuDriverGetVersion", JAVA_INT, ADDRESS);

@@ -90,7 +90,7 @@ public final class CudaBackend implements Backend {
     }
 
     /** The tiling this device can run: wgmma's needs sm_90 (Hopper), and asking for it elsewhere is an error. */
-    private PtxRenderer.Tiling tiling() {
+    public PtxRenderer.Tiling tiling() {
         if (tiling == PtxRenderer.Tiling.WGMMA && !device.arch().equals("sm_90")) throw needsSm90("CMC_CUDA_TILES=wgmma", "", "narrow or wide");
         return tiling;
     }

@@ -213,7 +213,6 @@ public final class CudaExecutable implements Executable {
             try {
                 return capture(batch, plan);
             } catch (Cu.CudaException e) {
-                abandonCapture();
                 System.err.println("cmc: cuda: capturing " + program.name() + " on " + plan.streams() + " streams failed ("
                         + e.getMessage().lines().findFirst().orElse("") + "); capturing it on one stream in launch order");
                 plan = StreamPlan.of(program, 1);
@@ -243,20 +242,25 @@ public final class CudaExecutable implements Executable {
             int fork = functions.length, join = functions.length + STREAMS;
             boolean[] waitedOn = plan.waitedOn();
             Cu.status(Cu.cuStreamBeginCapture, "cuStreamBeginCapture", stream, Cu.STREAM_CAPTURE_MODE_THREAD_LOCAL);
-            for (int s = 1; s < plan.streams(); s++) {   // every stream joins the capture by waiting on its origin
-                Cu.status(Cu.cuEventRecord, "cuEventRecord(fork)", events[fork + s], stream);
-                Cu.status(Cu.cuStreamWaitEvent, "cuStreamWaitEvent(fork)", streams[s], events[fork + s], 0);
-            }
-            rows.set(JAVA_INT, 0, batch);
-            for (int k : plan.order()) {
-                MemorySegment on = streams[plan.streamOf()[k]];
-                for (int i : plan.waits().get(k)) Cu.status(Cu.cuStreamWaitEvent, "cuStreamWaitEvent", on, events[i], 0);
-                launchKernel(k, batch, on);
-                if (waitedOn[k]) Cu.status(Cu.cuEventRecord, "cuEventRecord", events[k], on);
-            }
-            for (int s = 1; s < plan.streams(); s++) {   // and rejoins it before the capture ends
-                Cu.status(Cu.cuEventRecord, "cuEventRecord(join)", events[join + s], streams[s]);
-                Cu.status(Cu.cuStreamWaitEvent, "cuStreamWaitEvent(join)", stream, events[join + s], 0);
+            try {
+                for (int s = 1; s < plan.streams(); s++) {   // every stream joins the capture by waiting on its origin
+                    Cu.status(Cu.cuEventRecord, "cuEventRecord(fork)", events[fork + s], stream);
+                    Cu.status(Cu.cuStreamWaitEvent, "cuStreamWaitEvent(fork)", streams[s], events[fork + s], 0);
+                }
+                rows.set(JAVA_INT, 0, batch);
+                for (int k : plan.order()) {
+                    MemorySegment on = streams[plan.streamOf()[k]];
+                    for (int i : plan.waits().get(k)) Cu.status(Cu.cuStreamWaitEvent, "cuStreamWaitEvent", on, events[i], 0);
+                    launchKernel(k, batch, on);
+                    if (waitedOn[k]) Cu.status(Cu.cuEventRecord, "cuEventRecord", events[k], on);
+                }
+                for (int s = 1; s < plan.streams(); s++) {   // and rejoins it before the capture ends
+                    Cu.status(Cu.cuEventRecord, "cuEventRecord(join)", events[join + s], streams[s]);
+                    Cu.status(Cu.cuStreamWaitEvent, "cuStreamWaitEvent(join)", stream, events[join + s], 0);
+                }
+            } catch (Cu.CudaException e) {
+                abandonCapture();   // or the stream stays in capture mode, and every later call on it fails
+                throw e;
             }
             MemorySegment g = a.allocate(ADDRESS), exec = a.allocate(ADDRESS);
             Cu.status(Cu.cuStreamEndCapture, "cuStreamEndCapture", stream, g);

@@ -1,0 +1,148 @@
+package dev.cmc.runtime.cuda;
+
+import dev.cmc.compile.Compiler;
+import dev.cmc.dsl.Spec;
+import dev.cmc.dsl.SpecLoader;
+import dev.cmc.kernel.Program;
+import dev.cmc.kernel.TaskDag;
+import dev.cmc.render.PtxRenderer;
+
+import java.lang.foreign.Arena;
+import java.lang.foreign.FunctionDescriptor;
+import java.lang.foreign.Linker;
+import java.lang.foreign.SymbolLookup;
+import java.lang.invoke.MethodHandle;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.*;
+
+import static java.lang.foreign.ValueLayout.ADDRESS;
+
+/**
+ * What {@link FakeDriverTest} runs in a JVM of its own, on the fake driver (fake_cuda.c) in place of libcuda:
+ * the seed model's sampler and CT step, and the iCT step with its σ table, through the real {@link CudaBackend}
+ * and {@link CudaExecutable} in each GEMM arithmetic and tiling, split and fused. Each program is loaded,
+ * captured at two batch sizes, launched from its graph and profiled kernel by kernel. After each capture it
+ * reads the fake's log and checks what the graph holds against the program: every kernel that has work at
+ * that batch is in it once, with the batch as its rows, and its edges order every pair of kernels that the
+ * task graph says conflict. The fake itself rejects any call that breaks the driver API's rules. Exits 1 on
+ * the first failure.
+ */
+public final class FakeDriverRun {
+    private static Path log;
+    private static MethodHandle note;
+
+    public static void main(String[] args) throws Throwable {
+        log = Path.of(args[0]);
+        note = Linker.nativeLinker().downcallHandle(SymbolLookup.libraryLookup(System.getenv("CMC_CUDA_LIBRARY"), Arena.global())
+                .find("fakecuda_note").orElseThrow(), FunctionDescriptor.ofVoid(ADDRESS));
+        boolean hopper = CudaDevices.list().getFirst().major() >= 9;
+        Spec seed = spec("input_dim = 64; hidden_size = 256; num_layers = 4;", "method = ct;");
+        Spec ict = spec("input_dim = 64; hidden_size = 256; num_layers = 4;", "method = ict;");
+        var programs = List.of(Compiler.sampler(seed).program(), Compiler.trainStep(seed).program(),
+                Compiler.trainStep(ict, null, Compiler.sigmaRows(ict, 4096)).program());
+        var configs = new ArrayList<CudaBackend>();
+        configs.add(new CudaBackend(0).withMatmul(PtxRenderer.Matmul.TF32X3).withTiling(PtxRenderer.Tiling.NARROW).withFusedMlp(false));
+        configs.add(new CudaBackend(0).withMatmul(PtxRenderer.Matmul.FMA).withTiling(PtxRenderer.Tiling.NARROW).withFusedMlp(false));
+        configs.add(new CudaBackend(0).withMatmul(PtxRenderer.Matmul.BF16).withTiling(PtxRenderer.Tiling.WIDE).withFusedMlp(false));
+        if (hopper) {
+            configs.add(new CudaBackend(0).withMatmul(PtxRenderer.Matmul.TF32).withTiling(PtxRenderer.Tiling.WGMMA).withFusedMlp(false));
+            configs.add(new CudaBackend(0).withMatmul(PtxRenderer.Matmul.TF32X3).withTiling(PtxRenderer.Tiling.WGMMA).withFusedMlp(true));
+            configs.add(new CudaBackend(0).withMatmul(PtxRenderer.Matmul.TF32).withTiling(PtxRenderer.Tiling.NARROW).withFusedMlp(true));
+        }
+        int checked = 0;
+        for (CudaBackend backend : configs) {
+            for (Program program : programs) {
+                check(backend, program, 4096, 256);
+                checked++;
+            }
+        }
+        System.out.println("fake driver: " + checked + " programs checked on " + CudaDevices.list().getFirst().name());
+    }
+
+    private static Spec spec(String model, String train) {
+        return SpecLoader.fromText("fake.cm", "model m { " + model + " }\ntrain { " + train + " }\ndata { source = \"builtin:none\"; }\n");
+    }
+
+    private static void check(CudaBackend backend, Program program, int maxBatch, int smaller) throws Throwable {
+        String what = program.name() + " on " + backend.deviceName() + " for " + maxBatch + " rows";
+        Program prepared = backend.prepare(program, maxBatch);
+        if (backend.deviceName().contains("fused") && prepared.kernels().stream().noneMatch(k -> k instanceof dev.cmc.kernel.Kernel.Mlp)) {
+            throw new AssertionError(what + ": no fused block");
+        }
+        try (Arena a = Arena.ofConfined(); CudaExecutable exe = backend.load(program, maxBatch)) {
+            for (int batch : new int[]{maxBatch, smaller}) {
+                mark(a, "capture " + batch + " " + what);
+                exe.run(batch);
+                checkCapture(prepared, backend, batch, since("capture " + batch + " " + what), what + " at " + batch);
+                exe.run(batch);
+                if (since("capture " + batch + " " + what).stream().noneMatch(l -> l.startsWith("graph launch"))) {
+                    throw new AssertionError(what + " at " + batch + ": no graph launched");
+                }
+            }
+            mark(a, "profile " + what);
+            if (exe.profile(smaller).isEmpty()) throw new AssertionError(what + ": no kernel profiled");
+        }
+    }
+
+    private static void mark(Arena a, String text) throws Throwable {
+        note.invokeExact(a.allocateFrom(text));
+    }
+
+    /** The log's lines after the last note with this text. */
+    private static List<String> since(String text) throws Exception {
+        List<String> lines = Files.readAllLines(log);
+        int from = lines.lastIndexOf("note " + text);
+        if (from < 0) throw new AssertionError("no note '" + text + "' in " + log);
+        return lines.subList(from + 1, lines.size());
+    }
+
+    private static void checkCapture(Program p, CudaBackend backend, int batch, List<String> lines, String what) {
+        for (String l : lines) if (l.startsWith("error")) throw new AssertionError(what + ": the driver refused a call: " + l);
+        // launch NAME grid X Y Z block B shared S stream N node K deps A,B rows R
+        Map<String, Integer> nodeOf = new HashMap<>();
+        List<Set<Integer>> deps = new ArrayList<>();
+        for (String l : lines) {
+            if (!l.startsWith("launch ")) continue;
+            String[] f = l.split(" ");
+            int node = Integer.parseInt(after(f, "node"));
+            if (node < 0) throw new AssertionError(what + ": launched outside the capture: " + l);
+            if (nodeOf.put(f[1], node) != null) throw new AssertionError(what + ": " + f[1] + " captured twice");
+            if (Integer.parseInt(after(f, "rows")) != batch) throw new AssertionError(what + ": " + f[1] + " captured with rows " + after(f, "rows"));
+            var d = new HashSet<Integer>();
+            if (!after(f, "deps").equals("-")) for (String x : after(f, "deps").split(",")) d.add(Integer.parseInt(x));
+            while (deps.size() <= node) deps.add(new HashSet<>());
+            deps.set(node, d);
+        }
+        var conflicts = TaskDag.dependencies(p);
+        for (int k = 0; k < p.kernels().size(); k++) {
+            var l = PtxRenderer.launch(p.kernels().get(k), batch, backend.matmul(), backend.tiling());
+            String name = PtxRenderer.kernelName(p, k);
+            boolean work = l.gridX() > 0 && l.gridY() > 0;
+            if (work != nodeOf.containsKey(name)) throw new AssertionError(what + ": " + name + (work ? " is not in the graph" : " has no work but was launched"));
+            if (!work) continue;
+            for (int i : conflicts.get(k)) {
+                String before = PtxRenderer.kernelName(p, i);
+                if (nodeOf.containsKey(before) && !reaches(nodeOf.get(before), nodeOf.get(name), deps)) {
+                    throw new AssertionError(what + ": " + name + " may run before " + before + ", whose arrays it shares");
+                }
+            }
+        }
+    }
+
+    /** The word after a key in a log line's words. */
+    private static String after(String[] words, String key) {
+        return words[Arrays.asList(words).indexOf(key) + 1];
+    }
+
+    private static boolean reaches(int from, int to, List<Set<Integer>> deps) {
+        var seen = new HashSet<Integer>();
+        var queue = new ArrayDeque<>(List.of(to));
+        while (!queue.isEmpty()) {
+            int at = queue.poll();
+            if (at == from) return true;
+            for (int d : deps.get(at)) if (seen.add(d)) queue.add(d);
+        }
+        return false;
+    }
+}

@@ -1,0 +1,68 @@
+package dev.cmc.runtime.cuda;
+
+import org.junit.jupiter.api.Assumptions;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.ValueSource;
+
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.concurrent.TimeUnit;
+
+import static org.junit.jupiter.api.Assertions.*;
+
+/**
+ * The cuda runtime's host side without a GPU: {@link FakeDriverRun}, in a JVM of its own, drives the real
+ * {@link CudaBackend} and {@link CudaExecutable} against a fake driver (src/test/native/fake_cuda.c, built
+ * here with the C compiler) that runs no kernels but refuses every call that breaks the driver API's rules:
+ * launches past .maxntid or the shared memory allowed, pointer arguments outside live allocations, kernels
+ * sent to a stream outside the capture under way, captures whose forked streams never join back. Then
+ * nothing may be left allocated. On an H100-like device (every arithmetic and tiling, wgmma, fused MLP
+ * blocks) and an A100-like one (sm_80 PTX). Skipped where there is no C compiler.
+ */
+class FakeDriverTest {
+    @ParameterizedTest(name = "compute capability {0}")
+    @ValueSource(strings = {"90", "80"})
+    void theRuntimeKeepsTheDriverApisRules(String cc, @org.junit.jupiter.api.io.TempDir Path dir) throws Exception {
+        Path library = build(dir);
+        Path log = dir.resolve("driver.log");
+        String java = Path.of(System.getProperty("java.home"), "bin", "java").toString();
+        var command = new ArrayList<>(List.of(java, "--enable-native-access=ALL-UNNAMED", "--add-modules", "jdk.incubator.vector",
+                "-cp", System.getProperty("java.class.path"), FakeDriverRun.class.getName(), log.toString()));
+        var pb = new ProcessBuilder(command).redirectErrorStream(true);
+        pb.environment().put("CMC_CUDA_LIBRARY", library.toString());
+        pb.environment().put("CMC_FAKE_CUDA_LOG", log.toString());
+        pb.environment().put("CMC_FAKE_CUDA_CC", cc);
+        for (String setting : List.of("CMC_CUDA_MLP", "CMC_CUDA_TILES", "CMC_CUDA_FP32_MATMUL", "CMC_CUDA_STREAMS", "CMC_CUDA_GRAPHS")) {
+            pb.environment().remove(setting);
+        }
+        Process run = pb.start();
+        String output = new String(run.getInputStream().readAllBytes());
+        assertTrue(run.waitFor(5, TimeUnit.MINUTES), "the run on the fake driver timed out");
+        System.out.print(output);
+        List<String> lines = Files.readAllLines(log);
+        List<String> refused = lines.stream().filter(l -> l.startsWith("error")).toList();
+        assertTrue(refused.isEmpty(), "the driver refused calls:\n" + String.join("\n", refused) + "\n" + output);
+        assertEquals(0, run.exitValue(), "the run on the fake driver failed:\n" + output);
+        assertTrue(lines.stream().filter(l -> l.startsWith("launch ")).count() > 1000, "too few launches: " + lines.size() + " lines");
+        assertEquals("exit live allocations 0 host 0 modules 0 streams 0 events 0 graphs 0", lines.getLast(), "left behind after every close");
+    }
+
+    /** The fake driver as a shared library, or the test skipped if no C compiler is on the PATH. */
+    private static Path build(Path dir) throws Exception {
+        Path source = Path.of("src/test/native/fake_cuda.c").toAbsolutePath(), library = dir.resolve("libcuda-fake.so");
+        Process cc;
+        try {
+            cc = new ProcessBuilder("cc", "-std=c11", "-O1", "-Wall", "-Werror", "-shared", "-fPIC", "-o", library.toString(), source.toString())
+                    .redirectErrorStream(true).start();
+        } catch (java.io.IOException e) {
+            Assumptions.abort("no C compiler (cc) to build the fake CUDA driver: host-side driver checks skipped");
+            return null;
+        }
+        String log = new String(cc.getInputStream().readAllBytes());
+        assertTrue(cc.waitFor(60, TimeUnit.SECONDS), "cc timed out");
+        assertEquals(0, cc.exitValue(), "the fake driver does not build:\n" + log);
+        return library;
+    }
+}

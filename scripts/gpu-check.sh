@@ -3,6 +3,9 @@
 # (see ../shared/gpu/README.md). Two halves:
 #   scripts/gpu-check.sh prepare   here: a jlinked JRE, the cmc jar, the test jars and PyTorch's reference into .gpu/
 #   scripts/gpu-check.sh run       there: cmc bench, parity tests on the GPU, PyTorch's peers; results in $OUT/gpu-out (or .gpu/gpu-out)
+#   scripts/gpu-check.sh dryrun    here, after prepare: run's cmc bench stages on the fake driver (runtime/src/test/native/fake_cuda.c),
+#                                  which runs no kernels but refuses calls that break the driver API's rules, so that a
+#                                  stage that would fail on the GPU fails here first; its timings mean nothing
 set -euo pipefail
 cd "$(dirname "$0")/.."
 case "${1:-}" in
@@ -60,7 +63,7 @@ run)
   CMC_CUDA_MLP=fused bench fused_tf32 40 --set target.precision=tf32 --batch 1048576 --train-batch 4096 --profile
   CMC_CUDA_MLP=fused bench fused_fp32 40 --batch 1048576 --train-batch 4096 --profile
   # 2. PyTorch on the same card in the same run: its figures for the same comparisons.
-  if [[ -f .gpu/torch_cm_bench.py ]] && fits torch 150; then
+  if [[ -f .gpu/torch_cm_bench.py && -z ${GPU_CHECK_DRY:-} ]] && fits torch 150; then
     OUT="$out" timeout 150 python3 .gpu/gpu_torch_peer.py > "$out/torch.txt" 2>&1 || echo "torch peer failed (see torch.txt)"
     grep -v '^ \|^[{}]\|Warning\|warn' "$out/torch.txt" | tail -8
   fi
@@ -71,6 +74,7 @@ run)
   #    kernel fault would leave the CUDA context unusable for every test after it.
   junit() {  # name, limit, then ConsoleLauncher selectors
     local name=$1 limit=$2; shift 2
+    [[ -z ${GPU_CHECK_DRY:-} ]] || return 0   # no parity without kernels that run
     fits "$name" "$limit" || return 0
     timeout "$limit" "${java[@]}" -Dcmc.parity.backends=cuda: "${props[@]}" -cp .gpu/junit.jar:.gpu/cmc.jar:.gpu/runtime-tests.jar:.gpu/compiler-tests.jar \
         org.junit.platform.console.ConsoleLauncher execute "$@" --details=tree --disable-banner > "$out/$name.txt" 2>&1 \
@@ -101,6 +105,17 @@ run)
   CMC_CUDA_STREAMS=1 bench fp32_train256_one_stream 30 --batch 256 --train-batch 256
   bench bf16 40 --set target.precision=bf16 --batch 1048576 --train-batch 4096
   ;;
+dryrun)
+  [[ -f .gpu/cmc.jar ]] || { echo "gpu-check: run 'scripts/gpu-check.sh prepare' first" >&2; exit 2; }
+  fake=/tmp/cmc-fake-cuda; mkdir -p $fake; rm -f $fake/driver.log
+  cc -std=c11 -O1 -shared -fPIC -o $fake/libcuda.so.1 runtime/src/test/native/fake_cuda.c
+  CMC_CUDA_LIBRARY=$fake/libcuda.so.1 CMC_FAKE_CUDA_LOG=$fake/driver.log GPU_CHECK_DRY=1 OUT=$fake GPU_CHECK_SECONDS=${GPU_CHECK_SECONDS:-900} \
+      "$0" run | tee $fake/run.txt
+  if grep '^error' $fake/driver.log || grep 'failed' $fake/run.txt; then
+    echo "gpu-check dryrun: FAILED, see above (driver log: $fake/driver.log, outputs: $fake/gpu-out)"; exit 1
+  fi
+  echo "gpu-check dryrun: $(grep -c '^launch' $fake/driver.log) launches and $(grep -c '^graph launch' $fake/driver.log) graphs launched, none refused"
+  ;;
 *)
-  echo "usage: scripts/gpu-check.sh prepare|run" >&2; exit 2 ;;
+  echo "usage: scripts/gpu-check.sh prepare|run|dryrun" >&2; exit 2 ;;
 esac

@@ -15,6 +15,9 @@
  * allowed, and 227 KB in all; every .u64 parameter a live device allocation (or inside one).
  * Capture rules: inside a capture, a kernel goes only to a stream in it (the origin, or one that waited on an
  * event recorded in it), and at its end every such stream has joined back into the origin.
+ *
+ * CMC_FAKE_CUDA_FAULT makes it fail on purpose, for the runtime's error paths: "jit" refuses every module with
+ * a JIT error log, "fork" refuses any second stream's joining a capture.
  */
 #define _GNU_SOURCE
 #include <stdarg.h>
@@ -38,6 +41,7 @@ enum { OK = 0, INVALID_VALUE = 1, NOT_INITIALIZED = 3, INVALID_CONTEXT = 201, IN
 
 static FILE *logFile;
 static int initialised, major = 9, minor = 0;
+static const char *fault = "";
 static void *current;
 static int primaryContext;
 
@@ -103,6 +107,7 @@ static int isAllocation(CUdeviceptr p) {
 CUresult cuInit(unsigned flags) {
     const char *cc = getenv("CMC_FAKE_CUDA_CC");
     if (cc && strlen(cc) == 2) { major = cc[0] - '0'; minor = cc[1] - '0'; }
+    if (getenv("CMC_FAKE_CUDA_FAULT")) fault = getenv("CMC_FAKE_CUDA_FAULT");
     initialised = 1;
     return flags == 0 ? OK : fail(INVALID_VALUE, "cuInit", "flags must be 0");
 }
@@ -201,6 +206,10 @@ CUresult cuModuleLoadDataEx(void **module, const void *image, unsigned options, 
     if (!strstr(ptx, ".version") || !strstr(ptx, ".target")) {
         if (errorLog && errorLogBytes) snprintf(errorLog, errorLogBytes, "ptxas fatal : fake driver: no .version or .target directive");
         return fail(INVALID_IMAGE, "cuModuleLoadDataEx", "not PTX");
+    }
+    if (strcmp(fault, "jit") == 0) {
+        if (errorLog && errorLogBytes) snprintf(errorLog, errorLogBytes, "ptxas application ptx input, line 12; error   : fake fault for the test");
+        return fail(INVALID_IMAGE, "cuModuleLoadDataEx", "refused on purpose (CMC_FAKE_CUDA_FAULT=jit)");
     }
     const char *target = strstr(ptx, ".target ") + 8;
     if (strncmp(target, "sm_90", 5) == 0 && major < 9) {
@@ -423,6 +432,9 @@ CUresult cuStreamWaitEvent(void *stream, void *event, unsigned flags) {
     if (flags != 0) return fail(INVALID_VALUE, "cuStreamWaitEvent", "flags %u", flags);
     Stream *s = stream;
     Event *e = event;
+    if (e->captured && !s->capturing && strcmp(fault, "fork") == 0) {
+        return fail(CAPTURE_ISOLATION, "cuStreamWaitEvent", "stream %d refused on purpose (CMC_FAKE_CUDA_FAULT=fork)", s->id);
+    }
     if (e->captured && !s->capturing) {   /* the stream joins the capture */
         s->capturing = 1;
         s->last.count = 0;

@@ -27,6 +27,10 @@ import static java.lang.foreign.ValueLayout.ADDRESS;
  * that batch is in it once, with the batch as its rows, and its edges order every pair of kernels that the
  * task graph says conflict. The fake itself rejects any call that breaks the driver API's rules. Exits 1 on
  * the first failure.
+ * <p>
+ * With a second argument, the fake's fault of that name instead (CMC_FAKE_CUDA_FAULT): "jit", every module
+ * refused, where loading must fail with the JIT's log and the generated PTX saved; "fork", a second stream's
+ * joining a capture refused, where the CT step must still run, captured on one stream.
  */
 public final class FakeDriverRun {
     private static Path log;
@@ -36,6 +40,10 @@ public final class FakeDriverRun {
         log = Path.of(args[0]);
         note = Linker.nativeLinker().downcallHandle(SymbolLookup.libraryLookup(System.getenv("CMC_CUDA_LIBRARY"), Arena.global())
                 .find("fakecuda_note").orElseThrow(), FunctionDescriptor.ofVoid(ADDRESS));
+        if (args.length > 1) {
+            fault(args[1]);
+            return;
+        }
         boolean hopper = CudaDevices.list().getFirst().major() >= 9;
         Spec seed = spec("input_dim = 64; hidden_size = 256; num_layers = 4;", "method = ct;");
         Spec ict = spec("input_dim = 64; hidden_size = 256; num_layers = 4;", "method = ict;");
@@ -58,6 +66,42 @@ public final class FakeDriverRun {
             }
         }
         System.out.println("fake driver: " + checked + " programs checked on " + CudaDevices.list().getFirst().name());
+    }
+
+    private static void fault(String fault) throws Throwable {
+        Spec seed = spec("input_dim = 64; hidden_size = 256; num_layers = 4;", "method = ct;");
+        var backend = new CudaBackend(0);
+        switch (fault) {
+            case "jit" -> {
+                try (var exe = backend.load(Compiler.sampler(seed).program(), 256)) {
+                    throw new AssertionError("a module the driver refused loaded");
+                } catch (Cu.CudaException e) {
+                    String message = e.getMessage();
+                    var saved = java.util.regex.Pattern.compile("generated PTX: (\\S+)").matcher(message);
+                    if (!message.startsWith("cuModuleLoadDataEx for m_sample") || !message.contains("JIT log:\nptxas application ptx input, line 12")
+                            || !saved.find() || !Files.readString(Path.of(saved.group(1))).contains(".entry")) {
+                        throw new AssertionError("the refusal does not name the program, quote the JIT log and save the PTX:\n" + message);
+                    }
+                    System.out.println("refused as expected: " + message.lines().findFirst().orElseThrow());
+                    Files.delete(Path.of(saved.group(1)));
+                }
+            }
+            case "fork" -> {
+                try (Arena a = Arena.ofConfined(); var exe = backend.load(Compiler.trainStep(seed).program(), 256)) {
+                    mark(a, "fork");
+                    exe.run(256);
+                    exe.run(256);
+                    List<String> lines = since("fork");
+                    long launched = lines.stream().filter(l -> l.startsWith("launch ")).count();
+                    boolean oneStream = lines.stream().filter(l -> l.startsWith("launch ")).map(l -> after(l.split(" "), "stream")).distinct().count() == 1;
+                    if (!oneStream || lines.stream().noneMatch(l -> l.startsWith("graph launch"))) {
+                        throw new AssertionError("after a refused fork the step is not captured on one stream and run: " + launched + " launches");
+                    }
+                    System.out.println("captured on one stream after the refused fork: " + launched + " launches");
+                }
+            }
+            default -> throw new IllegalArgumentException(fault);
+        }
     }
 
     private static Spec spec(String model, String train) {

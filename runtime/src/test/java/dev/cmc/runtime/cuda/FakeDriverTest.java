@@ -25,19 +25,8 @@ class FakeDriverTest {
     @ParameterizedTest(name = "compute capability {0}")
     @ValueSource(strings = {"90", "80"})
     void theRuntimeKeepsTheDriverApisRules(String cc, @org.junit.jupiter.api.io.TempDir Path dir) throws Exception {
-        Path library = build(dir);
         Path log = dir.resolve("driver.log");
-        String java = Path.of(System.getProperty("java.home"), "bin", "java").toString();
-        var command = new ArrayList<>(List.of(java, "--enable-native-access=ALL-UNNAMED", "--add-modules", "jdk.incubator.vector",
-                "-cp", System.getProperty("java.class.path"), FakeDriverRun.class.getName(), log.toString()));
-        var pb = new ProcessBuilder(command).redirectErrorStream(true);
-        pb.environment().put("CMC_CUDA_LIBRARY", library.toString());
-        pb.environment().put("CMC_FAKE_CUDA_LOG", log.toString());
-        pb.environment().put("CMC_FAKE_CUDA_CC", cc);
-        for (String setting : List.of("CMC_CUDA_MLP", "CMC_CUDA_TILES", "CMC_CUDA_FP32_MATMUL", "CMC_CUDA_STREAMS", "CMC_CUDA_GRAPHS")) {
-            pb.environment().remove(setting);
-        }
-        Process run = pb.start();
+        Process run = start(build(dir), log, cc, null);
         String output = new String(run.getInputStream().readAllBytes());
         assertTrue(run.waitFor(5, TimeUnit.MINUTES), "the run on the fake driver timed out");
         System.out.print(output);
@@ -47,6 +36,45 @@ class FakeDriverTest {
         assertEquals(0, run.exitValue(), "the run on the fake driver failed:\n" + output);
         assertTrue(lines.stream().filter(l -> l.startsWith("launch ")).count() > 1000, "too few launches: " + lines.size() + " lines");
         assertEquals("exit live allocations 0 host 0 modules 0 streams 0 events 0 graphs 0", lines.getLast(), "left behind after every close");
+    }
+
+    /**
+     * Where the driver fails: a module it refuses is reported with the JIT's log and the generated PTX saved to a
+     * file that the message names; a multi-stream capture it refuses is said once, and the program captured on
+     * one stream runs. Nothing is left allocated either way.
+     */
+    @ParameterizedTest(name = "fault {0}")
+    @ValueSource(strings = {"jit", "fork"})
+    void driverFailuresAreReportedOrSurvived(String fault, @org.junit.jupiter.api.io.TempDir Path dir) throws Exception {
+        Path log = dir.resolve("driver.log");
+        Process run = start(build(dir), log, "90", fault);
+        String output = new String(run.getInputStream().readAllBytes());
+        assertTrue(run.waitFor(2, TimeUnit.MINUTES), "the run on the fake driver timed out");
+        System.out.print(output);
+        assertEquals(0, run.exitValue(), "the runtime did not handle the driver's failure:\n" + output);
+        if (fault.equals("fork")) {
+            assertEquals(1, output.lines().filter(l -> l.contains("on 4 streams failed") && l.contains("capturing it on one stream")).count(),
+                    "the failed multi-stream capture is said once:\n" + output);
+        }
+        assertEquals("exit live allocations 0 host 0 modules 0 streams 0 events 0 graphs 0", Files.readAllLines(log).getLast(),
+                "left behind after the failure");
+    }
+
+    /** FakeDriverRun in a JVM of its own on the fake driver, as a GPU of this compute capability, with a fault or none. */
+    private static Process start(Path library, Path log, String cc, String fault) throws java.io.IOException {
+        String java = Path.of(System.getProperty("java.home"), "bin", "java").toString();
+        var command = new ArrayList<>(List.of(java, "--enable-native-access=ALL-UNNAMED", "--add-modules", "jdk.incubator.vector",
+                "-cp", System.getProperty("java.class.path"), FakeDriverRun.class.getName(), log.toString()));
+        if (fault != null) command.add(fault);
+        var pb = new ProcessBuilder(command).redirectErrorStream(true);
+        pb.environment().put("CMC_CUDA_LIBRARY", library.toString());
+        pb.environment().put("CMC_FAKE_CUDA_LOG", log.toString());
+        pb.environment().put("CMC_FAKE_CUDA_CC", cc);
+        if (fault != null) pb.environment().put("CMC_FAKE_CUDA_FAULT", fault);
+        for (String setting : List.of("CMC_CUDA_MLP", "CMC_CUDA_TILES", "CMC_CUDA_FP32_MATMUL", "CMC_CUDA_STREAMS", "CMC_CUDA_GRAPHS")) {
+            pb.environment().remove(setting);
+        }
+        return pb.start();
     }
 
     /** The fake driver as a shared library, or the test skipped if no C compiler is on the PATH. */

@@ -25,8 +25,8 @@ import static java.lang.foreign.ValueLayout.ADDRESS;
  * captured at two batch sizes, launched from its graph and profiled kernel by kernel. After each capture it
  * reads the fake's log and checks what the graph holds against the program: every kernel that has work at
  * that batch is in it once, with the batch as its rows, and its edges order every pair of kernels that the
- * task graph says conflict. The fake itself rejects any call that breaks the driver API's rules. Exits 1 on
- * the first failure.
+ * task graph says conflict. Then a short `cmc train` through the Trainer and the evaluation's sampling. The
+ * fake itself rejects any call that breaks the driver API's rules. Exits 1 on the first failure.
  * <p>
  * With a second argument, the fake's fault of that name instead (CMC_FAKE_CUDA_FAULT): "jit", every module
  * refused, where loading must fail with the JIT's log and the generated PTX saved; "fork", a second stream's
@@ -66,6 +66,24 @@ public final class FakeDriverRun {
             }
         }
         System.out.println("fake driver: " + checked + " programs checked on " + CudaDevices.list().getFirst().name());
+        train();
+    }
+
+    /**
+     * What `cmc train` does on the cuda backend, in short: iCT steps through the Trainer, the model's weights
+     * read back and written again as a checkpoint would, then 1- and 2-step samples evaluated against data.
+     */
+    private static void train() {
+        Spec roll = SpecLoader.fromText("roll.cm", "model roll { input_dim = 2; hidden_size = 128; num_layers = 3; }\n"
+                + "train { method = ict; steps = 300; batch_size = 256; }\ndata { source = \"builtin:swiss_roll\"; samples = 4000; }\n");
+        var data = dev.cmc.runtime.data.Datasets.load(roll, 1);
+        try (var model = dev.cmc.runtime.api.ConsistencyModel.build(roll, new CudaBackend(0))) {
+            model.prepareTraining(256);
+            new dev.cmc.runtime.train.Trainer(model, data, 1, 10).run(300, (step, total, loss, n) -> {});
+            if (model.step() != 300) throw new AssertionError("trained to step " + model.step() + ", not 300");
+            var report = dev.cmc.runtime.train.Evaluation.evaluate(model, data, 500, 1, 2);
+            System.out.println("fake driver: 300 training steps and the evaluation of " + report.table().lines().count() + " rows");
+        }
     }
 
     private static void fault(String fault) throws Throwable {

@@ -19,7 +19,8 @@ import static org.junit.jupiter.api.Assertions.*;
  * launches past .maxntid or the shared memory allowed, pointer arguments outside live allocations, kernels
  * sent to a stream outside the capture under way, captures whose forked streams never join back. Then
  * nothing may be left allocated. On an H100-like device (every arithmetic and tiling, wgmma, fused MLP
- * blocks) and an A100-like one (sm_80 PTX). Skipped where there is no C compiler.
+ * blocks, then a short training run and its evaluation) and an A100-like one (sm_80 PTX). Skipped where there
+ * is no C compiler.
  */
 class FakeDriverTest {
     @ParameterizedTest(name = "compute capability {0}")

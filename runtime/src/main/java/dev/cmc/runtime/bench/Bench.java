@@ -133,55 +133,71 @@ public final class Bench {
         double generateMs = (System.nanoTime() - t0) / 1e6;
         int maxBatch = Collections.max(batches);
         long t1 = System.nanoTime();
-        Executable s = backend.load(sampler.program(), maxBatch);
-        Executable t = backend.load(train.program(), trainBatch);
-        double loadMs = (System.nanoTime() - t1) / 1e6;
-        try (s; t) {
-            var rng = new SplittableRandom(1);
-            float[] params = sampler.layout().initialize(1);
-            s.write("params", params, params.length);
-            int d = spec.model().inputDim();
-            float sigmaMax = (float) spec.model().sigmaMax();
-            float tau = (float) Schedules.defaultSamplingSigmas(spec, 2)[1];
-            float noiseScale = (float) Math.sqrt(tau * tau - spec.model().sigmaMin() * spec.model().sigmaMin());
-            float[] x = new float[maxBatch * d], noise = new float[maxBatch * d], scratch = new float[maxBatch * d];
-            for (int i = 0; i < x.length; i++) { x[i] = (float) (sigmaMax * rng.nextGaussian()); noise[i] = (float) rng.nextGaussian(); }
-            var cases = new ArrayList<Sampling>();
-            for (int b : batches) {
-                progress.at(label + ": 1-step sampling at batch " + b, ++done, total);
-                s.write("x", x, b * d);
-                s.write("sigma", new float[]{sigmaMax}, 1);
-                double one = time(() -> s.run(b), seconds);
-                progress.at(label + ": 2-step sampling at batch " + b, ++done, total);
-                double two = time(() -> {
+        // One sampler for every batch, unless the backend runs large batches as other kernels (cuda's
+        // CMC_CUDA_MLP=fused): then each batch is timed on the program it gets when loaded for that batch.
+        Map<Program, Executable> samplers = new LinkedHashMap<>();
+        try {
+            Map<Integer, Executable> samplerOf = new HashMap<>();
+            long samplerBytes = 0;
+            for (int b : batches.stream().sorted(Comparator.reverseOrder()).toList()) {
+                Program prepared = backend.prepare(sampler.program(), b);
+                if (!samplers.containsKey(prepared)) {
+                    samplers.put(prepared, backend.load(sampler.program(), b));
+                    samplerBytes += arrayBytes(prepared, b);
+                }
+                samplerOf.put(b, samplers.get(prepared));
+            }
+            try (Executable t = backend.load(train.program(), trainBatch)) {
+                double loadMs = (System.nanoTime() - t1) / 1e6;
+                var rng = new SplittableRandom(1);
+                float[] params = sampler.layout().initialize(1);
+                int d = spec.model().inputDim();
+                float sigmaMax = (float) spec.model().sigmaMax();
+                float tau = (float) Schedules.defaultSamplingSigmas(spec, 2)[1];
+                float noiseScale = (float) Math.sqrt(tau * tau - spec.model().sigmaMin() * spec.model().sigmaMin());
+                float[] x = new float[maxBatch * d], noise = new float[maxBatch * d], scratch = new float[maxBatch * d];
+                for (int i = 0; i < x.length; i++) { x[i] = (float) (sigmaMax * rng.nextGaussian()); noise[i] = (float) rng.nextGaussian(); }
+                var cases = new ArrayList<Sampling>();
+                for (var e : samplers.values()) e.write("params", params, params.length);
+                for (int b : batches) {
+                    Executable s = samplerOf.get(b);
+                    progress.at(label + ": 1-step sampling at batch " + b, ++done, total);
                     s.write("x", x, b * d);
                     s.write("sigma", new float[]{sigmaMax}, 1);
-                    s.run(b);
-                    s.read("out", scratch, b * d);
-                    for (int i = 0; i < b * d; i++) scratch[i] += noiseScale * noise[i];
-                    s.write("x", scratch, b * d);
-                    s.write("sigma", new float[]{tau}, 1);
-                    s.run(b);
-                }, seconds);
-                cases.add(new Sampling(b, one, two));
+                    double one = time(() -> s.run(b), seconds);
+                    progress.at(label + ": 2-step sampling at batch " + b, ++done, total);
+                    double two = time(() -> {
+                        s.write("x", x, b * d);
+                        s.write("sigma", new float[]{sigmaMax}, 1);
+                        s.run(b);
+                        s.read("out", scratch, b * d);
+                        for (int i = 0; i < b * d; i++) scratch[i] += noiseScale * noise[i];
+                        s.write("x", scratch, b * d);
+                        s.write("sigma", new float[]{tau}, 1);
+                        s.run(b);
+                    }, seconds);
+                    cases.add(new Sampling(b, one, two));
+                }
+                progress.at(label + ": CT training step at batch " + trainBatch, ++done, total);
+                loadTrainingInputs(t, spec, train.layout().initialize(1), trainBatch, rng);
+                double stepMs = time(() -> t.run(trainBatch), seconds);
+                Map<String, Double> sampleKernels = profile ? kernelTimes(samplerOf.get(batches.getFirst()), batches.getFirst()) : Map.of();
+                Map<String, Double> stepKernels = profile ? kernelTimes(t, trainBatch) : Map.of();
+                // Counted on the programs as the backend runs them (cuda may fuse kernels of the compiler's).
+                Program sampled = backend.prepare(sampler.program(), batches.getFirst()), stepped = backend.prepare(train.program(), trainBatch);
+                Map<String, Double> sampleFlops = profile ? gemmFlops(sampled, batches.getFirst()) : Map.of();
+                Map<String, Double> stepFlops = profile ? gemmFlops(stepped, trainBatch) : Map.of();
+                Map<String, Double> sampleBytes = profile ? activationBytes(sampled, batches.getFirst()) : Map.of();
+                Map<String, Double> stepBytes = profile ? activationBytes(stepped, trainBatch) : Map.of();
+                progress.at(label + ": done", total, total);
+                long deviceBytes = samplerBytes + arrayBytes(stepped, trainBatch);
+                return new Result(spec.name(), sampler.layout().total(), label, backend.deviceName(), Runtime.getRuntime().availableProcessors(),
+                        generateMs, loadMs, cases, trainBatch, sigmaRows, stepMs, flopsPerSample(spec),
+                        trainFlopsPerSample(spec, trainBatch, sigmaRows), peak, deviceBytes,
+                        Memory.peakRssBytes(), sampleKernels, stepKernels, sampleFlops, stepFlops, sampleBytes, stepBytes);
             }
-            progress.at(label + ": CT training step at batch " + trainBatch, ++done, total);
-            loadTrainingInputs(t, spec, train.layout().initialize(1), trainBatch, rng);
-            double stepMs = time(() -> t.run(trainBatch), seconds);
-            Map<String, Double> sampleKernels = profile ? kernelTimes(s, batches.getFirst()) : Map.of();
-            Map<String, Double> stepKernels = profile ? kernelTimes(t, trainBatch) : Map.of();
-            // Counted on the programs as the backend runs them (cuda may fuse kernels of the compiler's).
-            Program sampled = backend.prepare(sampler.program(), maxBatch), stepped = backend.prepare(train.program(), trainBatch);
-            Map<String, Double> sampleFlops = profile ? gemmFlops(sampled, batches.getFirst()) : Map.of();
-            Map<String, Double> stepFlops = profile ? gemmFlops(stepped, trainBatch) : Map.of();
-            Map<String, Double> sampleBytes = profile ? activationBytes(sampled, batches.getFirst()) : Map.of();
-            Map<String, Double> stepBytes = profile ? activationBytes(stepped, trainBatch) : Map.of();
-            progress.at(label + ": done", total, total);
-            long deviceBytes = arrayBytes(sampled, maxBatch) + arrayBytes(stepped, trainBatch);
-            return new Result(spec.name(), sampler.layout().total(), label, backend.deviceName(), Runtime.getRuntime().availableProcessors(),
-                    generateMs, loadMs, cases, trainBatch, sigmaRows, stepMs, flopsPerSample(spec),
-                    trainFlopsPerSample(spec, trainBatch, sigmaRows), peak, deviceBytes,
-                    Memory.peakRssBytes(), sampleKernels, stepKernels, sampleFlops, stepFlops, sampleBytes, stepBytes);
+        } finally {
+            for (Executable e : samplers.values()) e.close();
         }
     }
 

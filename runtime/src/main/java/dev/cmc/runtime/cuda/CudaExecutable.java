@@ -264,8 +264,11 @@ public final class CudaExecutable implements Executable {
             }
             MemorySegment g = a.allocate(ADDRESS), exec = a.allocate(ADDRESS);
             Cu.status(Cu.cuStreamEndCapture, "cuStreamEndCapture", stream, g);
-            Cu.status(Cu.cuGraphInstantiate, "cuGraphInstantiateWithFlags", exec, g.get(ADDRESS, 0), 0L);
-            Cu.status(Cu.cuGraphDestroy, "cuGraphDestroy", g.get(ADDRESS, 0));
+            try {   // the instantiated graph is all that is kept: the captured one goes either way
+                Cu.status(Cu.cuGraphInstantiate, "cuGraphInstantiateWithFlags", exec, g.get(ADDRESS, 0), 0L);
+            } finally {
+                Cu.call(Cu.cuGraphDestroy, g.get(ADDRESS, 0));
+            }
             MemorySegment graph = exec.get(ADDRESS, 0);
             graphs.put(batch, graph);
             return graph;

@@ -2,7 +2,8 @@
  * A stand-in for libcuda.so.1 that runs no kernels but holds every call cmc's cuda runtime makes to the
  * driver API's rules, so that the host side (module loading, launches, stream capture into graphs, memory)
  * is checked on machines without a GPU. FakeDriverTest builds it with the C compiler and points the runtime
- * at it (CMC_CUDA_LIBRARY). It reports one GPU, an H100 by default (CMC_FAKE_CUDA_CC=80 makes it an A100),
+ * at it (CMC_CUDA_LIBRARY). It reports one GPU, an H100 by default (CMC_FAKE_CUDA_CC=80 makes it an A100, 100 a
+ * Blackwell B200: compute capability 10.0, an H100's shared memory),
  * and writes what it sees, one line a call of interest, to the file named by CMC_FAKE_CUDA_LOG:
  *
  *   launch NAME grid X Y Z block B shared S stream N node K deps A,B   (node -1 outside a capture)
@@ -106,7 +107,7 @@ static int isAllocation(CUdeviceptr p) {
 
 CUresult cuInit(unsigned flags) {
     const char *cc = getenv("CMC_FAKE_CUDA_CC");
-    if (cc && strlen(cc) == 2) { major = cc[0] - '0'; minor = cc[1] - '0'; }
+    if (cc && atoi(cc) >= 10) { major = atoi(cc) / 10; minor = atoi(cc) % 10; }
     if (getenv("CMC_FAKE_CUDA_FAULT")) fault = getenv("CMC_FAKE_CUDA_FAULT");
     initialised = 1;
     return flags == 0 ? OK : fail(INVALID_VALUE, "cuInit", "flags must be 0");
@@ -124,7 +125,7 @@ CUresult cuDeviceGet(int *d, int ordinal) {
     return OK;
 }
 CUresult cuDeviceGetName(char *name, int len, int d) {
-    snprintf(name, len, "cmc fake CUDA driver (%s)", major >= 9 ? "H100-like" : "A100-like");
+    snprintf(name, len, "cmc fake CUDA driver (%s)", major >= 10 ? "B200-like" : major == 9 ? "H100-like" : "A100-like");
     return d == 0 ? OK : INVALID_VALUE;
 }
 CUresult cuDeviceTotalMem_v2(size_t *bytes, int d) { *bytes = 80ull << 30; return d == 0 ? OK : INVALID_VALUE; }
@@ -133,6 +134,7 @@ CUresult cuDeviceGetAttribute(int *v, int attribute, int d) {
         case 16: *v = major >= 9 ? 132 : 108; break;   /* multiprocessors */
         case 75: *v = major; break;
         case 76: *v = minor; break;
+        case 97: *v = major >= 9 ? 232448 : 166912; break;   /* shared memory a block may opt in to */
         default: return fail(INVALID_VALUE, "cuDeviceGetAttribute", "attribute %d is not one the fake knows", attribute);
     }
     return d == 0 ? OK : INVALID_VALUE;
@@ -212,6 +214,10 @@ CUresult cuModuleLoadDataEx(void **module, const void *image, unsigned options, 
         return fail(INVALID_IMAGE, "cuModuleLoadDataEx", "refused on purpose (CMC_FAKE_CUDA_FAULT=jit)");
     }
     const char *target = strstr(ptx, ".target ") + 8;
+    if (strncmp(target, "sm_90a", 6) == 0 && major != 9) {
+        if (errorLog && errorLogBytes) snprintf(errorLog, errorLogBytes, "ptxas fatal : sm_90a code runs on compute capability 9.0 only");
+        return fail(INVALID_IMAGE, "cuModuleLoadDataEx", "sm_90a PTX on a compute capability %d.%d device", major, minor);
+    }
     if (strncmp(target, "sm_90", 5) == 0 && major < 9) {
         if (errorLog && errorLogBytes) snprintf(errorLog, errorLogBytes, "ptxas fatal : SM version specified by .target is higher than default SM version assumed");
         return fail(INVALID_IMAGE, "cuModuleLoadDataEx", "sm_90 PTX on a compute capability %d.%d device", major, minor);

@@ -134,7 +134,20 @@ public final class PtxRenderer {
      * {@link dev.cmc.fusion.MlpFusion}): the normalised rows and the hidden activation stay on chip.
      */
     public static Program fuseMlps(Program p, Matmul matmul) {
-        return dev.cmc.fusion.MlpFusion.fuse(p, m -> fits(m, matmul));
+        return fuseMlps(p, matmul, Integer.MAX_VALUE);
+    }
+
+    /** The same, fusing only blocks whose shared memory ({@link #mlpSharedBytes}) is at most what a block may have. */
+    public static Program fuseMlps(Program p, Matmul matmul, int sharedPerBlock) {
+        return dev.cmc.fusion.MlpFusion.fuse(p, m -> fits(m, matmul) && mlpSharedBytes(m.domain().cols()) <= sharedPerBlock);
+    }
+
+    /**
+     * The most shared memory a block may opt in to on an architecture's data-centre GPU: an A100's 163 KB for
+     * sm_80, an H100's or H200's 227 KB for sm_90 (what `cmc compile` fuses for, having no device to ask).
+     */
+    public static int sharedPerBlock(String arch) {
+        return arch.equals("sm_90") ? 232_448 : 166_912;
     }
 
     /** Floats of one stage of a fused MLP's weight pipeline: the larger of an up slice and a down slice, padded. */

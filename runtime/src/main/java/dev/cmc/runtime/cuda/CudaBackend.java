@@ -1,5 +1,6 @@
 package dev.cmc.runtime.cuda;
 
+import dev.cmc.kernel.Kernel;
 import dev.cmc.kernel.PeakFma;
 import dev.cmc.kernel.Program;
 import dev.cmc.render.JavaRenderer;
@@ -28,7 +29,7 @@ public final class CudaBackend implements Backend {
     /**
      * How tensor-core GEMMs are tiled: 128×64 (the default), or where they have 128 columns or more, with
      * CMC_CUDA_TILES=wide 128×128 by mma.sync warps, with CMC_CUDA_TILES=wgmma 128×128 by wgmma warpgroups
-     * (sm_90 GPUs; see {@link PtxRenderer.Tile}). Neither is timed on a GPU yet: scripts/gpu-check.sh times all three.
+     * (compute capability 9.0; see {@link PtxRenderer.Tile}). Neither is timed on a GPU yet: scripts/gpu-check.sh times all three.
      */
     public static PtxRenderer.Tiling configuredTiling() {
         return envChoice("CMC_CUDA_TILES", Map.entry("narrow", PtxRenderer.Tiling.NARROW), Map.entry("wide", PtxRenderer.Tiling.WIDE),
@@ -46,7 +47,7 @@ public final class CudaBackend implements Backend {
      * split, the default until it is timed on a GPU, keeps three kernels a block. Below that size the fused
      * kernel's 128-row blocks, one per SM (200 KB of shared memory at h = 256), would leave most SMs idle where
      * the split GEMMs' 128×64 tiles fill the GPU: a CT step at 4,096 rows would fuse into 32 blocks on 132 SMs.
-     * That shared memory is an sm_90 GPU's, not an A100's 163 KB.
+     * Blocks fuse only where their shared memory fits the GPU's (see {@link #prepare}).
      */
     public static MlpFusion configuredMlpFusion() {
         return envChoice("CMC_CUDA_MLP", Map.entry("split", MlpFusion.SPLIT), Map.entry("fused", MlpFusion.LARGE_BATCHES));
@@ -83,15 +84,20 @@ public final class CudaBackend implements Backend {
         return this;
     }
 
-    /** A setting this GPU cannot run, and what to use instead. */
-    private dev.cmc.runtime.SettingException needsSm90(String setting, String why, String instead) {
-        return new dev.cmc.runtime.SettingException(setting + " needs an sm_90 GPU (H100, H200)" + why + "; " + device.name()
-                + " is compute capability " + device.major() + "." + device.minor() + ": use " + instead);
+    /** A setting this GPU cannot run: what it needs, what this GPU has, and what to use instead. */
+    private dev.cmc.runtime.SettingException cannotRun(String setting, String needs, String has, String instead) {
+        return new dev.cmc.runtime.SettingException(setting + " needs " + needs + "; " + device.name() + " " + has + ": use " + instead);
     }
 
-    /** The tiling this device can run: wgmma's needs sm_90 (Hopper), and asking for it elsewhere is an error. */
+    /**
+     * The tiling this device can run: wgmma's modules target sm_90a, whose code runs on compute capability 9.0
+     * alone (H100, H200; not on Blackwell), and asking for it elsewhere is an error.
+     */
     public PtxRenderer.Tiling tiling() {
-        if (tiling == PtxRenderer.Tiling.WGMMA && !device.arch().equals("sm_90")) throw needsSm90("CMC_CUDA_TILES=wgmma", "", "narrow or wide");
+        if (tiling == PtxRenderer.Tiling.WGMMA && device.major() != 9) {
+            throw cannotRun("CMC_CUDA_TILES=wgmma", "a compute capability 9.0 GPU (H100, H200): its sm_90a code runs on no other",
+                    "is compute capability " + device.major() + "." + device.minor(), "narrow or wide");
+        }
         return tiling;
     }
 
@@ -128,11 +134,22 @@ public final class CudaBackend implements Backend {
                 + (mlpFusion == MlpFusion.SPLIT ? "" : mlpFusion == MlpFusion.ALWAYS ? ", fused MLP blocks" : ", fused MLP blocks at large batches") + ")";
     }
 
+    /**
+     * The program as this GPU runs it: with fused MLP blocks where they are asked for, the batch is large enough
+     * and a block's tiles fit the shared memory a block may have here (200 KB at h = 256: an H100's or H200's 227
+     * KB, not an A100's 163 KB; 136 KB at h = 128, on both).
+     */
     @Override
     public Program prepare(Program program, int maxBatch) {
+        if (mlpFusion == MlpFusion.SPLIT) return program;
         // Said whatever the batch, so that a setting this GPU cannot run fails at once, not at the first large batch.
-        if (mlpFusion != MlpFusion.SPLIT && !device.arch().equals("sm_90")) throw needsSm90("CMC_CUDA_MLP=fused", " for its 200 KB of shared memory", "split");
-        return maxBatch < fusedMlpRows() ? program : PtxRenderer.fuseMlps(program, matmul);
+        int need = PtxRenderer.fuseMlps(program, matmul).kernels().stream().filter(k -> k instanceof Kernel.Mlp)
+                .mapToInt(k -> PtxRenderer.mlpSharedBytes(k.domain().cols())).min().orElse(0);
+        if (need > device.sharedPerBlock()) {
+            throw cannotRun("CMC_CUDA_MLP=fused", need / 1024 + " KB of shared memory a block for this model's fused blocks",
+                    "allows " + device.sharedPerBlock() / 1024 + " KB", "split");
+        }
+        return maxBatch < fusedMlpRows() ? program : PtxRenderer.fuseMlps(program, matmul, device.sharedPerBlock());
     }
 
     @Override

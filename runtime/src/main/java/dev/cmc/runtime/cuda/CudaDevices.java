@@ -11,15 +11,16 @@ import static java.lang.foreign.ValueLayout.*;
 public final class CudaDevices {
     private CudaDevices() {}
 
-    public record Device(int index, int handle, String name, int major, int minor, int multiprocessors, long memory) {
+    /** A GPU; sharedPerBlock is the most shared memory one block may opt in to, in bytes. */
+    public record Device(int index, int handle, String name, int major, int minor, int multiprocessors, long memory, int sharedPerBlock) {
         /** The PTX target cmc writes for it: sm_80 or sm_90 (newer GPUs JIT sm_90 PTX forward). */
         public String arch() {
             return major >= 9 ? "sm_90" : "sm_80";
         }
 
         public String describe() {
-            return String.format("cuda:%-4d %s, compute capability %d.%d, %d SMs, %.1f GiB, PTX for %s", index, name, major, minor,
-                    multiprocessors, memory / (1024.0 * 1024 * 1024), arch());
+            return String.format("cuda:%-4d %s, compute capability %d.%d, %d SMs, %.1f GiB, %d KB shared memory a block, PTX for %s", index, name,
+                    major, minor, multiprocessors, memory / (1024.0 * 1024 * 1024), sharedPerBlock / 1024, arch());
         }
     }
 
@@ -48,7 +49,8 @@ public final class CudaDevices {
                 Cu.status(Cu.cuDeviceGetName, "cuDeviceGetName", name, 256, h);
                 Cu.status(Cu.cuDeviceTotalMem, "cuDeviceTotalMem", mem, h);
                 out.add(new Device(i, h, name.getString(0), attribute(value, Cu.ATTR_COMPUTE_CAPABILITY_MAJOR, h),
-                        attribute(value, Cu.ATTR_COMPUTE_CAPABILITY_MINOR, h), attribute(value, Cu.ATTR_MULTIPROCESSOR_COUNT, h), mem.get(JAVA_LONG, 0)));
+                        attribute(value, Cu.ATTR_COMPUTE_CAPABILITY_MINOR, h), attribute(value, Cu.ATTR_MULTIPROCESSOR_COUNT, h), mem.get(JAVA_LONG, 0),
+                        attribute(value, Cu.ATTR_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN, h)));
             }
             devices = List.copyOf(out);
             if (devices.isEmpty()) why = "the CUDA driver reports no devices";

@@ -44,7 +44,8 @@ public final class FakeDriverRun {
             fault(args[1]);
             return;
         }
-        boolean hopper = CudaDevices.list().getFirst().major() >= 9;
+        var device = CudaDevices.list().getFirst();
+        boolean hopper = device.major() == 9, wideShared = device.sharedPerBlock() >= PtxRenderer.mlpSharedBytes(256);
         Spec seed = spec("input_dim = 64; hidden_size = 256; num_layers = 4;", "method = ct;");
         Spec ict = spec("input_dim = 64; hidden_size = 256; num_layers = 4;", "method = ict;");
         var programs = List.of(Compiler.sampler(seed).program(), Compiler.trainStep(seed).program(),
@@ -56,8 +57,8 @@ public final class FakeDriverRun {
         if (hopper) {
             configs.add(new CudaBackend(0).withMatmul(PtxRenderer.Matmul.TF32).withTiling(PtxRenderer.Tiling.WGMMA).withFusedMlp(false));
             configs.add(new CudaBackend(0).withMatmul(PtxRenderer.Matmul.TF32X3).withTiling(PtxRenderer.Tiling.WGMMA).withFusedMlp(true));
-            configs.add(new CudaBackend(0).withMatmul(PtxRenderer.Matmul.TF32).withTiling(PtxRenderer.Tiling.NARROW).withFusedMlp(true));
         }
+        if (wideShared) configs.add(new CudaBackend(0).withMatmul(PtxRenderer.Matmul.TF32).withTiling(PtxRenderer.Tiling.NARROW).withFusedMlp(true));
         int checked = 0;
         for (CudaBackend backend : configs) {
             for (Program program : programs) {
@@ -65,8 +66,38 @@ public final class FakeDriverRun {
                 checked++;
             }
         }
-        System.out.println("fake driver: " + checked + " programs checked on " + CudaDevices.list().getFirst().name());
+        // h = 128: fused blocks of 136 KB, which fit an A100's shared memory too.
+        Spec roll = spec("input_dim = 2; hidden_size = 128; num_layers = 3;", "method = ict;");
+        for (Program program : List.of(Compiler.sampler(roll).program(), Compiler.trainStep(roll).program())) {
+            check(new CudaBackend(0).withMatmul(PtxRenderer.Matmul.TF32X3).withFusedMlp(true), program, 4096, 256);
+            checked++;
+        }
+        settings(hopper, wideShared, programs.getFirst());
+        System.out.println("fake driver: " + checked + " programs checked on " + device.name());
         train();
+    }
+
+    /** What this GPU cannot run is refused when asked for, saying what it needs and what to use instead. */
+    private static void settings(boolean hopper, boolean wideShared, Program seedSampler) {
+        if (!hopper) {
+            expectRefusal(() -> new CudaBackend(0).withTiling(PtxRenderer.Tiling.WGMMA).tiling(),
+                    "CMC_CUDA_TILES=wgmma needs a compute capability 9.0 GPU", "use narrow or wide");
+        }
+        if (!wideShared) {
+            expectRefusal(() -> new CudaBackend(0).withMatmul(PtxRenderer.Matmul.TF32).withFusedMlp(true).prepare(seedSampler, 1),
+                    "CMC_CUDA_MLP=fused needs 200 KB of shared memory a block", "allows 163 KB: use split");
+        }
+    }
+
+    private static void expectRefusal(Runnable asked, String... says) {
+        try {
+            asked.run();
+        } catch (dev.cmc.runtime.SettingException e) {
+            for (String s : says) if (!e.getMessage().contains(s)) throw new AssertionError("the refusal does not say '" + s + "': " + e.getMessage());
+            System.out.println("refused as expected: " + e.getMessage());
+            return;
+        }
+        throw new AssertionError("not refused: " + String.join(" ... ", says));
     }
 
     /**

@@ -19,12 +19,13 @@ import static org.junit.jupiter.api.Assertions.*;
  * launches past .maxntid or the shared memory allowed, pointer arguments outside live allocations, kernels
  * sent to a stream outside the capture under way, captures whose forked streams never join back. Then
  * nothing may be left allocated. On an H100-like device (every arithmetic and tiling, wgmma, fused MLP
- * blocks, then a short training run and its evaluation) and an A100-like one (sm_80 PTX). Skipped where there
- * is no C compiler.
+ * blocks, then a short training run and its evaluation), an A100-like one (sm_80 PTX; fused blocks of h = 128
+ * only, wgmma refused) and a B200-like one (compute capability 10.0: sm_90 PTX, wgmma refused). Skipped where
+ * there is no C compiler.
  */
 class FakeDriverTest {
     @ParameterizedTest(name = "compute capability {0}")
-    @ValueSource(strings = {"90", "80"})
+    @ValueSource(strings = {"90", "80", "100"})
     void theRuntimeKeepsTheDriverApisRules(String cc, @org.junit.jupiter.api.io.TempDir Path dir) throws Exception {
         Path log = dir.resolve("driver.log");
         Process run = start(build(dir), log, cc, null);

@@ -34,17 +34,9 @@ class PtxGemm extends PtxMatrixKernel {
     @Override
     int threads() { return tile.threads(); }
 
-    /**
-     * A GEMM holds a 64-float accumulator tile, fragments and addresses: let ptxas use up to 128 registers (four
-     * 128-thread blocks per SM) rather than spill to fit its own occupancy guess; 3xTF32, which keeps heads and
-     * remainders of its fragments, up to 168 (three blocks). A 64×64 warp tile holds twice the accumulators: up
-     * to 232 (two 128-thread blocks per SM). A wgmma warpgroup's 64 accumulators per thread: up to 128 (two
-     * 256-thread blocks per SM).
-     */
+    /** See {@link Tile#registers}. */
     @Override
-    int maxRegisters() {
-        return tile.warpgroups() ? 128 : tile.warpNTiles() > WARP_N_TILES ? 232 : matmul == Matmul.TF32X3 ? 168 : 128;
-    }
+    int maxRegisters() { return tile.registers(matmul); }
 
     @Override
     void body() {

@@ -45,11 +45,15 @@ public final class PtxRenderer {
     static final String DYNAMIC_SHARED = "dsmem";
     /**
      * Split K, so that GEMMs with few output tiles still fill the GPU. A TN GEMM (K = the batch) is cut into one
-     * K slice per 512 rows, at most 16. An NN GEMM with K of 1024+ is cut into as many slices as bring its
-     * 128×64 tiles to about FILL_BLOCKS blocks (four 128-thread blocks on each of 132 SMs), at most 8; over fixed
-     * rows (at most 512), into 8.
+     * K slice per 512 rows, at most 16. An NN GEMM with K of 1024+ is cut into as many slices as its tiles fit
+     * in one wave of the GPU (see {@link #splits}), at most 8; over fixed rows (at most 512), into 8.
      */
-    private static final int SPLIT_ROWS = 512, MAX_SPLITS = 16, LONG_K = 1024, FEW_ROWS = 512, NN_SPLITS = 8, FILL_BLOCKS = 512;
+    private static final int SPLIT_ROWS = 512, MAX_SPLITS = 16, LONG_K = 1024, FEW_ROWS = 512, NN_SPLITS = 8;
+    /**
+     * What split K fills: an H100's or H200's 132 SMs, each with 64K registers, which bound how many GEMM blocks
+     * it holds (at most 4). A GPU with fewer SMs gets a little more than one wave.
+     */
+    private static final int SMS = 132, REGISTERS_PER_SM = 65536, MOST_BLOCKS_PER_SM = 4;
     static final String WORKSPACE = "workspace";
 
     /**
@@ -101,6 +105,20 @@ public final class PtxRenderer {
         }
 
         int bStride() { return bn + 8; }
+
+        /**
+         * The registers a thread may use (.maxnreg): a 64-float accumulator tile, fragments and addresses in 128
+         * (four 128-thread blocks per SM) rather than spills to fit ptxas's own occupancy guess; 3xTF32, which keeps
+         * heads and remainders of its fragments, 168 (three blocks). A 64×64 warp tile holds twice the
+         * accumulators: 232 (two 128-thread blocks). A wgmma warpgroup's 64 accumulators a thread: 128 (two
+         * 256-thread blocks).
+         */
+        public int registers(Matmul matmul) {
+            return warpgroups ? 128 : warpNTiles > WARP_N_TILES ? 232 : matmul == Matmul.TF32X3 ? 168 : 128;
+        }
+
+        /** Blocks of this tile an SM holds at once, as its 64K registers allow. */
+        public int blocksPerSm(Matmul matmul) { return REGISTERS_PER_SM / (threads() * registers(matmul)); }
     }
 
     /**
@@ -165,7 +183,7 @@ public final class PtxRenderer {
         return switch (k) {
             case Kernel.Gemm g -> {
                 Tile t = tile(g, matmul, tiling);
-                yield new Launch(ceil(g.domain().cols(), t.bn()), ceil(rows(g.domain(), batch), t.bm()), splits(g, batch), t.threads(),
+                yield new Launch(ceil(g.domain().cols(), t.bn()), ceil(rows(g.domain(), batch), t.bm()), splits(g, batch, matmul, tiling), t.threads(),
                         t.sharedBytes(matmul));
             }
             case Kernel.Normalize n -> new Launch(ceil(rows(n.domain(), batch), WARPS), 1, 1);
@@ -181,20 +199,25 @@ public final class PtxRenderer {
     }
 
     /**
-     * K slices of a GEMM at this batch: for TN GEMMs (weight gradients) one per 512 rows, at most 16; for NN GEMMs
-     * with a long K, FILL_BLOCKS over their 128×64 tiles, from 1 to 8 (8 up to 512 rows of 256 columns, 4 at 4,096
-     * rows, 1 from 16,384); otherwise 1. It is the launch's grid depth, which the kernels read (%nctaid.z).
+     * K slices of a GEMM at this batch, its GEMMs multiplied and tiled so: for TN GEMMs (weight gradients) one per
+     * 512 rows, at most 16; for NN GEMMs over the batch with a long K, as many as keep the grid within one wave of
+     * the GPU (132 SMs × the tile's blocks per SM, over its tiles), from 1 to 8. So a down-projection (K = 1,024
+     * into 256 columns) in 128×64 tiles takes 8 slices up to 1,024 rows; at 4,096 rows 4 for fp32 FMAs and tf32
+     * (4 blocks an SM: 512 blocks for 528 places) and 3 for 3xTF32 (3 an SM: 384 for 396, where 4 would run
+     * 1.3 waves); none from 16,384. Over at most 512 fixed rows, 8; otherwise 1. It is the launch's grid depth,
+     * which the kernels read (%nctaid.z).
      */
-    public static int splits(Kernel.Gemm g, int batch) {
+    public static int splits(Kernel.Gemm g, int batch, Matmul matmul, Tiling tiling) {
         if (g.transposeA()) return Math.min(MAX_SPLITS, Math.max(1, batch / SPLIT_ROWS));
         if (!splitsK(g)) return 1;
         if (!g.domain().batched()) return NN_SPLITS;
-        return Math.min(NN_SPLITS, Math.max(1, FILL_BLOCKS / tiles(g, batch)));
+        Tile t = tile(g, matmul, tiling);
+        return Math.min(NN_SPLITS, Math.max(1, SMS * t.blocksPerSm(matmul) / tiles(g, batch, t)));
     }
 
-    /** 128×64 tiles of a GEMM's output at this batch (a fixed-row output's at any). */
-    private static int tiles(Kernel.Gemm g, int batch) {
-        return ceil(rows(g.domain(), batch), BM) * ceil(g.domain().cols(), BN);
+    /** Tiles of a GEMM's output at this batch (a fixed-row output's at any). */
+    private static int tiles(Kernel.Gemm g, int batch, Tile t) {
+        return ceil(rows(g.domain(), batch), t.bm()) * ceil(g.domain().cols(), t.bn());
     }
 
     /**
@@ -211,15 +234,15 @@ public final class PtxRenderer {
      * Floats of workspace a kernel needs at any batch up to maxBatch: a counter per output tile, then a partial
      * product per K slice. It must start zeroed; the kernels leave the counters at zero again.
      */
-    public static long workspaceFloats(Kernel k, int maxBatch) {
+    public static long workspaceFloats(Kernel k, int maxBatch, Matmul matmul, Tiling tiling) {
         if (!(k instanceof Kernel.Gemm g) || !splitsK(g)) return 0;
         if (g.transposeA() || !g.domain().batched()) {
-            return counterFloats(g) + (long) splits(g, maxBatch) * g.domain().rows() * g.domain().cols();
+            return counterFloats(g) + (long) splits(g, maxBatch, matmul, tiling) * g.domain().rows() * g.domain().cols();
         }
         // NN over the batch: the most slices × rows at any batch that splits, the most rows of each tile count.
         long most = 0;
         for (int tiles = 1; tiles * BM < maxBatch + BM; tiles++) {
-            int rows = Math.min(maxBatch, tiles * BM), s = splits(g, rows);
+            int rows = Math.min(maxBatch, tiles * BM), s = splits(g, rows, matmul, tiling);
             if (s == 1) break;
             most = Math.max(most, (long) s * rows);
         }
@@ -228,12 +251,12 @@ public final class PtxRenderer {
 
     /**
      * The split GEMM's tile counters at the head of its workspace: one per output tile at the most rows it
-     * splits at (TN and fixed-row GEMMs: all their rows; NN over the batch: while it has at most FILL_BLOCKS / 2
-     * tiles, since fewer than two slices is no split), for tiles of at least 128×64, rounded up to 4 floats so
-     * that the slices stay 16-byte aligned.
+     * splits at (TN and fixed-row GEMMs: all their rows; NN over the batch: while it has at most half the blocks
+     * of a wave, since fewer than two slices is no split), for tiles of at least 128×64, rounded up to 4 floats
+     * so that the slices stay 16-byte aligned.
      */
     static int counterFloats(Kernel.Gemm g) {
-        int tiles = g.domain().batched() ? FILL_BLOCKS / 2 : tiles(g, 0);
+        int tiles = g.domain().batched() ? SMS * MOST_BLOCKS_PER_SM / 2 : tiles(g, 0, Tile.NARROW);
         return (tiles + 3) / 4 * 4;
     }
 

@@ -12,8 +12,9 @@ import static org.junit.jupiter.api.Assertions.*;
 
 /**
  * How the cuda backend splits K, and the workspace it sets aside for that: the seed's long-K GEMMs (a
- * down-projection, K = 1,024 into 256 columns) split until about 512 blocks run, and the workspace holds every
- * slice at every batch up to the one it is sized for.
+ * down-projection, K = 1,024 into 256 columns) split until their blocks fill one wave of an H100 (132 SMs × the
+ * blocks of their tile an SM holds), and the workspace holds every slice at every batch up to the one it is
+ * sized for, in every arithmetic and tiling.
  */
 class SplitKTest {
     private static Kernel.Gemm nn(int k, int n) {
@@ -23,26 +24,61 @@ class SplitKTest {
     }
 
     @Test
-    void longKGemmsSplitUntilTheyFillTheGpu() {
+    void blocksPerSmFollowTheTilesRegisters() {
+        assertEquals(4, PtxRenderer.Tile.NARROW.blocksPerSm(PtxRenderer.Matmul.FMA), "128 threads of 128 registers");
+        assertEquals(4, PtxRenderer.Tile.NARROW.blocksPerSm(PtxRenderer.Matmul.TF32));
+        assertEquals(3, PtxRenderer.Tile.NARROW.blocksPerSm(PtxRenderer.Matmul.TF32X3), "128 threads of 168 registers");
+        assertEquals(1, PtxRenderer.Tile.WIDE.blocksPerSm(PtxRenderer.Matmul.TF32X3), "256 threads of 168 registers");
+        assertEquals(2, PtxRenderer.Tile.WIDE_WARPS.blocksPerSm(PtxRenderer.Matmul.TF32), "128 threads of 232 registers");
+        assertEquals(2, PtxRenderer.Tile.WGMMA.blocksPerSm(PtxRenderer.Matmul.TF32), "256 threads of 128 registers");
+    }
+
+    @Test
+    void longKGemmsSplitUntilTheyFillOneWave() {
         Kernel.Gemm down = nn(1024, 256);
-        int[][] batchAndSplits = {{1, 8}, {256, 8}, {512, 8}, {2048, 8}, {4096, 4}, {8192, 2}, {16384, 1}, {1 << 20, 1}};
-        for (int[] bs : batchAndSplits) assertEquals(bs[1], PtxRenderer.splits(down, bs[0]), "slices at " + bs[0] + " rows");
+        var fma = PtxRenderer.Matmul.FMA;
+        var x3 = PtxRenderer.Matmul.TF32X3;
+        var narrow = PtxRenderer.Tiling.NARROW;
+        // fp32 FMAs in 128×64 tiles, 4 blocks an SM: 528 places.
+        int[][] fmaSplits = {{1, 8}, {256, 8}, {512, 8}, {2048, 8}, {4096, 4}, {8192, 2}, {16384, 1}, {1 << 20, 1}};
+        for (int[] bs : fmaSplits) assertEquals(bs[1], PtxRenderer.splits(down, bs[0], fma, narrow), "FMA slices at " + bs[0] + " rows");
+        // 3xTF32 in 128×64 tiles, 3 blocks an SM: 396 places, so 3 slices at 4,096 rows (384 blocks), not 4 (512: 1.3 waves).
+        int[][] x3Splits = {{256, 8}, {1024, 8}, {2048, 6}, {4096, 3}, {8192, 1}};
+        for (int[] bs : x3Splits) assertEquals(bs[1], PtxRenderer.splits(down, bs[0], x3, narrow), "3xTF32 slices at " + bs[0] + " rows");
+        // 128×128 tiles: 3xTF32's 8 warps, 1 block an SM; wgmma's two warpgroups, 2.
+        assertEquals(2, PtxRenderer.splits(down, 4096, x3, PtxRenderer.Tiling.WIDE));
+        assertEquals(4, PtxRenderer.splits(down, 4096, x3, PtxRenderer.Tiling.WGMMA));
+        // Never past one wave once split, whatever the batch, arithmetic and tiling.
+        for (var m : PtxRenderer.Matmul.values()) {
+            for (var t : PtxRenderer.Tiling.values()) {
+                var tile = PtxRenderer.tile(down, m, t);
+                for (int rows = 1; rows <= 20000; rows += 97) {
+                    int s = PtxRenderer.splits(down, rows, m, t), blocks = s * ((rows + 127) / 128) * ((256 + tile.bn() - 1) / tile.bn());
+                    assertTrue(s == 1 || blocks <= 132 * tile.blocksPerSm(m), m + " " + t + " at " + rows + " rows: " + blocks + " blocks");
+                }
+            }
+        }
         // Short K never splits (the up-projection, K = 256), whatever the batch.
         assertFalse(PtxRenderer.splitsK(nn(256, 1024)));
-        assertEquals(1, PtxRenderer.splits(nn(256, 1024), 256));
+        assertEquals(1, PtxRenderer.splits(nn(256, 1024), 256, fma, narrow));
     }
 
     @Test
     void theWorkspaceHoldsEverySliceAtEveryBatch() {
         for (Kernel.Gemm g : List.of(nn(1024, 256), nn(1030, 72), nn(2048, 1000))) {
-            for (int maxBatch : new int[]{1, 130, 512, 4096, 5000, 1 << 20}) {
-                long floats = PtxRenderer.workspaceFloats(g, maxBatch), needed = 0;
-                for (int b = 1; b <= Math.min(maxBatch, 40000); b++) {
-                    int s = PtxRenderer.splits(g, b);
-                    if (s > 1) needed = Math.max(needed, (long) s * b * g.domain().cols());
+            for (var m : PtxRenderer.Matmul.values()) {
+                for (var t : PtxRenderer.Tiling.values()) {
+                    for (int maxBatch : new int[]{1, 130, 512, 4096, 5000, 1 << 20}) {
+                        long floats = PtxRenderer.workspaceFloats(g, maxBatch, m, t), needed = 0;
+                        for (int b = 1; b <= Math.min(maxBatch, 40000); b++) {
+                            int s = PtxRenderer.splits(g, b, m, t);
+                            if (s > 1) needed = Math.max(needed, (long) s * b * g.domain().cols());
+                        }
+                        String what = g.domain() + " (" + m + ", " + t + ") at maxBatch " + maxBatch;
+                        assertTrue(floats >= needed, what + ": " + floats + " floats for " + needed);
+                        assertTrue(floats <= needed + 264, what + ": no more than the slices and the tile counters: " + floats + " for " + needed);
+                    }
                 }
-                assertTrue(floats >= needed, g.domain() + " at maxBatch " + maxBatch + ": " + floats + " floats for " + needed);
-                assertTrue(floats <= needed + 256, "no more than the slices and the tile counters: " + floats + " for " + needed);
             }
         }
     }

@@ -78,7 +78,7 @@ public final class CudaExecutable implements Executable {
                         functions[k], Cu.FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, shared);
             }
             workspaceAt[k] = workspaceFloats;
-            workspaceFloats += PtxRenderer.workspaceFloats(kernel, maxBatch);
+            workspaceFloats += PtxRenderer.workspaceFloats(kernel, maxBatch, matmul, tiling);
         }
         workspaceFloats = Math.max(1, workspaceFloats);
         Cu.status(Cu.cuStreamCreate, "cuStreamCreate", out, Cu.STREAM_NON_BLOCKING);

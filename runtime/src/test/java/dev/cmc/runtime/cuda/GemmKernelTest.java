@@ -84,7 +84,8 @@ class GemmKernelTest {
             arrays.add(new Program.Array("a" + g, Program.Role.INPUT, a.shape(), null));
             arrays.add(new Program.Array("out" + g, Program.Role.OUTPUT, out.shape(), null));
             gemms.add(new Kernel.Gemm("k_mm" + g, true, a, Buf.whole("b", Shape.batch(n)), Shape.BATCH, out.shape(), List.of(new Expr.Let(0, new Expr.Acc(), out))));
-            assertEquals(2, PtxRenderer.splits((Kernel.Gemm) gemms.getLast(), batch), "this case is meant to split K");
+            assertEquals(2, PtxRenderer.splits((Kernel.Gemm) gemms.getLast(), batch, PtxRenderer.Matmul.FMA, PtxRenderer.Tiling.NARROW),
+                    "this case is meant to split K");
         }
         var program = new Program("gemms", arrays, gemms);
         var rng = new SplittableRandom(3);
@@ -131,7 +132,7 @@ class GemmKernelTest {
         var rng = new SplittableRandom(11);
         float[] av = random(rng, batch * k), bv = random(rng, k * n), got = new float[batch * n];
         // The workspace sized for this batch holds 8 slices, so it holds fewer too.
-        float[][] buffers = {av, bv, got, new float[(int) PtxRenderer.workspaceFloats(gemm, batch)]};
+        float[][] buffers = {av, bv, got, new float[(int) PtxRenderer.workspaceFloats(gemm, batch, matmul, PtxRenderer.Tiling.NARROW)]};
         List<String> args = dev.cmc.render.Indexing.arguments(gemm);
         int[] params = new int[args.size() + 1];
         for (int i = 0; i < args.size(); i++) params[i] = List.of("a", "b", "out").indexOf(args.get(i));
@@ -167,8 +168,8 @@ class GemmKernelTest {
         // The epilogue adds 1 so that a split GEMM's last block skipping it, or every block running it, shows.
         var plusOne = new Expr.Binary(dev.cmc.ir.Op.ADD, new Expr.Acc(), new Expr.Const(1));
         var gemm = new Kernel.Gemm("k_mm", transposeA, a, b, k, domain, List.of(new Expr.Let(0, plusOne, out)));
-        if (batch > 1024) assertEquals(2, PtxRenderer.splits(gemm, batch), "this case is meant to split K");
-        if (k > 1024 && !transposeA) assertEquals(8, PtxRenderer.splits(gemm, batch), "this case is meant to split K");
+        if (batch > 1024) assertEquals(2, PtxRenderer.splits(gemm, batch, matmul, tiling), "this case is meant to split K");
+        if (k > 1024 && !transposeA) assertEquals(8, PtxRenderer.splits(gemm, batch, matmul, tiling), "this case is meant to split K");
         if (tiling == PtxRenderer.Tiling.WIDE) {
             assertEquals(transposeA ? 64 : 128, PtxRenderer.tile(gemm, matmul, tiling).bn(), "wide tiles for NN GEMMs, not TN");
         }
@@ -253,7 +254,7 @@ class GemmKernelTest {
         var sim = new PtxSimulator(PtxRenderer.render(program, "banks", "sm_90", matmul, tiling));
         if (tiling != PtxRenderer.Tiling.NARROW) assertEquals(128, PtxRenderer.tile(gemm, matmul, tiling).bn(), "this case is meant to be wide");
         sim.countBankConflicts = true;
-        float[][] buffers = {new float[m * k], new float[k * n], new float[m * n], new float[(int) Math.max(1, PtxRenderer.workspaceFloats(gemm, batch))]};
+        float[][] buffers = {new float[m * k], new float[k * n], new float[m * n], new float[(int) Math.max(1, PtxRenderer.workspaceFloats(gemm, batch, matmul, tiling))]};
         int[] params = new int[dev.cmc.render.Indexing.arguments(gemm).size() + (PtxRenderer.splitsK(gemm) ? 1 : 0)];
         for (int i = 0; i < dev.cmc.render.Indexing.arguments(gemm).size(); i++) params[i] = List.of("a", "b", "out").indexOf(dev.cmc.render.Indexing.arguments(gemm).get(i));
         if (PtxRenderer.splitsK(gemm)) params[params.length - 1] = 3;

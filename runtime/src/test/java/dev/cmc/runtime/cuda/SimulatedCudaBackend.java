@@ -83,7 +83,7 @@ public final class SimulatedCudaBackend implements Backend {
             for (int k = 0; k < kernels.size(); k++) workspaceOf[k] = PtxRenderer.splitsK(kernels.get(k)) ? buffers++ : -1;
             arrays = new float[buffers][];
             for (int k = 0; k < kernels.size(); k++) {
-                if (workspaceOf[k] >= 0) arrays[workspaceOf[k]] = new float[(int) PtxRenderer.workspaceFloats(kernels.get(k), maxBatch)];
+                if (workspaceOf[k] >= 0) arrays[workspaceOf[k]] = new float[(int) PtxRenderer.workspaceFloats(kernels.get(k), maxBatch, matmul, tiling)];
             }
             for (int i = 0; i < program.arrays().size(); i++) {
                 Program.Array a = program.arrays().get(i);

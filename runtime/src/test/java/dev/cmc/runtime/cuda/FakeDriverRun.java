@@ -101,8 +101,8 @@ public final class FakeDriverRun {
     }
 
     /**
-     * What `cmc train` does on the cuda backend, in short: iCT steps through the Trainer, the model's weights
-     * read back and written again as a checkpoint would, then 1- and 2-step samples evaluated against data.
+     * What `cmc train` does on the cuda backend, in short: iCT steps through the Trainer, then 1- and 2-step
+     * samples evaluated against data.
      */
     private static void train() {
         Spec roll = SpecLoader.fromText("roll.cm", "model roll { input_dim = 2; hidden_size = 128; num_layers = 3; }\n"

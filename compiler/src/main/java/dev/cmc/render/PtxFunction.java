@@ -212,8 +212,8 @@ abstract class PtxFunction {
 
     private String unary(Op o, String x) {
         return switch (o) {
-            case NEG -> { String y = f(); op("neg.f32 " + y + ", " + x + ";"); yield y; }
-            case SQRT -> { String y = f(); op("sqrt.rn.f32 " + y + ", " + x + ";"); yield y; }
+            case NEG -> neg(x);
+            case SQRT -> sqrt(x);
             case SQUARE -> bin("mul.f32", x, x);
             case RELU -> bin("max.f32", x, imm(0));
             case EXP -> exp(x);

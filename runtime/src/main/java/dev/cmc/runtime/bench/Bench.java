@@ -137,7 +137,7 @@ public final class Bench {
         // CMC_CUDA_MLP=fused): then each batch is timed on the program it gets when loaded for that batch.
         Map<Program, Executable> samplers = new LinkedHashMap<>();
         try {
-            Map<Integer, Executable> samplerOf = new HashMap<>();
+            Map<Integer, Program> programOf = new HashMap<>();
             long samplerBytes = 0;
             for (int b : batches.stream().sorted(Comparator.reverseOrder()).toList()) {
                 Program prepared = backend.prepare(sampler.program(), b);
@@ -145,7 +145,7 @@ public final class Bench {
                     samplers.put(prepared, backend.load(sampler.program(), b));
                     samplerBytes += arrayBytes(prepared, b);
                 }
-                samplerOf.put(b, samplers.get(prepared));
+                programOf.put(b, prepared);
             }
             try (Executable t = backend.load(train.program(), trainBatch)) {
                 double loadMs = (System.nanoTime() - t1) / 1e6;
@@ -160,7 +160,7 @@ public final class Bench {
                 var cases = new ArrayList<Sampling>();
                 for (var e : samplers.values()) e.write("params", params, params.length);
                 for (int b : batches) {
-                    Executable s = samplerOf.get(b);
+                    Executable s = samplers.get(programOf.get(b));
                     progress.at(label + ": 1-step sampling at batch " + b, ++done, total);
                     s.write("x", x, b * d);
                     s.write("sigma", new float[]{sigmaMax}, 1);
@@ -181,10 +181,11 @@ public final class Bench {
                 progress.at(label + ": CT training step at batch " + trainBatch, ++done, total);
                 loadTrainingInputs(t, spec, train.layout().initialize(1), trainBatch, rng);
                 double stepMs = time(() -> t.run(trainBatch), seconds);
-                Map<String, Double> sampleKernels = profile ? kernelTimes(samplerOf.get(batches.getFirst()), batches.getFirst()) : Map.of();
+                Program sampled = programOf.get(batches.getFirst());
+                Map<String, Double> sampleKernels = profile ? kernelTimes(samplers.get(sampled), batches.getFirst()) : Map.of();
                 Map<String, Double> stepKernels = profile ? kernelTimes(t, trainBatch) : Map.of();
                 // Counted on the programs as the backend runs them (cuda may fuse kernels of the compiler's).
-                Program sampled = backend.prepare(sampler.program(), batches.getFirst()), stepped = backend.prepare(train.program(), trainBatch);
+                Program stepped = backend.prepare(train.program(), trainBatch);
                 Map<String, Double> sampleFlops = profile ? gemmFlops(sampled, batches.getFirst()) : Map.of();
                 Map<String, Double> stepFlops = profile ? gemmFlops(stepped, trainBatch) : Map.of();
                 Map<String, Double> sampleBytes = profile ? activationBytes(sampled, batches.getFirst()) : Map.of();

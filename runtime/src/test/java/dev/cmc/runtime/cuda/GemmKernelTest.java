@@ -126,17 +126,13 @@ class GemmKernelTest {
         Buf a = Buf.whole("a", Shape.batch(k)), b = Buf.whole("b", Shape.fixed(k, n)), out = Buf.whole("out", Shape.batch(n));
         var plusOne = new Expr.Binary(dev.cmc.ir.Op.ADD, new Expr.Acc(), new Expr.Const(1));
         var gemm = new Kernel.Gemm("k_mm", false, a, b, k, out.shape(), List.of(new Expr.Let(0, plusOne, out)));
-        var program = new Program("gemm", List.of(new Program.Array("a", Program.Role.INPUT, a.shape(), null),
-                new Program.Array("b", Program.Role.PARAMS, b.shape(), null), new Program.Array("out", Program.Role.OUTPUT, out.shape(), null)), List.of(gemm));
+        var program = program(gemm);
         assertTrue(PtxRenderer.splitsK(gemm), "this case is meant to split K");
         var rng = new SplittableRandom(11);
         float[] av = random(rng, batch * k), bv = random(rng, k * n), got = new float[batch * n];
         // The workspace sized for this batch holds 8 slices, so it holds fewer too.
         float[][] buffers = {av, bv, got, new float[(int) PtxRenderer.workspaceFloats(gemm, batch, matmul, PtxRenderer.Tiling.NARROW)]};
-        List<String> args = dev.cmc.render.Indexing.arguments(gemm);
-        int[] params = new int[args.size() + 1];
-        for (int i = 0; i < args.size(); i++) params[i] = List.of("a", "b", "out").indexOf(args.get(i));
-        params[args.size()] = 3;
+        int[] params = bufferOfParam(gemm);
         var sim = new PtxSimulator(PtxRenderer.render(program, "slices", "sm_90", matmul));
         var l = PtxRenderer.launch(gemm, batch, matmul, PtxRenderer.Tiling.NARROW);
         for (int run = 0; run < 2; run++) {
@@ -150,6 +146,22 @@ class GemmKernelTest {
                 }
             }
         }
+    }
+
+    /** A program of one GEMM: its A as input "a", its B as parameters "b", its output "out". */
+    private static Program program(Kernel.Gemm gemm) {
+        return new Program("gemm", List.of(new Program.Array("a", Program.Role.INPUT, gemm.a().shape(), null),
+                new Program.Array("b", Program.Role.PARAMS, gemm.b().shape(), null),
+                new Program.Array("out", Program.Role.OUTPUT, gemm.domain(), null)), List.of(gemm));
+    }
+
+    /** For a simulator launch of {@link #program}'s GEMM alone: the buffer of each parameter, a, b, out as 0 to 2 and any workspace 3. */
+    private static int[] bufferOfParam(Kernel.Gemm gemm) {
+        List<String> args = dev.cmc.render.Indexing.arguments(gemm);
+        int[] params = new int[args.size() + (PtxRenderer.splitsK(gemm) ? 1 : 0)];
+        for (int i = 0; i < args.size(); i++) params[i] = List.of("a", "b", "out").indexOf(args.get(i));
+        if (PtxRenderer.splitsK(gemm)) params[args.size()] = 3;
+        return params;
     }
 
     private static float[] random(SplittableRandom rng, int count) {
@@ -177,10 +189,7 @@ class GemmKernelTest {
             assertEquals(!transposeA && matmul != PtxRenderer.Matmul.BF16, PtxRenderer.tile(gemm, matmul, tiling).warpgroups(),
                     "wgmma for tf32 and 3xTF32 NN GEMMs only");
         }
-        var program = new Program("gemm", List.of(
-                new Program.Array("a", Program.Role.INPUT, a.shape(), null),
-                new Program.Array("b", Program.Role.PARAMS, b.shape(), null),
-                new Program.Array("out", Program.Role.OUTPUT, domain, null)), List.of(gemm));
+        var program = program(gemm);
         var rng = new SplittableRandom(7);
         float[] av = new float[m * k], bv = new float[k * n];
         for (int i = 0; i < av.length; i++) av[i] = (float) (rng.nextDouble() * 2 - 1);
@@ -249,15 +258,12 @@ class GemmKernelTest {
         Buf b = transposeA ? Buf.whole("b", Shape.batch(n)) : Buf.whole("b", Shape.fixed(k, n));
         Shape domain = transposeA ? Shape.fixed(m, n) : Shape.batch(n);
         var gemm = new Kernel.Gemm("k_mm", transposeA, a, b, k, domain, List.of(new Expr.Let(0, new Expr.Acc(), Buf.whole("out", domain))));
-        var program = new Program("gemm", List.of(new Program.Array("a", Program.Role.INPUT, a.shape(), null),
-                new Program.Array("b", Program.Role.PARAMS, b.shape(), null), new Program.Array("out", Program.Role.OUTPUT, domain, null)), List.of(gemm));
+        var program = program(gemm);
         var sim = new PtxSimulator(PtxRenderer.render(program, "banks", "sm_90", matmul, tiling));
         if (tiling != PtxRenderer.Tiling.NARROW) assertEquals(128, PtxRenderer.tile(gemm, matmul, tiling).bn(), "this case is meant to be wide");
         sim.countBankConflicts = true;
         float[][] buffers = {new float[m * k], new float[k * n], new float[m * n], new float[(int) Math.max(1, PtxRenderer.workspaceFloats(gemm, batch, matmul, tiling))]};
-        int[] params = new int[dev.cmc.render.Indexing.arguments(gemm).size() + (PtxRenderer.splitsK(gemm) ? 1 : 0)];
-        for (int i = 0; i < dev.cmc.render.Indexing.arguments(gemm).size(); i++) params[i] = List.of("a", "b", "out").indexOf(dev.cmc.render.Indexing.arguments(gemm).get(i));
-        if (PtxRenderer.splitsK(gemm)) params[params.length - 1] = 3;
+        int[] params = bufferOfParam(gemm);
         var l = PtxRenderer.launch(gemm, batch, matmul, tiling);
         sim.launch(PtxRenderer.kernelName(program, 0), l.gridX(), l.gridY(), l.gridZ(), l.block(), l.sharedBytes(), buffers, params, batch);
         assertConflictFree(sim, 2);

@@ -83,7 +83,7 @@ run)
   }
   gemm=dev.cmc.runtime.cuda.GemmKernelTest
   props=(-Dcmc.parity.wgmma=none)
-  junit parity 150 --select-class dev.cmc.runtime.ParityTest --select-method dev.cmc.runtime.train.CudaTrainingTest#eachGpuFollowsTheJvmLossCurve \
+  junit parity 150 --select-class dev.cmc.runtime.ParityTest --select-class dev.cmc.runtime.SamplingTest --select-method dev.cmc.runtime.train.CudaTrainingTest#eachGpuFollowsTheJvmLossCurve \
       --select-method "$gemm#oneGemmAgreesWithFloat64(dev.cmc.render.PtxRenderer\$Matmul,boolean,int,int,int)" \
       --select-method "$gemm#wideTileGemmAgreesWithFloat64(dev.cmc.render.PtxRenderer\$Matmul,boolean,int,int,int)" \
       --select-method "$gemm#fixedRowGemmWithLongKSplitsK(dev.cmc.render.PtxRenderer\$Matmul,int,int)" \

@@ -346,6 +346,15 @@ CUresult cuMemcpyDtoHAsync_v2(void *dst, CUdeviceptr src, size_t bytes, void *st
     return OK;
 }
 
+CUresult cuMemcpyDtoDAsync_v2(CUdeviceptr dst, CUdeviceptr src, size_t bytes, void *stream) {
+    NEEDS_CONTEXT("cuMemcpyDtoDAsync");
+    if (!usable(stream)) return fail(INVALID_HANDLE, "cuMemcpyDtoDAsync", "no such stream");
+    if (!inside(src, bytes)) return fail(INVALID_VALUE, "cuMemcpyDtoDAsync", "%zu bytes from 0x%llx overrun its allocation", bytes, src);
+    if (!inside(dst, bytes)) return fail(INVALID_VALUE, "cuMemcpyDtoDAsync", "%zu bytes to 0x%llx overrun its allocation", bytes, dst);
+    memmove((void *) dst, (void *) src, bytes);
+    return OK;
+}
+
 CUresult cuMemAllocHost_v2(void **p, size_t bytes) {
     NEEDS_CONTEXT("cuMemAllocHost");
     *p = calloc(1, bytes);

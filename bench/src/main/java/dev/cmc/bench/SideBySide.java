@@ -95,12 +95,13 @@ public class SideBySide {
             torch.twoStepInPlace(tx, tsigma, tnoise, tsigma2, in.noiseScale);
             return;
         }
+        // cmc draws the second step's noise in its kernel and keeps x on the device, as ConsistencyModel.sample does.
+        sampler.write(Compiler.NOISE, new float[3], 3);
         sampler.write("sigma", new float[]{in.sigmaMax}, 1);
         sampler.write("x", in.x, in.x.length);
         sampler.run(sampleBatch);
-        sampler.read("out", in.scratch, in.scratch.length);
-        for (int i = 0; i < in.scratch.length; i++) in.scratch[i] += in.noiseScale * in.noise[i];
-        sampler.write("x", in.scratch, in.scratch.length);
+        sampler.copy("out", "x", in.x.length);
+        sampler.write(Compiler.NOISE, new float[]{1, 0, in.noiseScale}, 3);
         sampler.write("sigma", new float[]{in.tau2}, 1);
         sampler.run(sampleBatch);
     }
@@ -124,7 +125,7 @@ public class SideBySide {
         final Spec spec;
         final dev.cmc.model.ParamLayout layout;
         final int dim;
-        final float[] params, x, noise, scratch, x0, z, hi, lo, w;
+        final float[] params, x, noise, x0, z, hi, lo, w;
         final float sigmaMax, tau2, noiseScale;
 
         Inputs(Spec spec, int sampleBatch, int trainBatch) {
@@ -139,7 +140,6 @@ public class SideBySide {
             noiseScale = (float) Math.sqrt(tau2 * tau2 - spec.model().sigmaMin() * spec.model().sigmaMin());
             x = new float[sampleBatch * dim];
             noise = new float[sampleBatch * dim];
-            scratch = new float[sampleBatch * dim];
             for (int i = 0; i < x.length; i++) { x[i] = (float) (sigmaMax * rng.nextGaussian()); noise[i] = (float) rng.nextGaussian(); }
             x0 = new float[trainBatch * dim];
             z = new float[trainBatch * dim];

@@ -88,6 +88,7 @@ public final class Autodiff {
             }
             case DSILU, DGELU, STEP, MEAN_GRAD, MATMUL_NT, MATMUL_TN, NORMALIZE_GRAD, SEGMENT_SUM ->
                     throw new UnsupportedOperationException("no gradient rule for " + n.op() + ": second derivatives are not supported");
+            case NOISE -> throw new UnsupportedOperationException("noise has no gradient with respect to its seed");
             case INPUT, PARAM, CONST -> throw new IllegalStateException("leaves have no inputs");
         };
     }

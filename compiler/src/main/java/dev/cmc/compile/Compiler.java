@@ -22,16 +22,22 @@ public final class Compiler {
     /** A compiled program with the graph it came from, kept for the reference interpreter and tests. */
     public record Compiled(Program program, Graph graph, Map<String, Node> outputs, ParamLayout layout) {}
 
+    /** The sampler's noise array: the seed of its draw, the draw's row that batch row 0 is, and the noise's scale. */
+    public static final String NOISE = "noise";
+    public static final int NOISE_SEED = 0, NOISE_ROW = 1, NOISE_SCALE = 2;
+
     /**
-     * The sampler: f(x, σ) for x[B,d] at one σ shared by the whole batch (sigma is [1,1]), as every step of
-     * Algorithm 1 is. The σ embedding, its dense layer and c_in, c_skip, c_out are then computed once, not
-     * once per row. Output out[B,d]; weights from the "params" array.
+     * One step of Algorithm 1: f(x + s·z, σ) for x[B,d] at one σ shared by the whole batch (sigma is [1,1]),
+     * with z standard normal noise the program draws itself ({@link dev.cmc.kernel.Noise}) and s, its seed and
+     * its first row in the {@link #NOISE} array. The first step is x = 0, s = σ_max; a later one is the last
+     * step's output, s = √(τ² − σ_min²); s = 0 evaluates f(x, σ) alone. The σ embedding, its dense layer and
+     * c_in, c_skip, c_out are computed once, not once per row. Output out[B,d]; weights from the "params" array.
      */
     public static Compiled sampler(Spec spec) {
         return denoiser(spec, Shape.scalar(), "_sample");
     }
 
-    /** f(x, σ) with a σ per row (sigma is [B,1]): for evaluating the loss and for tests. */
+    /** f(x, σ) with a σ per row (sigma is [B,1]) and no noise: for evaluating the loss and for tests. */
     public static Compiled denoiser(Spec spec) {
         return denoiser(spec, Shape.batch(1), "_denoise");
     }
@@ -43,10 +49,19 @@ public final class Compiler {
         int d = spec.model().inputDim();
         Node x = g.input("x", Shape.batch(d));
         Node sigma = g.input("sigma", sigmaShape);
-        Node f = model.denoise(g, x, sigma, "");
-
         var bound = new LinkedHashMap<Node, Buf>();
         var declared = new LinkedHashMap<String, Program.Array>();
+        Node start = x;
+        if (!sigmaShape.batched()) {
+            declare(declared, NOISE, Program.Role.INPUT, Shape.fixed(1, 3));
+            Node seed = g.input("noise_seed", Shape.scalar()), row = g.input("noise_row", Shape.scalar()), scale = g.input("noise_scale", Shape.scalar());
+            bound.put(seed, new Buf(NOISE, NOISE_SEED, Shape.scalar()));
+            bound.put(row, new Buf(NOISE, NOISE_ROW, Shape.scalar()));
+            bound.put(scale, new Buf(NOISE, NOISE_SCALE, Shape.scalar()));
+            start = g.label(g.add(x, g.mul(scale, g.noise(seed, row, Shape.batch(d)))), "x_noised");
+        }
+        Node f = model.denoise(g, start, sigma, "");
+
         bindInput(bound, declared, x, Program.Role.INPUT);
         bindInput(bound, declared, sigma, Program.Role.INPUT);
         bindParams(bound, declared, g, layout, "", "params", Program.Role.PARAMS);

@@ -182,6 +182,7 @@ public final class Fusion {
             case BROADCAST -> expr(n.in(0), anchor);
             case GATHER -> new Expr.Gather(bufferOf(n.in(0)), bufferOf(n.in(1)));
             case MEAN_GRAD -> new Expr.Binary(Op.DIV, expr(n.in(0), anchor), new Expr.Rows());
+            case NOISE -> new Expr.Noise(expr(n.in(0), anchor), expr(n.in(1), anchor), n.shape().cols());
             default -> n.op().arity() == 1 ? new Expr.Unary(n.op(), expr(n.in(0), anchor))
                                            : new Expr.Binary(n.op(), expr(n.in(0), anchor), expr(n.in(1), anchor));
         };

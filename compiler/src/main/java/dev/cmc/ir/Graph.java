@@ -64,6 +64,12 @@ public final class Graph {
         throw new IllegalArgumentException("cannot broadcast " + a.shape() + " to " + to);
     }
 
+    /** Standard normal noise of this shape from a seed [1,1] and the draw's first row [1,1] (see {@link Op#NOISE}). */
+    public Node noise(Node seed, Node firstRow, Shape shape) {
+        require(seed.shape().equals(Shape.scalar()) && firstRow.shape().equals(Shape.scalar()), "noise's seed " + seed.shape() + " and first row " + firstRow.shape());
+        return node(Op.NOISE, List.of(seed, firstRow), shape, null, null);
+    }
+
     public Node meanGrad(Node g) {
         require(g.shape().equals(Shape.scalar()), "mean_grad takes a [1,1] gradient");
         return node(Op.MEAN_GRAD, List.of(g), Shape.batch(1), null, null);

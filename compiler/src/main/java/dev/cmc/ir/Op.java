@@ -13,6 +13,11 @@ public enum Op {
     /** The gradient of MEAN_BATCH: g / B for every row. */
     MEAN_GRAD,
     /**
+     * Standard normal noise over the node's own shape, drawn in the kernel that uses it ({@link dev.cmc.kernel.Noise}).
+     * Inputs: the seed [1,1] and the row of the whole draw that batch row 0 is, [1,1]; both hold integers as floats.
+     */
+    NOISE,
+    /**
      * Row i of out[B,n] is row index[i] of a table[K,n]: a value computed once per distinct σ, handed to every
      * row that has that σ. Inputs (table, index) and, where a gradient flows, the (order, starts) of its adjoint.
      */
@@ -37,7 +42,7 @@ public enum Op {
     public int arity() {
         return switch (this) {
             case INPUT, PARAM, CONST -> 0;
-            case ADD, SUB, MUL, DIV, MATMUL, MATMUL_NT, MATMUL_TN, NORMALIZE_GRAD, GATHER -> 2;
+            case ADD, SUB, MUL, DIV, MATMUL, MATMUL_NT, MATMUL_TN, NORMALIZE_GRAD, GATHER, NOISE -> 2;
             case SEGMENT_SUM -> 3;
             default -> 1;
         };

@@ -24,6 +24,12 @@ public sealed interface Expr {
     /** The runtime batch size. */
     record Rows() implements Expr {}
 
+    /**
+     * Standard normal noise at the current element: element (firstRow + r)·cols + c of the draw with this seed
+     * ({@link Noise}). seed and firstRow evaluate to integers held as floats.
+     */
+    record Noise(Expr seed, Expr firstRow, int cols) implements Expr {}
+
     record Unary(Op op, Expr a) implements Expr {}
 
     record Binary(Op op, Expr a, Expr b) implements Expr {}

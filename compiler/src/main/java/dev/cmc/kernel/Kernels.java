@@ -75,8 +75,24 @@ public final class Kernels {
             case Expr.Gather g -> { out.add(Range.of(g.table())); out.add(Range.of(g.index())); }
             case Expr.Unary u -> collect(u.a(), out);
             case Expr.Binary b -> { collect(b.a(), out); collect(b.b(), out); }
+            case Expr.Noise n -> { collect(n.seed(), out); collect(n.firstRow(), out); }
             default -> {}
         }
+    }
+
+    /** Does the kernel's epilogue draw noise? Renderers run such kernels on their scalar paths. */
+    public static boolean drawsNoise(List<Expr.Let> lets) {
+        for (Expr.Let l : lets) if (drawsNoise(l.value())) return true;
+        return false;
+    }
+
+    private static boolean drawsNoise(Expr e) {
+        return switch (e) {
+            case Expr.Noise n -> true;
+            case Expr.Unary u -> drawsNoise(u.a());
+            case Expr.Binary b -> drawsNoise(b.a()) || drawsNoise(b.b());
+            default -> false;
+        };
     }
 
     private static Set<String> arrays(List<Range> ranges) {

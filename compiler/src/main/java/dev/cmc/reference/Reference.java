@@ -127,6 +127,10 @@ public final class Reference {
                 }
             }
             case MEAN_GRAD -> Arrays.fill(out, a.at(0, 0) / rows);
+            case NOISE -> {
+                int seed = dev.cmc.kernel.Noise.integer(a.at(0, 0)), first = dev.cmc.kernel.Noise.integer(b.at(0, 0));
+                for (int r = 0; r < rows; r++) for (int c = 0; c < cols; c++) out[r * cols + c] = dev.cmc.kernel.Noise.gaussian(seed, (first + r) * cols + c);
+            }
             case BROADCAST -> {
                 for (int r = 0; r < rows; r++) for (int c = 0; c < cols; c++) out[r * cols + c] = a.bcast(r, c);
             }

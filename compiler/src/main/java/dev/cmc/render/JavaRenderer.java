@@ -269,8 +269,16 @@ public final class JavaRenderer {
         Shape d = e.domain();
         line("for (int r = lo; r < hi; r++) {");
         indent++;
-        columnLoop(d, (col, mask) -> vectorLets(e.epilogue(), d, "r", col, null, mask, ""),
-                col -> scalarLets(e.epilogue(), d, "r", col, null));
+        if (Kernels.drawsNoise(e.epilogue())) {
+            line("for (int c = 0; c < " + d.cols() + "; c++) {");
+            indent++;
+            scalarLets(e.epilogue(), d, "r", "c", null);
+            indent--;
+            line("}");
+        } else {
+            columnLoop(d, (col, mask) -> vectorLets(e.epilogue(), d, "r", col, null, mask, ""),
+                    col -> scalarLets(e.epilogue(), d, "r", col, null));
+        }
         indent--;
         line("}");
     }
@@ -533,6 +541,7 @@ public final class JavaRenderer {
             case Expr.Var v -> "v" + v.id() + suffix;
             case Expr.Rows r -> "FloatVector.broadcast(S, (float) rows)";
             case Expr.Unary u -> unaryVec(u.op(), vec(u.a(), d, row, col, acc, mask, suffix));
+            case Expr.Noise n -> throw new IllegalStateException("noise is drawn on scalar paths only");
             case Expr.Binary b -> {
                 String x = vec(b.a(), d, row, col, acc, mask, suffix);
                 String y = b.b() instanceof Expr.Const c ? f(c.value()) : vec(b.b(), d, row, col, acc, mask, suffix);
@@ -560,6 +569,8 @@ public final class JavaRenderer {
             case Expr.Var v -> "s" + v.id();
             case Expr.Rows r -> "(float) rows";
             case Expr.Unary u -> unaryScalar(u.op(), scalar(u.a(), d, row, col, acc, suffix));
+            case Expr.Noise n -> "gaussian(" + scalar(n.seed(), d, row, col, acc, suffix) + ", " + scalar(n.firstRow(), d, row, col, acc, suffix)
+                    + ", " + row + ", " + n.cols() + ", " + col + ")";
             case Expr.Binary b -> "(" + scalar(b.a(), d, row, col, acc, suffix) + " " + switch (b.op()) {
                 case ADD -> "+"; case SUB -> "-"; case MUL -> "*"; case DIV -> "/";
                 default -> throw new IllegalStateException(b.op().toString());
@@ -690,6 +701,21 @@ public final class JavaRenderer {
                 }
                 static FloatVector step(FloatVector x) { return FloatVector.zero(S).blend(1f, x.compare(VectorOperators.GT, 0f)); }
                 static float step(float x) { return x > 0 ? 1f : 0f; }
+
+                /** Wellons' lowbias32 hash. */
+                static int mix(int x) {
+                    x ^= x >>> 16; x *= 0x7feb352d; x ^= x >>> 15; x *= 0x846ca68b; x ^= x >>> 16;
+                    return x;
+                }
+
+                /** Element (firstRow + r)·cols + c of the standard normal draw with this seed (dev.cmc.kernel.Noise). */
+                static float gaussian(float seed, float firstRow, int r, int cols, int c) {
+                    int i = ((int) firstRow + r) * cols + c, key = mix((int) seed);
+                    float u1 = ((mix(key + 2 * i) >>> 8) + 1) * 0x1p-24f;
+                    float u2 = (mix(key + 2 * i + 1) >>> 8) * 0x1p-24f;
+                    float radius = (float) Math.sqrt(Math.max(0f, -2f * (float) StrictMath.log(u1)));
+                    return radius * (float) StrictMath.cos(Math.PI * (2f * u2 - 1f));
+                }
                 """;
         line("static final float GELU_K = " + k + ", GELU_C = " + c + ", GELU_C3 = " + c3 + ";");
         for (String l : text.split("\n")) line(l);

@@ -127,7 +127,8 @@ public final class OpenClRenderer {
         line("if (lo >= hi) return;");
         switch (k) {
             case Kernel.Gemm g -> gemm(g);
-            case Kernel.Elementwise e -> rowsLoop(() -> columns(e.domain(), (col, v) -> lets(e.epilogue(), e.domain(), "r", col, null, v, "")));
+            case Kernel.Elementwise e -> rowsLoop(() -> columns(e.domain(), Kernels.drawsNoise(e.epilogue()),
+                    (col, v) -> lets(e.epilogue(), e.domain(), "r", col, null, v, "")));
             case Kernel.Normalize n -> rowsLoop(() -> normalize(n));
             case Kernel.ReduceCols r -> rowsLoop(() -> {
                 rowSum("sum", r.x(), Shape.batch(r.cols()), null);
@@ -447,7 +448,12 @@ public final class OpenClRenderer {
     private interface Body { void emit(String col, boolean vector); }
 
     private void columns(Shape d, Body body) {
-        int n = d.cols(), end = n - n % W;
+        columns(d, false, body);
+    }
+
+    /** The columns of a row in float16 vectors, then one at a time; all one at a time where the body draws noise. */
+    private void columns(Shape d, boolean scalarOnly, Body body) {
+        int n = d.cols(), end = scalarOnly ? 0 : n - n % W;
         if (end > 0) {
             line("for (int c = 0; c < " + end + "; c += " + W + ") {");
             indent++;
@@ -484,6 +490,11 @@ public final class OpenClRenderer {
             case Expr.Var v -> "v" + v.id() + suffix;
             case Expr.Rows r -> vector ? "(float16)((float) rows)" : "((float) rows)";
             case Expr.Unary u -> unary(u.op(), expr(u.a(), d, row, col, acc, vector, suffix), vector);
+            case Expr.Noise n -> {
+                if (vector) throw new IllegalStateException("noise is drawn on scalar paths only");
+                yield "gaussian_s(" + expr(n.seed(), d, row, col, acc, false, suffix) + ", " + expr(n.firstRow(), d, row, col, acc, false, suffix)
+                        + ", " + row + ", " + n.cols() + ", " + col + ")";
+            }
             case Expr.Binary b -> "(" + expr(b.a(), d, row, col, acc, vector, suffix) + " " + switch (b.op()) {
                 case ADD -> "+"; case SUB -> "-"; case MUL -> "*"; case DIV -> "/";
                 default -> throw new IllegalStateException(b.op().toString());
@@ -595,6 +606,21 @@ public final class OpenClRenderer {
                     return 0.5f * (1.0f + t) + 0.5f * x * (1.0f - t * t) * GELU_K * (1.0f + GELU_C3 * x * x);
                 }
                 inline float step_s(float x) { return x > 0.0f ? 1.0f : 0.0f; }
+
+                /* Wellons' lowbias32 hash. */
+                inline uint mix(uint x) {
+                    x ^= x >> 16; x *= 0x7feb352du; x ^= x >> 15; x *= 0x846ca68bu; x ^= x >> 16;
+                    return x;
+                }
+
+                /* Element (first_row + r)*cols + c of the standard normal draw with this seed (dev.cmc.kernel.Noise). */
+                inline float gaussian_s(float seed, float first_row, int r, int cols, int c) {
+                    const uint i = (uint) (((int) first_row + r) * cols + c), key = mix((uint) (int) seed);
+                    const float u1 = (float) ((mix(key + 2u * i) >> 8) + 1u) * 0x1p-24f;
+                    const float u2 = (float) (mix(key + 2u * i + 1u) >> 8) * 0x1p-24f;
+                    const float radius = sqrt(fmax(0.0f, -2.0f * log_s(u1)));
+                    return radius * (float) cos(M_PI * (double) (2.0f * u2 - 1.0f));
+                }
                 """;
         text = text.replace("P7", f(1f / 5040f)).replace("P6", f(1f / 720f)).replace("P5", f(1f / 120f))
                 .replace("P4", f(1f / 24f)).replace("P3", f(1f / 6f));

@@ -197,6 +197,7 @@ abstract class PtxFunction {
                 yield x;
             }
             case Expr.Unary u -> unary(u.op(), expr(u.a(), c));
+            case Expr.Noise n -> noise(toInt(expr(n.seed(), c)), toInt(expr(n.firstRow(), c)), c.row(), c.col(), n.cols());
             case Expr.Binary b -> {
                 String x = expr(b.a(), c), y = expr(b.b(), c);
                 yield switch (b.op()) {
@@ -278,6 +279,34 @@ abstract class PtxFunction {
         String out = f();
         op(which + ".approx.f32 " + out + ", " + y + ";");
         return out;
+    }
+
+    /** Element (firstRow + row)·cols + col of the standard normal draw with this seed ({@link Noise}). */
+    private String noise(String seed, String firstRow, String row, String col, int cols) {
+        String i = mad(bin("add.s32", firstRow, row), Integer.toString(cols), col);
+        String key = mix(seed), at = bin("add.s32", key, bin("shl.b32", i, "1"));
+        String u1 = uniform(bin("add.s32", bin("shr.u32", mix(at), "8"), "1"));
+        String u2 = uniform(bin("shr.u32", mix(bin("add.s32", at, "1")), "8"));
+        String radius = sqrt(bin("max.f32", bin("mul.f32", unary(Op.LOG, u1), imm(-2)), imm(0)));
+        String angle = bin("mul.f32", fma(u2, imm(2), imm(-1)), imm(Math.PI)), cos = f();
+        op("cos.approx.f32 " + cos + ", " + angle + ";");
+        return bin("mul.f32", radius, cos);
+    }
+
+    /** Wellons' lowbias32 hash on a 32-bit register. */
+    private String mix(String x) {
+        x = bin("xor.b32", x, bin("shr.u32", x, "16"));
+        x = bin("mul.lo.u32", x, Integer.toUnsignedString(Noise.MIX_1));
+        x = bin("xor.b32", x, bin("shr.u32", x, "15"));
+        x = bin("mul.lo.u32", x, Integer.toUnsignedString(Noise.MIX_2));
+        return bin("xor.b32", x, bin("shr.u32", x, "16"));
+    }
+
+    /** An integer below 2²⁴ + 1, times 2⁻²⁴, as a float (exactly). */
+    private String uniform(String bits) {
+        String u = f();
+        op("cvt.rn.f32.u32 " + u + ", " + bits + ";");
+        return bin("mul.f32", u, imm(0x1p-24));
     }
 
     /** if (pred) goto DONE. */

@@ -50,10 +50,12 @@ public final class PtxRenderer {
      */
     private static final int SPLIT_ROWS = 512, MAX_SPLITS = 16, LONG_K = 1024, FEW_ROWS = 512, NN_SPLITS = 8;
     /**
-     * What split K fills: an H100's or H200's 132 SMs, each with 64K registers, which bound how many GEMM blocks
-     * it holds (at most 4). A GPU with fewer SMs gets a little more than one wave.
+     * What split K fills: the GPU's SMs, each with 64K registers, which bound how many GEMM blocks it holds (at
+     * most 4). At most an H100's or H200's 132 SMs: the tile counters in the workspace cover the tiles of a
+     * split grid on that many, so a GPU with more (a B200's 148) fills 132 of them.
      */
-    private static final int SMS = 132, REGISTERS_PER_SM = 65536, MOST_BLOCKS_PER_SM = 4;
+    public static final int MOST_SMS = 132;
+    private static final int REGISTERS_PER_SM = 65536, MOST_BLOCKS_PER_SM = 4;
     static final String WORKSPACE = "workspace";
 
     /**
@@ -178,12 +180,17 @@ public final class PtxRenderer {
         return 4 * (MLP_ROWS * (h + 4) + MLP_ROWS * (MLP_CHUNK + 4) + MLP_STAGES * mlpStageFloats(h));
     }
 
-    /** How kernel k is launched at this batch, its GEMMs multiplied and tiled so. */
+    /** How kernel k is launched at this batch on a GPU of 132 SMs or more, its GEMMs multiplied and tiled so. */
     public static Launch launch(Kernel k, int batch, Matmul matmul, Tiling tiling) {
+        return launch(k, batch, matmul, tiling, MOST_SMS);
+    }
+
+    /** How kernel k is launched at this batch on a GPU of this many SMs, its GEMMs multiplied and tiled so. */
+    public static Launch launch(Kernel k, int batch, Matmul matmul, Tiling tiling, int sms) {
         return switch (k) {
             case Kernel.Gemm g -> {
                 Tile t = tile(g, matmul, tiling);
-                yield new Launch(ceil(g.domain().cols(), t.bn()), ceil(rows(g.domain(), batch), t.bm()), splits(g, batch, matmul, tiling), t.threads(),
+                yield new Launch(ceil(g.domain().cols(), t.bn()), ceil(rows(g.domain(), batch), t.bm()), splits(g, batch, matmul, tiling, sms), t.threads(),
                         t.sharedBytes(matmul));
             }
             case Kernel.Normalize n -> new Launch(ceil(rows(n.domain(), batch), WARPS), 1, 1);
@@ -208,11 +215,19 @@ public final class PtxRenderer {
      * which the kernels read (%nctaid.z).
      */
     public static int splits(Kernel.Gemm g, int batch, Matmul matmul, Tiling tiling) {
+        return splits(g, batch, matmul, tiling, MOST_SMS);
+    }
+
+    /**
+     * The same on a GPU of this many SMs (at most {@link #MOST_SMS} count): an A100's 108 take fewer slices where
+     * 132 would make 1.2 waves. Never more than on 132, so the workspace sized for 132 holds every slice.
+     */
+    public static int splits(Kernel.Gemm g, int batch, Matmul matmul, Tiling tiling, int sms) {
         if (g.transposeA()) return Math.min(MAX_SPLITS, Math.max(1, batch / SPLIT_ROWS));
         if (!splitsK(g)) return 1;
         if (!g.domain().batched()) return NN_SPLITS;
         Tile t = tile(g, matmul, tiling);
-        return Math.min(NN_SPLITS, Math.max(1, SMS * t.blocksPerSm(matmul) / tiles(g, batch, t)));
+        return Math.min(NN_SPLITS, Math.max(1, Math.min(sms, MOST_SMS) * t.blocksPerSm(matmul) / tiles(g, batch, t)));
     }
 
     /** Tiles of a GEMM's output at this batch (a fixed-row output's at any). */
@@ -256,7 +271,7 @@ public final class PtxRenderer {
      * so that the slices stay 16-byte aligned.
      */
     static int counterFloats(Kernel.Gemm g) {
-        int tiles = g.domain().batched() ? SMS * MOST_BLOCKS_PER_SM / 2 : tiles(g, 0, Tile.NARROW);
+        int tiles = g.domain().batched() ? MOST_SMS * MOST_BLOCKS_PER_SM / 2 : tiles(g, 0, Tile.NARROW);
         return (tiles + 3) / 4 * 4;
     }
 

@@ -198,7 +198,8 @@ public final class TornadoRenderer {
         line("int r = i / " + n + ", c = i % " + n + ";");
         line("if (r < " + domainRows(d) + ") {");
         indent++;
-        columns(n, "c", vector -> lets(e.epilogue(), d, "r", "c", null, vector));
+        if (Kernels.drawsNoise(e.epilogue())) lets(e.epilogue(), d, "r", "c", null, false);
+        else columns(n, "c", vector -> lets(e.epilogue(), d, "r", "c", null, vector));
         indent--;
         line("}");
         indent--;
@@ -434,6 +435,8 @@ public final class TornadoRenderer {
             case Expr.Var v -> "s" + v.id();
             case Expr.Rows r -> "((float) rows)";
             case Expr.Unary u -> unary(u.op(), expr(u.a(), d, row, col, acc, vector), vector);
+            case Expr.Noise n -> "gaussian(" + expr(n.seed(), d, row, col, acc, false) + ", " + expr(n.firstRow(), d, row, col, acc, false)
+                    + ", " + row + ", " + n.cols() + ", " + col + ")";
             case Expr.Binary b -> "(" + expr(b.a(), d, row, col, acc, vector) + " " + switch (b.op()) {
                 case ADD -> "+"; case SUB -> "-"; case MUL -> "*"; case DIV -> "/";
                 default -> throw new IllegalStateException(b.op().toString());
@@ -468,6 +471,20 @@ public final class TornadoRenderer {
                 static float fma(float a, float b, float c) { return (float) ((double) a * (double) b + (double) c); }
                 static float square(float x) { return x * x; }
                 static float step(float x) { return x > 0f ? 1f : 0f; }
+
+                // Wellons' lowbias32 hash, and element (firstRow + r)·cols + c of the standard normal draw with this seed
+                // (dev.cmc.kernel.Noise), as the jvm backend draws it.
+                static int mix(int x) {
+                    x ^= x >>> 16; x *= 0x7feb352d; x ^= x >>> 15; x *= 0x846ca68b; x ^= x >>> 16;
+                    return x;
+                }
+                static float gaussian(float seed, float firstRow, int r, int cols, int c) {
+                    int i = ((int) firstRow + r) * cols + c, key = mix((int) seed);
+                    float u1 = ((mix(key + 2 * i) >>> 8) + 1) * 0x1p-24f;
+                    float u2 = (mix(key + 2 * i + 1) >>> 8) * 0x1p-24f;
+                    float radius = TornadoMath.sqrt(TornadoMath.max(0f, -2f * logS(u1)));
+                    return radius * (float) TornadoMath.cos(Math.PI * (double) (2f * u2 - 1f));
+                }
                 static float roundV(float x) { return (float) (int) (x + (x < 0f ? -0.5f : 0.5f)); }
                 static float expV(float x) {
                     x = TornadoMath.min(TornadoMath.max(x, -87.0f), 88.0f);

@@ -58,6 +58,21 @@ class SplitKTest {
                 }
             }
         }
+        // On a GPU of fewer SMs, one wave of its own: an A100's 108 SMs hold 324 3xTF32 blocks, so 2 slices at 4,096
+        // rows (256 blocks), not 3 (384: 1.2 waves). More than 132 SMs split as 132 do (the counters cover that many).
+        assertEquals(2, PtxRenderer.splits(down, 4096, x3, narrow, 108));
+        assertEquals(3, PtxRenderer.splits(down, 4096, x3, narrow, 148));
+        assertEquals(3, PtxRenderer.splits(down, 4096, fma, narrow, 108), "FMA: 432 places for 128 tiles");
+        for (int sms : new int[]{16, 46, 80, 108, 114, 132, 148}) {
+            for (var m : PtxRenderer.Matmul.values()) {
+                var tile = PtxRenderer.tile(down, m, narrow);
+                for (int rows = 1; rows <= 20000; rows += 97) {
+                    int s = PtxRenderer.splits(down, rows, m, narrow, sms), blocks = s * ((rows + 127) / 128) * ((256 + tile.bn() - 1) / tile.bn());
+                    assertTrue(s == 1 || blocks <= Math.min(sms, 132) * tile.blocksPerSm(m), m + " on " + sms + " SMs at " + rows + " rows: " + blocks + " blocks");
+                    assertTrue(s <= PtxRenderer.splits(down, rows, m, narrow), "never more slices than the workspace was sized for");
+                }
+            }
+        }
         // Short K never splits (the up-projection, K = 256), whatever the batch.
         assertFalse(PtxRenderer.splitsK(nn(256, 1024)));
         assertEquals(1, PtxRenderer.splits(nn(256, 1024), 256, fma, narrow));

@@ -13,6 +13,12 @@ public interface Backend {
      */
     default Program prepare(Program program, int maxBatch) { return program; }
 
+    /**
+     * Rows a sampler is loaded for, and so drawn per launch: enough to fill the device, few enough that the
+     * activations fit comfortably.
+     */
+    default int samplingRows() { return 4096; }
+
     /** The generated source files for a program: file name to text. */
     java.util.Map<String, String> render(Program program, String header);
 

@@ -11,6 +11,16 @@ public interface Executable extends AutoCloseable {
     /** Copies count floats from the named array into dst. */
     void read(String array, float[] dst, int count);
 
+    /**
+     * Copies the first count floats of one array into another, on the device: a sampler's output becomes its
+     * next step's input without a trip through the host. This default goes through the host.
+     */
+    default void copy(String from, String to, int count) {
+        float[] staging = new float[count];
+        read(from, staging, count);
+        write(to, staging, count);
+    }
+
     /** Launches every kernel in order, at this batch size. */
     void run(int batch);
 

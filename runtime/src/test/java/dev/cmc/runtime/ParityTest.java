@@ -158,9 +158,11 @@ class ParityTest {
         var rng = new SplittableRandom(11);
         float[] perRow = new float[7];
         for (int i = 0; i < perRow.length; i++) perRow[i] = (float) (0.002 + rng.nextDouble() * 20);
-        checkDenoiser(backend, Compiler.denoiser(spec), perRow, 7);
-        checkDenoiser(backend, Compiler.sampler(spec), new float[]{3.7f}, 7);
-        checkDenoiser(backend, Compiler.sampler(spec), new float[]{80f}, 6);
+        checkDenoiser(backend, Compiler.denoiser(spec), perRow, null, 7);
+        checkDenoiser(backend, Compiler.sampler(spec), new float[]{3.7f}, null, 7);
+        // Later steps of Algorithm 1 (noise drawn in the kernel, from row 17 of the draw), and a first step (x = 0).
+        checkDenoiser(backend, Compiler.sampler(spec), new float[]{3.7f}, new float[]{54_321, 17, 1.3f}, 7);
+        checkDenoiser(backend, Compiler.sampler(spec), new float[]{80f}, new float[]{9, 0, 80f}, 6);
     }
 
     /** The seed-default shapes (64 → 256 → 1024), which take the full-width GEMM tiles. */
@@ -168,23 +170,31 @@ class ParityTest {
     @MethodSource("backendStream")
     void seedShapesMatchReference(Backend backend) {
         Spec spec = SpecLoader.fromText("seed.cm", "model seed_default { input_dim = 64; hidden_size = 256; num_layers = 2; }");
-        checkDenoiser(backend, Compiler.sampler(spec), new float[]{0.5f}, 6);
+        checkDenoiser(backend, Compiler.sampler(spec), new float[]{0.5f}, new float[]{77, 1_000, 0.25f}, 6);
     }
 
-    private void checkDenoiser(Backend backend, Compiler.Compiled c, float[] sigma, int batch) {
+    /** noise: the sampler's (seed, first row, scale), or null for none (a denoiser, or a sampler left at zeros). */
+    private void checkDenoiser(Backend backend, Compiler.Compiled c, float[] sigma, float[] noise, int batch) {
         int dim = c.outputs().get("out").shape().cols();
         float[] params = withLayerNorms(c.layout(), c.layout().initialize(3), 3);
         var rng = new SplittableRandom(11);
-        float[] x = random(rng, batch * dim, 2.0);
-        assertClose(referenceDenoise(c, params, x, sigma, batch), denoise(backend, c.program(), 8, params, x, sigma, batch), tolerance(backend), "f(x, sigma)");
+        float[] x = noise != null && noise[2] == 80f ? new float[batch * dim] : random(rng, batch * dim, 2.0);
+        assertClose(referenceDenoise(c, params, x, sigma, noise, batch), denoise(backend, c.program(), 8, params, x, sigma, noise, batch),
+                tolerance(backend), "f(x + s·z, sigma)");
     }
 
     /** out = f(x, σ) from a denoiser or sampler program, loaded for maxBatch rows and run at batch. */
     static float[] denoise(Backend backend, dev.cmc.kernel.Program p, int maxBatch, float[] params, float[] x, float[] sigma, int batch) {
+        return denoise(backend, p, maxBatch, params, x, sigma, null, batch);
+    }
+
+    /** out = f(x + s·z, σ), the sampler's noise (seed, first row, s) written where not null. */
+    static float[] denoise(Backend backend, dev.cmc.kernel.Program p, int maxBatch, float[] params, float[] x, float[] sigma, float[] noise, int batch) {
         try (Executable exe = backend.load(p, maxBatch)) {
             exe.write("params", params, params.length);
             exe.write("x", x, x.length);
             exe.write("sigma", sigma, sigma.length);
+            if (noise != null) exe.write(Compiler.NOISE, noise, noise.length);
             exe.run(batch);
             float[] out = new float[x.length];
             exe.read("out", out, out.length);
@@ -194,9 +204,18 @@ class ParityTest {
 
     /** The same f(x, σ) by the float64 reference interpreter. */
     static double[] referenceDenoise(Compiler.Compiled c, float[] params, float[] x, float[] sigma, int batch) {
+        return referenceDenoise(c, params, x, sigma, null, batch);
+    }
+
+    /** The same f(x + s·z, σ) by the float64 reference interpreter: a sampler's noise is (0, 0, 0) where null. */
+    static double[] referenceDenoise(Compiler.Compiled c, float[] params, float[] x, float[] sigma, float[] noise, int batch) {
         var values = new HashMap<String, double[]>();
         values.put("x", toDouble(x));
         values.put("sigma", toDouble(sigma));
+        float[] n = noise == null ? new float[3] : noise;
+        values.put("noise_seed", new double[]{n[Compiler.NOISE_SEED]});
+        values.put("noise_row", new double[]{n[Compiler.NOISE_ROW]});
+        values.put("noise_scale", new double[]{n[Compiler.NOISE_SCALE]});
         putParams(values, c.layout(), params, "");
         return Reference.run(List.of(c.outputs().get("out")), batch, values).get(c.outputs().get("out")).data();
     }

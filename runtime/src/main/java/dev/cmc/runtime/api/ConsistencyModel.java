@@ -112,40 +112,51 @@ public final class ConsistencyModel implements AutoCloseable {
         return sample(ema, count, seed, sigmas);
     }
 
+    /**
+     * Algorithm 1 on the device: each chunk of rows starts at x = 0 with noise of scale σ₀, and each later step
+     * feeds the last step's output back (copied on the device) with noise of scale √(τ² − σ_min²). The noise is
+     * drawn by the sampler's own kernel, element by element from the seed and the row's place among all count
+     * rows ({@link dev.cmc.kernel.Noise}), so the samples do not depend on the chunk size, and every backend draws
+     * the same ones up to rounding.
+     */
     public float[] sample(float[] weights, int count, long seed, double[] sigmas) {
+        int d = outputSize();
+        if (count > MAX_SAMPLES || (long) count * d > Integer.MAX_VALUE) {
+            throw new IllegalArgumentException("at most " + Math.min(MAX_SAMPLES, Integer.MAX_VALUE / d) + " samples of " + d
+                    + " values in one call (noise rows are counted exactly in fp32), not " + count);
+        }
         sync();
         Executable exe = load(sampler, weights, true);
+        int chunk = Math.min(count, exe.maxBatch());
         double sigmaMin = spec.model().sigmaMin();
-        return drawChunks(count, seed, sigmas[0], (x, b, rng) -> {
+        int stream = drawSeed(seed);
+        float[] out = new float[count * d], zeros = new float[chunk * d], noise = new float[3];
+        for (int start = 0; start < count; start += chunk) {
+            int b = Math.min(chunk, count - start);
+            exe.write("x", zeros, b * d);
             for (int s = 0; s < sigmas.length; s++) {
-                if (s > 0) {
-                    double scale = Math.sqrt(Math.max(0, sigmas[s] * sigmas[s] - sigmaMin * sigmaMin));
-                    for (int i = 0; i < x.length; i++) x[i] += (float) (scale * rng.nextGaussian());
-                }
-                x = denoise(exe, x, new float[]{(float) sigmas[s]}, b);
+                if (s > 0) exe.copy("out", "x", b * d);
+                noise[Compiler.NOISE_SEED] = (stream + s) & SEED_MASK;
+                noise[Compiler.NOISE_ROW] = start;
+                noise[Compiler.NOISE_SCALE] = (float) (s == 0 ? sigmas[0] : Math.sqrt(Math.max(0, sigmas[s] * sigmas[s] - sigmaMin * sigmaMin)));
+                exe.write(Compiler.NOISE, noise, noise.length);
+                exe.write("sigma", new float[]{(float) sigmas[s]}, 1);
+                exe.run(b);
             }
-            return x;
-        });
-    }
-
-    /** What a sampler does to one chunk of b samples that start as σ₀·z, drawing any further noise from rng. */
-    private interface Chain {
-        float[] run(float[] x, int b, SplittableRandom rng);
-    }
-
-    /** count samples in chunks of at most SAMPLE_CHUNK: x = σ₀·z, then the sampler's chain of evaluations. */
-    private float[] drawChunks(int count, long seed, double sigma0, Chain chain) {
-        int d = outputSize();
-        float[] out = new float[count * d];
-        var rng = new SplittableRandom(seed);
-        for (int start = 0; start < count; start += SAMPLE_CHUNK) {
-            int b = Math.min(SAMPLE_CHUNK, count - start);
             float[] x = new float[b * d];
-            for (int i = 0; i < x.length; i++) x[i] = (float) (sigma0 * rng.nextGaussian());
-            x = chain.run(x, b, rng);
+            exe.read("out", x, x.length);
             System.arraycopy(x, 0, out, start * d, x.length);
         }
         return out;
+    }
+
+    /** Rows one sampling call may draw: their indices, held in a float, must be exact. */
+    public static final int MAX_SAMPLES = 1 << 24;
+    private static final int SEED_MASK = (1 << 24) - 1;
+
+    /** A 24-bit noise seed (exact in a float) from the caller's 64-bit one; step s of a sampler draws with seed + s. */
+    public static int drawSeed(long seed) {
+        return new SplittableRandom(seed).nextInt() & SEED_MASK;
     }
 
     /**
@@ -160,10 +171,18 @@ public final class ConsistencyModel implements AutoCloseable {
         double[] t = new double[steps + 1];
         for (int i = 0; i < steps; i++) t[i] = grid[steps - 1 - i];
         Executable exe = load(sampler, ema, true);
-        return drawChunks(count, seed, t[0], (x, b, rng) -> {
+        int d = outputSize(), chunk = Math.min(SAMPLE_CHUNK, exe.maxBatch());
+        float[] out = new float[count * d];
+        var rng = new SplittableRandom(seed);
+        // The ODE's steps are host arithmetic between network evaluations, so its noise is drawn on the host too.
+        for (int start = 0; start < count; start += chunk) {
+            int b = Math.min(chunk, count - start);
+            float[] x = new float[b * d];
+            for (int i = 0; i < x.length; i++) x[i] = (float) (t[0] * rng.nextGaussian());
             for (int i = 0; i < steps; i++) x = odeStep(exe, x, t[i], t[i + 1], b, heun);
-            return x;
-        });
+            System.arraycopy(x, 0, out, start * d, x.length);
+        }
+        return out;
     }
 
     /**
@@ -202,6 +221,7 @@ public final class ConsistencyModel implements AutoCloseable {
     }
 
     private float[] denoise(Executable exe, float[] x, float[] sigma, int b) {
+        if (exe == sampler) exe.write(Compiler.NOISE, new float[3], 3);   // f(x, σ) alone: a noise scale of 0
         exe.write("x", x, x.length);
         exe.write("sigma", sigma, sigma.length);
         exe.run(b);
@@ -224,7 +244,8 @@ public final class ConsistencyModel implements AutoCloseable {
     private Executable load(Executable cached, float[] weights, boolean sharedSigma) {
         Executable exe = cached;
         if (exe == null) {
-            exe = backend.load((sharedSigma ? Compiler.sampler(spec) : Compiler.denoiser(spec)).program(), SAMPLE_CHUNK);
+            exe = sharedSigma ? backend.load(Compiler.sampler(spec).program(), backend.samplingRows())
+                              : backend.load(Compiler.denoiser(spec).program(), SAMPLE_CHUNK);
             if (sharedSigma) sampler = exe; else denoiser = exe;
         }
         if (exe instanceof JvmExecutable j) j.bind("params", weights);

@@ -42,6 +42,7 @@ final class Cu {
     static final MethodHandle cuMemFree = fn("cuMemFree_v2", JAVA_INT, JAVA_LONG);
     static final MethodHandle cuMemsetD32Async = fn("cuMemsetD32Async", JAVA_INT, JAVA_LONG, JAVA_INT, JAVA_LONG, ADDRESS);
     static final MethodHandle cuMemcpyHtoDAsync = fn("cuMemcpyHtoDAsync_v2", JAVA_INT, JAVA_LONG, ADDRESS, JAVA_LONG, ADDRESS);
+    static final MethodHandle cuMemcpyDtoDAsync = fn("cuMemcpyDtoDAsync_v2", JAVA_INT, JAVA_LONG, JAVA_LONG, JAVA_LONG, ADDRESS);
     static final MethodHandle cuMemcpyDtoHAsync = fn("cuMemcpyDtoHAsync_v2", JAVA_INT, ADDRESS, JAVA_LONG, JAVA_LONG, ADDRESS);
     static final MethodHandle cuMemHostAlloc = fn("cuMemAllocHost_v2", JAVA_INT, ADDRESS, JAVA_LONG);
     static final MethodHandle cuMemFreeHost = fn("cuMemFreeHost", JAVA_INT, ADDRESS);

@@ -127,6 +127,10 @@ public final class CudaBackend implements Backend {
     @Override
     public String name() { return "cuda"; }
 
+    /** 65,536 rows a launch: hundreds of blocks for each of 132 SMs, under 2 GB of activations for the seed's model. */
+    @Override
+    public int samplingRows() { return 65_536; }
+
     @Override
     public String deviceName() {
         return device.name() + " (compute capability " + device.major() + "." + device.minor() + "; " + matmul.description

@@ -49,6 +49,8 @@ public final class CudaExecutable implements Executable {
 
     /** How the module's GEMMs multiply and are tiled: what their launches' grids and blocks follow. */
     private final PtxRenderer.Matmul matmul;
+    /** The GPU's SMs, which split-K GEMMs fill one wave of (see {@link PtxRenderer#splits}). */
+    private final int sms;
     private final PtxRenderer.Tiling tiling;
 
     CudaExecutable(CudaDevices.Device device, Program program, String ptx, int maxBatch) {
@@ -65,6 +67,7 @@ public final class CudaExecutable implements Executable {
         context = out.get(ADDRESS, 0);
         makeCurrent();
         module = load(device, ptx);
+        sms = device.multiprocessors();
         functions = new MemorySegment[program.kernels().size()];
         long workspaceFloats = 0;
         long[] workspaceAt = new long[functions.length];
@@ -171,6 +174,15 @@ public final class CudaExecutable implements Executable {
         Cu.status(Cu.cuMemcpyDtoHAsync, "cuMemcpyDtoH(" + array + ")", staging, buffers[i], 4L * count, stream);
         sync();
         MemorySegment.copy(staging, JAVA_FLOAT, 0, dst, 0, count);
+    }
+
+    @Override
+    public void copy(String from, String to, int count) {
+        int src = program.arrayIndex(from), dst = program.arrayIndex(to);
+        if (count > sizes[src] || count > sizes[dst]) throw new IllegalArgumentException("copy of " + count + " floats from " + from + " to " + to);
+        makeCurrent();
+        // On the stream the graphs launch on, so it lands between the runs before and after it.
+        Cu.status(Cu.cuMemcpyDtoDAsync, "cuMemcpyDtoD(" + from + ", " + to + ")", buffers[dst], buffers[src], 4L * count, stream);
     }
 
     /**
@@ -298,7 +310,7 @@ public final class CudaExecutable implements Executable {
     /** Kernel k on a stream; nothing for an empty grid. */
     private void launchKernel(int k, int batch, MemorySegment on) {
         Kernel kernel = program.kernels().get(k);
-        PtxRenderer.Launch l = PtxRenderer.launch(kernel, batch, matmul, tiling);
+        PtxRenderer.Launch l = PtxRenderer.launch(kernel, batch, matmul, tiling, sms);
         if (l.gridX() == 0 || l.gridY() == 0) return;
         Cu.status(Cu.cuLaunchKernel, "cuLaunchKernel(" + kernel.name() + ")", functions[k], l.gridX(), l.gridY(), l.gridZ(),
                 l.block(), 1, 1, l.sharedBytes(), on, params[k], MemorySegment.NULL);

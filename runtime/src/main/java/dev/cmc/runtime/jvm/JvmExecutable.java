@@ -54,6 +54,11 @@ public final class JvmExecutable implements Executable {
     }
 
     @Override
+    public void copy(String from, String to, int count) {
+        System.arraycopy(arrays[program.arrayIndex(from)], 0, arrays[program.arrayIndex(to)], 0, count);
+    }
+
+    @Override
     public void run(int batch) {
         if (batch > maxBatch || batch < 1) throw new IllegalArgumentException("batch " + batch + " outside 1.." + maxBatch);
         for (int k = 0; k < program.kernels().size(); k++) launch(k, batch);

@@ -43,6 +43,7 @@ final class CL {
     static final MethodHandle clCreateKernel = fn("clCreateKernel", ADDRESS, ADDRESS, ADDRESS, ADDRESS);
     static final MethodHandle clSetKernelArg = fn("clSetKernelArg", JAVA_INT, ADDRESS, JAVA_INT, SIZE_T, ADDRESS);
     static final MethodHandle clEnqueueNDRangeKernel = fn("clEnqueueNDRangeKernel", JAVA_INT, ADDRESS, ADDRESS, JAVA_INT, ADDRESS, ADDRESS, ADDRESS, JAVA_INT, ADDRESS, ADDRESS);
+    static final MethodHandle clEnqueueCopyBuffer = fn("clEnqueueCopyBuffer", JAVA_INT, ADDRESS, ADDRESS, ADDRESS, SIZE_T, SIZE_T, SIZE_T, JAVA_INT, ADDRESS, ADDRESS);
     static final MethodHandle clEnqueueFillBuffer = fn("clEnqueueFillBuffer", JAVA_INT, ADDRESS, ADDRESS, ADDRESS, SIZE_T, SIZE_T, SIZE_T, JAVA_INT, ADDRESS, ADDRESS);
     static final MethodHandle clGetEventProfilingInfo = fn("clGetEventProfilingInfo", JAVA_INT, ADDRESS, JAVA_INT, SIZE_T, ADDRESS, ADDRESS);
     static final MethodHandle clReleaseEvent = fn("clReleaseEvent", JAVA_INT, ADDRESS);

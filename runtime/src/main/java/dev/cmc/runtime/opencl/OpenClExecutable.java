@@ -145,6 +145,15 @@ public final class OpenClExecutable implements Executable {
     }
 
     @Override
+    public void copy(String from, String to, int count) {
+        int src = program.arrayIndex(from), dst = program.arrayIndex(to);
+        if (count > sizes[src] || count > sizes[dst]) throw new IllegalArgumentException("copy of " + count + " floats from " + from + " to " + to);
+        // In queue order, like the kernels: the next run reads what this wrote.
+        CL.status(CL.clEnqueueCopyBuffer, "clEnqueueCopyBuffer(" + from + ", " + to + ")", queue, buffers[src], buffers[dst], 0L, 0L, 4L * count, 0,
+                MemorySegment.NULL, MemorySegment.NULL);
+    }
+
+    @Override
     public void run(int batch) {
         enqueueAll(batch, null);
         CL.status(CL.clFinish, "clFinish", queue);

@@ -654,7 +654,7 @@ final class PtxSimulator {
                     case "ld.param.u32" -> r[a[0].reg] = rows;
                     case "cvta.to.global.u64", "mov.u32", "mov.f32", "mov.u64" -> r[a[0].reg] = get(t, a[1]);
                     case "mad.lo.s32" -> r[a[0].reg] = i(get(t, a[1])) * i(get(t, a[2])) + i(get(t, a[3]));
-                    case "mul.lo.s32" -> r[a[0].reg] = i(get(t, a[1])) * i(get(t, a[2]));
+                    case "mul.lo.s32", "mul.lo.u32" -> r[a[0].reg] = i(get(t, a[1])) * i(get(t, a[2]));
                     case "add.s32" -> r[a[0].reg] = i(get(t, a[1])) + i(get(t, a[2]));
                     case "div.s32" -> r[a[0].reg] = i(get(t, a[1])) / i(get(t, a[2]));
                     case "rem.s32" -> r[a[0].reg] = i(get(t, a[1])) % i(get(t, a[2]));
@@ -694,6 +694,7 @@ final class PtxSimulator {
                     case "cos.approx.f32" -> r[a[0].reg] = bits((float) Math.cos(f(get(t, a[1]))));
                     case "cvt.rni.f32.f32" -> r[a[0].reg] = bits((float) Math.rint(f(get(t, a[1]))));
                     case "cvt.rn.f32.s32" -> r[a[0].reg] = bits((float) i(get(t, a[1])));
+                    case "cvt.rn.f32.u32" -> r[a[0].reg] = bits((float) (get(t, a[1]) & 0xffffffffL));
                     case "cvt.rzi.s32.f32" -> r[a[0].reg] = (int) f(get(t, a[1]));
                     case "selp.f32", "selp.s32" -> r[a[0].reg] = get(t, a[3]) != 0 ? get(t, a[1]) : get(t, a[2]);
                     default -> {

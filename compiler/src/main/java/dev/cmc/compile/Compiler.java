@@ -51,15 +51,7 @@ public final class Compiler {
         Node sigma = g.input("sigma", sigmaShape);
         var bound = new LinkedHashMap<Node, Buf>();
         var declared = new LinkedHashMap<String, Program.Array>();
-        Node start = x;
-        if (!sigmaShape.batched()) {
-            declare(declared, NOISE, Program.Role.INPUT, Shape.fixed(1, 3));
-            Node seed = g.input("noise_seed", Shape.scalar()), row = g.input("noise_row", Shape.scalar()), scale = g.input("noise_scale", Shape.scalar());
-            bound.put(seed, new Buf(NOISE, NOISE_SEED, Shape.scalar()));
-            bound.put(row, new Buf(NOISE, NOISE_ROW, Shape.scalar()));
-            bound.put(scale, new Buf(NOISE, NOISE_SCALE, Shape.scalar()));
-            start = g.label(g.add(x, g.mul(scale, g.noise(seed, row, Shape.batch(d)))), "x_noised");
-        }
+        Node start = sigmaShape.batched() ? x : plusNoise(g, x, "x_noised", bound, declared);
         Node f = model.denoise(g, start, sigma, "");
 
         bindInput(bound, declared, x, Program.Role.INPUT);
@@ -72,9 +64,24 @@ public final class Compiler {
     }
 
     /**
+     * base + s·z: z standard normal noise of base's shape drawn in the kernel, its seed, first row and scale s
+     * read from the {@link #NOISE} array, which this declares and binds.
+     */
+    private static Node plusNoise(Graph g, Node base, String label, Map<Node, Buf> bound, Map<String, Program.Array> declared) {
+        declare(declared, NOISE, Program.Role.INPUT, Shape.fixed(1, 3));
+        Node seed = g.input("noise_seed", Shape.scalar()), row = g.input("noise_row", Shape.scalar()), scale = g.input("noise_scale", Shape.scalar());
+        bound.put(seed, new Buf(NOISE, NOISE_SEED, Shape.scalar()));
+        bound.put(row, new Buf(NOISE, NOISE_ROW, Shape.scalar()));
+        bound.put(scale, new Buf(NOISE, NOISE_SCALE, Shape.scalar()));
+        return g.label(g.add(base, g.mul(scale, g.noise(seed, row, base.shape()))), label);
+    }
+
+    /**
      * One consistency-training step (CT or iCT; the host picks σ pairs and weights):
      * loss = mean_i w_i · d(f_θ(x₀ + σ_hi z, σ_hi), f_θ⁻(x₀ + σ_lo z, σ_lo)), then its gradient with
-     * respect to θ, then Adam and both EMAs in one pass.
+     * respect to θ, then Adam and both EMAs in one pass. z is the z input plus s·z′, z′ drawn in the kernel
+     * from the {@link #NOISE} array's seed (first row 0) and s its scale: the trainer leaves z at zero and draws
+     * it all on the device (s = 1); a caller's own z runs with s = 0.
      */
     public static Compiled trainStep(Spec spec) {
         return trainStep(spec, null);
@@ -103,8 +110,10 @@ public final class Compiler {
         ParamLayout layout = model.layout();
         var g = new Graph();
         int d = spec.model().inputDim();
+        var bound = new LinkedHashMap<Node, Buf>();
+        var declared = new LinkedHashMap<String, Program.Array>();
         Node x0 = g.input("x0", Shape.batch(d));
-        Node z = g.input("z", Shape.batch(d));
+        Node z = plusNoise(g, g.input("z", Shape.batch(d)), "z_drawn", bound, declared);
         Node sigmaHi = g.input("sigma_hi", Shape.batch(1));
         Node weight = g.input("weight", Shape.batch(1));
         boolean grouped = sigmaRows > 0 && !model.edm();
@@ -140,9 +149,7 @@ public final class Compiler {
         for (Node p : g.params()) if (!p.name().contains("/")) params.add(p);
         Map<Node, Node> grads = Autodiff.gradients(g, loss, params);
 
-        var bound = new LinkedHashMap<Node, Buf>();
-        var declared = new LinkedHashMap<String, Program.Array>();
-        for (Node in : g.inputs()) bindInput(bound, declared, in, Program.Role.INPUT);
+        for (Node in : g.inputs()) if (!bound.containsKey(in)) bindInput(bound, declared, in, Program.Role.INPUT);
         bindParams(bound, declared, g, layout, "", "params", Program.Role.PARAMS);
         bindParams(bound, declared, g, layout, "target/", "target", Program.Role.STATE);
         if (teacher != null && spec.train().method().equals("cd")) {

@@ -134,9 +134,15 @@ class FiniteDifferenceTest {
         }
     }
 
-    /** x₀ and z at random, and σ pairs from near σ_min to mid-range, for a batch of B = 3. */
+    /**
+     * x₀ and z at random (plus half the step's own noise drawn from seed 5: z enters the loss as z + 0.5·z′),
+     * and σ pairs from near σ_min to mid-range, for a batch of B = 3.
+     */
     static void putStepInputs(Map<String, double[]> values, SplittableRandom rng, double[] weight) {
         for (String in : List.of("x0", "z")) values.put(in, rng.doubles(B * 3L, -1, 1).toArray());
+        values.put("noise_seed", new double[]{5});
+        values.put("noise_row", new double[]{0});
+        values.put("noise_scale", new double[]{0.5});
         values.put("sigma_lo", new double[]{0.01, 0.5, 3.0});
         values.put("sigma_hi", new double[]{0.02, 0.9, 5.0});
         values.put("weight", weight);

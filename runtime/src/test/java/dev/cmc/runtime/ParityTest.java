@@ -103,13 +103,14 @@ class ParityTest {
     /**
      * A weight's gradient passes through three times as many GEMMs as the forward pass (forward, input
      * gradients back down the blocks, the weight-gradient GEMM), each rounding its inputs to TF32: seen up
-     * to 1.3e-2 of the largest element; bf16, up to 3.5e-2 (simulated). Single GEMMs are held to 5e-3 (TF32)
-     * and 2e-2 (bf16) in GemmKernelTest.
+     * to 1.3e-2 of the largest element; bf16, up to 7.2e-2 (simulated), on a ReLU model's bias gradient, where
+     * units whose pre-activation lies within bf16's rounding of zero switch on or off. Single GEMMs are held to
+     * 5e-3 (TF32) and 2e-2 (bf16) in GemmKernelTest.
      */
     static double gradientTolerance(Backend backend) {
         return switch (matmul(backend)) {
             case TF32 -> 2e-2;
-            case BF16 -> 7e-2;
+            case BF16 -> 8e-2;
             default -> 1e-4;
         };
     }
@@ -260,6 +261,8 @@ class ParityTest {
     }
 
     private static final int GRID_LEVELS = 6;
+    /** The step's z is the given z plus 0.7 of the noise its kernel draws from seed 31. */
+    private static final float[] STEP_NOISE = {31, 0, 0.7f};
 
     private void checkTrainStep(Backend backend, Spec spec) {
         checkTrainStep(backend, spec, null);
@@ -301,6 +304,7 @@ class ParityTest {
             if (teacher != null) exe.write("teacher", teacherWeights, teacherWeights.length);
             for (var e : Map.of("x0", x0, "z", z, "sigma_hi", hi, "sigma_lo", lo, "weight", w).entrySet()) exe.write(e.getKey(), e.getValue(), e.getValue().length);
             groups.forEach((name, v) -> exe.write(name, v, v.length));
+            exe.write(Compiler.NOISE, STEP_NOISE, STEP_NOISE.length);
             float[] scalars = new float[dev.cmc.kernel.OptimizerScalars.SIZE];
             var t = spec.train();
             dev.cmc.kernel.OptimizerScalars.fill(scalars, t.optimizer(), 1, t.lr(), t.beta1(), t.beta2(), t.eps(), t.weightDecay(), 0.9, 0.99, 1.0);
@@ -310,6 +314,9 @@ class ParityTest {
             var values = new HashMap<String, double[]>();
             for (var e : Map.of("x0", x0, "z", z, "sigma_hi", hi, "sigma_lo", lo, "weight", w).entrySet()) values.put(e.getKey(), toDouble(e.getValue()));
             groups.forEach((name, v) -> values.put(name, toDouble(v)));
+            values.put("noise_seed", new double[]{STEP_NOISE[Compiler.NOISE_SEED]});
+            values.put("noise_row", new double[]{STEP_NOISE[Compiler.NOISE_ROW]});
+            values.put("noise_scale", new double[]{STEP_NOISE[Compiler.NOISE_SCALE]});
             putParams(values, c.layout(), before, "");
             putParams(values, c.layout(), target, "target/");
             if (teacher != null) putParams(values, teacherLayout, teacherWeights, "teacher/");

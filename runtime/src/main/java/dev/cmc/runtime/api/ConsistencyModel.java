@@ -281,15 +281,38 @@ public final class ConsistencyModel implements AutoCloseable {
      * sampling EMA. Returns the loss (read back only when asked: pass readLoss = false to skip it).
      */
     public float trainStep(float[] x0, float[] z, float[] sigmaHi, float[] sigmaLo, float[] weight, double mu, boolean readLoss) {
-        int b = sigmaHi.length;
+        return step(x0, z, 0, sigmaHi, sigmaLo, weight, mu, readLoss);
+    }
+
+    /**
+     * The same step with z drawn by the step's own kernel from this seed (below 2²⁴; {@link dev.cmc.kernel.Noise}),
+     * as the trainer runs it: no noise is made on the host or copied to the device.
+     */
+    public float trainStepDrawingZ(float[] x0, int zSeed, float[] sigmaHi, float[] sigmaLo, float[] weight, double mu, boolean readLoss) {
+        if (zSeed < 0 || zSeed > SEED_MASK) throw new IllegalArgumentException("z seed " + zSeed + " outside 0.." + SEED_MASK);
+        return step(x0, null, zSeed, sigmaHi, sigmaLo, weight, mu, readLoss);
+    }
+
+    /** Whether the loaded step's z array holds a caller's z, which a step that draws its own must clear first. */
+    private boolean zWritten;
+
+    private float step(float[] x0, float[] z, int zSeed, float[] sigmaHi, float[] sigmaLo, float[] weight, double mu, boolean readLoss) {
+        int b = sigmaHi.length, d = outputSize();
         Executable exe = trainer(b, sigmaHi, sigmaLo);
         var t = spec.train();
         step++;
         float[] scalars = new float[OptimizerScalars.SIZE];
         OptimizerScalars.fill(scalars, t.optimizer(), (int) Math.min(step, Integer.MAX_VALUE), t.lr(), t.beta1(), t.beta2(), t.eps(),
                 t.weightDecay(), mu, t.emaDecay(), 1.0);
-        exe.write("x0", x0, b * outputSize());
-        exe.write("z", z, b * outputSize());
+        exe.write("x0", x0, b * d);
+        if (z != null) {
+            exe.write("z", z, b * d);
+            zWritten = true;
+        } else if (zWritten) {
+            exe.write("z", new float[exe.maxBatch() * d], exe.maxBatch() * d);
+            zWritten = false;
+        }
+        exe.write(Compiler.NOISE, new float[]{zSeed, 0, z == null ? 1 : 0}, 3);
         exe.write("sigma_hi", sigmaHi, b);
         if (sigmaLo != null) exe.write("sigma_lo", sigmaLo, b);
         exe.write("weight", weight, b);
@@ -327,6 +350,7 @@ public final class ConsistencyModel implements AutoCloseable {
             }
             trainerSigmaRows = rows;
             trainer = backend.load(Compiler.trainStep(spec, teacherSpec, trainerSigmaRows).program(), batch);
+            zWritten = false;
             if (teacherWeights != null) trainer.write("teacher", teacherWeights, teacherWeights.length);
             hostAhead = true;
             if (trainer instanceof JvmExecutable j) {

@@ -219,19 +219,21 @@ public final class Bench {
     }
 
     /**
-     * Weights, a target, a batch of data and noise, σ pairs from the end of the spec's CT curriculum (its
-     * finest grid, adjacent levels drawn uniformly) and Adam's scalars: a CT step on real numbers.
+     * Weights, a target, a batch of data, σ pairs from the end of the spec's CT curriculum (its finest grid,
+     * adjacent levels drawn uniformly) and Adam's scalars: a CT step on real numbers. z is drawn by the step's
+     * kernel, as the trainer runs it (and as PyTorch's step draws its own).
      */
     public static void loadTrainingInputs(Executable t, Spec spec, float[] params, int batch, SplittableRandom rng) {
         t.write("params", params, params.length);
         t.write("target", params, params.length);
         t.write("ema", params, params.length);
         int d = spec.model().inputDim();
-        float[] x0 = new float[batch * d], z = new float[batch * d], w = new float[batch];
-        for (int i = 0; i < x0.length; i++) { x0[i] = (float) (0.5 * rng.nextGaussian()); z[i] = (float) rng.nextGaussian(); }
+        float[] x0 = new float[batch * d], w = new float[batch];
+        for (int i = 0; i < x0.length; i++) x0[i] = (float) (0.5 * rng.nextGaussian());
         java.util.Arrays.fill(w, 1);
         float[][] sigma = sigmaPairs(spec, batch, rng);
-        for (var e : Map.of("x0", x0, "z", z, "sigma_hi", sigma[0], "sigma_lo", sigma[1], "weight", w).entrySet()) t.write(e.getKey(), e.getValue(), e.getValue().length);
+        for (var e : Map.of("x0", x0, "sigma_hi", sigma[0], "sigma_lo", sigma[1], "weight", w).entrySet()) t.write(e.getKey(), e.getValue(), e.getValue().length);
+        t.write(Compiler.NOISE, new float[]{rng.nextInt(1 << 24), 0, 1}, 3);
         writeSigmaGroups(t, spec, sigma, batch);
         float[] sc = new float[OptimizerScalars.SIZE];
         OptimizerScalars.fill(sc, "adam", 1, 1e-5, 0.9, 0.999, 1e-8, 0, 0.9, 0.999, 1);

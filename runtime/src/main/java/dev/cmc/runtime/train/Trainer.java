@@ -39,6 +39,11 @@ public final class Trainer {
         return new SplittableRandom(seed * 0x9E3779B97F4A7C15L + step).split();
     }
 
+    /** The seed the step's kernel draws z from (dev.cmc.kernel.Noise): 24 bits of the step's stream. */
+    private static int zSeed(SplittableRandom rng) {
+        return rng.nextInt() & 0xFFFFFF;
+    }
+
     private DivergedException diverged(float loss, long k) {
         return new DivergedException("loss became " + loss + " at step " + (k + 1) + "; try a lower train.lr (now "
                 + model.spec().train().lr() + ") or set train.grad_clip");
@@ -48,7 +53,7 @@ public final class Trainer {
      * One EDM denoiser step (Karras et al. 2022): ln σ ~ N(P_mean = −1.2, P_std = 1.2),
      * weight λ(σ) = (σ² + σ_d²)/(σ·σ_d)², noise n ~ N(0, I).
      */
-    private float edmStep(SplittableRandom rng, float[] x0, float[] n, float[] sigma, float[] w, boolean read) {
+    private float edmStep(SplittableRandom rng, float[] x0, float[] sigma, float[] w, boolean read) {
         int b = sigma.length, d = model.outputSize();
         double sd = model.spec().model().sigmaData();
         for (int i = 0; i < b; i++) {
@@ -57,8 +62,7 @@ public final class Trainer {
             sigma[i] = (float) s;
             w[i] = (float) ((s * s + sd * sd) / (s * sd * s * sd));
         }
-        for (int i = 0; i < n.length; i++) n[i] = (float) rng.nextGaussian();
-        return model.trainStep(x0, n, sigma, null, w, 0, read);
+        return model.trainStepDrawingZ(x0, zSeed(rng), sigma, null, w, 0, read);
     }
 
     /** Runs steps until the model has taken {@code until} steps in total. */
@@ -69,13 +73,13 @@ public final class Trainer {
         int b = t.batchSize(), d = m.inputDim();
         boolean ict = t.method().equals("ict");
         boolean edm = t.method().equals("edm");
-        float[] x0 = new float[b * d], z = new float[b * d], hi = new float[b], lo = new float[b], w = new float[b];
+        float[] x0 = new float[b * d], hi = new float[b], lo = new float[b], w = new float[b];
         while (model.step() < until) {
             long k = model.step();
             SplittableRandom rng = streamFor(seed, k);
             if (edm) {
                 boolean read = (k + 1) % lossEvery == 0 || k + 1 == until;
-                float loss = edmStep(rng, x0, z, hi, w, read);
+                float loss = edmStep(rng, x0, hi, w, read);
                 if (read && !Float.isFinite(loss)) throw diverged(loss, k);
                 progress.step(model.step(), until, loss, 0);
                 continue;
@@ -94,9 +98,8 @@ public final class Trainer {
                 hi[i] = (float) sigmas[idx + 1];
                 w[i] = ict ? (float) (1 / (sigmas[idx + 1] - sigmas[idx])) : 1f;
             }
-            for (int i = 0; i < z.length; i++) z[i] = (float) rng.nextGaussian();
             boolean read = (k + 1) % lossEvery == 0 || k + 1 == until;
-            float loss = model.trainStep(x0, z, hi, lo, w, mu, read);
+            float loss = model.trainStepDrawingZ(x0, zSeed(rng), hi, lo, w, mu, read);
             if (read && !Float.isFinite(loss)) throw diverged(loss, k);
             progress.step(model.step(), until, loss, n);
         }

@@ -1,6 +1,7 @@
 package dev.cmc.cli;
 
 import dev.cmc.dsl.Spec;
+import dev.cmc.runtime.api.ConsistencyModel;
 import dev.cmc.runtime.train.Schedules;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Mixin;
@@ -34,7 +35,9 @@ final class SampleCommand implements Callable<Integer> {
     public Integer call() throws IOException {
         Spec s = spec.load();
         if (steps != null && steps < 1) throw new Main.UserError("--steps " + steps + ": must be at least 1");
-        if (count != null && count < 1) throw new Main.UserError("--count " + count + ": must be at least 1");
+        if (count != null && (count < 1 || count > ConsistencyModel.MAX_SAMPLES)) {
+            throw new Main.UserError("--count " + count + ": must be 1 to " + ConsistencyModel.MAX_SAMPLES + " (2^24, the rows one draw numbers exactly)");
+        }
         try (var model = trained.load(s)) {
             int n = count != null ? count : s.sample().count();
             String how = sampler != null ? sampler : s.train().method().equals("edm") ? "heun" : "cm";

@@ -22,7 +22,7 @@ public final class Compiler {
     /** A compiled program with the graph it came from, kept for the reference interpreter and tests. */
     public record Compiled(Program program, Graph graph, Map<String, Node> outputs, ParamLayout layout) {}
 
-    /** The sampler's noise array: the seed of its draw, the draw's row that batch row 0 is, and the noise's scale. */
+    /** The noise array of the sampler and the training step: the seed of the draw, the row of the draw that batch row 0 is, and the scale. */
     public static final String NOISE = "noise";
     public static final int NOISE_SEED = 0, NOISE_ROW = 1, NOISE_SCALE = 2;
 

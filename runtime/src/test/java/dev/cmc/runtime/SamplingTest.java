@@ -33,7 +33,7 @@ class SamplingTest {
                 && !b.getName().contains("3xTF32"));
     }
 
-    /** Three steps, 37 samples, against x ← f(x·[s > 0] + s_k·z_k, σ_k) evaluated in float64 with the same noise. */
+    /** Three steps, 37 samples, against x ← f(x + s_k·z_k, σ_k) from x = 0, evaluated in float64 with the same noise. */
     @ParameterizedTest
     @MethodSource("backends")
     void threeStepsMatchTheReference(Backend backend) {

@@ -62,7 +62,7 @@ public final class Schema {
         block("sample",
             key("steps", new KeyType.Int(1, 1024), 1L, "network evaluations per sample"),
             key("sigmas", new KeyType.OrAuto(new KeyType.Reals()), AUTO, "the tau list of multistep sampling, decreasing"),
-            key("count", new KeyType.Int(1, 1 << 26), 1000L, "samples to draw"),
+            key("count", new KeyType.Int(1, 1 << 24), 1000L, "samples to draw"),
             key("seed", new KeyType.Int(0, MAX), 0L, "random seed for sampling"));
         block("target",
             key("backend", new KeyType.OneOf(List.of("auto", "jvm", "opencl", "cuda", "tornado")), "auto", "where kernels run"),

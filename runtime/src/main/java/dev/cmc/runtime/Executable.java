@@ -21,6 +21,11 @@ public interface Executable extends AutoCloseable {
         write(to, staging, count);
     }
 
+    /** Sets the first count floats of an array to zero, on the device. This default writes zeros from the host. */
+    default void clear(String array, int count) {
+        write(array, new float[count], count);
+    }
+
     /** Launches every kernel in order, at this batch size. */
     void run(int batch);
 

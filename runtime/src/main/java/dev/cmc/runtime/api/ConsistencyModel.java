@@ -130,10 +130,10 @@ public final class ConsistencyModel implements AutoCloseable {
         int chunk = Math.min(count, exe.maxBatch());
         double sigmaMin = spec.model().sigmaMin();
         int stream = drawSeed(seed);
-        float[] out = new float[count * d], zeros = new float[chunk * d], noise = new float[3];
+        float[] out = new float[count * d], noise = new float[3];
         for (int start = 0; start < count; start += chunk) {
             int b = Math.min(chunk, count - start);
-            exe.write("x", zeros, b * d);
+            exe.clear("x", b * d);
             for (int s = 0; s < sigmas.length; s++) {
                 if (s > 0) exe.copy("out", "x", b * d);
                 noise[Compiler.NOISE_SEED] = (stream + s) & SEED_MASK;
@@ -309,7 +309,7 @@ public final class ConsistencyModel implements AutoCloseable {
             exe.write("z", z, b * d);
             zWritten = true;
         } else if (zWritten) {
-            exe.write("z", new float[exe.maxBatch() * d], exe.maxBatch() * d);
+            exe.clear("z", exe.maxBatch() * d);
             zWritten = false;
         }
         exe.write(Compiler.NOISE, new float[]{zSeed, 0, z == null ? 1 : 0}, 3);

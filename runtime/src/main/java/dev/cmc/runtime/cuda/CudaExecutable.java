@@ -177,6 +177,14 @@ public final class CudaExecutable implements Executable {
     }
 
     @Override
+    public void clear(String array, int count) {
+        int i = program.arrayIndex(array);
+        if (count > sizes[i]) throw new IllegalArgumentException(array + " holds " + sizes[i] + " floats, not " + count);
+        makeCurrent();
+        Cu.status(Cu.cuMemsetD32Async, "cuMemsetD32Async(" + array + ")", buffers[i], 0, count, stream);
+    }
+
+    @Override
     public void copy(String from, String to, int count) {
         int src = program.arrayIndex(from), dst = program.arrayIndex(to);
         if (count > sizes[src] || count > sizes[dst]) throw new IllegalArgumentException("copy of " + count + " floats from " + from + " to " + to);

@@ -54,6 +54,11 @@ public final class JvmExecutable implements Executable {
     }
 
     @Override
+    public void clear(String array, int count) {
+        java.util.Arrays.fill(arrays[program.arrayIndex(array)], 0, count, 0f);
+    }
+
+    @Override
     public void copy(String from, String to, int count) {
         System.arraycopy(arrays[program.arrayIndex(from)], 0, arrays[program.arrayIndex(to)], 0, count);
     }

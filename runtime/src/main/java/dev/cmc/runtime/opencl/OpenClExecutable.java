@@ -145,6 +145,16 @@ public final class OpenClExecutable implements Executable {
     }
 
     @Override
+    public void clear(String array, int count) {
+        int i = program.arrayIndex(array);
+        if (count > sizes[i]) throw new IllegalArgumentException(array + " holds " + sizes[i] + " floats, not " + count);
+        try (Arena a = Arena.ofConfined()) {   // the runtime copies the pattern before the call returns
+            CL.status(CL.clEnqueueFillBuffer, "clEnqueueFillBuffer(" + array + ")", queue, buffers[i], a.allocate(JAVA_FLOAT), 4L, 0L,
+                    4L * count, 0, MemorySegment.NULL, MemorySegment.NULL);
+        }
+    }
+
+    @Override
     public void copy(String from, String to, int count) {
         int src = program.arrayIndex(from), dst = program.arrayIndex(to);
         if (count > sizes[src] || count > sizes[dst]) throw new IllegalArgumentException("copy of " + count + " floats from " + from + " to " + to);

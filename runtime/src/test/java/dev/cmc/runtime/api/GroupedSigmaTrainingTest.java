@@ -46,6 +46,26 @@ class GroupedSigmaTrainingTest {
         }
     }
 
+    /**
+     * The trainer's steps draw z in the kernel from a seed. After a step given its own z, such a step must use
+     * the drawn z alone (the given one cleared), and a step given z after it must use that z alone again.
+     */
+    @Test
+    void aStepThatDrawsZUsesTheDrawAloneAndAGivenZAfterIt() {
+        Spec spec = spec();
+        double[] grid = Schedules.karras(21, spec.model().sigmaMin(), spec.model().sigmaMax(), spec.schedule().rho());
+        try (var model = ConsistencyModel.build(spec, new JvmBackend(2))) {
+            var rng = new SplittableRandom(4);
+            assertSameLoss(model, batch(rng, i -> rng.nextInt(grid.length - 1), grid));
+            float[][] b = batch(rng, i -> rng.nextInt(grid.length - 1), grid);
+            for (int i = 0; i < b[1].length; i++) b[1][i] = (float) dev.cmc.kernel.Noise.gaussian(123, i);
+            double expected = model.consistencyLoss(b[0], b[1], b[2], b[3], b[4]);
+            float loss = model.trainStepDrawingZ(b[0], 123, b[2], b[3], b[4], 0.9, true);
+            assertEquals(expected, loss, 2e-5 * Math.abs(expected), "a step drawing z from seed 123 against the loss with that z");
+            assertSameLoss(model, batch(rng, i -> rng.nextInt(grid.length - 1), grid));
+        }
+    }
+
     /** {x0, z, σ_hi, σ_lo, w}: σ_lo at the level pick gives, σ_hi one above it. */
     private static float[][] batch(SplittableRandom rng, java.util.function.IntUnaryOperator level, double[] grid) {
         int d = 2;

@@ -373,16 +373,14 @@ public final class Bench {
         return times;
     }
 
-    /** Warm-up stops here even while runs still get faster. */
-    private static final double MOST_WARMUP_SECONDS = 60;
-
     /**
      * Warm up until runs stop getting faster (the JIT compiles the jvm backend's kernels for seconds; a GPU
-     * settles at once), for at least a third of the budget, then the median of timed runs over the rest.
-     * Warm-up goes in windows of a ninth of the budget and ends when a window's median is within 5% of the one before.
+     * settles at once), then the median of timed runs over two thirds of the budget. Warm-up goes in windows
+     * of a ninth of the budget, for at least a third of it and at most five times it (a minute at most), and
+     * ends when a window's median is within 5% of the one before.
      */
-    static double time(Runnable r, double seconds) {
-        long start = System.nanoTime(), least = (long) (seconds / 3 * 1e9), most = Math.max(least, (long) (MOST_WARMUP_SECONDS * 1e9));
+    private static double time(Runnable r, double seconds) {
+        long start = System.nanoTime(), least = (long) (seconds / 3 * 1e9), most = (long) (Math.min(60, 5 * seconds) * 1e9);
         double before = Double.POSITIVE_INFINITY;
         while (true) {
             double window = median(r, seconds / 9, 3);

@@ -602,6 +602,16 @@ public final class JavaRenderer {
         };
     }
 
+    /** Wellons' lowbias32 hash in Java, for the noise generator ({@link Noise}) of this renderer and TornadoRenderer's. */
+    static final String MIX = """
+
+            /** Wellons' lowbias32 hash. */
+            static int mix(int x) {
+                x ^= x >>> 16; x *= 0x7feb352d; x ^= x >>> 15; x *= 0x846ca68b; x ^= x >>> 16;
+                return x;
+            }
+            """;
+
     /**
      * The math the kernels call, vector and scalar beside each other. Transcendentals are written out with
      * add, mul, fma, sqrt and bit operations only, never VectorOperators.EXP/SIN/TANH or reduceLanes: those
@@ -701,12 +711,7 @@ public final class JavaRenderer {
                 }
                 static FloatVector step(FloatVector x) { return FloatVector.zero(S).blend(1f, x.compare(VectorOperators.GT, 0f)); }
                 static float step(float x) { return x > 0 ? 1f : 0f; }
-
-                /** Wellons' lowbias32 hash. */
-                static int mix(int x) {
-                    x ^= x >>> 16; x *= 0x7feb352d; x ^= x >>> 15; x *= 0x846ca68b; x ^= x >>> 16;
-                    return x;
-                }
+                """ + MIX + """
 
                 /** Element (firstRow + r)·cols + c of the standard normal draw with this seed (dev.cmc.kernel.Noise). */
                 static float gaussian(float seed, float firstRow, int r, int cols, int c) {

@@ -471,13 +471,10 @@ public final class TornadoRenderer {
                 static float fma(float a, float b, float c) { return (float) ((double) a * (double) b + (double) c); }
                 static float square(float x) { return x * x; }
                 static float step(float x) { return x > 0f ? 1f : 0f; }
+                """ + JavaRenderer.MIX + """
 
-                // Wellons' lowbias32 hash, and element (firstRow + r)·cols + c of the standard normal draw with this seed
-                // (dev.cmc.kernel.Noise), as the jvm backend draws it.
-                static int mix(int x) {
-                    x ^= x >>> 16; x *= 0x7feb352d; x ^= x >>> 15; x *= 0x846ca68b; x ^= x >>> 16;
-                    return x;
-                }
+                // Element (firstRow + r)·cols + c of the standard normal draw with this seed (dev.cmc.kernel.Noise),
+                // as the jvm backend draws it.
                 static float gaussian(float seed, float firstRow, int r, int cols, int c) {
                     int i = ((int) firstRow + r) * cols + c, key = mix((int) seed);
                     float u1 = ((mix(key + 2 * i) >>> 8) + 1) * 0x1p-24f;

@@ -8,6 +8,14 @@ public interface Executable extends AutoCloseable {
     /** Copies count floats from src into the named array. */
     void write(String array, float[] src, int count);
 
+    /**
+     * Copies each of several arrays in whole (name to its floats), as one transfer where the runtime can: a
+     * training step's inputs, which are many and small, each a round trip of its own otherwise.
+     */
+    default void writeAll(java.util.Map<String, float[]> arrays) {
+        arrays.forEach((name, values) -> write(name, values, values.length));
+    }
+
     /** Copies count floats from the named array into dst. */
     void read(String array, float[] dst, int count);
 

@@ -232,7 +232,7 @@ public final class ConsistencyModel implements AutoCloseable {
 
     /** Compiles and loads the training step now (it is otherwise done on the first step), for a batch size. */
     public void prepareTraining(int batch) {
-        trainer(batch, null, null);
+        trainer(batch, null, null, new java.util.HashMap<>());
     }
 
     public String backendName() { return backend.name(); }
@@ -298,25 +298,28 @@ public final class ConsistencyModel implements AutoCloseable {
 
     private float step(float[] x0, float[] z, int zSeed, float[] sigmaHi, float[] sigmaLo, float[] weight, double mu, boolean readLoss) {
         int b = sigmaHi.length, d = outputSize();
-        Executable exe = trainer(b, sigmaHi, sigmaLo);
+        // The step's inputs, written in one transfer: on a GPU each write is a round trip of its own.
+        var inputs = new java.util.LinkedHashMap<String, float[]>();
+        Executable exe = trainer(b, sigmaHi, sigmaLo, inputs);
         var t = spec.train();
         step++;
         float[] scalars = new float[OptimizerScalars.SIZE];
         OptimizerScalars.fill(scalars, t.optimizer(), (int) Math.min(step, Integer.MAX_VALUE), t.lr(), t.beta1(), t.beta2(), t.eps(),
                 t.weightDecay(), mu, t.emaDecay(), 1.0);
-        exe.write("x0", x0, b * d);
+        inputs.put("x0", rows(x0, b * d));
         if (z != null) {
-            exe.write("z", z, b * d);
+            inputs.put("z", rows(z, b * d));
             zWritten = true;
         } else if (zWritten) {
             exe.clear("z", exe.maxBatch() * d);
             zWritten = false;
         }
-        exe.write(Compiler.NOISE, new float[]{zSeed, 0, z == null ? 1 : 0}, 3);
-        exe.write("sigma_hi", sigmaHi, b);
-        if (sigmaLo != null) exe.write("sigma_lo", sigmaLo, b);
-        exe.write("weight", weight, b);
-        exe.write("scalars", scalars, scalars.length);
+        inputs.put(Compiler.NOISE, new float[]{zSeed, 0, z == null ? 1 : 0});
+        inputs.put("sigma_hi", rows(sigmaHi, b));
+        if (sigmaLo != null) inputs.put("sigma_lo", rows(sigmaLo, b));
+        inputs.put("weight", rows(weight, b));
+        inputs.put("scalars", scalars);
+        exe.writeAll(inputs);
         exe.run(b);
         if (!(exe instanceof JvmExecutable)) deviceAhead = true;
         if (!readLoss) return Float.NaN;
@@ -325,12 +328,17 @@ public final class ConsistencyModel implements AutoCloseable {
         return loss[0];
     }
 
+    /** The first n values of a, without a copy when that is all of it. */
+    private static float[] rows(float[] a, int n) {
+        return a.length == n ? a : java.util.Arrays.copyOf(a, n);
+    }
+
     /**
-     * The training step, compiled and loaded for at least this batch, with this batch's σ groups written where
-     * it embeds σ once per distinct value; compiled anew to embed per row when σ holds more distinct values than
+     * The training step, compiled and loaded for at least this batch, with this batch's σ groups put in inputs
+     * (which the step writes with its others) where it embeds σ once per distinct value; compiled anew to embed per row when σ holds more distinct values than
      * its table (a caller's own σ, a run past its schedule). The σ arrays are null when preparing ahead of any batch.
      */
-    private Executable trainer(int batch, float[] sigmaHi, float[] sigmaLo) {
+    private Executable trainer(int batch, float[] sigmaHi, float[] sigmaLo, Map<String, float[]> inputs) {
         Map<String, float[]> groups = null;
         boolean rebuild = trainer == null || trainer.maxBatch() < batch;
         if (!rebuild && trainerSigmaRows > 0 && sigmaHi != null) {
@@ -367,7 +375,7 @@ public final class ConsistencyModel implements AutoCloseable {
             for (int k = 0; k < STATE.length; k++) trainer.write(STATE[k], host[k], host[k].length);
             hostAhead = false;
         }
-        if (groups != null) groups.forEach((name, v) -> trainer.write(name, v, v.length));
+        if (groups != null) inputs.putAll(groups);
         return trainer;
     }
 

@@ -166,6 +166,28 @@ public final class CudaExecutable implements Executable {
         sync();
     }
 
+    /** Every array through one staging buffer, their copies queued together and waited for once. */
+    @Override
+    public void writeAll(Map<String, float[]> arrays) {
+        long total = 0;
+        for (var e : arrays.entrySet()) {
+            int i = program.arrayIndex(e.getKey());
+            if (e.getValue().length > sizes[i]) throw new IllegalArgumentException(e.getKey() + " holds " + sizes[i] + " floats, not " + e.getValue().length);
+            total += e.getValue().length;
+        }
+        makeCurrent();
+        MemorySegment staging = pinned(Math.toIntExact(total));
+        long at = 0;
+        for (var e : arrays.entrySet()) {
+            float[] v = e.getValue();
+            MemorySegment.copy(v, 0, staging, JAVA_FLOAT, 4 * at, v.length);
+            Cu.status(Cu.cuMemcpyHtoDAsync, "cuMemcpyHtoD(" + e.getKey() + ")", buffers[program.arrayIndex(e.getKey())], staging.asSlice(4 * at),
+                    4L * v.length, stream);
+            at += v.length;
+        }
+        sync();
+    }
+
     @Override
     public void read(String array, float[] dst, int count) {
         int i = program.arrayIndex(array);

@@ -175,8 +175,29 @@ public final class FakeDriverRun {
             }
             mark(a, "profile " + what);
             if (exe.profile(smaller).isEmpty()) throw new AssertionError(what + ": no kernel profiled");
+            checkWriteAll(exe, program);
         }
     }
+
+    /** Arrays written together through one staging buffer read back as written, each in its own place. */
+    private static void checkWriteAll(CudaExecutable exe, Program program) {
+        var rng = new java.util.SplittableRandom(2);
+        var arrays = new java.util.LinkedHashMap<String, float[]>();
+        for (var arr : program.arrays()) {
+            if (arr.role() != Program.Role.INPUT) continue;
+            float[] v = new float[(int) arr.size(3)];   // batched arrays at 3 rows
+            for (int i = 0; i < v.length; i++) v[i] = (float) rng.nextGaussian();
+            arrays.put(arr.name(), v);
+        }
+        if (arrays.size() < 2) throw new AssertionError(program.name() + ": fewer than two inputs to write together");
+        exe.writeAll(arrays);
+        arrays.forEach((name, v) -> {
+            float[] back = new float[v.length];
+            exe.read(name, back, back.length);
+            if (!java.util.Arrays.equals(v, back)) throw new AssertionError(program.name() + ": " + name + " written with others reads back otherwise");
+        });
+    }
+
 
     private static void mark(Arena a, String text) throws Throwable {
         note.invokeExact(a.allocateFrom(text));

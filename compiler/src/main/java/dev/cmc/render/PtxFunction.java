@@ -87,27 +87,33 @@ abstract class PtxFunction {
     /** A float immediate, exactly: PTX's 0fXXXXXXXX. */
     static String imm(double v) { return String.format("0f%08X", Float.floatToRawIntBits((float) v)); }
 
-    String constF(double v) {
-        String x = f();
-        op("mov.f32 " + x + ", " + imm(v) + ";");
-        return x;
+    String constF(double v) { return unaryOp("mov.f32", imm(v)); }
+
+    String constI(int v) { return unaryOp("mov.u32", Integer.toString(v)); }
+
+    String special(String name) { return unaryOp("mov.u32", name); }
+
+    /** A new register for a value of this PTX type: .f32, a 64-bit one, else a 32-bit one (.b32 holds tf32 and bf16x2 too). */
+    private String register(String type) {
+        return type.equals("f32") ? f() : type.endsWith("64") ? rd() : r();
     }
 
-    String constI(int v) {
-        String x = r();
-        op("mov.u32 " + x + ", " + v + ";");
-        return x;
-    }
-
-    String special(String name) {
-        String x = r();
-        op("mov.u32 " + x + ", " + name + ";");
+    /**
+     * A one-operand instruction (mov, cvt, neg, sqrt, the SFU's approximations) into a new register of its
+     * destination type, the opcode's first type: cvt.rzi.s32.f32 writes an integer register.
+     */
+    String unaryOp(String opcode, String a) {
+        String[] parts = opcode.split("\\.");
+        String type = java.util.Arrays.stream(parts, 1, parts.length).filter(t -> t.matches(".*\\d.*")).findFirst()
+                .orElseThrow(() -> new IllegalArgumentException("no type in " + opcode));
+        String x = register(type);
+        op(opcode + " " + x + ", " + a + ";");
         return x;
     }
 
     /** A two-operand instruction into a new register of the opcode's type (.f32, 64-bit, else 32-bit). */
     String bin(String opcode, String a, String b) {
-        String x = opcode.endsWith(".f32") ? f() : opcode.endsWith("64") ? rd() : r();
+        String x = register(opcode.substring(opcode.lastIndexOf('.') + 1));
         op(opcode + " " + x + ", " + a + ", " + b + ";");
         return x;
     }
@@ -191,11 +197,7 @@ abstract class PtxFunction {
             case Expr.Const k -> constF(k.value());
             case Expr.Acc a -> c.acc();
             case Expr.Var v -> c.vars().get(v.id());
-            case Expr.Rows rows -> {
-                String x = f();
-                op("cvt.rn.f32.s32 " + x + ", " + rowsReg + ";");
-                yield x;
-            }
+            case Expr.Rows rows -> unaryOp("cvt.rn.f32.s32", rowsReg);
             case Expr.Unary u -> unary(u.op(), expr(u.a(), c));
             case Expr.Noise n -> noise(toInt(expr(n.seed(), c)), toInt(expr(n.firstRow(), c)), c.row(), c.col(), n.cols());
             case Expr.Binary b -> {
@@ -218,7 +220,7 @@ abstract class PtxFunction {
             case SQUARE -> bin("mul.f32", x, x);
             case RELU -> bin("max.f32", x, imm(0));
             case EXP -> exp(x);
-            case LOG -> { String t = f(); op("lg2.approx.f32 " + t + ", " + x + ";"); yield bin("mul.f32", t, imm(Math.log(2))); }
+            case LOG -> bin("mul.f32", unaryOp("lg2.approx.f32", x), imm(Math.log(2)));
             case SIN -> sinCos(x, "sin");
             case COS -> sinCos(x, "cos");
             case SILU -> bin("div.rn.f32", x, bin("add.f32", exp(neg(x)), imm(1)));
@@ -246,17 +248,11 @@ abstract class PtxFunction {
         };
     }
 
-    private String neg(String x) {
-        String y = f();
-        op("neg.f32 " + y + ", " + x + ";");
-        return y;
-    }
+    private String neg(String x) { return unaryOp("neg.f32", x); }
 
     /** e^x = 2^(x·log2 e) on the SFU; inputs below −87 flush to 0, as in the other backends. */
     private String exp(String x) {
-        String t = bin("mul.f32", bin("max.f32", x, imm(-87)), imm(1 / Math.log(2))), y = f();
-        op("ex2.approx.ftz.f32 " + y + ", " + t + ";");
-        return y;
+        return unaryOp("ex2.approx.ftz.f32", bin("mul.f32", bin("max.f32", x, imm(-87)), imm(1 / Math.log(2))));
     }
 
     /** tanh(u) = 1 − 2/(e^{2u} + 1), exact in the tails (tanh.approx is only good to 2^-11). */
@@ -275,10 +271,7 @@ abstract class PtxFunction {
         String k = f();
         op("cvt.rni.f32.f32 " + k + ", " + bin("mul.f32", x, imm(1 / (2 * Math.PI))) + ";");
         String y = fma(k, imm(-6.28125), x);
-        y = fma(k, imm(-0.0019353071795864769), y);
-        String out = f();
-        op(which + ".approx.f32 " + out + ", " + y + ";");
-        return out;
+        return unaryOp(which + ".approx.f32", fma(k, imm(-0.0019353071795864769), y));
     }
 
     /** Element (firstRow + row)·cols + col of the standard normal draw with this seed ({@link Noise}). */
@@ -288,8 +281,7 @@ abstract class PtxFunction {
         String u1 = uniform(bin("add.s32", bin("shr.u32", mix(at), "8"), "1"));
         String u2 = uniform(bin("shr.u32", mix(bin("add.s32", at, "1")), "8"));
         String radius = sqrt(bin("max.f32", bin("mul.f32", unary(Op.LOG, u1), imm(-2)), imm(0)));
-        String angle = bin("mul.f32", fma(u2, imm(2), imm(-1)), imm(Math.PI)), cos = f();
-        op("cos.approx.f32 " + cos + ", " + angle + ";");
+        String cos = unaryOp("cos.approx.f32", bin("mul.f32", fma(u2, imm(2), imm(-1)), imm(Math.PI)));
         return bin("mul.f32", radius, cos);
     }
 
@@ -304,9 +296,7 @@ abstract class PtxFunction {
 
     /** An integer below 2²⁴ + 1, times 2⁻²⁴, as a float (exactly). */
     private String uniform(String bits) {
-        String u = f();
-        op("cvt.rn.f32.u32 " + u + ", " + bits + ";");
-        return bin("mul.f32", u, imm(0x1p-24));
+        return bin("mul.f32", unaryOp("cvt.rn.f32.u32", bits), imm(0x1p-24));
     }
 
     /** if (pred) goto DONE. */
@@ -356,30 +346,14 @@ abstract class PtxFunction {
         return bin("div.rn.f32", imm(1), sqrt(bin("add.f32", variance, imm(Op.NORM_EPS))));
     }
 
-    String sqrt(String x) {
-        String y = f();
-        op("sqrt.rn.f32 " + y + ", " + x + ";");
-        return y;
-    }
+    String sqrt(String x) { return unaryOp("sqrt.rn.f32", x); }
 
     /** A row number held as a float, as an integer register. */
-    String toInt(String x) {
-        String y = r();
-        op("cvt.rzi.s32.f32 " + y + ", " + x + ";");
-        return y;
-    }
+    String toInt(String x) { return unaryOp("cvt.rzi.s32.f32", x); }
 
-    String symbol(String name) {
-        String a = rd();
-        op("mov.u64 " + a + ", " + name + ";");
-        return a;
-    }
+    String symbol(String name) { return unaryOp("mov.u64", name); }
 
-    String wideBytes(String bytes32) {
-        String w = rd();
-        op("cvt.u64.u32 " + w + ", " + bytes32 + ";");
-        return w;
-    }
+    String wideBytes(String bytes32) { return unaryOp("cvt.u64.u32", bytes32); }
 
     static String log2(int v) { return Integer.toString(Integer.numberOfTrailingZeros(v)); }
 }

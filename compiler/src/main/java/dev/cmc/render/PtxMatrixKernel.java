@@ -52,11 +52,7 @@ abstract class PtxMatrixKernel extends PtxFunction {
     }
 
     /** An fp32 value rounded to TF32, as the mma reads it. */
-    String roundTf32(String x) {
-        String y = r();
-        op("cvt.rna.tf32.f32 " + y + ", " + x + ";");
-        return y;
-    }
+    String roundTf32(String x) { return unaryOp("cvt.rna.tf32.f32", x); }
 
     /** fp32 fragment words as the mma takes them: {TF32 heads} or, for 3xTF32, {heads, TF32 remainders}. */
     String[][] tf32(String[] words) {

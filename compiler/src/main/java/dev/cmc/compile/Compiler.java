@@ -25,6 +25,16 @@ public final class Compiler {
     /** The noise array of the sampler and the training step: the seed of the draw, the row of the draw that batch row 0 is, and the scale. */
     public static final String NOISE = "noise";
     public static final int NOISE_SEED = 0, NOISE_ROW = 1, NOISE_SCALE = 2;
+    /** The graph's inputs for the noise array's elements, in its order. */
+    private static final List<String> NOISE_INPUTS = List.of("noise_seed", "noise_row", "noise_scale");
+
+    /** The reference interpreter's values for a noise array (seed, first row, scale), by the graph's input names. */
+    public static Map<String, double[]> noiseValues(double seed, double firstRow, double scale) {
+        double[] noise = {seed, firstRow, scale};
+        var values = new LinkedHashMap<String, double[]>();
+        for (int i = 0; i < NOISE_INPUTS.size(); i++) values.put(NOISE_INPUTS.get(i), new double[]{noise[i]});
+        return values;
+    }
 
     /**
      * One step of Algorithm 1: f(x + s·z, σ) for x[B,d] at one σ shared by the whole batch (sigma is [1,1]),
@@ -69,10 +79,12 @@ public final class Compiler {
      */
     private static Node plusNoise(Graph g, Node base, String label, Map<Node, Buf> bound, Map<String, Program.Array> declared) {
         declare(declared, NOISE, Program.Role.INPUT, Shape.fixed(1, 3));
-        Node seed = g.input("noise_seed", Shape.scalar()), row = g.input("noise_row", Shape.scalar()), scale = g.input("noise_scale", Shape.scalar());
-        bound.put(seed, new Buf(NOISE, NOISE_SEED, Shape.scalar()));
-        bound.put(row, new Buf(NOISE, NOISE_ROW, Shape.scalar()));
-        bound.put(scale, new Buf(NOISE, NOISE_SCALE, Shape.scalar()));
+        var in = new ArrayList<Node>();
+        for (int i = 0; i < NOISE_INPUTS.size(); i++) {
+            in.add(g.input(NOISE_INPUTS.get(i), Shape.scalar()));
+            bound.put(in.get(i), new Buf(NOISE, i, Shape.scalar()));
+        }
+        Node seed = in.get(NOISE_SEED), row = in.get(NOISE_ROW), scale = in.get(NOISE_SCALE);
         return g.label(g.add(base, g.mul(scale, g.noise(seed, row, base.shape()))), label);
     }
 

@@ -19,6 +19,12 @@ public final class Noise {
 
     public static final int MIX_1 = 0x7feb352d, MIX_2 = 0x846ca68b;
 
+    /** Seeds (and first rows) are below 2²⁴, so that the float a kernel reads them from holds them exactly. */
+    public static final int SEEDS = 1 << 24;
+
+    /** A seed from any 32 bits: their low 24. */
+    public static int seed(int bits) { return bits & (SEEDS - 1); }
+
     /** Wellons' lowbias32: a full-avalanche 32-bit integer hash. */
     public static int mix(int x) {
         x ^= x >>> 16;

@@ -140,9 +140,7 @@ class FiniteDifferenceTest {
      */
     static void putStepInputs(Map<String, double[]> values, SplittableRandom rng, double[] weight) {
         for (String in : List.of("x0", "z")) values.put(in, rng.doubles(B * 3L, -1, 1).toArray());
-        values.put("noise_seed", new double[]{5});
-        values.put("noise_row", new double[]{0});
-        values.put("noise_scale", new double[]{0.5});
+        values.putAll(dev.cmc.compile.Compiler.noiseValues(5, 0, 0.5));
         values.put("sigma_lo", new double[]{0.01, 0.5, 3.0});
         values.put("sigma_hi", new double[]{0.02, 0.9, 5.0});
         values.put("weight", weight);

@@ -82,9 +82,7 @@ class SigmaGroupsTest {
         }
         values.put("x0", rng.doubles(batch * 3L, -1, 1).toArray());
         values.put("z", rng.doubles(batch * 3L, -1, 1).toArray());
-        values.put("noise_seed", new double[]{3});   // z + 1·z′: the trainer's z, drawn in the kernel
-        values.put("noise_row", new double[]{0});
-        values.put("noise_scale", new double[]{1});
+        values.putAll(Compiler.noiseValues(3, 0, 1));   // z + 1·z′: the trainer's z, drawn in the kernel
         values.put("sigma_hi", toDouble(hi));
         values.put("sigma_lo", toDouble(lo));
         values.put("weight", rng.doubles(batch, 0.5, 1.5).toArray());

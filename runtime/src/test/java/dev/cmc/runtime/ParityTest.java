@@ -214,9 +214,7 @@ class ParityTest {
         values.put("x", toDouble(x));
         values.put("sigma", toDouble(sigma));
         float[] n = noise == null ? new float[3] : noise;
-        values.put("noise_seed", new double[]{n[Compiler.NOISE_SEED]});
-        values.put("noise_row", new double[]{n[Compiler.NOISE_ROW]});
-        values.put("noise_scale", new double[]{n[Compiler.NOISE_SCALE]});
+        values.putAll(Compiler.noiseValues(n[Compiler.NOISE_SEED], n[Compiler.NOISE_ROW], n[Compiler.NOISE_SCALE]));
         putParams(values, c.layout(), params, "");
         return Reference.run(List.of(c.outputs().get("out")), batch, values).get(c.outputs().get("out")).data();
     }
@@ -314,9 +312,7 @@ class ParityTest {
             var values = new HashMap<String, double[]>();
             for (var e : Map.of("x0", x0, "z", z, "sigma_hi", hi, "sigma_lo", lo, "weight", w).entrySet()) values.put(e.getKey(), toDouble(e.getValue()));
             groups.forEach((name, v) -> values.put(name, toDouble(v)));
-            values.put("noise_seed", new double[]{STEP_NOISE[Compiler.NOISE_SEED]});
-            values.put("noise_row", new double[]{STEP_NOISE[Compiler.NOISE_ROW]});
-            values.put("noise_scale", new double[]{STEP_NOISE[Compiler.NOISE_SCALE]});
+            values.putAll(Compiler.noiseValues(STEP_NOISE[Compiler.NOISE_SEED], STEP_NOISE[Compiler.NOISE_ROW], STEP_NOISE[Compiler.NOISE_SCALE]));
             putParams(values, c.layout(), before, "");
             putParams(values, c.layout(), target, "target/");
             if (teacher != null) putParams(values, teacherLayout, teacherWeights, "teacher/");

@@ -64,9 +64,7 @@ class SamplingTest {
         for (int k = 0; k < SIGMAS.length; k++) {
             values.put("x", x);
             values.put("sigma", new double[]{SIGMAS[k]});
-            values.put("noise_seed", new double[]{stream + k});
-            values.put("noise_row", new double[]{0});
-            values.put("noise_scale", new double[]{k == 0 ? SIGMAS[0] : Math.sqrt(SIGMAS[k] * SIGMAS[k] - sigmaMin * sigmaMin)});
+            values.putAll(Compiler.noiseValues(stream + k, 0, k == 0 ? SIGMAS[0] : Math.sqrt(SIGMAS[k] * SIGMAS[k] - sigmaMin * sigmaMin)));
             x = Reference.run(List.of(c.outputs().get("out")), COUNT, values).get(c.outputs().get("out")).data();
         }
         return x;

@@ -3,6 +3,7 @@ package dev.cmc.runtime.api;
 import dev.cmc.compile.Compiler;
 import dev.cmc.compile.SigmaGroups;
 import dev.cmc.dsl.Spec;
+import dev.cmc.kernel.Noise;
 import dev.cmc.kernel.OptimizerScalars;
 import dev.cmc.model.ConsistencyModelGraph;
 import dev.cmc.model.ParamLayout;
@@ -136,7 +137,7 @@ public final class ConsistencyModel implements AutoCloseable {
             exe.clear("x", b * d);
             for (int s = 0; s < sigmas.length; s++) {
                 if (s > 0) exe.copy("out", "x", b * d);
-                noise[Compiler.NOISE_SEED] = (stream + s) & SEED_MASK;
+                noise[Compiler.NOISE_SEED] = Noise.seed(stream + s);
                 noise[Compiler.NOISE_ROW] = start;
                 noise[Compiler.NOISE_SCALE] = (float) (s == 0 ? sigmas[0] : Math.sqrt(Math.max(0, sigmas[s] * sigmas[s] - sigmaMin * sigmaMin)));
                 exe.write(Compiler.NOISE, noise, noise.length);
@@ -151,12 +152,11 @@ public final class ConsistencyModel implements AutoCloseable {
     }
 
     /** Rows one sampling call may draw: their indices, held in a float, must be exact. */
-    public static final int MAX_SAMPLES = 1 << 24;
-    private static final int SEED_MASK = (1 << 24) - 1;
+    public static final int MAX_SAMPLES = Noise.SEEDS;
 
     /** A 24-bit noise seed (exact in a float) from the caller's 64-bit one; step s of a sampler draws with seed + s. */
     public static int drawSeed(long seed) {
-        return new SplittableRandom(seed).nextInt() & SEED_MASK;
+        return Noise.seed(new SplittableRandom(seed).nextInt());
     }
 
     /**
@@ -289,7 +289,7 @@ public final class ConsistencyModel implements AutoCloseable {
      * as the trainer runs it: no noise is made on the host or copied to the device.
      */
     public float trainStepDrawingZ(float[] x0, int zSeed, float[] sigmaHi, float[] sigmaLo, float[] weight, double mu, boolean readLoss) {
-        if (zSeed < 0 || zSeed > SEED_MASK) throw new IllegalArgumentException("z seed " + zSeed + " outside 0.." + SEED_MASK);
+        if (zSeed != Noise.seed(zSeed)) throw new IllegalArgumentException("z seed " + zSeed + " outside 0.." + (Noise.SEEDS - 1));
         return step(x0, null, zSeed, sigmaHi, sigmaLo, weight, mu, readLoss);
     }
 

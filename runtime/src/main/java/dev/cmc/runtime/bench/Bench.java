@@ -233,7 +233,7 @@ public final class Bench {
         java.util.Arrays.fill(w, 1);
         float[][] sigma = sigmaPairs(spec, batch, rng);
         for (var e : Map.of("x0", x0, "sigma_hi", sigma[0], "sigma_lo", sigma[1], "weight", w).entrySet()) t.write(e.getKey(), e.getValue(), e.getValue().length);
-        t.write(Compiler.NOISE, new float[]{rng.nextInt(1 << 24), 0, 1}, 3);
+        t.write(Compiler.NOISE, new float[]{rng.nextInt(dev.cmc.kernel.Noise.SEEDS), 0, 1}, 3);
         writeSigmaGroups(t, spec, sigma, batch);
         float[] sc = new float[OptimizerScalars.SIZE];
         OptimizerScalars.fill(sc, "adam", 1, 1e-5, 0.9, 0.999, 1e-8, 0, 0.9, 0.999, 1);

@@ -155,10 +155,16 @@ public final class CudaExecutable implements Executable {
         Cu.status(Cu.cuStreamSynchronize, "cuStreamSynchronize", stream);
     }
 
-    @Override
-    public void write(String array, float[] src, int count) {
+    /** The array's index, where it holds count floats; else an error naming its size. */
+    private int fitting(String array, long count) {
         int i = program.arrayIndex(array);
         if (count > sizes[i]) throw new IllegalArgumentException(array + " holds " + sizes[i] + " floats, not " + count);
+        return i;
+    }
+
+    @Override
+    public void write(String array, float[] src, int count) {
+        int i = fitting(array, count);
         makeCurrent();
         MemorySegment staging = pinned(count);
         MemorySegment.copy(src, 0, staging, JAVA_FLOAT, 0, count);
@@ -171,8 +177,7 @@ public final class CudaExecutable implements Executable {
     public void writeAll(Map<String, float[]> arrays) {
         long total = 0;
         for (var e : arrays.entrySet()) {
-            int i = program.arrayIndex(e.getKey());
-            if (e.getValue().length > sizes[i]) throw new IllegalArgumentException(e.getKey() + " holds " + sizes[i] + " floats, not " + e.getValue().length);
+            fitting(e.getKey(), e.getValue().length);
             total += e.getValue().length;
         }
         makeCurrent();
@@ -200,16 +205,14 @@ public final class CudaExecutable implements Executable {
 
     @Override
     public void clear(String array, int count) {
-        int i = program.arrayIndex(array);
-        if (count > sizes[i]) throw new IllegalArgumentException(array + " holds " + sizes[i] + " floats, not " + count);
+        int i = fitting(array, count);
         makeCurrent();
         Cu.status(Cu.cuMemsetD32Async, "cuMemsetD32Async(" + array + ")", buffers[i], 0, count, stream);
     }
 
     @Override
     public void copy(String from, String to, int count) {
-        int src = program.arrayIndex(from), dst = program.arrayIndex(to);
-        if (count > sizes[src] || count > sizes[dst]) throw new IllegalArgumentException("copy of " + count + " floats from " + from + " to " + to);
+        int src = fitting(from, count), dst = fitting(to, count);
         makeCurrent();
         // On the stream the graphs launch on, so it lands between the runs before and after it.
         Cu.status(Cu.cuMemcpyDtoDAsync, "cuMemcpyDtoD(" + from + ", " + to + ")", buffers[dst], buffers[src], 4L * count, stream);

@@ -122,10 +122,16 @@ public final class OpenClExecutable implements Executable {
         }
     }
 
-    @Override
-    public void write(String array, float[] src, int count) {
+    /** The array's index, where it holds count floats; else an error naming its size. */
+    private int fitting(String array, long count) {
         int i = program.arrayIndex(array);
         if (count > sizes[i]) throw new IllegalArgumentException(array + " holds " + sizes[i] + " floats, not " + count);
+        return i;
+    }
+
+    @Override
+    public void write(String array, float[] src, int count) {
+        int i = fitting(array, count);
         try (Arena a = Arena.ofConfined()) {
             MemorySegment staging = a.allocateFrom(JAVA_FLOAT, java.util.Arrays.copyOf(src, count));
             CL.status(CL.clEnqueueWriteBuffer, "clEnqueueWriteBuffer(" + array + ")", queue, buffers[i], 1, 0L, 4L * count, staging, 0,
@@ -146,8 +152,7 @@ public final class OpenClExecutable implements Executable {
 
     @Override
     public void clear(String array, int count) {
-        int i = program.arrayIndex(array);
-        if (count > sizes[i]) throw new IllegalArgumentException(array + " holds " + sizes[i] + " floats, not " + count);
+        int i = fitting(array, count);
         try (Arena a = Arena.ofConfined()) {   // the runtime copies the pattern before the call returns
             CL.status(CL.clEnqueueFillBuffer, "clEnqueueFillBuffer(" + array + ")", queue, buffers[i], a.allocate(JAVA_FLOAT), 4L, 0L,
                     4L * count, 0, MemorySegment.NULL, MemorySegment.NULL);
@@ -156,8 +161,7 @@ public final class OpenClExecutable implements Executable {
 
     @Override
     public void copy(String from, String to, int count) {
-        int src = program.arrayIndex(from), dst = program.arrayIndex(to);
-        if (count > sizes[src] || count > sizes[dst]) throw new IllegalArgumentException("copy of " + count + " floats from " + from + " to " + to);
+        int src = fitting(from, count), dst = fitting(to, count);
         // In queue order, like the kernels: the next run reads what this wrote.
         CL.status(CL.clEnqueueCopyBuffer, "clEnqueueCopyBuffer(" + from + ", " + to + ")", queue, buffers[src], buffers[dst], 0L, 0L, 4L * count, 0,
                 MemorySegment.NULL, MemorySegment.NULL);

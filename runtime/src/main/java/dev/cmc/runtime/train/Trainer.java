@@ -41,7 +41,7 @@ public final class Trainer {
 
     /** The seed the step's kernel draws z from (dev.cmc.kernel.Noise): 24 bits of the step's stream. */
     private static int zSeed(SplittableRandom rng) {
-        return rng.nextInt() & 0xFFFFFF;
+        return dev.cmc.kernel.Noise.seed(rng.nextInt());
     }
 
     private DivergedException diverged(float loss, long k) {

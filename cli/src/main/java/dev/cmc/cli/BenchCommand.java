@@ -147,7 +147,7 @@ final class BenchCommand implements Callable<Integer> {
             perSample.put(e.getKey(), xy(r.sampling(), Bench.Sampling::batch, c -> c.oneStepMs() * 1e3 / c.batch()));
             for (var c : r.sampling()) text.append(String.format(Locale.ROOT, "%s,batch,%d,%d,%.4f,%.4f,%.4f%n", e.getKey(), c.batch(), c.batch(), c.oneStepMs(), c.oneStepMs() * 1e3 / c.batch(), r.stepMs()));
             var trainSweep = new ArrayList<double[]>();
-            for (int tb : sweep.subList(0, sweep.size() - 1)) {   // a training step at 65,536 needs ~10 GB of activations
+            for (int tb : sweep.subList(0, sweep.size() - 1)) {   // a training step at 65,536 needs ~4 GB of activations (seed model)
                 double ms = withBar(e.getKey() + " CT step at batch " + tb, p -> Bench.stepMs(s, e.getValue(), tb, seconds / 2));
                 trainSweep.add(new double[]{tb, ms});
                 text.append(String.format(Locale.ROOT, "%s,train_batch,%d,%d,,,%.4f%n", e.getKey(), tb, tb, ms));

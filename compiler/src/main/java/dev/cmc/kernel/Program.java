@@ -28,14 +28,22 @@ public record Program(String name, List<Array> arrays, List<Kernel> kernels) {
     }
 
     /**
-     * The task graph as text: arrays, then kernels in order with what each reads and writes and which
-     * earlier kernels it must follow ({@link TaskDag}); kernels that follow none of each other may run at once.
+     * The task graph as text: arrays (with the memory they share, {@link MemoryPlan}), then kernels in order with
+     * what each reads and writes and which earlier kernels it must follow ({@link TaskDag}); kernels that follow none of each other may run at once.
      */
     public String plan() {
         var dependencies = TaskDag.dependencies(this);
         var after = TaskDag.reduced(dependencies);
+        var memory = MemoryPlan.of(this);
         var out = new StringBuilder("program " + name + "\n\narrays:\n");
-        for (Array a : arrays) out.append(String.format("  %-28s %-10s %s%n", a.name(), a.role().name().toLowerCase(), a.shape()));
+        for (int i = 0; i < arrays.size(); i++) {
+            Array a = arrays.get(i);
+            String shared = memory.owns(i) ? "" : "  in the memory of " + arrays.get(memory.storage(i)).name();
+            out.append(String.format("  %-28s %-10s %s%s%n", a.name(), a.role().name().toLowerCase(), a.shape(), shared));
+        }
+        var separate = MemoryPlan.separate(this);
+        out.append(String.format("batched arrays: %,d bytes a row as jvm, OpenCL and cuda share memory (%,d each on its own)%n",
+                memory.bytes(this, 2) - memory.bytes(this, 1), separate.bytes(this, 2) - separate.bytes(this, 1)));
         out.append("\nkernels (launch order):\n");
         int i = 0;
         for (Kernel k : kernels) {

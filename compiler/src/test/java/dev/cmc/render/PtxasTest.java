@@ -25,7 +25,7 @@ import static org.junit.jupiter.api.Assertions.*;
  * sm_90a), with fused MLP blocks (h = 256 for sm_90, h = 128 for both), and the FMA probe. Runs where ptxas exists (CUDA_HOME,
  * /usr/local/cuda or the PATH), without a GPU.
  */
-class PtxasTest {
+public class PtxasTest {
     static Path ptxas() {
         List<Path> candidates = new ArrayList<>();
         String home = System.getenv("CUDA_HOME");
@@ -39,7 +39,8 @@ class PtxasTest {
         return SpecLoader.fromText("ptxas.cm", "model m { " + model + " }\ntrain { " + train + " }\n");
     }
 
-    static List<Program> programs() {
+    /** The programs every test of the generated code runs over: each training method, every loss and optimizer, a sampler. */
+    public static List<Program> programs() {
         var out = new ArrayList<Program>();
         Spec seed = spec("input_dim = 64; hidden_size = 256; num_layers = 4;", "method = ct;");
         out.add(Compiler.sampler(seed).program());

@@ -1,5 +1,6 @@
 package dev.cmc.runtime;
 
+import dev.cmc.kernel.MemoryPlan;
 import dev.cmc.kernel.Program;
 
 /** A renderer plus a runtime: turns a program into generated source, and runs it. */
@@ -18,6 +19,15 @@ public interface Backend {
      * activations fit comfortably.
      */
     default int samplingRows() { return 4096; }
+
+    /**
+     * Which arrays share memory when this backend loads the program: activations whose lives do not overlap, on
+     * every backend but TornadoVM, whose task graph keeps an array's device copy by its Java object.
+     */
+    default MemoryPlan memoryPlan(Program program) { return MemoryPlan.of(program); }
+
+    /** What the program's arrays take on the device at a batch size. */
+    default long arrayBytes(Program program, int batch) { return memoryPlan(program).bytes(program, batch); }
 
     /** The generated source files for a program: file name to text. */
     java.util.Map<String, String> render(Program program, String header);

@@ -143,7 +143,7 @@ public final class Bench {
                 Program prepared = backend.prepare(sampler.program(), b);
                 if (!samplers.containsKey(prepared)) {
                     samplers.put(prepared, backend.load(sampler.program(), b));
-                    samplerBytes += arrayBytes(prepared, b);
+                    samplerBytes += backend.arrayBytes(prepared, b);
                 }
                 programOf.put(b, prepared);
             }
@@ -193,7 +193,7 @@ public final class Bench {
                 Map<String, Double> sampleBytes = profile ? activationBytes(sampled, batches.getFirst()) : Map.of();
                 Map<String, Double> stepBytes = profile ? activationBytes(stepped, trainBatch) : Map.of();
                 progress.at(label + ": done", total, total);
-                long deviceBytes = samplerBytes + arrayBytes(stepped, trainBatch);
+                long deviceBytes = samplerBytes + backend.arrayBytes(stepped, trainBatch);
                 return new Result(spec.name(), sampler.layout().total(), label, backend.deviceName(), Runtime.getRuntime().availableProcessors(),
                         generateMs, loadMs, cases, trainBatch, sigmaRows, stepMs, flopsPerSample(spec),
                         trainFlopsPerSample(spec, trainBatch, sigmaRows), peak, deviceBytes,
@@ -259,13 +259,6 @@ public final class Bench {
         if (rows > 0) SigmaGroups.inputs(sigma[0], sigma[1], batch, rows).forEach((name, v) -> t.write(name, v, v.length));
     }
 
-    /** What cmc allocates on the device for a program at a batch size. */
-    public static long arrayBytes(Program p, int batch) {
-        long n = 0;
-        for (Program.Array a : p.arrays()) n += 4 * Math.max(1, a.size(batch));
-        return n;
-    }
-
     /** One memory sample of a soak run. */
     public record SoakSample(long step, double msPerStep, long rssBytes, long heapBytes, long deviceBytes) {}
 
@@ -300,7 +293,7 @@ public final class Bench {
         try (Executable t = backend.load(train.program(), batch)) {
             loadTrainingInputs(t, spec, train.layout().initialize(1), batch, new SplittableRandom(2));
             float[] loss = new float[1];
-            long deviceBytes = arrayBytes(train.program(), batch);
+            long deviceBytes = backend.arrayBytes(backend.prepare(train.program(), batch), batch);
             var samples = new ArrayList<SoakSample>();
             long last = System.nanoTime();
             for (long step = 1; step <= steps; step++) {

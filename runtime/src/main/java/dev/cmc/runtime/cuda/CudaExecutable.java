@@ -1,6 +1,7 @@
 package dev.cmc.runtime.cuda;
 
 import dev.cmc.kernel.Kernel;
+import dev.cmc.kernel.MemoryPlan;
 import dev.cmc.kernel.Program;
 import dev.cmc.render.Indexing;
 import dev.cmc.render.PtxRenderer;
@@ -38,6 +39,7 @@ public final class CudaExecutable implements Executable {
     private final MemorySegment context, module, stream;
     private final MemorySegment[] functions, params;
     private final long[] buffers, sizes;
+    private final MemoryPlan memory;
     /** Partial products of split-K GEMMs: a part of one buffer for each, since they may run at once. */
     private final long workspace;
     /** Streams (the first is {@link #stream}) and events for a multi-stream capture, made on first use. */
@@ -90,9 +92,14 @@ public final class CudaExecutable implements Executable {
         buffers = new long[program.arrays().size()];
         sizes = new long[buffers.length];
         MemorySegment ptr = arena.allocate(JAVA_LONG);
+        memory = MemoryPlan.of(program);
         for (int i = 0; i < buffers.length; i++) {
             Program.Array a = program.arrays().get(i);
             sizes[i] = Math.max(1, a.size(maxBatch));
+            if (!memory.owns(i)) {   // an activation in the memory of an earlier one, dead by the time it is written
+                buffers[i] = buffers[memory.storage(i)];
+                continue;
+            }
             Cu.status(Cu.cuMemAlloc, "cuMemAlloc(" + a.name() + ", " + 4 * sizes[i] + " bytes)", ptr, 4 * sizes[i]);
             buffers[i] = ptr.get(JAVA_LONG, 0);
             // Fresh device memory is garbage; optimizer state and EMAs must start at zero, as on every backend.
@@ -395,7 +402,7 @@ public final class CudaExecutable implements Executable {
     public void close() {
         makeCurrent();
         for (MemorySegment g : graphs.values()) Cu.call(Cu.cuGraphExecDestroy, g);
-        for (long b : buffers) Cu.call(Cu.cuMemFree, b);
+        for (int i = 0; i < buffers.length; i++) if (memory.owns(i)) Cu.call(Cu.cuMemFree, buffers[i]);
         Cu.call(Cu.cuMemFree, workspace);
         if (hostStaging != null) Cu.call(Cu.cuMemFreeHost, hostStaging);
         Cu.call(Cu.cuModuleUnload, module);

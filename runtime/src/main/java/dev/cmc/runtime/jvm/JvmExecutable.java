@@ -2,11 +2,15 @@ package dev.cmc.runtime.jvm;
 
 import dev.cmc.kernel.Extent;
 import dev.cmc.kernel.Kernel;
+import dev.cmc.kernel.MemoryPlan;
 import dev.cmc.kernel.Program;
 import dev.cmc.render.GeneratedKernels;
 import dev.cmc.runtime.Executable;
 
-/** A generated program on the JVM: one float[] per array, kernels launched in order across threads. */
+/**
+ * A generated program on the JVM: a float[] per array (activations whose lives do not overlap share one, see
+ * {@link MemoryPlan}), kernels launched in order across threads.
+ */
 public final class JvmExecutable implements Executable {
     /** Below this many elements of work a kernel runs on the calling thread: splitting would cost more. */
     private static final long SPLIT_THRESHOLD = 16_384;
@@ -25,8 +29,13 @@ public final class JvmExecutable implements Executable {
         this.parallel = parallel;
         this.lanes = lanes;
         this.arrays = new float[program.arrays().size()][];
+        var memory = MemoryPlan.of(program);
         for (int i = 0; i < arrays.length; i++) {
             Program.Array a = program.arrays().get(i);
+            if (!memory.owns(i)) {
+                arrays[i] = arrays[memory.storage(i)];
+                continue;
+            }
             long size = a.size(maxBatch);
             if (size > Integer.MAX_VALUE - 16) throw new IllegalArgumentException("array " + a.name() + " needs " + size + " floats: batch too large");
             arrays[i] = new float[(int) size];

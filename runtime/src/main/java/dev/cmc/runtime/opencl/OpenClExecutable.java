@@ -2,6 +2,7 @@ package dev.cmc.runtime.opencl;
 
 import dev.cmc.kernel.Extent;
 import dev.cmc.kernel.Kernel;
+import dev.cmc.kernel.MemoryPlan;
 import dev.cmc.kernel.Program;
 import dev.cmc.render.Indexing;
 import dev.cmc.render.OpenClRenderer;
@@ -24,6 +25,7 @@ public final class OpenClExecutable implements Executable {
     private final Arena arena = Arena.ofShared();
     private final MemorySegment context, queue, clProgram;
     private final MemorySegment[] buffers, kernels;
+    private final MemoryPlan memory;
     private final long[] sizes;
     private final MemorySegment rowsArg = arena.allocate(JAVA_INT), globalSize = arena.allocate(CL.SIZE_T, 2), localSize = arena.allocate(CL.SIZE_T, 2);
     private final OpenClRenderer.Style style;
@@ -65,9 +67,14 @@ public final class OpenClExecutable implements Executable {
 
         buffers = new MemorySegment[program.arrays().size()];
         sizes = new long[buffers.length];
+        memory = MemoryPlan.of(program);
         for (int i = 0; i < buffers.length; i++) {
             Program.Array a = program.arrays().get(i);
             sizes[i] = Math.max(1, a.size(maxBatch));
+            if (!memory.owns(i)) {   // an activation in the memory of an earlier one, dead by the time it is written
+                buffers[i] = buffers[memory.storage(i)];
+                continue;
+            }
             buffers[i] = (MemorySegment) CL.call(CL.clCreateBuffer, context, CL.MEM_READ_WRITE, 4 * sizes[i], MemorySegment.NULL, err);
             CL.check(err.get(JAVA_INT, 0), "clCreateBuffer(" + a.name() + ", " + 4 * sizes[i] + " bytes)");
             // New buffers hold garbage; optimizer state and EMAs must start at zero, as on the JVM.
@@ -219,7 +226,7 @@ public final class OpenClExecutable implements Executable {
     @Override
     public void close() {
         for (MemorySegment k : kernels) CL.call(CL.clReleaseKernel, k);
-        for (MemorySegment b : buffers) CL.call(CL.clReleaseMemObject, b);
+        for (int i = 0; i < buffers.length; i++) if (memory.owns(i)) CL.call(CL.clReleaseMemObject, buffers[i]);
         CL.call(CL.clReleaseProgram, clProgram);
         CL.call(CL.clReleaseCommandQueue, queue);
         CL.call(CL.clReleaseContext, context);

@@ -1,5 +1,6 @@
 package dev.cmc.runtime.tornado;
 
+import dev.cmc.kernel.MemoryPlan;
 import dev.cmc.kernel.Program;
 import dev.cmc.render.TornadoRenderer;
 import dev.cmc.runtime.Backend;
@@ -34,6 +35,10 @@ public final class TornadoBackend implements Backend {
     public Map<String, String> render(Program program, String header) {
         return Map.of(TornadoRenderer.className(program) + ".java", TornadoRenderer.render(program, dev.cmc.runtime.jvm.JvmBackend.lanes(), header));
     }
+
+    /** Every array its own: the generated program allocates them, and TornadoVM tracks device copies by Java object. */
+    @Override
+    public MemoryPlan memoryPlan(Program program) { return MemoryPlan.separate(program); }
 
     @Override
     public Executable load(Program program, int maxBatch) {

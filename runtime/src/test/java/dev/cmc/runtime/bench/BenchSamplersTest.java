@@ -58,7 +58,8 @@ class BenchSamplersTest {
         assertEquals(List.of("tiny_sample_large@1024", "tiny_sample@64", "tiny_train_step@32"), differing.loads,
                 "the large batches on one sampler, the small ones on another, each loaded for its largest batch");
         assertEquals(batches, two.sampling().stream().map(Bench.Sampling::batch).toList(), "every batch timed, in the order asked");
-        long sampler64 = Bench.arrayBytes(differing.prepare(dev.cmc.compile.Compiler.sampler(spec).program(), 64), 64);
+        var small = differing.prepare(dev.cmc.compile.Compiler.sampler(spec).program(), 64);
+        long sampler64 = differing.arrayBytes(small, 64);
         assertEquals(one.deviceBytes() + sampler64, two.deviceBytes(), "the device memory counts both samplers");
     }
 }

@@ -1,5 +1,6 @@
 package dev.cmc.runtime.cuda;
 
+import dev.cmc.kernel.MemoryPlan;
 import dev.cmc.kernel.Program;
 import dev.cmc.render.Indexing;
 import dev.cmc.render.JavaRenderer;
@@ -85,8 +86,13 @@ public final class SimulatedCudaBackend implements Backend {
             for (int k = 0; k < kernels.size(); k++) {
                 if (workspaceOf[k] >= 0) arrays[workspaceOf[k]] = new float[(int) PtxRenderer.workspaceFloats(kernels.get(k), maxBatch, matmul, tiling)];
             }
+            var memory = MemoryPlan.of(program);   // as CudaExecutable shares activations' memory
             for (int i = 0; i < program.arrays().size(); i++) {
                 Program.Array a = program.arrays().get(i);
+                if (!memory.owns(i)) {
+                    arrays[i] = arrays[memory.storage(i)];
+                    continue;
+                }
                 arrays[i] = new float[(int) Math.max(1, a.size(maxBatch))];
                 if (a.constValues() != null) for (int j = 0; j < arrays[i].length; j++) arrays[i][j] = (float) a.constValues()[j];
             }

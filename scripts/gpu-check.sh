@@ -39,6 +39,9 @@ run)
   tar -C /tmp -xJf .gpu/jre.tar.xz
   java=(/tmp/cmc-jre/bin/java --add-modules jdk.incubator.vector --enable-native-access=ALL-UNNAMED -XX:+UseParallelGC)
   export CMC_CACHE=/tmp/cmc-cache CMC_DEBUG=1
+  # The driver's JIT cache at its largest (4 GB), so a module an earlier stage compiled (the seed step's PTX is
+  # 4 MB, about 7 s of ptxas) loads from the cache in a later one.
+  export CUDA_CACHE_MAXSIZE=4294967296
   nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv > "$out/gpu.txt" 2>&1
   cat "$out/gpu.txt"
   bench() {  # name, limit in seconds, then cmc bench arguments; retried kernel by kernel if the CUDA graph path fails

@@ -13,7 +13,8 @@ import java.util.List;
  *
  * <p>Only an activation whose first kernel writes all of it, without reading it, takes over memory: it never
  * sees what the previous tenant left. Inputs, outputs, weights and state keep their own, as do the small
- * unbatched activations. The seed sampler's batched arrays take 7.2 KB a sample instead of 26.6 KB: 7.5 GB instead of 27.9 at 1,048,576 rows.
+ * unbatched activations. The seed sampler's batched arrays take 7.2 KB a sample instead of 26.6 KB: 7.5 GB
+ * instead of 27.9 at 1,048,576 rows.
  *
  * <p>Reading a shared activation back after a run gives whatever last used its memory.
  */
@@ -53,7 +54,8 @@ public final class MemoryPlan {
             List<Integer> home = null;
             for (var slot : slots) {
                 int latest = slot.getLast();
-                if (p.arrays().get(latest).shape().equals(p.arrays().get(i).shape()) && follows(touchers.get(i), touchers.get(latest), ancestors)) {
+                boolean sameShape = p.arrays().get(latest).shape().equals(p.arrays().get(i).shape());
+                if (sameShape && follows(touchers.get(i), touchers.get(latest), ancestors)) {
                     home = slot;
                     break;
                 }

@@ -18,8 +18,9 @@ import static org.junit.jupiter.api.Assertions.*;
 /**
  * The dependencies {@link TaskDag} finds are all a program needs: a training step whose kernels run in
  * other orders that respect them (the latest ready kernel first, and random ready ones) leaves every array
- * with memory of its own (the loss, gradients, weights, optimizer state) exactly as launch order does. And they leave room to run kernels at once: the weight gradients do not
- * wait for each other, nor the EMA target's forward pass for the online network's.
+ * with memory of its own (the loss, gradients, weights, optimizer state) exactly as launch order does. And
+ * they leave room to run kernels at once: the weight gradients do not wait for each other, nor the EMA
+ * target's forward pass for the online network's.
  */
 class TaskDagTest {
     private static final Spec SPEC = SpecLoader.fromText("dag.cm", "model p { input_dim = 3; hidden_size = 16; num_layers = 2; expansion = 2; }\n"

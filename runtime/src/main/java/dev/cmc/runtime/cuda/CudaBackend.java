@@ -146,14 +146,18 @@ public final class CudaBackend implements Backend {
     @Override
     public Program prepare(Program program, int maxBatch) {
         if (mlpFusion == MlpFusion.SPLIT) return program;
+        // Every block that could be one kernel, whatever its shared memory: what the check below and the result need.
+        Program fusable = PtxRenderer.fuseMlps(program, matmul);
+        var shared = fusable.kernels().stream().filter(k -> k instanceof Kernel.Mlp)
+                .mapToInt(k -> PtxRenderer.mlpSharedBytes(k.domain().cols())).summaryStatistics();
+        int limit = device.sharedPerBlock();
         // Said whatever the batch, so that a setting this GPU cannot run fails at once, not at the first large batch.
-        int need = PtxRenderer.fuseMlps(program, matmul).kernels().stream().filter(k -> k instanceof Kernel.Mlp)
-                .mapToInt(k -> PtxRenderer.mlpSharedBytes(k.domain().cols())).min().orElse(0);
-        if (need > device.sharedPerBlock()) {
-            throw cannotRun("CMC_CUDA_MLP=fused", need / 1024 + " KB of shared memory a block for this model's fused blocks",
-                    "allows " + device.sharedPerBlock() / 1024 + " KB", "split");
+        if (shared.getCount() > 0 && shared.getMin() > limit) {
+            throw cannotRun("CMC_CUDA_MLP=fused", shared.getMin() / 1024 + " KB of shared memory a block for this model's fused blocks",
+                    "allows " + limit / 1024 + " KB", "split");
         }
-        return maxBatch < fusedMlpRows() ? program : PtxRenderer.fuseMlps(program, matmul, device.sharedPerBlock());
+        if (maxBatch < fusedMlpRows()) return program;
+        return shared.getCount() == 0 || shared.getMax() <= limit ? fusable : PtxRenderer.fuseMlps(program, matmul, limit);
     }
 
     @Override

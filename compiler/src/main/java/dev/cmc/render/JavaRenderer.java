@@ -174,13 +174,28 @@ public final class JavaRenderer {
      * The GEMM's loops. Each register tile is its own method: HotSpot does not compile methods over 8000
      * bytecodes, and a tile with a long fused epilogue is big, so keeping tiles apart keeps them all compiled.
      */
+    /**
+     * Columns [0, n) in three parts: groups of TILE_VECTORS vectors, then whole vectors, then single columns (as
+     * OpenClRenderer splits them). The last part is scalar, not a masked vector: masked loads and stores are more
+     * than C1 can compile ("out of virtual registers"), so a method with them could stay in C1's unoptimised tier
+     * and never reach C2. The swiss roll's output GEMM, two columns wide, took 20 of a 4,096-sample pass's 33 ms.
+     */
+    private record Columns(int groups, int vectors, int tailStart, int n) {
+        Columns(int n, int lanes) {
+            this(n / (lanes * TILE_VECTORS), n % (lanes * TILE_VECTORS) / lanes, n - n % lanes, n);
+        }
+    }
+
     private void gemm(Kernel.Gemm g) {
-        int n = g.domain().cols();
-        int fullGroups = n / (lanes * TILE_VECTORS);
-        int rest = n - fullGroups * lanes * TILE_VECTORS;
-        int restVectors = rest / lanes + (rest % lanes > 0 ? 1 : 0);
+        var cols = new Columns(g.domain().cols(), lanes);
+        int fullGroups = cols.groups(), restVectors = cols.vectors();
         String m = methodName(program, currentKernel);
         int rb = Extent.GEMM_ROWS;
+        String staged = "";
+        if (stagesEpilogue(g)) {
+            line("float[] acc = new float[" + rb * TILE_VECTORS * lanes + "];   // a tile's accumulators, for its epilogue loop");
+            staged = ", acc";
+        }
         line("for (int r0 = lo; r0 < hi; r0 += " + ROW_BLOCK + ") {");
         indent++;
         line("int r1 = Math.min(hi, r0 + " + ROW_BLOCK + ");");
@@ -188,17 +203,31 @@ public final class JavaRenderer {
             line("for (int j = 0; j < " + fullGroups * lanes * TILE_VECTORS + "; j += " + lanes * TILE_VECTORS + ") {");
             indent++;
             line("int r = r0;");
-            line("for (; r + " + rb + " <= r1; r += " + rb + ") " + m + "_tile" + rb + "x" + TILE_VECTORS + "(a, rows, r, j);");
-            line("for (; r < r1; r++) " + m + "_tile1x" + TILE_VECTORS + "(a, rows, r, j);");
+            if (staged.isEmpty()) {
+                line("for (; r + " + rb + " <= r1; r += " + rb + ") " + m + "_tile" + rb + "x" + TILE_VECTORS + "(a, rows, r, j);");
+                line("for (; r < r1; r++) " + m + "_tile1x" + TILE_VECTORS + "(a, rows, r, j);");
+            } else {
+                line("for (; r + " + rb + " <= r1; r += " + rb + ") {");
+                line("    " + m + "_tile" + rb + "x" + TILE_VECTORS + "(a, rows, r, j, acc);");
+                line("    " + m + "_epilogue(a, rows, r, j, acc, " + rb + ");");
+                line("}");
+                line("for (; r < r1; r++) {");
+                line("    " + m + "_tile1x" + TILE_VECTORS + "(a, rows, r, j, acc);");
+                line("    " + m + "_epilogue(a, rows, r, j, acc, 1);");
+                line("}");
+            }
             indent--;
             line("}");
         }
         if (restVectors > 0) {
             int j = fullGroups * lanes * TILE_VECTORS;
-            line("int r = r0;");
-            line("for (; r + " + rb + " <= r1; r += " + rb + ") " + m + "_tail" + rb + "(a, rows, r, " + j + ");");
-            line("for (; r < r1; r++) " + m + "_tail1(a, rows, r, " + j + ");");
+            line("{");
+            line("    int r = r0;");
+            line("    for (; r + " + rb + " <= r1; r += " + rb + ") " + m + "_tail" + rb + "(a, rows, r, " + j + ");");
+            line("    for (; r < r1; r++) " + m + "_tail1(a, rows, r, " + j + ");");
+            line("}");
         }
+        if (cols.tailStart() < cols.n()) line("for (int r = r0; r < r1; r++) " + m + "_columns(a, rows, r);");
         indent--;
         line("}");
     }
@@ -206,33 +235,107 @@ public final class JavaRenderer {
     private int currentKernel;
 
     private void gemmTiles(int index, Kernel.Gemm g) {
-        int n = g.domain().cols();
-        int fullGroups = n / (lanes * TILE_VECTORS);
-        int rest = n - fullGroups * lanes * TILE_VECTORS;
-        int restVectors = rest / lanes + (rest % lanes > 0 ? 1 : 0);
+        var cols = new Columns(g.domain().cols(), lanes);
         String k = g.transposeA() ? "rows" : Integer.toString(g.k());
         String m = methodName(program, index);
+        if (stagesEpilogue(g)) epilogueMethod(g, m + "_epilogue");
         for (int rowsInTile : new int[]{Extent.GEMM_ROWS, 1}) {
-            if (fullGroups > 0) tileMethod(g, m + "_tile" + rowsInTile + "x" + TILE_VECTORS, k, rowsInTile, TILE_VECTORS, 0);
-            if (restVectors > 0) tileMethod(g, m + "_tail" + rowsInTile, k, rowsInTile, restVectors, rest % lanes);
+            if (cols.groups() > 0) tileMethod(g, m + "_tile" + rowsInTile + "x" + TILE_VECTORS, k, rowsInTile, TILE_VECTORS);
+            if (cols.vectors() > 0) tileMethod(g, m + "_tail" + rowsInTile, k, rowsInTile, cols.vectors());
         }
+        if (cols.tailStart() < cols.n()) columnsMethod(g, m + "_columns", k, cols);
     }
 
-    private void tileMethod(Kernel.Gemm g, String name, String k, int rowsInTile, int vectors, int partialLanes) {
+    /** A row's last columns, fewer than a vector, one at a time: the same fma chain over p as a vector lane runs. */
+    private void columnsMethod(Kernel.Gemm g, String name, String k, Columns cols) {
         line("");
-        line("private static void " + name + "(float[][] a, int rows, int r, int j) {");
+        line("private static void " + name + "(float[][] a, int rows, int r) {");
         indent++;
         for (String arr : arraysUsed(g)) line("float[] " + var(arr) + " = a[" + arrayConst(arr) + "];");
-        gemmTile(g, k, "j", rowsInTile, vectors, partialLanes);
+        line("for (int c = " + cols.tailStart() + "; c < " + cols.n() + "; c++) {");
+        indent++;
+        line("float acc = 0f;");
+        line("for (int p = 0; p < " + k + "; p++) acc = Math.fma(" + var(g.a().array()) + "[" + aIndex(g, "r") + "], "
+                + var(g.b().array()) + "[" + plus(g.b().offset(), "p * " + cols.n()) + " + c], acc);");
+        scalarLets(g.epilogue(), g.domain(), "r", "c", "acc");
+        indent--;
+        line("}");
         indent--;
         line("}");
     }
 
-    /** One register tile: rowsInTile × vectors accumulators, the k loop, then the epilogue per accumulator. */
-    private void gemmTile(Kernel.Gemm g, String k, String j, int rowsInTile, int vectors, int partialLanes) {
+    /** A's element (row, p) of a GEMM: row-major A, or for TN the transposed read of A's column. */
+    private static String aIndex(Kernel.Gemm g, String row) {
+        Buf a = g.a();
+        return g.transposeA() ? plus(a.offset(), "p * " + a.shape().cols()) + " + " + row
+                              : plus(a.offset(), "(" + row + ") * " + g.k()) + " + p";
+    }
+
+    /**
+     * Whether a GEMM's full tiles run their epilogue in a loop over accumulators staged in an array, instead of
+     * once per accumulator written out: when it calls the transcendental helpers. C2 stops inlining in a method
+     * once its graph passes a node count (NodeCountInliningCutoff), and a 4×4 tile's sixteen copies of silu and
+     * dsilu, each an inlined polynomial exp, pass it after the first two or three: the rest become calls that box
+     * their vectors on the heap. A swiss-roll CT step's up-projections ran 2.2× slower than the EMA target's, which
+     * only calls silu. So the tile stores its accumulators and the kernel's loop then calls an epilogue method
+     * (arrays and ints cross both calls, never vectors), which C2 compiles, or inlines into that small loop, with
+     * a node budget of its own: its loop inlines each helper once. Called from the tile instead, it was inlined
+     * into the tile and hit the cutoff there again. The operations and their order are the same, so the bits are too.
+     */
+    private static boolean stagesEpilogue(Kernel.Gemm g) {
+        for (Let l : g.epilogue()) if (callsTranscendental(l.value())) return true;
+        return false;
+    }
+
+    private static boolean callsTranscendental(Expr e) {
+        return switch (e) {
+            case Expr.Unary u -> switch (u.op()) {
+                case EXP, LOG, SIN, COS, SILU, DSILU, GELU, DGELU -> true;
+                default -> callsTranscendental(u.a());
+            };
+            case Expr.Binary b -> callsTranscendental(b.a()) || callsTranscendental(b.b());
+            default -> false;
+        };
+    }
+
+    /** The epilogue of a staged tile's accumulators (see {@link #stagesEpilogue}), row by row and vector by vector. */
+    private void epilogueMethod(Kernel.Gemm g, String name) {
+        line("");
+        line("private static void " + name + "(float[][] a, int rows, int r, int j, float[] acc, int tileRows) {");
+        indent++;
+        for (String arr : arraysUsed(g)) line("float[] " + var(arr) + " = a[" + arrayConst(arr) + "];");
+        line("for (int i = 0; i < tileRows; i++) {");
+        indent++;
+        line("for (int q = 0; q < " + TILE_VECTORS + "; q++) {");
+        indent++;
+        line("FloatVector c = FloatVector.fromArray(S, acc, (i * " + TILE_VECTORS + " + q) * " + lanes + ");");
+        vectorLets(g.epilogue(), g.domain(), "r + i", "j + q * " + lanes, "c", "");
+        indent--;
+        line("}");
+        indent--;
+        line("}");
+        indent--;
+        line("}");
+    }
+
+    private void tileMethod(Kernel.Gemm g, String name, String k, int rowsInTile, int vectors) {
+        line("");
+        boolean staged = vectors == TILE_VECTORS && stagesEpilogue(g);
+        line("private static void " + name + "(float[][] a, int rows, int r, int j" + (staged ? ", float[] acc" : "") + ") {");
+        indent++;
+        for (String arr : arraysUsed(g)) line("float[] " + var(arr) + " = a[" + arrayConst(arr) + "];");
+        gemmTile(g, k, "j", rowsInTile, vectors, staged);
+        indent--;
+        line("}");
+    }
+
+    /**
+     * One register tile: rowsInTile × vectors accumulators, the k loop, then the epilogue per accumulator, written
+     * out for each or, {@code staged}, in a loop over the accumulators stored to {@code acc} (see {@link #stagesEpilogue}).
+     */
+    private void gemmTile(Kernel.Gemm g, String k, String j, int rowsInTile, int vectors, boolean staged) {
         Buf a = g.a(), b = g.b();
         int n = g.domain().cols();
-        String mask = partialLanes > 0 ? "MASK_" + partialLanes : null;
         for (int rr = 0; rr < rowsInTile; rr++) {
             var decl = new StringBuilder("FloatVector ");
             for (int cc = 0; cc < vectors; cc++) decl.append(cc > 0 ? ", " : "").append("c").append(rr).append(cc).append(" = FloatVector.zero(S)");
@@ -242,25 +345,25 @@ public final class JavaRenderer {
         indent++;
         line("int bp = " + plus(b.offset(), "p * " + n) + " + " + j + ";");
         for (int cc = 0; cc < vectors; cc++) {
-            boolean last = cc == vectors - 1 && mask != null;
-            line("FloatVector b" + cc + " = FloatVector.fromArray(S, " + var(b.array()) + ", bp" + (cc > 0 ? " + " + cc * lanes : "")
-                    + (last ? ", " + mask : "") + ");");
+            line("FloatVector b" + cc + " = FloatVector.fromArray(S, " + var(b.array()) + ", bp" + (cc > 0 ? " + " + cc * lanes : "") + ");");
         }
         for (int rr = 0; rr < rowsInTile; rr++) {
-            String aIndex = g.transposeA()
-                    ? plus(a.offset(), "p * " + a.shape().cols()) + " + r" + (rr > 0 ? " + " + rr : "")
-                    : plus(a.offset(), "(r" + (rr > 0 ? " + " + rr : "") + ") * " + g.k()) + " + p";
-            line("FloatVector a" + rr + " = FloatVector.broadcast(S, " + var(a.array()) + "[" + aIndex + "]);");
+            line("FloatVector a" + rr + " = FloatVector.broadcast(S, " + var(a.array()) + "[" + aIndex(g, "r" + (rr > 0 ? " + " + rr : "")) + "]);");
             for (int cc = 0; cc < vectors; cc++) line("c" + rr + cc + " = a" + rr + ".fma(b" + cc + ", c" + rr + cc + ");");
         }
         indent--;
         line("}");
+        if (staged) {
+            for (int rr = 0; rr < rowsInTile; rr++) {
+                for (int cc = 0; cc < vectors; cc++) line("c" + rr + cc + ".intoArray(acc, " + (rr * vectors + cc) * lanes + ");");
+            }
+            return;   // the kernel's loop runs the epilogue next
+        }
         for (int rr = 0; rr < rowsInTile; rr++) {
             for (int cc = 0; cc < vectors; cc++) {
-                boolean last = cc == vectors - 1 && mask != null;
                 String row = "r" + (rr > 0 ? " + " + rr : "");
                 String col = j + (cc > 0 ? " + " + cc * lanes : "");
-                vectorLets(g.epilogue(), g.domain(), row, col, "c" + rr + cc, last ? mask : null, "_" + rr + cc);
+                vectorLets(g.epilogue(), g.domain(), row, col, "c" + rr + cc, "_" + rr + cc);
             }
         }
     }
@@ -276,7 +379,7 @@ public final class JavaRenderer {
             indent--;
             line("}");
         } else {
-            columnLoop(d, (col, mask) -> vectorLets(e.epilogue(), d, "r", col, null, mask, ""),
+            columnLoop(d, col -> vectorLets(e.epilogue(), d, "r", col, null, ""),
                     col -> scalarLets(e.epilogue(), d, "r", col, null));
         }
         indent--;
@@ -297,9 +400,9 @@ public final class JavaRenderer {
             comment("mean(g) and mean(g·x̂), for dx = rstd·(g − mean(g) − x̂·mean(g·x̂))");
             line("FloatVector vg = FloatVector.zero(S), vgx = FloatVector.zero(S);");
             line("float sg = 0, sgx = 0;");
-            columnLoop(d, (col, mask) -> {
-                line("FloatVector xh = " + vec(nk.x(), d, "r", col, null, mask, "") + ".sub(mean).mul(rstd);");
-                line("FloatVector gv = " + vec(nk.grad(), d, "r", col, null, mask, "") + ";");
+            columnLoop(d, col -> {
+                line("FloatVector xh = " + vec(nk.x(), d, "r", col, null, "") + ".sub(mean).mul(rstd);");
+                line("FloatVector gv = " + vec(nk.grad(), d, "r", col, null, "") + ";");
                 line("vg = vg.add(gv);");
                 line("vgx = gv.fma(xh, vgx);");
             }, col -> {
@@ -311,12 +414,12 @@ public final class JavaRenderer {
             line("float mg = (sum(vg) + sg) / " + n + ";");
             line("float mgx = (sum(vgx) + sgx) / " + n + ";");
         }
-        columnLoop(d, (col, mask) -> {
-            line("FloatVector xh = " + vec(nk.x(), d, "r", col, null, mask, "") + ".sub(mean).mul(rstd);");
+        columnLoop(d, col -> {
+            line("FloatVector xh = " + vec(nk.x(), d, "r", col, null, "") + ".sub(mean).mul(rstd);");
             String acc = nk.grad() == null ? "xh"
-                    : "(" + vec(nk.grad(), d, "r", col, null, mask, "") + ").sub(mg).sub(xh.mul(mgx)).mul(rstd)";
+                    : "(" + vec(nk.grad(), d, "r", col, null, "") + ").sub(mg).sub(xh.mul(mgx)).mul(rstd)";
             line("FloatVector acc = " + acc + ";");
-            vectorLets(nk.epilogue(), d, "r", col, "acc", mask, "");
+            vectorLets(nk.epilogue(), d, "r", col, "acc", "");
         }, col -> {
             line("float xh = (" + scalar(nk.x(), d, "r", col, null, "") + " - mean) * rstd;");
             String acc = nk.grad() == null ? "xh" : "(" + scalar(nk.grad(), d, "r", col, null, "") + " - mg - xh * mgx) * rstd";
@@ -331,8 +434,8 @@ public final class JavaRenderer {
     private void rowSum(String name, Expr x, Shape d, String center) {
         line("FloatVector v" + name + " = FloatVector.zero(S);");
         line("float s" + name + " = 0;");
-        columnLoop(d, (col, mask) -> {
-            String v = vec(x, d, "r", col, null, mask, "");
+        columnLoop(d, col -> {
+            String v = vec(x, d, "r", col, null, "");
             if (center == null) line("v" + name + " = v" + name + ".add(" + v + ");");
             else {
                 line("FloatVector t = " + v + ".sub(" + center + ");");
@@ -370,9 +473,9 @@ public final class JavaRenderer {
             line("for (; c + " + lanes + " <= Math.min(hi, " + vecEnd + "); c += " + lanes + ") {");
             indent++;
             line("FloatVector acc = FloatVector.zero(S);");
-            line("for (int r = 0; r < rows; r++) acc = acc.add(" + vec(rk.x(), src, "r", "c", null, null, "") + ");");
+            line("for (int r = 0; r < rows; r++) acc = acc.add(" + vec(rk.x(), src, "r", "c", null, "") + ");");
             if (rk.mean()) line("acc = acc.div((float) rows);");
-            vectorLets(rk.epilogue(), rk.domain(), "0", "c", "acc", null, "");
+            vectorLets(rk.epilogue(), rk.domain(), "0", "c", "acc", "");
             indent--;
             line("}");
         } else line("int c = lo;");
@@ -395,13 +498,13 @@ public final class JavaRenderer {
         indent++;
         line("int j0 = (int) " + var(s.starts().array()) + "[" + index(s.starts(), d, "k", "0") + "], j1 = (int) "
                 + var(s.starts().array()) + "[" + index(s.starts(), d, "k + 1", "0") + "];");
-        columnLoop(d, (col, mask) -> {
+        columnLoop(d, col -> {
             line("FloatVector acc = FloatVector.zero(S);");
             line("for (int j = j0; j < j1; j++) {");
             line("    int r = (int) " + order + ";");
-            line("    acc = acc.add(" + vec(s.x(), src, "r", col, null, mask, "") + ");");
+            line("    acc = acc.add(" + vec(s.x(), src, "r", col, null, "") + ");");
             line("}");
-            vectorLets(s.epilogue(), d, "k", col, "acc", mask, "");
+            vectorLets(s.epilogue(), d, "k", col, "acc", "");
         }, col -> {
             line("float acc = 0;");
             line("for (int j = j0; j < j1; j++) {");
@@ -487,10 +590,10 @@ public final class JavaRenderer {
 
     // ---- loops and epilogues ----
 
-    private interface VectorBody { void emit(String col, String mask); }
+    private interface VectorBody { void emit(String col); }
     private interface ScalarBody { void emit(String col); }
 
-    /** Columns of a row: full vectors, then one masked vector or scalars for the tail. */
+    /** Columns of a row: full vectors, then scalars for the tail. */
     private void columnLoop(Shape d, VectorBody vector, ScalarBody scalar) {
         int n = d.cols();
         if (n < lanes) {
@@ -500,7 +603,7 @@ public final class JavaRenderer {
         int end = n - n % lanes;
         line("for (int c = 0; c < " + end + "; c += " + lanes + ") {");
         indent++;
-        vector.emit("c", null);
+        vector.emit("c");
         indent--;
         line("}");
         if (end < n) {
@@ -512,12 +615,12 @@ public final class JavaRenderer {
         }
     }
 
-    private void vectorLets(List<Let> lets, Shape d, String row, String col, String acc, String mask, String suffix) {
+    private void vectorLets(List<Let> lets, Shape d, String row, String col, String acc, String suffix) {
         for (Let l : lets) {
             String name = "v" + l.id() + suffix;
-            line("FloatVector " + name + " = " + vec(l.value(), d, row, col, acc, mask, suffix) + ";");
+            line("FloatVector " + name + " = " + vec(l.value(), d, row, col, acc, suffix) + ";");
             if (l.store() != null) {
-                line(name + ".intoArray(" + var(l.store().array()) + ", " + index(l.store(), d, row, col) + (mask != null ? ", " + mask : "") + ");");
+                line(name + ".intoArray(" + var(l.store().array()) + ", " + index(l.store(), d, row, col) + ");");
             }
         }
     }
@@ -532,19 +635,19 @@ public final class JavaRenderer {
 
     // ---- expressions ----
 
-    private String vec(Expr e, Shape d, String row, String col, String acc, String mask, String suffix) {
+    private String vec(Expr e, Shape d, String row, String col, String acc, String suffix) {
         return switch (e) {
-            case Expr.Load l -> vecLoad(l.buf(), d, row, col, mask);
-            case Expr.Gather g -> vecLoad(g.table(), d, Indexing.gatherRow(g, d, row, col, "%s[%s]"), col, mask);
+            case Expr.Load l -> vecLoad(l.buf(), d, row, col);
+            case Expr.Gather g -> vecLoad(g.table(), d, Indexing.gatherRow(g, d, row, col, "%s[%s]"), col);
             case Expr.Const c -> "FloatVector.broadcast(S, " + f(c.value()) + ")";
             case Expr.Acc a -> acc;
             case Expr.Var v -> "v" + v.id() + suffix;
             case Expr.Rows r -> "FloatVector.broadcast(S, (float) rows)";
-            case Expr.Unary u -> unaryVec(u.op(), vec(u.a(), d, row, col, acc, mask, suffix));
+            case Expr.Unary u -> unaryVec(u.op(), vec(u.a(), d, row, col, acc, suffix));
             case Expr.Noise n -> throw new IllegalStateException("noise is drawn on scalar paths only");
             case Expr.Binary b -> {
-                String x = vec(b.a(), d, row, col, acc, mask, suffix);
-                String y = b.b() instanceof Expr.Const c ? f(c.value()) : vec(b.b(), d, row, col, acc, mask, suffix);
+                String x = vec(b.a(), d, row, col, acc, suffix);
+                String y = b.b() instanceof Expr.Const c ? f(c.value()) : vec(b.b(), d, row, col, acc, suffix);
                 yield x + "." + switch (b.op()) {
                     case ADD -> "add"; case SUB -> "sub"; case MUL -> "mul"; case DIV -> "div";
                     default -> throw new IllegalStateException(b.op().toString());
@@ -554,10 +657,10 @@ public final class JavaRenderer {
     }
 
     /** A vector of buf at (row, col): contiguous columns, or one value broadcast when buf has one column. */
-    private String vecLoad(Buf b, Shape d, String row, String col, String mask) {
+    private String vecLoad(Buf b, Shape d, String row, String col) {
         boolean colBcast = b.shape().cols() == 1 && d.cols() != 1;
         return colBcast ? "FloatVector.broadcast(S, " + var(b.array()) + "[" + index(b, d, row, col) + "])"
-                        : "FloatVector.fromArray(S, " + var(b.array()) + ", " + index(b, d, row, col) + (mask != null ? ", " + mask : "") + ")";
+                        : "FloatVector.fromArray(S, " + var(b.array()) + ", " + index(b, d, row, col) + ")";
     }
 
     private String scalar(Expr e, Shape d, String row, String col, String acc, String suffix) {
@@ -620,9 +723,6 @@ public final class JavaRenderer {
      */
     private void helpers() {
         String k = f(Math.sqrt(2 / Math.PI)), c = f(0.044715), c3 = f(3 * 0.044715);
-        for (int i = 1; i < lanes; i++) {
-            line("static final VectorMask<Float> MASK_" + i + " = VectorMask.fromLong(S, " + ((1L << i) - 1) + "L);");
-        }
         String text = """
                 /** The lanes added in order, 0 to n-1: the same bits in every JIT tier. */
                 static float sum(FloatVector v) {
@@ -637,21 +737,31 @@ public final class JavaRenderer {
                     return (FloatVector) x.add(half).convert(VectorOperators.F2I, 0).convert(VectorOperators.I2F, 0);
                 }
 
-                /** e^x = 2^n · e^r with n = round(x / ln 2), |r| <= ln 2 / 2, e^r by Taylor to r^7 (rel. error < 1e-8). */
+                // exp's constants as vectors made once: a broadcast in the body is one more Vector API call for
+                // C2 to parse, and a GEMM epilogue's silu and dsilu must fit its inlining budget together.
+                static final FloatVector HALF = FloatVector.broadcast(S, 0.5f), MINUS_HALF = FloatVector.broadcast(S, -0.5f);
+                static final FloatVector ONE = FloatVector.broadcast(S, 1f);
+                static final FloatVector EXP_7 = FloatVector.broadcast(S, 1f / 5040f), EXP_6 = FloatVector.broadcast(S, 1f / 720f),
+                    EXP_5 = FloatVector.broadcast(S, 1f / 120f), EXP_4 = FloatVector.broadcast(S, 1f / 24f), EXP_3 = FloatVector.broadcast(S, 1f / 6f);
+
+                /**
+                 * e^x = 2^n · e^r with n = round(x / ln 2) (half away from zero), |r| <= ln 2 / 2, e^r by Taylor to r^7
+                 * (rel. error < 1e-8). n is kept as an int for the exponent bits.
+                 */
                 static FloatVector exp(FloatVector x) {
                     x = x.max(-87.0f).min(88.0f);
-                    FloatVector n = round(x.mul(1.4426950408889634f));
+                    FloatVector y = x.mul(1.4426950408889634f);
+                    IntVector ni = (IntVector) y.add(HALF.blend(MINUS_HALF, y.compare(VectorOperators.LT, 0f))).convert(VectorOperators.F2I, 0);
+                    FloatVector n = (FloatVector) ni.convert(VectorOperators.I2F, 0);
                     FloatVector r = n.mul(-0.693145751953125f).add(x).add(n.mul(-1.4286068203094173e-6f));
-                    FloatVector p = FloatVector.broadcast(S, 1f / 5040f);
-                    p = p.fma(r, FloatVector.broadcast(S, 1f / 720f));
-                    p = p.fma(r, FloatVector.broadcast(S, 1f / 120f));
-                    p = p.fma(r, FloatVector.broadcast(S, 1f / 24f));
-                    p = p.fma(r, FloatVector.broadcast(S, 1f / 6f));
-                    p = p.fma(r, FloatVector.broadcast(S, 0.5f));
-                    p = p.fma(r, FloatVector.broadcast(S, 1f));
-                    p = p.fma(r, FloatVector.broadcast(S, 1f));
-                    IntVector bits = ((IntVector) n.convert(VectorOperators.F2I, 0)).add(127).lanewise(VectorOperators.LSHL, 23);
-                    return p.mul(bits.reinterpretAsFloats());
+                    FloatVector p = EXP_7.fma(r, EXP_6);
+                    p = p.fma(r, EXP_5);
+                    p = p.fma(r, EXP_4);
+                    p = p.fma(r, EXP_3);
+                    p = p.fma(r, HALF);
+                    p = p.fma(r, ONE);
+                    p = p.fma(r, ONE);
+                    return p.mul(ni.add(127).lanewise(VectorOperators.LSHL, 23).reinterpretAsFloats());
                 }
 
                 /** sin x: reduce to [-π, π] by 2π, fold to [-π/2, π/2] (sin(π − y) = sin y), Taylor to y^13. */

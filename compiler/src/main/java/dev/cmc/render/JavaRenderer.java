@@ -191,40 +191,23 @@ public final class JavaRenderer {
         int fullGroups = cols.groups(), restVectors = cols.vectors();
         String m = methodName(program, currentKernel);
         int rb = Extent.GEMM_ROWS;
-        String staged = "";
-        if (stagesEpilogue(g)) {
-            line("float[] acc = new float[" + rb * TILE_VECTORS * lanes + "];   // a tile's accumulators, for its epilogue loop");
-            staged = ", acc";
-        }
+        boolean staged = stagesEpilogue(g);
+        if (staged) line("float[] acc = new float[" + rb * TILE_VECTORS * lanes + "];   // a tile's accumulators, for its epilogue loop");
         line("for (int r0 = lo; r0 < hi; r0 += " + ROW_BLOCK + ") {");
         indent++;
         line("int r1 = Math.min(hi, r0 + " + ROW_BLOCK + ");");
         if (fullGroups > 0) {
             line("for (int j = 0; j < " + fullGroups * lanes * TILE_VECTORS + "; j += " + lanes * TILE_VECTORS + ") {");
             indent++;
-            line("int r = r0;");
-            if (staged.isEmpty()) {
-                line("for (; r + " + rb + " <= r1; r += " + rb + ") " + m + "_tile" + rb + "x" + TILE_VECTORS + "(a, rows, r, j);");
-                line("for (; r < r1; r++) " + m + "_tile1x" + TILE_VECTORS + "(a, rows, r, j);");
-            } else {
-                line("for (; r + " + rb + " <= r1; r += " + rb + ") {");
-                line("    " + m + "_tile" + rb + "x" + TILE_VECTORS + "(a, rows, r, j, acc);");
-                line("    " + m + "_epilogue(a, rows, r, j, acc, " + rb + ");");
-                line("}");
-                line("for (; r < r1; r++) {");
-                line("    " + m + "_tile1x" + TILE_VECTORS + "(a, rows, r, j, acc);");
-                line("    " + m + "_epilogue(a, rows, r, j, acc, 1);");
-                line("}");
-            }
+            tileCalls(m + "_tile" + rb + "x" + TILE_VECTORS, m + "_tile1x" + TILE_VECTORS, m + "_epilogue", "j", TILE_VECTORS, staged);
             indent--;
             line("}");
         }
         if (restVectors > 0) {
-            int j = fullGroups * lanes * TILE_VECTORS;
             line("{");
-            line("    int r = r0;");
-            line("    for (; r + " + rb + " <= r1; r += " + rb + ") " + m + "_tail" + rb + "(a, rows, r, " + j + ");");
-            line("    for (; r < r1; r++) " + m + "_tail1(a, rows, r, " + j + ");");
+            indent++;
+            tileCalls(m + "_tail" + rb, m + "_tail1", m + "_epilogue", Integer.toString(fullGroups * lanes * TILE_VECTORS), restVectors, staged);
+            indent--;
             line("}");
         }
         if (cols.tailStart() < cols.n()) line("for (int r = r0; r < r1; r++) " + m + "_columns(a, rows, r);");
@@ -233,6 +216,25 @@ public final class JavaRenderer {
     }
 
     private int currentKernel;
+
+    /** A column group's rows: GEMM_ROWS-row tiles, then single rows; a staged tile's epilogue right after it. */
+    private void tileCalls(String tile, String tile1, String epilogue, String j, int vectors, boolean staged) {
+        int rb = Extent.GEMM_ROWS;
+        line("int r = r0;");
+        if (!staged) {
+            line("for (; r + " + rb + " <= r1; r += " + rb + ") " + tile + "(a, rows, r, " + j + ");");
+            line("for (; r < r1; r++) " + tile1 + "(a, rows, r, " + j + ");");
+            return;
+        }
+        line("for (; r + " + rb + " <= r1; r += " + rb + ") {");
+        line("    " + tile + "(a, rows, r, " + j + ", acc);");
+        line("    " + epilogue + "(a, rows, r, " + j + ", acc, " + rb + ", " + vectors + ");");
+        line("}");
+        line("for (; r < r1; r++) {");
+        line("    " + tile1 + "(a, rows, r, " + j + ", acc);");
+        line("    " + epilogue + "(a, rows, r, " + j + ", acc, 1, " + vectors + ");");
+        line("}");
+    }
 
     private void gemmTiles(int index, Kernel.Gemm g) {
         var cols = new Columns(g.domain().cols(), lanes);
@@ -272,7 +274,7 @@ public final class JavaRenderer {
     }
 
     /**
-     * Whether a GEMM's full tiles run their epilogue in a loop over accumulators staged in an array, instead of
+     * Whether a GEMM's tiles run their epilogue in a loop over accumulators staged in an array, instead of
      * once per accumulator written out: when it calls the transcendental helpers. C2 stops inlining in a method
      * once its graph passes a node count (NodeCountInliningCutoff), and a 4×4 tile's sixteen copies of silu and
      * dsilu, each an inlined polynomial exp, pass it after the first two or three: the rest become calls that box
@@ -301,14 +303,14 @@ public final class JavaRenderer {
     /** The epilogue of a staged tile's accumulators (see {@link #stagesEpilogue}), row by row and vector by vector. */
     private void epilogueMethod(Kernel.Gemm g, String name) {
         line("");
-        line("private static void " + name + "(float[][] a, int rows, int r, int j, float[] acc, int tileRows) {");
+        line("private static void " + name + "(float[][] a, int rows, int r, int j, float[] acc, int tileRows, int vectors) {");
         indent++;
         for (String arr : arraysUsed(g)) line("float[] " + var(arr) + " = a[" + arrayConst(arr) + "];");
         line("for (int i = 0; i < tileRows; i++) {");
         indent++;
-        line("for (int q = 0; q < " + TILE_VECTORS + "; q++) {");
+        line("for (int q = 0; q < vectors; q++) {");
         indent++;
-        line("FloatVector c = FloatVector.fromArray(S, acc, (i * " + TILE_VECTORS + " + q) * " + lanes + ");");
+        line("FloatVector c = FloatVector.fromArray(S, acc, (i * vectors + q) * " + lanes + ");");
         vectorLets(g.epilogue(), g.domain(), "r + i", "j + q * " + lanes, "c", "");
         indent--;
         line("}");
@@ -320,7 +322,7 @@ public final class JavaRenderer {
 
     private void tileMethod(Kernel.Gemm g, String name, String k, int rowsInTile, int vectors) {
         line("");
-        boolean staged = vectors == TILE_VECTORS && stagesEpilogue(g);
+        boolean staged = stagesEpilogue(g);
         line("private static void " + name + "(float[][] a, int rows, int r, int j" + (staged ? ", float[] acc" : "") + ") {");
         indent++;
         for (String arr : arraysUsed(g)) line("float[] " + var(arr) + " = a[" + arrayConst(arr) + "];");

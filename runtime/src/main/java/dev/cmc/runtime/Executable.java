@@ -16,7 +16,10 @@ public interface Executable extends AutoCloseable {
         arrays.forEach((name, values) -> write(name, values, values.length));
     }
 
-    /** Copies count floats from the named array into dst. */
+    /**
+     * Copies count floats from the named array into dst. An activation that shares its memory with others
+     * ({@link dev.cmc.kernel.MemoryPlan}) holds, after a run, whichever of them used it last.
+     */
     void read(String array, float[] dst, int count);
 
     /**

@@ -275,18 +275,38 @@ public final class JavaRenderer {
 
     /**
      * Whether a GEMM's tiles run their epilogue in a loop over accumulators staged in an array, instead of
-     * once per accumulator written out: when it calls the transcendental helpers. C2 stops inlining in a method
-     * once its graph passes a node count (NodeCountInliningCutoff), and a 4×4 tile's sixteen copies of silu and
-     * dsilu, each an inlined polynomial exp, pass it after the first two or three: the rest become calls that box
-     * their vectors on the heap. A swiss-roll CT step's up-projections ran 2.2× slower than the EMA target's, which
-     * only calls silu. So the tile stores its accumulators and the kernel's loop then calls an epilogue method
-     * (arrays and ints cross both calls, never vectors), which C2 compiles, or inlines into that small loop, with
-     * a node budget of its own: its loop inlines each helper once. Called from the tile instead, it was inlined
-     * into the tile and hit the cutoff there again. The operations and their order are the same, so the bits are too.
+     * once per accumulator written out: when it calls the transcendental helpers, or is long. C2 stops inlining
+     * in a method once its graph passes a node count (NodeCountInliningCutoff), and a 4×4 tile's sixteen copies
+     * of silu and dsilu, each an inlined polynomial exp, pass it after the first two or three: the rest become
+     * calls that box their vectors on the heap. A swiss-roll CT step's up-projections ran 2.2× slower than the
+     * EMA target's, which only calls silu. And C1 gives up on a tile whose sixteen copies of a long epilogue
+     * (the CT step's output GEMM: the skip mix, the difference to the target, its square) need more virtual
+     * registers than it has, which can leave the method in an unoptimised tier. So the tile stores its
+     * accumulators and the kernel's loop then calls an epilogue method (arrays and ints cross both calls, never
+     * vectors), which C2 compiles, or inlines into that small loop, with a node budget of its own: its loop
+     * inlines each helper once. Called from the tile instead, it was inlined into the tile and hit the cutoff
+     * there again. The operations and their order are the same, so the bits are too.
      */
     private static boolean stagesEpilogue(Kernel.Gemm g) {
-        for (Let l : g.epilogue()) if (callsTranscendental(l.value())) return true;
-        return false;
+        int operations = 0;
+        for (Let l : g.epilogue()) {
+            if (callsTranscendental(l.value())) return true;
+            operations += operations(l.value()) + (l.store() != null ? 1 : 0);
+        }
+        return operations > LONG_EPILOGUE;
+    }
+
+    /** Vector operations per accumulator above which an epilogue is staged: a bias and a residual take 5. */
+    private static final int LONG_EPILOGUE = 8;
+
+    private static int operations(Expr e) {
+        return switch (e) {
+            case Expr.Unary u -> 1 + operations(u.a());
+            case Expr.Binary b -> 1 + operations(b.a()) + operations(b.b());
+            case Expr.Load l -> 1;
+            case Expr.Gather g -> 2;
+            default -> 0;
+        };
     }
 
     private static boolean callsTranscendental(Expr e) {

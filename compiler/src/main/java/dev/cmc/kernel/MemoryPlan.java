@@ -42,7 +42,7 @@ public final class MemoryPlan {
             for (var r : reads.get(k)) touchers.get(p.arrayIndex(r.array())).set(k);
             for (var r : Kernels.writeRanges(kernel)) touchers.get(p.arrayIndex(r.array())).set(k);
         }
-        var ancestors = ancestors(TaskDag.dependencies(p));
+        var ancestors = TaskDag.ancestors(TaskDag.dependencies(p));
 
         // Candidates in the order they start; each goes into the first slot of its shape whose latest tenant it
         // follows (and so, by transitivity, every tenant before that one), or opens a slot of its own.
@@ -94,20 +94,6 @@ public final class MemoryPlan {
         if (k instanceof Kernel.Transpose t) stores.add(t.dst());
         for (Buf b : stores) if (b.array().equals(a.name()) && b.offset() == 0 && b.shape().equals(a.shape())) return true;
         return false;
-    }
-
-    /** For each kernel, every kernel it waits for, directly or not. */
-    private static List<BitSet> ancestors(List<java.util.TreeSet<Integer>> dependencies) {
-        var out = new ArrayList<BitSet>();
-        for (var deps : dependencies) {
-            var all = new BitSet();
-            for (int i : deps) {
-                all.or(out.get(i));
-                all.set(i);
-            }
-            out.add(all);
-        }
-        return out;
     }
 
     /** The index of the array whose allocation array i uses. */

@@ -29,7 +29,8 @@ public record Program(String name, List<Array> arrays, List<Kernel> kernels) {
 
     /**
      * The task graph as text: arrays (with the memory they share, {@link MemoryPlan}), then kernels in order with
-     * what each reads and writes and which earlier kernels it must follow ({@link TaskDag}); kernels that follow none of each other may run at once.
+     * what each reads and writes and which earlier kernels it must follow ({@link TaskDag}); kernels that follow
+     * none of each other may run at once.
      */
     public String plan() {
         var dependencies = TaskDag.dependencies(this);

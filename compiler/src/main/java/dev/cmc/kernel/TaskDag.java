@@ -42,18 +42,28 @@ public final class TaskDag {
 
     /** The same order with implied edges dropped: i → j is kept only if no other path leads from i to j. */
     public static List<TreeSet<Integer>> reduced(List<TreeSet<Integer>> deps) {
-        int n = deps.size();
-        var ancestors = new ArrayList<java.util.BitSet>();
+        var ancestors = ancestors(deps);
         var out = new ArrayList<TreeSet<Integer>>();
-        for (int j = 0; j < n; j++) {
+        for (int j = 0; j < deps.size(); j++) {
             var implied = new java.util.BitSet();
             for (int i : deps.get(j)) implied.or(ancestors.get(i));
             var direct = new TreeSet<Integer>();
             for (int i : deps.get(j)) if (!implied.get(i)) direct.add(i);
-            var all = (java.util.BitSet) implied.clone();
-            for (int i : deps.get(j)) all.set(i);
-            ancestors.add(all);
             out.add(direct);
+        }
+        return out;
+    }
+
+    /** For each kernel, every kernel it waits for, directly or through others. */
+    public static List<java.util.BitSet> ancestors(List<TreeSet<Integer>> deps) {
+        var out = new ArrayList<java.util.BitSet>();
+        for (var d : deps) {
+            var all = new java.util.BitSet();
+            for (int i : d) {
+                all.or(out.get(i));
+                all.set(i);
+            }
+            out.add(all);
         }
         return out;
     }

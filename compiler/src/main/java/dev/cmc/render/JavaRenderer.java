@@ -171,10 +171,6 @@ public final class JavaRenderer {
     }
 
     /**
-     * The GEMM's loops. Each register tile is its own method: HotSpot does not compile methods over 8000
-     * bytecodes, and a tile with a long fused epilogue is big, so keeping tiles apart keeps them all compiled.
-     */
-    /**
      * Columns [0, n) in three parts: groups of TILE_VECTORS vectors, then whole vectors, then single columns (as
      * OpenClRenderer splits them). The last part is scalar, not a masked vector: masked loads and stores are more
      * than C1 can compile ("out of virtual registers"), so a method with them could stay in C1's unoptimised tier
@@ -186,9 +182,12 @@ public final class JavaRenderer {
         }
     }
 
+    /**
+     * The GEMM's loops. Each register tile is its own method: HotSpot does not compile methods over 8000
+     * bytecodes, and a tile with a long fused epilogue is big, so keeping tiles apart keeps them all compiled.
+     */
     private void gemm(Kernel.Gemm g) {
         var cols = new Columns(g.domain().cols(), lanes);
-        int fullGroups = cols.groups(), restVectors = cols.vectors();
         String m = methodName(program, currentKernel);
         int rb = Extent.GEMM_ROWS;
         boolean staged = stagesEpilogue(g);
@@ -196,17 +195,17 @@ public final class JavaRenderer {
         line("for (int r0 = lo; r0 < hi; r0 += " + ROW_BLOCK + ") {");
         indent++;
         line("int r1 = Math.min(hi, r0 + " + ROW_BLOCK + ");");
-        if (fullGroups > 0) {
-            line("for (int j = 0; j < " + fullGroups * lanes * TILE_VECTORS + "; j += " + lanes * TILE_VECTORS + ") {");
+        if (cols.groups() > 0) {
+            line("for (int j = 0; j < " + cols.groups() * lanes * TILE_VECTORS + "; j += " + lanes * TILE_VECTORS + ") {");
             indent++;
             tileCalls(m + "_tile" + rb + "x" + TILE_VECTORS, m + "_tile1x" + TILE_VECTORS, m + "_epilogue", "j", TILE_VECTORS, staged);
             indent--;
             line("}");
         }
-        if (restVectors > 0) {
+        if (cols.vectors() > 0) {
             line("{");
             indent++;
-            tileCalls(m + "_tail" + rb, m + "_tail1", m + "_epilogue", Integer.toString(fullGroups * lanes * TILE_VECTORS), restVectors, staged);
+            tileCalls(m + "_tail" + rb, m + "_tail1", m + "_epilogue", Integer.toString(cols.groups() * lanes * TILE_VECTORS), cols.vectors(), staged);
             indent--;
             line("}");
         }
@@ -240,10 +239,11 @@ public final class JavaRenderer {
         var cols = new Columns(g.domain().cols(), lanes);
         String k = g.transposeA() ? "rows" : Integer.toString(g.k());
         String m = methodName(program, index);
-        if (stagesEpilogue(g)) epilogueMethod(g, m + "_epilogue");
+        boolean staged = stagesEpilogue(g);
+        if (staged) epilogueMethod(g, m + "_epilogue");
         for (int rowsInTile : new int[]{Extent.GEMM_ROWS, 1}) {
-            if (cols.groups() > 0) tileMethod(g, m + "_tile" + rowsInTile + "x" + TILE_VECTORS, k, rowsInTile, TILE_VECTORS);
-            if (cols.vectors() > 0) tileMethod(g, m + "_tail" + rowsInTile, k, rowsInTile, cols.vectors());
+            if (cols.groups() > 0) tileMethod(g, m + "_tile" + rowsInTile + "x" + TILE_VECTORS, k, rowsInTile, TILE_VECTORS, staged);
+            if (cols.vectors() > 0) tileMethod(g, m + "_tail" + rowsInTile, k, rowsInTile, cols.vectors(), staged);
         }
         if (cols.tailStart() < cols.n()) columnsMethod(g, m + "_columns", k, cols);
     }
@@ -340,9 +340,8 @@ public final class JavaRenderer {
         line("}");
     }
 
-    private void tileMethod(Kernel.Gemm g, String name, String k, int rowsInTile, int vectors) {
+    private void tileMethod(Kernel.Gemm g, String name, String k, int rowsInTile, int vectors, boolean staged) {
         line("");
-        boolean staged = stagesEpilogue(g);
         line("private static void " + name + "(float[][] a, int rows, int r, int j" + (staged ? ", float[] acc" : "") + ") {");
         indent++;
         for (String arr : arraysUsed(g)) line("float[] " + var(arr) + " = a[" + arrayConst(arr) + "];");

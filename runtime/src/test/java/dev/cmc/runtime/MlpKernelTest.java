@@ -61,7 +61,11 @@ class MlpKernelTest {
     /**
      * A backend with fused blocks, the same without, and how closely their results must agree: 1e-5 of the largest
      * where both round or split the same operands the same way; TF32's 5e-3 beside tf32 wgmma GEMMs, which read
-     * their shared-memory operand as fp32 and drop its low bits where the fused kernel rounds (cvt.rna).
+     * their shared-memory operand as fp32 and drop its low bits where the fused kernel rounds (cvt.rna). On a GPU,
+     * tf32 pairs agree within 1e-4: an H200 put them 3.6e-5 apart at h = 256, where the simulator has them equal.
+     * The tensor cores sum a product's terms in an order and precision of their own, so an fp32 input that differs
+     * in its last bit between the two paths can round to the neighbouring TF32 value (2^-11 away) in one and not
+     * the other. 3xTF32 keeps the low part, and its pairs held 1e-5 on the card.
      */
     private record Pair(Backend fused, Backend unfused, double agreement) {}
 
@@ -81,7 +85,7 @@ class MlpKernelTest {
         for (var d : CudaDevices.list()) {
             if (d.major() != 9) continue;
             out.add(new Pair(new CudaBackend(d.index()).withMatmul(matmul).withFusedMlp(true), new CudaBackend(d.index()).withMatmul(matmul).withFusedMlp(false),
-                    CudaBackend.configuredTiling() == wgmma ? besideWgmma : 1e-5));
+                    CudaBackend.configuredTiling() == wgmma ? besideWgmma : matmul == PtxRenderer.Matmul.TF32 ? 1e-4 : 1e-5));
         }
         // Skipped, not passed, where nothing here runs them (the GPU-only filter on a GPU older than sm_90).
         org.junit.jupiter.api.Assumptions.assumeFalse(out.isEmpty(), "no backend here runs fused MLP blocks: they need an sm_90 GPU or the simulator");

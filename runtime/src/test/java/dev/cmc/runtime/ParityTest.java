@@ -73,6 +73,11 @@ class ParityTest {
         // -Dcmc.parity.backends=cuda: keeps the backends whose names start so (a GPU session's minutes are few).
         String only = System.getProperty("cmc.parity.backends", "");
         if (!only.isBlank()) all.removeIf(b -> java.util.Arrays.stream(only.split(",")).noneMatch(prefix -> b.getName().startsWith(prefix.strip())));
+        // -Dcmc.parity.ending="with 3xTF32 GEMMs;in 128x128 tiles": keeps the backends whose names end with one of these,
+        // so that a GPU run checks the default GEMMs first, in a stage of their own (each program costs the driver's JIT
+        // seconds: a stage of every backend outlasts its time limit).
+        String ending = System.getProperty("cmc.parity.ending", "");
+        if (!ending.isBlank()) all.removeIf(b -> java.util.Arrays.stream(ending.split(";")).noneMatch(end -> b.getName().endsWith(end.strip())));
         // -Dcmc.parity.wgmma=only|none: the wgmma rows alone, or all but them, so that a GPU run can check them in a
         // process of their own (a kernel fault leaves the CUDA context unusable for every test after it).
         String wgmma = System.getProperty("cmc.parity.wgmma", "");

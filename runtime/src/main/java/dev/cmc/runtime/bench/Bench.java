@@ -89,10 +89,18 @@ public final class Bench {
             }
             return String.format(Locale.ROOT, "{\"model\":\"%s\",\"params\":%d,\"backend\":\"%s\",\"device\":\"%s\",\"threads\":%d,\"generate_ms\":%.2f,"
                             + "\"load_ms\":%.2f,\"peak_gflops\":%s,\"sampling\":%s,\"train_batch\":%d,\"train_sigma_rows\":%d,\"train_step_ms\":%.4f,\"train_gflops\":%.2f,"
-                            + "\"device_bytes\":%d,\"peak_rss_bytes\":%d}",
+                            + "\"device_bytes\":%d,\"peak_rss_bytes\":%d%s%s}",
                     model, params, backend, device.replace("\"", "'"), threads, generateMs, loadMs,
                     Double.isNaN(peakGflops) ? "null" : String.format(Locale.ROOT, "%.1f", peakGflops), cases, trainBatch, trainSigmaRows, stepMs, stepGflops(),
-                    deviceBytes, peakRssBytes);
+                    deviceBytes, peakRssBytes, kernelsJson("sample_kernels_ms", sampleKernels), kernelsJson("step_kernels_ms", stepKernels));
+        }
+
+        /** With --profile, every kernel's time in launch order (the table shows only the slowest), else nothing. */
+        private static String kernelsJson(String key, Map<String, Double> times) {
+            if (times.isEmpty()) return "";
+            var each = new StringJoiner(",", "{", "}");
+            times.forEach((kernel, ms) -> each.add(String.format(Locale.ROOT, "\"%s\":%.4f", kernel, ms)));
+            return ",\"" + key + "\":" + each;
         }
     }
 

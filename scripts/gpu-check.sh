@@ -55,6 +55,12 @@ run)
   export CUDA_CACHE_MAXSIZE=4294967296
   nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv > "$out/gpu.txt" 2>&1
   cat "$out/gpu.txt"; echo "gpu-check: ${wanted[*]}, from $(date -u +%T)" | tee -a "$out/stages.txt"
+  # The card's clocks, load and power every 250 ms throughout (clocks.csv; stages.txt has each stage's span):
+  # whether small-batch work, a graph of microsecond kernels, runs the SMs at their 1,980 MHz or lower.
+  if [[ -z ${GPU_CHECK_DRY:-} ]]; then
+    nvidia-smi --query-gpu=timestamp,clocks.sm,clocks.mem,utilization.gpu,power.draw,temperature.gpu --format=csv -lms 250 > "$out/clocks.csv" 2>&1 &
+    sampler=$!; trap 'kill $sampler 2> /dev/null' EXIT
+  fi
   bench() {  # group, name, limit in seconds, then cmc bench arguments; retried kernel by kernel if the CUDA graph path fails
     local group=$1 name=$2 limit=$3; shift 3
     runs "$group" "$name" && fits "$name" "$limit" || return 0
@@ -64,7 +70,7 @@ run)
       || { fits "$name without graphs" "$limit" && CMC_CUDA_GRAPHS=0 timeout "$limit" "${java[@]}" -jar .gpu/cmc.jar bench examples/seed_default.cm \
         --backends cuda:0 --seconds 3 --json "$out/$name-nographs.json" "$@" > "$out/$name-nographs.txt" 2> "$out/$name-nographs.err"; } \
       || echo "$name failed"
-    echo "$name: $((SECONDS - t0)) s" >> "$out/stages.txt"
+    echo "$name: $((SECONDS - t0)) s, to $(date -u +%T)" >> "$out/stages.txt"
     grep -v "^WARNING" "$out/$name"*.txt | grep -v "^      *[0-9.]* .* k_" ; tail -n 3 "$out/$name"*.err | grep -iv "warning\|^$\|==>" | tr '\r' '\n' | grep -v '%.*\[' | tail -3
     pack
   }
@@ -76,7 +82,7 @@ run)
     timeout "$limit" "${java[@]}" -Dcmc.parity.backends=cuda: "${props[@]}" -cp .gpu/junit.jar:.gpu/cmc.jar:.gpu/runtime-tests.jar:.gpu/compiler-tests.jar \
         org.junit.platform.console.ConsoleLauncher execute "$@" --details=testfeed --disable-banner --disable-ansi-colors > "$out/$name.txt" 2>&1 \
       || echo "$name: failures or timeout (see $name.txt)"
-    echo "$name: $((SECONDS - t0)) s" >> "$out/stages.txt"
+    echo "$name: $((SECONDS - t0)) s, to $(date -u +%T)" >> "$out/stages.txt"
     echo "$name: $(grep -c ':: SUCCESSFUL' "$out/$name.txt") passed, $(grep -c ':: FAILED\|:: ABORTED' "$out/$name.txt") failed or aborted"
     grep -E -A2 ":: (FAILED|ABORTED)" "$out/$name.txt" | cut -c1-300 | head -12
     pack
@@ -84,7 +90,7 @@ run)
   gemm=dev.cmc.runtime.cuda.GemmKernelTest
   # 1. What the issue's targets compare, first: cmc's fp32 (3xTF32 GEMMs by default) sampling up to 1,048,576
   #    and CT step at 4,096 and 256, with per-kernel profiles (every kernel's time in the JSON); the same in
-  #    Hopper's wgmma tiles (the fastest fp32 sampler on the first H200 runs: 72.3 ms against 96.4); the best tf32
+  #    Hopper's wgmma tiles (the fastest fp32 sampler on the second H200 run: 72.3 ms against 96.4); the best tf32
   #    sampler measured so far (wgmma GEMMs, each residual MLP block one kernel) and the default tf32 one.
   bench bench fp32_train4096 60 --batch 1048576,4096,256 --train-batch 4096 --profile
   CMC_CUDA_TILES=wgmma bench bench wgmma 50 --batch 1048576,4096 --train-batch 4096 --profile
@@ -95,7 +101,7 @@ run)
   if runs bench torch && [[ -f .gpu/torch_cm_bench.py && -z ${GPU_CHECK_DRY:-} ]] && fits torch 150; then
     t0=$SECONDS
     PYTHONUNBUFFERED=1 OUT="$out" timeout 150 python3 .gpu/gpu_torch_peer.py > "$out/torch.txt" 2>&1 || echo "torch peer failed (see torch.txt)"
-    echo "torch: $((SECONDS - t0)) s" >> "$out/stages.txt"
+    echo "torch: $((SECONDS - t0)) s, to $(date -u +%T)" >> "$out/stages.txt"
     grep -v '^ \|^[{}]\|Warning\|warn' "$out/torch.txt" | tail -8
     pack
   fi
@@ -128,10 +134,10 @@ run)
   if runs more ncu256 && command -v ncu > /dev/null && [[ -z ${GPU_CHECK_DRY:-} ]] && fits ncu256 120; then
     t0=$SECONDS
     timeout 120 ncu --clock-control none --target-processes all --kernel-name regex:'target_|_d_|tn_|adam|ema' --launch-count 110 \
-        --metrics gpu__time_duration.sum,sm__throughput.avg.pct_of_peak_sustained_elapsed,launch__grid_size,launch__registers_per_thread,sm__warps_active.avg.pct_of_peak_sustained_active \
+        --metrics gpu__time_duration.sum,sm__cycles_elapsed.avg.per_second,sm__throughput.avg.pct_of_peak_sustained_elapsed,launch__grid_size,launch__registers_per_thread,sm__warps_active.avg.pct_of_peak_sustained_active \
         --csv "${java[@]}" -jar .gpu/cmc.jar bench examples/seed_default.cm --backends cuda:0 --seconds 1 --batch 256 --train-batch 256 \
         > "$out/ncu256.csv" 2> "$out/ncu256.err" || echo "ncu256 failed (see ncu256.err)"
-    echo "ncu256: $((SECONDS - t0)) s" >> "$out/stages.txt"
+    echo "ncu256: $((SECONDS - t0)) s, to $(date -u +%T)" >> "$out/stages.txt"
     grep -c gpu__time_duration "$out/ncu256.csv"; tail -n 2 "$out/ncu256.err"
     pack
   fi

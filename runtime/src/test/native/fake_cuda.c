@@ -22,6 +22,7 @@
  */
 #define _GNU_SOURCE
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -43,7 +44,8 @@ enum { OK = 0, INVALID_VALUE = 1, NOT_INITIALIZED = 3, INVALID_CONTEXT = 201, IN
 static FILE *logFile;
 static int initialised, major = 9, minor = 0;
 static const char *fault = "";
-static void *current;
+/* The current context is the calling thread's, as the real driver keeps it. */
+static _Thread_local void *current;
 static int primaryContext;
 
 static void say(const char *fmt, ...) {
@@ -196,7 +198,20 @@ static int parseEntry(const char *at, const char *end, Function *f) {
     return 1;
 }
 
+static CUresult loadModule(void **module, const void *image, unsigned options, int *keys, void **values);
+
+/* The runtime JIT-compiles a program's modules on several threads at once, as the real driver allows: one at a
+   time here, so that the bookkeeping below stays consistent. */
+static atomic_flag loading = ATOMIC_FLAG_INIT;
+
 CUresult cuModuleLoadDataEx(void **module, const void *image, unsigned options, int *keys, void **values) {
+    while (atomic_flag_test_and_set(&loading)) { }
+    CUresult status = loadModule(module, image, options, keys, values);
+    atomic_flag_clear(&loading);
+    return status;
+}
+
+static CUresult loadModule(void **module, const void *image, unsigned options, int *keys, void **values) {
     NEEDS_CONTEXT("cuModuleLoadDataEx");
     const char *ptx = image;
     char *errorLog = NULL;

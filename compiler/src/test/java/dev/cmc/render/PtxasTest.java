@@ -145,4 +145,54 @@ public class PtxasTest {
             for (int k = 0; k < p.kernels().size(); k++) assertTrue(ptx.contains(".visible .entry " + PtxRenderer.kernelName(p, k) + "("));
         }
     }
+
+    /**
+     * What the cuda runtime loads, one module per kernel: each holds its kernel alone, the whole module's
+     * function text, with the directives a module needs (sm_90a and the dynamic shared memory for wgmma and fused
+     * blocks), and assembles on its own.
+     */
+    @org.junit.jupiter.api.Test
+    void eachKernelsOwnModuleAssemblesAlone(@org.junit.jupiter.api.io.TempDir Path dir) throws Exception {
+        Program seedSampler = PtxRenderer.fuseMlps(programs().get(0), PtxRenderer.Matmul.TF32X3);
+        Program smallStep = programs().get(4);
+        var cases = List.of(
+                new Object[]{seedSampler, PtxRenderer.Matmul.TF32X3, PtxRenderer.Tiling.WGMMA, "sm_90a"},
+                new Object[]{smallStep, PtxRenderer.Matmul.TF32X3, PtxRenderer.Tiling.NARROW, "sm_90"},
+                new Object[]{smallStep, PtxRenderer.Matmul.FMA, PtxRenderer.Tiling.NARROW, "sm_80"});
+        Path ptxas = ptxas();
+        var pool = java.util.concurrent.Executors.newFixedThreadPool(Runtime.getRuntime().availableProcessors());
+        try {
+            var checks = new ArrayList<java.util.concurrent.Future<?>>();
+            for (Object[] c : cases) {
+                Program p = (Program) c[0];
+                var m = (PtxRenderer.Matmul) c[1];
+                var tiling = (PtxRenderer.Tiling) c[2];
+                String target = (String) c[3];
+                String whole = PtxRenderer.render(p, "modules test", target.substring(0, 5), m, tiling);
+                List<String> modules = PtxRenderer.modules(p, target.substring(0, 5), m, tiling);
+                assertEquals(p.kernels().size(), modules.size());
+                for (int k = 0; k < modules.size(); k++) {
+                    String module = modules.get(k), name = PtxRenderer.kernelName(p, k);
+                    assertEquals(1, module.split("\\.visible \\.entry ", -1).length - 1, name + ": one kernel a module");
+                    assertTrue(module.contains(".target " + target + "\n"), name + " targets " + target);
+                    String function = module.substring(module.indexOf("// " + p.kernels().get(k).name() + "\n"));
+                    assertTrue(whole.contains(function), name + "'s module holds the whole module's text of it");
+                    if (ptxas == null) continue;
+                    Path base = dir.resolve(p.name() + "_" + m + "_" + tiling + "_" + k);
+                    String what = name + " alone (" + m.description + ", " + tiling.name().toLowerCase() + " tiles) for " + target;
+                    checks.add(pool.submit(() -> { assemble(ptxas, target, base, module, what); return null; }));
+                }
+            }
+            for (var c : checks) {
+                try {
+                    c.get();
+                } catch (java.util.concurrent.ExecutionException e) {
+                    if (e.getCause() instanceof Error err) throw err;
+                    throw e;
+                }
+            }
+        } finally {
+            pool.shutdownNow();
+        }
+    }
 }

@@ -170,7 +170,7 @@ public final class CudaBackend implements Backend {
     public CudaExecutable load(Program program, int maxBatch) {
         PtxRenderer.Tiling t = tiling();
         Program p = prepare(program, maxBatch);
-        return new CudaExecutable(device, p, PtxRenderer.render(p, "program " + p.name(), device.arch(), matmul, t), maxBatch, matmul, t);
+        return new CudaExecutable(device, p, PtxRenderer.modules(p, device.arch(), matmul, t), maxBatch, matmul, t);
     }
 
     @Override

@@ -36,7 +36,9 @@ public final class CudaExecutable implements Executable {
     private final Program program;
     private final int maxBatch;
     private final Arena arena = Arena.ofShared();
-    private final MemorySegment context, module, stream;
+    private final MemorySegment context, stream;
+    /** The loaded PTX: one module holding every kernel, or one a kernel ({@link PtxRenderer#modules}). */
+    private final MemorySegment[] modules;
     private final MemorySegment[] functions, params;
     private final long[] buffers, sizes;
     private final MemoryPlan memory;
@@ -56,10 +58,11 @@ public final class CudaExecutable implements Executable {
     private final PtxRenderer.Tiling tiling;
 
     CudaExecutable(CudaDevices.Device device, Program program, String ptx, int maxBatch) {
-        this(device, program, ptx, maxBatch, PtxRenderer.Matmul.FMA, PtxRenderer.Tiling.NARROW);
+        this(device, program, List.of(ptx), maxBatch, PtxRenderer.Matmul.FMA, PtxRenderer.Tiling.NARROW);
     }
 
-    CudaExecutable(CudaDevices.Device device, Program program, String ptx, int maxBatch, PtxRenderer.Matmul matmul, PtxRenderer.Tiling tiling) {
+    /** ptx: one module with every kernel of the program, or one module per kernel, in the program's order. */
+    CudaExecutable(CudaDevices.Device device, Program program, List<String> ptx, int maxBatch, PtxRenderer.Matmul matmul, PtxRenderer.Tiling tiling) {
         this.matmul = matmul;
         this.tiling = tiling;
         this.program = program;
@@ -68,13 +71,13 @@ public final class CudaExecutable implements Executable {
         Cu.status(Cu.cuDevicePrimaryCtxRetain, "cuDevicePrimaryCtxRetain", out, device.handle());
         context = out.get(ADDRESS, 0);
         makeCurrent();
-        module = load(device, ptx);
+        modules = loadAll(device, ptx);
         sms = device.multiprocessors();
         functions = new MemorySegment[program.kernels().size()];
         long workspaceFloats = 0;
         long[] workspaceAt = new long[functions.length];
         for (int k = 0; k < functions.length; k++) {
-            functions[k] = function(PtxRenderer.kernelName(program, k), out);
+            functions[k] = function(PtxRenderer.kernelName(program, k), modules[modules.length == 1 ? 0 : k], out);
             Kernel kernel = program.kernels().get(k);
             // Dynamic shared memory past 48 KB (the wgmma GEMMs' pipeline, a fused MLP block) must be allowed per function first.
             int shared = PtxRenderer.launch(kernel, maxBatch, matmul, tiling).sharedBytes();
@@ -128,8 +131,54 @@ public final class CudaExecutable implements Executable {
         sync();
     }
 
+    /**
+     * Host threads that JIT-compile a program's modules at once (CMC_CUDA_JIT_THREADS, else one a core, at most
+     * 16): the driver compiles PTX on the calling thread.
+     */
+    private static final int JIT_THREADS = jitThreads();
+
+    private static int jitThreads() {
+        String set = System.getenv("CMC_CUDA_JIT_THREADS");
+        if (set != null && set.matches("[1-9][0-9]?")) return Integer.parseInt(set);
+        return Math.min(16, Runtime.getRuntime().availableProcessors());
+    }
+
+    /** Every module, on up to {@link #JIT_THREADS} threads each made current on this context; the first failure is thrown. */
+    private MemorySegment[] loadAll(CudaDevices.Device device, List<String> ptx) {
+        var loaded = new MemorySegment[ptx.size()];
+        if (ptx.size() == 1 || JIT_THREADS == 1) {
+            for (int m = 0; m < loaded.length; m++) loaded[m] = load(device, ptx.get(m), m, ptx.size());
+            return loaded;
+        }
+        var next = new java.util.concurrent.atomic.AtomicInteger();
+        var failure = new java.util.concurrent.atomic.AtomicReference<RuntimeException>();
+        Runnable worker = () -> {
+            try {
+                makeCurrent();
+                for (int m; failure.get() == null && (m = next.getAndIncrement()) < loaded.length; ) loaded[m] = load(device, ptx.get(m), m, ptx.size());
+            } catch (RuntimeException e) {
+                failure.compareAndSet(null, e);
+            }
+        };
+        var threads = new java.util.ArrayList<Thread>();
+        for (int t = 0; t < Math.min(JIT_THREADS, loaded.length); t++) threads.add(Thread.ofPlatform().name("cmc-jit-" + t).start(worker));
+        for (Thread t : threads) {
+            try {
+                t.join();
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+                failure.compareAndSet(null, new IllegalStateException("interrupted while the driver compiled " + program.name(), e));
+            }
+        }
+        if (failure.get() != null) {
+            for (MemorySegment m : loaded) if (m != null) Cu.call(Cu.cuModuleUnload, m);
+            throw failure.get();
+        }
+        return loaded;
+    }
+
     /** cuModuleLoadDataEx with the JIT's error log captured; a failure names the saved PTX and quotes the log. */
-    private MemorySegment load(CudaDevices.Device device, String ptx) {
+    private MemorySegment load(CudaDevices.Device device, String ptx, int m, int of) {
         try (Arena a = Arena.ofConfined()) {
             MemorySegment errors = a.allocate(LOG_BYTES);
             MemorySegment options = a.allocate(JAVA_INT, 2), values = a.allocate(ADDRESS, 2);
@@ -141,15 +190,16 @@ public final class CudaExecutable implements Executable {
             MemorySegment image = a.allocateFrom(ptx, StandardCharsets.US_ASCII);
             int status = (int) Cu.call(Cu.cuModuleLoadDataEx, out, image, 2, options, values);
             if (status != Cu.SUCCESS) {
-                String where = dev.cmc.runtime.GeneratedSource.saveForDiagnosis(program.name(), ".ptx", ptx);
-                throw new Cu.CudaException("cuModuleLoadDataEx for " + program.name() + " on " + device.name(), status,
+                String what = of == 1 ? program.name() : program.name() + "." + program.kernels().get(m).name();
+                String where = dev.cmc.runtime.GeneratedSource.saveForDiagnosis(what, ".ptx", ptx);
+                throw new Cu.CudaException("cuModuleLoadDataEx for " + what + " on " + device.name(), status,
                         "generated PTX: " + where + "\nJIT log:\n" + errors.getString(0).strip());
             }
             return out.get(ADDRESS, 0);
         }
     }
 
-    private MemorySegment function(String name, MemorySegment out) {
+    private MemorySegment function(String name, MemorySegment module, MemorySegment out) {
         Cu.status(Cu.cuModuleGetFunction, "cuModuleGetFunction(" + name + ")", out, module, arena.allocateFrom(name));
         return out.get(ADDRESS, 0);
     }
@@ -413,7 +463,7 @@ public final class CudaExecutable implements Executable {
         for (int i = 0; i < buffers.length; i++) if (memory.owns(i)) Cu.call(Cu.cuMemFree, buffers[i]);
         Cu.call(Cu.cuMemFree, workspace);
         if (hostStaging != null) Cu.call(Cu.cuMemFreeHost, hostStaging);
-        Cu.call(Cu.cuModuleUnload, module);
+        for (MemorySegment m : modules) Cu.call(Cu.cuModuleUnload, m);
         if (events != null) for (MemorySegment e : events) Cu.call(Cu.cuEventDestroy, e);
         if (streams != null) for (int s = 1; s < streams.length; s++) if (streams[s] != null) Cu.call(Cu.cuStreamDestroy, streams[s]);
         Cu.call(Cu.cuStreamDestroy, stream);

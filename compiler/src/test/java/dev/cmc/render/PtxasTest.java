@@ -63,54 +63,41 @@ public class PtxasTest {
     void everyModuleAssembles(String arch, @org.junit.jupiter.api.io.TempDir Path dir) throws Exception {
         Path ptxas = ptxas();
         Assumptions.assumeTrue(ptxas != null, "ptxas not found (CUDA_HOME, /usr/local/cuda/bin or PATH): PTX assembly check skipped");
-        // One ptxas per module, as many at once as there are cores: each is single-threaded and takes seconds.
-        var pool = java.util.concurrent.Executors.newFixedThreadPool(Runtime.getRuntime().availableProcessors());
-        try {
-            var checks = new ArrayList<java.util.concurrent.Future<?>>();
-            List<Program> programs = programs();
-            for (int i = 0; i < programs.size(); i++) {
-                Program p = programs.get(i);
-                String file = i + "_" + p.name();   // programs of specs with one name share a program name
-                for (PtxRenderer.Matmul m : PtxRenderer.Matmul.values()) {
-                    if (m != PtxRenderer.Matmul.FMA && p.name().equals("peak_fma")) continue;
-                    // 128×128 tensor-core tiles too, for the seed sampler and training step: the shapes they are for.
-                    for (PtxRenderer.Tiling tiling : tilings(i, m, arch)) {
-                        String ptx = p.name().equals("peak_fma") ? PtxRenderer.renderPeak(p, arch) : PtxRenderer.render(p, "ptxas test", arch, m, tiling);
-                        String target = tiling == PtxRenderer.Tiling.WGMMA ? "sm_90a" : arch;
-                        String what = p.name() + " (" + m.description + ", " + tiling.name().toLowerCase() + " tiles) for " + target;
-                        checks.add(pool.submit(() -> { assemble(ptxas, target, dir.resolve(file + "_" + m + "_" + tiling), ptx, what); return null; }));
-                    }
+        var checks = new ArrayList<Assembly>();
+        List<Program> programs = programs();
+        for (int i = 0; i < programs.size(); i++) {
+            Program p = programs.get(i);
+            String file = i + "_" + p.name();   // programs of specs with one name share a program name
+            for (PtxRenderer.Matmul m : PtxRenderer.Matmul.values()) {
+                if (m != PtxRenderer.Matmul.FMA && p.name().equals("peak_fma")) continue;
+                // 128×128 tensor-core tiles too, for the seed sampler and training step: the shapes they are for.
+                for (PtxRenderer.Tiling tiling : tilings(i, m, arch)) {
+                    String ptx = p.name().equals("peak_fma") ? PtxRenderer.renderPeak(p, arch) : PtxRenderer.render(p, "ptxas test", arch, m, tiling);
+                    String target = tiling == PtxRenderer.Tiling.WGMMA ? "sm_90a" : arch;
+                    String what = p.name() + " (" + m.description + ", " + tiling.name().toLowerCase() + " tiles) for " + target;
+                    checks.add(new Assembly(dir.resolve(file + "_" + m + "_" + tiling), target, ptx, what));
                 }
             }
-            // Fused MLP blocks (CMC_CUDA_MLP=fused, tf32 and 3xTF32) at both widths they take, with the other GEMMs in
-            // mma.sync and in wgmma tiles; for sm_80, h = 128 alone, whose 136 KB of shared memory fit an A100.
-            Spec roll = spec("input_dim = 2; hidden_size = 128; num_layers = 3;", "method = ict;");
-            for (Program p : arch.equals("sm_90") ? List.of(programs.get(0), programs.get(2), Compiler.sampler(roll).program())
-                                                  : List.of(Compiler.sampler(roll).program())) {
-                for (PtxRenderer.Matmul m : List.of(PtxRenderer.Matmul.TF32, PtxRenderer.Matmul.TF32X3)) {
-                    Program fused = PtxRenderer.fuseMlps(p, m);
-                    assertTrue(fused.kernels().stream().anyMatch(k -> k instanceof dev.cmc.kernel.Kernel.Mlp), p.name() + " has no fused block");
-                    for (PtxRenderer.Tiling tiling : arch.equals("sm_90") ? List.of(PtxRenderer.Tiling.NARROW, PtxRenderer.Tiling.WGMMA)
-                                                                          : List.of(PtxRenderer.Tiling.NARROW)) {
-                        String ptx = PtxRenderer.render(fused, "ptxas test", arch, m, tiling);
-                        String target = tiling == PtxRenderer.Tiling.WGMMA ? "sm_90a" : arch;
-                        String what = p.name() + " (fused MLP blocks, " + m.description + ", " + tiling.name().toLowerCase() + " tiles) for " + target;
-                        Path base = dir.resolve("fused_" + p.name() + "_" + p.kernels().size() + "_" + m + "_" + tiling);
-                        checks.add(pool.submit(() -> { assemble(ptxas, target, base, ptx, what); return null; }));
-                    }
-                }
-            }
-            for (var c : checks) {
-                try {
-                    c.get();
-                } catch (java.util.concurrent.ExecutionException e) {
-                    if (e.getCause() instanceof Error err) throw err;
-                    throw e;
-                }
-            }
-        } finally {
-            pool.shutdownNow();
         }
+        // Fused MLP blocks (CMC_CUDA_MLP=fused, tf32 and 3xTF32) at both widths they take, with the other GEMMs in
+        // mma.sync and in wgmma tiles; for sm_80, h = 128 alone, whose 136 KB of shared memory fit an A100.
+        Spec roll = spec("input_dim = 2; hidden_size = 128; num_layers = 3;", "method = ict;");
+        for (Program p : arch.equals("sm_90") ? List.of(programs.get(0), programs.get(2), Compiler.sampler(roll).program())
+                                              : List.of(Compiler.sampler(roll).program())) {
+            for (PtxRenderer.Matmul m : List.of(PtxRenderer.Matmul.TF32, PtxRenderer.Matmul.TF32X3)) {
+                Program fused = PtxRenderer.fuseMlps(p, m);
+                assertTrue(fused.kernels().stream().anyMatch(k -> k instanceof dev.cmc.kernel.Kernel.Mlp), p.name() + " has no fused block");
+                for (PtxRenderer.Tiling tiling : arch.equals("sm_90") ? List.of(PtxRenderer.Tiling.NARROW, PtxRenderer.Tiling.WGMMA)
+                                                                      : List.of(PtxRenderer.Tiling.NARROW)) {
+                    String ptx = PtxRenderer.render(fused, "ptxas test", arch, m, tiling);
+                    String target = tiling == PtxRenderer.Tiling.WGMMA ? "sm_90a" : arch;
+                    String what = p.name() + " (fused MLP blocks, " + m.description + ", " + tiling.name().toLowerCase() + " tiles) for " + target;
+                    Path base = dir.resolve("fused_" + p.name() + "_" + p.kernels().size() + "_" + m + "_" + tiling);
+                    checks.add(new Assembly(base, target, ptx, what));
+                }
+            }
+        }
+        assembleAll(ptxas, checks);
     }
 
     /**
@@ -123,6 +110,29 @@ public class PtxasTest {
         if (i == 0 || i == 2) out.add(PtxRenderer.Tiling.WIDE);
         if ((i == 0 || i == 2 || i == 3) && arch.equals("sm_90") && m != PtxRenderer.Matmul.BF16) out.add(PtxRenderer.Tiling.WGMMA);
         return out;
+    }
+
+    /** A module to assemble: where its files go, the target, its text, and what a failure calls it. */
+    private record Assembly(Path base, String target, String ptx, String what) {}
+
+    /** One ptxas per module, as many at once as there are cores (each is single-threaded and takes seconds); none where ptxas is missing. */
+    private static void assembleAll(Path ptxas, List<Assembly> modules) throws Exception {
+        if (ptxas == null) return;
+        var pool = java.util.concurrent.Executors.newFixedThreadPool(Runtime.getRuntime().availableProcessors());
+        try {
+            var checks = new ArrayList<java.util.concurrent.Future<?>>();
+            for (Assembly m : modules) checks.add(pool.submit(() -> { assemble(ptxas, m.target(), m.base(), m.ptx(), m.what()); return null; }));
+            for (var c : checks) {
+                try {
+                    c.get();
+                } catch (java.util.concurrent.ExecutionException e) {
+                    if (e.getCause() instanceof Error err) throw err;
+                    throw e;
+                }
+            }
+        } finally {
+            pool.shutdownNow();
+        }
     }
 
     private static void assemble(Path ptxas, String arch, Path base, String ptx, String what) throws Exception {
@@ -160,39 +170,26 @@ public class PtxasTest {
                 new Object[]{smallStep, PtxRenderer.Matmul.TF32X3, PtxRenderer.Tiling.NARROW, "sm_90"},
                 new Object[]{smallStep, PtxRenderer.Matmul.FMA, PtxRenderer.Tiling.NARROW, "sm_80"});
         Path ptxas = ptxas();
-        var pool = java.util.concurrent.Executors.newFixedThreadPool(Runtime.getRuntime().availableProcessors());
-        try {
-            var checks = new ArrayList<java.util.concurrent.Future<?>>();
-            for (Object[] c : cases) {
-                Program p = (Program) c[0];
-                var m = (PtxRenderer.Matmul) c[1];
-                var tiling = (PtxRenderer.Tiling) c[2];
-                String target = (String) c[3];
-                String whole = PtxRenderer.render(p, "modules test", target.substring(0, 5), m, tiling);
-                List<String> modules = PtxRenderer.modules(p, target.substring(0, 5), m, tiling);
-                assertEquals(p.kernels().size(), modules.size());
-                for (int k = 0; k < modules.size(); k++) {
-                    String module = modules.get(k), name = PtxRenderer.kernelName(p, k);
-                    assertEquals(1, module.split("\\.visible \\.entry ", -1).length - 1, name + ": one kernel a module");
-                    assertTrue(module.contains(".target " + target + "\n"), name + " targets " + target);
-                    String function = module.substring(module.indexOf("// " + p.kernels().get(k).name() + "\n"));
-                    assertTrue(whole.contains(function), name + "'s module holds the whole module's text of it");
-                    if (ptxas == null) continue;
-                    Path base = dir.resolve(p.name() + "_" + m + "_" + tiling + "_" + k);
-                    String what = name + " alone (" + m.description + ", " + tiling.name().toLowerCase() + " tiles) for " + target;
-                    checks.add(pool.submit(() -> { assemble(ptxas, target, base, module, what); return null; }));
-                }
+        var checks = new ArrayList<Assembly>();
+        for (Object[] c : cases) {
+            Program p = (Program) c[0];
+            var m = (PtxRenderer.Matmul) c[1];
+            var tiling = (PtxRenderer.Tiling) c[2];
+            String target = (String) c[3];
+            String whole = PtxRenderer.render(p, "modules test", target.substring(0, 5), m, tiling);
+            List<String> modules = PtxRenderer.modules(p, target.substring(0, 5), m, tiling);
+            assertEquals(p.kernels().size(), modules.size());
+            for (int k = 0; k < modules.size(); k++) {
+                String module = modules.get(k), name = PtxRenderer.kernelName(p, k);
+                assertEquals(1, module.split("\\.visible \\.entry ", -1).length - 1, name + ": one kernel a module");
+                assertTrue(module.contains(".target " + target + "\n"), name + " targets " + target);
+                String function = module.substring(module.indexOf("// " + p.kernels().get(k).name() + "\n"));
+                assertTrue(whole.contains(function), name + "'s module holds the whole module's text of it");
+                Path base = dir.resolve(p.name() + "_" + m + "_" + tiling + "_" + k);
+                String what = name + " alone (" + m.description + ", " + tiling.name().toLowerCase() + " tiles) for " + target;
+                checks.add(new Assembly(base, target, module, what));
             }
-            for (var c : checks) {
-                try {
-                    c.get();
-                } catch (java.util.concurrent.ExecutionException e) {
-                    if (e.getCause() instanceof Error err) throw err;
-                    throw e;
-                }
-            }
-        } finally {
-            pool.shutdownNow();
         }
+        assembleAll(ptxas, checks);
     }
 }

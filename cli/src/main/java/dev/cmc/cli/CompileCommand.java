@@ -46,8 +46,9 @@ final class CompileCommand implements Callable<Integer> {
         if (!arch.equals("sm_80") && !arch.equals("sm_90")) throw new Main.UserError("--arch " + arch + ": valid architectures are sm_80 and sm_90");
         if (emitBinary != null && !target.equals("opencl")) throw new Main.UserError("--emit-binary needs --target opencl");
         var tiling = target.equals("cuda") ? dev.cmc.runtime.cuda.CudaBackend.configuredTiling() : null;
-        if (tiling == dev.cmc.render.PtxRenderer.Tiling.WGMMA && !arch.equals("sm_90")) {
-            throw new Main.UserError("--arch " + arch + ": CMC_CUDA_TILES=wgmma needs --arch sm_90 (its modules target sm_90a)");
+        if (tiling != null && tiling.wgmma() && !arch.equals("sm_90")) {
+            throw new Main.UserError("--arch " + arch + ": CMC_CUDA_TILES=" + tiling.name().toLowerCase().replace('_', '-')
+                    + " needs --arch sm_90 (its modules target sm_90a)");
         }
         Spec s = spec.load();
         String precision = s.target().precision();
@@ -72,7 +73,7 @@ final class CompileCommand implements Callable<Integer> {
             if (backend != null) files.putAll(backend.render(p, h));
             else if (target.equals("tornado")) files.put(dev.cmc.render.TornadoRenderer.className(p) + ".java", dev.cmc.render.TornadoRenderer.render(p, JvmBackend.lanes(), h));
             else if (target.equals("cuda")) {
-                String ptxTarget = tiling == dev.cmc.render.PtxRenderer.Tiling.WGMMA ? "sm_90a" : arch;
+                String ptxTarget = tiling.wgmma() ? "sm_90a" : arch;
                 files.put(dev.cmc.render.JavaRenderer.className(p) + "." + ptxTarget + ".ptx", dev.cmc.render.PtxRenderer.render(p, h, arch, matmul, tiling));
             }
             else files.put(dev.cmc.render.JavaRenderer.className(p) + ".cl", dev.cmc.render.OpenClRenderer.render(p, h));

@@ -56,7 +56,7 @@ class PtxGemm extends PtxMatrixKernel {
         String as, bs;
         if (tile.warpgroups()) {   // dynamic shared memory: A's stages (heads, then 3xTF32's remainders), then B's
             as = symbol(DYNAMIC_SHARED);
-            bs = bin("add.s64", as, Integer.toString(tile.sharedBytes(matmul) - tile.stages() * 4 * SLICE_K * tile.bStride()));
+            bs = bin("add.s64", as, Integer.toString(tile.sharedBytes(matmul) - tile.stages() * 4 * tile.sliceK() * tile.bStride()));
         } else {
             int aFloats = matmul == Matmul.FMA ? 2 * SLICE_K * A_STRIDE : tile.stages() * mmaStageA(g);
             int bFloats = matmul == Matmul.FMA ? 2 * SLICE_K * B_STRIDE : tile.stages() * SLICE_K * tile.bStride();
@@ -74,9 +74,10 @@ class PtxGemm extends PtxMatrixKernel {
         if (splitsK(g)) {
             comment("split K: the grid's depth is the slice count (PtxRenderer.splits)");
             splits = special("%nctaid.z");
-            String steps = bin("div.s32", bin("add.s32", bin("add.s32", k, Integer.toString(SLICE_K - 1)), bin("mul.lo.s32", bin("add.s32", splits, "-1"), Integer.toString(SLICE_K))),
-                    bin("mul.lo.s32", splits, Integer.toString(SLICE_K)));
-            String chunk = bin("mul.lo.s32", steps, Integer.toString(SLICE_K));
+            int slice = tile.sliceK();
+            String steps = bin("div.s32", bin("add.s32", bin("add.s32", k, Integer.toString(slice - 1)), bin("mul.lo.s32", bin("add.s32", splits, "-1"), Integer.toString(slice))),
+                    bin("mul.lo.s32", splits, Integer.toString(slice)));
+            String chunk = bin("mul.lo.s32", steps, Integer.toString(slice));
             kBegin = bin("mul.lo.s32", special("%ctaid.z"), chunk);
             kEnd = bin("min.s32", k, bin("add.s32", kBegin, chunk));
         }
@@ -382,7 +383,7 @@ class PtxGemm extends PtxMatrixKernel {
                     java.util.function.BiConsumer<String, String> compute) {
         int stages = tile.stages();
         Copies bc = kRowCopies(g.b(), tile.bn(), g.domain().cols(), t.col0(), t.n(), tile.bStride(), t.tid());
-        int bStage = SLICE_K * tile.bStride();
+        int slice = tile.sliceK(), bStage = slice * tile.bStride();
         java.util.function.BiConsumer<String, String> issue = (kBase, stage) -> {
             String aBase = bufferBase(t.as(), stage, aStage), bBase = bufferBase(t.bs(), stage, bStage);
             for (Copies c : List.of(ac, bc)) {
@@ -402,10 +403,10 @@ class PtxGemm extends PtxMatrixKernel {
             op("cp.async.commit_group;");
         };
         comment("prologue: slices 0.." + (ahead - 1) + " on their way into stages 0.." + (ahead - 1));
-        for (int s = 0; s < ahead; s++) issue.accept(bin("add.s32", t.kBegin(), Integer.toString(s * SLICE_K)), Integer.toString(s));
+        for (int s = 0; s < ahead; s++) issue.accept(bin("add.s32", t.kBegin(), Integer.toString(s * slice)), Integer.toString(s));
         String kCur = r(), kNext = r(), readStage = r(), writeStage = r();
         op("mov.u32 " + kCur + ", " + t.kBegin() + ";");
-        op("add.s32 " + kNext + ", " + t.kBegin() + ", " + ahead * SLICE_K + ";");
+        op("add.s32 " + kNext + ", " + t.kBegin() + ", " + ahead * slice + ";");
         op("mov.u32 " + readStage + ", 0;");
         op("mov.u32 " + writeStage + ", " + ahead + ";");
         String top = newLabel("k"), done = newLabel("k_end");
@@ -417,11 +418,11 @@ class PtxGemm extends PtxMatrixKernel {
         op("cp.async.wait_group " + (ahead - 1) + ";");
         landed.accept(readStage);
         op("bar.sync 0;");
-        comment("slice k+" + ahead * SLICE_K + " into the stage computed " + (stages - ahead) + " trip(s) ago, then compute this one");
+        comment("slice k+" + ahead * slice + " into the stage computed " + (stages - ahead) + " trip(s) ago, then compute this one");
         issue.accept(kNext, writeStage);
         compute.accept(bufferBase(t.as(), readStage, aStage), bufferBase(t.bs(), readStage, bStage));
-        op("add.s32 " + kCur + ", " + kCur + ", " + SLICE_K + ";");
-        op("add.s32 " + kNext + ", " + kNext + ", " + SLICE_K + ";");
+        op("add.s32 " + kCur + ", " + kCur + ", " + slice + ";");
+        op("add.s32 " + kNext + ", " + kNext + ", " + slice + ";");
         nextStage(readStage, stages);
         nextStage(writeStage, stages);
         op("bra " + top + ";");
@@ -443,14 +444,15 @@ class PtxGemm extends PtxMatrixKernel {
         // A thread's copies step by the same amounts from the first: a block's threads' chunks on is a fixed
         // number of rows further down (the tile's rows are whole multiples of chunks), so one set of registers
         // and immediate offsets describe them all, however many 4-byte copies an odd shape needs.
-        int aw = chunkWidth(g.k(), a.offset()), perRow = SLICE_K / aw, down = tile.threads() / perRow;
+        int slice = tile.sliceK(), aw = chunkWidth(g.k(), a.offset()), perRow = slice / aw, down = tile.threads() / perRow;
         String row, kk, sharedBytes;
         int sharedStep;
         if (coreMatrices) {
             int perCoreRow = 4 / aw;   // chunks in a core matrix's 16-byte row: 1, or 4 of one float
             String r8 = bin("and.b32", aw == 4 ? t.tid() : bin("shr.u32", t.tid(), log2(perCoreRow)), "7");
-            String kCore = bin("and.b32", bin("shr.u32", t.tid(), log2(8 * perCoreRow)), "3");
-            String rowGroup = bin("shr.u32", t.tid(), log2(32 * perCoreRow));
+            int coresAlongK = slice / 4;
+            String kCore = bin("and.b32", bin("shr.u32", t.tid(), log2(8 * perCoreRow)), Integer.toString(coresAlongK - 1));
+            String rowGroup = bin("shr.u32", t.tid(), log2(8 * coresAlongK * perCoreRow));
             row = bin("add.s32", bin("shl.b32", rowGroup, "3"), r8);
             kk = bin("shl.b32", kCore, "2");
             if (aw == 1) kk = bin("add.s32", kk, bin("and.b32", t.tid(), "3"));
@@ -463,7 +465,7 @@ class PtxGemm extends PtxMatrixKernel {
             sharedStep = 4 * down * MMA_A_ROW;
         }
         String gRow = bin("add.s32", t.row0(), row);
-        return new Copies(a, aw, tile.bm() * SLICE_K / aw / tile.threads(), kk, 0, "1",
+        return new Copies(a, aw, tile.bm() * slice / aw / tile.threads(), kk, 0, "1",
                 bin("add.s32", mad(gRow, Integer.toString(g.k()), kk), Integer.toString(a.offset())), down * g.k(), gRow, down, t.m(),
                 wideBytes(sharedBytes), sharedStep);
     }
@@ -484,7 +486,7 @@ class PtxGemm extends PtxMatrixKernel {
         int width = chunkWidth(rowLen, buf.offset()), perRow = tileCols / width, down = tile.threads() / perRow;
         String kk = bin("shr.u32", tid, log2(perRow)), col = bin("shl.b32", bin("and.b32", tid, Integer.toString(perRow - 1)), log2(width));
         String gCol = bin("add.s32", origin, col);
-        return new Copies(buf, width, SLICE_K * tileCols / width / tile.threads(), kk, down, Integer.toString(rowLen),
+        return new Copies(buf, width, tile.sliceK() * tileCols / width / tile.threads(), kk, down, Integer.toString(rowLen),
                 bin("add.s32", mad(kk, Integer.toString(rowLen), gCol), Integer.toString(buf.offset())), down * rowLen, gCol, 0, limit,
                 wideBytes(bin("shl.b32", mad(kk, Integer.toString(stride), col), "2")), 4 * down * stride);
     }

@@ -38,11 +38,11 @@ public final class PtxRenderer {
     /** A tensor-core GEMM warp's m16n8 tiles down (16×4 = 64 rows) and, by default, across (8×4 = 32 columns). */
     static final int WARP_M_TILES = 4, WARP_N_TILES = 4;
     /**
-     * The wgmma GEMMs: threads per warpgroup; the bytes of one stage's 128×16 A slice, kept as wgmma's core
-     * matrices (8 rows × 16 bytes, 128 contiguous bytes each), the 4 of a row group side by side in K
-     * (LBO = 128 bytes apart) and the 16 row groups one after another (SBO = 512 bytes apart).
+     * The wgmma GEMMs: threads per warpgroup; a stage's A slice (128 rows × the tile's slice depth) is kept as
+     * wgmma's core matrices (8 rows × 16 bytes, 128 contiguous bytes each), those of a row group side by side in
+     * K (LBO = 128 bytes apart) and the 16 row groups one after another ({@link Tile#sbo}).
      */
-    static final int WARPGROUP = 128, WG_A_STAGE_BYTES = BM * SLICE_K * 4, WG_LBO = 128, WG_SBO = 4 * WG_LBO;
+    static final int WARPGROUP = 128, WG_LBO = 128;
     /** wgmma's pipeline: slices s+1 and s+2 copied while s is issued and s-1 still multiplied; s-2's stage refilled. */
     static final int WG_STAGES = 4;
     static final String DYNAMIC_SHARED = "dsmem";
@@ -92,12 +92,26 @@ public final class PtxRenderer {
      *       instead of 1.5: with one mma per fragment pair (not 3xTF32's three), a 64×32 warp's loads take an
      *       estimated 75% of the SM's shared-memory bandwidth at the tensor cores' rate, this 50%.</li>
      *   <li>WGMMA, for tf32 and 3xTF32 on sm_90a: 128×128 as two warpgroups, each computing 64 output columns for
-     *       all 128 rows with wgmma.mma_async, 4 stages in dynamic shared memory (see {@link PtxWgmmaGemm}).</li>
+     *       all 128 rows with wgmma.mma_async, 4 stages of 16-deep slices in dynamic shared memory, each 8-deep K
+     *       step a commit group of its own (see {@link PtxWgmmaGemm}).</li>
+     *   <li>WGMMA_DEEP, for tf32 on sm_90a: the same in 3 stages of 32-deep slices (100 KB, two blocks an SM),
+     *       each step waiting for the group a slice back: four wgmma in flight a warpgroup instead of two, and half
+     *       the barriers per multiply.</li>
      * </ul>
+     * sliceK is the K depth of a slice, which split K cuts K into whole multiples of.
      */
-    public record Tile(int bm, int bn, int stages, int warpNTiles, boolean warpgroups) {
-        public static final Tile NARROW = new Tile(BM, BN, STAGES, WARP_N_TILES, false), WIDE = new Tile(BM, 2 * BN, 2, WARP_N_TILES, false),
-                WIDE_WARPS = new Tile(BM, 2 * BN, 2, 2 * WARP_N_TILES, false), WGMMA = new Tile(BM, 2 * BN, WG_STAGES, 0, true);
+    public record Tile(int bm, int bn, int stages, int warpNTiles, boolean warpgroups, int sliceK) {
+        public static final Tile NARROW = new Tile(BM, BN, STAGES, WARP_N_TILES, false, SLICE_K),
+                WIDE = new Tile(BM, 2 * BN, 2, WARP_N_TILES, false, SLICE_K),
+                WIDE_WARPS = new Tile(BM, 2 * BN, 2, 2 * WARP_N_TILES, false, SLICE_K),
+                WGMMA = new Tile(BM, 2 * BN, WG_STAGES, 0, true, SLICE_K),
+                WGMMA_DEEP = new Tile(BM, 2 * BN, 3, 0, true, 2 * SLICE_K);
+
+        /** Bytes of a wgmma stage's A slice as core matrices. */
+        int aStageBytes() { return bm * sliceK * 4; }
+
+        /** Bytes between a wgmma A slice's row groups: its core matrices along K, LBO apart. */
+        int sbo() { return sliceK / 4 * WG_LBO; }
 
         public int threads() { return warpgroups ? 2 * WARPGROUP : bm / (16 * WARP_M_TILES) * (bn / (8 * warpNTiles)) * 32; }
 
@@ -106,7 +120,7 @@ public final class PtxRenderer {
          * TF32 heads and remainders) and B's 16 K rows, padded; 0 for the other tiles, whose arrays are static.
          */
         public int sharedBytes(Matmul matmul) {
-            return warpgroups ? stages * ((matmul == Matmul.TF32X3 ? 2 : 1) * WG_A_STAGE_BYTES + 4 * SLICE_K * bStride()) : 0;
+            return warpgroups ? stages * ((matmul == Matmul.TF32X3 ? 2 : 1) * aStageBytes() + 4 * sliceK * bStride()) : 0;
         }
 
         int bStride() { return bn + 8; }
@@ -132,11 +146,18 @@ public final class PtxRenderer {
      * and 3xTF32 by wgmma warpgroups (WGMMA, sm_90 only: the module targets sm_90a). fp32 FMA GEMMs are always
      * 128×64; under WGMMA, bf16 GEMMs and the rest keep 128×64 mma.sync tiles.
      */
-    public enum Tiling { NARROW, WIDE, WGMMA }
+    public enum Tiling {
+        NARROW, WIDE, WGMMA, WGMMA_DEEP;
+
+        /** Whether the module has wgmma GEMMs, and so targets sm_90a. */
+        public boolean wgmma() { return this == WGMMA || this == WGMMA_DEEP; }
+    }
 
     public static Tile tile(Kernel.Gemm g, Matmul matmul, Tiling tiling) {
         boolean wide = tiling != Tiling.NARROW && matmul != Matmul.FMA && !g.transposeA() && g.domain().cols() >= 2 * BN;
-        if (wide && tiling == Tiling.WGMMA) return matmul == Matmul.BF16 ? Tile.NARROW : Tile.WGMMA;
+        if (wide && tiling.wgmma()) {
+            return matmul == Matmul.BF16 ? Tile.NARROW : matmul == Matmul.TF32 && tiling == Tiling.WGMMA_DEEP ? Tile.WGMMA_DEEP : Tile.WGMMA;
+        }
         return !wide ? Tile.NARROW : matmul == Matmul.TF32X3 ? Tile.WIDE : Tile.WIDE_WARPS;
     }
 
@@ -322,7 +343,8 @@ public final class PtxRenderer {
     public static String render(Program program, String header, String arch, Matmul matmul, Tiling tiling) {
         var sb = new StringBuilder();
         sb.append("// ").append(header.replace("\n", "\n// ")).append(" (").append(matmul.description)
-                .append(tiling == Tiling.WIDE ? ", 128x128 tiles" : tiling == Tiling.WGMMA ? ", 128x128 wgmma tiles" : "").append(")\n");
+                .append(tiling == Tiling.WIDE ? ", 128x128 tiles" : tiling == Tiling.WGMMA ? ", 128x128 wgmma tiles"
+                        : tiling == Tiling.WGMMA_DEEP ? ", 128x128 wgmma tiles, 32-deep slices" : "").append(")\n");
         sb.append("// Generated by cmc: do not edit; regenerate with `cmc compile --target cuda --emit DIR`.\n\n");
         sb.append(preamble(program, arch, tiling));
         for (int i = 0; i < program.kernels().size(); i++) sb.append('\n').append(function(program, i, matmul, tiling).render());
@@ -343,11 +365,11 @@ public final class PtxRenderer {
 
     /** A module's directives: PTX 8.0 for the architecture (sm_90a for wgmma), and the dynamic shared memory kernels may use. */
     private static String preamble(Program program, String arch, Tiling tiling) {
-        if (tiling == Tiling.WGMMA && !arch.equals("sm_90")) {
+        if (tiling.wgmma() && !arch.equals("sm_90")) {
             throw new IllegalArgumentException("wgmma tiles need an sm_90 GPU (H100, H200), not " + arch);
         }
-        var sb = new StringBuilder(".version 8.0\n.target ").append(tiling == Tiling.WGMMA ? "sm_90a" : arch).append("\n.address_size 64\n");
-        if (tiling == Tiling.WGMMA || program.kernels().stream().anyMatch(k -> k instanceof Kernel.Mlp)) {
+        var sb = new StringBuilder(".version 8.0\n.target ").append(tiling.wgmma() ? "sm_90a" : arch).append("\n.address_size 64\n");
+        if (tiling.wgmma() || program.kernels().stream().anyMatch(k -> k instanceof Kernel.Mlp)) {
             sb.append(".extern .shared .align 128 .b8 ").append(DYNAMIC_SHARED).append("[];\n");
         }
         return sb.toString();

@@ -26,15 +26,16 @@ final class PtxWgmmaGemm extends PtxGemm {
      * K rows exactly like an mma.sync B fragment. Two warpgroups each take 64 of the tile's 128 output columns
      * (wgmma's M) for all 128 rows (its N): one m64n128k8 per 8-deep K step, three for 3xTF32, whose A
      * remainders are split off in shared memory by the threads that copied them, as soon as they land.
-     * Each 8-deep K step is a commit group of its own, and each step waits only for the step before's group:
-     * the tensor cores do not drain between steps or slices. A step's A fragments live in registers of their
-     * own (a slice's two steps, two sets), free again once the next step's wait has retired them; a slice's
-     * stage is refilled two trips later, after the barrier that follows its last step's retirement.
+     * Each 8-deep K step is a commit group of its own, and each step waits only for the group a slice back
+     * (a 16-deep slice's steps leave one group in flight, a 32-deep one's three): the tensor cores do not drain
+     * between steps or slices. A step's A fragments live in registers of their own (one set per step of a
+     * slice), free again once that wait has retired them, before the same step of the next slice writes them; a
+     * slice's stage is refilled stages - 1 trips later, after the barrier that follows its last step's retirement.
      */
     private void gemmWgmma(Kernel.Gemm g) {
         Frame t = frame(g);
         boolean x3 = matmul == Matmul.TF32X3;
-        int wgN = tile.bm(), loOffset = tile.stages() * WG_A_STAGE_BYTES;
+        int wgN = tile.bm(), loOffset = tile.stages() * tile.aStageBytes();
         String lane = bin("and.b32", t.tid(), "31"), warp = bin("and.b32", bin("shr.u32", t.tid(), "5"), "3");
         String group = bin("shr.u32", t.tid(), "7"), grp = bin("shr.u32", lane, "2"), tig = bin("and.b32", lane, "3");
         // This thread's first output column in the tile: 64 per warpgroup, 16 per warp (wgmma's rows), g.
@@ -43,13 +44,14 @@ final class PtxWgmmaGemm extends PtxGemm {
         for (int i = 0; i < acc.length; i++) acc[i] = constF(0);
         Copies ac = aCopies(g, t, true);
         String bOff = wideBytes(bin("shl.b32", mad(tig, Integer.toString(tile.bStride()), colIn), "2"));
-        asyncKLoop(g, t, ac, WG_A_STAGE_BYTES / 4, tile.stages() - 2, stage -> {
-            if (x3) splitIntoHeadsAndRemainders(ac, bufferBase(t.as(), stage, WG_A_STAGE_BYTES / 4), loOffset);
+        asyncKLoop(g, t, ac, tile.aStageBytes() / 4, tile.stages() - 2, stage -> {
+            if (x3) splitIntoHeadsAndRemainders(ac, bufferBase(t.as(), stage, tile.aStageBytes() / 4), loOffset);
             comment("the slice was written through the generic proxy; wgmma reads it through the async proxy");
             op("fence.proxy.async.shared::cta;");
         }, (aBase, bBase) -> {
             String bRead = bin("add.s64", bBase, bOff), desc = descriptor(aBase);
-            for (int ks = 0; ks < SLICE_K; ks += 8) {
+            int steps = tile.sliceK() / 8;
+            for (int ks = 0; ks < tile.sliceK(); ks += 8) {
                 comment("k step " + ks + (x3 ? ": remainder products first" : ""));
                 String[][] a = tf32(transposedBWords(bRead, ks));
                 op("wgmma.fence.sync.aligned;");
@@ -61,8 +63,9 @@ final class PtxWgmmaGemm extends PtxGemm {
                 }
                 wgmma(wgN, acc, a[0], d);
                 op("wgmma.commit_group.sync.aligned;");
-                comment("the step before is multiplied: its A fragments are free, and after the next barrier its stage");
-                op("wgmma.wait_group.sync.aligned 1;");
+                comment("the step a slice back is multiplied: its A fragments are free for this step of the next slice, and after"
+                        + " the next barrier its stage");
+                op("wgmma.wait_group.sync.aligned " + (steps - 1) + ";");
             }
         });
         op("wgmma.wait_group.sync.aligned 0;");
@@ -86,7 +89,7 @@ final class PtxWgmmaGemm extends PtxGemm {
         op("cvt.u32.u64 " + low + ", " + sharedAddress + ";");
         String start = bin("and.b32", bin("shr.u32", low, "4"), "16383");
         String word = bin("or.b32", start, Integer.toString((WG_LBO >> 4) << 16));
-        return bin("or.b64", wideBytes(word), Long.toString((long) (WG_SBO >> 4) << 32));
+        return bin("or.b64", wideBytes(word), Long.toString((long) (tile.sbo() >> 4) << 32));
     }
 
     /**

@@ -73,7 +73,7 @@ public class PtxasTest {
                 // 128×128 tensor-core tiles too, for the seed sampler and training step: the shapes they are for.
                 for (PtxRenderer.Tiling tiling : tilings(i, m, arch)) {
                     String ptx = p.name().equals("peak_fma") ? PtxRenderer.renderPeak(p, arch) : PtxRenderer.render(p, "ptxas test", arch, m, tiling);
-                    String target = tiling == PtxRenderer.Tiling.WGMMA ? "sm_90a" : arch;
+                    String target = tiling.wgmma() ? "sm_90a" : arch;
                     String what = p.name() + " (" + m.description + ", " + tiling.name().toLowerCase() + " tiles) for " + target;
                     checks.add(new Assembly(dir.resolve(file + "_" + m + "_" + tiling), target, ptx, what));
                 }
@@ -90,7 +90,7 @@ public class PtxasTest {
                 for (PtxRenderer.Tiling tiling : arch.equals("sm_90") ? List.of(PtxRenderer.Tiling.NARROW, PtxRenderer.Tiling.WGMMA)
                                                                       : List.of(PtxRenderer.Tiling.NARROW)) {
                     String ptx = PtxRenderer.render(fused, "ptxas test", arch, m, tiling);
-                    String target = tiling == PtxRenderer.Tiling.WGMMA ? "sm_90a" : arch;
+                    String target = tiling.wgmma() ? "sm_90a" : arch;
                     String what = p.name() + " (fused MLP blocks, " + m.description + ", " + tiling.name().toLowerCase() + " tiles) for " + target;
                     Path base = dir.resolve("fused_" + p.name() + "_" + p.kernels().size() + "_" + m + "_" + tiling);
                     checks.add(new Assembly(base, target, ptx, what));
@@ -102,13 +102,15 @@ public class PtxasTest {
 
     /**
      * The tilings to assemble program i in: 128×128 tiles for the seed sampler and training step (the shapes
-     * they are for), wgmma's (sm_90a) for those and the iCT grouped step, whose embedding GEMM splits K.
+     * they are for), wgmma's (sm_90a) for those and the iCT grouped step, whose embedding GEMM splits K, and
+     * wgmma's 32-deep slices (tf32) for the seed's two.
      */
     private static List<PtxRenderer.Tiling> tilings(int i, PtxRenderer.Matmul m, String arch) {
         var out = new ArrayList<>(List.of(PtxRenderer.Tiling.NARROW));
         if (m == PtxRenderer.Matmul.FMA) return out;
         if (i == 0 || i == 2) out.add(PtxRenderer.Tiling.WIDE);
         if ((i == 0 || i == 2 || i == 3) && arch.equals("sm_90") && m != PtxRenderer.Matmul.BF16) out.add(PtxRenderer.Tiling.WGMMA);
+        if ((i == 0 || i == 2) && arch.equals("sm_90") && m == PtxRenderer.Matmul.TF32) out.add(PtxRenderer.Tiling.WGMMA_DEEP);
         return out;
     }
 

@@ -56,6 +56,10 @@ class ParityTest {
                 all.add(Named.of("cuda:" + d.index() + " " + d.name() + " with " + m.description + " in 128x128 wgmma tiles",
                         new dev.cmc.runtime.cuda.CudaBackend(d.index()).withMatmul(m).withTiling(dev.cmc.render.PtxRenderer.Tiling.WGMMA)));
             }
+            if (d.major() == 9) {   // wgmma's 32-deep slices, tf32's alone (GemmKernelTest checks them in the simulator)
+                all.add(Named.of("cuda:" + d.index() + " " + d.name() + " with tf32 tensor-core GEMMs in 128x128 wgmma tiles, 32-deep slices",
+                        new dev.cmc.runtime.cuda.CudaBackend(d.index()).withPrecision("tf32").withTiling(dev.cmc.render.PtxRenderer.Tiling.WGMMA_DEEP)));
+            }
         }
         if (dev.cmc.runtime.cuda.CudaDevices.unavailable() != null) {
             skipped("cuda on a GPU skipped: " + dev.cmc.runtime.cuda.CudaDevices.unavailable() + " (its PTX runs in the simulator instead)");

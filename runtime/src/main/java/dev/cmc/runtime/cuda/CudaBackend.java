@@ -29,11 +29,13 @@ public final class CudaBackend implements Backend {
     /**
      * How tensor-core GEMMs are tiled: 128×64 (the default), or where they have 128 columns or more, with
      * CMC_CUDA_TILES=wide 128×128 by mma.sync warps, with CMC_CUDA_TILES=wgmma 128×128 by wgmma warpgroups
-     * (compute capability 9.0; see {@link PtxRenderer.Tile}). Neither is timed on a GPU yet: scripts/gpu-check.sh times all three.
+     * (compute capability 9.0; see {@link PtxRenderer.Tile}), with wgmma-deep the same in 32-deep slices for
+     * tf32. On an H200, wgmma was the fastest (1M fp32 samples in 72.3 ms, 96.4 by default); its parity on the
+     * card and wgmma-deep are for scripts/gpu-check.sh's next run.
      */
     public static PtxRenderer.Tiling configuredTiling() {
         return envChoice("CMC_CUDA_TILES", Map.entry("narrow", PtxRenderer.Tiling.NARROW), Map.entry("wide", PtxRenderer.Tiling.WIDE),
-                Map.entry("wgmma", PtxRenderer.Tiling.WGMMA));
+                Map.entry("wgmma", PtxRenderer.Tiling.WGMMA), Map.entry("wgmma-deep", PtxRenderer.Tiling.WGMMA_DEEP));
     }
 
     /** When residual MLP blocks run as one kernel each: never, in programs loaded for many rows, or always (tests). */
@@ -94,8 +96,8 @@ public final class CudaBackend implements Backend {
      * alone (H100, H200; not on Blackwell), and asking for it elsewhere is an error.
      */
     public PtxRenderer.Tiling tiling() {
-        if (tiling == PtxRenderer.Tiling.WGMMA && device.major() != 9) {
-            throw cannotRun("CMC_CUDA_TILES=wgmma", "a compute capability 9.0 GPU (H100, H200): its sm_90a code runs on no other",
+        if (tiling.wgmma() && device.major() != 9) {
+            throw cannotRun("CMC_CUDA_TILES=" + tiling.name().toLowerCase().replace('_', '-'), "a compute capability 9.0 GPU (H100, H200): its sm_90a code runs on no other",
                     "is compute capability " + device.major() + "." + device.minor(), "narrow or wide");
         }
         return tiling;
@@ -134,7 +136,8 @@ public final class CudaBackend implements Backend {
     @Override
     public String deviceName() {
         return device.name() + " (compute capability " + device.major() + "." + device.minor() + "; " + matmul.description
-                + (tiling == PtxRenderer.Tiling.WIDE ? ", 128×128 tiles" : tiling == PtxRenderer.Tiling.WGMMA ? ", 128×128 wgmma tiles" : "")
+                + (tiling == PtxRenderer.Tiling.WIDE ? ", 128×128 tiles" : tiling == PtxRenderer.Tiling.WGMMA ? ", 128×128 wgmma tiles"
+                        : tiling == PtxRenderer.Tiling.WGMMA_DEEP ? ", 128×128 wgmma tiles, 32-deep slices" : "")
                 + (mlpFusion == MlpFusion.SPLIT ? "" : mlpFusion == MlpFusion.ALWAYS ? ", fused MLP blocks" : ", fused MLP blocks at large batches") + ")";
     }
 

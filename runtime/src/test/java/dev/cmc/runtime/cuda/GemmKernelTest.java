@@ -60,6 +60,18 @@ class GemmKernelTest {
     }
 
     /**
+     * The same in 32-deep slices (CMC_CUDA_TILES=wgmma-deep; tf32 only, 3xTF32 keeps 16-deep ones): K that ends
+     * inside a slice, inside its last 8-deep step and on a slice boundary, split K (whose slices are whole 32-deep
+     * ones), both copy widths.
+     */
+    @ParameterizedTest(name = "{0} deep wgmma transposeA={1} rows={2} k={3} n={4}")
+    @CsvSource({"TF32, false, 70, 40, 200", "TF32, false, 200, 37, 136", "TF32, false, 130, 64, 256", "TF32, false, 300, 1030, 128",
+            "TF32, false, 70, 96, 130", "TF32X3, false, 70, 40, 136", "TF32, true, 300, 300, 136"})
+    void deepWgmmaTileGemmAgreesWithFloat64(PtxRenderer.Matmul matmul, boolean transposeA, int batch, int k, int n) {
+        assertGemmAgreesWithFloat64(matmul, PtxRenderer.Tiling.WGMMA_DEEP, transposeA, false, batch, k, n);
+    }
+
+    /**
      * An NN GEMM over fixed rows with a long K (an embedding's weight gradient over a σ table of 1,030 rows) is
      * cut into eight K slices too, whatever the batch.
      */
@@ -185,9 +197,11 @@ class GemmKernelTest {
         if (tiling == PtxRenderer.Tiling.WIDE) {
             assertEquals(transposeA ? 64 : 128, PtxRenderer.tile(gemm, matmul, tiling).bn(), "wide tiles for NN GEMMs, not TN");
         }
-        if (tiling == PtxRenderer.Tiling.WGMMA) {
+        if (tiling.wgmma()) {
             assertEquals(!transposeA && matmul != PtxRenderer.Matmul.BF16, PtxRenderer.tile(gemm, matmul, tiling).warpgroups(),
                     "wgmma for tf32 and 3xTF32 NN GEMMs only");
+            boolean deep = tiling == PtxRenderer.Tiling.WGMMA_DEEP && !transposeA && matmul == PtxRenderer.Matmul.TF32;
+            assertEquals(deep ? 32 : 16, PtxRenderer.tile(gemm, matmul, tiling).sliceK(), "32-deep slices for tf32 under wgmma-deep only");
         }
         var program = program(gemm);
         var rng = new SplittableRandom(7);
@@ -237,7 +251,7 @@ class GemmKernelTest {
     private static List<Backend> backends(PtxRenderer.Matmul matmul, PtxRenderer.Tiling tiling) {
         var out = new java.util.ArrayList<Backend>(List.of(new SimulatedCudaBackend(matmul, tiling)));
         var gpus = CudaDevices.list();
-        if (!gpus.isEmpty() && gpus.getFirst().major() >= 8 && (tiling != PtxRenderer.Tiling.WGMMA || gpus.getFirst().major() == 9)) {
+        if (!gpus.isEmpty() && gpus.getFirst().major() >= 8 && (!tiling.wgmma() || gpus.getFirst().major() == 9)) {
             out.add(new CudaBackend(0).withMatmul(matmul).withTiling(tiling));
         }
         return out;

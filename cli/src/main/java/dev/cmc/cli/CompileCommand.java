@@ -47,8 +47,7 @@ final class CompileCommand implements Callable<Integer> {
         if (emitBinary != null && !target.equals("opencl")) throw new Main.UserError("--emit-binary needs --target opencl");
         var tiling = target.equals("cuda") ? dev.cmc.runtime.cuda.CudaBackend.configuredTiling() : null;
         if (tiling != null && tiling.wgmma() && !arch.equals("sm_90")) {
-            throw new Main.UserError("--arch " + arch + ": CMC_CUDA_TILES=" + tiling.name().toLowerCase().replace('_', '-')
-                    + " needs --arch sm_90 (its modules target sm_90a)");
+            throw new Main.UserError("--arch " + arch + ": CMC_CUDA_TILES=" + tiling.setting + " needs --arch sm_90 (its modules target sm_90a)");
         }
         Spec s = spec.load();
         String precision = s.target().precision();

@@ -7,6 +7,7 @@ import dev.cmc.render.JavaRenderer;
 import dev.cmc.render.PtxRenderer;
 import dev.cmc.runtime.Backend;
 
+import java.util.List;
 import java.util.Map;
 
 /** Generated PTX, JIT-compiled and run by the CUDA driver (libcuda.so.1) through Java's FFM API. */
@@ -34,8 +35,7 @@ public final class CudaBackend implements Backend {
      * card and wgmma-deep are for scripts/gpu-check.sh's next run.
      */
     public static PtxRenderer.Tiling configuredTiling() {
-        return envChoice("CMC_CUDA_TILES", Map.entry("narrow", PtxRenderer.Tiling.NARROW), Map.entry("wide", PtxRenderer.Tiling.WIDE),
-                Map.entry("wgmma", PtxRenderer.Tiling.WGMMA), Map.entry("wgmma-deep", PtxRenderer.Tiling.WGMMA_DEEP));
+        return envChoice("CMC_CUDA_TILES", java.util.Arrays.stream(PtxRenderer.Tiling.values()).map(t -> Map.entry(t.setting, t)).toList());
     }
 
     /** When residual MLP blocks run as one kernel each: never, in programs loaded for many rows, or always (tests). */
@@ -73,10 +73,14 @@ public final class CudaBackend implements Backend {
     /** An environment switch among named values, the first the default; anything else is an error naming them all. */
     @SafeVarargs
     private static <T> T envChoice(String name, Map.Entry<String, T>... choices) {
+        return envChoice(name, List.of(choices));
+    }
+
+    private static <T> T envChoice(String name, List<Map.Entry<String, T>> choices) {
         String v = System.getenv(name);
-        if (v == null || v.isBlank()) return choices[0].getValue();
+        if (v == null || v.isBlank()) return choices.getFirst().getValue();
         for (var c : choices) if (v.equalsIgnoreCase(c.getKey())) return c.getValue();
-        var words = java.util.Arrays.stream(choices).map(Map.Entry::getKey).toList();
+        var words = choices.stream().map(Map.Entry::getKey).toList();
         throw new dev.cmc.runtime.SettingException(name + "=" + v + ": expected one of " + words.getFirst() + " (the default), "
                 + String.join(", ", words.subList(1, words.size())));
     }
@@ -97,7 +101,7 @@ public final class CudaBackend implements Backend {
      */
     public PtxRenderer.Tiling tiling() {
         if (tiling.wgmma() && device.major() != 9) {
-            throw cannotRun("CMC_CUDA_TILES=" + tiling.name().toLowerCase().replace('_', '-'), "a compute capability 9.0 GPU (H100, H200): its sm_90a code runs on no other",
+            throw cannotRun("CMC_CUDA_TILES=" + tiling.setting, "a compute capability 9.0 GPU (H100, H200): its sm_90a code runs on no other",
                     "is compute capability " + device.major() + "." + device.minor(), "narrow or wide");
         }
         return tiling;
@@ -136,8 +140,7 @@ public final class CudaBackend implements Backend {
     @Override
     public String deviceName() {
         return device.name() + " (compute capability " + device.major() + "." + device.minor() + "; " + matmul.description
-                + (tiling == PtxRenderer.Tiling.WIDE ? ", 128×128 tiles" : tiling == PtxRenderer.Tiling.WGMMA ? ", 128×128 wgmma tiles"
-                        : tiling == PtxRenderer.Tiling.WGMMA_DEEP ? ", 128×128 wgmma tiles, 32-deep slices" : "")
+                + (tiling.description.isEmpty() ? "" : ", " + tiling.description.replace("128x128", "128×128"))
                 + (mlpFusion == MlpFusion.SPLIT ? "" : mlpFusion == MlpFusion.ALWAYS ? ", fused MLP blocks" : ", fused MLP blocks at large batches") + ")";
     }
 

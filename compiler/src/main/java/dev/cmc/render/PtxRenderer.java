@@ -365,7 +365,7 @@ public final class PtxRenderer {
      * 4 MB of PTX, 12-16 s of JIT as one module on an H200's host). Kernel k's module holds kernel k alone.
      */
     public static List<String> modules(Program program, String arch, Matmul matmul, Tiling tiling) {
-        String preamble = "// " + program.name() + " (" + matmul.description + "), one kernel of a module per kernel\n" + preamble(program, arch, tiling);
+        String preamble = "// " + program.name() + " (" + matmul.description + "): one module per kernel\n" + preamble(program, arch, tiling);
         var out = new ArrayList<String>();
         for (int i = 0; i < program.kernels().size(); i++) out.add(preamble + '\n' + function(program, i, matmul, tiling).render());
         return out;

@@ -143,13 +143,12 @@ public final class CudaExecutable implements Executable {
         return Math.min(16, Runtime.getRuntime().availableProcessors());
     }
 
-    /** Every module, on up to {@link #JIT_THREADS} threads each made current on this context; the first failure is thrown. */
+    /**
+     * Every module, on up to {@link #JIT_THREADS} threads each made current on this context (this one where one
+     * will do); the first failure is thrown, after the modules already loaded are unloaded.
+     */
     private MemorySegment[] loadAll(CudaDevices.Device device, List<String> ptx) {
         var loaded = new MemorySegment[ptx.size()];
-        if (ptx.size() == 1 || JIT_THREADS == 1) {
-            for (int m = 0; m < loaded.length; m++) loaded[m] = load(device, ptx.get(m), m, ptx.size());
-            return loaded;
-        }
         var next = new java.util.concurrent.atomic.AtomicInteger();
         var failure = new java.util.concurrent.atomic.AtomicReference<RuntimeException>();
         Runnable worker = () -> {
@@ -161,7 +160,9 @@ public final class CudaExecutable implements Executable {
             }
         };
         var threads = new java.util.ArrayList<Thread>();
-        for (int t = 0; t < Math.min(JIT_THREADS, loaded.length); t++) threads.add(Thread.ofPlatform().name("cmc-jit-" + t).start(worker));
+        int count = Math.min(JIT_THREADS, loaded.length);
+        if (count == 1) worker.run();
+        else for (int t = 0; t < count; t++) threads.add(Thread.ofPlatform().name("cmc-jit-" + t).start(worker));
         for (Thread t : threads) {
             try {
                 t.join();

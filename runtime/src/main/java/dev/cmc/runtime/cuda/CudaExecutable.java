@@ -132,19 +132,23 @@ public final class CudaExecutable implements Executable {
     }
 
     /**
-     * Host threads that JIT-compile a program's modules at once (CMC_CUDA_JIT_THREADS, else one a core, at most
-     * 16): the driver compiles PTX on the calling thread.
+     * Host threads that JIT-compile a program's modules at once (CMC_CUDA_JIT_THREADS, 1 to 99, else one a core,
+     * at most 16): the driver compiles PTX on the calling thread. Any other value is an error naming the setting.
      */
-    private static final int JIT_THREADS = jitThreads();
+    static int jitThreads() {
+        return jitThreads(System.getenv("CMC_CUDA_JIT_THREADS"), Runtime.getRuntime().availableProcessors());
+    }
 
-    private static int jitThreads() {
-        String set = System.getenv("CMC_CUDA_JIT_THREADS");
-        if (set != null && set.matches("[1-9][0-9]?")) return Integer.parseInt(set);
-        return Math.min(16, Runtime.getRuntime().availableProcessors());
+    static int jitThreads(String set, int cores) {
+        if (set == null || set.isBlank()) return Math.min(16, cores);
+        if (!set.strip().matches("[1-9][0-9]?")) {
+            throw new dev.cmc.runtime.SettingException("CMC_CUDA_JIT_THREADS=" + set + ": expected a thread count from 1 to 99 (unset: one a core, at most 16)");
+        }
+        return Integer.parseInt(set.strip());
     }
 
     /**
-     * Every module, on up to {@link #JIT_THREADS} threads each made current on this context (this one where one
+     * Every module, on up to {@link #jitThreads} threads each made current on this context (this one where one
      * will do); the first failure is thrown, after the modules already loaded are unloaded.
      */
     private MemorySegment[] loadAll(CudaDevices.Device device, List<String> ptx) {
@@ -160,7 +164,7 @@ public final class CudaExecutable implements Executable {
             }
         };
         var threads = new java.util.ArrayList<Thread>();
-        int count = Math.min(JIT_THREADS, loaded.length);
+        int count = Math.min(jitThreads(), loaded.length);
         if (count == 1) worker.run();
         else for (int t = 0; t < count; t++) threads.add(Thread.ofPlatform().name("cmc-jit-" + t).start(worker));
         for (Thread t : threads) {

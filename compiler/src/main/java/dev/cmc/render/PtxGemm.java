@@ -197,7 +197,10 @@ class PtxGemm extends PtxMatrixKernel {
      * the workspace. Then the last of the tile's blocks to get there, told by a counter per tile that each
      * block increments once, sums the tile's slices in order (z = 0, 1, …: deterministic, unlike atomic
      * adds) and runs the epilogue, so that no second kernel is needed; its threads take the tile's elements
-     * in row order, so that their loads are coalesced. The memory ordering is CUTLASS's
+     * in row order, so that their loads are coalesced, 4 at a time ({@link #width}), and load
+     * {@link #SUM_BATCH} slices before adding any. One load a slice and element, each waiting for the last, put
+     * 512 trips to L2 in a thread's path at 8 slices: on an H200 the split down-projections at 256 rows took
+     * 65 µs against 35 µs for the unsplit up-projections, with a quarter of their K a block. The memory ordering is CUTLASS's
      * serial split-K: every thread's partials, a barrier, then one thread's acq_rel atomic at GPU scope;
      * in the last block, that thread's acquire, a barrier, then every thread's loads. The last block sets
      * the counter back to zero for the next launch.
@@ -233,33 +236,56 @@ class PtxGemm extends PtxMatrixKernel {
         String lastHere = r();
         op("ld.shared.u32 " + lastHere + ", [" + flag + "];");
         op("@" + pred("eq.s32", lastHere, "0") + " bra DONE;");
-        comment("the tile's elements, consecutive threads on consecutive columns: each one's slices summed in order");
-        int elements = tile.bm() * tile.bn();
-        String e = r(), top = newLabel("tile"), done = newLabel("tile_end");
-        op("mov.u32 " + e + ", " + t.tid() + ";");
+        comment("the tile's elements, consecutive threads on consecutive columns, " + width(g) + " at a time: each one's slices loaded "
+                + SUM_BATCH + " at once, then summed in order");
+        int elements = tile.bm() * tile.bn(), width = width(g);
+        String e = bin("mul.lo.s32", t.tid(), Integer.toString(width)), top = newLabel("tile"), done = newLabel("tile_end");
+        String sliceBytes = rd();
+        op("mul.wide.s32 " + sliceBytes + ", " + size + ", 4;");
         label(top);
         op("@" + pred("ge.s32", e, Integer.toString(elements)) + " bra " + done + ";");
         String row = bin("add.s32", t.row0(), bin("shr.u32", e, log2(tile.bn())));
         String col = bin("add.s32", t.col0(), bin("and.b32", e, Integer.toString(tile.bn() - 1)));
         String next = newLabel("element");
         op("@" + outside(row, col, t.m(), t.n()) + " bra " + next + ";");
-        String sum = constF(0), z = constI(0), idx = bin("add.s32", first, mad(row, t.n(), col));
+        String[] sum = new String[width];
+        for (int q = 0; q < width; q++) sum[q] = constF(0);
+        String z = constI(0), at = address(WORKSPACE, bin("add.s32", first, mad(row, t.n(), col)));
         String slices = newLabel("slices"), summed = newLabel("slices_end");
         label(slices);
         op("@" + pred("ge.s32", z, t.splits()) + " bra " + summed + ";");
-        String v = f();
-        op("ld.global.cg.f32 " + v + ", [" + address(WORKSPACE, idx) + "];");
-        op("add.f32 " + sum + ", " + sum + ", " + v + ";");
-        op("add.s32 " + idx + ", " + idx + ", " + size + ";");
-        op("add.s32 " + z + ", " + z + ", 1;");
+        // A batch's loads all go out before its first add: one trip to L2 a batch of slices, not one a slice.
+        String[][] v = new String[SUM_BATCH][width];
+        String from = at;
+        for (int j = 0; j < SUM_BATCH; j++) {
+            for (int q = 0; q < width; q++) v[j][q] = constF(0);   // a slice past the last adds nothing
+            String present = pred("lt.s32", bin("add.s32", z, Integer.toString(j)), t.splits());
+            String into = width == 1 ? v[j][0] : "{" + String.join(", ", v[j]) + "}";
+            op("@" + present + " ld.global.cg" + (width == 1 ? "" : ".v" + width) + ".f32 " + into + ", [" + from + "];");
+            from = bin("add.s64", from, sliceBytes);
+        }
+        for (int j = 0; j < SUM_BATCH; j++) for (int q = 0; q < width; q++) op("add.f32 " + sum[q] + ", " + sum[q] + ", " + v[j][q] + ";");
+        op("mov.u64 " + at + ", " + from + ";");
+        op("add.s32 " + z + ", " + z + ", " + SUM_BATCH + ";");
         op("bra " + slices + ";");
         label(summed);
-        emit(g, t.m(), t.n(), new Out(row, col, sum));
+        // The group lies inside the output or outside it whole (its width divides the row): its epilogues run unbranched.
+        for (int q = 0; q < width; q++) epilogue(g, new Out(row, q == 0 ? col : bin("add.s32", col, Integer.toString(q)), sum[q]));
         label(next);
-        op("add.s32 " + e + ", " + e + ", " + threads() + ";");
+        op("add.s32 " + e + ", " + e + ", " + threads() * width + ";");
         op("bra " + top + ";");
         label(done);
     }
+
+    /** Slices of a split tile that its last block loads at once, before summing them (NN GEMMs take at most 8). */
+    static final int SUM_BATCH = 8;
+
+    /**
+     * Consecutive elements a thread of a split tile's last block sums at once: 4, by 16-byte loads, where the
+     * output's rows are whole multiples of 4 floats (a group then never straddles the last column, and every
+     * slice stays 16-byte aligned); else 1.
+     */
+    static int width(Kernel.Gemm g) { return g.domain().cols() % 4 == 0 ? 4 : 1; }
 
     /**
      * An fp32 GEMM on the FMA units: a 128×64 tile per block, 8×16 threads each holding an 8×8 register tile

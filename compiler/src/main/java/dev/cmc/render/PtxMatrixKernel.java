@@ -25,8 +25,13 @@ abstract class PtxMatrixKernel extends PtxFunction {
     void emit(Kernel.Gemm g, String m, String n, Out o) {
         String skip = newLabel("out");
         op("@" + outside(o.row(), o.col(), m, n) + " bra " + skip + ";");
-        lets(g.epilogue(), new Ctx(g.domain(), o.row(), o.col(), o.acc(), new HashMap<>()));
+        epilogue(g, o);
         label(skip);
+    }
+
+    /** One accumulator through the fused epilogue, its element known to lie inside the output. */
+    void epilogue(Kernel.Gemm g, Out o) {
+        lets(g.epilogue(), new Ctx(g.domain(), o.row(), o.col(), o.acc(), new HashMap<>()));
     }
 
     /** Whether element (row, col) lies outside an m×n output. */

@@ -284,6 +284,11 @@ public final class PtxRenderer {
      */
     public static long workspaceFloats(Kernel k, int maxBatch, Matmul matmul, Tiling tiling) {
         if (!(k instanceof Kernel.Gemm g) || !splitsK(g)) return 0;
+        // Whole multiples of 4 floats, so that the next kernel's part starts 16-byte aligned for its last block's loads.
+        return (slicesAndCounters(g, maxBatch, matmul, tiling) + 3) / 4 * 4;
+    }
+
+    private static long slicesAndCounters(Kernel.Gemm g, int maxBatch, Matmul matmul, Tiling tiling) {
         if (g.transposeA() || !g.domain().batched()) {
             return counterFloats(g) + (long) splits(g, maxBatch, matmul, tiling) * g.domain().rows() * g.domain().cols();
         }

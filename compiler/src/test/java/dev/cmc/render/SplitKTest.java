@@ -91,7 +91,7 @@ class SplitKTest {
                         }
                         String what = g.domain() + " (" + m + ", " + t + ") at maxBatch " + maxBatch;
                         assertTrue(floats >= needed, what + ": " + floats + " floats for " + needed);
-                        assertTrue(floats <= needed + 264, what + ": no more than the slices and the tile counters: " + floats + " for " + needed);
+                        assertTrue(floats <= needed + 264 + 3, what + ": no more than the slices, the tile counters and a 16-byte round-up: " + floats + " for " + needed);
                     }
                 }
             }

@@ -125,36 +125,44 @@ class GemmKernelTest {
     }
 
     /**
-     * Every slice count the host can launch for an NN GEMM, not only the 8 that small batches get: the kernels
-     * read the count from the grid's depth, so 2 to 7 slices (4,096 rows get 4, 8,192 get 2) run the same code
-     * with other chunk sizes, K = 1,030 leaving the last slice short. Launched directly in the simulator with that
-     * grid depth, since the batches that pick them are too large to simulate; each run twice, so that a tile
-     * counter left set shows.
+     * Every slice count the host can launch, not only the 8 that small batches get: the kernels read the count
+     * from the grid's depth, so 2 to 7 slices of an NN GEMM (4,096 rows get 4, 8,192 get 2) run the same code
+     * with other chunk sizes, K = 1,030 leaving the last slice short; a TN GEMM over 8,192 rows and more takes
+     * 16, which its last blocks load in two batches of 8. Rows of 72 columns are summed 4 at a time by 16-byte
+     * loads, rows of 70 one at a time. Launched directly in the simulator with that grid depth, since the
+     * batches that pick them are too large to simulate; each run twice, so that a tile counter left set shows.
      */
-    @ParameterizedTest(name = "{0} with {1} slices")
-    @CsvSource({"FMA, 3", "FMA, 7", "TF32X3, 2", "TF32X3, 5"})
-    void everySliceCountTheHostLaunchesSumsItsSlices(PtxRenderer.Matmul matmul, int slices) {
-        int batch = 130, k = 1030, n = 72;
-        Buf a = Buf.whole("a", Shape.batch(k)), b = Buf.whole("b", Shape.fixed(k, n)), out = Buf.whole("out", Shape.batch(n));
+    @ParameterizedTest(name = "{0} with {1} slices, transposeA={2}, {3} columns")
+    @CsvSource({"FMA, 3, false, 72", "FMA, 7, false, 72", "TF32X3, 2, false, 72", "TF32X3, 5, false, 72", "TF32X3, 6, false, 70",
+            "FMA, 16, true, 72", "TF32X3, 12, true, 70", "TF32, 16, true, 70"})
+    void everySliceCountTheHostLaunchesSumsItsSlices(PtxRenderer.Matmul matmul, int slices, boolean transposeA, int n) {
+        // TN: K is the batch, 2,048 rows, which 16 and 12 slices cut into whole 16-deep steps.
+        int batch = transposeA ? 2048 : 130, k = transposeA ? batch : 1030, m = transposeA ? 70 : batch;
+        Buf a = transposeA ? Buf.whole("a", Shape.fixed(k, m)) : Buf.whole("a", Shape.batch(k));
+        Buf b = transposeA ? Buf.whole("b", Shape.batch(n)) : Buf.whole("b", Shape.fixed(k, n));
+        Shape domain = transposeA ? Shape.fixed(m, n) : Shape.batch(n);
+        Buf out = Buf.whole("out", domain);
         var plusOne = new Expr.Binary(dev.cmc.ir.Op.ADD, new Expr.Acc(), new Expr.Const(1));
-        var gemm = new Kernel.Gemm("k_mm", false, a, b, k, out.shape(), List.of(new Expr.Let(0, plusOne, out)));
+        var gemm = new Kernel.Gemm("k_mm", transposeA, a, b, k, domain, List.of(new Expr.Let(0, plusOne, out)));
         var program = program(gemm);
         assertTrue(PtxRenderer.splitsK(gemm), "this case is meant to split K");
         var rng = new SplittableRandom(11);
-        float[] av = random(rng, batch * k), bv = random(rng, k * n), got = new float[batch * n];
-        // The workspace sized for this batch holds 8 slices, so it holds fewer too.
-        float[][] buffers = {av, bv, got, new float[(int) PtxRenderer.workspaceFloats(gemm, batch, matmul, PtxRenderer.Tiling.NARROW)]};
+        float[] av = random(rng, k * m), bv = random(rng, k * n), got = new float[m * n];
+        // The workspace sized for the largest batch holds the most slices, so it holds fewer too.
+        float[][] buffers = {av, bv, got, new float[(int) PtxRenderer.workspaceFloats(gemm, transposeA ? 1 << 16 : batch, matmul, PtxRenderer.Tiling.NARROW)]};
         int[] params = bufferOfParam(gemm);
         var sim = new PtxSimulator(PtxRenderer.render(program, "slices", "sm_90", matmul));
         var l = PtxRenderer.launch(gemm, batch, matmul, PtxRenderer.Tiling.NARROW);
         for (int run = 0; run < 2; run++) {
             java.util.Arrays.fill(got, Float.NaN);
             sim.launch(PtxRenderer.kernelName(program, 0), l.gridX(), l.gridY(), slices, l.block(), l.sharedBytes(), buffers, params, batch);
-            for (int r = 0; r < batch; r++) {
+            for (int r = 0; r < m; r++) {
                 for (int c = 0; c < n; c++) {
                     double ref = 1;
-                    for (int p = 0; p < k; p++) ref += (double) av[r * k + p] * bv[p * n + c];
-                    assertEquals(ref, got[r * n + c], 1e-5 * k, "out(" + r + ", " + c + "), run " + (run + 1) + " of " + slices + " slices");
+                    for (int p = 0; p < k; p++) ref += transposeA ? (double) av[p * m + r] * bv[p * n + c] : (double) av[r * k + p] * bv[p * n + c];
+                    // TF32: 5e-3 of the sums' scale (√(K/3) for products of uniforms on [-1, 1]).
+                    double tolerance = matmul == PtxRenderer.Matmul.TF32 ? 5e-3 * Math.sqrt(k / 3.0) : 1e-5 * k;
+                    assertEquals(ref, got[r * n + c], tolerance, "out(" + r + ", " + c + "), run " + (run + 1) + " of " + slices + " slices");
                 }
             }
         }

@@ -48,10 +48,11 @@ public final class PtxRenderer {
     static final String DYNAMIC_SHARED = "dsmem";
     /**
      * Split K, so that GEMMs with few output tiles still fill the GPU. A TN GEMM (K = the batch) is cut into one
-     * K slice per 512 rows, at most 16. An NN GEMM with K of 1024+ is cut into as many slices as its tiles fit
-     * in one wave of the GPU (see {@link #splits}), at most 8; over fixed rows (at most 512), into 8.
+     * K slice per 512 rows, at most 16. An NN GEMM over the batch is cut into as many slices as its tiles fit in
+     * one wave of the GPU (see {@link #splits}), at most 8 and at least 64 deep each; over fixed rows (at most
+     * 512) with K of 1024+, into 8.
      */
-    private static final int SPLIT_ROWS = 512, MAX_SPLITS = 16, LONG_K = 1024, FEW_ROWS = 512, NN_SPLITS = 8;
+    private static final int SPLIT_ROWS = 512, MAX_SPLITS = 16, LONG_K = 1024, FEW_ROWS = 512, NN_SPLITS = 8, MIN_SLICE_K = 64;
     /**
      * What split K fills: the GPU's SMs, each with 64K registers, which bound how many GEMM blocks it holds (at
      * most 4). At most an H100's or H200's 132 SMs: the tile counters in the workspace cover the tiles of a
@@ -240,12 +241,13 @@ public final class PtxRenderer {
 
     /**
      * K slices of a GEMM at this batch, its GEMMs multiplied and tiled so: for TN GEMMs (weight gradients) one per
-     * 512 rows, at most 16; for NN GEMMs over the batch with a long K, as many as keep the grid within one wave of
-     * the GPU (132 SMs × the tile's blocks per SM, over its tiles), from 1 to 8. So a down-projection (K = 1,024
-     * into 256 columns) in 128×64 tiles takes 8 slices up to 1,024 rows; at 4,096 rows 4 for fp32 FMAs and tf32
-     * (4 blocks an SM: 512 blocks for 528 places) and 3 for 3xTF32 (3 an SM: 384 for 396, where 4 would run
-     * 1.3 waves); none from 16,384. Over at most 512 fixed rows, 8; otherwise 1. It is the launch's grid depth,
-     * which the kernels read (%nctaid.z).
+     * 512 rows, at most 16; for NN GEMMs over the batch, as many as keep the grid within one wave of the GPU (132
+     * SMs × the tile's blocks per SM, over its tiles), from 1 to 8, each at least 64 deep. So a down-projection
+     * (K = 1,024 into 256 columns) in 128×64 tiles takes 8 slices up to 1,024 rows; at 4,096 rows 4 for fp32
+     * FMAs and tf32 (4 blocks an SM: 512 blocks for 528 places) and 3 for 3xTF32 (3 an SM: 384 for 396, where 4
+     * would run 1.3 waves); none from 16,384. An up-projection (K = 256 into 1,024 columns) takes 4 at 256 rows
+     * and none from 2,048 rows for 3xTF32, from 4,096 for FMAs. Over at most 512 fixed rows with K of 1024+, 8; otherwise 1. It is the launch's grid
+     * depth, which the kernels read (%nctaid.z).
      */
     public static int splits(Kernel.Gemm g, int batch, Matmul matmul, Tiling tiling) {
         return splits(g, batch, matmul, tiling, MOST_SMS);
@@ -260,7 +262,8 @@ public final class PtxRenderer {
         if (!splitsK(g)) return 1;
         if (!g.domain().batched()) return NN_SPLITS;
         Tile t = tile(g, matmul, tiling);
-        return Math.min(NN_SPLITS, Math.max(1, Math.min(sms, MOST_SMS) * t.blocksPerSm(matmul) / tiles(g, batch, t)));
+        int wave = Math.min(sms, MOST_SMS) * t.blocksPerSm(matmul);
+        return Math.max(1, Math.min(Math.min(NN_SPLITS, g.k() / MIN_SLICE_K), wave / tiles(g, batch, t)));
     }
 
     /** Tiles of a GEMM's output at this batch (a fixed-row output's at any). */
@@ -269,13 +272,15 @@ public final class PtxRenderer {
     }
 
     /**
-     * Whether a kernel may split K, and so takes the workspace (after its arrays): TN GEMMs, and NN GEMMs with K
-     * of 1024 or more over the batch or over at most 512 fixed rows (the weight gradient of an embedding
-     * computed per distinct σ, whose K is the σ table).
+     * Whether a kernel may split K, and so takes the workspace (after its arrays): TN GEMMs; NN GEMMs over the
+     * batch with K of two 64-deep slices or more, which split at batches whose tiles leave most of the GPU idle
+     * (at 256 rows an up-projection's 32 tiles of 128×64 would leave 100 of 132 SMs so); and NN GEMMs over at
+     * most 512 fixed rows with K of 1024 or more (the weight gradient of an embedding computed per distinct σ,
+     * whose K is the σ table).
      */
     public static boolean splitsK(Kernel k) {
         return k instanceof Kernel.Gemm g
-                && (g.transposeA() || g.k() >= LONG_K && (g.domain().batched() || g.domain().rows() <= FEW_ROWS));
+                && (g.transposeA() || (g.domain().batched() ? g.k() >= 2 * MIN_SLICE_K : g.k() >= LONG_K && g.domain().rows() <= FEW_ROWS));
     }
 
     /**

@@ -73,14 +73,33 @@ class SplitKTest {
                 }
             }
         }
-        // Short K never splits (the up-projection, K = 256), whatever the batch.
-        assertFalse(PtxRenderer.splitsK(nn(256, 1024)));
-        assertEquals(1, PtxRenderer.splits(nn(256, 1024), 256, fma, narrow));
+    }
+
+    /**
+     * GEMMs of short K split too where their tiles leave most of the GPU idle, in slices at least 64 deep: the
+     * up-projection (K = 256 into 1,024 columns) at 256 rows makes 32 tiles of 128×64 for 132 SMs, so 4 slices;
+     * 3 at 1,024 rows for 3xTF32 (128 tiles, 396 places), none from 2,048. K under 128 never splits.
+     */
+    @Test
+    void shortKGemmsSplitWhereTheirTilesLeaveTheGpuIdle() {
+        Kernel.Gemm up = nn(256, 1024), out = nn(256, 64);
+        var fma = PtxRenderer.Matmul.FMA;
+        var x3 = PtxRenderer.Matmul.TF32X3;
+        var narrow = PtxRenderer.Tiling.NARROW;
+        assertTrue(PtxRenderer.splitsK(up));
+        int[][] x3Splits = {{1, 4}, {256, 4}, {512, 4}, {1024, 3}, {2048, 1}, {1 << 20, 1}};
+        for (int[] bs : x3Splits) assertEquals(bs[1], PtxRenderer.splits(up, bs[0], x3, narrow), "3xTF32 slices at " + bs[0] + " rows");
+        assertEquals(2, PtxRenderer.splits(up, 2048, fma, narrow), "FMA: 256 tiles for 528 places");
+        assertEquals(1, PtxRenderer.splits(up, 4096, fma, narrow));
+        assertEquals(4, PtxRenderer.splits(out, 4096, x3, narrow), "an output layer of 64 columns: 32 tiles at 4,096 rows");
+        assertEquals(3, PtxRenderer.splits(nn(200, 64), 256, x3, narrow), "slices at least 64 deep");
+        assertFalse(PtxRenderer.splitsK(nn(127, 1024)), "K under two 64-deep slices");
+        assertEquals(1, PtxRenderer.splits(nn(127, 1024), 1, x3, narrow));
     }
 
     @Test
     void theWorkspaceHoldsEverySliceAtEveryBatch() {
-        for (Kernel.Gemm g : List.of(nn(1024, 256), nn(1030, 72), nn(2048, 1000))) {
+        for (Kernel.Gemm g : List.of(nn(1024, 256), nn(1030, 72), nn(2048, 1000), nn(256, 1024), nn(200, 70))) {
             for (var m : PtxRenderer.Matmul.values()) {
                 for (var t : PtxRenderer.Tiling.values()) {
                     for (int maxBatch : new int[]{1, 130, 512, 4096, 5000, 1 << 20}) {

@@ -22,7 +22,8 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
  * the largest element; TF32 within 5e-3 and bf16 within 2e-2, each further from fp32 than fp32 would be (the
  * inputs really are rounded). Row lengths
  * that are and are not multiples of 4 take the tensor-core GEMMs' 16-byte and 4-byte cp.async paths. A TN GEMM
- * over 1,100 rows is cut into two K slices, and an NN GEMM with K = 1,030 over 70 rows into eight, each
+ * over 1,100 rows is cut into two K slices, an NN GEMM with K = 1,030 over 70 rows into eight, and NN GEMMs
+ * with K of 130 to 256 over 70 or 130 rows into two to four (their few tiles would leave the GPU idle), each
  * tile's slices summed by its last block.
  */
 class GemmKernelTest {
@@ -30,7 +31,8 @@ class GemmKernelTest {
     @CsvSource({"FMA, false, 70, 40, 72", "FMA, true, 70, 70, 72", "TF32, false, 70, 40, 72", "TF32, true, 70, 70, 72", "TF32X3, false, 70, 40, 72",
             "TF32X3, true, 70, 70, 72", "FMA, true, 1100, 1100, 72", "TF32, true, 1100, 1100, 72", "TF32X3, true, 1100, 1100, 72",
             "FMA, false, 70, 1030, 72", "TF32X3, false, 70, 1030, 72", "TF32, false, 130, 64, 70", "TF32X3, true, 300, 300, 70",
-            "BF16, false, 70, 40, 72", "BF16, true, 300, 300, 70", "BF16, false, 70, 1030, 72"})
+            "BF16, false, 70, 40, 72", "BF16, true, 300, 300, 70", "BF16, false, 70, 1030, 72",
+            "FMA, false, 70, 256, 72", "TF32X3, false, 130, 200, 70", "TF32, false, 70, 130, 72"})
     void oneGemmAgreesWithFloat64(PtxRenderer.Matmul matmul, boolean transposeA, int batch, int k, int n) {
         assertGemmAgreesWithFloat64(matmul, PtxRenderer.Tiling.NARROW, transposeA, false, batch, k, n);
     }
@@ -54,7 +56,8 @@ class GemmKernelTest {
      */
     @ParameterizedTest(name = "{0} wgmma transposeA={1} rows={2} k={3} n={4}")
     @CsvSource({"TF32, false, 70, 40, 200", "TF32X3, false, 130, 64, 256", "TF32X3, false, 70, 37, 130", "TF32, false, 200, 37, 136",
-            "TF32X3, false, 70, 1030, 136", "TF32, false, 300, 1030, 128", "TF32X3, true, 300, 300, 136", "BF16, false, 70, 40, 136"})
+            "TF32X3, false, 70, 1030, 136", "TF32, false, 300, 1030, 128", "TF32X3, true, 300, 300, 136", "BF16, false, 70, 40, 136",
+            "TF32X3, false, 70, 256, 136"})
     void wgmmaTileGemmAgreesWithFloat64(PtxRenderer.Matmul matmul, boolean transposeA, int batch, int k, int n) {
         assertGemmAgreesWithFloat64(matmul, PtxRenderer.Tiling.WGMMA, transposeA, false, batch, k, n);
     }
@@ -66,7 +69,7 @@ class GemmKernelTest {
      */
     @ParameterizedTest(name = "{0} deep wgmma transposeA={1} rows={2} k={3} n={4}")
     @CsvSource({"TF32, false, 70, 40, 200", "TF32, false, 200, 37, 136", "TF32, false, 130, 64, 256", "TF32, false, 300, 1030, 128",
-            "TF32, false, 70, 96, 130", "TF32X3, false, 70, 40, 136", "TF32, true, 300, 300, 136"})
+            "TF32, false, 70, 96, 130", "TF32X3, false, 70, 40, 136", "TF32, true, 300, 300, 136", "TF32, false, 70, 200, 130"})
     void deepWgmmaTileGemmAgreesWithFloat64(PtxRenderer.Matmul matmul, boolean transposeA, int batch, int k, int n) {
         assertGemmAgreesWithFloat64(matmul, PtxRenderer.Tiling.WGMMA_DEEP, transposeA, false, batch, k, n);
     }
@@ -202,6 +205,8 @@ class GemmKernelTest {
         var gemm = new Kernel.Gemm("k_mm", transposeA, a, b, k, domain, List.of(new Expr.Let(0, plusOne, out)));
         if (batch > 1024) assertEquals(2, PtxRenderer.splits(gemm, batch, matmul, tiling), "this case is meant to split K");
         if (k > 1024 && !transposeA) assertEquals(8, PtxRenderer.splits(gemm, batch, matmul, tiling), "this case is meant to split K");
+        // Short K (two 64-deep slices or more) over these few rows splits too, in slices at least 64 deep.
+        if (k >= 128 && !transposeA && !fixedRows) assertEquals(Math.min(8, k / 64), PtxRenderer.splits(gemm, batch, matmul, tiling), "this case is meant to split K");
         if (tiling == PtxRenderer.Tiling.WIDE) {
             assertEquals(transposeA ? 64 : 128, PtxRenderer.tile(gemm, matmul, tiling).bn(), "wide tiles for NN GEMMs, not TN");
         }

@@ -48,9 +48,9 @@ public final class PtxRenderer {
     static final String DYNAMIC_SHARED = "dsmem";
     /**
      * Split K, so that GEMMs with few output tiles still fill the GPU. A TN GEMM (K = the batch) is cut into one
-     * K slice per 512 rows, at most 16. An NN GEMM over the batch is cut into as many slices as its tiles fit in
-     * one wave of the GPU (see {@link #splits}), at most 8 and at least 64 deep each; over fixed rows (at most
-     * 512) with K of 1024+, into 8.
+     * K slice per 512 rows, or as many as its tiles fit in one wave of the GPU if that is more, at most 16. An NN
+     * GEMM over the batch is cut into as many slices as its tiles fit in one wave (see {@link #splits}), at most
+     * 8. Either's slices are at least 64 deep. An NN GEMM over fixed rows (at most 512) with K of 1024+: 8.
      */
     private static final int SPLIT_ROWS = 512, MAX_SPLITS = 16, LONG_K = 1024, FEW_ROWS = 512, NN_SPLITS = 8, MIN_SLICE_K = 64;
     /**
@@ -241,7 +241,8 @@ public final class PtxRenderer {
 
     /**
      * K slices of a GEMM at this batch, its GEMMs multiplied and tiled so: for TN GEMMs (weight gradients) one per
-     * 512 rows, at most 16; for NN GEMMs over the batch, as many as keep the grid within one wave of the GPU (132
+     * 512 rows, or more where their tiles would leave the GPU idle (as for NN GEMMs below, each slice at least 64
+     * rows deep), at most 16: a 256×256 weight's gradient over 256 rows takes 4; for NN GEMMs over the batch, as many as keep the grid within one wave of the GPU (132
      * SMs × the tile's blocks per SM, over its tiles), from 1 to 8, each at least 64 deep. So a down-projection
      * (K = 1,024 into 256 columns) in 128×64 tiles takes 8 slices up to 1,024 rows; at 4,096 rows 4 for fp32
      * FMAs and tf32 (4 blocks an SM: 512 blocks for 528 places) and 3 for 3xTF32 (3 an SM: 384 for 396, where 4
@@ -258,12 +259,12 @@ public final class PtxRenderer {
      * 132 would make 1.2 waves. Never more than on 132, so the workspace sized for 132 holds every slice.
      */
     public static int splits(Kernel.Gemm g, int batch, Matmul matmul, Tiling tiling, int sms) {
-        if (g.transposeA()) return Math.min(MAX_SPLITS, Math.max(1, batch / SPLIT_ROWS));
         if (!splitsK(g)) return 1;
-        if (!g.domain().batched()) return NN_SPLITS;
+        if (!g.domain().batched() && !g.transposeA()) return NN_SPLITS;
         Tile t = tile(g, matmul, tiling);
-        int wave = Math.min(sms, MOST_SMS) * t.blocksPerSm(matmul);
-        return Math.max(1, Math.min(Math.min(NN_SPLITS, g.k() / MIN_SLICE_K), wave / tiles(g, batch, t)));
+        int wave = Math.min(sms, MOST_SMS) * t.blocksPerSm(matmul), toFill = wave / tiles(g, batch, t);
+        if (g.transposeA()) return Math.min(MAX_SPLITS, Math.max(1, Math.max(batch / SPLIT_ROWS, Math.min(batch / MIN_SLICE_K, toFill))));
+        return Math.max(1, Math.min(Math.min(NN_SPLITS, g.k() / MIN_SLICE_K), toFill));
     }
 
     /** Tiles of a GEMM's output at this batch (a fixed-row output's at any). */
@@ -294,8 +295,9 @@ public final class PtxRenderer {
     }
 
     private static long slicesAndCounters(Kernel.Gemm g, int maxBatch, Matmul matmul, Tiling tiling) {
-        if (g.transposeA() || !g.domain().batched()) {
-            return counterFloats(g) + (long) splits(g, maxBatch, matmul, tiling) * g.domain().rows() * g.domain().cols();
+        if (g.transposeA() || !g.domain().batched()) {   // most slices at the most rows; none where it never splits
+            int s = splits(g, maxBatch, matmul, tiling);
+            return s == 1 ? 0 : counterFloats(g) + (long) s * g.domain().rows() * g.domain().cols();
         }
         // NN over the batch: the most slices × rows at any batch that splits, the most rows of each tile count.
         long most = 0;

@@ -97,16 +97,41 @@ class SplitKTest {
         assertEquals(1, PtxRenderer.splits(nn(127, 1024), 1, x3, narrow));
     }
 
+    /**
+     * Weight gradients (TN, K = the batch): one slice per 512 rows, or as many as fill one wave where that is
+     * more, at least 64 rows deep, at most 16. A 256×256 weight (8 tiles) over 256 rows: 4, not 1; over 4,096
+     * rows, 16. A 1,024×256 weight (32 tiles) over 4,096 rows: 12 for 3xTF32 (384 blocks for 396 places).
+     */
+    @Test
+    void weightGradientsSplitByRowsOrToFillOneWave() {
+        var x3 = PtxRenderer.Matmul.TF32X3;
+        var narrow = PtxRenderer.Tiling.NARROW;
+        Kernel.Gemm small = tn(256, 256), large = tn(1024, 256);
+        int[][] smallSplits = {{1, 1}, {127, 1}, {128, 2}, {256, 4}, {4096, 16}, {1 << 20, 16}};
+        for (int[] bs : smallSplits) assertEquals(bs[1], PtxRenderer.splits(small, bs[0], x3, narrow), "256x256 at " + bs[0] + " rows");
+        assertEquals(12, PtxRenderer.splits(large, 4096, x3, narrow));
+        assertEquals(16, PtxRenderer.splits(large, 8192, x3, narrow), "one slice per 512 rows");
+        for (int rows = 1; rows <= 40000; rows += 89) {
+            assertTrue(PtxRenderer.splits(large, rows, x3, narrow) <= PtxRenderer.splits(large, rows + 89, x3, narrow), "never fewer slices at more rows");
+        }
+    }
+
+    private static Kernel.Gemm tn(int m, int n) {
+        Shape domain = Shape.fixed(m, n);
+        return new Kernel.Gemm("k_mm_tn", true, Buf.whole("a", Shape.batch(m)), Buf.whole("dy", Shape.batch(n)), Shape.BATCH, domain,
+                List.of(new Expr.Let(0, new Expr.Acc(), Buf.whole("dw", domain))));
+    }
+
     @Test
     void theWorkspaceHoldsEverySliceAtEveryBatch() {
-        for (Kernel.Gemm g : List.of(nn(1024, 256), nn(1030, 72), nn(2048, 1000), nn(256, 1024), nn(200, 70))) {
+        for (Kernel.Gemm g : List.of(nn(1024, 256), nn(1030, 72), nn(2048, 1000), nn(256, 1024), nn(200, 70), tn(256, 256), tn(150, 70))) {
             for (var m : PtxRenderer.Matmul.values()) {
                 for (var t : PtxRenderer.Tiling.values()) {
                     for (int maxBatch : new int[]{1, 130, 512, 4096, 5000, 1 << 20}) {
                         long floats = PtxRenderer.workspaceFloats(g, maxBatch, m, t), needed = 0;
                         for (int b = 1; b <= Math.min(maxBatch, 40000); b++) {
                             int s = PtxRenderer.splits(g, b, m, t);
-                            if (s > 1) needed = Math.max(needed, (long) s * b * g.domain().cols());
+                            if (s > 1) needed = Math.max(needed, (long) s * (g.domain().batched() ? b : g.domain().rows()) * g.domain().cols());
                         }
                         String what = g.domain() + " (" + m + ", " + t + ") at maxBatch " + maxBatch;
                         assertTrue(floats >= needed, what + ": " + floats + " floats for " + needed);

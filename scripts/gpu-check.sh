@@ -23,7 +23,9 @@ prepare)
   cp cli/target/cmc.jar .gpu/cmc.jar
   cp runtime/target/cmc-runtime-*-tests.jar .gpu/runtime-tests.jar
   cp compiler/target/cmc-compiler-*-tests.jar .gpu/compiler-tests.jar
-  cp ~/.m2/repository/org/junit/platform/junit-platform-console-standalone/1.14.1/junit-platform-console-standalone-1.14.1.jar .gpu/junit.jar
+  # JUnit's console launcher runs the test jars there; it is no dependency of the build, so fetch it here.
+  mvn -q -B dependency:copy -Dartifact=org.junit.platform:junit-platform-console-standalone:1.14.1 -Dmdep.stripVersion=true -DoutputDirectory=.gpu
+  mv .gpu/junit-platform-console-standalone.jar .gpu/junit.jar
   cp scripts/gpu_torch_peer.py .gpu/
   cp ../shared/gpu/*.py .gpu/ 2>/dev/null || echo "gpu-check: ../shared/gpu/*.py not found; the PyTorch side will be skipped"
   du -sh .gpu

@@ -91,10 +91,8 @@ run)
   }
   gemm=dev.cmc.runtime.cuda.GemmKernelTest
   # 1. What the issue's targets compare, first: cmc's fp32 (3xTF32 GEMMs by default) sampling up to 1,048,576
-  #    and CT step at 4,096 and 256, with per-kernel profiles (every kernel's time in the JSON); the same in
-  #    Hopper's wgmma tiles (the fastest fp32 sampler on the second H200 run: 72.3 ms against 96.4).
+  #    and CT step at 4,096 and 256, with per-kernel profiles (every kernel's time in the JSON).
   bench bench fp32_train4096 60 --batch 1048576,4096,256 --train-batch 4096 --profile
-  CMC_CUDA_TILES=wgmma bench bench wgmma 50 --batch 1048576,4096 --train-batch 4096 --profile
   bench bench fp32_train256 40 --batch 256 --train-batch 256 --profile
   # 2. PyTorch on the same card in the same run, its figures for the same comparisons, before the tf32 stages, so
   #    that no overrun of cmc's leaves the run without its peer.
@@ -105,7 +103,19 @@ run)
     grep -v '^ \|^[{}]\|Warning\|warn' "$out/torch.txt" | tail -8
     pack
   fi
-  # 3. tf32: the best sampler measured so far (wgmma GEMMs, each residual MLP block one kernel), the default one,
+  # 3. Hopper's wgmma tiles in 3xTF32 (the fastest fp32 sampler on the second H200 run: 72.3 ms against 96.4),
+  #    then parity of the default GEMMs and of wgmma's, before anything in tf32: whether wgmma can become sm_90's
+  #    default is the decision the run is for. Parity runs every kernel against float64 (ParityTest, SamplingTest)
+  #    and 200 steps against the jvm's loss curve.
+  CMC_CUDA_TILES=wgmma bench bench wgmma 50 --batch 1048576,4096 --train-batch 4096 --profile
+  props=(-Dcmc.parity.wgmma=none "-Dcmc.parity.ending=with 3xTF32 GEMMs")
+  junit parity parity_fp32 150 --select-class dev.cmc.runtime.ParityTest --select-class dev.cmc.runtime.SamplingTest \
+      --select-method dev.cmc.runtime.train.CudaTrainingTest#eachGpuFollowsTheJvmLossCurve
+  props=(-Dcmc.parity.wgmma=only "-Dcmc.parity.ending=3xTF32 tensor-core GEMMs, fp32 accuracy in 128x128 wgmma tiles")
+  junit parity parity_wgmma 120 --select-class dev.cmc.runtime.ParityTest \
+      --select-method "$gemm#wgmmaTileGemmAgreesWithFloat64(dev.cmc.render.PtxRenderer\$Matmul,boolean,int,int,int)" \
+      --select-method "$gemm#deepWgmmaTileGemmAgreesWithFloat64(dev.cmc.render.PtxRenderer\$Matmul,boolean,int,int,int)"
+  # 4. tf32: the best sampler measured so far (wgmma GEMMs, each residual MLP block one kernel), the default one,
   #    and wgmma in 32-deep slices.
   CMC_CUDA_TILES=wgmma CMC_CUDA_MLP=fused bench bench wgmma_fused_tf32 40 --set target.precision=tf32 --batch 1048576 --train-batch 4096 --profile
   bench bench tf32 45 --set target.precision=tf32 --batch 1048576 --train-batch 4096 --profile
@@ -114,19 +124,11 @@ run)
   #    cores, bound it.
   CMC_CUDA_TILES=wgmma-deep CMC_CUDA_MLP=fused bench bench wgmma_deep_fused_tf32 40 --set target.precision=tf32 --batch 1048576 --train-batch 4096 --profile
   CMC_CUDA_TILES=wgmma-deep bench bench wgmma_deep_tf32 40 --set target.precision=tf32 --batch 1048576,4096 --train-batch 4096 --profile
-  # 4. Parity on the GPU, the default GEMMs first: every kernel against float64 (ParityTest, SamplingTest) and 200
-  #    steps against the jvm's loss curve; then tf32, Hopper's wgmma tiles, the fused MLP blocks (samplers against
+  # 5. The rest of parity on the GPU: tf32, Hopper's wgmma tiles, the fused MLP blocks (samplers against
   #    float64 and the card's unfused kernels, a CT step with fused target blocks against the unfused step), each
   #    GEMM tiling and split-K case alone beside the simulator, then FMA, bf16 and 128×128 tiles. Each stage is a JVM
   #    of its own (a kernel fault leaves the CUDA context unusable for every test after it) and as small as the
   #    driver's JIT allows: each test program costs seconds of it, and every mode in one stage outlasted 150 s.
-  props=(-Dcmc.parity.wgmma=none "-Dcmc.parity.ending=with 3xTF32 GEMMs")
-  junit parity parity_fp32 150 --select-class dev.cmc.runtime.ParityTest --select-class dev.cmc.runtime.SamplingTest \
-      --select-method dev.cmc.runtime.train.CudaTrainingTest#eachGpuFollowsTheJvmLossCurve
-  props=(-Dcmc.parity.wgmma=only "-Dcmc.parity.ending=3xTF32 tensor-core GEMMs, fp32 accuracy in 128x128 wgmma tiles")
-  junit parity parity_wgmma 120 --select-class dev.cmc.runtime.ParityTest \
-      --select-method "$gemm#wgmmaTileGemmAgreesWithFloat64(dev.cmc.render.PtxRenderer\$Matmul,boolean,int,int,int)" \
-      --select-method "$gemm#deepWgmmaTileGemmAgreesWithFloat64(dev.cmc.render.PtxRenderer\$Matmul,boolean,int,int,int)"
   props=(-Dcmc.parity.wgmma=none "-Dcmc.parity.ending=with tf32 tensor-core GEMMs")
   junit parity parity_tf32 100 --select-class dev.cmc.runtime.ParityTest
   props=(-Dcmc.parity.wgmma=only "-Dcmc.parity.ending=tf32 tensor-core GEMMs in 128x128 wgmma tiles;32-deep slices")
@@ -140,7 +142,7 @@ run)
       --select-method "$gemm#splitGemmsOfOneProgramKeepTheirOwnCounters"
   props=(-Dcmc.parity.wgmma=none "-Dcmc.parity.ending=with fp32 FMA GEMMs;with bf16 tensor-core GEMMs;in 128x128 tiles")
   junit parity parity_more 150 --select-class dev.cmc.runtime.ParityTest
-  # 5. Where the CT step at 256 spends its 1.02 ms (35 launches on its longest chain, about 29 µs each): Nsight
+  # 6. Where the CT step at 256 spends its 1.02 ms (35 launches on its longest chain, about 29 µs each): Nsight
   #    Compute's duration of each of the step's kernels that the sampler lacks (its EMA-target forward has the
   #    forward's shapes), clocks left alone. ncu replays each kernel alone, so these are the kernels' own times, no launch gaps.
   if runs more ncu256 && command -v ncu > /dev/null && [[ -z ${GPU_CHECK_DRY:-} ]] && fits ncu256 120; then
@@ -153,7 +155,7 @@ run)
     grep -c gpu__time_duration "$out/ncu256.csv"; tail -n 2 "$out/ncu256.err"
     pack
   fi
-  # 6. The alternatives, as time allows: each of wgmma and fused blocks alone in tf32, fused blocks in fp32,
+  # 7. The alternatives, as time allows: each of wgmma and fused blocks alone in tf32, fused blocks in fp32,
   #    128×128 mma.sync tiles (2-stage pipeline; 3xTF32 in 8 warps of 64×32, tf32 in 4 of 64×64), the GEMMs on
   #    the FMA units, the batch-256 graph captured on one stream, bf16.
   CMC_CUDA_MLP=fused bench more fused_tf32 40 --set target.precision=tf32 --batch 1048576 --train-batch 4096 --profile

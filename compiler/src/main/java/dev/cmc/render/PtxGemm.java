@@ -200,8 +200,8 @@ class PtxGemm extends PtxMatrixKernel {
      * in row order, so that their loads are coalesced, 4 at a time ({@link #width}), and load
      * {@link #SUM_BATCH} slices before adding any. One load a slice and element, each waiting for the last, put
      * 512 trips to L2 in a thread's path at 8 slices: on an H200 the split down-projections at 256 rows took
-     * 65 µs against 35 µs for the unsplit up-projections, with a quarter of their K a block. The memory ordering is CUTLASS's
-     * serial split-K: every thread's partials, a barrier, then one thread's acq_rel atomic at GPU scope;
+     * 65 µs against 35 µs for the unsplit up-projections, with half their K a block. The memory ordering is
+     * CUTLASS's serial split-K: every thread's partials, a barrier, then one thread's acq_rel atomic at GPU scope;
      * in the last block, that thread's acquire, a barrier, then every thread's loads. The last block sets
      * the counter back to zero for the next launch.
      */

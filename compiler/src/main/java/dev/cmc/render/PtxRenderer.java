@@ -240,15 +240,15 @@ public final class PtxRenderer {
     }
 
     /**
-     * K slices of a GEMM at this batch, its GEMMs multiplied and tiled so: for TN GEMMs (weight gradients) one per
-     * 512 rows, or more where their tiles would leave the GPU idle (as for NN GEMMs below, each slice at least 64
-     * rows deep), at most 16: a 256×256 weight's gradient over 256 rows takes 4; for NN GEMMs over the batch, as many as keep the grid within one wave of the GPU (132
-     * SMs × the tile's blocks per SM, over its tiles), from 1 to 8, each at least 64 deep. So a down-projection
-     * (K = 1,024 into 256 columns) in 128×64 tiles takes 8 slices up to 1,024 rows; at 4,096 rows 4 for fp32
-     * FMAs and tf32 (4 blocks an SM: 512 blocks for 528 places) and 3 for 3xTF32 (3 an SM: 384 for 396, where 4
-     * would run 1.3 waves); none from 16,384. An up-projection (K = 256 into 1,024 columns) takes 4 at 256 rows
-     * and none from 2,048 rows for 3xTF32, from 4,096 for FMAs. Over at most 512 fixed rows with K of 1024+, 8; otherwise 1. It is the launch's grid
-     * depth, which the kernels read (%nctaid.z).
+     * K slices of a GEMM at this batch, its GEMMs multiplied and tiled so. NN GEMMs over the batch: as many as keep
+     * the grid within one wave of the GPU (132 SMs × the tile's blocks per SM, over its tiles), from 1 to 8, each
+     * at least 64 deep. So a down-projection (K = 1,024 into 256 columns) in 128×64 tiles takes 8 slices up to
+     * 1,024 rows; at 4,096 rows 4 for fp32 FMAs and tf32 (4 blocks an SM: 512 blocks for 528 places) and 3 for
+     * 3xTF32 (3 an SM: 384 for 396, where 4 would run 1.3 waves); none from 16,384. An up-projection (K = 256
+     * into 1,024 columns) takes 4 at 256 rows, none from 2,048 rows for 3xTF32 and from 4,096 for FMAs. TN GEMMs
+     * (weight gradients): one per 512 rows, or as many as fill one wave where that is more, each at least 64 rows
+     * deep, at most 16 (a 256×256 weight's gradient over 256 rows: 4). NN GEMMs over at most 512 fixed rows with
+     * K of 1024+: 8. Otherwise 1. It is the launch's grid depth, which the kernels read (%nctaid.z).
      */
     public static int splits(Kernel.Gemm g, int batch, Matmul matmul, Tiling tiling) {
         return splits(g, batch, matmul, tiling, MOST_SMS);

@@ -351,8 +351,7 @@ public final class CudaExecutable implements Executable {
             // Events: one after each kernel another stream waits for, then a fork and a join per stream.
             int fork = functions.length, join = functions.length + STREAMS;
             boolean[] waitedOn = plan.waitedOn();
-            Cu.status(Cu.cuStreamBeginCapture, "cuStreamBeginCapture", stream, Cu.STREAM_CAPTURE_MODE_THREAD_LOCAL);
-            try {
+            MemorySegment graph = captured(() -> {
                 for (int s = 1; s < plan.streams(); s++) {   // every stream joins the capture by waiting on its origin
                     Cu.status(Cu.cuEventRecord, "cuEventRecord(fork)", events[fork + s], stream);
                     Cu.status(Cu.cuStreamWaitEvent, "cuStreamWaitEvent(fork)", streams[s], events[fork + s], 0);
@@ -368,20 +367,34 @@ public final class CudaExecutable implements Executable {
                     Cu.status(Cu.cuEventRecord, "cuEventRecord(join)", events[join + s], streams[s]);
                     Cu.status(Cu.cuStreamWaitEvent, "cuStreamWaitEvent(join)", stream, events[join + s], 0);
                 }
+            });
+            graphs.put(batch, graph);
+            return graph;
+        }
+    }
+
+    /**
+     * What {@code launches} queues on the stream (and on streams that join it), captured into a graph and
+     * instantiated; only the instantiated graph is kept. A capture that fails part way is abandoned, or the
+     * stream would stay in capture mode and every later call on it fail.
+     */
+    private MemorySegment captured(Runnable launches) {
+        try (Arena a = Arena.ofConfined()) {
+            Cu.status(Cu.cuStreamBeginCapture, "cuStreamBeginCapture", stream, Cu.STREAM_CAPTURE_MODE_THREAD_LOCAL);
+            try {
+                launches.run();
             } catch (Cu.CudaException e) {
-                abandonCapture();   // or the stream stays in capture mode, and every later call on it fails
+                abandonCapture();
                 throw e;
             }
             MemorySegment g = a.allocate(ADDRESS), exec = a.allocate(ADDRESS);
             Cu.status(Cu.cuStreamEndCapture, "cuStreamEndCapture", stream, g);
-            try {   // the instantiated graph is all that is kept: the captured one goes either way
+            try {
                 Cu.status(Cu.cuGraphInstantiate, "cuGraphInstantiateWithFlags", exec, g.get(ADDRESS, 0), 0L);
             } finally {
                 Cu.call(Cu.cuGraphDestroy, g.get(ADDRESS, 0));
             }
-            MemorySegment graph = exec.get(ADDRESS, 0);
-            graphs.put(batch, graph);
-            return graph;
+            return exec.get(ADDRESS, 0);
         }
     }
 
@@ -447,33 +460,19 @@ public final class CudaExecutable implements Executable {
     private double timeRepeated(int k, int batch, int count, MemorySegment[] timing, MemorySegment ms) {
         PtxRenderer.Launch l = PtxRenderer.launch(program.kernels().get(k), batch, matmul, tiling, sms);
         if (l.gridX() == 0 || l.gridY() == 0) return 0;
-        try (Arena a = Arena.ofConfined()) {
-            MemorySegment g = a.allocate(ADDRESS), exec = a.allocate(ADDRESS);
-            Cu.status(Cu.cuStreamBeginCapture, "cuStreamBeginCapture", stream, Cu.STREAM_CAPTURE_MODE_THREAD_LOCAL);
-            try {
-                for (int r = 0; r < count; r++) launchKernel(k, batch, stream);
-            } catch (Cu.CudaException e) {
-                abandonCapture();
-                throw e;
-            }
-            Cu.status(Cu.cuStreamEndCapture, "cuStreamEndCapture", stream, g);
-            try {
-                Cu.status(Cu.cuGraphInstantiate, "cuGraphInstantiateWithFlags", exec, g.get(ADDRESS, 0), 0L);
-            } finally {
-                Cu.call(Cu.cuGraphDestroy, g.get(ADDRESS, 0));
-            }
-            MemorySegment graph = exec.get(ADDRESS, 0);
-            try {
-                Cu.status(Cu.cuGraphLaunch, "cuGraphLaunch", graph, stream);
-                Cu.status(Cu.cuEventRecord, "cuEventRecord", timing[0], stream);
-                Cu.status(Cu.cuGraphLaunch, "cuGraphLaunch", graph, stream);
-                Cu.status(Cu.cuEventRecord, "cuEventRecord", timing[1], stream);
-                sync();
-                Cu.status(Cu.cuEventElapsedTime, "cuEventElapsedTime", ms, timing[0], timing[1]);
-                return ms.get(JAVA_FLOAT, 0);
-            } finally {
-                Cu.call(Cu.cuGraphExecDestroy, graph);
-            }
+        MemorySegment graph = captured(() -> {
+            for (int r = 0; r < count; r++) launchKernel(k, batch, stream);
+        });
+        try {
+            Cu.status(Cu.cuGraphLaunch, "cuGraphLaunch", graph, stream);
+            Cu.status(Cu.cuEventRecord, "cuEventRecord", timing[0], stream);
+            Cu.status(Cu.cuGraphLaunch, "cuGraphLaunch", graph, stream);
+            Cu.status(Cu.cuEventRecord, "cuEventRecord", timing[1], stream);
+            sync();
+            Cu.status(Cu.cuEventElapsedTime, "cuEventElapsedTime", ms, timing[0], timing[1]);
+            return ms.get(JAVA_FLOAT, 0);
+        } finally {
+            Cu.call(Cu.cuGraphExecDestroy, graph);
         }
     }
 

@@ -68,6 +68,21 @@ public final class TaskDag {
         return out;
     }
 
+    /**
+     * The longest chain of dependencies weighed by each kernel's time: what the program takes however many
+     * kernels run at once and however little a launch costs.
+     */
+    public static double criticalPath(List<TreeSet<Integer>> deps, double[] times) {
+        double[] end = new double[deps.size()];
+        double longest = 0;
+        for (int j = 0; j < end.length; j++) {
+            for (int i : deps.get(j)) end[j] = Math.max(end[j], end[i]);
+            end[j] += times[j];
+            longest = Math.max(longest, end[j]);
+        }
+        return longest;
+    }
+
     /** Kernels on the longest chain of dependencies: the launches that must follow one another however many run at once. */
     public static int criticalPath(List<TreeSet<Integer>> deps) {
         int[] depth = new int[deps.size()];

@@ -65,6 +65,20 @@ class TaskDagTest {
         assertTrue(chain < p.kernels().size() / 2, "longest chain " + chain + " of " + p.kernels().size() + " kernels");
     }
 
+    /**
+     * The chain that `cmc bench --profile` weighs by kernel times: the heaviest path, not the one of most kernels.
+     * 0 → 1 → 3 and 0 → 2 → 3, with 2 slow: 1 + 5 + 1 = 7 through it, 3 through 1.
+     */
+    @Test
+    void theWeightedCriticalPathFollowsTheSlowestBranch() {
+        List<TreeSet<Integer>> deps = List.of(new TreeSet<>(), new TreeSet<>(List.of(0)), new TreeSet<>(List.of(0)), new TreeSet<>(List.of(1, 2)));
+        assertEquals(7.0, TaskDag.criticalPath(deps, new double[]{1, 1, 5, 1}), 1e-12);
+        assertEquals(4.0, TaskDag.criticalPath(deps, new double[]{1, 2, 1, 1}), 1e-12);
+        assertEquals(3, TaskDag.criticalPath(deps));
+        // Independent kernels: the slowest alone.
+        assertEquals(7.0, TaskDag.criticalPath(List.of(new TreeSet<>(), new TreeSet<>()), new double[]{7, 2}), 1e-12);
+    }
+
     /** A topological order: the ready kernel with the highest index first, or a random ready one. */
     private static List<Integer> order(List<TreeSet<Integer>> deps, Random rng) {
         int n = deps.size();

@@ -33,7 +33,8 @@ public final class Bench {
                          List<Sampling> sampling, int trainBatch, int trainSigmaRows, double stepMs, double flopsPerSample, double trainFlopsPerSample,
                          double peakGflops, long deviceBytes, long peakRssBytes, Map<String, Double> sampleKernels, Map<String, Double> stepKernels,
                          Map<String, Double> sampleGemmFlops, Map<String, Double> stepGemmFlops,
-                         Map<String, Double> sampleActivationBytes, Map<String, Double> stepActivationBytes) {
+                         Map<String, Double> sampleActivationBytes, Map<String, Double> stepActivationBytes,
+                         double sampleChainMs, double stepChainMs) {
 
         public double sampleGflops(Sampling s) { return flopsPerSample * s.samplesPerSecond() / 1e9; }
         public double stepGflops() { return trainFlopsPerSample * trainBatch / (stepMs / 1e3) / 1e9; }
@@ -68,6 +69,12 @@ public final class Bench {
             for (var e : List.of(Map.entry("sampling", List.of(sampleKernels, sampleGemmFlops, sampleActivationBytes)),
                     Map.entry("training step", List.of(stepKernels, stepGemmFlops, stepActivationBytes)))) {
                 Map<String, Double> times = e.getValue().get(0), flops = e.getValue().get(1), bytes = e.getValue().get(2);
+                double chain = e.getKey().equals("sampling") ? sampleChainMs : stepChainMs;
+                double whole = e.getKey().equals("sampling") ? (sampling.isEmpty() ? Double.NaN : sampling.getFirst().oneStepMs()) : stepMs;
+                if (!times.isEmpty()) {
+                    sb.append(String.format("  %s: kernels %.3f ms in all, %.3f ms on the longest chain of dependent ones; the run took %.3f ms%n",
+                            e.getKey(), times.values().stream().mapToDouble(Double::doubleValue).sum(), chain, whole));
+                }
                 sb.append(String.format("  %s: slowest kernels (ms, GFLOP/s for GEMMs, GB/s of activations)%n", e.getKey()));
                 times.entrySet().stream().sorted(Map.Entry.<String, Double>comparingByValue().reversed()).limit(top)
                         .forEach(k -> sb.append(String.format("    %8.3f %10s %8s  %s%n", k.getValue(), perSecond(flops.get(k.getKey()), k.getValue()),
@@ -89,10 +96,11 @@ public final class Bench {
             }
             return String.format(Locale.ROOT, "{\"model\":\"%s\",\"params\":%d,\"backend\":\"%s\",\"device\":\"%s\",\"threads\":%d,\"generate_ms\":%.2f,"
                             + "\"load_ms\":%.2f,\"peak_gflops\":%s,\"sampling\":%s,\"train_batch\":%d,\"train_sigma_rows\":%d,\"train_step_ms\":%.4f,\"train_gflops\":%.2f,"
-                            + "\"device_bytes\":%d,\"peak_rss_bytes\":%d%s%s}",
+                            + "\"device_bytes\":%d,\"peak_rss_bytes\":%d%s%s%s}",
                     model, params, backend, device.replace("\"", "'"), threads, generateMs, loadMs,
                     Double.isNaN(peakGflops) ? "null" : String.format(Locale.ROOT, "%.1f", peakGflops), cases, trainBatch, trainSigmaRows, stepMs, stepGflops(),
-                    deviceBytes, peakRssBytes, kernelsJson("sample_kernels_ms", sampleKernels), kernelsJson("step_kernels_ms", stepKernels));
+                    deviceBytes, peakRssBytes, kernelsJson("sample_kernels_ms", sampleKernels), kernelsJson("step_kernels_ms", stepKernels),
+                    sampleKernels.isEmpty() ? "" : String.format(Locale.ROOT, ",\"sample_chain_ms\":%.4f,\"step_chain_ms\":%.4f", sampleChainMs, stepChainMs));
         }
 
         /** With --profile, every kernel's time in launch order (the table shows only the slowest), else nothing. */
@@ -200,12 +208,14 @@ public final class Bench {
                 Map<String, Double> stepFlops = profile ? gemmFlops(stepped, trainBatch) : Map.of();
                 Map<String, Double> sampleBytes = profile ? activationBytes(sampled, batches.getFirst()) : Map.of();
                 Map<String, Double> stepBytes = profile ? activationBytes(stepped, trainBatch) : Map.of();
+                double sampleChain = profile ? chainMs(sampled, sampleKernels) : Double.NaN;
+                double stepChain = profile ? chainMs(stepped, stepKernels) : Double.NaN;
                 progress.at(label + ": done", total, total);
                 long deviceBytes = samplerBytes + backend.arrayBytes(stepped, trainBatch);
                 return new Result(spec.name(), sampler.layout().total(), label, backend.deviceName(), Runtime.getRuntime().availableProcessors(),
                         generateMs, loadMs, cases, trainBatch, sigmaRows, stepMs, flopsPerSample(spec),
                         trainFlopsPerSample(spec, trainBatch, sigmaRows), peak, deviceBytes,
-                        Memory.peakRssBytes(), sampleKernels, stepKernels, sampleFlops, stepFlops, sampleBytes, stepBytes);
+                        Memory.peakRssBytes(), sampleKernels, stepKernels, sampleFlops, stepFlops, sampleBytes, stepBytes, sampleChain, stepChain);
             }
         } finally {
             for (Executable e : samplers.values()) e.close();
@@ -357,6 +367,16 @@ public final class Bench {
             out.merge(k.name(), bytes, Double::sum);
         }
         return out;
+    }
+
+    /**
+     * The longest chain of dependent kernels of a program, each at its profiled time: set beside the run's time,
+     * what the rest (launches, waits between kernels, streams that serialise) costs.
+     */
+    static double chainMs(Program p, Map<String, Double> times) {
+        double[] each = new double[p.kernels().size()];
+        for (int k = 0; k < each.length; k++) each[k] = times.getOrDefault(p.kernels().get(k).name(), 0.0);
+        return dev.cmc.kernel.TaskDag.criticalPath(dev.cmc.kernel.TaskDag.dependencies(p), each);
     }
 
     /** Per-kernel times of one run: device events on OpenCL, wall time per launch on the JVM. */

@@ -85,13 +85,8 @@ public final class TaskDag {
 
     /** Kernels on the longest chain of dependencies: the launches that must follow one another however many run at once. */
     public static int criticalPath(List<TreeSet<Integer>> deps) {
-        int[] depth = new int[deps.size()];
-        int longest = 0;
-        for (int j = 0; j < depth.length; j++) {
-            for (int i : deps.get(j)) depth[j] = Math.max(depth[j], depth[i]);
-            depth[j]++;
-            longest = Math.max(longest, depth[j]);
-        }
-        return longest;
+        double[] one = new double[deps.size()];
+        java.util.Arrays.fill(one, 1);
+        return (int) criticalPath(deps, one);
     }
 }

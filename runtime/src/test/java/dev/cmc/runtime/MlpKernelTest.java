@@ -64,8 +64,9 @@ class MlpKernelTest {
      * does not; the card held 1e-5 at h = 256, the simulator's CT step at h = 128 comes to 1.05e-5); 2e-4 for
      * tf32, where an fp32 input that differs in its last bit between the two paths can round to the neighbouring
      * TF32 value (2^-11 away) in one and not the other (an H200 put them 3.6e-5 apart at h = 256, the simulator
-     * 9.5e-5 at h = 128 over two blocks, the second's inputs already apart); TF32's 5e-3 beside tf32 wgmma GEMMs, which read their shared-memory operand as fp32 and
-     * drop its low bits where the fused kernel rounds (cvt.rna).
+     * 9.5e-5 at h = 128 over two blocks, the second's inputs already apart); TF32's 5e-3 beside tf32 wgmma
+     * GEMMs, which read their shared-memory operand as fp32 and drop its low bits where the fused kernel rounds
+     * (cvt.rna).
      */
     private record Pair(Backend fused, Backend unfused, double agreement) {}
 

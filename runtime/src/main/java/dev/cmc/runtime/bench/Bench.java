@@ -66,22 +66,24 @@ public final class Bench {
          */
         public String profile(int top) {
             var sb = new StringBuilder();
-            for (var e : List.of(Map.entry("sampling", List.of(sampleKernels, sampleGemmFlops, sampleActivationBytes)),
-                    Map.entry("training step", List.of(stepKernels, stepGemmFlops, stepActivationBytes)))) {
-                Map<String, Double> times = e.getValue().get(0), flops = e.getValue().get(1), bytes = e.getValue().get(2);
-                double chain = e.getKey().equals("sampling") ? sampleChainMs : stepChainMs;
-                double whole = e.getKey().equals("sampling") ? (sampling.isEmpty() ? Double.NaN : sampling.getFirst().oneStepMs()) : stepMs;
-                if (!times.isEmpty()) {
+            double sampleMs = sampling.isEmpty() ? Double.NaN : sampling.getFirst().oneStepMs();
+            for (var s : List.of(new Profiled("sampling", sampleKernels, sampleGemmFlops, sampleActivationBytes, sampleChainMs, sampleMs),
+                    new Profiled("training step", stepKernels, stepGemmFlops, stepActivationBytes, stepChainMs, stepMs))) {
+                if (!s.times().isEmpty()) {
                     sb.append(String.format("  %s: kernels %.3f ms in all, %.3f ms on the longest chain of dependent ones; the run took %.3f ms%n",
-                            e.getKey(), times.values().stream().mapToDouble(Double::doubleValue).sum(), chain, whole));
+                            s.what(), s.times().values().stream().mapToDouble(Double::doubleValue).sum(), s.chainMs(), s.runMs()));
                 }
-                sb.append(String.format("  %s: slowest kernels (ms, GFLOP/s for GEMMs, GB/s of activations)%n", e.getKey()));
-                times.entrySet().stream().sorted(Map.Entry.<String, Double>comparingByValue().reversed()).limit(top)
-                        .forEach(k -> sb.append(String.format("    %8.3f %10s %8s  %s%n", k.getValue(), perSecond(flops.get(k.getKey()), k.getValue()),
-                                perSecond(bytes.get(k.getKey()), k.getValue()), k.getKey())));
+                sb.append(String.format("  %s: slowest kernels (ms, GFLOP/s for GEMMs, GB/s of activations)%n", s.what()));
+                s.times().entrySet().stream().sorted(Map.Entry.<String, Double>comparingByValue().reversed()).limit(top)
+                        .forEach(k -> sb.append(String.format("    %8.3f %10s %8s  %s%n", k.getValue(), perSecond(s.flops().get(k.getKey()), k.getValue()),
+                                perSecond(s.bytes().get(k.getKey()), k.getValue()), k.getKey())));
             }
             return sb.toString();
         }
+
+        /** One program's profile: kernel times, GEMM FLOPs and activation bytes by kernel, its chain and its run. */
+        private record Profiled(String what, Map<String, Double> times, Map<String, Double> flops, Map<String, Double> bytes,
+                                double chainMs, double runMs) {}
 
         /** An amount per ms as billions per second, or blank where there is none. */
         private static String perSecond(Double amount, double ms) {

@@ -40,7 +40,7 @@ public final class CudaExecutable implements Executable {
     private final int maxBatch;
     private final Arena arena = Arena.ofShared();
     private final MemorySegment context, stream;
-    /** The loaded PTX: one module holding every kernel, or one a kernel ({@link PtxRenderer#modules}). */
+    /** The loaded PTX: one module a kernel ({@link PtxRenderer#modules}). */
     private final MemorySegment[] modules;
     private final MemorySegment[] functions, params;
     private final long[] buffers, sizes;
@@ -64,12 +64,15 @@ public final class CudaExecutable implements Executable {
         this(device, program, List.of(ptx), maxBatch, PtxRenderer.Matmul.FMA, PtxRenderer.Tiling.NARROW);
     }
 
-    /** ptx: one module with every kernel of the program, or one module per kernel, in the program's order. */
+    /** ptx: one module per kernel, in the program's order. */
     CudaExecutable(CudaDevices.Device device, Program program, List<String> ptx, int maxBatch, PtxRenderer.Matmul matmul, PtxRenderer.Tiling tiling) {
         this.matmul = matmul;
         this.tiling = tiling;
         this.program = program;
         this.maxBatch = maxBatch;
+        if (ptx.size() != program.kernels().size()) {
+            throw new IllegalArgumentException(program.name() + ": " + ptx.size() + " PTX modules for " + program.kernels().size() + " kernels");
+        }
         MemorySegment out = arena.allocate(ADDRESS);
         Cu.status(Cu.cuDevicePrimaryCtxRetain, "cuDevicePrimaryCtxRetain", out, device.handle());
         context = out.get(ADDRESS, 0);
@@ -80,7 +83,7 @@ public final class CudaExecutable implements Executable {
         long workspaceFloats = 0;
         long[] workspaceAt = new long[functions.length];
         for (int k = 0; k < functions.length; k++) {
-            functions[k] = function(PtxRenderer.kernelName(program, k), modules[modules.length == 1 ? 0 : k], out);
+            functions[k] = function(PtxRenderer.kernelName(program, k), modules[k], out);
             Kernel kernel = program.kernels().get(k);
             // Dynamic shared memory past 48 KB (the wgmma GEMMs' pipeline, a fused MLP block) must be allowed per function first.
             int shared = PtxRenderer.launch(kernel, maxBatch, matmul, tiling).sharedBytes();

@@ -21,10 +21,10 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
  * product, run twice (first on zeros), in both layouts the compiler emits, with shapes that are not multiples of the 128×64 tile: fp32 FMAs and 3xTF32 within 1e-5 of
  * the largest element; TF32 within 5e-3 and bf16 within 2e-2, each further from fp32 than fp32 would be (the
  * inputs really are rounded). Row lengths
- * that are and are not multiples of 4 take the tensor-core GEMMs' 16-byte and 4-byte cp.async paths. A TN GEMM
- * over 1,100 rows is cut into 16 K slices and over 300 into 4 (their few tiles would leave the GPU idle), an NN GEMM with K = 1,030 over 70 rows into eight, and NN GEMMs
- * with K of 130 to 256 over 70 or 130 rows into two to four (their few tiles would leave the GPU idle), each
- * tile's slices summed by its last block.
+ * that are and are not multiples of 4 take the tensor-core GEMMs' 16-byte and 4-byte cp.async paths. Where
+ * few tiles would leave the GPU idle, K is split: a TN GEMM over 1,100 rows into 16 slices and over 300 into
+ * 4, an NN GEMM with K = 1,030 over 70 rows into 8, and NN GEMMs with K of 130 to 256 over 70 or 130 rows into
+ * 2 to 4, each tile's slices summed by its last block.
  */
 class GemmKernelTest {
     @ParameterizedTest(name = "{0} transposeA={1} rows={2} k={3} n={4}")

@@ -94,6 +94,9 @@ run)
   #    and CT step at 4,096 and 256, with per-kernel profiles (every kernel's time in the JSON).
   bench bench fp32_train4096 60 --batch 1048576,4096,256 --train-batch 4096 --profile
   bench bench fp32_train256 40 --batch 256 --train-batch 256 --profile
+  #    The same without programmatic dependent launch (each kernel of the graph launched only once the one before
+  #    it in its stream has ended): what PDL, on by default on sm_90 and never timed on a card, gains at 256 rows.
+  CMC_CUDA_PDL=0 bench bench fp32_train256_nopdl 30 --batch 256 --train-batch 256
   # 2. PyTorch on the same card in the same run, its figures for the same comparisons, before the tf32 stages, so
   #    that no overrun of cmc's leaves the run without its peer.
   if runs bench torch && [[ -f .gpu/torch_cm_bench.py && -z ${GPU_CHECK_DRY:-} ]] && fits torch 150; then
@@ -165,6 +168,7 @@ run)
   CMC_CUDA_TILES=wide bench more wide_tf32 40 --set target.precision=tf32 --batch 1048576 --train-batch 4096
   CMC_CUDA_FP32_MATMUL=fma bench more fma 50 --batch 1048576,4096 --train-batch 4096
   CMC_CUDA_STREAMS=1 bench more fp32_train256_one_stream 30 --batch 256 --train-batch 256
+  CMC_CUDA_PDL=0 bench more fp32_train4096_nopdl 40 --batch 4096 --train-batch 4096
   bench more bf16 40 --set target.precision=bf16 --batch 1048576 --train-batch 4096
   cat "$out/stages.txt"
   ;;

@@ -6,7 +6,7 @@
  * Blackwell B200: compute capability 10.0, an H100's shared memory),
  * and writes what it sees, one line a call of interest, to the file named by CMC_FAKE_CUDA_LOG:
  *
- *   launch NAME grid X Y Z block B shared S stream N node K deps A,B   (node -1 outside a capture)
+ *   launch NAME grid X Y Z block B shared S stream N node K deps A,B rows R [programmatic]   (node -1 outside a capture)
  *   capture begin|end ...      graph launch EXEC nodes N (its first launch)      note TEXT (from fakecuda_note)
  *   error CALL: WHY            (the call also fails, as the real driver would, or worse, would not)
  *   exit live allocations N host N modules N streams N events N graphs N
@@ -18,7 +18,7 @@
  * event recorded in it), and at its end every such stream has joined back into the origin.
  *
  * CMC_FAKE_CUDA_FAULT makes it fail on purpose, for the runtime's error paths: "jit" refuses every module with
- * a JIT error log, "fork" refuses any second stream's joining a capture.
+ * a JIT error log, "fork" refuses any second stream's joining a capture, "pdl" refuses programmatic launches in a capture.
  */
 #define _GNU_SOURCE
 #include <stdarg.h>
@@ -83,7 +83,7 @@ static int drop(Live *l, void *p) {
     return 0;
 }
 
-typedef struct { char name[128]; int params, pointerParams[64], maxThreads, staticShared, maxDynamicShared; } Function;
+typedef struct { char name[128]; int params, pointerParams[64], maxThreads, staticShared, maxDynamicShared, awaitsGrids; } Function;
 typedef struct { Function *functions; int count; } Module;
 typedef struct { int deps[MAX_DEPS]; int count; } Frontier;
 typedef struct { int id, capturing; Frontier last; } Stream;
@@ -187,6 +187,8 @@ static int parseEntry(const char *at, const char *end, Function *f) {
         if (f->params < 64) f->pointerParams[f->params] = strncmp(p, ".param .u64", 11) == 0;
         f->params++;
     }
+    const char *wait = strstr(close, "griddepcontrol.wait;");
+    f->awaitsGrids = wait && wait < end;
     const char *ntid = strstr(close, ".maxntid");
     f->maxThreads = ntid && ntid < end ? atoi(ntid + 9) : 1024;
     for (const char *p = strstr(close, "    .shared "); p && p < end; p = strstr(p + 1, "    .shared ")) {
@@ -589,8 +591,47 @@ CUresult cuGraphLaunch(void *exec, void *stream) {
     return OK;
 }
 
+static CUresult launch(void *f, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by, unsigned bz, unsigned shared,
+                       void *stream, void **params, void **extra, int programmatic);
+
 CUresult cuLaunchKernel(void *f, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by, unsigned bz, unsigned shared,
                         void *stream, void **params, void **extra) {
+    return launch(f, gx, gy, gz, bx, by, bz, shared, stream, params, extra, 0);
+}
+
+/* cuda.h's CUlaunchConfig and CUlaunchAttribute, laid out as there (56 and 72 bytes). */
+typedef struct { int id; char pad[4]; union { char pad[64]; int programmaticStreamSerializationAllowed; } value; } LaunchAttribute;
+typedef struct {
+    unsigned gridDimX, gridDimY, gridDimZ, blockDimX, blockDimY, blockDimZ, sharedMemBytes;
+    void *hStream;
+    LaunchAttribute *attrs;
+    unsigned numAttrs;
+} LaunchConfig;
+_Static_assert(sizeof(LaunchConfig) == 56 && sizeof(LaunchAttribute) == 72, "cuda.h's launch structs");
+
+/* Programmatic dependent launch: only on compute capability 9.0+, and only of a kernel whose PTX waits for the
+   grid before it (griddepcontrol.wait), or it could read its inputs before they are written. Fault "pdl" refuses
+   it inside a capture, as a driver that cannot capture it would. */
+CUresult cuLaunchKernelEx(const LaunchConfig *c, void *f, void **params, void **extra) {
+    NEEDS_CONTEXT("cuLaunchKernelEx");
+    if (!c || (c->numAttrs && !c->attrs) || c->numAttrs > 8) return fail(INVALID_VALUE, "cuLaunchKernelEx", "config or its attributes");
+    int programmatic = 0;
+    for (unsigned i = 0; i < c->numAttrs; i++) {
+        if (c->attrs[i].id != 6) return fail(INVALID_VALUE, "cuLaunchKernelEx", "attribute %d is not one the fake knows", c->attrs[i].id);
+        programmatic = c->attrs[i].value.programmaticStreamSerializationAllowed != 0;
+    }
+    Function *fn = function(f);
+    if (programmatic && fn) {
+        if (major < 9) return fail(INVALID_VALUE, "cuLaunchKernelEx", "%s: programmatic launch on compute capability %d.%d", fn->name, major, minor);
+        if (!fn->awaitsGrids) return fail(INVALID_VALUE, "cuLaunchKernelEx", "%s: programmatic launch of a kernel that never waits (griddepcontrol.wait)", fn->name);
+        if (origin && strcmp(fault, "pdl") == 0) return fail(INVALID_VALUE, "cuLaunchKernelEx", "%s: refused in a capture on purpose (CMC_FAKE_CUDA_FAULT=pdl)", fn->name);
+    }
+    return launch(f, c->gridDimX, c->gridDimY, c->gridDimZ, c->blockDimX, c->blockDimY, c->blockDimZ, c->sharedMemBytes, c->hStream, params, extra,
+                  programmatic);
+}
+
+static CUresult launch(void *f, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by, unsigned bz, unsigned shared,
+                       void *stream, void **params, void **extra, int programmatic) {
     NEEDS_CONTEXT("cuLaunchKernel");
     Function *fn = function(f);
     if (!fn) return fail(INVALID_HANDLE, "cuLaunchKernel", "no such function");
@@ -634,8 +675,8 @@ CUresult cuLaunchKernel(void *f, unsigned gx, unsigned gy, unsigned gz, unsigned
         s->last.count = 1;
         s->last.deps[0] = node;
     }
-    say("launch %s grid %u %u %u block %u shared %u stream %d node %d deps %s rows %llu", fn->name, gx, gy, gz, threads, shared, s->id, node, deps,
-        fn->params > 0 ? n.args[fn->params - 1] : 0ull);
+    say("launch %s grid %u %u %u block %u shared %u stream %d node %d deps %s rows %llu%s", fn->name, gx, gy, gz, threads, shared, s->id, node, deps,
+        fn->params > 0 ? n.args[fn->params - 1] : 0ull, programmatic ? " programmatic" : "");
     return OK;
 }
 

@@ -43,7 +43,17 @@ abstract class PtxFunction {
     /** The most registers ptxas may give a thread (.maxnreg), or 0 to leave it to ptxas. */
     int maxRegisters() { return 0; }
 
-    String render() {
+    /**
+     * The kernel's PTX. With awaitsGrids (sm_90), it is ready for programmatic dependent launch: once its
+     * parameters are loaded, before any access to global memory, it waits until the kernels it follows in its
+     * stream have finished and their writes are visible (griddepcontrol.wait, which returns at once where
+     * nothing launched it early), then lets the next kernel launch (griddepcontrol.launch_dependents). That kernel's
+     * blocks then wait in their own griddepcontrol.wait until this grid ends: memory is ordered exactly as
+     * without the overlap, and what overlaps is the next launch's setup with this kernel's run. The next
+     * launch can only start once every block of this grid has started, so its waiting blocks never keep
+     * this grid's from an SM.
+     */
+    String render(boolean awaitsGrids) {
         List<String> args = Indexing.arguments(kernel);
         if (splitsK(kernel)) {
             args = new java.util.ArrayList<>(args);
@@ -62,6 +72,11 @@ abstract class PtxFunction {
         }
         rowsReg = r();
         op("ld.param.u32 " + rowsReg + ", [rows];");
+        if (awaitsGrids) {
+            comment("programmatic dependent launch: the kernels before this one finished, then the next one may launch");
+            op("griddepcontrol.wait;");
+            op("griddepcontrol.launch_dependents;");
+        }
         body();
         label("DONE");
         op("ret;");

@@ -63,6 +63,43 @@ public class PtxasTest {
     void everyModuleAssembles(String arch, @org.junit.jupiter.api.io.TempDir Path dir) throws Exception {
         Path ptxas = ptxas();
         Assumptions.assumeTrue(ptxas != null, "ptxas not found (CUDA_HOME, /usr/local/cuda/bin or PATH): PTX assembly check skipped");
+        assembleAll(ptxas, modules(arch, dir));
+    }
+
+    /**
+     * Programmatic dependent launch (see PtxFunction#render): every kernel of every sm_90 module waits for the
+     * grid before it (griddepcontrol.wait) before any instruction that touches global memory, and only then lets
+     * the next one launch; sm_80 modules have neither (ptxas would refuse them there). The simulator holds each
+     * kernel it runs to the same order; this checks all of them, whether it runs them or not.
+     */
+    @ParameterizedTest
+    @ValueSource(strings = {"sm_80", "sm_90"})
+    void sm90KernelsWaitForTheGridBeforeTouchingGlobalMemory(String arch, @org.junit.jupiter.api.io.TempDir Path dir) {
+        int kernels = 0;
+        for (Assembly m : modules(arch, dir)) {
+            for (String entry : m.ptx().split("\\.visible \\.entry ")) {
+                if (!entry.contains("ret;")) continue;   // the module's directives, before its first entry
+                String name = entry.substring(0, entry.indexOf('('));
+                List<String> code = entry.lines().map(String::strip).filter(l -> !l.startsWith("//")).toList();
+                int wait = code.indexOf("griddepcontrol.wait;"), launch = code.indexOf("griddepcontrol.launch_dependents;");
+                kernels++;
+                if (!arch.equals("sm_90")) {
+                    assertTrue(wait < 0 && launch < 0, m.what() + ", " + name + ": griddepcontrol in sm_80 code");
+                    continue;
+                }
+                assertTrue(wait >= 0 && launch == wait + 1, m.what() + ", " + name + ": no griddepcontrol.wait then launch_dependents");
+                assertEquals(1, code.stream().filter(l -> l.startsWith("griddepcontrol")).count() / 2, m.what() + ", " + name + ": one wait, one launch");
+                for (String before : code.subList(0, wait)) {
+                    assertFalse(before.contains(".global") && !before.startsWith("cvta") || before.startsWith("cp.async"),
+                            m.what() + ", " + name + ": touches global memory before griddepcontrol.wait: " + before);
+                }
+            }
+        }
+        assertTrue(kernels > 500, kernels + " kernels checked");
+    }
+
+    /** Every module the assembly check assembles for this architecture: each program in each arithmetic and tiling, and fused blocks. */
+    private static List<Assembly> modules(String arch, Path dir) {
         var checks = new ArrayList<Assembly>();
         List<Program> programs = programs();
         for (int i = 0; i < programs.size(); i++) {
@@ -97,7 +134,7 @@ public class PtxasTest {
                 }
             }
         }
-        assembleAll(ptxas, checks);
+        return checks;
     }
 
     /**

@@ -52,6 +52,19 @@ final class Cu {
     static final MethodHandle cuStreamDestroy = fn("cuStreamDestroy_v2", JAVA_INT, ADDRESS);
     static final MethodHandle cuLaunchKernel = fn("cuLaunchKernel", JAVA_INT, ADDRESS, JAVA_INT, JAVA_INT, JAVA_INT, JAVA_INT, JAVA_INT, JAVA_INT,
             JAVA_INT, ADDRESS, ADDRESS, ADDRESS);
+    /** cuLaunchKernelEx(const CUlaunchConfig *, CUfunction, void **params, void **extra): null in drivers before CUDA 11.8. */
+    static final MethodHandle cuLaunchKernelEx = fn("cuLaunchKernelEx", JAVA_INT, ADDRESS, ADDRESS, ADDRESS, ADDRESS);
+    /**
+     * CUlaunchConfig (cuda.h): grid and block dimensions and dynamic shared bytes as 7 unsigned ints, then the
+     * stream at byte 32, the attribute array at 40 and their count at 48; 56 bytes. CUlaunchAttribute: its id, an
+     * int padded to 8 bytes, then a 64-byte value union; 72 bytes.
+     */
+    static final StructLayout LAUNCH_CONFIG = MemoryLayout.structLayout(MemoryLayout.sequenceLayout(7, JAVA_INT), MemoryLayout.paddingLayout(4),
+            ADDRESS.withName("hStream"), ADDRESS.withName("attrs"), JAVA_INT.withName("numAttrs"), MemoryLayout.paddingLayout(4));
+    static final StructLayout LAUNCH_ATTRIBUTE = MemoryLayout.structLayout(JAVA_INT.withName("id"), MemoryLayout.paddingLayout(4),
+            MemoryLayout.sequenceLayout(16, JAVA_INT).withName("value"));
+    /** CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION: the launch may overlap the kernel before it in its stream. */
+    static final int LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION = 6;
     static final MethodHandle cuStreamBeginCapture = fn("cuStreamBeginCapture_v2", JAVA_INT, ADDRESS, JAVA_INT);
     static final MethodHandle cuStreamEndCapture = fn("cuStreamEndCapture", JAVA_INT, ADDRESS, ADDRESS);
     static final MethodHandle cuGraphInstantiate = fn("cuGraphInstantiateWithFlags", JAVA_INT, ADDRESS, ADDRESS, JAVA_LONG);
@@ -78,8 +91,12 @@ final class Cu {
 
     /** A driver call failed: names the call and the error. */
     static final class CudaException extends RuntimeException {
+        /** The call that failed, as the message names it: "cuLaunchKernelEx(k_ew_c_skip, programmatic)". */
+        final String call;
+
         CudaException(String call, int status, String detail) {
             super(call + " failed: " + name(status) + " (" + status + ")" + (detail == null || detail.isBlank() ? "" : "\n" + detail));
+            this.call = call;
         }
     }
 

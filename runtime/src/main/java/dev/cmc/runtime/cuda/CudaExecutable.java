@@ -35,6 +35,8 @@ public final class CudaExecutable implements Executable {
     private static final boolean USE_GRAPHS = !"0".equals(System.getenv("CMC_CUDA_GRAPHS"));
     /** Streams a captured graph spreads kernels over; CMC_CUDA_STREAMS=1 captures launch order on one. */
     private static final int STREAMS = StreamPlan.configuredStreams();
+    /** CMC_CUDA_PDL=0 captures every kernel with a plain stream dependency, not a programmatic one. */
+    private static final boolean PDL_SETTING = !"0".equals(System.getenv("CMC_CUDA_PDL"));
 
     private final Program program;
     private final int maxBatch;
@@ -53,6 +55,16 @@ public final class CudaExecutable implements Executable {
     private final MemorySegment rows = arena.allocate(JAVA_INT);
     private final Map<Integer, MemorySegment> graphs = new HashMap<>();
     private MemorySegment hostStaging;
+    /**
+     * Whether captures launch kernels with programmatic dependent launch (compute capability 9.0 and newer,
+     * whose sm_90 kernels start with griddepcontrol, see {@link PtxRenderer#awaitsGrids}): in the graph, a kernel
+     * that follows another in its stream launches while that one still runs, and waits in its first instruction.
+     * On a graph of 35 dependent kernels of tens of µs each (the CT step at 256 rows), the launch gaps are a
+     * share of the step worth removing. Turned off for good if a capture with it fails.
+     */
+    private boolean programmatic;
+    /** The one CUlaunchConfig and attribute that programmatic launches fill in turn (captures run on one thread). */
+    private final MemorySegment launchConfig = arena.allocate(Cu.LAUNCH_CONFIG), launchAttribute = arena.allocate(Cu.LAUNCH_ATTRIBUTE);
 
     /** How the module's GEMMs multiply and are tiled: what their launches' grids and blocks follow. */
     private final PtxRenderer.Matmul matmul;
@@ -79,6 +91,9 @@ public final class CudaExecutable implements Executable {
         makeCurrent();
         modules = loadAll(device, ptx);
         sms = device.multiprocessors();
+        programmatic = PDL_SETTING && PtxRenderer.awaitsGrids(device.arch()) && Cu.cuLaunchKernelEx != null;
+        launchAttribute.set(JAVA_INT, 0, Cu.LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION);
+        launchAttribute.set(JAVA_INT, 8, 1);   // programmaticStreamSerializationAllowed
         functions = new MemorySegment[program.kernels().size()];
         long workspaceFloats = 0;
         long[] workspaceAt = new long[functions.length];
@@ -317,21 +332,32 @@ public final class CudaExecutable implements Executable {
 
     /**
      * Records every kernel launch at this batch size into a CUDA graph and instantiates it: over several
-     * streams as {@link StreamPlan} spreads them, or in launch order on one if that capture fails (the reason
-     * is printed once) or CMC_CUDA_STREAMS=1.
+     * streams as {@link StreamPlan} spreads them, with programmatic dependent launches where the GPU has them.
+     * If the driver refuses a programmatic launch in the capture, or the graph they make, the reason is printed
+     * once and it is captured with plain ones; if it refuses another call (several streams), in launch order on
+     * one stream, as CMC_CUDA_STREAMS=1 asks from the start, and then without programmatic launches.
      */
     private MemorySegment capture(int batch) {
         if (plan == null) plan = StreamPlan.of(program, STREAMS);
-        if (plan.streams() > 1) {
+        while (true) {
             try {
                 return capture(batch, plan);
             } catch (Cu.CudaException e) {
-                System.err.println("cmc: cuda: capturing " + program.name() + " on " + plan.streams() + " streams failed ("
-                        + e.getMessage().lines().findFirst().orElse("") + "); capturing it on one stream in launch order");
-                plan = StreamPlan.of(program, 1);
+                String why = e.getMessage().lines().findFirst().orElse("");
+                boolean programmaticRefused = e.call.startsWith("cuLaunchKernelEx") || e.call.startsWith("cuGraphInstantiate");
+                if (programmatic && (programmaticRefused || plan.streams() == 1)) {
+                    System.err.println("cmc: cuda: capturing " + program.name() + " with programmatic dependent launches failed (" + why
+                            + "); capturing it with plain stream dependencies");
+                    programmatic = false;
+                } else if (plan.streams() > 1) {
+                    System.err.println("cmc: cuda: capturing " + program.name() + " on " + plan.streams() + " streams failed (" + why
+                            + "); capturing it on one stream in launch order");
+                    plan = StreamPlan.of(program, 1);
+                } else {
+                    throw e;
+                }
             }
         }
-        return capture(batch, plan);
     }
 
     private MemorySegment capture(int batch, StreamPlan plan) {
@@ -412,18 +438,36 @@ public final class CudaExecutable implements Executable {
         }
     }
 
+    /** Every kernel in launch order on the stream, each after the last has ended: the debugging path, no programmatic launches. */
     private void launchAll(int batch) {
         rows.set(JAVA_INT, 0, batch);
-        for (int k = 0; k < functions.length; k++) launchKernel(k, batch, stream);
+        for (int k = 0; k < functions.length; k++) launchKernel(k, batch, stream, false);
     }
 
-    /** Kernel k on a stream; nothing for an empty grid. */
+    /** Kernel k on a stream in a capture; nothing for an empty grid. */
     private void launchKernel(int k, int batch, MemorySegment on) {
+        launchKernel(k, batch, on, programmatic);
+    }
+
+    /**
+     * Kernel k on a stream, by cuLaunchKernelEx with the programmatic stream serialization attribute where
+     * programmatic: a launch that may begin before the kernel before it in the stream has ended (its PTX waits).
+     */
+    private void launchKernel(int k, int batch, MemorySegment on, boolean programmatic) {
         Kernel kernel = program.kernels().get(k);
         PtxRenderer.Launch l = PtxRenderer.launch(kernel, batch, matmul, tiling, sms);
         if (l.gridX() == 0 || l.gridY() == 0) return;
-        Cu.status(Cu.cuLaunchKernel, "cuLaunchKernel(" + kernel.name() + ")", functions[k], l.gridX(), l.gridY(), l.gridZ(),
-                l.block(), 1, 1, l.sharedBytes(), on, params[k], MemorySegment.NULL);
+        if (!programmatic) {
+            Cu.status(Cu.cuLaunchKernel, "cuLaunchKernel(" + kernel.name() + ")", functions[k], l.gridX(), l.gridY(), l.gridZ(),
+                    l.block(), 1, 1, l.sharedBytes(), on, params[k], MemorySegment.NULL);
+            return;
+        }
+        int[] dims = {l.gridX(), l.gridY(), l.gridZ(), l.block(), 1, 1, l.sharedBytes()};
+        for (int i = 0; i < dims.length; i++) launchConfig.setAtIndex(JAVA_INT, i, dims[i]);
+        launchConfig.set(ADDRESS, 32, on);
+        launchConfig.set(ADDRESS, 40, launchAttribute);
+        launchConfig.set(JAVA_INT, 48, 1);
+        Cu.status(Cu.cuLaunchKernelEx, "cuLaunchKernelEx(" + kernel.name() + ", programmatic)", launchConfig, functions[k], params[k], MemorySegment.NULL);
     }
 
     /**

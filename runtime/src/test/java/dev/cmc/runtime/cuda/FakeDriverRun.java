@@ -30,7 +30,8 @@ import static java.lang.foreign.ValueLayout.ADDRESS;
  * <p>
  * With a second argument, the fake's fault of that name instead (CMC_FAKE_CUDA_FAULT): "jit", every module
  * refused, where loading must fail with the JIT's log and the generated PTX saved; "fork", a second stream's
- * joining a capture refused, where the CT step must still run, captured on one stream.
+ * joining a capture refused, where the CT step must still run, captured on one stream; "pdl", programmatic launches
+ * refused in a capture, where it must still run, captured on its streams with plain dependencies.
  */
 public final class FakeDriverRun {
     private static Path log;
@@ -74,6 +75,7 @@ public final class FakeDriverRun {
             checked++;
         }
         settings(hopper, wideShared, programs.getFirst());
+        new CudaBackend(0).measurePeakGflops();   // the FMA probe, `cmc bench`'s peak: its own PTX, launched like the rest
         System.out.println("fake driver: " + checked + " programs checked on " + device.name());
         train();
     }
@@ -148,6 +150,21 @@ public final class FakeDriverRun {
                         throw new AssertionError("after a refused fork the step is not captured on one stream and run: " + launched + " launches");
                     }
                     System.out.println("captured on one stream after the refused fork: " + launched + " launches");
+                }
+            }
+            case "pdl" -> {
+                try (Arena a = Arena.ofConfined(); var exe = backend.load(Compiler.trainStep(seed).program(), 256)) {
+                    mark(a, "pdl");
+                    exe.run(256);
+                    exe.run(256);
+                    List<String> lines = since("pdl");
+                    var launches = lines.stream().filter(l -> l.startsWith("launch ")).toList();
+                    boolean manyStreams = launches.stream().map(l -> after(l.split(" "), "stream")).distinct().count() > 1;
+                    if (!manyStreams || launches.stream().anyMatch(l -> l.endsWith(" programmatic")) || lines.stream().noneMatch(l -> l.startsWith("graph launch"))) {
+                        throw new AssertionError("after refused programmatic launches the step is not captured with plain ones on its streams and run: "
+                                + launches.size() + " launches");
+                    }
+                    System.out.println("captured without programmatic launches after the refusal: " + launches.size() + " launches");
                 }
             }
             default -> throw new IllegalArgumentException(fault);

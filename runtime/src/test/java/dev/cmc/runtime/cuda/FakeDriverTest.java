@@ -37,16 +37,24 @@ class FakeDriverTest {
         assertTrue(refused.isEmpty(), "the driver refused calls:\n" + String.join("\n", refused) + "\n" + output);
         assertEquals(0, run.exitValue(), "the run on the fake driver failed:\n" + output);
         assertTrue(lines.stream().filter(l -> l.startsWith("launch ")).count() > 1000, "too few launches: " + lines.size() + " lines");
+        // Captured launches are programmatic from compute capability 9.0 (the fake refuses one of a kernel that does
+        // not wait for the grid before it); launches outside a capture (node -1) never are.
+        var captured = lines.stream().filter(l -> l.startsWith("launch ") && !l.contains(" node -1 ")).toList();
+        long programmatic = captured.stream().filter(l -> l.endsWith(" programmatic")).count();
+        assertFalse(captured.isEmpty(), "no captured launches");
+        assertEquals(cc.equals("80") ? 0 : captured.size(), programmatic, "programmatic launches among the " + captured.size() + " captured");
+        assertEquals(0, lines.stream().filter(l -> l.contains(" node -1 ") && l.endsWith(" programmatic")).count(), "programmatic launches outside captures");
         assertEquals("exit live allocations 0 host 0 modules 0 streams 0 events 0 graphs 0", lines.getLast(), "left behind after every close");
     }
 
     /**
      * Where the driver fails: a module it refuses is reported with the JIT's log and the generated PTX saved to a
      * file that the message names; a multi-stream capture it refuses is said once, and the program captured on
-     * one stream runs. Nothing is left allocated either way.
+     * one stream runs; so is one that refuses programmatic launches, and the program captured without them runs.
+     * Nothing is left allocated either way.
      */
     @ParameterizedTest(name = "fault {0}")
-    @ValueSource(strings = {"jit", "fork"})
+    @ValueSource(strings = {"jit", "fork", "pdl"})
     void driverFailuresAreReportedOrSurvived(String fault, @org.junit.jupiter.api.io.TempDir Path dir) throws Exception {
         Path log = dir.resolve("driver.log");
         Process run = start(build(dir), log, "90", fault);
@@ -57,6 +65,11 @@ class FakeDriverTest {
         if (fault.equals("fork")) {
             assertEquals(1, output.lines().filter(l -> l.contains("on 4 streams failed") && l.contains("capturing it on one stream")).count(),
                     "the failed multi-stream capture is said once:\n" + output);
+        }
+        if (fault.equals("pdl")) {
+            assertTrue(output.lines().filter(l -> l.contains("with programmatic dependent launches failed")).count() >= 1,
+                    "the failed programmatic capture is said:\n" + output);
+            assertTrue(Files.readAllLines(log).stream().anyMatch(l -> l.startsWith("graph launch")), "no graph ran after the fallback:\n" + output);
         }
         assertEquals("exit live allocations 0 host 0 modules 0 streams 0 events 0 graphs 0", Files.readAllLines(log).getLast(),
                 "left behind after the failure");
@@ -73,7 +86,7 @@ class FakeDriverTest {
         pb.environment().put("CMC_FAKE_CUDA_LOG", log.toString());
         pb.environment().put("CMC_FAKE_CUDA_CC", cc);
         if (fault != null) pb.environment().put("CMC_FAKE_CUDA_FAULT", fault);
-        for (String setting : List.of("CMC_CUDA_MLP", "CMC_CUDA_TILES", "CMC_CUDA_FP32_MATMUL", "CMC_CUDA_STREAMS", "CMC_CUDA_GRAPHS")) {
+        for (String setting : List.of("CMC_CUDA_MLP", "CMC_CUDA_TILES", "CMC_CUDA_FP32_MATMUL", "CMC_CUDA_STREAMS", "CMC_CUDA_GRAPHS", "CMC_CUDA_PDL")) {
             pb.environment().remove(setting);
         }
         return pb.start();

@@ -45,6 +45,8 @@ final class PtxSimulator {
         final List<SharedVar> shared = new ArrayList<>();
         final Map<String, Integer> regs = new HashMap<>();
         final List<Instr> code = new ArrayList<>();
+        /** Whether the kernel waits for the grids before it (griddepcontrol.wait): then no thread may touch global memory before its wait. */
+        boolean awaitsGrids;
 
         Entry(String name) { this.name = name; }
 
@@ -103,6 +105,7 @@ final class PtxSimulator {
                 continue;
             }
             e.code.add(parse(e, line));
+            if (line.startsWith("griddepcontrol.wait")) e.awaitsGrids = true;
         }
     }
 
@@ -200,6 +203,8 @@ final class PtxSimulator {
         final float[] shared;
         final long[][] regs;
         final int[] pc, state;
+        /** Per thread: whether it has passed griddepcontrol.wait, before which global memory may still be the grid before's. */
+        final boolean[] awaited;
         /**
          * Each thread's cp.async copies not yet landed, by commit group (the last one still open). They land,
          * oldest group first, only when a cp.async.wait_group lets no more be pending, so that reading a stage
@@ -226,6 +231,7 @@ final class PtxSimulator {
             regs = new long[n][e.regs.size() + 1];
             locked = new int[n][e.regs.size() + 1];
             pc = new int[n];
+            awaited = new boolean[n];
             state = new int[n];
             for (int t = 0; t < n; t++) pending.add(new ArrayList<>(List.of(new ArrayList<>())));
         }
@@ -619,6 +625,10 @@ final class PtxSimulator {
                                 + " wgmma.wait_group retired it, which the PTX ISA leaves undefined: " + in.text);
                     }
                 }
+                if (e.awaitsGrids && !awaited[t] && (op.contains(".global") || op.startsWith("cp.async.c")) && !op.startsWith("cvta")) {
+                    throw new IllegalStateException(e.name + ": global memory accessed before griddepcontrol.wait, while the grid before may still"
+                            + " be writing it: " + in.text);
+                }
                 switch (op) {
                     case "wgmma.fence.sync.aligned", "fence.proxy.async.shared::cta" -> {}   // ordering the simulator has anyway
                     case "cvt.u32.u64" -> r[a[0].reg] = get(t, a[1]) & 0xffffffffL;
@@ -643,6 +653,11 @@ final class PtxSimulator {
                         for (int q = 1; q < a.length; q++) store("shared", get(t, a[0]) + 4L * (q - 1), f(get(t, a[q])), in.text);
                     }
                     case "ret" -> { state[t] = DONE; return; }
+                    // One grid at a time here, so the grids before have always finished; the rule that matters is the order.
+                    case "griddepcontrol.wait" -> awaited[t] = true;
+                    case "griddepcontrol.launch_dependents" -> {
+                        if (!awaited[t]) throw new IllegalStateException(e.name + ": the next grid let launch before this one waited for the last: " + in.text);
+                    }
                     case "bar.sync" -> { state[t] = BAR; return; }
                     case "shfl.sync.bfly.b32", MMA, MMA_BF16, LDMATRIX -> { state[t] = SHFL; return; }   // warp collectives
                     case "cvt.rn.bf16x2.f32" -> r[a[0].reg] = toBf16(f(get(t, a[1]))) << 16 | toBf16(f(get(t, a[2])));

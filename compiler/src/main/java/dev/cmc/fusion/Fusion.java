@@ -13,7 +13,9 @@ import java.util.*;
  * Tensor IR to kernel IR. Every non-elementwise op is an anchor (a GEMM, a normalisation, a reduction) and
  * becomes one kernel. Each anchor then absorbs the elementwise ops that consume it in the same shape (bias,
  * activation, residual, the skip-parameterised output, the loss), and elementwise ops with one consumer are
- * inlined into it. What is left becomes elementwise kernels. Kernels are ordered by the arrays they share.
+ * inlined into it. What is left becomes elementwise kernels, each also taking the later elementwise ops of its
+ * shape that read it and would have been kernels of their own, so that a chain of them (noise, the noised
+ * point, its scaling) is one launch and one pass over memory. Kernels are ordered by the arrays they share.
  */
 public final class Fusion {
     private final Graph graph;
@@ -23,6 +25,8 @@ public final class Fusion {
     private final Map<Node, List<Node>> consumers = new HashMap<>();
     private final Map<Node, Node> owner = new HashMap<>();
     private final Map<Node, List<Node>> absorbed = new LinkedHashMap<>();
+    /** The elementwise kernels: each one's first node, which owns itself, and the nodes it took in, in order. */
+    private final Map<Node, List<Node>> groups = new LinkedHashMap<>();
     private final Map<Node, Buf> buffers = new HashMap<>();
     private final Set<Node> outputs;
     private final Map<String, Program.Array> arrays = new LinkedHashMap<>();
@@ -49,9 +53,10 @@ public final class Fusion {
     private Program run(String name) {
         for (Node n : order) for (Node in : n.inputs()) consumers.computeIfAbsent(in, k -> new ArrayList<>()).add(n);
         for (Node n : order) if (isAnchor(n)) absorb(n);
+        for (Node n : order) if (n.op().isElementwise() && !owner.containsKey(n) && materialized(n)) group(n);
         for (Node n : order) {
             if (isAnchor(n)) kernels.add(anchorKernel(n));
-            else if (n.op().isElementwise() && !owner.containsKey(n) && materialized(n)) kernels.add(elementwiseKernel(n));
+            else if (groups.containsKey(n)) kernels.add(elementwiseKernel(n));
         }
         var all = new ArrayList<Kernel>(transposes.values());
         all.addAll(kernels);
@@ -91,6 +96,69 @@ public final class Fusion {
         var list = new ArrayList<Node>();
         for (Node n : order) if (set.contains(n) && n != anchor) { list.add(n); owner.put(n, anchor); }
         absorbed.put(anchor, list);
+    }
+
+    /**
+     * An elementwise kernel from its first node: it takes in, transitively, the elementwise ops of the same shape
+     * that read what it computes, would each have been a kernel of their own (they are stored: several read
+     * them, or an anchor, or they are results) and whose other inputs do not wait for it ({@link #readyInside}).
+     * A gather, which reads its table at other rows than its own, never joins. What the kernel computes is stored
+     * only where something outside it reads it.
+     */
+    private void group(Node root) {
+        var set = new LinkedHashSet<Node>(List.of(root));
+        boolean grew = true;
+        while (grew) {
+            grew = false;
+            for (Node c : readersThroughInlined(set)) {
+                if (set.contains(c) || owner.containsKey(c) || !c.op().isElementwise() || c.op() == Op.GATHER
+                        || !c.shape().equals(root.shape()) || !materialized(c)) continue;
+                if (c.inputs().stream().allMatch(in -> readyInside(in, set))) { set.add(c); grew = true; }
+            }
+        }
+        // The unstored ops between them (σ·z between z and x + σ·z) are lets of the kernel too, so that nothing
+        // outside it reads what it computes through them, and what only they read need not be stored.
+        var inside = new HashSet<Node>(set);
+        var stack = new ArrayDeque<Node>(set);
+        while (!stack.isEmpty()) {
+            for (Node in : stack.pop().inputs()) {
+                if (!inside.contains(in) && inlined(in) && dependsOnAny(in, set)) { inside.add(in); stack.push(in); }
+            }
+        }
+        var members = new ArrayList<Node>();
+        for (Node n : order) if (inside.contains(n)) { members.add(n); owner.put(n, root); }
+        groups.put(root, members);
+    }
+
+    /** An elementwise op computed where it is read rather than stored (a gather never is, see {@link #materialized}). */
+    private boolean inlined(Node n) {
+        return n.op().isElementwise() && n.op() != Op.GATHER && !owner.containsKey(n) && !materialized(n);
+    }
+
+    /** The nodes that read the set's values, directly or through elementwise ops inlined where they are read. */
+    private List<Node> readersThroughInlined(Set<Node> set) {
+        var out = new ArrayList<Node>();
+        var stack = new ArrayDeque<Node>(set);
+        var seen = new HashSet<Node>();
+        while (!stack.isEmpty()) {
+            for (Node c : consumers.getOrDefault(stack.pop(), List.of())) {
+                if (!seen.add(c)) continue;
+                out.add(c);
+                if (inlined(c)) stack.push(c);
+            }
+        }
+        return out;
+    }
+
+    /**
+     * Whether an elementwise kernel computing {@code set} can read n where it computes a new member: n is in the
+     * set, or is inlined there (an unstored elementwise op, not a gather) from what it can read, or is in memory
+     * that nothing in the set has to be computed first for.
+     */
+    private boolean readyInside(Node n, Set<Node> set) {
+        if (set.contains(n)) return true;
+        if (inlined(n)) return n.inputs().stream().allMatch(in -> readyInside(in, set));
+        return !dependsOnAny(n, set);
     }
 
     private boolean dependsOnAny(Node n, Set<Node> targets) {
@@ -168,9 +236,9 @@ public final class Fusion {
 
     // ---- expressions ----
 
-    /** n as seen from inside the kernel of {@code anchor} (null for an elementwise kernel rooted at n). */
+    /** n as seen from inside the kernel of {@code anchor}: an anchor's value, or the first node of an elementwise kernel. */
     private Expr expr(Node n, Node anchor) {
-        if (n == anchor) return new Expr.Acc();
+        if (n == anchor) return groups.containsKey(n) ? new Expr.Var(n.id()) : new Expr.Acc();
         if (anchor != null && owner.get(n) == anchor) return new Expr.Var(n.id());
         if (n.op() == Op.CONST && !materialized(n)) return new Expr.Const(n.values()[0]);
         if (materialized(n)) return new Expr.Load(bufferOf(n));
@@ -223,9 +291,12 @@ public final class Fusion {
         };
     }
 
-    private Kernel elementwiseKernel(Node n) {
-        String name = "k_ew_" + graph.labelOf(n, n.op().name().toLowerCase() + n.id());
-        return new Kernel.Elementwise(name, n.shape(), List.of(new Let(n.id(), inline(n, null), bufferOf(n))));
+    /** The elementwise kernel whose first node is root: a let for it and each node it took in, stored where read outside. */
+    private Kernel elementwiseKernel(Node root) {
+        String name = "k_ew_" + graph.labelOf(root, root.op().name().toLowerCase() + root.id());
+        var lets = new ArrayList<Let>();
+        for (Node n : groups.get(root)) lets.add(new Let(n.id(), inline(n, root), materialized(n) ? bufferOf(n) : null));
+        return new Kernel.Elementwise(name, root.shape(), lets);
     }
 
     // ---- launch order ----

@@ -33,11 +33,13 @@ class ProfileCountsTest {
         var fused = dev.cmc.render.PtxRenderer.fuseMlps(sampler, dev.cmc.render.PtxRenderer.Matmul.TF32);
         assertEquals(2 * 2.0 * batch * 256 * 1024, Bench.gemmFlops(fused, batch).get("k_mlp_block0_h"));
         assertEquals(4.0 * batch * (256 + 256), Bench.activationBytes(fused, batch).get("k_mlp_block0_h"));
-        // Drawing the step's noise: reads x, writes x + s·z. 0.5 kB a sample.
-        assertEquals(4.0 * batch * (64 + 64), bytes.get("k_ew_x_noised"));
-        // The whole sampler: 57.1 kB a sample unfused (as the README counts it), 12.0 kB fused.
-        assertEquals(57.1, total(Bench.activationBytes(sampler, batch)) / batch / 1000, 0.05);
-        assertEquals(12.0, total(Bench.activationBytes(fused, batch)) / batch / 1000, 0.05);
+        // Drawing the step's noise and scaling the noised point for the network in one kernel: reads x, writes
+        // x + s·z (the skip connection's) and c_in·(x + s·z) (the network's input). 0.75 kB a sample.
+        assertEquals(4.0 * batch * (64 + 64 + 64), bytes.get("k_ew_x_noised"));
+        assertEquals(null, bytes.get("k_ew_x_scaled"));
+        // The whole sampler: 56.8 kB a sample unfused (57.1 when the noised point was read back to be scaled), 11.8 kB fused.
+        assertEquals(56.8, total(Bench.activationBytes(sampler, batch)) / batch / 1000, 0.05);
+        assertEquals(11.8, total(Bench.activationBytes(fused, batch)) / batch / 1000, 0.05);
     }
 
     private static double total(java.util.Map<String, Double> bytes) {

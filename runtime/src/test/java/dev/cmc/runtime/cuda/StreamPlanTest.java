@@ -13,7 +13,7 @@ import static org.junit.jupiter.api.Assertions.*;
  * A stream plan orders every dependency: what the captured graph guarantees (a stream's kernels in order,
  * and a wait on an event after a kernel) covers every edge of the task graph, for the seed model's training
  * step and for random task graphs, on 1 to 4 streams. And it spreads the training step out: on 4 streams its
- * longest chain of launches is within 3 of the dependencies' own (35 and 35 of 101 kernels).
+ * longest chain of launches is within 3 of the dependencies' own (35 and 35 of 97 kernels).
  */
 class StreamPlanTest {
     @Test

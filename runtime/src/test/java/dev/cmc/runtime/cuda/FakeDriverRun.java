@@ -139,36 +139,38 @@ public final class FakeDriverRun {
                 }
             }
             case "fork" -> {
-                try (Arena a = Arena.ofConfined(); var exe = backend.load(Compiler.trainStep(seed).program(), 256)) {
-                    mark(a, "fork");
-                    exe.run(256);
-                    exe.run(256);
-                    List<String> lines = since("fork");
-                    long launched = lines.stream().filter(l -> l.startsWith("launch ")).count();
-                    boolean oneStream = lines.stream().filter(l -> l.startsWith("launch ")).map(l -> after(l.split(" "), "stream")).distinct().count() == 1;
-                    if (!oneStream || lines.stream().noneMatch(l -> l.startsWith("graph launch"))) {
-                        throw new AssertionError("after a refused fork the step is not captured on one stream and run: " + launched + " launches");
-                    }
-                    System.out.println("captured on one stream after the refused fork: " + launched + " launches");
+                List<String> launches = stepTwice(backend, seed, fault);
+                if (streams(launches) != 1) {
+                    throw new AssertionError("after a refused fork the step is not captured on one stream and run: " + launches.size() + " launches");
                 }
+                System.out.println("captured on one stream after the refused fork: " + launches.size() + " launches");
             }
             case "pdl" -> {
-                try (Arena a = Arena.ofConfined(); var exe = backend.load(Compiler.trainStep(seed).program(), 256)) {
-                    mark(a, "pdl");
-                    exe.run(256);
-                    exe.run(256);
-                    List<String> lines = since("pdl");
-                    var launches = lines.stream().filter(l -> l.startsWith("launch ")).toList();
-                    boolean manyStreams = launches.stream().map(l -> after(l.split(" "), "stream")).distinct().count() > 1;
-                    if (!manyStreams || launches.stream().anyMatch(l -> l.endsWith(" programmatic")) || lines.stream().noneMatch(l -> l.startsWith("graph launch"))) {
-                        throw new AssertionError("after refused programmatic launches the step is not captured with plain ones on its streams and run: "
-                                + launches.size() + " launches");
-                    }
-                    System.out.println("captured without programmatic launches after the refusal: " + launches.size() + " launches");
+                List<String> launches = stepTwice(backend, seed, fault);
+                if (streams(launches) < 2 || launches.stream().anyMatch(l -> l.endsWith(" programmatic"))) {
+                    throw new AssertionError("after refused programmatic launches the step is not captured with plain ones on its streams: "
+                            + launches.size() + " launches");
                 }
+                System.out.println("captured without programmatic launches after the refusal: " + launches.size() + " launches");
             }
             default -> throw new IllegalArgumentException(fault);
         }
+    }
+
+    /** The CT step at 256 rows, run twice after a fault; its launches, having checked that a graph of them ran. */
+    private static List<String> stepTwice(CudaBackend backend, Spec seed, String fault) throws Throwable {
+        try (Arena a = Arena.ofConfined(); var exe = backend.load(Compiler.trainStep(seed).program(), 256)) {
+            mark(a, fault);
+            exe.run(256);
+            exe.run(256);
+            List<String> lines = since(fault);
+            if (lines.stream().noneMatch(l -> l.startsWith("graph launch"))) throw new AssertionError("after fault " + fault + " no graph ran");
+            return lines.stream().filter(l -> l.startsWith("launch ")).toList();
+        }
+    }
+
+    private static long streams(List<String> launches) {
+        return launches.stream().map(l -> after(l.split(" "), "stream")).distinct().count();
     }
 
     private static Spec spec(String model, String train) {

@@ -63,6 +63,8 @@ final class Cu {
             ADDRESS.withName("hStream"), ADDRESS.withName("attrs"), JAVA_INT.withName("numAttrs"), MemoryLayout.paddingLayout(4));
     static final StructLayout LAUNCH_ATTRIBUTE = MemoryLayout.structLayout(JAVA_INT.withName("id"), MemoryLayout.paddingLayout(4),
             MemoryLayout.sequenceLayout(16, JAVA_INT).withName("value"));
+    static final long CONFIG_STREAM = offset(LAUNCH_CONFIG, "hStream"), CONFIG_ATTRS = offset(LAUNCH_CONFIG, "attrs"),
+            CONFIG_NUM_ATTRS = offset(LAUNCH_CONFIG, "numAttrs"), ATTRIBUTE_VALUE = offset(LAUNCH_ATTRIBUTE, "value");
     /** CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION: the launch may overlap the kernel before it in its stream. */
     static final int LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION = 6;
     static final MethodHandle cuStreamBeginCapture = fn("cuStreamBeginCapture_v2", JAVA_INT, ADDRESS, JAVA_INT);
@@ -83,6 +85,10 @@ final class Cu {
     /** Why CUDA cannot be used here, or null if the driver library is present. */
     static String unavailable() {
         return LIB.present() ? null : LIB.whyMissing();
+    }
+
+    private static long offset(StructLayout struct, String field) {
+        return struct.byteOffset(MemoryLayout.PathElement.groupElement(field));
     }
 
     private static MethodHandle fn(String name, MemoryLayout ret, MemoryLayout... args) {

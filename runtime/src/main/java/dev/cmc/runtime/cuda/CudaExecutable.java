@@ -93,7 +93,7 @@ public final class CudaExecutable implements Executable {
         sms = device.multiprocessors();
         programmatic = PDL_SETTING && PtxRenderer.awaitsGrids(device.arch()) && Cu.cuLaunchKernelEx != null;
         launchAttribute.set(JAVA_INT, 0, Cu.LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION);
-        launchAttribute.set(JAVA_INT, 8, 1);   // programmaticStreamSerializationAllowed
+        launchAttribute.set(JAVA_INT, Cu.ATTRIBUTE_VALUE, 1);   // programmaticStreamSerializationAllowed
         functions = new MemorySegment[program.kernels().size()];
         long workspaceFloats = 0;
         long[] workspaceAt = new long[functions.length];
@@ -464,9 +464,9 @@ public final class CudaExecutable implements Executable {
         }
         int[] dims = {l.gridX(), l.gridY(), l.gridZ(), l.block(), 1, 1, l.sharedBytes()};
         for (int i = 0; i < dims.length; i++) launchConfig.setAtIndex(JAVA_INT, i, dims[i]);
-        launchConfig.set(ADDRESS, 32, on);
-        launchConfig.set(ADDRESS, 40, launchAttribute);
-        launchConfig.set(JAVA_INT, 48, 1);
+        launchConfig.set(ADDRESS, Cu.CONFIG_STREAM, on);
+        launchConfig.set(ADDRESS, Cu.CONFIG_ATTRS, launchAttribute);
+        launchConfig.set(JAVA_INT, Cu.CONFIG_NUM_ATTRS, 1);
         Cu.status(Cu.cuLaunchKernelEx, "cuLaunchKernelEx(" + kernel.name() + ", programmatic)", launchConfig, functions[k], params[k], MemorySegment.NULL);
     }
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Every GPU check of the cuda backend in one script, for a machine with an NVIDIA GPU but no Java or Maven
 # (see ../shared/gpu/README.md). Two halves:
-#   scripts/gpu-check.sh prepare   here: a jlinked JRE, the cmc jar, the test jars and PyTorch's reference into .gpu/
+#   scripts/gpu-check.sh prepare   here: a jlinked JRE, the cmc jar, the test jars and PyTorch's reference into .gpu/,
+#                                  and, where ptxas is, the bench stages' kernels assembled ahead of time (.gpu/cubins.tar.xz)
 #   scripts/gpu-check.sh run [GROUP|STAGE ...]
 #                                  there: cmc bench, PyTorch's peers, parity tests on the GPU; results in $OUT/gpu-out.tgz
 #                                  (or .gpu/gpu-out.tgz); e.g. `run bench parity` in a first call, `run more` in a second
@@ -28,6 +29,19 @@ prepare)
   mv .gpu/junit-platform-console-standalone.jar .gpu/junit.jar
   cp scripts/gpu_torch_peer.py .gpu/
   cp ../shared/gpu/*.py .gpu/ 2>/dev/null || echo "gpu-check: ../shared/gpu/*.py not found; the PyTorch side will be skipped"
+  # Every module the bench stages load, assembled here by ptxas (runtime/cuda/Cubins): the dry run on the fake
+  # driver loads exactly what the GPU will, and saves each module by its hash; on the GPU the runtime loads the
+  # cubins instead of spending 12-16 s a program in the driver's JIT (stage by stage, about two of the run's
+  # fifteen minutes). The first stage still JITs, so that the load time without them stays measured.
+  ptxas=${CUDA_HOME:-/usr/local/cuda}/bin/ptxas
+  if [[ -x $ptxas ]]; then
+    rm -rf /tmp/cmc-ptx /tmp/cmc-cubins && mkdir -p /tmp/cmc-cubins
+    CMC_CUDA_SAVE_PTX=/tmp/cmc-ptx "$0" dryrun > /tmp/cmc-ptx-dryrun.log 2>&1 || { tail -5 /tmp/cmc-ptx-dryrun.log; exit 1; }
+    find /tmp/cmc-ptx -name '*.ptx' -print0 | PTXAS=$ptxas xargs -0 -P "$(nproc)" -n 1 sh -c \
+      'h=$(basename "$1" .ptx); "$PTXAS" -arch="$(sed -n "s/^\.target //p" "$1" | head -n 1)" "$1" -o /tmp/cmc-cubins/"$h".cubin' sh
+    tar -C /tmp -cJf .gpu/cubins.tar.xz cmc-cubins
+    echo "gpu-check: $(ls /tmp/cmc-cubins | wc -l) kernels assembled ahead of time, $(du -h .gpu/cubins.tar.xz | cut -f1) packed"
+  fi
   du -sh .gpu
   ;;
 run)
@@ -50,6 +64,10 @@ run)
     if (( SECONDS + $2 > deadline )); then echo "$1: skipped, $((deadline - SECONDS)) s left of the budget" | tee -a "$out/skipped.txt"; return 1; fi
   }
   [[ -d /tmp/cmc-jre ]] || tar -C /tmp -xJf .gpu/jre.tar.xz
+  if [[ -f .gpu/cubins.tar.xz && -z ${GPU_CHECK_DRY:-} ]]; then   # see prepare; the fake driver loads PTX only
+    [[ -d /tmp/cmc-cubins ]] || tar -C /tmp -xJf .gpu/cubins.tar.xz
+    export CMC_CUDA_CUBINS=/tmp/cmc-cubins
+  fi
   java=(/tmp/cmc-jre/bin/java --add-modules jdk.incubator.vector --enable-native-access=ALL-UNNAMED -XX:+UseParallelGC)
   export CMC_CACHE=/tmp/cmc-cache CMC_DEBUG=1
   # The driver's JIT cache at its largest (4 GB), so a module an earlier stage compiled (the seed step's PTX is
@@ -92,7 +110,7 @@ run)
   gemm=dev.cmc.runtime.cuda.GemmKernelTest
   # 1. What the issue's targets compare, first: cmc's fp32 (3xTF32 GEMMs by default) sampling up to 1,048,576
   #    and CT step at 4,096 and 256, with per-kernel profiles (every kernel's time in the JSON).
-  bench bench fp32_train4096 60 --batch 1048576,4096,256 --train-batch 4096 --profile
+  CMC_CUDA_CUBINS= bench bench fp32_train4096 60 --batch 1048576,4096,256 --train-batch 4096 --profile   # JIT-compiled, timing the load
   bench bench fp32_train256 40 --batch 256 --train-batch 256 --profile
   #    The same without programmatic dependent launch (each kernel of the graph launched only once the one before
   #    it in its stream has ended): what PDL, on by default on sm_90 and never timed on a card, gains at 256 rows.

@@ -222,6 +222,9 @@ static CUresult loadModule(void **module, const void *image, unsigned options, i
         if (keys[i] == 5) errorLog = values[i];
         if (keys[i] == 6) errorLogBytes = (size_t) (uintptr_t) values[i];
     }
+    if (memcmp(ptx, "\x7f" "ELF", 4) == 0) {   /* a cubin (CMC_CUDA_CUBINS): nothing here to read its entries from */
+        return fail(INVALID_IMAGE, "cuModuleLoadDataEx", "a cubin: the fake driver loads PTX only");
+    }
     if (!strstr(ptx, ".version") || !strstr(ptx, ".target")) {
         if (errorLog && errorLogBytes) snprintf(errorLog, errorLogBytes, "ptxas fatal : fake driver: no .version or .target directive");
         return fail(INVALID_IMAGE, "cuModuleLoadDataEx", "not PTX");

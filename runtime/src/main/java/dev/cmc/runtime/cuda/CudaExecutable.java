@@ -176,10 +176,11 @@ public final class CudaExecutable implements Executable {
         var loaded = new MemorySegment[ptx.size()];
         var next = new java.util.concurrent.atomic.AtomicInteger();
         var failure = new java.util.concurrent.atomic.AtomicReference<RuntimeException>();
+        Cubins cubins = Cubins.fromEnvironment();
         Runnable worker = () -> {
             try {
                 makeCurrent();
-                for (int m; failure.get() == null && (m = next.getAndIncrement()) < loaded.length; ) loaded[m] = load(device, ptx.get(m), m, ptx.size());
+                for (int m; failure.get() == null && (m = next.getAndIncrement()) < loaded.length; ) loaded[m] = load(device, ptx.get(m), m, ptx.size(), cubins);
             } catch (RuntimeException e) {
                 failure.compareAndSet(null, e);
             }
@@ -203,8 +204,21 @@ public final class CudaExecutable implements Executable {
         return loaded;
     }
 
-    /** cuModuleLoadDataEx with the JIT's error log captured; a failure names the saved PTX and quotes the log. */
-    private MemorySegment load(CudaDevices.Device device, String ptx, int m, int of) {
+    /**
+     * cuModuleLoadDataEx with the JIT's error log captured; a failure names the saved PTX and quotes the log. The
+     * module's cubin, where {@link Cubins} has one and the driver takes it, is loaded instead of the PTX.
+     */
+    private MemorySegment load(CudaDevices.Device device, String ptx, int m, int of, Cubins cubins) {
+        cubins.save(ptx);
+        byte[] cubin = cubins.find(ptx);
+        if (cubin != null) {
+            try (Arena a = Arena.ofConfined()) {
+                MemorySegment out = a.allocate(ADDRESS);
+                int status = (int) Cu.call(Cu.cuModuleLoadDataEx, out, a.allocateFrom(JAVA_BYTE, cubin), 0, MemorySegment.NULL, MemorySegment.NULL);
+                if (status == Cu.SUCCESS) return out.get(ADDRESS, 0);
+                cubins.refused(Cu.name(status) + " for " + program.name() + "." + program.kernels().get(m).name());
+            }
+        }
         try (Arena a = Arena.ofConfined()) {
             MemorySegment errors = a.allocate(LOG_BYTES);
             MemorySegment options = a.allocate(JAVA_INT, 2), values = a.allocate(ADDRESS, 2);

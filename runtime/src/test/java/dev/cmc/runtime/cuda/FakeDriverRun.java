@@ -153,6 +153,12 @@ public final class FakeDriverRun {
                 }
                 System.out.println("captured without programmatic launches after the refusal: " + launches.size() + " launches");
             }
+            case "sampler" -> {   // no fault: the seed sampler loaded and run once, as CMC_CUDA_CUBINS and CMC_CUDA_SAVE_PTX say
+                try (var exe = backend.load(Compiler.sampler(seed).program(), 256)) {
+                    exe.run(256);
+                }
+                System.out.println("sampler loaded and run");
+            }
             default -> throw new IllegalArgumentException(fault);
         }
     }

@@ -75,8 +75,45 @@ class FakeDriverTest {
                 "left behind after the failure");
     }
 
+    /**
+     * Kernels assembled ahead of time: with CMC_CUDA_SAVE_PTX the runtime writes each module it loads, named by
+     * the SHA-256 of its text; with CMC_CUDA_CUBINS it offers the driver the cubin of that name where there is
+     * one. The fake driver refuses cubins (it reads kernels from PTX), so the runtime must say so once and load
+     * the PTX instead: here one module has a cubin, and the sampler still runs.
+     */
+    @org.junit.jupiter.api.Test
+    void modulesAreSavedByTheirHashAndARefusedCubinFallsBackToPtx(@org.junit.jupiter.api.io.TempDir Path dir) throws Exception {
+        Path library = build(dir), log = dir.resolve("driver.log"), ptx = dir.resolve("ptx"), cubins = dir.resolve("cubins");
+        Process save = start(library, log, "90", "sampler", java.util.Map.of("CMC_CUDA_SAVE_PTX", ptx.toString()));
+        String output = new String(save.getInputStream().readAllBytes());
+        assertTrue(save.waitFor(2, TimeUnit.MINUTES) && save.exitValue() == 0, output);
+        List<Path> saved;
+        try (var files = Files.list(ptx)) {
+            saved = files.sorted().toList();
+        }
+        long modules = Files.readAllLines(log).stream().filter(l -> l.startsWith("module ")).count();
+        assertEquals(modules, saved.size(), "one file a module the driver loaded (the sampler's kernels are all different)");
+        for (Path p : saved) assertEquals(Cubins.key(Files.readString(p)) + ".ptx", p.getFileName().toString(), "named by the SHA-256 of its text");
+
+        Files.createDirectories(cubins);
+        String first = saved.getFirst().getFileName().toString().replace(".ptx", ".cubin");
+        Files.write(cubins.resolve(first), new byte[]{0x7f, 'E', 'L', 'F', 2, 1, 1, 0});
+        Files.delete(log);
+        Process load = start(library, log, "90", "sampler", java.util.Map.of("CMC_CUDA_CUBINS", cubins.toString()));
+        output = new String(load.getInputStream().readAllBytes());
+        assertTrue(load.waitFor(2, TimeUnit.MINUTES) && load.exitValue() == 0, output);
+        assertEquals(1, output.lines().filter(l -> l.contains("the driver refused a cubin from CMC_CUDA_CUBINS")).count(), output);
+        assertTrue(output.contains("sampler loaded and run"), output);
+        List<String> refused = Files.readAllLines(log).stream().filter(l -> l.startsWith("error")).toList();
+        assertEquals(List.of("error cuModuleLoadDataEx: a cubin: the fake driver loads PTX only"), refused, "only the cubin is refused");
+    }
+
     /** FakeDriverRun in a JVM of its own on the fake driver, as a GPU of this compute capability, with a fault or none. */
     private static Process start(Path library, Path log, String cc, String fault) throws java.io.IOException {
+        return start(library, log, cc, fault, java.util.Map.of());
+    }
+
+    private static Process start(Path library, Path log, String cc, String fault, java.util.Map<String, String> settings) throws java.io.IOException {
         String java = Path.of(System.getProperty("java.home"), "bin", "java").toString();
         var command = new ArrayList<>(List.of(java, "--enable-native-access=ALL-UNNAMED", "--add-modules", "jdk.incubator.vector",
                 "-cp", System.getProperty("java.class.path"), FakeDriverRun.class.getName(), log.toString()));
@@ -86,9 +123,11 @@ class FakeDriverTest {
         pb.environment().put("CMC_FAKE_CUDA_LOG", log.toString());
         pb.environment().put("CMC_FAKE_CUDA_CC", cc);
         if (fault != null) pb.environment().put("CMC_FAKE_CUDA_FAULT", fault);
-        for (String setting : List.of("CMC_CUDA_MLP", "CMC_CUDA_TILES", "CMC_CUDA_FP32_MATMUL", "CMC_CUDA_STREAMS", "CMC_CUDA_GRAPHS", "CMC_CUDA_PDL")) {
+        for (String setting : List.of("CMC_CUDA_MLP", "CMC_CUDA_TILES", "CMC_CUDA_FP32_MATMUL", "CMC_CUDA_STREAMS", "CMC_CUDA_GRAPHS", "CMC_CUDA_PDL",
+                "CMC_CUDA_CUBINS", "CMC_CUDA_SAVE_PTX")) {
             pb.environment().remove(setting);
         }
+        pb.environment().putAll(settings);
         return pb.start();
     }
 

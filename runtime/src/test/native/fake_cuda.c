@@ -18,7 +18,8 @@
  * event recorded in it), and at its end every such stream has joined back into the origin.
  *
  * CMC_FAKE_CUDA_FAULT makes it fail on purpose, for the runtime's error paths: "jit" refuses every module with
- * a JIT error log, "fork" refuses any second stream's joining a capture, "pdl" refuses programmatic launches in a capture.
+ * a JIT error log, "fork" refuses any second stream's joining a capture, "pdl" refuses programmatic launches in a capture,
+ * "pdl-launch" refuses to launch a graph that holds them.
  */
 #define _GNU_SOURCE
 #include <stdarg.h>
@@ -88,7 +89,7 @@ typedef struct { Function *functions; int count; } Module;
 typedef struct { int deps[MAX_DEPS]; int count; } Frontier;
 typedef struct { int id, capturing; Frontier last; } Stream;
 typedef struct { int captured; Frontier at; } Event;
-typedef struct { Function *fn; unsigned long long args[64]; } Node;
+typedef struct { Function *fn; unsigned long long args[64]; int programmatic; } Node;
 typedef struct { int id, nodes, launches; Node *node; } Graph;
 
 static Live modules, streams, events, graphs, execs, hostBlocks;
@@ -589,6 +590,9 @@ CUresult cuGraphLaunch(void *exec, void *stream) {
     for (int i = 0; i < x->nodes; i++) {
         CUresult status = checkPointers("cuGraphLaunch", x->node[i].fn, x->node[i].args);
         if (status != OK) return status;
+        if (x->node[i].programmatic && strcmp(fault, "pdl-launch") == 0) {
+            return fail(INVALID_VALUE, "cuGraphLaunch", "graph %d: programmatic launches refused on purpose (CMC_FAKE_CUDA_FAULT=pdl-launch)", x->id);
+        }
     }
     if (x->launches++ == 0) say("graph launch %d nodes %d", x->id, x->nodes);   /* the first of each: a benchmark makes millions */
     return OK;
@@ -657,7 +661,7 @@ static CUresult launch(void *f, unsigned gx, unsigned gy, unsigned gz, unsigned 
     if (shared + fn->staticShared > SHARED_LIMIT) {
         return fail(LAUNCH_OUT_OF_RESOURCES, "cuLaunchKernel", "%s: %u + %d bytes of shared memory", fn->name, shared, fn->staticShared);
     }
-    Node n = {fn, {0}};
+    Node n = {fn, {0}, programmatic};
     for (int i = 0; i < fn->params && i < 64; i++) {
         n.args[i] = fn->pointerParams[i] ? *(unsigned long long *) params[i] : *(unsigned *) params[i];
     }

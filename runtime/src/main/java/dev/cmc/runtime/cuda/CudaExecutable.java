@@ -339,9 +339,27 @@ public final class CudaExecutable implements Executable {
         makeCurrent();
         MemorySegment graph = graphs.get(batch);
         if (graph == null && USE_GRAPHS && graphs.size() < MAX_GRAPHS) graph = capture(batch);
-        if (graph != null) Cu.status(Cu.cuGraphLaunch, "cuGraphLaunch", graph, stream);
+        if (graph != null) launchGraph(graph, batch);
         else launchAll(batch);
         sync();
+    }
+
+    /**
+     * One launch of the graph captured at this batch size. If the driver refuses a graph of programmatic launches
+     * (it took them at capture), cmc says so once, recaptures every batch size with plain dependencies, and
+     * launches that; any other refusal is an error.
+     */
+    private void launchGraph(MemorySegment graph, int batch) {
+        int status = (int) Cu.call(Cu.cuGraphLaunch, graph, stream);
+        if (status != Cu.SUCCESS && programmatic) {
+            System.err.println("cmc: cuda: launching the graph of " + program.name() + " with programmatic dependent launches failed ("
+                    + Cu.name(status) + "); capturing it with plain stream dependencies");
+            programmatic = false;
+            for (MemorySegment g : graphs.values()) Cu.call(Cu.cuGraphExecDestroy, g);
+            graphs.clear();
+            status = (int) Cu.call(Cu.cuGraphLaunch, capture(batch), stream);
+        }
+        Cu.check(status, "cuGraphLaunch");
     }
 
     /**

@@ -31,7 +31,8 @@ import static java.lang.foreign.ValueLayout.ADDRESS;
  * With a second argument, the fake's fault of that name instead (CMC_FAKE_CUDA_FAULT): "jit", every module
  * refused, where loading must fail with the JIT's log and the generated PTX saved; "fork", a second stream's
  * joining a capture refused, where the CT step must still run, captured on one stream; "pdl", programmatic launches
- * refused in a capture, where it must still run, captured on its streams with plain dependencies.
+ * refused in a capture, where it must still run, captured on its streams with plain dependencies; "pdl-launch", a
+ * graph of them refused at launch, where it must be recaptured so and run.
  */
 public final class FakeDriverRun {
     private static Path log;
@@ -145,8 +146,9 @@ public final class FakeDriverRun {
                 }
                 System.out.println("captured on one stream after the refused fork: " + launches.size() + " launches");
             }
-            case "pdl" -> {
+            case "pdl", "pdl-launch" -> {
                 List<String> launches = stepTwice(backend, seed, fault);
+                if (fault.equals("pdl-launch")) launches = launches.subList(launches.size() / 2, launches.size());   // the recapture
                 if (streams(launches) < 2 || launches.stream().anyMatch(l -> l.endsWith(" programmatic"))) {
                     throw new AssertionError("after refused programmatic launches the step is not captured with plain ones on its streams: "
                             + launches.size() + " launches");

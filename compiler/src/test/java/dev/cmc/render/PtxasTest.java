@@ -88,7 +88,7 @@ public class PtxasTest {
                     continue;
                 }
                 assertTrue(wait >= 0 && launch == wait + 1, m.what() + ", " + name + ": no griddepcontrol.wait then launch_dependents");
-                assertEquals(1, code.stream().filter(l -> l.startsWith("griddepcontrol")).count() / 2, m.what() + ", " + name + ": one wait, one launch");
+                assertEquals(2, code.stream().filter(l -> l.startsWith("griddepcontrol")).count(), m.what() + ", " + name + ": one wait, one launch");
                 for (String before : code.subList(0, wait)) {
                     assertFalse(before.contains(".global") && !before.startsWith("cvta") || before.startsWith("cp.async"),
                             m.what() + ", " + name + ": touches global memory before griddepcontrol.wait: " + before);

@@ -352,9 +352,7 @@ public final class CudaExecutable implements Executable {
     private void launchGraph(MemorySegment graph, int batch) {
         int status = (int) Cu.call(Cu.cuGraphLaunch, graph, stream);
         if (status != Cu.SUCCESS && programmatic) {
-            System.err.println("cmc: cuda: launching the graph of " + program.name() + " with programmatic dependent launches failed ("
-                    + Cu.name(status) + "); capturing it with plain stream dependencies");
-            programmatic = false;
+            withoutProgrammatic("launching the graph of", Cu.name(status));
             for (MemorySegment g : graphs.values()) Cu.call(Cu.cuGraphExecDestroy, g);
             graphs.clear();
             status = (int) Cu.call(Cu.cuGraphLaunch, capture(batch), stream);
@@ -378,9 +376,7 @@ public final class CudaExecutable implements Executable {
                 String why = e.getMessage().lines().findFirst().orElse("");
                 boolean programmaticRefused = e.call.startsWith("cuLaunchKernelEx") || e.call.startsWith("cuGraphInstantiate");
                 if (programmatic && (programmaticRefused || plan.streams() == 1)) {
-                    System.err.println("cmc: cuda: capturing " + program.name() + " with programmatic dependent launches failed (" + why
-                            + "); capturing it with plain stream dependencies");
-                    programmatic = false;
+                    withoutProgrammatic("capturing", why);
                 } else if (plan.streams() > 1) {
                     System.err.println("cmc: cuda: capturing " + program.name() + " on " + plan.streams() + " streams failed (" + why
                             + "); capturing it on one stream in launch order");
@@ -390,6 +386,13 @@ public final class CudaExecutable implements Executable {
                 }
             }
         }
+    }
+
+    /** Programmatic launches off for good, said once: the driver refused them while doing what the words say. */
+    private void withoutProgrammatic(String doing, String why) {
+        System.err.println("cmc: cuda: " + doing + " " + program.name() + " with programmatic dependent launches failed (" + why
+                + "); capturing it with plain stream dependencies");
+        programmatic = false;
     }
 
     private MemorySegment capture(int batch, StreamPlan plan) {
@@ -421,7 +424,7 @@ public final class CudaExecutable implements Executable {
                 for (int k : plan.order()) {
                     MemorySegment on = streams[plan.streamOf()[k]];
                     for (int i : plan.waits().get(k)) Cu.status(Cu.cuStreamWaitEvent, "cuStreamWaitEvent", on, events[i], 0);
-                    launchKernel(k, batch, on);
+                    launchKernel(k, batch, on, programmatic);
                     if (waitedOn[k]) Cu.status(Cu.cuEventRecord, "cuEventRecord", events[k], on);
                 }
                 for (int s = 1; s < plan.streams(); s++) {   // and rejoins it before the capture ends
@@ -476,13 +479,8 @@ public final class CudaExecutable implements Executable {
         for (int k = 0; k < functions.length; k++) launchKernel(k, batch, stream, false);
     }
 
-    /** Kernel k on a stream in a capture; nothing for an empty grid. */
-    private void launchKernel(int k, int batch, MemorySegment on) {
-        launchKernel(k, batch, on, programmatic);
-    }
-
     /**
-     * Kernel k on a stream, by cuLaunchKernelEx with the programmatic stream serialization attribute where
+     * Kernel k on a stream (nothing for an empty grid), by cuLaunchKernelEx with the programmatic stream serialization attribute where
      * programmatic: a launch that may begin before the kernel before it in the stream has ended (its PTX waits).
      */
     private void launchKernel(int k, int batch, MemorySegment on, boolean programmatic) {
@@ -540,7 +538,7 @@ public final class CudaExecutable implements Executable {
         PtxRenderer.Launch l = PtxRenderer.launch(program.kernels().get(k), batch, matmul, tiling, sms);
         if (l.gridX() == 0 || l.gridY() == 0) return 0;
         MemorySegment graph = captured(() -> {
-            for (int r = 0; r < count; r++) launchKernel(k, batch, stream);
+            for (int r = 0; r < count; r++) launchKernel(k, batch, stream, programmatic);
         });
         try {
             Cu.status(Cu.cuGraphLaunch, "cuGraphLaunch", graph, stream);

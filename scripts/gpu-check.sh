@@ -56,7 +56,10 @@ run)
   dest="${OUT:-.gpu}"; out=/tmp/gpu-out; rm -rf "$out"; mkdir -p "$out" "$dest"
   shift; wanted=("${@:-bench parity more}"); wanted=(${wanted[*]})
   deadline=$((SECONDS + ${GPU_CHECK_SECONDS:-520}))
-  pack() { tar -C /tmp -czf "$dest/gpu-out.tgz.part" gpu-out && mv "$dest/gpu-out.tgz.part" "$dest/gpu-out.tgz"; }
+  pack() {  # the split-K slice counts the runtime timed so far come back too
+    cp -f /tmp/cmc-cache/cuda-splits.properties "$out/" 2> /dev/null
+    tar -C /tmp -czf "$dest/gpu-out.tgz.part" gpu-out && mv "$dest/gpu-out.tgz.part" "$dest/gpu-out.tgz"
+  }
   runs() {  # group, stage: whether this call asked for the stage, by its group or its name
     local w; for w in "${wanted[@]}"; do [[ $w == "$1" || $w == "$2" ]] && return 0; done; return 1
   }
@@ -115,6 +118,9 @@ run)
   #    The same without programmatic dependent launch (each kernel of the graph launched only once the one before
   #    it in its stream has ended): what PDL, on by default on sm_90 and never timed on a card, gains at 256 rows.
   CMC_CUDA_PDL=0 bench bench fp32_train256_nopdl 30 --batch 256 --train-batch 256
+  #    And with the formula's split-K slice counts instead of those the runtime timed on the card at its first run
+  #    at each batch size (runtime/cuda/SplitTuning; the counts it chose come back in cuda-splits.properties).
+  CMC_CUDA_TUNE=0 bench bench fp32_train256_notune 30 --batch 256 --train-batch 256
   # 2. PyTorch on the same card in the same run, its figures for the same comparisons, before the tf32 stages, so
   #    that no overrun of cmc's leaves the run without its peer.
   if runs bench torch && [[ -f .gpu/torch_cm_bench.py && -z ${GPU_CHECK_DRY:-} ]] && fits torch 150; then
@@ -176,7 +182,21 @@ run)
     grep -c gpu__time_duration "$out/ncu256.csv"; tail -n 2 "$out/ncu256.err"
     pack
   fi
-  # 7. The alternatives, as time allows: each of wgmma and fused blocks alone in tf32, fused blocks in fp32,
+  # 7. Why the GEMMs of the CT step at 4,096 rows ran at 18 TFLOP/s (0.115 ms each) where the same kernels reach
+  #    44-57 at a million rows: Nsight Compute's occupancy, warp stall reasons and memory sections for the
+  #    long-K down-projection (the EMA target's, which only the step has) and its backward twin, and the
+  #    up-projection, twice each, at the formula's slice counts.
+  if runs more ncu4096 && command -v ncu > /dev/null && [[ -z ${GPU_CHECK_DRY:-} ]] && fits ncu4096 120; then
+    t0=$SECONDS
+    CMC_CUDA_TUNE=0 timeout 120 ncu --clock-control none --target-processes all --kernel-name regex:'target_block1_(down|up)_mm|nt_d_block1_ln' --launch-count 6 \
+        --section SpeedOfLight --section Occupancy --section LaunchStats --section WarpStateStats --section MemoryWorkloadAnalysis --section ComputeWorkloadAnalysis \
+        --csv --page details "${java[@]}" -jar .gpu/cmc.jar bench examples/seed_default.cm --backends cuda:0 --seconds 1 --batch 4096 --train-batch 4096 \
+        > "$out/ncu4096.csv" 2> "$out/ncu4096.err" || echo "ncu4096 failed (see ncu4096.err)"
+    echo "ncu4096: $((SECONDS - t0)) s, to $(date -u +%T)" >> "$out/stages.txt"
+    grep -c Duration "$out/ncu4096.csv"; tail -n 2 "$out/ncu4096.err"
+    pack
+  fi
+  # 8. The alternatives, as time allows: each of wgmma and fused blocks alone in tf32, fused blocks in fp32,
   #    128×128 mma.sync tiles (2-stage pipeline; 3xTF32 in 8 warps of 64×32, tf32 in 4 of 64×64), the GEMMs on
   #    the FMA units, the batch-256 graph captured on one stream, bf16.
   CMC_CUDA_MLP=fused bench more fused_tf32 40 --set target.precision=tf32 --batch 1048576 --train-batch 4096 --profile
@@ -187,6 +207,7 @@ run)
   CMC_CUDA_FP32_MATMUL=fma bench more fma 50 --batch 1048576,4096 --train-batch 4096
   CMC_CUDA_STREAMS=1 bench more fp32_train256_one_stream 30 --batch 256 --train-batch 256
   CMC_CUDA_PDL=0 bench more fp32_train4096_nopdl 40 --batch 4096 --train-batch 4096
+  CMC_CUDA_TUNE=0 bench more fp32_train4096_notune 40 --batch 4096 --train-batch 4096
   bench more bf16 40 --set target.precision=bf16 --batch 1048576 --train-batch 4096
   cat "$out/stages.txt"
   ;;

@@ -267,6 +267,34 @@ public final class PtxRenderer {
         return Math.max(1, Math.min(Math.min(NN_SPLITS, g.k() / MIN_SLICE_K), toFill));
     }
 
+    /** The slice counts {@link #splitChoices} considers; the kernels take any (they read %nctaid.z). */
+    private static final int[] SLICE_COUNTS = {1, 2, 3, 4, 6, 8, 12, 16};
+
+    /**
+     * The slice counts a GEMM may be launched with at this batch, for a runtime that times them on its GPU and
+     * takes the fastest: {@link #splits}'s own, and every other of 1, 2, 3, 4, 6, 8, 12 and 16 whose slices are
+     * each at least 64 deep and none empty, and whose partial products and tile counters fit the workspace
+     * {@link #workspaceFloats} sets aside for maxBatch. Ascending. Just {1} for a GEMM that never splits.
+     */
+    public static List<Integer> splitChoices(Kernel.Gemm g, int batch, int maxBatch, Matmul matmul, Tiling tiling, int sms) {
+        if (!splitsK(g)) return List.of(1);
+        int own = splits(g, batch, matmul, tiling, sms), k = g.transposeA() ? batch : g.k();
+        Tile t = tile(g, matmul, tiling);
+        long room = workspaceFloats(g, maxBatch, matmul, tiling) - counterFloats(g), size = (long) rows(g.domain(), batch) * g.domain().cols();
+        boolean counted = tiles(g, batch, t) <= counterFloats(g);
+        var out = new ArrayList<Integer>();
+        for (int s : SLICE_COUNTS) {
+            int chunk = ceil(ceil(k, t.sliceK()), s) * t.sliceK();   // as the kernel cuts K (PtxGemm.frame)
+            boolean fits = s == 1 || (counted && k / s >= MIN_SLICE_K && (long) (s - 1) * chunk < k && s * size <= room);
+            if (fits || s == own) out.add(s);
+        }
+        if (!out.contains(own)) {
+            out.add(own);
+            out.sort(null);
+        }
+        return List.copyOf(out);
+    }
+
     /** Tiles of a GEMM's output at this batch (a fixed-row output's at any). */
     private static int tiles(Kernel.Gemm g, int batch, Tile t) {
         return ceil(rows(g.domain(), batch), t.bm()) * ceil(g.domain().cols(), t.bn());

@@ -141,4 +141,40 @@ class SplitKTest {
             }
         }
     }
+    /**
+     * The slice counts a runtime may time and launch instead of {@link PtxRenderer#splits}'s: a down-projection
+     * at 256 rows may take 1, 2, 3, 4, 6, 8 or 16 slices (12 would leave its last slice empty), and at any batch
+     * every choice includes the heuristic's and 1, cuts K into slices at least 64 deep and none empty, and keeps
+     * its partial products and tile counters inside the workspace sized for the largest batch.
+     */
+    @Test
+    void everySliceCountOnOfferFitsTheWorkspace() {
+        var x3 = PtxRenderer.Matmul.TF32X3;
+        assertEquals(List.of(1, 2, 3, 4, 6, 8, 16), PtxRenderer.splitChoices(nn(1024, 256), 256, 4096, x3, PtxRenderer.Tiling.NARROW, 132));
+        assertEquals(List.of(1), PtxRenderer.splitChoices(nn(1024, 256), 1 << 20, 1 << 20, x3, PtxRenderer.Tiling.NARROW, 132), "no room at a million rows");
+        assertEquals(List.of(1), PtxRenderer.splitChoices(nn(127, 1024), 256, 4096, x3, PtxRenderer.Tiling.NARROW, 132), "a GEMM that never splits");
+        for (Kernel.Gemm g : List.of(nn(1024, 256), nn(1030, 72), nn(2048, 1000), nn(256, 1024), nn(200, 70), tn(256, 256), tn(150, 70), tn(1024, 256))) {
+            for (var m : PtxRenderer.Matmul.values()) {
+                for (var t : PtxRenderer.Tiling.values()) {
+                    var tile = PtxRenderer.tile(g, m, t);
+                    for (int maxBatch : new int[]{130, 4096, 5000, 1 << 16}) {
+                        long floats = PtxRenderer.workspaceFloats(g, maxBatch, m, t), counters = PtxRenderer.counterFloats(g);
+                        for (int b = 1; b <= maxBatch; b += b < 600 ? 37 : 613) {
+                            int rows = g.domain().batched() ? b : g.domain().rows(), k = g.transposeA() ? b : g.k();
+                            int tiles = ((rows + tile.bm() - 1) / tile.bm()) * ((g.domain().cols() + tile.bn() - 1) / tile.bn());
+                            List<Integer> choices = PtxRenderer.splitChoices(g, b, maxBatch, m, t, 132);
+                            String what = g.domain() + " (" + m + ", " + t + ") at " + b + " of " + maxBatch + " rows: " + choices;
+                            assertTrue(choices.contains(1) && choices.contains(PtxRenderer.splits(g, b, m, t)), what);
+                            for (int s : choices) {
+                                if (s == 1 || s == PtxRenderer.splits(g, b, m, t)) continue;
+                                int chunk = (k + s * tile.sliceK() - 1) / (s * tile.sliceK()) * tile.sliceK();
+                                assertTrue(k / s >= 64 && (long) (s - 1) * chunk < k, what + ": " + s + " slices of " + k);
+                                assertTrue(tiles <= counters && counters + (long) s * rows * g.domain().cols() <= floats, what + ": " + s + " slices overrun the workspace");
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
 }

@@ -71,6 +71,14 @@ public final class CudaExecutable implements Executable {
     /** The GPU's SMs, which split-K GEMMs fill one wave of (see {@link PtxRenderer#splits}). */
     private final int sms;
     private final PtxRenderer.Tiling tiling;
+    /**
+     * Split-K slice counts by batch size, timed on this GPU ({@link SplitTuning}): per kernel, the count it is
+     * launched with, or 0 for the formula's. A batch size absent here launches the formula's.
+     */
+    private final Map<Integer, int[]> slicesAt = new HashMap<>();
+    /** What the timed counts are kept by: the device, and the program's name and PTX. */
+    private final String tuningKey;
+    private final boolean tuning = SplitTuning.enabled();
 
     CudaExecutable(CudaDevices.Device device, Program program, String ptx, int maxBatch) {
         this(device, program, List.of(ptx), maxBatch, PtxRenderer.Matmul.FMA, PtxRenderer.Tiling.NARROW);
@@ -91,6 +99,7 @@ public final class CudaExecutable implements Executable {
         makeCurrent();
         modules = loadAll(device, ptx);
         sms = device.multiprocessors();
+        tuningKey = device.name() + " (" + sms + " SMs) | " + program.name() + " " + Cubins.key(String.join("", ptx)).substring(0, 16);
         programmatic = PDL_SETTING && PtxRenderer.awaitsGrids(device.arch()) && Cu.cuLaunchKernelEx != null;
         launchAttribute.set(JAVA_INT, 0, Cu.LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION);
         launchAttribute.set(JAVA_INT, Cu.ATTRIBUTE_VALUE, 1);   // programmaticStreamSerializationAllowed
@@ -338,10 +347,89 @@ public final class CudaExecutable implements Executable {
         if (batch > maxBatch || batch < 1) throw new IllegalArgumentException("batch " + batch + " outside 1.." + maxBatch);
         makeCurrent();
         MemorySegment graph = graphs.get(batch);
-        if (graph == null && USE_GRAPHS && graphs.size() < MAX_GRAPHS) graph = capture(batch);
+        if (graph == null && USE_GRAPHS && graphs.size() < MAX_GRAPHS) {
+            if (tuning && !slicesAt.containsKey(batch) && !cachedSlices(batch)) {
+                tuneWhileRunning(batch);   // this run, kernel by kernel; the next is captured with what it found
+                sync();
+                return;
+            }
+            graph = capture(batch);
+        }
         if (graph != null) launchGraph(graph, batch);
         else launchAll(batch);
         sync();
+    }
+
+    /** The slice counts each kernel may take at this batch: none for a kernel that is not a GEMM it may time in place. */
+    private List<Integer> sliceChoices(int k, int batch) {
+        if (!(program.kernels().get(k) instanceof Kernel.Gemm g) || !rerunnable(k)) return List.of();
+        var choices = PtxRenderer.splitChoices(g, batch, maxBatch, matmul, tiling, sms);
+        return choices.size() > 1 ? choices : List.of();
+    }
+
+    /**
+     * Whether kernel k can run again on the arrays as they are and compute what it did: it reads nothing that it
+     * writes, in any array's memory (a GEMM that added into its output could not be timed in place).
+     */
+    private boolean rerunnable(int k) {
+        var written = new java.util.HashSet<Integer>();
+        Kernel kernel = program.kernels().get(k);
+        for (String a : dev.cmc.kernel.Kernels.writes(kernel)) written.add(memory.storage(program.arrayIndex(a)));
+        for (String a : dev.cmc.kernel.Kernels.reads(kernel)) if (written.contains(memory.storage(program.arrayIndex(a)))) return false;
+        return true;
+    }
+
+    /** Takes the slice counts kept for this batch, if the cache has counts that fit the program; whether it did. */
+    private boolean cachedSlices(int batch) {
+        int[] slices = SplitTuning.cached(tuningKey + " | batch " + batch, functions.length, k -> sliceChoices(k, batch));
+        if (slices != null) slicesAt.put(batch, slices);
+        return slices != null;
+    }
+
+    /**
+     * One run kernel by kernel in launch order, in which each GEMM with a choice of slice counts is first timed
+     * at each (on its inputs as this run made them: a GEMM reads nothing it writes), then launched with the
+     * fastest, so that this run computes exactly what the graph captured from the counts will. The counts are
+     * kept for later runs and said once, with what differs from the formula.
+     */
+    private void tuneWhileRunning(int batch) {
+        long start = System.nanoTime();
+        int[] slices = new int[functions.length];
+        var changed = new java.util.ArrayList<String>();
+        int timed = 0;
+        withTimingEvents((timing, ms) -> {
+            rows.set(JAVA_INT, 0, batch);
+            for (int k = 0; k < functions.length; k++) {
+                List<Integer> choices = sliceChoices(k, batch);
+                PtxRenderer.Launch own = launchOf(k, batch);
+                if (!choices.isEmpty()) {
+                    double[] times = new double[choices.size()];
+                    for (int c = 0; c < times.length; c++) times[c] = timeKernel(k, withSlices(own, choices.get(c)), timing, ms);
+                    slices[k] = SplitTuning.pick(choices, times, own.gridZ());
+                    if (slices[k] != own.gridZ()) changed.add(program.kernels().get(k).name() + " " + own.gridZ() + "→" + slices[k]);
+                }
+                launchKernel(k, slices[k] > 0 ? withSlices(own, slices[k]) : own, stream, false);
+            }
+        });
+        for (int s : slices) if (s > 0) timed++;
+        slicesAt.put(batch, slices);
+        if (timed == 0) return;
+        SplitTuning.store(tuningKey + " | batch " + batch, slices);
+        System.err.printf("cmc: cuda: timed the split-K slice counts of %d GEMMs of %s at batch %d in %.1f s (kept in %s): %s%n", timed, program.name(), batch,
+                (System.nanoTime() - start) / 1e9, SplitTuning.where(),
+                changed.isEmpty() ? "the formula's are fastest" : changed.size() + " differ from the formula's: " + String.join(", ", changed.subList(0, Math.min(3, changed.size())))
+                        + (changed.size() > 3 ? ", …" : ""));
+    }
+
+    private static PtxRenderer.Launch withSlices(PtxRenderer.Launch l, int slices) {
+        return new PtxRenderer.Launch(l.gridX(), l.gridY(), slices, l.block(), l.sharedBytes());
+    }
+
+    /** Kernel k's launch at this batch: its grid, with the slice count timed for this batch where there is one. */
+    private PtxRenderer.Launch launchOf(int k, int batch) {
+        PtxRenderer.Launch l = PtxRenderer.launch(program.kernels().get(k), batch, matmul, tiling, sms);
+        int[] slices = slicesAt.get(batch);
+        return slices == null || slices[k] == 0 ? l : withSlices(l, slices[k]);
     }
 
     /**
@@ -353,8 +441,6 @@ public final class CudaExecutable implements Executable {
         int status = (int) Cu.call(Cu.cuGraphLaunch, graph, stream);
         if (status != Cu.SUCCESS && programmatic) {
             withoutProgrammatic("launching the graph of", Cu.name(status));
-            for (MemorySegment g : graphs.values()) Cu.call(Cu.cuGraphExecDestroy, g);
-            graphs.clear();
             status = (int) Cu.call(Cu.cuGraphLaunch, capture(batch), stream);
         }
         Cu.check(status, "cuGraphLaunch");
@@ -374,8 +460,7 @@ public final class CudaExecutable implements Executable {
                 return capture(batch, plan);
             } catch (Cu.CudaException e) {
                 String why = e.getMessage().lines().findFirst().orElse("");
-                boolean programmaticRefused = e.call.startsWith("cuLaunchKernelEx") || e.call.startsWith("cuGraphInstantiate");
-                if (programmatic && (programmaticRefused || plan.streams() == 1)) {
+                if (programmatic && (refusesProgrammatic(e) || plan.streams() == 1)) {
                     withoutProgrammatic("capturing", why);
                 } else if (plan.streams() > 1) {
                     System.err.println("cmc: cuda: capturing " + program.name() + " on " + plan.streams() + " streams failed (" + why
@@ -388,11 +473,21 @@ public final class CudaExecutable implements Executable {
         }
     }
 
-    /** Programmatic launches off for good, said once: the driver refused them while doing what the words say. */
+    /** Whether the driver refused a programmatic launch in a capture, or the graph it made. */
+    private static boolean refusesProgrammatic(Cu.CudaException e) {
+        return e.call.startsWith("cuLaunchKernelEx") || e.call.startsWith("cuGraphInstantiate");
+    }
+
+    /**
+     * Programmatic launches off for good, said once: the driver refused them while doing what the words say. The
+     * graphs captured with them are dropped, to be captured again with plain dependencies.
+     */
     private void withoutProgrammatic(String doing, String why) {
         System.err.println("cmc: cuda: " + doing + " " + program.name() + " with programmatic dependent launches failed (" + why
                 + "); capturing it with plain stream dependencies");
         programmatic = false;
+        for (MemorySegment g : graphs.values()) Cu.call(Cu.cuGraphExecDestroy, g);
+        graphs.clear();
     }
 
     private MemorySegment capture(int batch, StreamPlan plan) {
@@ -424,7 +519,7 @@ public final class CudaExecutable implements Executable {
                 for (int k : plan.order()) {
                     MemorySegment on = streams[plan.streamOf()[k]];
                     for (int i : plan.waits().get(k)) Cu.status(Cu.cuStreamWaitEvent, "cuStreamWaitEvent", on, events[i], 0);
-                    launchKernel(k, batch, on, programmatic);
+                    launchKernel(k, launchOf(k, batch), on, programmatic);
                     if (waitedOn[k]) Cu.status(Cu.cuEventRecord, "cuEventRecord", events[k], on);
                 }
                 for (int s = 1; s < plan.streams(); s++) {   // and rejoins it before the capture ends
@@ -476,16 +571,15 @@ public final class CudaExecutable implements Executable {
     /** Every kernel in launch order on the stream, each after the last has ended: the debugging path, no programmatic launches. */
     private void launchAll(int batch) {
         rows.set(JAVA_INT, 0, batch);
-        for (int k = 0; k < functions.length; k++) launchKernel(k, batch, stream, false);
+        for (int k = 0; k < functions.length; k++) launchKernel(k, launchOf(k, batch), stream, false);
     }
 
     /**
-     * Kernel k on a stream (nothing for an empty grid), by cuLaunchKernelEx with the programmatic stream serialization attribute where
+     * Kernel k on a stream as l says (nothing for an empty grid), by cuLaunchKernelEx with the programmatic stream serialization attribute where
      * programmatic: a launch that may begin before the kernel before it in the stream has ended (its PTX waits).
      */
-    private void launchKernel(int k, int batch, MemorySegment on, boolean programmatic) {
+    private void launchKernel(int k, PtxRenderer.Launch l, MemorySegment on, boolean programmatic) {
         Kernel kernel = program.kernels().get(k);
-        PtxRenderer.Launch l = PtxRenderer.launch(kernel, batch, matmul, tiling, sms);
         if (l.gridX() == 0 || l.gridY() == 0) return;
         if (!programmatic) {
             Cu.status(Cu.cuLaunchKernel, "cuLaunchKernel(" + kernel.name() + ")", functions[k], l.gridX(), l.gridY(), l.gridZ(),
@@ -512,36 +606,59 @@ public final class CudaExecutable implements Executable {
         launchAll(batch);   // first-call costs (lazy loading) out of the way
         sync();
         var times = new java.util.LinkedHashMap<String, Double>();
-        try (Arena a = Arena.ofConfined()) {
-            MemorySegment out = a.allocate(ADDRESS), ms = a.allocate(JAVA_FLOAT);
-            MemorySegment[] timing = new MemorySegment[2];
-            for (int i = 0; i < timing.length; i++) {
-                Cu.status(Cu.cuEventCreate, "cuEventCreate", out, 0);
-                timing[i] = out.get(ADDRESS, 0);
-            }
-            try {
-                rows.set(JAVA_INT, 0, batch);
-                for (int k = 0; k < functions.length; k++) {
-                    double once = timeRepeated(k, batch, 1, timing, ms);
-                    double each = once < PROFILE_ALONE_MS ? timeRepeated(k, batch, REPEATS, timing, ms) / REPEATS : once;
-                    times.merge(program.kernels().get(k).name(), each, Double::sum);
-                }
-            } finally {
-                for (MemorySegment e : timing) Cu.call(Cu.cuEventDestroy, e);
-            }
-        }
+        withTimingEvents((timing, ms) -> {
+            rows.set(JAVA_INT, 0, batch);
+            for (int k = 0; k < functions.length; k++) times.merge(program.kernels().get(k).name(), timeKernel(k, launchOf(k, batch), timing, ms), Double::sum);
+        });
         return times;
     }
 
-    /** ms of one launch of a graph of {@code count} launches of kernel k (run once untimed first), 0 for an empty grid. */
-    private double timeRepeated(int k, int batch, int count, MemorySegment[] timing, MemorySegment ms) {
-        PtxRenderer.Launch l = PtxRenderer.launch(program.kernels().get(k), batch, matmul, tiling, sms);
+    /** Runs the body with two timing events and a float for their elapsed ms, destroyed afterwards. */
+    private void withTimingEvents(java.util.function.BiConsumer<MemorySegment[], MemorySegment> body) {
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment out = a.allocate(ADDRESS), ms = a.allocate(JAVA_FLOAT);
+            MemorySegment[] timing = new MemorySegment[2];
+            try {
+                for (int i = 0; i < timing.length; i++) {
+                    Cu.status(Cu.cuEventCreate, "cuEventCreate", out, 0);
+                    timing[i] = out.get(ADDRESS, 0);
+                }
+                body.accept(timing, ms);
+            } finally {
+                for (MemorySegment e : timing) if (e != null) Cu.call(Cu.cuEventDestroy, e);
+            }
+        }
+    }
+
+    /** Kernel k's device time in ms as l launches it: REPEATS launches back to back where one takes under PROFILE_ALONE_MS. */
+    private double timeKernel(int k, PtxRenderer.Launch l, MemorySegment[] timing, MemorySegment ms) {
+        double once = timeRepeated(k, l, 1, timing, ms);
+        return once < PROFILE_ALONE_MS ? timeRepeated(k, l, REPEATS, timing, ms) / REPEATS : once;
+    }
+
+    /**
+     * ms of one launch of a graph of {@code count} launches of kernel k (run once untimed first), 0 for an empty
+     * grid. Programmatic launches the driver refuses here are turned off as a capture does, and it is timed without.
+     */
+    private double timeRepeated(int k, PtxRenderer.Launch l, int count, MemorySegment[] timing, MemorySegment ms) {
         if (l.gridX() == 0 || l.gridY() == 0) return 0;
-        MemorySegment graph = captured(() -> {
-            for (int r = 0; r < count; r++) launchKernel(k, batch, stream, programmatic);
-        });
+        MemorySegment graph;
         try {
-            Cu.status(Cu.cuGraphLaunch, "cuGraphLaunch", graph, stream);
+            graph = captured(() -> {
+                for (int r = 0; r < count; r++) launchKernel(k, l, stream, programmatic);
+            });
+        } catch (Cu.CudaException e) {
+            if (!programmatic || !refusesProgrammatic(e)) throw e;
+            withoutProgrammatic("timing a kernel of", e.getMessage().lines().findFirst().orElse(""));
+            return timeRepeated(k, l, count, timing, ms);
+        }
+        try {
+            int status = (int) Cu.call(Cu.cuGraphLaunch, graph, stream);
+            if (status != Cu.SUCCESS && programmatic) {
+                withoutProgrammatic("launching a timing graph of", Cu.name(status));
+                return timeRepeated(k, l, count, timing, ms);
+            }
+            Cu.check(status, "cuGraphLaunch");
             Cu.status(Cu.cuEventRecord, "cuEventRecord", timing[0], stream);
             Cu.status(Cu.cuGraphLaunch, "cuGraphLaunch", graph, stream);
             Cu.status(Cu.cuEventRecord, "cuEventRecord", timing[1], stream);

@@ -37,6 +37,8 @@ import static java.lang.foreign.ValueLayout.ADDRESS;
 public final class FakeDriverRun {
     private static Path log;
     private static MethodHandle note;
+    /** The fake GPU's SMs, which the runtime's grids follow. */
+    private static int sms;
 
     public static void main(String[] args) throws Throwable {
         log = Path.of(args[0]);
@@ -47,6 +49,7 @@ public final class FakeDriverRun {
             return;
         }
         var device = CudaDevices.list().getFirst();
+        sms = device.multiprocessors();
         boolean hopper = device.major() == 9, wideShared = device.sharedPerBlock() >= PtxRenderer.mlpSharedBytes(256);
         Spec seed = spec("input_dim = 64; hidden_size = 256; num_layers = 4;", "method = ct;");
         Spec ict = spec("input_dim = 64; hidden_size = 256; num_layers = 4;", "method = ict;");
@@ -69,6 +72,7 @@ public final class FakeDriverRun {
                 checked++;
             }
         }
+        cachedCounts(configs.getFirst(), programs.get(1), 4096, 256);
         // h = 128: fused blocks of 136 KB, which fit an A100's shared memory too.
         Spec roll = spec("input_dim = 2; hidden_size = 128; num_layers = 3;", "method = ict;");
         for (Program program : List.of(Compiler.sampler(roll).program(), Compiler.trainStep(roll).program())) {
@@ -140,15 +144,15 @@ public final class FakeDriverRun {
                 }
             }
             case "fork" -> {
-                List<String> launches = stepTwice(backend, seed, fault);
+                List<String> launches = stepThrice(backend, seed, fault);
                 if (streams(launches) != 1) {
                     throw new AssertionError("after a refused fork the step is not captured on one stream and run: " + launches.size() + " launches");
                 }
                 System.out.println("captured on one stream after the refused fork: " + launches.size() + " launches");
             }
             case "pdl", "pdl-launch" -> {
-                List<String> launches = stepTwice(backend, seed, fault);
-                if (fault.equals("pdl-launch")) launches = launches.subList(launches.size() / 2, launches.size());   // the recapture
+                List<String> launches = stepThrice(backend, seed, fault);
+                if (fault.equals("pdl-launch")) launches = launches.subList(launches.size() / 2, launches.size());   // the recapture, or the timing and capture
                 if (streams(launches) < 2 || launches.stream().anyMatch(l -> l.endsWith(" programmatic"))) {
                     throw new AssertionError("after refused programmatic launches the step is not captured with plain ones on its streams: "
                             + launches.size() + " launches");
@@ -165,10 +169,14 @@ public final class FakeDriverRun {
         }
     }
 
-    /** The CT step at 256 rows, run twice after a fault; its launches, having checked that a graph of them ran. */
-    private static List<String> stepTwice(CudaBackend backend, Spec seed, String fault) throws Throwable {
+    /**
+     * The CT step at 256 rows, run three times after a fault (timed, captured and launched, or with tuning off,
+     * captured and launched, then launched again); its launches, having checked that a graph of them ran.
+     */
+    private static List<String> stepThrice(CudaBackend backend, Spec seed, String fault) throws Throwable {
         try (Arena a = Arena.ofConfined(); var exe = backend.load(Compiler.trainStep(seed).program(), 256)) {
             mark(a, fault);
+            exe.run(256);
             exe.run(256);
             exe.run(256);
             List<String> lines = since(fault);
@@ -193,9 +201,12 @@ public final class FakeDriverRun {
         }
         try (Arena a = Arena.ofConfined(); CudaExecutable exe = backend.load(program, maxBatch)) {
             for (int batch : new int[]{maxBatch, smaller}) {
+                mark(a, "tune " + batch + " " + what);
+                exe.run(batch);   // the first run at a batch times split-K slice counts, kernel by kernel
+                checkTuning(prepared, backend, maxBatch, batch, since("tune " + batch + " " + what), what + " at " + batch);
                 mark(a, "capture " + batch + " " + what);
                 exe.run(batch);
-                checkCapture(prepared, backend, batch, since("capture " + batch + " " + what), what + " at " + batch);
+                checkCapture(prepared, backend, maxBatch, batch, since("capture " + batch + " " + what), what + " at " + batch);
                 exe.run(batch);
                 if (since("capture " + batch + " " + what).stream().noneMatch(l -> l.startsWith("graph launch"))) {
                     throw new AssertionError(what + " at " + batch + ": no graph launched");
@@ -204,6 +215,21 @@ public final class FakeDriverRun {
             mark(a, "profile " + what);
             if (exe.profile(smaller).isEmpty()) throw new AssertionError(what + ": no kernel profiled");
             checkWriteAll(exe, program);
+        }
+    }
+
+    /**
+     * A program loaded again on the same GPU takes the slice counts timed before from the cache: its first run at
+     * a batch already tuned is captured, with those counts, not timed again kernel by kernel.
+     */
+    private static void cachedCounts(CudaBackend backend, Program program, int maxBatch, int batch) throws Throwable {
+        String what = program.name() + " loaded again on " + backend.deviceName();
+        try (Arena a = Arena.ofConfined(); CudaExecutable exe = backend.load(program, maxBatch)) {
+            mark(a, "cached " + what);
+            exe.run(batch);
+            List<String> lines = since("cached " + what);
+            if (lines.stream().anyMatch(l -> l.startsWith("launch ") && l.contains(" node -1 "))) throw new AssertionError(what + ": timed again");
+            checkCapture(backend.prepare(program, maxBatch), backend, maxBatch, batch, lines, what);
         }
     }
 
@@ -239,7 +265,44 @@ public final class FakeDriverRun {
         return lines.subList(from + 1, lines.size());
     }
 
-    private static void checkCapture(Program p, CudaBackend backend, int batch, List<String> lines, String what) {
+    /**
+     * The slice count a split GEMM is captured with after tuning on the fake, whose made-up times make 2 slices
+     * fastest: 2 where it is on offer, else the formula's; any other kernel's grid as the formula says.
+     */
+    private static int tunedSlices(Program p, CudaBackend backend, int maxBatch, int batch, int k) {
+        int own = PtxRenderer.launch(p.kernels().get(k), batch, backend.matmul(), backend.tiling(), sms).gridZ();
+        if (!(p.kernels().get(k) instanceof dev.cmc.kernel.Kernel.Gemm g)) return own;
+        var choices = PtxRenderer.splitChoices(g, batch, maxBatch, backend.matmul(), backend.tiling(), sms);
+        return choices.size() > 1 && choices.contains(2) ? 2 : own;
+    }
+
+    /**
+     * The tuning run: every kernel with work launched once outside a capture, in launch order, each split GEMM
+     * with the count it will be captured with; those with a choice timed first, in graphs of their own.
+     */
+    private static void checkTuning(Program p, CudaBackend backend, int maxBatch, int batch, List<String> lines, String what) {
+        for (String l : lines) if (l.startsWith("error")) throw new AssertionError(what + ": the driver refused a call: " + l);
+        var direct = lines.stream().filter(l -> l.startsWith("launch ") && l.contains(" node -1 ")).map(l -> l.split(" ")).toList();
+        int next = 0, timed = 0;
+        for (int k = 0; k < p.kernels().size(); k++) {
+            var l = PtxRenderer.launch(p.kernels().get(k), batch, backend.matmul(), backend.tiling(), sms);
+            if (l.gridX() == 0 || l.gridY() == 0) continue;
+            String name = PtxRenderer.kernelName(p, k);
+            if (next >= direct.size() || !direct.get(next)[1].equals(name)) throw new AssertionError(what + ": " + name + " not launched in order when tuning");
+            int z = Integer.parseInt(direct.get(next++)[5]), expected = tunedSlices(p, backend, maxBatch, batch, k);
+            if (z != expected) throw new AssertionError(what + ": " + name + " run with " + z + " slices when tuning, not " + expected);
+            if (expected != l.gridZ()) timed++;
+        }
+        if (next != direct.size()) throw new AssertionError(what + ": " + (direct.size() - next) + " launches more than the program's when tuning");
+        boolean offered = false;
+        for (var kernel : p.kernels()) {
+            if (kernel instanceof dev.cmc.kernel.Kernel.Gemm g && PtxRenderer.splitChoices(g, batch, maxBatch, backend.matmul(), backend.tiling(), sms)
+                    .contains(2) && PtxRenderer.splits(g, batch, backend.matmul(), backend.tiling(), sms) != 2) offered = true;
+        }
+        if (offered && timed == 0) throw new AssertionError(what + ": 2 slices were on offer and faster, but no GEMM took them");
+    }
+
+    private static void checkCapture(Program p, CudaBackend backend, int maxBatch, int batch, List<String> lines, String what) {
         for (String l : lines) if (l.startsWith("error")) throw new AssertionError(what + ": the driver refused a call: " + l);
         // launch NAME grid X Y Z block B shared S stream N node K deps A,B rows R
         Map<String, Integer> nodeOf = new HashMap<>();
@@ -251,6 +314,8 @@ public final class FakeDriverRun {
             if (node < 0) throw new AssertionError(what + ": launched outside the capture: " + l);
             if (nodeOf.put(f[1], node) != null) throw new AssertionError(what + ": " + f[1] + " captured twice");
             if (Integer.parseInt(after(f, "rows")) != batch) throw new AssertionError(what + ": " + f[1] + " captured with rows " + after(f, "rows"));
+            int k = kernelIndex(p, f[1]), z = Integer.parseInt(f[5]), expected = tunedSlices(p, backend, maxBatch, batch, k);
+            if (z != expected) throw new AssertionError(what + ": " + f[1] + " captured with " + z + " slices, not the " + expected + " tuning chose");
             var d = new HashSet<Integer>();
             if (!after(f, "deps").equals("-")) for (String x : after(f, "deps").split(",")) d.add(Integer.parseInt(x));
             while (deps.size() <= node) deps.add(new HashSet<>());
@@ -270,6 +335,11 @@ public final class FakeDriverRun {
                 }
             }
         }
+    }
+
+    private static int kernelIndex(Program p, String name) {
+        for (int k = 0; k < p.kernels().size(); k++) if (PtxRenderer.kernelName(p, k).equals(name)) return k;
+        throw new AssertionError("no kernel " + name + " in " + p.name());
     }
 
     /** The word after a key in a log line's words. */

@@ -51,14 +51,15 @@ class FakeDriverTest {
      * Where the driver fails: a module it refuses is reported with the JIT's log and the generated PTX saved to a
      * file that the message names; a multi-stream capture it refuses is said once, and the program captured on
      * one stream runs; so is one that refuses programmatic launches at capture or at the graph's launch, and the
-     * program captured without them runs.
+     * program captured without them runs: with split-K tuning off, where the capture or the graph's launch meets
+     * the refusal, and on, where the graphs that time a kernel meet it first.
      * Nothing is left allocated either way.
      */
-    @ParameterizedTest(name = "fault {0}")
-    @ValueSource(strings = {"jit", "fork", "pdl", "pdl-launch"})
-    void driverFailuresAreReportedOrSurvived(String fault, @org.junit.jupiter.api.io.TempDir Path dir) throws Exception {
+    @ParameterizedTest(name = "fault {0}, CMC_CUDA_TUNE={1}")
+    @org.junit.jupiter.params.provider.CsvSource({"jit, 1", "fork, 0", "fork, 1", "pdl, 0", "pdl-launch, 0", "pdl, 1", "pdl-launch, 1"})
+    void driverFailuresAreReportedOrSurvived(String fault, String tune, @org.junit.jupiter.api.io.TempDir Path dir) throws Exception {
         Path log = dir.resolve("driver.log");
-        Process run = start(build(dir), log, "90", fault);
+        Process run = start(build(dir), log, "90", fault, java.util.Map.of("CMC_CUDA_TUNE", tune));
         String output = new String(run.getInputStream().readAllBytes());
         assertTrue(run.waitFor(2, TimeUnit.MINUTES), "the run on the fake driver timed out");
         System.out.print(output);
@@ -123,9 +124,10 @@ class FakeDriverTest {
         pb.environment().put("CMC_CUDA_LIBRARY", library.toString());
         pb.environment().put("CMC_FAKE_CUDA_LOG", log.toString());
         pb.environment().put("CMC_FAKE_CUDA_CC", cc);
+        pb.environment().put("CMC_CACHE", log.resolveSibling("cache").toString());   // the timed slice counts, kept per test
         if (fault != null) pb.environment().put("CMC_FAKE_CUDA_FAULT", fault);
         for (String setting : List.of("CMC_CUDA_MLP", "CMC_CUDA_TILES", "CMC_CUDA_FP32_MATMUL", "CMC_CUDA_STREAMS", "CMC_CUDA_GRAPHS", "CMC_CUDA_PDL",
-                "CMC_CUDA_CUBINS", "CMC_CUDA_SAVE_PTX")) {
+                "CMC_CUDA_CUBINS", "CMC_CUDA_SAVE_PTX", "CMC_CUDA_TUNE")) {
             pb.environment().remove(setting);
         }
         pb.environment().putAll(settings);

@@ -5,7 +5,7 @@
 #                                  and, where ptxas is, the bench stages' kernels assembled ahead of time (.gpu/cubins.tar.xz)
 #   scripts/gpu-check.sh run [GROUP|STAGE ...]
 #                                  there: cmc bench, PyTorch's peers, parity tests on the GPU; results in $OUT/gpu-out.tgz
-#                                  (or .gpu/gpu-out.tgz); e.g. `run bench parity` in a first call, `run more` in a second
+#                                  (or .gpu/gpu-out.tgz); e.g. `run bench parity ablate` in a first call, `run more` in a second
 #   scripts/gpu-check.sh dryrun    here, after prepare: run's cmc bench stages on the fake driver (runtime/src/test/native/fake_cuda.c),
 #                                  which runs no kernels but refuses calls that break the driver API's rules, so that a
 #                                  stage that would fail on the GPU fails here first; its timings mean nothing
@@ -46,15 +46,15 @@ prepare)
   ;;
 run)
   # scripts/gpu-check.sh run [GROUP or STAGE ...]: the groups are bench (cmc's default and best modes, then
-  # PyTorch), parity (each GEMM mode against float64 on the card) and more (the alternatives); all three, in that
-  # order, when none is named. Stages run by priority, each with its own time limit and log, and none starts once
+  # PyTorch), parity (each GEMM mode against float64 on the card), ablate (the CT step at 256 without each of
+  # its scheduling defaults) and more (the alternatives); all four, in that order, when none is named. Stages run by priority, each with its own time limit and log, and none starts once
   # it could overrun the deadline (GPU_CHECK_SECONDS, default 520, for a run call of 560 s: the device tool cuts a
   # command at 600 s). The device tool brings back at most 8 files, so the logs go to /tmp/gpu-out and, after
   # every stage, into one archive, $OUT/gpu-out.tgz (or .gpu/gpu-out.tgz): what finished comes back even if the
   # call is cut off. A second call on the still-warm machine can name what the first had no time for.
   set +e
   dest="${OUT:-.gpu}"; out=/tmp/gpu-out; rm -rf "$out"; mkdir -p "$out" "$dest"
-  shift; wanted=("${@:-bench parity more}"); wanted=(${wanted[*]})
+  shift; wanted=("${@:-bench parity ablate more}"); wanted=(${wanted[*]})
   deadline=$((SECONDS + ${GPU_CHECK_SECONDS:-520}))
   pack() {  # the split-K slice counts the runtime timed so far come back too
     cp -f /tmp/cmc-cache/cuda-splits.properties "$out/" 2> /dev/null
@@ -115,12 +115,6 @@ run)
   #    and CT step at 4,096 and 256, with per-kernel profiles (every kernel's time in the JSON).
   CMC_CUDA_CUBINS= bench bench fp32_train4096 60 --batch 1048576,4096,256 --train-batch 4096 --profile   # JIT-compiled, timing the load
   bench bench fp32_train256 40 --batch 256 --train-batch 256 --profile
-  #    The same without programmatic dependent launch (each kernel of the graph launched only once the one before
-  #    it in its stream has ended): what PDL, on by default on sm_90 and never timed on a card, gains at 256 rows.
-  CMC_CUDA_PDL=0 bench bench fp32_train256_nopdl 30 --batch 256 --train-batch 256
-  #    And with the formula's split-K slice counts instead of those the runtime timed on the card at its first run
-  #    at each batch size (runtime/cuda/SplitTuning; the counts it chose come back in cuda-splits.properties).
-  CMC_CUDA_TUNE=0 bench bench fp32_train256_notune 30 --batch 256 --train-batch 256
   # 2. PyTorch on the same card in the same run, its figures for the same comparisons, before the tf32 stages, so
   #    that no overrun of cmc's leaves the run without its peer.
   if runs bench torch && [[ -f .gpu/torch_cm_bench.py && -z ${GPU_CHECK_DRY:-} ]] && fits torch 150; then
@@ -142,7 +136,16 @@ run)
   junit parity parity_wgmma 120 --select-class dev.cmc.runtime.ParityTest \
       --select-method "$gemm#wgmmaTileGemmAgreesWithFloat64(dev.cmc.render.PtxRenderer\$Matmul,boolean,int,int,int)" \
       --select-method "$gemm#deepWgmmaTileGemmAgreesWithFloat64(dev.cmc.render.PtxRenderer\$Matmul,boolean,int,int,int)"
-  # 4. tf32: the best sampler measured so far (wgmma GEMMs, each residual MLP block one kernel), the default one,
+  # 4. What each of the step's scheduling defaults, none yet timed on a card, gains at 256 rows: the same step
+  #    without programmatic dependent launch (each kernel of the graph launched only once the one before it in
+  #    its stream has ended); with the formula's split-K slice counts instead of those the runtime timed at its
+  #    first run at each batch size (runtime/cuda/SplitTuning; the counts it chose come back in
+  #    cuda-splits.properties); with every kernel at one priority, where by default those near the longest chain
+  #    go first.
+  CMC_CUDA_PDL=0 bench ablate fp32_train256_nopdl 30 --batch 256 --train-batch 256
+  CMC_CUDA_TUNE=0 bench ablate fp32_train256_notune 30 --batch 256 --train-batch 256
+  CMC_CUDA_PRIORITY=0 bench ablate fp32_train256_noprio 30 --batch 256 --train-batch 256
+  # 5. tf32: the best sampler measured so far (wgmma GEMMs, each residual MLP block one kernel), the default one,
   #    and wgmma in 32-deep slices.
   CMC_CUDA_TILES=wgmma CMC_CUDA_MLP=fused bench bench wgmma_fused_tf32 40 --set target.precision=tf32 --batch 1048576 --train-batch 4096 --profile
   bench bench tf32 45 --set target.precision=tf32 --batch 1048576 --train-batch 4096 --profile
@@ -151,7 +154,7 @@ run)
   #    cores, bound it.
   CMC_CUDA_TILES=wgmma-deep CMC_CUDA_MLP=fused bench bench wgmma_deep_fused_tf32 40 --set target.precision=tf32 --batch 1048576 --train-batch 4096 --profile
   CMC_CUDA_TILES=wgmma-deep bench bench wgmma_deep_tf32 40 --set target.precision=tf32 --batch 1048576,4096 --train-batch 4096 --profile
-  # 5. The rest of parity on the GPU: tf32, Hopper's wgmma tiles, the fused MLP blocks (samplers against
+  # 6. The rest of parity on the GPU: tf32, Hopper's wgmma tiles, the fused MLP blocks (samplers against
   #    float64 and the card's unfused kernels, a CT step with fused target blocks against the unfused step), each
   #    GEMM tiling and split-K case alone beside the simulator, then FMA, bf16 and 128×128 tiles. Each stage is a JVM
   #    of its own (a kernel fault leaves the CUDA context unusable for every test after it) and as small as the
@@ -169,7 +172,7 @@ run)
       --select-method "$gemm#splitGemmsOfOneProgramKeepTheirOwnCounters"
   props=(-Dcmc.parity.wgmma=none "-Dcmc.parity.ending=with fp32 FMA GEMMs;with bf16 tensor-core GEMMs;in 128x128 tiles")
   junit parity parity_more 150 --select-class dev.cmc.runtime.ParityTest
-  # 6. Where the CT step at 256 spends its 1.02 ms (35 launches on its longest chain, about 29 µs each): Nsight
+  # 7. Where the CT step at 256 spends its 1.02 ms (35 launches on its longest chain, about 29 µs each): Nsight
   #    Compute's duration of each of the step's kernels that the sampler lacks (its EMA-target forward has the
   #    forward's shapes), clocks left alone. ncu replays each kernel alone, so these are the kernels' own times, no launch gaps.
   if runs more ncu256 && command -v ncu > /dev/null && [[ -z ${GPU_CHECK_DRY:-} ]] && fits ncu256 120; then
@@ -182,7 +185,7 @@ run)
     grep -c gpu__time_duration "$out/ncu256.csv"; tail -n 2 "$out/ncu256.err"
     pack
   fi
-  # 7. Why the GEMMs of the CT step at 4,096 rows ran at 18 TFLOP/s (0.115 ms each) where the same kernels reach
+  # 8. Why the GEMMs of the CT step at 4,096 rows ran at 18 TFLOP/s (0.115 ms each) where the same kernels reach
   #    44-57 at a million rows: Nsight Compute's occupancy, warp stall reasons and memory sections for the
   #    long-K down-projection (the EMA target's, which only the step has) and its backward twin, and the
   #    up-projection, twice each, at the formula's slice counts.
@@ -196,7 +199,7 @@ run)
     grep -c Duration "$out/ncu4096.csv"; tail -n 2 "$out/ncu4096.err"
     pack
   fi
-  # 8. The alternatives, as time allows: each of wgmma and fused blocks alone in tf32, fused blocks in fp32,
+  # 9. The alternatives, as time allows: each of wgmma and fused blocks alone in tf32, fused blocks in fp32,
   #    128×128 mma.sync tiles (2-stage pipeline; 3xTF32 in 8 warps of 64×32, tf32 in 4 of 64×64), the GEMMs on
   #    the FMA units, the batch-256 graph captured on one stream, bf16.
   CMC_CUDA_MLP=fused bench more fused_tf32 40 --set target.precision=tf32 --batch 1048576 --train-batch 4096 --profile
@@ -208,6 +211,7 @@ run)
   CMC_CUDA_STREAMS=1 bench more fp32_train256_one_stream 30 --batch 256 --train-batch 256
   CMC_CUDA_PDL=0 bench more fp32_train4096_nopdl 40 --batch 4096 --train-batch 4096
   CMC_CUDA_TUNE=0 bench more fp32_train4096_notune 40 --batch 4096 --train-batch 4096
+  CMC_CUDA_PRIORITY=0 bench more fp32_train4096_noprio 40 --batch 4096 --train-batch 4096
   bench more bf16 40 --set target.precision=bf16 --batch 1048576 --train-batch 4096
   cat "$out/stages.txt"
   ;;

@@ -6,7 +6,7 @@
  * Blackwell B200: compute capability 10.0, an H100's shared memory),
  * and writes what it sees, one line a call of interest, to the file named by CMC_FAKE_CUDA_LOG:
  *
- *   launch NAME grid X Y Z block B shared S stream N node K deps A,B rows R [programmatic]   (node -1 outside a capture)
+ *   launch NAME grid X Y Z block B shared S stream N node K deps A,B rows R [priority P] [programmatic]   (node -1 outside a capture)
  *   capture begin|end ...      graph launch EXEC nodes N (its first launch)      note TEXT (from fakecuda_note)
  *   error CALL: WHY            (the call also fails, as the real driver would, or worse, would not)
  *   exit live allocations N host N modules N streams N events N graphs N
@@ -20,8 +20,9 @@
  * Event times are made up (see cuEventElapsedTime): a kernel is fastest at 2 K slices, for the runtime's tuning to find.
  *
  * CMC_FAKE_CUDA_FAULT makes it fail on purpose, for the runtime's error paths: "jit" refuses every module with
- * a JIT error log, "fork" refuses any second stream's joining a capture, "pdl" refuses programmatic launches in a capture,
- * "pdl-launch" refuses to launch a graph that holds them.
+ * a JIT error log, "fork" refuses any second stream's joining a capture, "pdl" refuses programmatic launches in a
+ * capture, "pdl-launch" refuses to launch a graph that holds them, "priority" refuses launches with a priority in a
+ * capture.
  */
 #define _GNU_SOURCE
 #include <stdarg.h>
@@ -155,6 +156,15 @@ CUresult cuCtxSetCurrent(void *ctx) {
     return OK;
 }
 CUresult cuCtxSynchronize(void) { NEEDS_CONTEXT("cuCtxSynchronize"); return OK; }
+/* Priorities from 0 (least urgent, the default) to -5, as on an H100. */
+#define LEAST_PRIORITY 0
+#define GREATEST_PRIORITY (-5)
+CUresult cuCtxGetStreamPriorityRange(int *least, int *greatest) {
+    NEEDS_CONTEXT("cuCtxGetStreamPriorityRange");
+    *least = LEAST_PRIORITY;
+    *greatest = GREATEST_PRIORITY;
+    return OK;
+}
 CUresult cuMemGetInfo_v2(size_t *freeBytes, size_t *total) {
     NEEDS_CONTEXT("cuMemGetInfo");
     size_t used = 0;
@@ -607,15 +617,15 @@ CUresult cuGraphLaunch(void *exec, void *stream) {
 }
 
 static CUresult launch(void *f, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by, unsigned bz, unsigned shared,
-                       void *stream, void **params, void **extra, int programmatic);
+                       void *stream, void **params, void **extra, int programmatic, int priority);
 
 CUresult cuLaunchKernel(void *f, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by, unsigned bz, unsigned shared,
                         void *stream, void **params, void **extra) {
-    return launch(f, gx, gy, gz, bx, by, bz, shared, stream, params, extra, 0);
+    return launch(f, gx, gy, gz, bx, by, bz, shared, stream, params, extra, 0, LEAST_PRIORITY);
 }
 
 /* cuda.h's CUlaunchConfig and CUlaunchAttribute, laid out as there (56 and 72 bytes). */
-typedef struct { int id; char pad[4]; union { char pad[64]; int programmaticStreamSerializationAllowed; } value; } LaunchAttribute;
+typedef struct { int id; char pad[4]; union { char pad[64]; int programmaticStreamSerializationAllowed; int priority; } value; } LaunchAttribute;
 typedef struct {
     unsigned gridDimX, gridDimY, gridDimZ, blockDimX, blockDimY, blockDimZ, sharedMemBytes;
     void *hStream;
@@ -630,10 +640,17 @@ _Static_assert(sizeof(LaunchConfig) == 56 && sizeof(LaunchAttribute) == 72, "cud
 CUresult cuLaunchKernelEx(const LaunchConfig *c, void *f, void **params, void **extra) {
     NEEDS_CONTEXT("cuLaunchKernelEx");
     if (!c || (c->numAttrs && !c->attrs) || c->numAttrs > 8) return fail(INVALID_VALUE, "cuLaunchKernelEx", "config or its attributes");
-    int programmatic = 0;
+    int programmatic = 0, priority = LEAST_PRIORITY;
     for (unsigned i = 0; i < c->numAttrs; i++) {
-        if (c->attrs[i].id != 6) return fail(INVALID_VALUE, "cuLaunchKernelEx", "attribute %d is not one the fake knows", c->attrs[i].id);
-        programmatic = c->attrs[i].value.programmaticStreamSerializationAllowed != 0;
+        if (c->attrs[i].id == 6) {
+            programmatic = c->attrs[i].value.programmaticStreamSerializationAllowed != 0;
+        } else if (c->attrs[i].id == 8) {
+            priority = c->attrs[i].value.priority;
+            if (priority > LEAST_PRIORITY || priority < GREATEST_PRIORITY) return fail(INVALID_VALUE, "cuLaunchKernelEx", "priority %d out of range", priority);
+            if (origin && strcmp(fault, "priority") == 0) return fail(INVALID_VALUE, "cuLaunchKernelEx", "a priority refused in a capture on purpose (CMC_FAKE_CUDA_FAULT=priority)");
+        } else {
+            return fail(INVALID_VALUE, "cuLaunchKernelEx", "attribute %d is not one the fake knows", c->attrs[i].id);
+        }
     }
     Function *fn = function(f);
     if (programmatic && fn) {
@@ -642,11 +659,11 @@ CUresult cuLaunchKernelEx(const LaunchConfig *c, void *f, void **params, void **
         if (origin && strcmp(fault, "pdl") == 0) return fail(INVALID_VALUE, "cuLaunchKernelEx", "%s: refused in a capture on purpose (CMC_FAKE_CUDA_FAULT=pdl)", fn->name);
     }
     return launch(f, c->gridDimX, c->gridDimY, c->gridDimZ, c->blockDimX, c->blockDimY, c->blockDimZ, c->sharedMemBytes, c->hStream, params, extra,
-                  programmatic);
+                  programmatic, priority);
 }
 
 static CUresult launch(void *f, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by, unsigned bz, unsigned shared,
-                       void *stream, void **params, void **extra, int programmatic) {
+                       void *stream, void **params, void **extra, int programmatic, int priority) {
     NEEDS_CONTEXT("cuLaunchKernel");
     Function *fn = function(f);
     if (!fn) return fail(INVALID_HANDLE, "cuLaunchKernel", "no such function");
@@ -690,8 +707,10 @@ static CUresult launch(void *f, unsigned gx, unsigned gy, unsigned gz, unsigned 
         s->last.count = 1;
         s->last.deps[0] = node;
     }
-    say("launch %s grid %u %u %u block %u shared %u stream %d node %d deps %s rows %llu%s", fn->name, gx, gy, gz, threads, shared, s->id, node, deps,
-        fn->params > 0 ? n.args[fn->params - 1] : 0ull, programmatic ? " programmatic" : "");
+    char urgency[24] = "";
+    if (priority != LEAST_PRIORITY) snprintf(urgency, sizeof urgency, " priority %d", priority);
+    say("launch %s grid %u %u %u block %u shared %u stream %d node %d deps %s rows %llu%s%s", fn->name, gx, gy, gz, threads, shared, s->id, node, deps,
+        fn->params > 0 ? n.args[fn->params - 1] : 0ull, urgency, programmatic ? " programmatic" : "");
     return OK;
 }
 

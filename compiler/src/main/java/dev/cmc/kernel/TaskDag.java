@@ -83,6 +83,25 @@ public final class TaskDag {
         return longest;
     }
 
+    /**
+     * The kernels that lie on a chain of dependencies at most {@code slack} launches shorter than the longest: the
+     * ones that delay the whole program if they wait, where the others (a weight gradient with the rest of the
+     * backward pass still to run beside it) may. By launches, since what each kernel costs depends on the device.
+     */
+    public static boolean[] urgent(List<TreeSet<Integer>> deps, int slack) {
+        int n = deps.size(), longest = 0;
+        int[] level = new int[n], height = new int[n];   // launches up to and including k; after k
+        for (int k = 0; k < n; k++) {
+            for (int i : deps.get(k)) level[k] = Math.max(level[k], level[i]);
+            level[k]++;
+        }
+        for (int k = n - 1; k >= 0; k--) for (int i : deps.get(k)) height[i] = Math.max(height[i], height[k] + 1);
+        for (int k = 0; k < n; k++) longest = Math.max(longest, level[k] + height[k]);
+        boolean[] out = new boolean[n];
+        for (int k = 0; k < n; k++) out[k] = level[k] + height[k] >= longest - slack;
+        return out;
+    }
+
     /** Kernels on the longest chain of dependencies: the launches that must follow one another however many run at once. */
     public static int criticalPath(List<TreeSet<Integer>> deps) {
         double[] one = new double[deps.size()];

@@ -79,6 +79,33 @@ class TaskDagTest {
         assertEquals(7.0, TaskDag.criticalPath(List.of(new TreeSet<>(), new TreeSet<>()), new double[]{7, 2}), 1e-12);
     }
 
+    /**
+     * The kernels a GPU should run first ({@link TaskDag#urgent}): within 2 launches of the longest chain. In a
+     * diamond 0 → {1, 2 → 3} → 4 with a side kernel 5 after 0, the side kernel has slack 2 and the short branch
+     * 1; in the seed's CT step, the EMA target's forward pass and the backward pass's input gradients are
+     * urgent, the weight gradients of the last blocks (with most of the backward pass still to run) are not.
+     */
+    @Test
+    void urgentKernelsAreThoseOnTheLongestChains() {
+        List<TreeSet<Integer>> deps = List.of(new TreeSet<>(), new TreeSet<>(List.of(0)), new TreeSet<>(List.of(0)), new TreeSet<>(List.of(2)),
+                new TreeSet<>(List.of(1, 3)), new TreeSet<>(List.of(0)));
+        assertArrayEquals(new boolean[]{true, false, true, true, true, false}, TaskDag.urgent(deps, 0));
+        assertArrayEquals(new boolean[]{true, true, true, true, true, false}, TaskDag.urgent(deps, 1));
+        assertArrayEquals(new boolean[]{true, true, true, true, true, true}, TaskDag.urgent(deps, 2));
+
+        Program p = Compiler.trainStep(SpecLoader.fromText("seed.cm", "model m { input_dim = 64; }\ndata { source = \"builtin:none\"; }")).program();
+        boolean[] urgent = TaskDag.urgent(TaskDag.dependencies(p), 2);
+        var names = p.kernels().stream().map(Kernel::name).toList();
+        var chosen = new ArrayList<String>();
+        for (int k = 0; k < urgent.length; k++) if (urgent[k]) chosen.add(names.get(k));
+        for (String k : List.of("k_matmul_target_block0_up_mm", "k_matmul_target_block3_down_mm", "k_matmul_nt_d_block3_act", "k_matmul_nt_d_block0_ln", "k_adam_ema")) {
+            assertTrue(chosen.contains(k), k + " is not urgent: " + chosen);
+        }
+        for (String k : List.of("k_matmul_tn_d_block3_down_w", "k_matmul_tn_d_block2_up_w", "k_reduce_batch_d_block3_up_b", "k_transpose_block0_up_w")) {
+            assertFalse(chosen.contains(k), k + " is urgent: " + chosen);
+        }
+    }
+
     /** A topological order: the ready kernel with the highest index first, or a random ready one. */
     private static List<Integer> order(List<TreeSet<Integer>> deps, Random rng) {
         int n = deps.size();

@@ -33,6 +33,8 @@ final class Cu {
     static final MethodHandle cuDevicePrimaryCtxRetain = fn("cuDevicePrimaryCtxRetain", JAVA_INT, ADDRESS, JAVA_INT);
     static final MethodHandle cuCtxSetCurrent = fn("cuCtxSetCurrent", JAVA_INT, ADDRESS);
     static final MethodHandle cuCtxSynchronize = fn("cuCtxSynchronize", JAVA_INT);
+    /** cuCtxGetStreamPriorityRange(int *least, int *greatest): numerically lower is more urgent; both 0 where priorities are not supported. */
+    static final MethodHandle cuCtxGetStreamPriorityRange = fn("cuCtxGetStreamPriorityRange", JAVA_INT, ADDRESS, ADDRESS);
     static final MethodHandle cuMemGetInfo = fn("cuMemGetInfo_v2", JAVA_INT, ADDRESS, ADDRESS);
     static final MethodHandle cuModuleLoadDataEx = fn("cuModuleLoadDataEx", JAVA_INT, ADDRESS, ADDRESS, JAVA_INT, ADDRESS, ADDRESS);
     static final MethodHandle cuModuleGetFunction = fn("cuModuleGetFunction", JAVA_INT, ADDRESS, ADDRESS, ADDRESS);
@@ -67,6 +69,8 @@ final class Cu {
             CONFIG_NUM_ATTRS = offset(LAUNCH_CONFIG, "numAttrs"), ATTRIBUTE_VALUE = offset(LAUNCH_ATTRIBUTE, "value");
     /** CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION: the launch may overlap the kernel before it in its stream. */
     static final int LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION = 6;
+    /** CU_LAUNCH_ATTRIBUTE_PRIORITY: the kernel's blocks are scheduled before those of kernels of lower priority. */
+    static final int LAUNCH_ATTRIBUTE_PRIORITY = 8;
     static final MethodHandle cuStreamBeginCapture = fn("cuStreamBeginCapture_v2", JAVA_INT, ADDRESS, JAVA_INT);
     static final MethodHandle cuStreamEndCapture = fn("cuStreamEndCapture", JAVA_INT, ADDRESS, ADDRESS);
     static final MethodHandle cuGraphInstantiate = fn("cuGraphInstantiateWithFlags", JAVA_INT, ADDRESS, ADDRESS, JAVA_LONG);

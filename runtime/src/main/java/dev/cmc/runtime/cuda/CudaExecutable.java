@@ -3,6 +3,7 @@ package dev.cmc.runtime.cuda;
 import dev.cmc.kernel.Kernel;
 import dev.cmc.kernel.MemoryPlan;
 import dev.cmc.kernel.Program;
+import dev.cmc.kernel.TaskDag;
 import dev.cmc.render.Indexing;
 import dev.cmc.render.PtxRenderer;
 import dev.cmc.runtime.Executable;
@@ -37,6 +38,10 @@ public final class CudaExecutable implements Executable {
     private static final int STREAMS = StreamPlan.configuredStreams();
     /** CMC_CUDA_PDL=0 captures every kernel with a plain stream dependency, not a programmatic one. */
     private static final boolean PDL_SETTING = !"0".equals(System.getenv("CMC_CUDA_PDL"));
+    /** CMC_CUDA_PRIORITY=0 captures every kernel at the same priority. */
+    private static final boolean PRIORITY_SETTING = !"0".equals(System.getenv("CMC_CUDA_PRIORITY"));
+    /** How many launches shorter than the longest a chain through a kernel may be for it to count as urgent ({@link TaskDag#urgent}). */
+    static final int URGENT_SLACK = 2;
 
     private final Program program;
     private final int maxBatch;
@@ -63,8 +68,17 @@ public final class CudaExecutable implements Executable {
      * share of the step worth removing. Turned off for good if a capture with it fails.
      */
     private boolean programmatic;
-    /** The one CUlaunchConfig and attribute that programmatic launches fill in turn (captures run on one thread). */
-    private final MemorySegment launchConfig = arena.allocate(Cu.LAUNCH_CONFIG), launchAttribute = arena.allocate(Cu.LAUNCH_ATTRIBUTE);
+    /**
+     * The priority urgent kernels are captured with, the GPU's greatest, or none (null): where the GPU has no
+     * range of priorities, CMC_CUDA_PRIORITY=0 says so, or the driver refused them. The urgent kernels are those on
+     * or near the longest chain of dependencies ({@link TaskDag#urgent}): the forward passes, the input gradients,
+     * the last weight gradients. The rest (most weight gradients, bias sums, transposes) have launches to spare,
+     * and their blocks would otherwise take SMs that the next kernel on the chain waits for.
+     */
+    private Integer urgentPriority;
+    private boolean[] urgent;
+    /** The one CUlaunchConfig and its attributes that extended launches fill in turn (captures run on one thread). */
+    private final MemorySegment launchConfig = arena.allocate(Cu.LAUNCH_CONFIG), launchAttributes = arena.allocate(Cu.LAUNCH_ATTRIBUTE, 2);
 
     /** How the module's GEMMs multiply and are tiled: what their launches' grids and blocks follow. */
     private final PtxRenderer.Matmul matmul;
@@ -101,8 +115,7 @@ public final class CudaExecutable implements Executable {
         sms = device.multiprocessors();
         tuningKey = device.name() + " (" + sms + " SMs) | " + program.name() + " " + Cubins.key(String.join("", ptx)).substring(0, 16);
         programmatic = PDL_SETTING && PtxRenderer.awaitsGrids(device.arch()) && Cu.cuLaunchKernelEx != null;
-        launchAttribute.set(JAVA_INT, 0, Cu.LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION);
-        launchAttribute.set(JAVA_INT, Cu.ATTRIBUTE_VALUE, 1);   // programmaticStreamSerializationAllowed
+        urgentPriority = PRIORITY_SETTING && Cu.cuLaunchKernelEx != null ? greatestPriority() : null;
         functions = new MemorySegment[program.kernels().size()];
         long workspaceFloats = 0;
         long[] workspaceAt = new long[functions.length];
@@ -253,6 +266,16 @@ public final class CudaExecutable implements Executable {
         return out.get(ADDRESS, 0);
     }
 
+    /** The GPU's most urgent priority, or null where it has only one (or the driver does not say). */
+    private static Integer greatestPriority() {
+        if (Cu.cuCtxGetStreamPriorityRange == null) return null;
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment least = a.allocate(JAVA_INT), greatest = a.allocate(JAVA_INT);
+            if ((int) Cu.call(Cu.cuCtxGetStreamPriorityRange, least, greatest) != Cu.SUCCESS) return null;
+            return greatest.get(JAVA_INT, 0) < least.get(JAVA_INT, 0) ? greatest.get(JAVA_INT, 0) : null;
+        }
+    }
+
     private void makeCurrent() {
         Cu.status(Cu.cuCtxSetCurrent, "cuCtxSetCurrent", context);
     }
@@ -348,7 +371,7 @@ public final class CudaExecutable implements Executable {
         makeCurrent();
         MemorySegment graph = graphs.get(batch);
         if (graph == null && USE_GRAPHS && graphs.size() < MAX_GRAPHS) {
-            if (tuning && !slicesAt.containsKey(batch) && !cachedSlices(batch)) {
+            if (needsTuning(batch)) {
                 tuneWhileRunning(batch);   // this run, kernel by kernel; the next is captured with what it found
                 sync();
                 return;
@@ -377,6 +400,17 @@ public final class CudaExecutable implements Executable {
         for (String a : dev.cmc.kernel.Kernels.writes(kernel)) written.add(memory.storage(program.arrayIndex(a)));
         for (String a : dev.cmc.kernel.Kernels.reads(kernel)) if (written.contains(memory.storage(program.arrayIndex(a)))) return false;
         return true;
+    }
+
+    /**
+     * Whether slice counts are still to be timed at this batch: tuning is on, none are known or cached for it, and
+     * some GEMM has a choice (a million rows leave none: no room in the workspace).
+     */
+    private boolean needsTuning(int batch) {
+        if (!tuning || slicesAt.containsKey(batch) || cachedSlices(batch)) return false;
+        for (int k = 0; k < functions.length; k++) if (!sliceChoices(k, batch).isEmpty()) return true;
+        slicesAt.put(batch, new int[functions.length]);
+        return false;
     }
 
     /** Takes the slice counts kept for this batch, if the cache has counts that fit the program; whether it did. */
@@ -408,7 +442,7 @@ public final class CudaExecutable implements Executable {
                     slices[k] = SplitTuning.pick(choices, times, own.gridZ());
                     if (slices[k] != own.gridZ()) changed.add(program.kernels().get(k).name() + " " + own.gridZ() + "→" + slices[k]);
                 }
-                launchKernel(k, slices[k] > 0 ? withSlices(own, slices[k]) : own, stream, false);
+                launchKernel(k, slices[k] > 0 ? withSlices(own, slices[k]) : own, stream, false, false);
             }
         });
         for (int s : slices) if (s > 0) timed++;
@@ -439,8 +473,9 @@ public final class CudaExecutable implements Executable {
      */
     private void launchGraph(MemorySegment graph, int batch) {
         int status = (int) Cu.call(Cu.cuGraphLaunch, graph, stream);
-        if (status != Cu.SUCCESS && programmatic) {
-            withoutProgrammatic("launching the graph of", Cu.name(status));
+        if (status != Cu.SUCCESS && (programmatic || urgentPriority != null)) {
+            if (programmatic) withoutProgrammatic("launching the graph of", Cu.name(status));
+            else withoutPriorities("launching the graph of", Cu.name(status));
             status = (int) Cu.call(Cu.cuGraphLaunch, capture(batch), stream);
         }
         Cu.check(status, "cuGraphLaunch");
@@ -455,13 +490,16 @@ public final class CudaExecutable implements Executable {
      */
     private MemorySegment capture(int batch) {
         if (plan == null) plan = StreamPlan.of(program, STREAMS);
+        if (urgent == null) urgent = TaskDag.urgent(TaskDag.dependencies(program), URGENT_SLACK);
         while (true) {
             try {
                 return capture(batch, plan);
             } catch (Cu.CudaException e) {
                 String why = e.getMessage().lines().findFirst().orElse("");
-                if (programmatic && (refusesProgrammatic(e) || plan.streams() == 1)) {
+                if (programmatic && (refusesLaunchAttributes(e) || plan.streams() == 1)) {
                     withoutProgrammatic("capturing", why);
+                } else if (urgentPriority != null && refusesLaunchAttributes(e)) {
+                    withoutPriorities("capturing", why);
                 } else if (plan.streams() > 1) {
                     System.err.println("cmc: cuda: capturing " + program.name() + " on " + plan.streams() + " streams failed (" + why
                             + "); capturing it on one stream in launch order");
@@ -473,8 +511,8 @@ public final class CudaExecutable implements Executable {
         }
     }
 
-    /** Whether the driver refused a programmatic launch in a capture, or the graph it made. */
-    private static boolean refusesProgrammatic(Cu.CudaException e) {
+    /** Whether the driver refused an extended launch (programmatic, or with a priority) in a capture, or the graph it made. */
+    private static boolean refusesLaunchAttributes(Cu.CudaException e) {
         return e.call.startsWith("cuLaunchKernelEx") || e.call.startsWith("cuGraphInstantiate");
     }
 
@@ -486,6 +524,17 @@ public final class CudaExecutable implements Executable {
         System.err.println("cmc: cuda: " + doing + " " + program.name() + " with programmatic dependent launches failed (" + why
                 + "); capturing it with plain stream dependencies");
         programmatic = false;
+        dropGraphs();
+    }
+
+    /** Priorities off for good, said once, as {@link #withoutProgrammatic} does for programmatic launches. */
+    private void withoutPriorities(String doing, String why) {
+        System.err.println("cmc: cuda: " + doing + " " + program.name() + " with kernel priorities failed (" + why + "); capturing it without them");
+        urgentPriority = null;
+        dropGraphs();
+    }
+
+    private void dropGraphs() {
         for (MemorySegment g : graphs.values()) Cu.call(Cu.cuGraphExecDestroy, g);
         graphs.clear();
     }
@@ -519,7 +568,7 @@ public final class CudaExecutable implements Executable {
                 for (int k : plan.order()) {
                     MemorySegment on = streams[plan.streamOf()[k]];
                     for (int i : plan.waits().get(k)) Cu.status(Cu.cuStreamWaitEvent, "cuStreamWaitEvent", on, events[i], 0);
-                    launchKernel(k, launchOf(k, batch), on, programmatic);
+                    launchKernel(k, launchOf(k, batch), on, programmatic, urgentPriority != null && urgent[k]);
                     if (waitedOn[k]) Cu.status(Cu.cuEventRecord, "cuEventRecord", events[k], on);
                 }
                 for (int s = 1; s < plan.streams(); s++) {   // and rejoins it before the capture ends
@@ -571,27 +620,39 @@ public final class CudaExecutable implements Executable {
     /** Every kernel in launch order on the stream, each after the last has ended: the debugging path, no programmatic launches. */
     private void launchAll(int batch) {
         rows.set(JAVA_INT, 0, batch);
-        for (int k = 0; k < functions.length; k++) launchKernel(k, launchOf(k, batch), stream, false);
+        for (int k = 0; k < functions.length; k++) launchKernel(k, launchOf(k, batch), stream, false, false);
     }
 
     /**
-     * Kernel k on a stream as l says (nothing for an empty grid), by cuLaunchKernelEx with the programmatic stream serialization attribute where
-     * programmatic: a launch that may begin before the kernel before it in the stream has ended (its PTX waits).
+     * Kernel k on a stream as l says (nothing for an empty grid); by cuLaunchKernelEx where programmatic (a launch
+     * that may begin before the kernel before it in the stream has ended: its PTX waits) or urgent (at the
+     * {@link #urgentPriority}), else by cuLaunchKernel.
      */
-    private void launchKernel(int k, PtxRenderer.Launch l, MemorySegment on, boolean programmatic) {
+    private void launchKernel(int k, PtxRenderer.Launch l, MemorySegment on, boolean programmatic, boolean urgent) {
         Kernel kernel = program.kernels().get(k);
         if (l.gridX() == 0 || l.gridY() == 0) return;
-        if (!programmatic) {
+        if (!programmatic && !urgent) {
             Cu.status(Cu.cuLaunchKernel, "cuLaunchKernel(" + kernel.name() + ")", functions[k], l.gridX(), l.gridY(), l.gridZ(),
                     l.block(), 1, 1, l.sharedBytes(), on, params[k], MemorySegment.NULL);
             return;
         }
         int[] dims = {l.gridX(), l.gridY(), l.gridZ(), l.block(), 1, 1, l.sharedBytes()};
         for (int i = 0; i < dims.length; i++) launchConfig.setAtIndex(JAVA_INT, i, dims[i]);
+        int attributes = 0;
+        if (programmatic) attribute(attributes++, Cu.LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION, 1);   // programmaticStreamSerializationAllowed
+        if (urgent) attribute(attributes++, Cu.LAUNCH_ATTRIBUTE_PRIORITY, urgentPriority);
         launchConfig.set(ADDRESS, Cu.CONFIG_STREAM, on);
-        launchConfig.set(ADDRESS, Cu.CONFIG_ATTRS, launchAttribute);
-        launchConfig.set(JAVA_INT, Cu.CONFIG_NUM_ATTRS, 1);
-        Cu.status(Cu.cuLaunchKernelEx, "cuLaunchKernelEx(" + kernel.name() + ", programmatic)", launchConfig, functions[k], params[k], MemorySegment.NULL);
+        launchConfig.set(ADDRESS, Cu.CONFIG_ATTRS, launchAttributes);
+        launchConfig.set(JAVA_INT, Cu.CONFIG_NUM_ATTRS, attributes);
+        String how = (programmatic ? ", programmatic" : "") + (urgent ? ", priority " + urgentPriority : "");
+        Cu.status(Cu.cuLaunchKernelEx, "cuLaunchKernelEx(" + kernel.name() + how + ")", launchConfig, functions[k], params[k], MemorySegment.NULL);
+    }
+
+    /** Attribute i of the next extended launch: its id and its value's first int. */
+    private void attribute(int i, int id, int value) {
+        MemorySegment a = launchAttributes.asSlice(i * Cu.LAUNCH_ATTRIBUTE.byteSize(), Cu.LAUNCH_ATTRIBUTE.byteSize());
+        a.set(JAVA_INT, 0, id);
+        a.set(JAVA_INT, Cu.ATTRIBUTE_VALUE, value);
     }
 
     /**
@@ -645,10 +706,10 @@ public final class CudaExecutable implements Executable {
         MemorySegment graph;
         try {
             graph = captured(() -> {
-                for (int r = 0; r < count; r++) launchKernel(k, l, stream, programmatic);
+                for (int r = 0; r < count; r++) launchKernel(k, l, stream, programmatic, false);
             });
         } catch (Cu.CudaException e) {
-            if (!programmatic || !refusesProgrammatic(e)) throw e;
+            if (!programmatic || !refusesLaunchAttributes(e)) throw e;
             withoutProgrammatic("timing a kernel of", e.getMessage().lines().findFirst().orElse(""));
             return timeRepeated(k, l, count, timing, ms);
         }

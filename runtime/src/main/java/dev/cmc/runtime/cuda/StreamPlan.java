@@ -36,13 +36,20 @@ public record StreamPlan(int streams, List<Integer> order, int[] streamOf, List<
         return of(dev.cmc.kernel.TaskDag.reduced(dev.cmc.kernel.TaskDag.dependencies(program)), streams);
     }
 
-    /** The capture as text, in the order it records kernels: each kernel's stream and the kernels it waits for. */
+    /**
+     * The capture as text, in the order it records kernels: each kernel's stream, whether it is urgent (captured
+     * at the GPU's greatest priority, see {@link CudaExecutable}) and the kernels it waits for.
+     */
     public String describe(dev.cmc.kernel.Program program) {
+        boolean[] urgent = dev.cmc.kernel.TaskDag.urgent(dev.cmc.kernel.TaskDag.dependencies(program), CudaExecutable.URGENT_SLACK);
+        int count = 0;
+        for (boolean u : urgent) if (u) count++;
         var out = new StringBuilder("CUDA graph of " + program.name() + ": " + streamOf.length + " kernels captured on " + streams
-                + " streams; longest chain of launches " + longestChain() + "\n\n");
+                + " streams; longest chain of launches " + longestChain() + "; " + count + " urgent kernels, within " + CudaExecutable.URGENT_SLACK
+                + " launches of the longest chain\n\n");
         for (int k : order) {
-            out.append(String.format("  stream %d  %3d  %-36s%s%n", streamOf[k], k, program.kernels().get(k).name(),
-                    waits.get(k).isEmpty() ? "" : "  after " + waits.get(k)));
+            out.append(String.format("  stream %d  %3d  %-36s %-6s%s%n", streamOf[k], k, program.kernels().get(k).name(), urgent[k] ? "urgent" : "",
+                    waits.get(k).isEmpty() ? "" : "  after " + waits.get(k)).replaceAll(" +\n", "\n"));
         }
         return out.toString();
     }

@@ -150,6 +150,13 @@ public final class FakeDriverRun {
                 }
                 System.out.println("captured on one stream after the refused fork: " + launches.size() + " launches");
             }
+            case "priority" -> {
+                List<String> launches = stepThrice(backend, seed, fault);
+                if (streams(launches) < 2 || launches.stream().anyMatch(l -> l.contains(" priority "))) {
+                    throw new AssertionError("after refused priorities the step is not captured without them on its streams: " + launches.size() + " launches");
+                }
+                System.out.println("captured without priorities after the refusal: " + launches.size() + " launches");
+            }
             case "pdl", "pdl-launch" -> {
                 List<String> launches = stepThrice(backend, seed, fault);
                 if (fault.equals("pdl-launch")) launches = launches.subList(launches.size() / 2, launches.size());   // the recapture, or the timing and capture
@@ -201,14 +208,20 @@ public final class FakeDriverRun {
         }
         try (Arena a = Arena.ofConfined(); CudaExecutable exe = backend.load(program, maxBatch)) {
             for (int batch : new int[]{maxBatch, smaller}) {
-                mark(a, "tune " + batch + " " + what);
-                exe.run(batch);   // the first run at a batch times split-K slice counts, kernel by kernel
-                checkTuning(prepared, backend, maxBatch, batch, since("tune " + batch + " " + what), what + " at " + batch);
-                mark(a, "capture " + batch + " " + what);
+                // The first run at a batch times split-K slice counts kernel by kernel where some GEMM has a choice,
+                // and the next captures the graph; where none has, the first captures it.
+                String first = "first run " + batch + " " + what;
+                mark(a, first);
                 exe.run(batch);
-                checkCapture(prepared, backend, maxBatch, batch, since("capture " + batch + " " + what), what + " at " + batch);
+                List<String> captured = since(first);
+                if (checkTuning(prepared, backend, maxBatch, batch, captured, what + " at " + batch)) {
+                    mark(a, "capture " + batch + " " + what);
+                    exe.run(batch);
+                    captured = since("capture " + batch + " " + what);
+                }
+                checkCapture(prepared, backend, maxBatch, batch, captured, what + " at " + batch);
                 exe.run(batch);
-                if (since("capture " + batch + " " + what).stream().noneMatch(l -> l.startsWith("graph launch"))) {
+                if (since(first).stream().noneMatch(l -> l.startsWith("graph launch"))) {
                     throw new AssertionError(what + " at " + batch + ": no graph launched");
                 }
             }
@@ -277,12 +290,21 @@ public final class FakeDriverRun {
     }
 
     /**
-     * The tuning run: every kernel with work launched once outside a capture, in launch order, each split GEMM
-     * with the count it will be captured with; those with a choice timed first, in graphs of their own.
+     * The first run at a batch, and whether it was a tuning run: where some GEMM has a choice of slice counts, every
+     * kernel with work launched once outside a capture, in launch order, each split GEMM with the count it will be
+     * captured with, those with a choice timed first in graphs of their own; where none has, no kernel outside a capture.
      */
-    private static void checkTuning(Program p, CudaBackend backend, int maxBatch, int batch, List<String> lines, String what) {
+    private static boolean checkTuning(Program p, CudaBackend backend, int maxBatch, int batch, List<String> lines, String what) {
         for (String l : lines) if (l.startsWith("error")) throw new AssertionError(what + ": the driver refused a call: " + l);
         var direct = lines.stream().filter(l -> l.startsWith("launch ") && l.contains(" node -1 ")).map(l -> l.split(" ")).toList();
+        boolean choices = false;
+        for (var kernel : p.kernels()) {
+            if (kernel instanceof dev.cmc.kernel.Kernel.Gemm g && PtxRenderer.splitChoices(g, batch, maxBatch, backend.matmul(), backend.tiling(), sms).size() > 1) choices = true;
+        }
+        if (!choices) {
+            if (!direct.isEmpty()) throw new AssertionError(what + ": launched kernel by kernel with no slice count to time");
+            return false;
+        }
         int next = 0, timed = 0;
         for (int k = 0; k < p.kernels().size(); k++) {
             var l = PtxRenderer.launch(p.kernels().get(k), batch, backend.matmul(), backend.tiling(), sms);
@@ -300,6 +322,7 @@ public final class FakeDriverRun {
                     .contains(2) && PtxRenderer.splits(g, batch, backend.matmul(), backend.tiling(), sms) != 2) offered = true;
         }
         if (offered && timed == 0) throw new AssertionError(what + ": 2 slices were on offer and faster, but no GEMM took them");
+        return true;
     }
 
     private static void checkCapture(Program p, CudaBackend backend, int maxBatch, int batch, List<String> lines, String what) {
@@ -322,6 +345,13 @@ public final class FakeDriverRun {
             deps.set(node, d);
         }
         var conflicts = TaskDag.dependencies(p);
+        // Kernels on or near the longest chain are captured at the GPU's greatest priority, the rest at the default.
+        boolean[] urgent = TaskDag.urgent(conflicts, CudaExecutable.URGENT_SLACK);
+        for (String l : lines) {
+            if (!l.startsWith("launch ")) continue;
+            String name = l.split(" ")[1];
+            if (l.contains(" priority -5") != urgent[kernelIndex(p, name)]) throw new AssertionError(what + ": " + name + " captured at the wrong priority: " + l);
+        }
         for (int k = 0; k < p.kernels().size(); k++) {
             var l = PtxRenderer.launch(p.kernels().get(k), batch, backend.matmul(), backend.tiling());
             String name = PtxRenderer.kernelName(p, k);

@@ -44,6 +44,10 @@ class FakeDriverTest {
         assertFalse(captured.isEmpty(), "no captured launches");
         assertEquals(cc.equals("80") ? 0 : captured.size(), programmatic, "programmatic launches among the " + captured.size() + " captured");
         assertEquals(0, lines.stream().filter(l -> l.contains(" node -1 ") && l.endsWith(" programmatic")).count(), "programmatic launches outside captures");
+        // Urgent kernels (FakeDriverRun checks which) are captured at the greatest priority, on every GPU; none outside captures.
+        long urgent = captured.stream().filter(l -> l.contains(" priority -5")).count();
+        assertTrue(urgent > 0 && urgent < captured.size(), urgent + " of " + captured.size() + " captured launches urgent");
+        assertEquals(0, lines.stream().filter(l -> l.contains(" node -1 ") && l.contains(" priority ")).count(), "priorities outside captures");
         assertEquals("exit live allocations 0 host 0 modules 0 streams 0 events 0 graphs 0", lines.getLast(), "left behind after every close");
     }
 
@@ -56,7 +60,7 @@ class FakeDriverTest {
      * Nothing is left allocated either way.
      */
     @ParameterizedTest(name = "fault {0}, CMC_CUDA_TUNE={1}")
-    @org.junit.jupiter.params.provider.CsvSource({"jit, 1", "fork, 0", "fork, 1", "pdl, 0", "pdl-launch, 0", "pdl, 1", "pdl-launch, 1"})
+    @org.junit.jupiter.params.provider.CsvSource({"jit, 1", "fork, 0", "fork, 1", "pdl, 0", "pdl-launch, 0", "pdl, 1", "pdl-launch, 1", "priority, 1"})
     void driverFailuresAreReportedOrSurvived(String fault, String tune, @org.junit.jupiter.api.io.TempDir Path dir) throws Exception {
         Path log = dir.resolve("driver.log");
         Process run = start(build(dir), log, "90", fault, java.util.Map.of("CMC_CUDA_TUNE", tune));
@@ -67,6 +71,9 @@ class FakeDriverTest {
         if (fault.equals("fork")) {
             assertEquals(1, output.lines().filter(l -> l.contains("on 4 streams failed") && l.contains("capturing it on one stream")).count(),
                     "the failed multi-stream capture is said once:\n" + output);
+        }
+        if (fault.equals("priority")) {
+            assertEquals(1, output.lines().filter(l -> l.contains("with kernel priorities failed")).count(), "the refused priorities are said once:\n" + output);
         }
         if (fault.startsWith("pdl")) {
             assertEquals(1, output.lines().filter(l -> l.contains("with programmatic dependent launches failed")).count(),

@@ -19,12 +19,14 @@ import static java.lang.foreign.ValueLayout.*;
 
 /**
  * A program on one NVIDIA GPU: the device's primary context, the generated PTX JIT-compiled by the driver
- * (its error log shown on failure), one device buffer per array kept across runs. The first run at a batch
- * size is captured into a CUDA graph; every later run at that size is one cuGraphLaunch, so a whole training
- * step costs one launch from Java instead of a hundred. The capture spreads the kernels over a few streams
- * by the program's dependencies ({@link StreamPlan}), so that the graph's edges are those dependencies and
- * the GPU may run independent kernels (the EMA target's forward pass beside the online network's, the
- * weight gradients beside each other) at the same time; small batches leave most of the GPU idle otherwise.
+ * (its error log shown on failure), one device buffer per array kept across runs. Each batch size is captured
+ * into a CUDA graph at its first run (its second, where the first times split-K slice counts, see
+ * {@link SplitTuning}); every later run at that size is one cuGraphLaunch, so a whole training step costs one
+ * launch from Java instead of a hundred. The capture spreads the kernels over a few streams by the program's
+ * dependencies ({@link StreamPlan}), so that the graph's edges are those dependencies and the GPU may run
+ * independent kernels (the EMA target's forward pass beside the online network's, the weight gradients beside
+ * each other) at the same time; small batches leave most of the GPU idle otherwise. Kernels on or near the
+ * longest chain of dependencies go first ({@link #urgentPriority}).
  */
 public final class CudaExecutable implements Executable {
     private static final int LOG_BYTES = 1 << 16;
@@ -449,10 +451,11 @@ public final class CudaExecutable implements Executable {
         slicesAt.put(batch, slices);
         if (timed == 0) return;
         SplitTuning.store(tuningKey + " | batch " + batch, slices);
+        int shown = System.getenv("CMC_DEBUG") != null ? changed.size() : Math.min(3, changed.size());
         System.err.printf("cmc: cuda: timed the split-K slice counts of %d GEMMs of %s at batch %d in %.1f s (kept in %s): %s%n", timed, program.name(), batch,
                 (System.nanoTime() - start) / 1e9, SplitTuning.where(),
-                changed.isEmpty() ? "the formula's are fastest" : changed.size() + " differ from the formula's: " + String.join(", ", changed.subList(0, Math.min(3, changed.size())))
-                        + (changed.size() > 3 ? ", …" : ""));
+                changed.isEmpty() ? "the formula's are fastest" : changed.size() + " differ from the formula's: " + String.join(", ", changed.subList(0, shown))
+                        + (shown < changed.size() ? ", … (CMC_DEBUG=1 lists all)" : ""));
     }
 
     private static PtxRenderer.Launch withSlices(PtxRenderer.Launch l, int slices) {

@@ -6,7 +6,8 @@
  * Blackwell B200: compute capability 10.0, an H100's shared memory),
  * and writes what it sees, one line a call of interest, to the file named by CMC_FAKE_CUDA_LOG:
  *
- *   launch NAME grid X Y Z block B shared S stream N node K deps A,B rows R [priority P] [programmatic]   (node -1 outside a capture)
+ *   launch NAME grid X Y Z block B shared S stream N node K deps A,B rows R [programmatic]   (node -1 outside a capture)
+ *   node K priority P NAME     (a captured graph's node K set to priority P)
  *   capture begin|end ...      graph launch EXEC nodes N (its first launch)      note TEXT (from fakecuda_note)
  *   error CALL: WHY            (the call also fails, as the real driver would, or worse, would not)
  *   exit live allocations N host N modules N streams N events N graphs N
@@ -21,8 +22,7 @@
  *
  * CMC_FAKE_CUDA_FAULT makes it fail on purpose, for the runtime's error paths: "jit" refuses every module with
  * a JIT error log, "fork" refuses any second stream's joining a capture, "pdl" refuses programmatic launches in a
- * capture, "pdl-launch" refuses to launch a graph that holds them, "priority" refuses launches with a priority in a
- * capture.
+ * capture, "pdl-launch" refuses to launch a graph that holds them, "priority" refuses to set a graph node's priority.
  */
 #define _GNU_SOURCE
 #include <stdarg.h>
@@ -92,7 +92,7 @@ typedef struct { Function *functions; int count; } Module;
 typedef struct { int deps[MAX_DEPS]; int count; } Frontier;
 typedef struct { int id, capturing; Frontier last; } Stream;
 typedef struct { int captured; Frontier at; } Event;
-typedef struct { Function *fn; unsigned long long args[64]; int programmatic; unsigned gridZ; } Node;
+typedef struct { Function *fn; unsigned long long args[64]; int programmatic; unsigned gridZ; int priority; } Node;
 typedef struct { int id, nodes, launches; Node *node; } Graph;
 
 static Live modules, streams, events, graphs, execs, hostBlocks;
@@ -564,13 +564,67 @@ CUresult cuStreamEndCapture(void *stream, void **graph) {
 CUresult cuGraphInstantiateWithFlags(void **exec, void *graph, unsigned long long flags) {
     NEEDS_CONTEXT("cuGraphInstantiate");
     if (!alive(&graphs, graph)) return fail(INVALID_HANDLE, "cuGraphInstantiate", "no such graph");
-    if (flags != 0) return fail(INVALID_VALUE, "cuGraphInstantiate", "flags %llu", flags);
-    Graph *g = graph, *x = calloc(1, sizeof *x);
+    if (flags != 0 && flags != 8) return fail(INVALID_VALUE, "cuGraphInstantiate", "flags %llu", flags);
+    Graph *g = graph;
+    for (int i = 0; i < g->nodes && flags != 8; i++) {
+        if (g->node[i].priority != LEAST_PRIORITY) {
+            return fail(INVALID_VALUE, "cuGraphInstantiate", "node %d has a priority, which a graph instantiated without CUDA_GRAPH_INSTANTIATE_FLAG_USE_NODE_PRIORITY ignores", i);
+        }
+    }
+    Graph *x = calloc(1, sizeof *x);
     *x = *g;
     x->node = malloc(sizeof(Node) * (g->nodes ? g->nodes : 1));
     memcpy(x->node, g->node, sizeof(Node) * g->nodes);
     keep(&execs, x);
     *exec = x;
+    return OK;
+}
+
+/* The graph (not instantiated) a node handle points into, or NULL. */
+static Graph *graphOf(void *node) {
+    for (int i = 0; i < graphs.count; i++) {
+        Graph *g = graphs.items[i];
+        if ((Node *) node >= g->node && (Node *) node < g->node + g->nodes) return g;
+    }
+    return NULL;
+}
+
+CUresult cuGraphGetNodes(void *graph, void **nodes, size_t *count) {
+    NEEDS_CONTEXT("cuGraphGetNodes");
+    if (!alive(&graphs, graph) || !count) return fail(INVALID_VALUE, "cuGraphGetNodes", "no such graph, or no count");
+    Graph *g = graph;
+    if (nodes) for (size_t i = 0; i < *count && i < (size_t) g->nodes; i++) nodes[i] = &g->node[i];
+    *count = g->nodes;
+    return OK;
+}
+
+CUresult cuGraphNodeGetType(void *node, int *type) {
+    NEEDS_CONTEXT("cuGraphNodeGetType");
+    if (!graphOf(node)) return fail(INVALID_VALUE, "cuGraphNodeGetType", "no such node");
+    *type = 0;   /* CU_GRAPH_NODE_TYPE_KERNEL: the fake's graphs hold kernels alone */
+    return OK;
+}
+
+/* CUDA_KERNEL_NODE_PARAMS (72 bytes): the fake fills in its first field, the CUfunction, and zeroes the rest. */
+CUresult cuGraphKernelNodeGetParams_v2(void *node, void *params) {
+    NEEDS_CONTEXT("cuGraphKernelNodeGetParams");
+    if (!graphOf(node) || !params) return fail(INVALID_VALUE, "cuGraphKernelNodeGetParams", "no such node");
+    memset(params, 0, 72);
+    *(Function **) params = ((Node *) node)->fn;
+    return OK;
+}
+
+CUresult cuGraphKernelNodeSetAttribute(void *node, int attribute, const void *value) {
+    NEEDS_CONTEXT("cuGraphKernelNodeSetAttribute");
+    Graph *g = graphOf(node);
+    if (!g || !value) return fail(INVALID_VALUE, "cuGraphKernelNodeSetAttribute", "no such node");
+    if (attribute != 8) return fail(INVALID_VALUE, "cuGraphKernelNodeSetAttribute", "attribute %d is not one the fake knows", attribute);
+    int priority = *(const int *) value;
+    if (priority > LEAST_PRIORITY || priority < GREATEST_PRIORITY) return fail(INVALID_VALUE, "cuGraphKernelNodeSetAttribute", "priority %d out of range", priority);
+    if (strcmp(fault, "priority") == 0) return fail(INVALID_VALUE, "cuGraphKernelNodeSetAttribute", "refused on purpose (CMC_FAKE_CUDA_FAULT=priority)");
+    Node *n = node;
+    n->priority = priority;
+    say("node %d priority %d %s", (int) (n - g->node), priority, n->fn->name);
     return OK;
 }
 
@@ -617,15 +671,15 @@ CUresult cuGraphLaunch(void *exec, void *stream) {
 }
 
 static CUresult launch(void *f, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by, unsigned bz, unsigned shared,
-                       void *stream, void **params, void **extra, int programmatic, int priority);
+                       void *stream, void **params, void **extra, int programmatic);
 
 CUresult cuLaunchKernel(void *f, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by, unsigned bz, unsigned shared,
                         void *stream, void **params, void **extra) {
-    return launch(f, gx, gy, gz, bx, by, bz, shared, stream, params, extra, 0, LEAST_PRIORITY);
+    return launch(f, gx, gy, gz, bx, by, bz, shared, stream, params, extra, 0);
 }
 
 /* cuda.h's CUlaunchConfig and CUlaunchAttribute, laid out as there (56 and 72 bytes). */
-typedef struct { int id; char pad[4]; union { char pad[64]; int programmaticStreamSerializationAllowed; int priority; } value; } LaunchAttribute;
+typedef struct { int id; char pad[4]; union { char pad[64]; int programmaticStreamSerializationAllowed; } value; } LaunchAttribute;
 typedef struct {
     unsigned gridDimX, gridDimY, gridDimZ, blockDimX, blockDimY, blockDimZ, sharedMemBytes;
     void *hStream;
@@ -640,17 +694,10 @@ _Static_assert(sizeof(LaunchConfig) == 56 && sizeof(LaunchAttribute) == 72, "cud
 CUresult cuLaunchKernelEx(const LaunchConfig *c, void *f, void **params, void **extra) {
     NEEDS_CONTEXT("cuLaunchKernelEx");
     if (!c || (c->numAttrs && !c->attrs) || c->numAttrs > 8) return fail(INVALID_VALUE, "cuLaunchKernelEx", "config or its attributes");
-    int programmatic = 0, priority = LEAST_PRIORITY;
+    int programmatic = 0;
     for (unsigned i = 0; i < c->numAttrs; i++) {
-        if (c->attrs[i].id == 6) {
-            programmatic = c->attrs[i].value.programmaticStreamSerializationAllowed != 0;
-        } else if (c->attrs[i].id == 8) {
-            priority = c->attrs[i].value.priority;
-            if (priority > LEAST_PRIORITY || priority < GREATEST_PRIORITY) return fail(INVALID_VALUE, "cuLaunchKernelEx", "priority %d out of range", priority);
-            if (origin && strcmp(fault, "priority") == 0) return fail(INVALID_VALUE, "cuLaunchKernelEx", "a priority refused in a capture on purpose (CMC_FAKE_CUDA_FAULT=priority)");
-        } else {
-            return fail(INVALID_VALUE, "cuLaunchKernelEx", "attribute %d is not one the fake knows", c->attrs[i].id);
-        }
+        if (c->attrs[i].id != 6) return fail(INVALID_VALUE, "cuLaunchKernelEx", "attribute %d is not one the fake knows", c->attrs[i].id);
+        programmatic = c->attrs[i].value.programmaticStreamSerializationAllowed != 0;
     }
     Function *fn = function(f);
     if (programmatic && fn) {
@@ -659,11 +706,11 @@ CUresult cuLaunchKernelEx(const LaunchConfig *c, void *f, void **params, void **
         if (origin && strcmp(fault, "pdl") == 0) return fail(INVALID_VALUE, "cuLaunchKernelEx", "%s: refused in a capture on purpose (CMC_FAKE_CUDA_FAULT=pdl)", fn->name);
     }
     return launch(f, c->gridDimX, c->gridDimY, c->gridDimZ, c->blockDimX, c->blockDimY, c->blockDimZ, c->sharedMemBytes, c->hStream, params, extra,
-                  programmatic, priority);
+                  programmatic);
 }
 
 static CUresult launch(void *f, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by, unsigned bz, unsigned shared,
-                       void *stream, void **params, void **extra, int programmatic, int priority) {
+                       void *stream, void **params, void **extra, int programmatic) {
     NEEDS_CONTEXT("cuLaunchKernel");
     Function *fn = function(f);
     if (!fn) return fail(INVALID_HANDLE, "cuLaunchKernel", "no such function");
@@ -686,7 +733,7 @@ static CUresult launch(void *f, unsigned gx, unsigned gy, unsigned gz, unsigned 
     if (shared + fn->staticShared > SHARED_LIMIT) {
         return fail(LAUNCH_OUT_OF_RESOURCES, "cuLaunchKernel", "%s: %u + %d bytes of shared memory", fn->name, shared, fn->staticShared);
     }
-    Node n = {fn, {0}, programmatic, gz};
+    Node n = {fn, {0}, programmatic, gz, LEAST_PRIORITY};
     for (int i = 0; i < fn->params && i < 64; i++) {
         n.args[i] = fn->pointerParams[i] ? *(unsigned long long *) params[i] : *(unsigned *) params[i];
     }
@@ -707,10 +754,8 @@ static CUresult launch(void *f, unsigned gx, unsigned gy, unsigned gz, unsigned 
         s->last.count = 1;
         s->last.deps[0] = node;
     }
-    char urgency[24] = "";
-    if (priority != LEAST_PRIORITY) snprintf(urgency, sizeof urgency, " priority %d", priority);
-    say("launch %s grid %u %u %u block %u shared %u stream %d node %d deps %s rows %llu%s%s", fn->name, gx, gy, gz, threads, shared, s->id, node, deps,
-        fn->params > 0 ? n.args[fn->params - 1] : 0ull, urgency, programmatic ? " programmatic" : "");
+    say("launch %s grid %u %u %u block %u shared %u stream %d node %d deps %s rows %llu%s", fn->name, gx, gy, gz, threads, shared, s->id, node, deps,
+        fn->params > 0 ? n.args[fn->params - 1] : 0ull, programmatic ? " programmatic" : "");
     return OK;
 }
 

@@ -69,11 +69,19 @@ final class Cu {
             CONFIG_NUM_ATTRS = offset(LAUNCH_CONFIG, "numAttrs"), ATTRIBUTE_VALUE = offset(LAUNCH_ATTRIBUTE, "value");
     /** CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION: the launch may overlap the kernel before it in its stream. */
     static final int LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION = 6;
-    /** CU_LAUNCH_ATTRIBUTE_PRIORITY: the kernel's blocks are scheduled before those of kernels of lower priority. */
-    static final int LAUNCH_ATTRIBUTE_PRIORITY = 8;
+    /** CU_KERNEL_NODE_ATTRIBUTE_PRIORITY: a graph kernel node's blocks are scheduled before those of nodes of lower priority. */
+    static final int KERNEL_NODE_ATTRIBUTE_PRIORITY = 8;
+    /** CUDA_GRAPH_INSTANTIATE_FLAG_USE_NODE_PRIORITY: the graph runs at its nodes' priorities, not its stream's. */
+    static final long GRAPH_INSTANTIATE_FLAG_USE_NODE_PRIORITY = 8;
+    static final int GRAPH_NODE_TYPE_KERNEL = 0;
     static final MethodHandle cuStreamBeginCapture = fn("cuStreamBeginCapture_v2", JAVA_INT, ADDRESS, JAVA_INT);
     static final MethodHandle cuStreamEndCapture = fn("cuStreamEndCapture", JAVA_INT, ADDRESS, ADDRESS);
     static final MethodHandle cuGraphInstantiate = fn("cuGraphInstantiateWithFlags", JAVA_INT, ADDRESS, ADDRESS, JAVA_LONG);
+    static final MethodHandle cuGraphGetNodes = fn("cuGraphGetNodes", JAVA_INT, ADDRESS, ADDRESS, ADDRESS);
+    static final MethodHandle cuGraphNodeGetType = fn("cuGraphNodeGetType", JAVA_INT, ADDRESS, ADDRESS);
+    /** Fills a CUDA_KERNEL_NODE_PARAMS (cuda.h, 72 bytes), whose first field is the node's CUfunction. */
+    static final MethodHandle cuGraphKernelNodeGetParams = fn("cuGraphKernelNodeGetParams_v2", JAVA_INT, ADDRESS, ADDRESS);
+    static final MethodHandle cuGraphKernelNodeSetAttribute = fn("cuGraphKernelNodeSetAttribute", JAVA_INT, ADDRESS, JAVA_INT, ADDRESS);
     static final MethodHandle cuGraphLaunch = fn("cuGraphLaunch", JAVA_INT, ADDRESS, ADDRESS);
     static final MethodHandle cuGraphExecDestroy = fn("cuGraphExecDestroy", JAVA_INT, ADDRESS);
     static final MethodHandle cuGraphDestroy = fn("cuGraphDestroy", JAVA_INT, ADDRESS);

@@ -71,16 +71,20 @@ public final class CudaExecutable implements Executable {
      */
     private boolean programmatic;
     /**
-     * The priority urgent kernels are captured with, the GPU's greatest, or none (null): where the GPU has no
+     * The priority that urgent kernels' graph nodes get, the GPU's greatest, or none (null): where the GPU has no
      * range of priorities, CMC_CUDA_PRIORITY=0 says so, or the driver refused them. The urgent kernels are those on
      * or near the longest chain of dependencies ({@link TaskDag#urgent}): the forward passes, the input gradients,
      * the last weight gradients. The rest (most weight gradients, bias sums, transposes) have launches to spare,
-     * and their blocks would otherwise take SMs that the next kernel on the chain waits for.
+     * and their blocks would otherwise take SMs that the next kernel on the chain waits for. Set on the captured
+     * graph's nodes, which then run at their own priorities (CUDA_GRAPH_INSTANTIATE_FLAG_USE_NODE_PRIORITY), since
+     * a capture gives its nodes the priority of the stream they were launched into.
      */
     private Integer urgentPriority;
     private boolean[] urgent;
-    /** The one CUlaunchConfig and its attributes that extended launches fill in turn (captures run on one thread). */
-    private final MemorySegment launchConfig = arena.allocate(Cu.LAUNCH_CONFIG), launchAttributes = arena.allocate(Cu.LAUNCH_ATTRIBUTE, 2);
+    /** Kernel index by CUfunction address, to find a captured node's kernel. */
+    private final Map<Long, Integer> kernelOf = new HashMap<>();
+    /** The one CUlaunchConfig and attribute that programmatic launches fill in turn (captures run on one thread). */
+    private final MemorySegment launchConfig = arena.allocate(Cu.LAUNCH_CONFIG), launchAttribute = arena.allocate(Cu.LAUNCH_ATTRIBUTE);
 
     /** How the module's GEMMs multiply and are tiled: what their launches' grids and blocks follow. */
     private final PtxRenderer.Matmul matmul;
@@ -117,12 +121,15 @@ public final class CudaExecutable implements Executable {
         sms = device.multiprocessors();
         tuningKey = device.name() + " (" + sms + " SMs) | " + program.name() + " " + Cubins.key(String.join("", ptx)).substring(0, 16);
         programmatic = PDL_SETTING && PtxRenderer.awaitsGrids(device.arch()) && Cu.cuLaunchKernelEx != null;
-        urgentPriority = PRIORITY_SETTING && Cu.cuLaunchKernelEx != null ? greatestPriority() : null;
+        launchAttribute.set(JAVA_INT, 0, Cu.LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION);
+        launchAttribute.set(JAVA_INT, Cu.ATTRIBUTE_VALUE, 1);   // programmaticStreamSerializationAllowed
+        urgentPriority = PRIORITY_SETTING && Cu.cuGraphKernelNodeSetAttribute != null && Cu.cuGraphGetNodes != null ? greatestPriority() : null;
         functions = new MemorySegment[program.kernels().size()];
         long workspaceFloats = 0;
         long[] workspaceAt = new long[functions.length];
         for (int k = 0; k < functions.length; k++) {
             functions[k] = function(PtxRenderer.kernelName(program, k), modules[k], out);
+            kernelOf.put(functions[k].address(), k);
             Kernel kernel = program.kernels().get(k);
             // Dynamic shared memory past 48 KB (the wgmma GEMMs' pipeline, a fused MLP block) must be allowed per function first.
             int shared = PtxRenderer.launch(kernel, maxBatch, matmul, tiling).sharedBytes();
@@ -444,7 +451,7 @@ public final class CudaExecutable implements Executable {
                     slices[k] = SplitTuning.pick(choices, times, own.gridZ());
                     if (slices[k] != own.gridZ()) changed.add(program.kernels().get(k).name() + " " + own.gridZ() + "→" + slices[k]);
                 }
-                launchKernel(k, slices[k] > 0 ? withSlices(own, slices[k]) : own, stream, false, false);
+                launchKernel(k, slices[k] > 0 ? withSlices(own, slices[k]) : own, stream, false);
             }
         });
         for (int s : slices) if (s > 0) timed++;
@@ -501,7 +508,7 @@ public final class CudaExecutable implements Executable {
                 String why = e.getMessage().lines().findFirst().orElse("");
                 if (programmatic && (refusesLaunchAttributes(e) || plan.streams() == 1)) {
                     withoutProgrammatic("capturing", why);
-                } else if (urgentPriority != null && refusesLaunchAttributes(e)) {
+                } else if (urgentPriority != null && refusesPriorities(e)) {
                     withoutPriorities("capturing", why);
                 } else if (plan.streams() > 1) {
                     System.err.println("cmc: cuda: capturing " + program.name() + " on " + plan.streams() + " streams failed (" + why
@@ -514,9 +521,14 @@ public final class CudaExecutable implements Executable {
         }
     }
 
-    /** Whether the driver refused an extended launch (programmatic, or with a priority) in a capture, or the graph it made. */
+    /** Whether the driver refused a programmatic launch in a capture, or the graph it made. */
     private static boolean refusesLaunchAttributes(Cu.CudaException e) {
         return e.call.startsWith("cuLaunchKernelEx") || e.call.startsWith("cuGraphInstantiate");
+    }
+
+    /** Whether the driver refused what setting node priorities takes: reading the graph's nodes, setting them, or instantiating it so. */
+    private static boolean refusesPriorities(Cu.CudaException e) {
+        return e.call.startsWith("cuGraph") && !e.call.startsWith("cuGraphLaunch");
     }
 
     /**
@@ -562,7 +574,7 @@ public final class CudaExecutable implements Executable {
             // Events: one after each kernel another stream waits for, then a fork and a join per stream.
             int fork = functions.length, join = functions.length + STREAMS;
             boolean[] waitedOn = plan.waitedOn();
-            MemorySegment graph = captured(() -> {
+            MemorySegment graph = captured(urgentPriority != null, () -> {
                 for (int s = 1; s < plan.streams(); s++) {   // every stream joins the capture by waiting on its origin
                     Cu.status(Cu.cuEventRecord, "cuEventRecord(fork)", events[fork + s], stream);
                     Cu.status(Cu.cuStreamWaitEvent, "cuStreamWaitEvent(fork)", streams[s], events[fork + s], 0);
@@ -571,7 +583,7 @@ public final class CudaExecutable implements Executable {
                 for (int k : plan.order()) {
                     MemorySegment on = streams[plan.streamOf()[k]];
                     for (int i : plan.waits().get(k)) Cu.status(Cu.cuStreamWaitEvent, "cuStreamWaitEvent", on, events[i], 0);
-                    launchKernel(k, launchOf(k, batch), on, programmatic, urgentPriority != null && urgent[k]);
+                    launchKernel(k, launchOf(k, batch), on, programmatic);
                     if (waitedOn[k]) Cu.status(Cu.cuEventRecord, "cuEventRecord", events[k], on);
                 }
                 for (int s = 1; s < plan.streams(); s++) {   // and rejoins it before the capture ends
@@ -586,10 +598,11 @@ public final class CudaExecutable implements Executable {
 
     /**
      * What {@code launches} queues on the stream (and on streams that join it), captured into a graph and
-     * instantiated; only the instantiated graph is kept. A capture that fails part way is abandoned, or the
-     * stream would stay in capture mode and every later call on it fail.
+     * instantiated, with its urgent kernels' nodes at the {@link #urgentPriority} where prioritized; only the
+     * instantiated graph is kept. A capture that fails part way is abandoned, or the stream would stay in capture
+     * mode and every later call on it fail.
      */
-    private MemorySegment captured(Runnable launches) {
+    private MemorySegment captured(boolean prioritized, Runnable launches) {
         try (Arena a = Arena.ofConfined()) {
             Cu.status(Cu.cuStreamBeginCapture, "cuStreamBeginCapture", stream, Cu.STREAM_CAPTURE_MODE_THREAD_LOCAL);
             try {
@@ -601,11 +614,37 @@ public final class CudaExecutable implements Executable {
             MemorySegment g = a.allocate(ADDRESS), exec = a.allocate(ADDRESS);
             Cu.status(Cu.cuStreamEndCapture, "cuStreamEndCapture", stream, g);
             try {
-                Cu.status(Cu.cuGraphInstantiate, "cuGraphInstantiateWithFlags", exec, g.get(ADDRESS, 0), 0L);
+                if (prioritized) prioritize(g.get(ADDRESS, 0));
+                Cu.status(Cu.cuGraphInstantiate, "cuGraphInstantiateWithFlags", exec, g.get(ADDRESS, 0),
+                        prioritized ? Cu.GRAPH_INSTANTIATE_FLAG_USE_NODE_PRIORITY : 0L);
             } finally {
                 Cu.call(Cu.cuGraphDestroy, g.get(ADDRESS, 0));
             }
             return exec.get(ADDRESS, 0);
+        }
+    }
+
+    /** Each kernel node of a captured graph whose kernel is urgent set to the {@link #urgentPriority}. */
+    private void prioritize(MemorySegment graph) {
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment count = a.allocate(JAVA_LONG);
+            Cu.status(Cu.cuGraphGetNodes, "cuGraphGetNodes", graph, MemorySegment.NULL, count);
+            long n = count.get(JAVA_LONG, 0);
+            MemorySegment nodes = a.allocate(ADDRESS, Math.max(1, n)), type = a.allocate(JAVA_INT);
+            MemorySegment params = a.allocate(256, 8), value = a.allocate(64, 8);   // CUDA_KERNEL_NODE_PARAMS (72 bytes); the attribute's value union
+            value.set(JAVA_INT, 0, urgentPriority);
+            Cu.status(Cu.cuGraphGetNodes, "cuGraphGetNodes", graph, nodes, count);
+            for (long i = 0; i < count.get(JAVA_LONG, 0); i++) {
+                MemorySegment node = nodes.getAtIndex(ADDRESS, i);
+                Cu.status(Cu.cuGraphNodeGetType, "cuGraphNodeGetType", node, type);
+                if (type.get(JAVA_INT, 0) != Cu.GRAPH_NODE_TYPE_KERNEL) continue;
+                Cu.status(Cu.cuGraphKernelNodeGetParams, "cuGraphKernelNodeGetParams", node, params);
+                Integer k = kernelOf.get(params.get(ADDRESS, 0).address());
+                if (k != null && urgent[k]) {
+                    Cu.status(Cu.cuGraphKernelNodeSetAttribute, "cuGraphKernelNodeSetAttribute(" + program.kernels().get(k).name() + ", priority)",
+                            node, Cu.KERNEL_NODE_ATTRIBUTE_PRIORITY, value);
+                }
+            }
         }
     }
 
@@ -623,39 +662,27 @@ public final class CudaExecutable implements Executable {
     /** Every kernel in launch order on the stream, each after the last has ended: the debugging path, no programmatic launches. */
     private void launchAll(int batch) {
         rows.set(JAVA_INT, 0, batch);
-        for (int k = 0; k < functions.length; k++) launchKernel(k, launchOf(k, batch), stream, false, false);
+        for (int k = 0; k < functions.length; k++) launchKernel(k, launchOf(k, batch), stream, false);
     }
 
     /**
-     * Kernel k on a stream as l says (nothing for an empty grid); by cuLaunchKernelEx where programmatic (a launch
-     * that may begin before the kernel before it in the stream has ended: its PTX waits) or urgent (at the
-     * {@link #urgentPriority}), else by cuLaunchKernel.
+     * Kernel k on a stream as l says (nothing for an empty grid), by cuLaunchKernelEx with the programmatic stream serialization attribute where
+     * programmatic: a launch that may begin before the kernel before it in the stream has ended (its PTX waits).
      */
-    private void launchKernel(int k, PtxRenderer.Launch l, MemorySegment on, boolean programmatic, boolean urgent) {
+    private void launchKernel(int k, PtxRenderer.Launch l, MemorySegment on, boolean programmatic) {
         Kernel kernel = program.kernels().get(k);
         if (l.gridX() == 0 || l.gridY() == 0) return;
-        if (!programmatic && !urgent) {
+        if (!programmatic) {
             Cu.status(Cu.cuLaunchKernel, "cuLaunchKernel(" + kernel.name() + ")", functions[k], l.gridX(), l.gridY(), l.gridZ(),
                     l.block(), 1, 1, l.sharedBytes(), on, params[k], MemorySegment.NULL);
             return;
         }
         int[] dims = {l.gridX(), l.gridY(), l.gridZ(), l.block(), 1, 1, l.sharedBytes()};
         for (int i = 0; i < dims.length; i++) launchConfig.setAtIndex(JAVA_INT, i, dims[i]);
-        int attributes = 0;
-        if (programmatic) attribute(attributes++, Cu.LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION, 1);   // programmaticStreamSerializationAllowed
-        if (urgent) attribute(attributes++, Cu.LAUNCH_ATTRIBUTE_PRIORITY, urgentPriority);
         launchConfig.set(ADDRESS, Cu.CONFIG_STREAM, on);
-        launchConfig.set(ADDRESS, Cu.CONFIG_ATTRS, launchAttributes);
-        launchConfig.set(JAVA_INT, Cu.CONFIG_NUM_ATTRS, attributes);
-        String how = (programmatic ? ", programmatic" : "") + (urgent ? ", priority " + urgentPriority : "");
-        Cu.status(Cu.cuLaunchKernelEx, "cuLaunchKernelEx(" + kernel.name() + how + ")", launchConfig, functions[k], params[k], MemorySegment.NULL);
-    }
-
-    /** Attribute i of the next extended launch: its id and its value's first int. */
-    private void attribute(int i, int id, int value) {
-        MemorySegment a = launchAttributes.asSlice(i * Cu.LAUNCH_ATTRIBUTE.byteSize(), Cu.LAUNCH_ATTRIBUTE.byteSize());
-        a.set(JAVA_INT, 0, id);
-        a.set(JAVA_INT, Cu.ATTRIBUTE_VALUE, value);
+        launchConfig.set(ADDRESS, Cu.CONFIG_ATTRS, launchAttribute);
+        launchConfig.set(JAVA_INT, Cu.CONFIG_NUM_ATTRS, 1);
+        Cu.status(Cu.cuLaunchKernelEx, "cuLaunchKernelEx(" + kernel.name() + ", programmatic)", launchConfig, functions[k], params[k], MemorySegment.NULL);
     }
 
     /**
@@ -708,8 +735,8 @@ public final class CudaExecutable implements Executable {
         if (l.gridX() == 0 || l.gridY() == 0) return 0;
         MemorySegment graph;
         try {
-            graph = captured(() -> {
-                for (int r = 0; r < count; r++) launchKernel(k, l, stream, programmatic, false);
+            graph = captured(false, () -> {
+                for (int r = 0; r < count; r++) launchKernel(k, l, stream, programmatic);
             });
         } catch (Cu.CudaException e) {
             if (!programmatic || !refusesLaunchAttributes(e)) throw e;

@@ -37,7 +37,7 @@ public record StreamPlan(int streams, List<Integer> order, int[] streamOf, List<
     }
 
     /**
-     * The capture as text, in the order it records kernels: each kernel's stream, whether it is urgent (captured
+     * The capture as text, in the order it records kernels: each kernel's stream, whether it is urgent (run
      * at the GPU's greatest priority, see {@link CudaExecutable}) and the kernels it waits for.
      */
     public String describe(dev.cmc.kernel.Program program) {

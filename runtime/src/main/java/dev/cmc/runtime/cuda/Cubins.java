@@ -1,5 +1,6 @@
 package dev.cmc.runtime.cuda;
 
+import dev.cmc.runtime.Notice;
 import dev.cmc.runtime.SettingException;
 
 import java.io.IOException;
@@ -81,7 +82,7 @@ final class Cubins {
     /** The driver refused a cubin: said once for the executable, whose modules then JIT as PTX. */
     void refused(String why) {
         if (refusalSaid.compareAndSet(false, true)) {
-            System.err.println("cmc: cuda: the driver refused a cubin from CMC_CUDA_CUBINS=" + cubins + " (" + why + "); compiling the PTX instead");
+            Notice.say("cmc: cuda: the driver refused a cubin from CMC_CUDA_CUBINS=" + cubins + " (" + why + "); compiling the PTX instead");
         }
     }
 }

@@ -7,6 +7,7 @@ import dev.cmc.kernel.TaskDag;
 import dev.cmc.render.Indexing;
 import dev.cmc.render.PtxRenderer;
 import dev.cmc.runtime.Executable;
+import dev.cmc.runtime.Notice;
 
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
@@ -459,10 +460,10 @@ public final class CudaExecutable implements Executable {
         if (timed == 0) return;
         SplitTuning.store(tuningKey + " | batch " + batch, slices);
         int shown = System.getenv("CMC_DEBUG") != null ? changed.size() : Math.min(3, changed.size());
-        System.err.printf("cmc: cuda: timed the split-K slice counts of %d GEMMs of %s at batch %d in %.1f s (kept in %s): %s%n", timed, program.name(), batch,
+        Notice.say(String.format("cmc: cuda: timed the split-K slice counts of %d GEMMs of %s at batch %d in %.1f s (kept in %s): %s", timed, program.name(), batch,
                 (System.nanoTime() - start) / 1e9, SplitTuning.where(),
                 changed.isEmpty() ? "the formula's are fastest" : changed.size() + " differ from the formula's: " + String.join(", ", changed.subList(0, shown))
-                        + (shown < changed.size() ? ", … (CMC_DEBUG=1 lists all)" : ""));
+                        + (shown < changed.size() ? ", … (CMC_DEBUG=1 lists all)" : "")));
     }
 
     private static PtxRenderer.Launch withSlices(PtxRenderer.Launch l, int slices) {
@@ -511,7 +512,7 @@ public final class CudaExecutable implements Executable {
                 } else if (urgentPriority != null && refusesPriorities(e)) {
                     withoutPriorities("capturing", why);
                 } else if (plan.streams() > 1) {
-                    System.err.println("cmc: cuda: capturing " + program.name() + " on " + plan.streams() + " streams failed (" + why
+                    Notice.say("cmc: cuda: capturing " + program.name() + " on " + plan.streams() + " streams failed (" + why
                             + "); capturing it on one stream in launch order");
                     plan = StreamPlan.of(program, 1);
                 } else {
@@ -536,7 +537,7 @@ public final class CudaExecutable implements Executable {
      * graphs captured with them are dropped, to be captured again with plain dependencies.
      */
     private void withoutProgrammatic(String doing, String why) {
-        System.err.println("cmc: cuda: " + doing + " " + program.name() + " with programmatic dependent launches failed (" + why
+        Notice.say("cmc: cuda: " + doing + " " + program.name() + " with programmatic dependent launches failed (" + why
                 + "); capturing it with plain stream dependencies");
         programmatic = false;
         dropGraphs();
@@ -544,7 +545,7 @@ public final class CudaExecutable implements Executable {
 
     /** Priorities off for good, said once, as {@link #withoutProgrammatic} does for programmatic launches. */
     private void withoutPriorities(String doing, String why) {
-        System.err.println("cmc: cuda: " + doing + " " + program.name() + " with kernel priorities failed (" + why + "); capturing it without them");
+        Notice.say("cmc: cuda: " + doing + " " + program.name() + " with kernel priorities failed (" + why + "); capturing it without them");
         urgentPriority = null;
         dropGraphs();
     }

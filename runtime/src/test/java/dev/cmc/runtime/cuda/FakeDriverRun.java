@@ -21,18 +21,22 @@ import static java.lang.foreign.ValueLayout.ADDRESS;
 /**
  * What {@link FakeDriverTest} runs in a JVM of its own, on the fake driver (fake_cuda.c) in place of libcuda:
  * the seed model's sampler and CT step, and the iCT step with its σ table, through the real {@link CudaBackend}
- * and {@link CudaExecutable} in each GEMM arithmetic and tiling, split and fused. Each program is loaded,
- * captured at two batch sizes, launched from its graph and profiled kernel by kernel. After each capture it
- * reads the fake's log and checks what the graph holds against the program: every kernel that has work at
- * that batch is in it once, with the batch as its rows, and its edges order every pair of kernels that the
- * task graph says conflict. Then a short `cmc train` through the Trainer and the evaluation's sampling. The
- * fake itself rejects any call that breaks the driver API's rules. Exits 1 on the first failure.
+ * and {@link CudaExecutable} in each GEMM arithmetic and tiling, split and fused. Each program is loaded, run
+ * at two batch sizes (the first run at each timing split-K slice counts kernel by kernel, where the fake's
+ * made-up times make 2 slices fastest), captured, launched from its graph and profiled kernel by kernel. After
+ * each capture it reads the fake's log and checks what the graph holds against the program: every kernel that
+ * has work at that batch is in it once, with the batch as its rows and the slice count the tuning chose, its
+ * edges order every pair of kernels that the task graph says conflict, and exactly the urgent kernels' nodes
+ * have the GPU's greatest priority. A program loaded again takes its slice counts from the cache. Then a short
+ * `cmc train` through the Trainer and the evaluation's sampling. The fake itself rejects any call that breaks
+ * the driver API's rules. Exits 1 on the first failure.
  * <p>
  * With a second argument, the fake's fault of that name instead (CMC_FAKE_CUDA_FAULT): "jit", every module
  * refused, where loading must fail with the JIT's log and the generated PTX saved; "fork", a second stream's
  * joining a capture refused, where the CT step must still run, captured on one stream; "pdl", programmatic launches
  * refused in a capture, where it must still run, captured on its streams with plain dependencies; "pdl-launch", a
- * graph of them refused at launch, where it must be recaptured so and run.
+ * graph of them refused at launch, where it must be recaptured so and run; "priority", node priorities refused,
+ * where it must be captured without them and run.
  */
 public final class FakeDriverRun {
     private static Path log;

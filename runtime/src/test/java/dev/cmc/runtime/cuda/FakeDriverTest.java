@@ -17,7 +17,8 @@ import static org.junit.jupiter.api.Assertions.*;
  * {@link CudaBackend} and {@link CudaExecutable} against a fake driver (src/test/native/fake_cuda.c, built
  * here with the C compiler) that runs no kernels but refuses every call that breaks the driver API's rules:
  * launches past .maxntid or the shared memory allowed, pointer arguments outside live allocations, kernels
- * sent to a stream outside the capture under way, captures whose forked streams never join back. Then
+ * sent to a stream outside the capture under way, captures whose forked streams never join back, node
+ * priorities out of range or in a graph instantiated without CUDA_GRAPH_INSTANTIATE_FLAG_USE_NODE_PRIORITY. Then
  * nothing may be left allocated. On an H100-like device (every arithmetic and tiling, wgmma, fused MLP
  * blocks, then a short training run and its evaluation), an A100-like one (sm_80 PTX; fused blocks of h = 128
  * only, wgmma refused) and a B200-like one (compute capability 10.0: sm_90 PTX, wgmma refused). Skipped where

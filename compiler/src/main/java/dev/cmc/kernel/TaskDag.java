@@ -89,17 +89,29 @@ public final class TaskDag {
      * backward pass still to run beside it) may. By launches, since what each kernel costs depends on the device.
      */
     public static boolean[] urgent(List<TreeSet<Integer>> deps, int slack) {
-        int n = deps.size(), longest = 0;
-        int[] level = new int[n], height = new int[n];   // launches up to and including k; after k
-        for (int k = 0; k < n; k++) {
-            for (int i : deps.get(k)) level[k] = Math.max(level[k], level[i]);
-            level[k]++;
-        }
-        for (int k = n - 1; k >= 0; k--) for (int i : deps.get(k)) height[i] = Math.max(height[i], height[k] + 1);
-        for (int k = 0; k < n; k++) longest = Math.max(longest, level[k] + height[k]);
-        boolean[] out = new boolean[n];
-        for (int k = 0; k < n; k++) out[k] = level[k] + height[k] >= longest - slack;
+        int[] depth = depths(deps), height = heights(deps);
+        int longest = 0;
+        for (int k = 0; k < depth.length; k++) longest = Math.max(longest, depth[k] + height[k]);
+        boolean[] out = new boolean[depth.length];
+        for (int k = 0; k < out.length; k++) out[k] = depth[k] + height[k] >= longest - slack;
         return out;
+    }
+
+    /** For each kernel, the most kernels on a chain of dependencies that ends with it, itself included. */
+    public static int[] depths(List<TreeSet<Integer>> deps) {
+        int[] depth = new int[deps.size()];
+        for (int k = 0; k < depth.length; k++) {
+            for (int i : deps.get(k)) depth[k] = Math.max(depth[k], depth[i]);
+            depth[k]++;
+        }
+        return depth;
+    }
+
+    /** For each kernel, the most kernels on a chain of dependencies that follows it, itself excluded. */
+    public static int[] heights(List<TreeSet<Integer>> deps) {
+        int[] height = new int[deps.size()];
+        for (int k = height.length - 1; k >= 0; k--) for (int i : deps.get(k)) height[i] = Math.max(height[i], height[k] + 1);
+        return height;
     }
 
     /** Kernels on the longest chain of dependencies: the launches that must follow one another however many run at once. */

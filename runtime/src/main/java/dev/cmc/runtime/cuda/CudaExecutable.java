@@ -479,8 +479,8 @@ public final class CudaExecutable implements Executable {
 
     /**
      * One launch of the graph captured at this batch size. If the driver refuses a graph of programmatic launches
-     * (it took them at capture), cmc says so once, recaptures every batch size with plain dependencies, and
-     * launches that; any other refusal is an error.
+     * or node priorities (it took them at capture), cmc says so once, recaptures every batch size without the
+     * programmatic launches (or, with none, without the priorities), and launches that; any other refusal is an error.
      */
     private void launchGraph(MemorySegment graph, int batch) {
         int status = (int) Cu.call(Cu.cuGraphLaunch, graph, stream);
@@ -496,8 +496,9 @@ public final class CudaExecutable implements Executable {
      * Records every kernel launch at this batch size into a CUDA graph and instantiates it: over several
      * streams as {@link StreamPlan} spreads them, with programmatic dependent launches where the GPU has them.
      * If the driver refuses a programmatic launch in the capture, or the graph they make, the reason is printed
-     * once and it is captured with plain ones; if it refuses another call (several streams), in launch order on
-     * one stream, as CMC_CUDA_STREAMS=1 asks from the start, and then without programmatic launches.
+     * once and it is captured with plain ones; if it refuses setting node priorities, without them; if it refuses
+     * another call (several streams), in launch order on one stream, as CMC_CUDA_STREAMS=1 asks from the start,
+     * and then without programmatic launches.
      */
     private MemorySegment capture(int batch) {
         if (plan == null) plan = StreamPlan.of(program, STREAMS);

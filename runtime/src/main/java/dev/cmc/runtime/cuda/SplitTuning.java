@@ -57,18 +57,20 @@ final class SplitTuning {
      */
     static int[] parse(String value, int kernels, IntFunction<List<Integer>> choices) {
         if (value == null) return null;
+        var offered = new java.util.ArrayList<List<Integer>>();
+        for (int k = 0; k < kernels; k++) offered.add(choices.apply(k));
         int[] slices = new int[kernels];
         try {
             for (String pair : value.isBlank() ? new String[0] : value.split(",")) {
                 String[] ks = pair.split(":");
                 int k = Integer.parseInt(ks[0].strip()), s = Integer.parseInt(ks[1].strip());
-                if (k < 0 || k >= kernels || !choices.apply(k).contains(s)) return null;
+                if (k < 0 || k >= kernels || !offered.get(k).contains(s)) return null;
                 slices[k] = s;
             }
         } catch (RuntimeException e) {
             return null;
         }
-        for (int k = 0; k < kernels; k++) if (slices[k] == 0 && choices.apply(k).size() > 1) return null;
+        for (int k = 0; k < kernels; k++) if (slices[k] == 0 && offered.get(k).size() > 1) return null;
         return slices;
     }
 

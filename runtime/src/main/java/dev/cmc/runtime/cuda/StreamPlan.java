@@ -56,12 +56,8 @@ public record StreamPlan(int streams, List<Integer> order, int[] streamOf, List<
 
     static StreamPlan of(List<TreeSet<Integer>> deps, int maxStreams) {
         int n = deps.size();
-        // level: the longest chain of dependencies ending at a kernel.
-        int[] level = new int[n];
-        for (int k = 0; k < n; k++) for (int i : deps.get(k)) level[k] = Math.max(level[k], level[i] + 1);
-        // height: the longest chain from a kernel to the end of the program.
-        int[] height = new int[n];
-        for (int k = n - 1; k >= 0; k--) for (int i : deps.get(k)) height[i] = Math.max(height[i], height[k] + 1);
+        // level: the longest chain of dependencies ending at a kernel; height: the longest from it to the program's end.
+        int[] level = dev.cmc.kernel.TaskDag.depths(deps), height = dev.cmc.kernel.TaskDag.heights(deps);
         var order = new ArrayList<Integer>();
         for (int k = 0; k < n; k++) order.add(k);
         if (maxStreams > 1) order.sort(Comparator.comparingInt((Integer k) -> -height[k]).thenComparingInt(k -> level[k]).thenComparingInt(k -> k));

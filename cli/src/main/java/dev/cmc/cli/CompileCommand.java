@@ -45,9 +45,9 @@ final class CompileCommand implements Callable<Integer> {
         }
         if (!arch.equals("sm_80") && !arch.equals("sm_90")) throw new Main.UserError("--arch " + arch + ": valid architectures are sm_80 and sm_90");
         if (emitBinary != null && !target.equals("opencl")) throw new Main.UserError("--emit-binary needs --target opencl");
-        var tiling = target.equals("cuda") ? dev.cmc.runtime.cuda.CudaBackend.configuredTiling() : null;
-        if (tiling != null && tiling.wgmma() && !arch.equals("sm_90")) {
-            throw new Main.UserError("--arch " + arch + ": CMC_CUDA_TILES=" + tiling.setting + " needs --arch sm_90 (its modules target sm_90a)");
+        var tiling = target.equals("cuda") ? dev.cmc.runtime.cuda.CudaBackend.configuredTiling() : java.util.Optional.<dev.cmc.render.PtxRenderer.Tiling>empty();
+        if (tiling.isPresent() && tiling.get().wgmma() && !arch.equals("sm_90")) {
+            throw new Main.UserError("--arch " + arch + ": CMC_CUDA_TILES=" + tiling.get().setting + " needs --arch sm_90 (its modules target sm_90a)");
         }
         Spec s = spec.load();
         String precision = s.target().precision();
@@ -57,7 +57,9 @@ final class CompileCommand implements Callable<Integer> {
         }
         var matmul = dev.cmc.render.PtxRenderer.Matmul.of(precision, dev.cmc.runtime.cuda.CudaBackend.fp32Matmul());
         // The fused blocks as a program loaded for many rows runs them (a CT step at its batch may keep three kernels).
-        boolean fuseMlps = target.equals("cuda") && dev.cmc.runtime.cuda.CudaBackend.configuredMlpFusion() != dev.cmc.runtime.cuda.CudaBackend.MlpFusion.SPLIT;
+        var fusion = target.equals("cuda") ? dev.cmc.runtime.cuda.CudaBackend.configuredMlpFusion() : dev.cmc.runtime.cuda.CudaBackend.MlpFusion.SPLIT;
+        boolean fuseMlps = fusion == dev.cmc.runtime.cuda.CudaBackend.MlpFusion.LARGE_BATCHES
+                || fusion == dev.cmc.runtime.cuda.CudaBackend.MlpFusion.AUTO && dev.cmc.runtime.cuda.CudaBackend.autoFuses(matmul);
         var backend = target.equals("jvm") ? new JvmBackend() : null;
         var files = new LinkedHashMap<String, String>();
         String header = "cmc " + s.fileName() + " (model " + s.name() + ")";
@@ -72,8 +74,10 @@ final class CompileCommand implements Callable<Integer> {
             if (backend != null) files.putAll(backend.render(p, h));
             else if (target.equals("tornado")) files.put(dev.cmc.render.TornadoRenderer.className(p) + ".java", dev.cmc.render.TornadoRenderer.render(p, JvmBackend.lanes(), h));
             else if (target.equals("cuda")) {
-                String ptxTarget = tiling.wgmma() ? "sm_90a" : arch;
-                files.put(dev.cmc.render.JavaRenderer.className(p) + "." + ptxTarget + ".ptx", dev.cmc.render.PtxRenderer.render(p, h, arch, matmul, tiling));
+                // Tiled as the GPU would load it: the sampler for its 65,536-row launches, the step for the spec's batch.
+                int rows = c == trainStep ? s.train().batchSize() : dev.cmc.runtime.cuda.CudaBackend.SAMPLING_ROWS;
+                var t = tiling.orElseGet(() -> dev.cmc.runtime.cuda.CudaBackend.defaultTiling(arch.equals("sm_90") ? 9 : 8, rows, matmul));
+                files.put(dev.cmc.render.JavaRenderer.className(p) + "." + (t.wgmma() ? "sm_90a" : arch) + ".ptx", dev.cmc.render.PtxRenderer.render(p, h, arch, matmul, t));
             }
             else files.put(dev.cmc.render.JavaRenderer.className(p) + ".cl", dev.cmc.render.OpenClRenderer.render(p, h));
             files.put(p.name() + ".plan.txt", p.plan());

@@ -111,6 +111,16 @@ class CliTest {
         Run bad = cmc("compile", SEED.toString(), "--target", "cuda", "--arch", "sm_70");
         assertEquals(2, bad.code());
         assertTrue(bad.err().contains("--arch sm_70") && bad.err().contains("sm_80 and sm_90"), bad.err());
+        // sm_90 (the default): the sampler, loaded for 65,536 rows, takes wgmma tiles (its module sm_90a); the step at
+        // the seed's batch of 256 keeps 128×64 mma.sync tiles, and so do bf16 GEMMs (below).
+        Path hopper = dir.resolve("sm_90");
+        assertEquals(0, cmc("compile", SEED.toString(), "--target", "cuda", "--emit", hopper.toString()).code());
+        String wgmma = Files.readString(hopper.resolve("SeedDefaultSampleKernels.sm_90a.ptx"));
+        assertTrue(wgmma.contains(".target sm_90a") && wgmma.contains("wgmma.mma_async"), "the sampler has no wgmma");
+        String narrow = Files.readString(hopper.resolve("SeedDefaultTrainStepKernels.sm_90.ptx"));
+        assertTrue(narrow.contains(".target sm_90") && !narrow.contains("wgmma") && narrow.contains("mma.sync"), "the step is not mma.sync");
+        assertTrue(cmc("compile", SEED.toString(), "--target", "cuda", "--set", "train.batch_size=4096", "--emit", hopper.toString()).code() == 0
+                && Files.readString(hopper.resolve("SeedDefaultTrainStepKernels.sm_90a.ptx")).contains("wgmma.mma_async"), "the step at 4,096 has no wgmma");
         Path bf16 = dir.resolve("bf16");
         Run half = cmc("compile", SEED.toString(), "--target", "cuda", "--set", "target.precision=bf16", "--emit", bf16.toString());
         assertEquals(0, half.code(), half.err());

@@ -25,34 +25,60 @@ public final class CudaBackend implements Backend {
         return envChoice("CMC_CUDA_FP32_MATMUL", Map.entry("3xtf32", PtxRenderer.Matmul.TF32X3), Map.entry("fma", PtxRenderer.Matmul.FMA));
     }
 
-    private PtxRenderer.Tiling tiling = configuredTiling();
+    /** The tiling CMC_CUDA_TILES asks for, or none: by the batch (see {@link #tiling(int)}). */
+    private PtxRenderer.Tiling tiling = configuredTiling().orElse(null);
 
     /**
-     * How tensor-core GEMMs are tiled: 128×64 (the default), or where they have 128 columns or more, with
-     * CMC_CUDA_TILES=wide 128×128 by mma.sync warps, with CMC_CUDA_TILES=wgmma 128×128 by wgmma warpgroups
-     * (compute capability 9.0; see {@link PtxRenderer.Tile}), with wgmma-deep the same in 32-deep slices for
-     * tf32. On an H200, wgmma was the fastest (1M fp32 samples in 72.3 ms, 96.4 by default); its parity on the
-     * card and wgmma-deep are for scripts/gpu-check.sh's next run.
+     * How tensor-core GEMMs are tiled, as CMC_CUDA_TILES asks: auto (empty, the default) picks by the GPU and the
+     * batch ({@link #tiling(int)}); narrow is 128×64; where GEMMs have 128 columns or more, wide is 128×128 by
+     * mma.sync warps, wgmma 128×128 by wgmma warpgroups (compute capability 9.0; see {@link PtxRenderer.Tile}),
+     * wgmma-deep the same in 32-deep slices for tf32.
      */
-    public static PtxRenderer.Tiling configuredTiling() {
-        return envChoice("CMC_CUDA_TILES", java.util.Arrays.stream(PtxRenderer.Tiling.values()).map(t -> Map.entry(t.setting, t)).toList());
+    public static java.util.Optional<PtxRenderer.Tiling> configuredTiling() {
+        var choices = new java.util.ArrayList<Map.Entry<String, java.util.Optional<PtxRenderer.Tiling>>>(List.of(Map.entry("auto", java.util.Optional.empty())));
+        for (var t : PtxRenderer.Tiling.values()) choices.add(Map.entry(t.setting, java.util.Optional.of(t)));
+        return envChoice("CMC_CUDA_TILES", choices);
     }
 
-    /** When residual MLP blocks run as one kernel each: never, in programs loaded for many rows, or always (tests). */
-    public enum MlpFusion { SPLIT, LARGE_BATCHES, ALWAYS }
+    /** The least maxBatch whose programs take wgmma tiles by default on compute capability 9.0. */
+    public static final int WGMMA_ROWS = 4096;
+
+    /**
+     * The default tiling of a program loaded for maxBatch rows on a GPU of this compute capability: wgmma from
+     * 4,096 rows on compute capability 9.0 for tf32 and 3xTF32 GEMMs (wgmma has no other of cmc's arithmetics),
+     * 128×64 mma.sync otherwise. On an H200 (third run), wgmma GEMMs took 1M fp32 samples in 72.8 ms against
+     * 96.1, 4,096 in 0.42 against 0.55 ms, the CT step at 4,096 in 1.75 against 1.98 ms, and passed the same
+     * parity; tf32 sampling took 53.6 against 59.5 ms. The CT step at 256 was measured with 128×64 tiles alone (0.64 ms).
+     */
+    public static PtxRenderer.Tiling defaultTiling(int major, int maxBatch, PtxRenderer.Matmul matmul) {
+        boolean wgmmaArithmetic = matmul == PtxRenderer.Matmul.TF32 || matmul == PtxRenderer.Matmul.TF32X3;
+        return major == 9 && maxBatch >= WGMMA_ROWS && wgmmaArithmetic ? PtxRenderer.Tiling.WGMMA : PtxRenderer.Tiling.NARROW;
+    }
+
+    /** When residual MLP blocks run as one kernel each: by the arithmetic (the default), never, in programs loaded for many rows, or always (tests). */
+    public enum MlpFusion { AUTO, SPLIT, LARGE_BATCHES, ALWAYS }
 
     private MlpFusion mlpFusion = configuredMlpFusion();
 
     /**
      * CMC_CUDA_MLP=fused runs each residual MLP block as one kernel (see {@link PtxRenderer#fits}: tf32 or 3xTF32
      * GEMMs, h of 128 or 256) in programs loaded for at least 256 rows per SM, which is sampling at large batches;
-     * split, the default until it is timed on a GPU, keeps three kernels a block. Below that size the fused
-     * kernel's 128-row blocks, one per SM (200 KB of shared memory at h = 256), would leave most SMs idle where
-     * the split GEMMs' 128×64 tiles fill the GPU: a CT step at 4,096 rows would fuse into 32 blocks on 132 SMs.
-     * Blocks fuse only where their shared memory fits the GPU's (see {@link #prepare}).
+     * split keeps three kernels a block; auto, the default, fuses with tf32 GEMMs only, where an H200 sampled 1M
+     * rows in 44.2 ms fused against 51.8-53.6 split (3xTF32: 98.6 fused, 96.4 split, 72.8 with wgmma split).
+     * Below that size the fused kernel's 128-row blocks, one per SM (200 KB of shared memory at h = 256), would
+     * leave most SMs idle where the split GEMMs' 128×64 tiles fill the GPU: a CT step at 4,096 rows would fuse into
+     * 32 blocks on 132 SMs. Blocks fuse only where their shared memory fits the GPU's (see {@link #prepare}).
      */
     public static MlpFusion configuredMlpFusion() {
-        return envChoice("CMC_CUDA_MLP", Map.entry("split", MlpFusion.SPLIT), Map.entry("fused", MlpFusion.LARGE_BATCHES));
+        return envChoice("CMC_CUDA_MLP", Map.entry("auto", MlpFusion.AUTO), Map.entry("split", MlpFusion.SPLIT), Map.entry("fused", MlpFusion.LARGE_BATCHES));
+    }
+
+    /** Whether auto fuses blocks with these GEMMs at large batches: tf32's alone (see {@link #configuredMlpFusion}). */
+    public static boolean autoFuses(PtxRenderer.Matmul matmul) { return matmul == PtxRenderer.Matmul.TF32; }
+
+    /** The fusion this backend applies: auto resolved by its arithmetic. */
+    private MlpFusion fusion() {
+        return mlpFusion != MlpFusion.AUTO ? mlpFusion : autoFuses(matmul) ? MlpFusion.LARGE_BATCHES : MlpFusion.SPLIT;
     }
 
     /** Fused blocks whatever the batch (true), or never (false). */
@@ -63,8 +89,8 @@ public final class CudaBackend implements Backend {
 
     /** The least maxBatch a program is fused at: two of the fused kernel's 128-row blocks per SM. */
     private int fusedMlpRows() {
-        return switch (mlpFusion) {
-            case SPLIT -> Integer.MAX_VALUE;
+        return switch (fusion()) {
+            case AUTO, SPLIT -> Integer.MAX_VALUE;
             case LARGE_BATCHES -> 2 * PtxRenderer.MLP_ROWS * device.multiprocessors();
             case ALWAYS -> 0;
         };
@@ -96,10 +122,12 @@ public final class CudaBackend implements Backend {
     }
 
     /**
-     * The tiling this device can run: wgmma's modules target sm_90a, whose code runs on compute capability 9.0
-     * alone (H100, H200; not on Blackwell), and asking for it elsewhere is an error.
+     * The tiling of a program loaded for maxBatch rows: CMC_CUDA_TILES's (or {@link #withTiling}'s), else
+     * {@link #defaultTiling}. wgmma's modules target sm_90a, whose code runs on compute capability 9.0 alone (H100,
+     * H200; not on Blackwell), and asking for it elsewhere is an error.
      */
-    public PtxRenderer.Tiling tiling() {
+    public PtxRenderer.Tiling tiling(int maxBatch) {
+        if (tiling == null) return defaultTiling(device.major(), maxBatch, matmul);
         if (tiling.wgmma() && device.major() != 9) {
             throw cannotRun("CMC_CUDA_TILES=" + tiling.setting, "a compute capability 9.0 GPU (H100, H200): its sm_90a code runs on no other",
                     "is compute capability " + device.major() + "." + device.minor(), "narrow or wide");
@@ -134,14 +162,22 @@ public final class CudaBackend implements Backend {
     public String name() { return "cuda"; }
 
     /** 65,536 rows a launch: hundreds of blocks for each of 132 SMs, about 0.5 GB of activations for the seed's model (7.2 KB a row, see MemoryPlan). */
+    public static final int SAMPLING_ROWS = 65_536;
+
     @Override
-    public int samplingRows() { return 65_536; }
+    public int samplingRows() { return SAMPLING_ROWS; }
 
     @Override
     public String deviceName() {
+        String tiles = tiling != null ? tiling.description
+                : defaultTiling(device.major(), Integer.MAX_VALUE, matmul).wgmma() ? PtxRenderer.Tiling.WGMMA.description + " from " + WGMMA_ROWS + " rows" : "";
         return device.name() + " (compute capability " + device.major() + "." + device.minor() + "; " + matmul.description
-                + (tiling.description.isEmpty() ? "" : ", " + tiling.description.replace("128x128", "128×128"))
-                + (mlpFusion == MlpFusion.SPLIT ? "" : mlpFusion == MlpFusion.ALWAYS ? ", fused MLP blocks" : ", fused MLP blocks at large batches") + ")";
+                + (tiles.isEmpty() ? "" : ", " + tiles.replace("128x128", "128×128"))
+                + switch (fusion()) {
+                    case AUTO, SPLIT -> "";
+                    case ALWAYS -> ", fused MLP blocks";
+                    case LARGE_BATCHES -> ", fused MLP blocks at large batches";
+                } + ")";
     }
 
     /**
@@ -151,14 +187,15 @@ public final class CudaBackend implements Backend {
      */
     @Override
     public Program prepare(Program program, int maxBatch) {
-        if (mlpFusion == MlpFusion.SPLIT) return program;
+        if (fusion() == MlpFusion.SPLIT) return program;
         // Every block that could be one kernel, whatever its shared memory: what the check below and the result need.
         Program fusable = PtxRenderer.fuseMlps(program, matmul);
         var shared = fusable.kernels().stream().filter(k -> k instanceof Kernel.Mlp)
                 .mapToInt(k -> PtxRenderer.mlpSharedBytes(k.domain().cols())).summaryStatistics();
         int limit = device.sharedPerBlock();
-        // Said whatever the batch, so that a setting this GPU cannot run fails at once, not at the first large batch.
-        if (shared.getCount() > 0 && shared.getMin() > limit) {
+        // Said whatever the batch, so that a setting this GPU cannot run fails at once, not at the first large batch
+        // (auto fuses what fits, and says nothing).
+        if (mlpFusion != MlpFusion.AUTO && shared.getCount() > 0 && shared.getMin() > limit) {
             throw cannotRun("CMC_CUDA_MLP=fused", shared.getMin() / 1024 + " KB of shared memory a block for this model's fused blocks",
                     "allows " + limit / 1024 + " KB", "split");
         }
@@ -169,12 +206,12 @@ public final class CudaBackend implements Backend {
     @Override
     public Map<String, String> render(Program program, String header) {
         return Map.of(JavaRenderer.className(program) + "." + device.arch() + ".ptx",
-                PtxRenderer.render(prepare(program, Integer.MAX_VALUE), header, device.arch(), matmul, tiling()));
+                PtxRenderer.render(prepare(program, Integer.MAX_VALUE), header, device.arch(), matmul, tiling(Integer.MAX_VALUE)));
     }
 
     @Override
     public CudaExecutable load(Program program, int maxBatch) {
-        PtxRenderer.Tiling t = tiling();
+        PtxRenderer.Tiling t = tiling(maxBatch);
         Program p = prepare(program, maxBatch);
         return new CudaExecutable(device, p, PtxRenderer.modules(p, device.arch(), matmul, t), maxBatch, matmul, t);
     }

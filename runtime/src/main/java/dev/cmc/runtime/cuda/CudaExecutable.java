@@ -7,6 +7,7 @@ import dev.cmc.kernel.TaskDag;
 import dev.cmc.render.Indexing;
 import dev.cmc.render.PtxRenderer;
 import dev.cmc.runtime.Executable;
+import dev.cmc.runtime.OnOffSetting;
 import dev.cmc.runtime.Notice;
 
 import java.lang.foreign.Arena;
@@ -36,13 +37,21 @@ public final class CudaExecutable implements Executable {
     private static final int REPEATS = 20;
     private static final double PROFILE_ALONE_MS = 0.5;
     /** CMC_CUDA_GRAPHS=0 launches kernel by kernel, as CUDA_LAUNCH_BLOCKING-style debugging wants. */
-    private static final boolean USE_GRAPHS = !"0".equals(System.getenv("CMC_CUDA_GRAPHS"));
+    private static final boolean USE_GRAPHS = new OnOffSetting("CMC_CUDA_GRAPHS", true, "launch each step as one CUDA graph",
+            "launch kernel by kernel").value();
     /** Streams a captured graph spreads kernels over; CMC_CUDA_STREAMS=1 captures launch order on one. */
     private static final int STREAMS = StreamPlan.configuredStreams();
-    /** CMC_CUDA_PDL=0 captures every kernel with a plain stream dependency, not a programmatic one. */
-    private static final boolean PDL_SETTING = !"0".equals(System.getenv("CMC_CUDA_PDL"));
+    /**
+     * CMC_CUDA_PDL=1 captures kernels with programmatic dependencies (see {@link #programmatic}); off by default,
+     * because on an H200 (third run) the CT step took longer with them: 1.98 against 1.85 ms at 4,096 rows, 0.64
+     * against 0.63 at 256.
+     */
+    static final OnOffSetting PDL = new OnOffSetting("CMC_CUDA_PDL", false, "launch each captured kernel while the one before it in its stream runs",
+            "launch it once that one has ended");
+    private static final boolean PDL_SETTING = PDL.value();
     /** CMC_CUDA_PRIORITY=0 captures every kernel at the same priority. */
-    private static final boolean PRIORITY_SETTING = !"0".equals(System.getenv("CMC_CUDA_PRIORITY"));
+    private static final boolean PRIORITY_SETTING = new OnOffSetting("CMC_CUDA_PRIORITY", true, "run urgent kernels first",
+            "run every kernel at one priority").value();
     /** How many launches shorter than the longest a chain through a kernel may be for it to count as urgent ({@link TaskDag#urgent}). */
     static final int URGENT_SLACK = 2;
 
@@ -99,7 +108,7 @@ public final class CudaExecutable implements Executable {
     private final Map<Integer, int[]> slicesAt = new HashMap<>();
     /** What the timed counts are kept by: the device, and the program's name and PTX. */
     private final String tuningKey;
-    private final boolean tuning = SplitTuning.enabled();
+    private final boolean tuning = SplitTuning.SETTING.value();
 
     CudaExecutable(CudaDevices.Device device, Program program, String ptx, int maxBatch) {
         this(device, program, List.of(ptx), maxBatch, PtxRenderer.Matmul.FMA, PtxRenderer.Tiling.NARROW);

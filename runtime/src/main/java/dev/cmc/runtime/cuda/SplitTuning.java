@@ -1,6 +1,6 @@
 package dev.cmc.runtime.cuda;
 
-import dev.cmc.runtime.SettingException;
+import dev.cmc.runtime.OnOffSetting;
 import dev.cmc.runtime.UserCache;
 
 import java.util.List;
@@ -23,17 +23,8 @@ final class SplitTuning {
 
     private SplitTuning() {}
 
-    /**
-     * CMC_CUDA_TUNE: unset or 1 times slice counts (or takes them from the cache), 0 keeps the formula's; any
-     * other value is an error naming the setting.
-     */
-    static boolean enabled() { return enabled(System.getenv("CMC_CUDA_TUNE")); }
-
-    static boolean enabled(String set) {
-        if (set == null || set.isBlank() || set.strip().equals("1")) return true;
-        if (set.strip().equals("0")) return false;
-        throw new SettingException("CMC_CUDA_TUNE=" + set + ": expected 1 (time split-K slice counts on the GPU, the default) or 0 (keep the formula's)");
-    }
+    /** CMC_CUDA_TUNE: 1 (the default) times slice counts or takes them from the cache, 0 keeps the formula's. */
+    static final OnOffSetting SETTING = new OnOffSetting("CMC_CUDA_TUNE", true, "time split-K slice counts on the GPU", "keep the formula's");
 
     /** The fastest of the choices by their times; the formula's own count unless another beats it by the margin. */
     static int pick(List<Integer> choices, double[] ms, int own) {

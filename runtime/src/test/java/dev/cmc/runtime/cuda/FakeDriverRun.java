@@ -60,7 +60,8 @@ public final class FakeDriverRun {
         var programs = List.of(Compiler.sampler(seed).program(), Compiler.trainStep(seed).program(),
                 Compiler.trainStep(ict, null, Compiler.sigmaRows(ict, 4096)).program());
         var configs = new ArrayList<CudaBackend>();
-        configs.add(new CudaBackend(0).withMatmul(PtxRenderer.Matmul.TF32X3).withTiling(PtxRenderer.Tiling.NARROW).withFusedMlp(false));
+        configs.add(new CudaBackend(0).withMatmul(PtxRenderer.Matmul.TF32X3));   // the defaults: wgmma tiles at 4,096 rows on compute capability 9.0
+        if (hopper) configs.add(new CudaBackend(0).withMatmul(PtxRenderer.Matmul.TF32X3).withTiling(PtxRenderer.Tiling.NARROW).withFusedMlp(false));
         configs.add(new CudaBackend(0).withMatmul(PtxRenderer.Matmul.FMA).withTiling(PtxRenderer.Tiling.NARROW).withFusedMlp(false));
         configs.add(new CudaBackend(0).withMatmul(PtxRenderer.Matmul.BF16).withTiling(PtxRenderer.Tiling.WIDE).withFusedMlp(false));
         if (hopper) {
@@ -92,7 +93,7 @@ public final class FakeDriverRun {
     /** What this GPU cannot run is refused when asked for, saying what it needs and what to use instead. */
     private static void settings(boolean hopper, boolean wideShared, Program seedSampler) {
         if (!hopper) {
-            expectRefusal(() -> new CudaBackend(0).withTiling(PtxRenderer.Tiling.WGMMA).tiling(),
+            expectRefusal(() -> new CudaBackend(0).withTiling(PtxRenderer.Tiling.WGMMA).tiling(256),
                     "CMC_CUDA_TILES=wgmma needs a compute capability 9.0 GPU", "use narrow or wide");
         }
         if (!wideShared) {
@@ -287,9 +288,9 @@ public final class FakeDriverRun {
      * fastest: 2 where it is on offer, else the formula's; any other kernel's grid as the formula says.
      */
     private static int tunedSlices(Program p, CudaBackend backend, int maxBatch, int batch, int k) {
-        int own = PtxRenderer.launch(p.kernels().get(k), batch, backend.matmul(), backend.tiling(), sms).gridZ();
+        int own = PtxRenderer.launch(p.kernels().get(k), batch, backend.matmul(), backend.tiling(maxBatch), sms).gridZ();
         if (!(p.kernels().get(k) instanceof dev.cmc.kernel.Kernel.Gemm g)) return own;
-        var choices = PtxRenderer.splitChoices(g, batch, maxBatch, backend.matmul(), backend.tiling(), sms);
+        var choices = PtxRenderer.splitChoices(g, batch, maxBatch, backend.matmul(), backend.tiling(maxBatch), sms);
         return choices.size() > 1 && choices.contains(2) ? 2 : own;
     }
 
@@ -303,7 +304,7 @@ public final class FakeDriverRun {
         var direct = lines.stream().filter(l -> l.startsWith("launch ") && l.contains(" node -1 ")).map(l -> l.split(" ")).toList();
         boolean choices = false;
         for (var kernel : p.kernels()) {
-            if (kernel instanceof dev.cmc.kernel.Kernel.Gemm g && PtxRenderer.splitChoices(g, batch, maxBatch, backend.matmul(), backend.tiling(), sms).size() > 1) choices = true;
+            if (kernel instanceof dev.cmc.kernel.Kernel.Gemm g && PtxRenderer.splitChoices(g, batch, maxBatch, backend.matmul(), backend.tiling(maxBatch), sms).size() > 1) choices = true;
         }
         if (!choices) {
             if (!direct.isEmpty()) throw new AssertionError(what + ": launched kernel by kernel with no slice count to time");
@@ -311,7 +312,7 @@ public final class FakeDriverRun {
         }
         int next = 0, timed = 0;
         for (int k = 0; k < p.kernels().size(); k++) {
-            var l = PtxRenderer.launch(p.kernels().get(k), batch, backend.matmul(), backend.tiling(), sms);
+            var l = PtxRenderer.launch(p.kernels().get(k), batch, backend.matmul(), backend.tiling(maxBatch), sms);
             if (l.gridX() == 0 || l.gridY() == 0) continue;
             String name = PtxRenderer.kernelName(p, k);
             if (next >= direct.size() || !direct.get(next)[1].equals(name)) throw new AssertionError(what + ": " + name + " not launched in order when tuning");
@@ -322,8 +323,8 @@ public final class FakeDriverRun {
         if (next != direct.size()) throw new AssertionError(what + ": " + (direct.size() - next) + " launches more than the program's when tuning");
         boolean offered = false;
         for (var kernel : p.kernels()) {
-            if (kernel instanceof dev.cmc.kernel.Kernel.Gemm g && PtxRenderer.splitChoices(g, batch, maxBatch, backend.matmul(), backend.tiling(), sms)
-                    .contains(2) && PtxRenderer.splits(g, batch, backend.matmul(), backend.tiling(), sms) != 2) offered = true;
+            if (kernel instanceof dev.cmc.kernel.Kernel.Gemm g && PtxRenderer.splitChoices(g, batch, maxBatch, backend.matmul(), backend.tiling(maxBatch), sms)
+                    .contains(2) && PtxRenderer.splits(g, batch, backend.matmul(), backend.tiling(maxBatch), sms) != 2) offered = true;
         }
         if (offered && timed == 0) throw new AssertionError(what + ": 2 slices were on offer and faster, but no GEMM took them");
         return true;
@@ -359,7 +360,7 @@ public final class FakeDriverRun {
             if (prioritized.contains(after(f, "node")) != urgent[kernelIndex(p, f[1])]) throw new AssertionError(what + ": " + f[1] + "'s node at the wrong priority");
         }
         for (int k = 0; k < p.kernels().size(); k++) {
-            var l = PtxRenderer.launch(p.kernels().get(k), batch, backend.matmul(), backend.tiling());
+            var l = PtxRenderer.launch(p.kernels().get(k), batch, backend.matmul(), backend.tiling(maxBatch));
             String name = PtxRenderer.kernelName(p, k);
             boolean work = l.gridX() > 0 && l.gridY() > 0;
             if (work != nodeOf.containsKey(name)) throw new AssertionError(what + ": " + name + (work ? " is not in the graph" : " has no work but was launched"));

@@ -29,7 +29,8 @@ class FakeDriverTest {
     @ValueSource(strings = {"90", "80", "100"})
     void theRuntimeKeepsTheDriverApisRules(String cc, @org.junit.jupiter.api.io.TempDir Path dir) throws Exception {
         Path log = dir.resolve("driver.log");
-        Process run = start(build(dir), log, cc, null);
+        // Programmatic launches are off by default (CudaExecutable.PDL); turned on at compute capability 9.0 here.
+        Process run = start(build(dir), log, cc, null, cc.equals("90") ? java.util.Map.of("CMC_CUDA_PDL", "1") : java.util.Map.of());
         String output = new String(run.getInputStream().readAllBytes());
         assertTrue(run.waitFor(5, TimeUnit.MINUTES), "the run on the fake driver timed out");
         System.out.print(output);
@@ -38,12 +39,13 @@ class FakeDriverTest {
         assertTrue(refused.isEmpty(), "the driver refused calls:\n" + String.join("\n", refused) + "\n" + output);
         assertEquals(0, run.exitValue(), "the run on the fake driver failed:\n" + output);
         assertTrue(lines.stream().filter(l -> l.startsWith("launch ")).count() > 1000, "too few launches: " + lines.size() + " lines");
-        // Captured launches are programmatic from compute capability 9.0 (the fake refuses one of a kernel that does
-        // not wait for the grid before it); launches outside a capture (node -1) never are.
+        // Captured launches are programmatic where CMC_CUDA_PDL=1 asks, from compute capability 9.0 (the fake refuses
+        // one of a kernel that does not wait for the grid before it), and by default never; launches outside a
+        // capture (node -1) never are.
         var captured = lines.stream().filter(l -> l.startsWith("launch ") && !l.contains(" node -1 ")).toList();
         long programmatic = captured.stream().filter(l -> l.endsWith(" programmatic")).count();
         assertFalse(captured.isEmpty(), "no captured launches");
-        assertEquals(cc.equals("80") ? 0 : captured.size(), programmatic, "programmatic launches among the " + captured.size() + " captured");
+        assertEquals(cc.equals("90") ? captured.size() : 0, programmatic, "programmatic launches among the " + captured.size() + " captured");
         assertEquals(0, lines.stream().filter(l -> l.contains(" node -1 ") && l.endsWith(" programmatic")).count(), "programmatic launches outside captures");
         // Urgent kernels' graph nodes (FakeDriverRun checks which) get the greatest priority, on every GPU.
         long urgent = lines.stream().filter(l -> l.startsWith("node ") && l.contains(" priority -5 ")).count();
@@ -63,7 +65,7 @@ class FakeDriverTest {
     @org.junit.jupiter.params.provider.CsvSource({"jit, 1", "fork, 0", "fork, 1", "pdl, 0", "pdl-launch, 0", "pdl, 1", "pdl-launch, 1", "priority, 1"})
     void driverFailuresAreReportedOrSurvived(String fault, String tune, @org.junit.jupiter.api.io.TempDir Path dir) throws Exception {
         Path log = dir.resolve("driver.log");
-        Process run = start(build(dir), log, "90", fault, java.util.Map.of("CMC_CUDA_TUNE", tune));
+        Process run = start(build(dir), log, "90", fault, java.util.Map.of("CMC_CUDA_TUNE", tune, "CMC_CUDA_PDL", fault.startsWith("pdl") ? "1" : "0"));
         String output = new String(run.getInputStream().readAllBytes());
         assertTrue(run.waitFor(2, TimeUnit.MINUTES), "the run on the fake driver timed out");
         System.out.print(output);

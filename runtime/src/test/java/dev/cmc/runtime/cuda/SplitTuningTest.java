@@ -39,10 +39,14 @@ class SplitTuningTest {
 
     @Test
     void theSettingIsOnOrOff() {
-        assertTrue(SplitTuning.enabled(null));
-        assertTrue(SplitTuning.enabled("1"));
-        assertFalse(SplitTuning.enabled(" 0 "));
-        var e = assertThrows(SettingException.class, () -> SplitTuning.enabled("yes"));
-        assertTrue(e.getMessage().startsWith("CMC_CUDA_TUNE=yes: expected 1"), e.getMessage());
+        assertTrue(SplitTuning.SETTING.valueOf(null));
+        assertTrue(SplitTuning.SETTING.valueOf("1"));
+        assertFalse(SplitTuning.SETTING.valueOf(" 0 "));
+        var e = assertThrows(SettingException.class, () -> SplitTuning.SETTING.valueOf("yes"));
+        assertEquals("CMC_CUDA_TUNE=yes: expected 1 (time split-K slice counts on the GPU, the default) or 0 (keep the formula's)", e.getMessage());
+        e = assertThrows(SettingException.class, () -> CudaExecutable.PDL.valueOf("on"));
+        assertEquals("CMC_CUDA_PDL=on: expected 1 (launch each captured kernel while the one before it in its stream runs) or 0 "
+                + "(launch it once that one has ended, the default)", e.getMessage());
+        assertFalse(CudaExecutable.PDL.valueOf(""));
     }
 }

@@ -111,8 +111,9 @@ run)
     pack
   }
   gemm=dev.cmc.runtime.cuda.GemmKernelTest
-  # 1. What the issue's targets compare, first: cmc's fp32 (3xTF32 GEMMs by default) sampling up to 1,048,576
-  #    and CT step at 4,096 and 256, with per-kernel profiles (every kernel's time in the JSON).
+  # 1. What the issue's targets compare, first: cmc's fp32 (3xTF32 GEMMs by default, in wgmma tiles from 4,096 rows
+  #    on an H100 or H200) sampling up to 1,048,576 and CT step at 4,096 and 256, with per-kernel profiles (every
+  #    kernel's time in the JSON).
   CMC_CUDA_CUBINS= bench bench fp32_train4096 60 --batch 1048576,4096,256 --train-batch 4096 --profile   # JIT-compiled, timing the load
   bench bench fp32_train256 40 --batch 256 --train-batch 256 --profile
   # 2. PyTorch on the same card in the same run, its figures for the same comparisons, before the tf32 stages, so
@@ -124,11 +125,10 @@ run)
     grep -v '^ \|^[{}]\|Warning\|warn' "$out/torch.txt" | tail -8
     pack
   fi
-  # 3. Hopper's wgmma tiles in 3xTF32 (the fastest fp32 sampler on the second H200 run: 72.3 ms against 96.4),
-  #    then parity of the default GEMMs and of wgmma's, before anything in tf32: whether wgmma can become sm_90's
-  #    default is the decision the run is for. Parity runs every kernel against float64 (ParityTest, SamplingTest)
-  #    and 200 steps against the jvm's loss curve.
-  CMC_CUDA_TILES=wgmma bench bench wgmma 50 --batch 1048576,4096 --train-batch 4096 --profile
+  # 3. The 128x64 mma.sync tiles that were the default before the third H200 run (96.1 ms against wgmma's 72.8),
+  #    then parity of the default GEMMs and of wgmma's, before anything in tf32. Parity runs every kernel against
+  #    float64 (ParityTest, SamplingTest) and 200 steps against the jvm's loss curve.
+  CMC_CUDA_TILES=narrow bench bench narrow 50 --batch 1048576,4096 --train-batch 4096 --profile
   props=(-Dcmc.parity.wgmma=none "-Dcmc.parity.ending=with 3xTF32 GEMMs")
   junit parity parity_fp32 150 --select-class dev.cmc.runtime.ParityTest --select-class dev.cmc.runtime.SamplingTest \
       --select-method dev.cmc.runtime.train.CudaTrainingTest#eachGpuFollowsTheJvmLossCurve
@@ -136,19 +136,20 @@ run)
   junit parity parity_wgmma 120 --select-class dev.cmc.runtime.ParityTest \
       --select-method "$gemm#wgmmaTileGemmAgreesWithFloat64(dev.cmc.render.PtxRenderer\$Matmul,boolean,int,int,int)" \
       --select-method "$gemm#deepWgmmaTileGemmAgreesWithFloat64(dev.cmc.render.PtxRenderer\$Matmul,boolean,int,int,int)"
-  # 4. What each of the step's scheduling defaults, none yet timed on a card, gains at 256 rows: the same step
-  #    without programmatic dependent launch (each kernel of the graph launched only once the one before it in
-  #    its stream has ended); with the formula's split-K slice counts instead of those the runtime timed at its
-  #    first run at each batch size (runtime/cuda/SplitTuning; the counts it chose come back in
-  #    cuda-splits.properties); with every kernel at one priority, where by default those near the longest chain
-  #    go first.
-  CMC_CUDA_PDL=0 bench ablate fp32_train256_nopdl 30 --batch 256 --train-batch 256
+  # 4. What each of the step's scheduling choices gains at 256 rows (the third run: timed slices 0.71 -> 0.64 ms,
+  #    priorities and programmatic launch nothing): the same step with programmatic dependent launch (each kernel
+  #    of the graph launched while the one before it in its stream runs; off by default since it cost 7% at 4,096);
+  #    with the formula's split-K slice counts instead of those the runtime timed at its first run at each batch
+  #    size (runtime/cuda/SplitTuning; the counts it chose come back in cuda-splits.properties); with every kernel at
+  #    one priority; in wgmma tiles, which the step at 256 does not take by default and has never been timed in.
+  CMC_CUDA_PDL=1 bench ablate fp32_train256_pdl 30 --batch 256 --train-batch 256
   CMC_CUDA_TUNE=0 bench ablate fp32_train256_notune 30 --batch 256 --train-batch 256
   CMC_CUDA_PRIORITY=0 bench ablate fp32_train256_noprio 30 --batch 256 --train-batch 256
-  # 5. tf32: the best sampler measured so far (wgmma GEMMs, each residual MLP block one kernel), the default one,
-  #    and wgmma in 32-deep slices.
-  CMC_CUDA_TILES=wgmma CMC_CUDA_MLP=fused bench bench wgmma_fused_tf32 40 --set target.precision=tf32 --batch 1048576 --train-batch 4096 --profile
+  CMC_CUDA_TILES=wgmma bench ablate fp32_train256_wgmma 30 --batch 256 --train-batch 256
+  # 5. tf32: the default (wgmma GEMMs, each residual MLP block one kernel at large batches: 44.2 ms in the third
+  #    run), without the fused blocks, and wgmma in 32-deep slices.
   bench bench tf32 45 --set target.precision=tf32 --batch 1048576 --train-batch 4096 --profile
+  CMC_CUDA_MLP=split bench bench tf32_split 40 --set target.precision=tf32 --batch 1048576 --train-batch 4096 --profile
   #    The deep slices: four wgmma in flight a warpgroup, half the barriers. tf32 wgmma ran at about
   #    89 TFLOP/s, where 3xTF32's three products a step reached 191 of tensor work: per-slice costs, not the tensor
   #    cores, bound it.
@@ -185,13 +186,14 @@ run)
     grep -c gpu__time_duration "$out/ncu256.csv"; tail -n 2 "$out/ncu256.err"
     pack
   fi
-  # 8. Why the GEMMs of the CT step at 4,096 rows ran at 18 TFLOP/s (0.115 ms each) where the same kernels reach
-  #    44-57 at a million rows: Nsight Compute's occupancy, warp stall reasons and memory sections for the
-  #    long-K down-projection (the EMA target's, which only the step has) and its backward twin, and the
-  #    up-projection, twice each, at the formula's slice counts.
+  # 8. Where the CT step at 4,096 rows loses to its 2x target: Nsight Compute's occupancy, warp stall reasons and
+  #    memory sections for the EMA target's up- and down-projection, an input-gradient GEMM, a weight-gradient
+  #    GEMM (TN: no wgmma path) and a bias-gradient batch reduction (14 us each in the third run), twice each, at
+  #    the formula's slice counts. In the third run the 128x64 GEMMs ran at 30-38% of the SMs' throughput, 3
+  #    warps a scheduler (158 registers), the up-projection in 1.29 waves; this profiles the default wgmma tiles.
   if runs more ncu4096 && command -v ncu > /dev/null && [[ -z ${GPU_CHECK_DRY:-} ]] && fits ncu4096 120; then
     t0=$SECONDS
-    CMC_CUDA_TUNE=0 timeout 120 ncu --clock-control none --target-processes all --kernel-name regex:'target_block1_(down|up)_mm|nt_d_block1_ln' --launch-count 6 \
+    CMC_CUDA_TUNE=0 timeout 120 ncu --clock-control none --target-processes all --kernel-name regex:'target_block1_(down|up)_mm|nt_d_block1_ln|tn_d_block1_up_w|reduce_batch_d_block1_up_b' --launch-count 10 \
         --section SpeedOfLight --section Occupancy --section LaunchStats --section WarpStateStats --section MemoryWorkloadAnalysis --section ComputeWorkloadAnalysis \
         --csv --page details "${java[@]}" -jar .gpu/cmc.jar bench examples/seed_default.cm --backends cuda:0 --seconds 1 --batch 4096 --train-batch 4096 \
         > "$out/ncu4096.csv" 2> "$out/ncu4096.err" || echo "ncu4096 failed (see ncu4096.err)"
@@ -202,14 +204,13 @@ run)
   # 9. The alternatives, as time allows: each of wgmma and fused blocks alone in tf32, fused blocks in fp32,
   #    128×128 mma.sync tiles (2-stage pipeline; 3xTF32 in 8 warps of 64×32, tf32 in 4 of 64×64), the GEMMs on
   #    the FMA units, the batch-256 graph captured on one stream, bf16.
-  CMC_CUDA_MLP=fused bench more fused_tf32 40 --set target.precision=tf32 --batch 1048576 --train-batch 4096 --profile
-  CMC_CUDA_TILES=wgmma bench more wgmma_tf32 40 --set target.precision=tf32 --batch 1048576 --train-batch 4096 --profile
+  CMC_CUDA_TILES=narrow bench more narrow_tf32 40 --set target.precision=tf32 --batch 1048576 --train-batch 4096 --profile
   CMC_CUDA_MLP=fused bench more fused_fp32 40 --batch 1048576 --train-batch 4096 --profile
   CMC_CUDA_TILES=wide bench more wide 50 --batch 1048576,4096 --train-batch 4096 --profile
   CMC_CUDA_TILES=wide bench more wide_tf32 40 --set target.precision=tf32 --batch 1048576 --train-batch 4096
   CMC_CUDA_FP32_MATMUL=fma bench more fma 50 --batch 1048576,4096 --train-batch 4096
   CMC_CUDA_STREAMS=1 bench more fp32_train256_one_stream 30 --batch 256 --train-batch 256
-  CMC_CUDA_PDL=0 bench more fp32_train4096_nopdl 40 --batch 4096 --train-batch 4096
+  CMC_CUDA_PDL=1 bench more fp32_train4096_pdl 40 --batch 4096 --train-batch 4096
   CMC_CUDA_TUNE=0 bench more fp32_train4096_notune 40 --batch 4096 --train-batch 4096
   CMC_CUDA_PRIORITY=0 bench more fp32_train4096_noprio 40 --batch 4096 --train-batch 4096
   bench more bf16 40 --set target.precision=bf16 --batch 1048576 --train-batch 4096

@@ -13,7 +13,8 @@ import static dev.cmc.render.PtxRenderer.*;
  *   <li>Elementwise kernels, transposes and the Adam + EMA pass: one thread per element.</li>
  *   <li>Row normalisations and row sums: one warp per row, lanes striding the columns, sums by butterfly
  *       shuffles; the epilogue (LayerNorm's affine, a residual, a loss term) runs in the same pass.</li>
- *   <li>Batch reductions: 32 columns × 8 row slices per block, slices summed in order through shared memory.</li>
+ *   <li>Batch reductions: 32 columns × 32 row slices per block (1,024 threads), slices summed in order through
+ *       shared memory.</li>
  *   <li>A segment sum (the σ embedding's gradient, group by group): one thread per output element, its
  *       group's rows in order.</li>
  * </ul>
@@ -26,8 +27,9 @@ final class PtxBandwidthKernels extends PtxFunction {
         super(program, index);
     }
 
+    /** A batch reduction's block is {@link PtxRenderer#REDUCE_SLICES} warps; every other kernel's 256 threads. */
     @Override
-    int threads() { return BLOCK; }
+    int threads() { return kernel instanceof Kernel.ReduceBatch ? 32 * PtxRenderer.REDUCE_SLICES : BLOCK; }
 
     @Override
     void body() {
@@ -125,22 +127,23 @@ final class PtxBandwidthKernels extends PtxFunction {
         for (int u = 0; u < UNROLL; u++) sums[u] = accumulator();
         String skip = newLabel("skip");
         op("@!" + inRange + " bra " + skip + ";");
-        comment("slice s sums rows s, s+8, s+16, ...: " + UNROLL + " rows a trip, each into its own sum, so that "
+        int slices = PtxRenderer.REDUCE_SLICES;
+        comment("slice s sums rows s, s+" + slices + ", s+" + 2 * slices + ", ...: " + UNROLL + " rows a trip, each into its own sum, so that "
                 + UNROLL + " loads are in flight rather than one");
         String r0 = r();
         op("mov.u32 " + r0 + ", " + slice + ";");
         String top = newLabel("rows"), tail = newLabel("rows_tail"), end = newLabel("rows_end");
         label(top);
-        op("@" + pred("ge.s32", bin("add.s32", r0, Integer.toString((UNROLL - 1) * WARPS)), rowsReg) + " bra " + tail + ";");
+        op("@" + pred("ge.s32", bin("add.s32", r0, Integer.toString((UNROLL - 1) * slices)), rowsReg) + " bra " + tail + ";");
         String[] values = new String[UNROLL];
-        for (int u = 0; u < UNROLL; u++) values[u] = expr(rb.x(), new Ctx(src, bin("add.s32", r0, Integer.toString(u * WARPS)), col, null, new HashMap<>()));
+        for (int u = 0; u < UNROLL; u++) values[u] = expr(rb.x(), new Ctx(src, bin("add.s32", r0, Integer.toString(u * slices)), col, null, new HashMap<>()));
         for (int u = 0; u < UNROLL; u++) addInto(sums[u], values[u]);
-        op("add.s32 " + r0 + ", " + r0 + ", " + UNROLL * WARPS + ";");
+        op("add.s32 " + r0 + ", " + r0 + ", " + UNROLL * slices + ";");
         op("bra " + top + ";");
         label(tail);
         op("@" + pred("ge.s32", r0, rowsReg) + " bra " + end + ";");
         addInto(sums[0], expr(rb.x(), new Ctx(src, r0, col, null, new HashMap<>())));
-        op("add.s32 " + r0 + ", " + r0 + ", " + WARPS + ";");
+        op("add.s32 " + r0 + ", " + r0 + ", " + slices + ";");
         op("bra " + tail + ";");
         label(end);
         for (int width = UNROLL / 2; width >= 1; width /= 2) {
@@ -148,12 +151,12 @@ final class PtxBandwidthKernels extends PtxFunction {
         }
         String sum = sums[0];
         label(skip);
-        String slot = publish(tid, sum);
+        String slot = publish(tid, sum, 32 * slices);
         exitIf(pred("ne.s32", slice, "0"));
         exitIf(pred("ge.s32", col, Integer.toString(n)));
         comment("the slices in order, so that every run sums alike");
         String acc = constF(0);
-        for (int s = 0; s < WARPS; s++) {
+        for (int s = 0; s < slices; s++) {
             String v = f();
             op("ld.shared.f32 " + v + ", [" + slot + "+" + (4 * 32 * s) + "];");
             addInto(acc, v);
@@ -187,8 +190,8 @@ final class PtxBandwidthKernels extends PtxFunction {
     }
 
     /** Declares the block's shared "part" array, stores each thread's partial sum at its slot, waits for all. */
-    private String publish(String tid, String partial) {
-        shared.append("    .shared .align 4 .f32 part[").append(BLOCK).append("];\n");
+    private String publish(String tid, String partial, int threads) {
+        shared.append("    .shared .align 4 .f32 part[").append(threads).append("];\n");
         String slot = sharedSlot(symbol("part"), tid);
         op("st.shared.f32 [" + slot + "], " + partial + ";");
         op("bar.sync 0;");
@@ -212,7 +215,7 @@ final class PtxBandwidthKernels extends PtxFunction {
             String v = loadGlobal(s.array(), i);
             op("fma.rn.f32 " + sum + ", " + v + ", " + v + ", " + sum + ";");
         });
-        String slot = publish(tid, sum);
+        String slot = publish(tid, sum, BLOCK);
         comment("tree reduction in shared memory");
         for (int stride = BLOCK / 2; stride >= 1; stride /= 2) {
             String skip = newLabel("tree");

@@ -280,10 +280,25 @@ class ParityTest {
     }
 
     private void checkTrainStep(Backend backend, Spec spec, Spec teacher, int sigmaRows) {
+        checkTrainStep(backend, spec, teacher, sigmaRows, 9);
+    }
+
+    /**
+     * The PTX's batch reductions (bias and LayerNorm gradients, the loss's mean) over 300 rows: each of a block's 32
+     * row slices takes a full trip of 8 rows, then its tail, where the 9-row steps above reach only the tail.
+     */
+    @org.junit.jupiter.api.Test
+    void batchReductionsOverManyRowsMatchReference() {
+        Spec spec = SpecLoader.fromText("parity.cm", "model p { input_dim = 5; hidden_size = 40; num_layers = 1; expansion = 2; }\n"
+                + "data { source = \"builtin:none\"; }\ntrain { loss = pseudo_huber; grad_clip = 0; }");
+        checkTrainStep(new dev.cmc.runtime.cuda.SimulatedCudaBackend(), spec, null, 0, 300);
+    }
+
+    private void checkTrainStep(Backend backend, Spec spec, Spec teacher, int sigmaRows, int batch) {
         var c = Compiler.trainStep(spec, teacher, sigmaRows);
         var teacherLayout = teacher == null ? null : new dev.cmc.model.ConsistencyModelGraph(teacher.model(), true).layout();
         float[] teacherWeights = teacher == null ? null : withLayerNorms(teacherLayout, teacherLayout.initialize(7), 7);
-        int batch = 9, d = 5, n = c.layout().total();
+        int d = 5, n = c.layout().total();
         float[] params = withLayerNorms(c.layout(), c.layout().initialize(5), 5);
         float[] target = withLayerNorms(c.layout(), c.layout().initialize(6), 6);
         var rng = new SplittableRandom(12);
@@ -305,7 +320,7 @@ class ParityTest {
         }
         Map<String, float[]> groups = sigmaRows > 0 ? dev.cmc.compile.SigmaGroups.inputs(hi, lo, batch, sigmaRows) : Map.of();
         float[] before = params.clone();
-        try (Executable exe = backend.load(c.program(), 12)) {
+        try (Executable exe = backend.load(c.program(), batch + 3)) {
             exe.write("params", params, n);
             exe.write("target", target, n);
             if (teacher != null) exe.write("teacher", teacherWeights, teacherWeights.length);

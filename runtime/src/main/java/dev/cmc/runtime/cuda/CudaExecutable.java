@@ -36,11 +36,13 @@ public final class CudaExecutable implements Executable {
     /** Launches of a short kernel that a profile's graph repeats, and the time under which a kernel counts as short. */
     private static final int REPEATS = 20;
     private static final double PROFILE_ALONE_MS = 0.5;
+    // The settings are read as each program loads, so that a value cmc cannot use is a SettingException there,
+    // which the CLI reports in one line, not an error in this class's initialisation.
     /** CMC_CUDA_GRAPHS=0 launches kernel by kernel, as CUDA_LAUNCH_BLOCKING-style debugging wants. */
-    private static final boolean USE_GRAPHS = new OnOffSetting("CMC_CUDA_GRAPHS", true, "launch each step as one CUDA graph",
+    private final boolean useGraphs = new OnOffSetting("CMC_CUDA_GRAPHS", true, "launch each step as one CUDA graph",
             "launch kernel by kernel").value();
     /** Streams a captured graph spreads kernels over; CMC_CUDA_STREAMS=1 captures launch order on one. */
-    private static final int STREAMS = StreamPlan.configuredStreams();
+    private final int streamCount = StreamPlan.configuredStreams();
     /**
      * CMC_CUDA_PDL=1 captures kernels with programmatic dependencies (see {@link #programmatic}); off by default,
      * because on an H200 (third run) the CT step took longer with them: 1.98 against 1.85 ms at 4,096 rows, 0.64
@@ -48,10 +50,8 @@ public final class CudaExecutable implements Executable {
      */
     static final OnOffSetting PDL = new OnOffSetting("CMC_CUDA_PDL", false, "launch each captured kernel while the one before it in its stream runs",
             "launch it once that one has ended");
-    private static final boolean PDL_SETTING = PDL.value();
     /** CMC_CUDA_PRIORITY=0 captures every kernel at the same priority. */
-    private static final boolean PRIORITY_SETTING = new OnOffSetting("CMC_CUDA_PRIORITY", true, "run urgent kernels first",
-            "run every kernel at one priority").value();
+    static final OnOffSetting PRIORITY = new OnOffSetting("CMC_CUDA_PRIORITY", true, "run urgent kernels first", "run every kernel at one priority");
     /** How many launches shorter than the longest a chain through a kernel may be for it to count as urgent ({@link TaskDag#urgent}). */
     static final int URGENT_SLACK = 2;
 
@@ -76,8 +76,9 @@ public final class CudaExecutable implements Executable {
      * Whether captures launch kernels with programmatic dependent launch (compute capability 9.0 and newer,
      * whose sm_90 kernels start with griddepcontrol, see {@link PtxRenderer#awaitsGrids}): in the graph, a kernel
      * that follows another in its stream launches while that one still runs, and waits in its first instruction.
-     * On a graph of 35 dependent kernels of tens of µs each (the CT step at 256 rows), the launch gaps are a
-     * share of the step worth removing. Turned off for good if a capture with it fails.
+     * Meant for a graph of 35 dependent kernels of tens of µs each (the CT step at 256 rows), whose launch gaps
+     * are a share of the step; on an H200 it gained nothing there and cost 7% at 4,096 rows, so only CMC_CUDA_PDL=1
+     * asks for it. Turned off for good if a capture with it fails.
      */
     private boolean programmatic;
     /**
@@ -130,10 +131,10 @@ public final class CudaExecutable implements Executable {
         modules = loadAll(device, ptx);
         sms = device.multiprocessors();
         tuningKey = device.name() + " (" + sms + " SMs) | " + program.name() + " " + Cubins.key(String.join("", ptx)).substring(0, 16);
-        programmatic = PDL_SETTING && PtxRenderer.awaitsGrids(device.arch()) && Cu.cuLaunchKernelEx != null;
+        programmatic = PDL.value() && PtxRenderer.awaitsGrids(device.arch()) && Cu.cuLaunchKernelEx != null;
         launchAttribute.set(JAVA_INT, 0, Cu.LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION);
         launchAttribute.set(JAVA_INT, Cu.ATTRIBUTE_VALUE, 1);   // programmaticStreamSerializationAllowed
-        urgentPriority = PRIORITY_SETTING && Cu.cuGraphKernelNodeSetAttribute != null && Cu.cuGraphGetNodes != null ? greatestPriority() : null;
+        urgentPriority = PRIORITY.value() && Cu.cuGraphKernelNodeSetAttribute != null && Cu.cuGraphGetNodes != null ? greatestPriority() : null;
         functions = new MemorySegment[program.kernels().size()];
         long workspaceFloats = 0;
         long[] workspaceAt = new long[functions.length];
@@ -389,7 +390,7 @@ public final class CudaExecutable implements Executable {
         if (batch > maxBatch || batch < 1) throw new IllegalArgumentException("batch " + batch + " outside 1.." + maxBatch);
         makeCurrent();
         MemorySegment graph = graphs.get(batch);
-        if (graph == null && USE_GRAPHS && graphs.size() < MAX_GRAPHS) {
+        if (graph == null && useGraphs && graphs.size() < MAX_GRAPHS) {
             if (needsTuning(batch)) {
                 tuneWhileRunning(batch);   // this run, kernel by kernel; the next is captured with what it found
                 sync();
@@ -510,7 +511,7 @@ public final class CudaExecutable implements Executable {
      * and then without programmatic launches.
      */
     private MemorySegment capture(int batch) {
-        if (plan == null) plan = StreamPlan.of(program, STREAMS);
+        if (plan == null) plan = StreamPlan.of(program, streamCount);
         if (urgent == null) urgent = TaskDag.urgent(TaskDag.dependencies(program), URGENT_SLACK);
         while (true) {
             try {
@@ -569,9 +570,9 @@ public final class CudaExecutable implements Executable {
         try (Arena a = Arena.ofConfined()) {
             MemorySegment out = a.allocate(ADDRESS);
             if (streams == null) {
-                streams = new MemorySegment[STREAMS];
+                streams = new MemorySegment[streamCount];
                 streams[0] = stream;
-                events = new MemorySegment[functions.length + 2 * STREAMS];
+                events = new MemorySegment[functions.length + 2 * streamCount];
                 for (int i = 0; i < events.length; i++) {
                     Cu.status(Cu.cuEventCreate, "cuEventCreate", out, Cu.EVENT_DISABLE_TIMING);
                     events[i] = out.get(ADDRESS, 0);
@@ -583,7 +584,7 @@ public final class CudaExecutable implements Executable {
                 streams[s] = out.get(ADDRESS, 0);
             }
             // Events: one after each kernel another stream waits for, then a fork and a join per stream.
-            int fork = functions.length, join = functions.length + STREAMS;
+            int fork = functions.length, join = functions.length + streamCount;
             boolean[] waitedOn = plan.waitedOn();
             MemorySegment graph = captured(urgentPriority != null, () -> {
                 for (int s = 1; s < plan.streams(); s++) {   // every stream joins the capture by waiting on its origin

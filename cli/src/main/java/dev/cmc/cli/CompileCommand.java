@@ -57,9 +57,8 @@ final class CompileCommand implements Callable<Integer> {
         }
         var matmul = dev.cmc.render.PtxRenderer.Matmul.of(precision, dev.cmc.runtime.cuda.CudaBackend.fp32Matmul());
         // The fused blocks as a program loaded for many rows runs them (a CT step at its batch may keep three kernels).
-        var fusion = target.equals("cuda") ? dev.cmc.runtime.cuda.CudaBackend.configuredMlpFusion() : dev.cmc.runtime.cuda.CudaBackend.MlpFusion.SPLIT;
-        boolean fuseMlps = fusion == dev.cmc.runtime.cuda.CudaBackend.MlpFusion.LARGE_BATCHES
-                || fusion == dev.cmc.runtime.cuda.CudaBackend.MlpFusion.AUTO && dev.cmc.runtime.cuda.CudaBackend.autoFuses(matmul);
+        boolean fuseMlps = target.equals("cuda") && dev.cmc.runtime.cuda.CudaBackend.resolved(dev.cmc.runtime.cuda.CudaBackend.configuredMlpFusion(), matmul)
+                == dev.cmc.runtime.cuda.CudaBackend.MlpFusion.LARGE_BATCHES;
         var backend = target.equals("jvm") ? new JvmBackend() : null;
         var files = new LinkedHashMap<String, String>();
         String header = "cmc " + s.fileName() + " (model " + s.name() + ")";

@@ -141,6 +141,7 @@ class SplitKTest {
             }
         }
     }
+
     /**
      * The slice counts a runtime may time and launch instead of {@link PtxRenderer#splits}'s: a down-projection
      * at 256 rows may take 1, 2, 3, 4, 6, 8 or 16 slices (12 would leave its last slice empty), and at any batch

@@ -76,10 +76,13 @@ public final class CudaBackend implements Backend {
     /** Whether auto fuses blocks with these GEMMs at large batches: tf32's alone (see {@link #configuredMlpFusion}). */
     public static boolean autoFuses(PtxRenderer.Matmul matmul) { return matmul == PtxRenderer.Matmul.TF32; }
 
-    /** The fusion this backend applies: auto resolved by its arithmetic. */
-    private MlpFusion fusion() {
-        return mlpFusion != MlpFusion.AUTO ? mlpFusion : autoFuses(matmul) ? MlpFusion.LARGE_BATCHES : MlpFusion.SPLIT;
+    /** A fusion setting with auto resolved by the GEMMs' arithmetic: fused at large batches or split. */
+    public static MlpFusion resolved(MlpFusion fusion, PtxRenderer.Matmul matmul) {
+        return fusion != MlpFusion.AUTO ? fusion : autoFuses(matmul) ? MlpFusion.LARGE_BATCHES : MlpFusion.SPLIT;
     }
+
+    /** The fusion this backend applies. */
+    private MlpFusion fusion() { return resolved(mlpFusion, matmul); }
 
     /** Fused blocks whatever the batch (true), or never (false). */
     public CudaBackend withFusedMlp(boolean fused) {

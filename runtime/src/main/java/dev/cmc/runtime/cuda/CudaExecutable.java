@@ -107,6 +107,8 @@ public final class CudaExecutable implements Executable {
      * launched with, or 0 for the formula's. A batch size absent here launches the formula's.
      */
     private final Map<Integer, int[]> slicesAt = new HashMap<>();
+    /** Per kernel, whether it may be timed in place ({@link #rerunnable(Program, MemoryPlan)}), as split-K tuning does. */
+    private final boolean[] rerunnable;
     /** What the timed counts are kept by: the device, and the program's name and PTX. */
     private final String tuningKey;
     private final boolean tuning = SplitTuning.SETTING.value();
@@ -159,6 +161,7 @@ public final class CudaExecutable implements Executable {
         sizes = new long[buffers.length];
         MemorySegment ptr = arena.allocate(JAVA_LONG);
         memory = MemoryPlan.of(program);
+        rerunnable = rerunnable(program, memory);
         for (int i = 0; i < buffers.length; i++) {
             Program.Array a = program.arrays().get(i);
             sizes[i] = Math.max(1, a.size(maxBatch));
@@ -405,21 +408,24 @@ public final class CudaExecutable implements Executable {
 
     /** The slice counts each kernel may take at this batch: none for a kernel that is not a GEMM it may time in place. */
     private List<Integer> sliceChoices(int k, int batch) {
-        if (!(program.kernels().get(k) instanceof Kernel.Gemm g) || !rerunnable(k)) return List.of();
+        if (!(program.kernels().get(k) instanceof Kernel.Gemm g) || !rerunnable[k]) return List.of();
         var choices = PtxRenderer.splitChoices(g, batch, maxBatch, matmul, tiling, sms);
         return choices.size() > 1 ? choices : List.of();
     }
 
     /**
-     * Whether kernel k can run again on the arrays as they are and compute what it did: it reads nothing that it
-     * writes, in any array's memory (a GEMM that added into its output could not be timed in place).
+     * Whether each kernel can run again on the arrays as they are and compute what it did: it reads nothing that
+     * it writes, in any array's memory (a GEMM that added into its output could not be timed in place).
      */
-    private boolean rerunnable(int k) {
-        var written = new java.util.HashSet<Integer>();
-        Kernel kernel = program.kernels().get(k);
-        for (String a : dev.cmc.kernel.Kernels.writes(kernel)) written.add(memory.storage(program.arrayIndex(a)));
-        for (String a : dev.cmc.kernel.Kernels.reads(kernel)) if (written.contains(memory.storage(program.arrayIndex(a)))) return false;
-        return true;
+    private static boolean[] rerunnable(Program program, MemoryPlan memory) {
+        boolean[] out = new boolean[program.kernels().size()];
+        for (int k = 0; k < out.length; k++) {
+            var written = new java.util.HashSet<Integer>();
+            Kernel kernel = program.kernels().get(k);
+            for (String a : dev.cmc.kernel.Kernels.writes(kernel)) written.add(memory.storage(program.arrayIndex(a)));
+            out[k] = dev.cmc.kernel.Kernels.reads(kernel).stream().noneMatch(a -> written.contains(memory.storage(program.arrayIndex(a))));
+        }
+        return out;
     }
 
     /**

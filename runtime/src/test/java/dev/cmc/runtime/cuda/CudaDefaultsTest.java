@@ -32,6 +32,10 @@ class CudaDefaultsTest {
     @Test
     void programmaticLaunchesAreOffByDefault() {
         assertFalse(CudaExecutable.PDL.valueOf(null));
+        assertFalse(CudaExecutable.PDL.valueOf(""));
         assertTrue(CudaExecutable.PDL.valueOf("1"));
+        var e = assertThrows(dev.cmc.runtime.SettingException.class, () -> CudaExecutable.PDL.valueOf("on"));
+        assertEquals("CMC_CUDA_PDL=on: expected 1 (launch each captured kernel while the one before it in its stream runs) or 0 "
+                + "(launch it once that one has ended, the default)", e.getMessage());
     }
 }

@@ -44,9 +44,5 @@ class SplitTuningTest {
         assertFalse(SplitTuning.SETTING.valueOf(" 0 "));
         var e = assertThrows(SettingException.class, () -> SplitTuning.SETTING.valueOf("yes"));
         assertEquals("CMC_CUDA_TUNE=yes: expected 1 (time split-K slice counts on the GPU, the default) or 0 (keep the formula's)", e.getMessage());
-        e = assertThrows(SettingException.class, () -> CudaExecutable.PDL.valueOf("on"));
-        assertEquals("CMC_CUDA_PDL=on: expected 1 (launch each captured kernel while the one before it in its stream runs) or 0 "
-                + "(launch it once that one has ended, the default)", e.getMessage());
-        assertFalse(CudaExecutable.PDL.valueOf(""));
     }
 }

@@ -146,6 +146,9 @@ run)
   CMC_CUDA_TUNE=0 bench ablate fp32_train256_notune 30 --batch 256 --train-batch 256
   CMC_CUDA_PRIORITY=0 bench ablate fp32_train256_noprio 30 --batch 256 --train-batch 256
   CMC_CUDA_TILES=wgmma bench ablate fp32_train256_wgmma 30 --batch 256 --train-batch 256
+  #    At 4,096 rows: the weight gradients (TN) in 128x64 mma.sync tiles, as before their wgmma path (0.47 ms of
+  #    the step's 2.26 ms of kernels in the third run), against the default's fp32_train4096.
+  CMC_CUDA_TILES=wgmma-nn bench ablate fp32_train4096_wgmma_nn 40 --batch 4096 --train-batch 4096 --profile
   # 5. tf32: the default (wgmma GEMMs, each residual MLP block one kernel at large batches: 44.2 ms in the third
   #    run), without the fused blocks, and wgmma in 32-deep slices.
   bench bench tf32 45 --set target.precision=tf32 --batch 1048576 --train-batch 4096 --profile
@@ -188,7 +191,7 @@ run)
   fi
   # 8. Where the CT step at 4,096 rows loses to its 2x target: Nsight Compute's occupancy, warp stall reasons and
   #    memory sections for the EMA target's up- and down-projection, an input-gradient GEMM, a weight-gradient
-  #    GEMM (TN: no wgmma path) and a bias-gradient batch reduction (14 us each in the third run), twice each, at
+  #    GEMM (TN, now in wgmma tiles too) and a bias-gradient batch reduction (14 us each in the third run), twice each, at
   #    the formula's slice counts. In the third run the 128x64 GEMMs ran at 30-38% of the SMs' throughput, 3
   #    warps a scheduler (158 registers), the up-projection in 1.29 waves; this profiles the default wgmma tiles.
   if runs more ncu4096 && command -v ncu > /dev/null && [[ -z ${GPU_CHECK_DRY:-} ]] && fits ncu4096 120; then

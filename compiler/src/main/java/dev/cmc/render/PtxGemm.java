@@ -457,20 +457,22 @@ class PtxGemm extends PtxMatrixKernel {
     }
 
     /**
-     * The copies of a tensor-core GEMM's A: a TN GEMM's A ([K, M]) kept as it is, K row by K row; an NN GEMM's
-     * ([M, K]) a chunk of aw K of one row each. For mma.sync, rows of MMA_A_ROW floats, consecutive threads
-     * along a row. For wgmma, core matrices (see {@link PtxRenderer#WG_A_STAGE_BYTES}), which consecutive threads fill in
+     * The copies of a tensor-core GEMM's A: for mma.sync, a TN GEMM's A ([K, M]) kept as it is, K row by K row;
+     * an NN GEMM's ([M, K]) a chunk of aw K of one row each, in rows of MMA_A_ROW floats, consecutive threads
+     * along a row. For wgmma, core matrices (see {@link PtxRenderer#WG_LBO}), which consecutive threads fill in
      * the order they lie: a row's 16 bytes, the core matrix's 8 rows, the 4 along K, then the next row group.
      * So thread i's first chunk lies at byte 4·aw·i, and a warp's chunks are contiguous: 3xTF32's in-place
-     * split reads and writes them without bank conflicts.
+     * split reads and writes them without bank conflicts. wgmma reads TF32 only K-major, so a TN GEMM's A is
+     * transposed on its way: single floats (aw = 1), a warp's copies 4 K rows of 8 consecutive columns, whole
+     * 32-byte sectors of global memory that land as 128 contiguous bytes of shared memory.
      */
     Copies aCopies(Kernel.Gemm g, Frame t, boolean coreMatrices) {
         Buf a = g.a();
-        if (g.transposeA()) return kRowCopies(a, tile.bm(), a.shape().cols(), t.row0(), t.m(), A_STRIDE, t.tid());
+        if (g.transposeA() && !coreMatrices) return kRowCopies(a, tile.bm(), a.shape().cols(), t.row0(), t.m(), A_STRIDE, t.tid());
         // A thread's copies step by the same amounts from the first: a block's threads' chunks on is a fixed
         // number of rows further down (the tile's rows are whole multiples of chunks), so one set of registers
         // and immediate offsets describe them all, however many 4-byte copies an odd shape needs.
-        int slice = tile.sliceK(), aw = chunkWidth(g.k(), a.offset()), perRow = slice / aw, down = tile.threads() / perRow;
+        int slice = tile.sliceK(), aw = g.transposeA() ? 1 : chunkWidth(g.k(), a.offset()), perRow = slice / aw, down = tile.threads() / perRow;
         String row, kk, sharedBytes;
         int sharedStep;
         if (coreMatrices) {
@@ -491,7 +493,13 @@ class PtxGemm extends PtxMatrixKernel {
             sharedStep = 4 * down * MMA_A_ROW;
         }
         String gRow = bin("add.s32", t.row0(), row);
-        return new Copies(a, aw, tile.bm() * slice / aw / tile.threads(), kk, 0, "1",
+        int count = tile.bm() * slice / aw / tile.threads();
+        if (g.transposeA()) {   // A is [K, M]: one float of K row kk, column gRow, a copy; the next `down` columns on
+            int rowLen = a.shape().cols();
+            return new Copies(a, 1, count, kk, 0, Integer.toString(rowLen), bin("add.s32", mad(kk, Integer.toString(rowLen), gRow), Integer.toString(a.offset())),
+                    down, gRow, down, t.m(), wideBytes(sharedBytes), sharedStep);
+        }
+        return new Copies(a, aw, count, kk, 0, "1",
                 bin("add.s32", mad(gRow, Integer.toString(g.k()), kk), Integer.toString(a.offset())), down * g.k(), gRow, down, t.m(),
                 wideBytes(sharedBytes), sharedStep);
     }

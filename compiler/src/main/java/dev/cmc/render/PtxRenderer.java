@@ -148,14 +148,17 @@ public final class PtxRenderer {
     }
 
     /**
-     * How a program's tensor-core GEMMs are tiled: all 128×64, or 128×128 for those that are not weight
-     * gradients (TN, split over the batch) and have 128 columns or more: by mma.sync warps (WIDE), or for tf32
-     * and 3xTF32 by wgmma warpgroups (WGMMA, sm_90 only: the module targets sm_90a). fp32 FMA GEMMs are always
-     * 128×64; under WGMMA, bf16 GEMMs and the rest keep 128×64 mma.sync tiles.
+     * How a program's tensor-core GEMMs are tiled: all 128×64, or 128×128 for those with 128 columns or more:
+     * by mma.sync warps (WIDE, NN GEMMs only: weight gradients, TN and split over the batch, keep 128×64), or for
+     * tf32 and 3xTF32 by wgmma warpgroups (WGMMA, sm_90 only: the module targets sm_90a), NN and TN alike;
+     * WGMMA_NN leaves the TN GEMMs in 128×64 mma.sync tiles, as WGMMA did before TN GEMMs had a wgmma path, to
+     * time the one against the other. fp32 FMA GEMMs are always 128×64; under the wgmma tilings, bf16 GEMMs and
+     * the narrower ones keep 128×64 mma.sync tiles.
      */
     public enum Tiling {
         NARROW("narrow", ""), WIDE("wide", "128x128 tiles"), WGMMA("wgmma", "128x128 wgmma tiles"),
-        WGMMA_DEEP("wgmma-deep", "128x128 wgmma tiles, 32-deep for tf32");
+        WGMMA_DEEP("wgmma-deep", "128x128 wgmma tiles, 32-deep for tf32"),
+        WGMMA_NN("wgmma-nn", "128x128 wgmma tiles for NN GEMMs only");
 
         /** Its CMC_CUDA_TILES value, and what a module's header and a device's name say of it (none for the default). */
         public final String setting, description;
@@ -166,15 +169,15 @@ public final class PtxRenderer {
         }
 
         /** Whether the module has wgmma GEMMs, and so targets sm_90a. */
-        public boolean wgmma() { return this == WGMMA || this == WGMMA_DEEP; }
+        public boolean wgmma() { return this == WGMMA || this == WGMMA_DEEP || this == WGMMA_NN; }
     }
 
     public static Tile tile(Kernel.Gemm g, Matmul matmul, Tiling tiling) {
-        boolean wide = tiling != Tiling.NARROW && matmul != Matmul.FMA && !g.transposeA() && g.domain().cols() >= 2 * BN;
-        if (wide && tiling.wgmma()) {
+        boolean wideEnough = tiling != Tiling.NARROW && matmul != Matmul.FMA && g.domain().cols() >= 2 * BN;
+        if (wideEnough && tiling.wgmma() && (!g.transposeA() || tiling != Tiling.WGMMA_NN)) {
             return matmul == Matmul.BF16 ? Tile.NARROW : matmul == Matmul.TF32 && tiling == Tiling.WGMMA_DEEP ? Tile.WGMMA_DEEP : Tile.WGMMA;
         }
-        return !wide ? Tile.NARROW : matmul == Matmul.TF32X3 ? Tile.WIDE : Tile.WIDE_WARPS;
+        return !wideEnough || g.transposeA() ? Tile.NARROW : matmul == Matmul.TF32X3 ? Tile.WIDE : Tile.WIDE_WARPS;
     }
 
     /**

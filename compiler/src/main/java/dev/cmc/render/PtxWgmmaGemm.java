@@ -5,8 +5,8 @@ import dev.cmc.kernel.*;
 import static dev.cmc.render.PtxRenderer.*;
 
 /**
- * A GEMM on Hopper's warpgroup MMA ({@link Tiling#WGMMA}, sm_90a): the 128×128 tiles of tf32 and 3xTF32 NN
- * GEMMs, fed by {@link PtxGemm}'s cp.async pipeline and finished by its epilogue and split K.
+ * A GEMM on Hopper's warpgroup MMA ({@link Tiling#WGMMA}, sm_90a): the 128×128 tiles of tf32 and 3xTF32 GEMMs,
+ * NN and TN, fed by {@link PtxGemm}'s cp.async pipeline and finished by its epilogue and split K.
  */
 final class PtxWgmmaGemm extends PtxGemm {
     PtxWgmmaGemm(Program program, int index, Matmul matmul, Tile tile) {
@@ -19,10 +19,11 @@ final class PtxWgmmaGemm extends PtxGemm {
     }
 
     /**
-     * A tensor-core GEMM on Hopper's warpgroup MMA (sm_90a), for tf32 and 3xTF32 NN GEMMs of 128+ columns. wgmma
+     * A tensor-core GEMM on Hopper's warpgroup MMA (sm_90a), for tf32 and 3xTF32 GEMMs of 128+ columns. wgmma
      * takes its B operand only from shared memory, and for TF32 only K-major, so the block computes the
-     * transposed product, Cᵀ = Bᵀ·Aᵀ, whose operands lie as wgmma wants them: A's [M, K] rows are K-major as
-     * they are, and go to shared memory as core matrices; Bᵀ comes from registers, loaded from B's padded
+     * transposed product, Cᵀ = Bᵀ·Aᵀ, whose operands lie as wgmma wants them: an NN GEMM's A, [M, K] rows, is
+     * K-major as it is and goes to shared memory as core matrices (a TN GEMM's, [K, M], is transposed into the
+     * same core matrices by its copies, see {@link #aCopies}); Bᵀ comes from registers, loaded from B's padded
      * K rows exactly like an mma.sync B fragment. Two warpgroups each take 64 of the tile's 128 output columns
      * (wgmma's M) for all 128 rows (its N): one m64n128k8 per 8-deep K step, three for 3xTF32, whose A
      * remainders are split off in shared memory by the threads that copied them, as soon as they land.

@@ -52,14 +52,22 @@ class GemmKernelTest {
     /**
      * wgmma tiles (CMC_CUDA_TILES=wgmma, sm_90a): two warpgroups of m64n128k8 over A in core matrices, for tf32
      * and 3xTF32. Rows and columns that are not multiples of 128, both copy widths (and so both ways of
-     * splitting 3xTF32's heads and remainders in shared memory), split K; a TN GEMM and bf16 keep mma.sync.
+     * splitting 3xTF32's heads and remainders in shared memory), split K; TN GEMMs (their A transposed into core
+     * matrices on its way), split over K and not, K ending inside a slice; bf16 keeps mma.sync.
      */
     @ParameterizedTest(name = "{0} wgmma transposeA={1} rows={2} k={3} n={4}")
     @CsvSource({"TF32, false, 70, 40, 200", "TF32X3, false, 130, 64, 256", "TF32X3, false, 70, 37, 130", "TF32, false, 200, 37, 136",
             "TF32X3, false, 70, 1030, 136", "TF32, false, 300, 1030, 128", "TF32X3, true, 300, 300, 136", "BF16, false, 70, 40, 136",
-            "TF32X3, false, 70, 256, 136"})
+            "TF32X3, false, 70, 256, 136", "TF32, true, 70, 70, 130", "TF32X3, true, 70, 70, 200", "TF32, true, 600, 600, 128"})
     void wgmmaTileGemmAgreesWithFloat64(PtxRenderer.Matmul matmul, boolean transposeA, int batch, int k, int n) {
         assertGemmAgreesWithFloat64(matmul, PtxRenderer.Tiling.WGMMA, transposeA, false, batch, k, n);
+    }
+
+    /** CMC_CUDA_TILES=wgmma-nn, the ablation: NN GEMMs in wgmma tiles, TN GEMMs in 128×64 mma.sync ones. */
+    @ParameterizedTest(name = "{0} wgmma-nn transposeA={1} rows={2} k={3} n={4}")
+    @CsvSource({"TF32X3, true, 300, 300, 136", "TF32X3, false, 130, 64, 256"})
+    void wgmmaForNnGemmsOnlyAgreesWithFloat64(PtxRenderer.Matmul matmul, boolean transposeA, int batch, int k, int n) {
+        assertGemmAgreesWithFloat64(matmul, PtxRenderer.Tiling.WGMMA_NN, transposeA, false, batch, k, n);
     }
 
     /**
@@ -69,7 +77,8 @@ class GemmKernelTest {
      */
     @ParameterizedTest(name = "{0} deep wgmma transposeA={1} rows={2} k={3} n={4}")
     @CsvSource({"TF32, false, 70, 40, 200", "TF32, false, 200, 37, 136", "TF32, false, 130, 64, 256", "TF32, false, 300, 1030, 128",
-            "TF32, false, 70, 96, 130", "TF32X3, false, 70, 40, 136", "TF32, true, 300, 300, 136", "TF32, false, 70, 200, 130"})
+            "TF32, false, 70, 96, 130", "TF32X3, false, 70, 40, 136", "TF32, true, 300, 300, 136", "TF32, false, 70, 200, 130",
+            "TF32, true, 70, 70, 130", "TF32X3, true, 300, 300, 136"})
     void deepWgmmaTileGemmAgreesWithFloat64(PtxRenderer.Matmul matmul, boolean transposeA, int batch, int k, int n) {
         assertGemmAgreesWithFloat64(matmul, PtxRenderer.Tiling.WGMMA_DEEP, transposeA, false, batch, k, n);
     }
@@ -212,9 +221,10 @@ class GemmKernelTest {
             assertEquals(transposeA ? 64 : 128, PtxRenderer.tile(gemm, matmul, tiling).bn(), "wide tiles for NN GEMMs, not TN");
         }
         if (tiling.wgmma()) {
-            assertEquals(!transposeA && matmul != PtxRenderer.Matmul.BF16, PtxRenderer.tile(gemm, matmul, tiling).warpgroups(),
-                    "wgmma for tf32 and 3xTF32 NN GEMMs only");
-            boolean deep = tiling == PtxRenderer.Tiling.WGMMA_DEEP && !transposeA && matmul == PtxRenderer.Matmul.TF32;
+            boolean nnOnly = tiling == PtxRenderer.Tiling.WGMMA_NN;
+            assertEquals((!transposeA || !nnOnly) && matmul != PtxRenderer.Matmul.BF16, PtxRenderer.tile(gemm, matmul, tiling).warpgroups(),
+                    "wgmma for tf32 and 3xTF32 GEMMs, TN ones too unless wgmma-nn");
+            boolean deep = tiling == PtxRenderer.Tiling.WGMMA_DEEP && matmul == PtxRenderer.Matmul.TF32;
             assertEquals(deep ? 32 : 16, PtxRenderer.tile(gemm, matmul, tiling).sliceK(), "32-deep slices for tf32 under wgmma-deep only");
         }
         var program = program(gemm);
@@ -279,7 +289,7 @@ class GemmKernelTest {
     @ParameterizedTest(name = "{0} transposeA={1} {2}")
     @CsvSource({"FMA, false, NARROW", "FMA, true, NARROW", "TF32, false, NARROW", "TF32, true, NARROW", "TF32X3, false, NARROW",
             "TF32X3, true, NARROW", "BF16, false, NARROW", "BF16, true, NARROW", "TF32, false, WIDE", "TF32X3, false, WIDE", "BF16, false, WIDE",
-            "TF32, false, WGMMA", "TF32X3, false, WGMMA"})
+            "TF32, false, WGMMA", "TF32X3, false, WGMMA", "TF32, true, WGMMA", "TF32X3, true, WGMMA"})
     void sharedLoadsAreConflictFree(PtxRenderer.Matmul matmul, boolean transposeA, PtxRenderer.Tiling tiling) {
         int batch = 130, k = transposeA ? batch : 64, n = tiling != PtxRenderer.Tiling.NARROW ? 136 : 72, m = transposeA ? 136 : batch;
         Buf a = transposeA ? Buf.whole("a", Shape.fixed(k, m)) : Buf.whole("a", Shape.batch(k));

@@ -125,6 +125,10 @@ run)
     grep -v '^ \|^[{}]\|Warning\|warn' "$out/torch.txt" | tail -8
     pack
   fi
+  #    128x256 wgmma tiles (four warpgroups sharing each A slice, one block an SM; never yet on a GPU) against
+  #    the default's 128x128, in fp32 and, without fused blocks, tf32 (against tf32_split below).
+  CMC_CUDA_TILES=wgmma-wide bench bench wgmma_wide 50 --batch 1048576,4096 --train-batch 4096 --profile
+  CMC_CUDA_TILES=wgmma-wide CMC_CUDA_MLP=split bench bench wgmma_wide_tf32 40 --set target.precision=tf32 --batch 1048576 --train-batch 4096 --profile
   # 3. The 128x64 mma.sync tiles that were the default before the third H200 run (96.1 ms against wgmma's 72.8),
   #    then parity of the default GEMMs and of wgmma's, before anything in tf32. Parity runs every kernel against
   #    float64 (ParityTest, SamplingTest) and 200 steps against the jvm's loss curve.
@@ -132,9 +136,11 @@ run)
   props=(-Dcmc.parity.wgmma=none "-Dcmc.parity.ending=with 3xTF32 GEMMs")
   junit parity parity_fp32 150 --select-class dev.cmc.runtime.ParityTest --select-class dev.cmc.runtime.SamplingTest \
       --select-method dev.cmc.runtime.train.CudaTrainingTest#eachGpuFollowsTheJvmLossCurve
-  props=(-Dcmc.parity.wgmma=only "-Dcmc.parity.ending=3xTF32 tensor-core GEMMs, fp32 accuracy in 128x128 wgmma tiles")
-  junit parity parity_wgmma 120 --select-class dev.cmc.runtime.ParityTest \
+  props=(-Dcmc.parity.wgmma=only "-Dcmc.parity.ending=3xTF32 tensor-core GEMMs, fp32 accuracy in 128x128 wgmma tiles;3xTF32 tensor-core GEMMs, fp32 accuracy in 128x256 wgmma tiles")
+  junit parity parity_wgmma 150 --select-class dev.cmc.runtime.ParityTest \
       --select-method "$gemm#wgmmaTileGemmAgreesWithFloat64(dev.cmc.render.PtxRenderer\$Matmul,boolean,int,int,int)" \
+      --select-method "$gemm#wideWgmmaTileGemmAgreesWithFloat64(dev.cmc.render.PtxRenderer\$Matmul,boolean,int,int,int)" \
+      --select-method "$gemm#wgmmaForNnGemmsOnlyAgreesWithFloat64(dev.cmc.render.PtxRenderer\$Matmul,boolean,int,int,int)" \
       --select-method "$gemm#deepWgmmaTileGemmAgreesWithFloat64(dev.cmc.render.PtxRenderer\$Matmul,boolean,int,int,int)"
   # 4. What each of the step's scheduling choices gains at 256 rows (the third run: timed slices 0.71 -> 0.64 ms,
   #    priorities and programmatic launch nothing): the same step with programmatic dependent launch (each kernel
@@ -165,7 +171,7 @@ run)
   #    driver's JIT allows: each test program costs seconds of it, and every mode in one stage outlasted 150 s.
   props=(-Dcmc.parity.wgmma=none "-Dcmc.parity.ending=with tf32 tensor-core GEMMs")
   junit parity parity_tf32 100 --select-class dev.cmc.runtime.ParityTest
-  props=(-Dcmc.parity.wgmma=only "-Dcmc.parity.ending=tf32 tensor-core GEMMs in 128x128 wgmma tiles;32-deep slices")
+  props=(-Dcmc.parity.wgmma=only "-Dcmc.parity.ending=tf32 tensor-core GEMMs in 128x128 wgmma tiles;32-deep slices;tf32 tensor-core GEMMs in 128x256 wgmma tiles")
   junit parity parity_wgmma_tf32 120 --select-class dev.cmc.runtime.ParityTest
   props=()
   junit parity parity_fused 90 --select-class dev.cmc.runtime.MlpKernelTest

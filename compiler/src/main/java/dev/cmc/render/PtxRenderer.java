@@ -104,6 +104,9 @@ public final class PtxRenderer {
      *   <li>WGMMA_DEEP, for tf32 on sm_90a: the same in 3 stages of 32-deep slices (100 KB, two blocks an SM),
      *       each step waiting for the group a slice back: four wgmma in flight a warpgroup instead of two, and half
      *       the barriers per multiply.</li>
+     *   <li>WGMMA_WIDE, for GEMMs of 256 columns or more: 128×256 as four warpgroups of 64 columns (one block an
+     *       SM), which share each A slice, so that A crosses from L2 once per 256 columns, not per 128, and 3xTF32
+     *       splits it once for twice the products.</li>
      * </ul>
      * sliceK is the K depth of a slice, which split K cuts K into whole multiples of.
      */
@@ -112,7 +115,8 @@ public final class PtxRenderer {
                 WIDE = new Tile(BM, 2 * BN, 2, WARP_N_TILES, false, SLICE_K),
                 WIDE_WARPS = new Tile(BM, 2 * BN, 2, 2 * WARP_N_TILES, false, SLICE_K),
                 WGMMA = new Tile(BM, 2 * BN, WG_STAGES, 0, true, SLICE_K),
-                WGMMA_DEEP = new Tile(BM, 2 * BN, 3, 0, true, 2 * SLICE_K);
+                WGMMA_DEEP = new Tile(BM, 2 * BN, 3, 0, true, 2 * SLICE_K),
+                WGMMA_WIDE = new Tile(BM, 4 * BN, WG_STAGES, 0, true, SLICE_K);
 
         /** Bytes of a wgmma stage's A slice as core matrices. */
         int aStageBytes() { return bm * sliceK * 4; }
@@ -120,7 +124,7 @@ public final class PtxRenderer {
         /** Bytes between a wgmma A slice's row groups: its core matrices along K, LBO apart. */
         int sbo() { return sliceK / 4 * WG_LBO; }
 
-        public int threads() { return warpgroups ? 2 * WARPGROUP : bm / (16 * WARP_M_TILES) * (bn / (8 * warpNTiles)) * 32; }
+        public int threads() { return warpgroups ? bn / 64 * WARPGROUP : bm / (16 * WARP_M_TILES) * (bn / (8 * warpNTiles)) * 32; }
 
         /**
          * Dynamic shared memory of a wgmma tile: per stage, A's 128×16 slice as core matrices (twice for 3xTF32:
@@ -137,7 +141,7 @@ public final class PtxRenderer {
          * (four 128-thread blocks per SM) rather than spills to fit ptxas's own occupancy guess; 3xTF32, which keeps
          * heads and remainders of its fragments, 168 (three blocks). A 64×64 warp tile holds twice the
          * accumulators: 232 (two 128-thread blocks). A wgmma warpgroup's 64 accumulators a thread: 128 (two
-         * 256-thread blocks).
+         * 256-thread blocks, or one of 512).
          */
         public int registers(Matmul matmul) {
             return warpgroups ? 128 : warpNTiles > WARP_N_TILES ? 232 : matmul == Matmul.TF32X3 ? 168 : 128;
@@ -152,13 +156,14 @@ public final class PtxRenderer {
      * by mma.sync warps (WIDE, NN GEMMs only: weight gradients, TN and split over the batch, keep 128×64), or for
      * tf32 and 3xTF32 by wgmma warpgroups (WGMMA, sm_90 only: the module targets sm_90a), NN and TN alike;
      * WGMMA_NN leaves the TN GEMMs in 128×64 mma.sync tiles, as WGMMA did before TN GEMMs had a wgmma path, to
-     * time the one against the other. fp32 FMA GEMMs are always 128×64; under the wgmma tilings, bf16 GEMMs and
+     * time the one against the other; WGMMA_WIDE tiles those of 256 columns or more 128×256. fp32 FMA GEMMs are always 128×64; under the wgmma tilings, bf16 GEMMs and
      * the narrower ones keep 128×64 mma.sync tiles.
      */
     public enum Tiling {
         NARROW("narrow", ""), WIDE("wide", "128x128 tiles"), WGMMA("wgmma", "128x128 wgmma tiles"),
         WGMMA_DEEP("wgmma-deep", "128x128 wgmma tiles, 32-deep for tf32"),
-        WGMMA_NN("wgmma-nn", "128x128 wgmma tiles for NN GEMMs only");
+        WGMMA_NN("wgmma-nn", "128x128 wgmma tiles for NN GEMMs only"),
+        WGMMA_WIDE("wgmma-wide", "128x256 wgmma tiles");
 
         /** Its CMC_CUDA_TILES value, and what a module's header and a device's name say of it (none for the default). */
         public final String setting, description;
@@ -169,13 +174,15 @@ public final class PtxRenderer {
         }
 
         /** Whether the module has wgmma GEMMs, and so targets sm_90a. */
-        public boolean wgmma() { return this == WGMMA || this == WGMMA_DEEP || this == WGMMA_NN; }
+        public boolean wgmma() { return this == WGMMA || this == WGMMA_DEEP || this == WGMMA_NN || this == WGMMA_WIDE; }
     }
 
     public static Tile tile(Kernel.Gemm g, Matmul matmul, Tiling tiling) {
         boolean wideEnough = tiling != Tiling.NARROW && matmul != Matmul.FMA && g.domain().cols() >= 2 * BN;
         if (wideEnough && tiling.wgmma() && (!g.transposeA() || tiling != Tiling.WGMMA_NN)) {
-            return matmul == Matmul.BF16 ? Tile.NARROW : matmul == Matmul.TF32 && tiling == Tiling.WGMMA_DEEP ? Tile.WGMMA_DEEP : Tile.WGMMA;
+            if (matmul == Matmul.BF16) return Tile.NARROW;
+            if (tiling == Tiling.WGMMA_WIDE && g.domain().cols() >= 4 * BN) return Tile.WGMMA_WIDE;
+            return matmul == Matmul.TF32 && tiling == Tiling.WGMMA_DEEP ? Tile.WGMMA_DEEP : Tile.WGMMA;
         }
         return !wideEnough || g.transposeA() ? Tile.NARROW : matmul == Matmul.TF32X3 ? Tile.WIDE : Tile.WIDE_WARPS;
     }

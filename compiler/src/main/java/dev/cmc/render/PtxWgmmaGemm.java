@@ -5,8 +5,8 @@ import dev.cmc.kernel.*;
 import static dev.cmc.render.PtxRenderer.*;
 
 /**
- * A GEMM on Hopper's warpgroup MMA ({@link Tiling#WGMMA}, sm_90a): the 128×128 tiles of tf32 and 3xTF32 GEMMs,
- * NN and TN, fed by {@link PtxGemm}'s cp.async pipeline and finished by its epilogue and split K.
+ * A GEMM on Hopper's warpgroup MMA ({@link Tiling#WGMMA}, sm_90a): the 128×128 (or 128×256) tiles of tf32 and
+ * 3xTF32 GEMMs, NN and TN, fed by {@link PtxGemm}'s cp.async pipeline and finished by its epilogue and split K.
  */
 final class PtxWgmmaGemm extends PtxGemm {
     PtxWgmmaGemm(Program program, int index, Matmul matmul, Tile tile) {
@@ -24,7 +24,7 @@ final class PtxWgmmaGemm extends PtxGemm {
      * transposed product, Cᵀ = Bᵀ·Aᵀ, whose operands lie as wgmma wants them: an NN GEMM's A, [M, K] rows, is
      * K-major as it is and goes to shared memory as core matrices (a TN GEMM's, [K, M], is transposed into the
      * same core matrices by its copies, see {@link #aCopies}); Bᵀ comes from registers, loaded from B's padded
-     * K rows exactly like an mma.sync B fragment. Two warpgroups each take 64 of the tile's 128 output columns
+     * K rows exactly like an mma.sync B fragment. Each warpgroup takes 64 of the tile's output columns
      * (wgmma's M) for all 128 rows (its N): one m64n128k8 per 8-deep K step, three for 3xTF32, whose A
      * remainders are split off in shared memory by the threads that copied them, as soon as they land.
      * Each 8-deep K step is a commit group of its own, and each step waits only for the group a slice back

@@ -55,6 +55,8 @@ class ParityTest {
                 if (d.major() != 9) continue;   // wgmma: Hopper only
                 all.add(Named.of("cuda:" + d.index() + " " + d.name() + " with " + m.description + " in 128x128 wgmma tiles",
                         new dev.cmc.runtime.cuda.CudaBackend(d.index()).withMatmul(m).withTiling(dev.cmc.render.PtxRenderer.Tiling.WGMMA)));
+                all.add(Named.of("cuda:" + d.index() + " " + d.name() + " with " + m.description + " in 128x256 wgmma tiles",
+                        new dev.cmc.runtime.cuda.CudaBackend(d.index()).withMatmul(m).withTiling(dev.cmc.render.PtxRenderer.Tiling.WGMMA_WIDE)));
             }
             if (d.major() == 9) {   // wgmma's 32-deep slices, tf32's alone (GemmKernelTest checks them in the simulator)
                 all.add(Named.of("cuda:" + d.index() + " " + d.name() + " with tf32 tensor-core GEMMs in 128x128 wgmma tiles, 32-deep slices",
@@ -74,6 +76,8 @@ class ParityTest {
                 new dev.cmc.runtime.cuda.SimulatedCudaBackend(dev.cmc.render.PtxRenderer.Matmul.TF32X3, dev.cmc.render.PtxRenderer.Tiling.WIDE)));
         all.add(Named.of("cuda PTX with 3xTF32 GEMMs in 128x128 wgmma tiles, simulated",
                 new dev.cmc.runtime.cuda.SimulatedCudaBackend(dev.cmc.render.PtxRenderer.Matmul.TF32X3, dev.cmc.render.PtxRenderer.Tiling.WGMMA)));
+        all.add(Named.of("cuda PTX with 3xTF32 GEMMs in 128x256 wgmma tiles, simulated",
+                new dev.cmc.runtime.cuda.SimulatedCudaBackend(dev.cmc.render.PtxRenderer.Matmul.TF32X3, dev.cmc.render.PtxRenderer.Tiling.WGMMA_WIDE)));
         // -Dcmc.parity.backends=cuda: keeps the backends whose names start so (a GPU session's minutes are few).
         String only = System.getProperty("cmc.parity.backends", "");
         if (!only.isBlank()) all.removeIf(b -> java.util.Arrays.stream(only.split(",")).noneMatch(prefix -> b.getName().startsWith(prefix.strip())));

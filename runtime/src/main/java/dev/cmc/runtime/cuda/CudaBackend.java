@@ -33,7 +33,8 @@ public final class CudaBackend implements Backend {
      * batch ({@link #tiling(int)}); narrow is 128×64; where GEMMs have 128 columns or more, wide is 128×128 by
      * mma.sync warps, wgmma 128×128 by wgmma warpgroups (compute capability 9.0; see {@link PtxRenderer.Tile}),
      * wgmma-deep the same in 32-deep slices for tf32, wgmma-nn wgmma for NN GEMMs only (the weight gradients in
-     * 128×64 mma.sync tiles, as wgmma was before they had a wgmma path).
+     * 128×64 mma.sync tiles, as wgmma was before they had a wgmma path), wgmma-wide 128×256 wgmma tiles for
+     * GEMMs of 256 columns or more.
      */
     public static java.util.Optional<PtxRenderer.Tiling> configuredTiling() {
         var choices = new java.util.ArrayList<Map.Entry<String, java.util.Optional<PtxRenderer.Tiling>>>(List.of(Map.entry("auto", java.util.Optional.empty())));

@@ -63,6 +63,17 @@ class GemmKernelTest {
         assertGemmAgreesWithFloat64(matmul, PtxRenderer.Tiling.WGMMA, transposeA, false, batch, k, n);
     }
 
+    /**
+     * CMC_CUDA_TILES=wgmma-wide: GEMMs of 256 columns or more in 128×256 tiles, four warpgroups sharing each A
+     * slice; narrower ones in 128×128. Columns past the last whole tile, split K (NN and TN), both copy widths.
+     */
+    @ParameterizedTest(name = "{0} wgmma-wide transposeA={1} rows={2} k={3} n={4}")
+    @CsvSource({"TF32X3, false, 130, 64, 256", "TF32, false, 70, 40, 300", "TF32X3, false, 70, 37, 264", "TF32X3, true, 300, 300, 256",
+            "TF32X3, false, 70, 1030, 256", "TF32, true, 70, 70, 260", "TF32, false, 200, 37, 136"})
+    void wideWgmmaTileGemmAgreesWithFloat64(PtxRenderer.Matmul matmul, boolean transposeA, int batch, int k, int n) {
+        assertGemmAgreesWithFloat64(matmul, PtxRenderer.Tiling.WGMMA_WIDE, transposeA, false, batch, k, n);
+    }
+
     /** CMC_CUDA_TILES=wgmma-nn, the ablation: NN GEMMs in wgmma tiles, TN GEMMs in 128×64 mma.sync ones. */
     @ParameterizedTest(name = "{0} wgmma-nn transposeA={1} rows={2} k={3} n={4}")
     @CsvSource({"TF32X3, true, 300, 300, 136", "TF32X3, false, 130, 64, 256"})
@@ -226,6 +237,8 @@ class GemmKernelTest {
                     "wgmma for tf32 and 3xTF32 GEMMs, TN ones too unless wgmma-nn");
             boolean deep = tiling == PtxRenderer.Tiling.WGMMA_DEEP && matmul == PtxRenderer.Matmul.TF32;
             assertEquals(deep ? 32 : 16, PtxRenderer.tile(gemm, matmul, tiling).sliceK(), "32-deep slices for tf32 under wgmma-deep only");
+            boolean wide = tiling == PtxRenderer.Tiling.WGMMA_WIDE && n >= 256;
+            if (PtxRenderer.tile(gemm, matmul, tiling).warpgroups()) assertEquals(wide ? 256 : 128, PtxRenderer.tile(gemm, matmul, tiling).bn(), "128x256 tiles from 256 columns under wgmma-wide");
         }
         var program = program(gemm);
         var rng = new SplittableRandom(7);
@@ -289,16 +302,20 @@ class GemmKernelTest {
     @ParameterizedTest(name = "{0} transposeA={1} {2}")
     @CsvSource({"FMA, false, NARROW", "FMA, true, NARROW", "TF32, false, NARROW", "TF32, true, NARROW", "TF32X3, false, NARROW",
             "TF32X3, true, NARROW", "BF16, false, NARROW", "BF16, true, NARROW", "TF32, false, WIDE", "TF32X3, false, WIDE", "BF16, false, WIDE",
-            "TF32, false, WGMMA", "TF32X3, false, WGMMA", "TF32, true, WGMMA", "TF32X3, true, WGMMA"})
+            "TF32, false, WGMMA", "TF32X3, false, WGMMA", "TF32, true, WGMMA", "TF32X3, true, WGMMA", "TF32X3, false, WGMMA_WIDE",
+            "TF32, true, WGMMA_WIDE"})
     void sharedLoadsAreConflictFree(PtxRenderer.Matmul matmul, boolean transposeA, PtxRenderer.Tiling tiling) {
-        int batch = 130, k = transposeA ? batch : 64, n = tiling != PtxRenderer.Tiling.NARROW ? 136 : 72, m = transposeA ? 136 : batch;
+        int batch = 130, k = transposeA ? batch : 64, m = transposeA ? 136 : batch;
+        int n = tiling == PtxRenderer.Tiling.WGMMA_WIDE ? 264 : tiling != PtxRenderer.Tiling.NARROW ? 136 : 72;
         Buf a = transposeA ? Buf.whole("a", Shape.fixed(k, m)) : Buf.whole("a", Shape.batch(k));
         Buf b = transposeA ? Buf.whole("b", Shape.batch(n)) : Buf.whole("b", Shape.fixed(k, n));
         Shape domain = transposeA ? Shape.fixed(m, n) : Shape.batch(n);
         var gemm = new Kernel.Gemm("k_mm", transposeA, a, b, k, domain, List.of(new Expr.Let(0, new Expr.Acc(), Buf.whole("out", domain))));
         var program = program(gemm);
         var sim = new PtxSimulator(PtxRenderer.render(program, "banks", "sm_90", matmul, tiling));
-        if (tiling != PtxRenderer.Tiling.NARROW) assertEquals(128, PtxRenderer.tile(gemm, matmul, tiling).bn(), "this case is meant to be wide");
+        if (tiling != PtxRenderer.Tiling.NARROW) {
+            assertEquals(tiling == PtxRenderer.Tiling.WGMMA_WIDE ? 256 : 128, PtxRenderer.tile(gemm, matmul, tiling).bn(), "this case is meant to be wide");
+        }
         sim.countBankConflicts = true;
         float[][] buffers = {new float[m * k], new float[k * n], new float[m * n], new float[(int) Math.max(1, PtxRenderer.workspaceFloats(gemm, batch, matmul, tiling))]};
         int[] params = bufferOfParam(gemm);

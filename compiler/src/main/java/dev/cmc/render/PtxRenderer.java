@@ -106,7 +106,11 @@ public final class PtxRenderer {
      *       the barriers per multiply.</li>
      *   <li>WGMMA_WIDE, for GEMMs of 256 columns or more: 128×256 as four warpgroups of 64 columns (one block an
      *       SM), which share each A slice, so that A crosses from L2 once per 256 columns, not per 128, and 3xTF32
-     *       splits it once for twice the products.</li>
+     *       splits it once for twice the products. As many stages as about 200 KB of shared memory hold (6 for
+     *       3xTF32, 8 for tf32): 4 and 6 slices in flight, against 2 a block (4 an SM) in 128×128 tiles, whose
+     *       two blocks an SM leave no room for more. The third H200 run's GEMMs looked bound by the bytes in
+     *       flight: tf32 moved no more data per second than 3xTF32 at a third of the products, and 32-deep
+     *       slices (the same bytes ahead) gained nothing.</li>
      * </ul>
      * sliceK is the K depth of a slice, which split K cuts K into whole multiples of.
      */
@@ -116,7 +120,8 @@ public final class PtxRenderer {
                 WIDE_WARPS = new Tile(BM, 2 * BN, 2, 2 * WARP_N_TILES, false, SLICE_K),
                 WGMMA = new Tile(BM, 2 * BN, WG_STAGES, 0, true, SLICE_K),
                 WGMMA_DEEP = new Tile(BM, 2 * BN, 3, 0, true, 2 * SLICE_K),
-                WGMMA_WIDE = new Tile(BM, 4 * BN, WG_STAGES, 0, true, SLICE_K);
+                WGMMA_WIDE = new Tile(BM, 4 * BN, 6, 0, true, SLICE_K),
+                WGMMA_WIDE_TF32 = new Tile(BM, 4 * BN, 8, 0, true, SLICE_K);
 
         /** Bytes of a wgmma stage's A slice as core matrices. */
         int aStageBytes() { return bm * sliceK * 4; }
@@ -181,7 +186,7 @@ public final class PtxRenderer {
         boolean wideEnough = tiling != Tiling.NARROW && matmul != Matmul.FMA && g.domain().cols() >= 2 * BN;
         if (wideEnough && tiling.wgmma() && (!g.transposeA() || tiling != Tiling.WGMMA_NN)) {
             if (matmul == Matmul.BF16) return Tile.NARROW;
-            if (tiling == Tiling.WGMMA_WIDE && g.domain().cols() >= 4 * BN) return Tile.WGMMA_WIDE;
+            if (tiling == Tiling.WGMMA_WIDE && g.domain().cols() >= 4 * BN) return matmul == Matmul.TF32 ? Tile.WGMMA_WIDE_TF32 : Tile.WGMMA_WIDE;
             return matmul == Matmul.TF32 && tiling == Tiling.WGMMA_DEEP ? Tile.WGMMA_DEEP : Tile.WGMMA;
         }
         return !wideEnough || g.transposeA() ? Tile.NARROW : matmul == Matmul.TF32X3 ? Tile.WIDE : Tile.WIDE_WARPS;

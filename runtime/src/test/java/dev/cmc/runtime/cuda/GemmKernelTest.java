@@ -65,11 +65,12 @@ class GemmKernelTest {
 
     /**
      * CMC_CUDA_TILES=wgmma-wide: GEMMs of 256 columns or more in 128×256 tiles, four warpgroups sharing each A
-     * slice; narrower ones in 128×128. Columns past the last whole tile, split K (NN and TN), both copy widths.
+     * slice; narrower ones in 128×128. Columns past the last whole tile, split K (NN and TN), both copy widths,
+     * K slices enough to go round both pipelines (6 stages for 3xTF32, 8 for tf32).
      */
     @ParameterizedTest(name = "{0} wgmma-wide transposeA={1} rows={2} k={3} n={4}")
     @CsvSource({"TF32X3, false, 130, 64, 256", "TF32, false, 70, 40, 300", "TF32X3, false, 70, 37, 264", "TF32X3, true, 300, 300, 256",
-            "TF32X3, false, 70, 1030, 256", "TF32, true, 70, 70, 260", "TF32, false, 200, 37, 136"})
+            "TF32X3, false, 70, 1030, 256", "TF32, true, 70, 70, 260", "TF32, false, 200, 37, 136", "TF32, false, 130, 1030, 256"})
     void wideWgmmaTileGemmAgreesWithFloat64(PtxRenderer.Matmul matmul, boolean transposeA, int batch, int k, int n) {
         assertGemmAgreesWithFloat64(matmul, PtxRenderer.Tiling.WGMMA_WIDE, transposeA, false, batch, k, n);
     }

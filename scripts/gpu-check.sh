@@ -200,16 +200,20 @@ run)
   #    GEMM (TN, now in wgmma tiles too) and a bias-gradient batch reduction (14 us each in the third run), twice each, at
   #    the formula's slice counts. In the third run the 128x64 GEMMs ran at 30-38% of the SMs' throughput, 3
   #    warps a scheduler (158 registers), the up-projection in 1.29 waves; this profiles the default wgmma tiles.
-  if runs more ncu4096 && command -v ncu > /dev/null && [[ -z ${GPU_CHECK_DRY:-} ]] && fits ncu4096 120; then
-    t0=$SECONDS
+  profile4096() {  # name: ncu's sections for those kernels, in the tiles the environment asks for
+    runs more "$1" && command -v ncu > /dev/null && [[ -z ${GPU_CHECK_DRY:-} ]] && fits "$1" 120 || return 0
+    local t0=$SECONDS
     CMC_CUDA_TUNE=0 timeout 120 ncu --clock-control none --target-processes all --kernel-name regex:'target_block1_(down|up)_mm|nt_d_block1_ln|tn_d_block1_up_w|reduce_batch_d_block1_up_b' --launch-count 10 \
         --section SpeedOfLight --section Occupancy --section LaunchStats --section WarpStateStats --section MemoryWorkloadAnalysis --section ComputeWorkloadAnalysis \
         --csv --page details "${java[@]}" -jar .gpu/cmc.jar bench examples/seed_default.cm --backends cuda:0 --seconds 1 --batch 4096 --train-batch 4096 \
-        > "$out/ncu4096.csv" 2> "$out/ncu4096.err" || echo "ncu4096 failed (see ncu4096.err)"
-    echo "ncu4096: $((SECONDS - t0)) s, to $(date -u +%T)" >> "$out/stages.txt"
-    grep -c Duration "$out/ncu4096.csv"; tail -n 2 "$out/ncu4096.err"
+        > "$out/$1.csv" 2> "$out/$1.err" || echo "$1 failed (see $1.err)"
+    echo "$1: $((SECONDS - t0)) s, to $(date -u +%T)" >> "$out/stages.txt"
+    grep -c Duration "$out/$1.csv"; tail -n 2 "$out/$1.err"
     pack
-  fi
+  }
+  profile4096 ncu4096
+  #    The same in 128x256 wgmma tiles: whether their deeper pipeline keeps more bytes in flight, as meant.
+  CMC_CUDA_TILES=wgmma-wide profile4096 ncu4096_wide
   # 9. The alternatives, as time allows: each of wgmma and fused blocks alone in tf32, fused blocks in fp32,
   #    128×128 mma.sync tiles (2-stage pipeline; 3xTF32 in 8 warps of 64×32, tf32 in 4 of 64×64), the GEMMs on
   #    the FMA units, the batch-256 graph captured on one stream, bf16.

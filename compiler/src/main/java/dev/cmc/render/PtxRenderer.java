@@ -161,8 +161,8 @@ public final class PtxRenderer {
      * by mma.sync warps (WIDE, NN GEMMs only: weight gradients, TN and split over the batch, keep 128×64), or for
      * tf32 and 3xTF32 by wgmma warpgroups (WGMMA, sm_90 only: the module targets sm_90a), NN and TN alike;
      * WGMMA_NN leaves the TN GEMMs in 128×64 mma.sync tiles, as WGMMA did before TN GEMMs had a wgmma path, to
-     * time the one against the other; WGMMA_WIDE tiles those of 256 columns or more 128×256. fp32 FMA GEMMs are always 128×64; under the wgmma tilings, bf16 GEMMs and
-     * the narrower ones keep 128×64 mma.sync tiles.
+     * time the one against the other; WGMMA_WIDE tiles those of 256 columns or more 128×256. fp32 FMA GEMMs are
+     * always 128×64; under the wgmma tilings, bf16 GEMMs and the narrower ones keep 128×64 mma.sync tiles.
      */
     public enum Tiling {
         NARROW("narrow", ""), WIDE("wide", "128x128 tiles"), WGMMA("wgmma", "128x128 wgmma tiles"),

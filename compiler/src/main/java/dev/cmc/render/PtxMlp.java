@@ -32,16 +32,20 @@ final class PtxMlp extends PtxMatrixKernel {
      * accumulators that stay in registers to the end (each warp 32×h/4), where the down-projection's epilogue
      * (bias, residual) stores the block's output. So a row costs one read and one write of h floats, where the
      * three kernels it replaces moved 2h + 2e more: the normalised rows and the hidden activation, each
-     * written and read back. The weights (L2-resident) stream through one 4-stage cp.async pipeline of equal
-     * slices, up slices and down slices in turn, so that every stage index is known when the kernel is
-     * written: a chunk is 16 slices (h = 256) or 8, both whole multiples of the 4 stages.
+     * written and read back. The weights (L2-resident) stream through one 6-stage cp.async pipeline of equal
+     * slices, up slices and down slices in turn, 5 slices (45 KB) in flight while one is multiplied.
      */
+    /** A stage's byte offset on to the next stage's, round to the first after the last. */
+    private void nextStageOffset(String offset, int stageBytes) {
+        op("add.s32 " + offset + ", " + offset + ", " + stageBytes + ";");
+        op("selp.s32 " + offset + ", 0, " + offset + ", " + pred("eq.s32", offset, Integer.toString(MLP_STAGES * stageBytes)) + ";");
+    }
+
     private void mlp(Kernel.Mlp m) {
         int h = m.domain().cols(), e = m.up().domain().cols();
         int lnStride = h + 4, actStride = MLP_CHUNK + 4, upStride = MLP_CHUNK + 8, downStride = h + 8;
         int downK = MLP_SLICE / h, upSteps = h / MLP_UP_K, steps = upSteps + MLP_CHUNK / downK, chunks = e / MLP_CHUNK;
         int stageBytes = 4 * mlpStageFloats(h), ahead = MLP_STAGES - 1, downTiles = h / 32;
-        if (steps % MLP_STAGES != 0) throw new IllegalStateException(m.name() + ": " + steps + " slices a chunk");
         // tf32 keeps both on-chip operands rounded to TF32, so their fragments go to the mma as loaded; 3xTF32
         // keeps them in fp32 and splits each fragment into head and remainder as it loads it, as gemmMma does.
         boolean x3 = matmul == Matmul.TF32X3;
@@ -56,7 +60,7 @@ final class PtxMlp extends PtxMatrixKernel {
         // thread's one 16-byte copy of it, its addresses worked out afresh from %tid.x and the chunk each time,
         // which costs a few integer instructions a slice and keeps them out of the registers the loop holds.
         String chunk = constI(0);
-        record Slice(int s, boolean next, String valid, int stage) {}
+        record Slice(int s, boolean next, String valid, String stageBase) {}
         java.util.function.Consumer<Slice> issue = sl -> {
             boolean up = sl.s() < upSteps;
             int j = up ? sl.s() : sl.s() - upSteps, perRow = up ? MLP_CHUNK / 4 : h / 4;
@@ -67,13 +71,13 @@ final class PtxMlp extends PtxMatrixKernel {
             String src = up ? bin("add.s32", mad(row, Integer.toString(e), q), chunkAt)
                             : mad(chunkAt, Integer.toString(h), mad(row, Integer.toString(h), q));
             int offset = w.offset() + (up ? MLP_UP_K * j * e : downK * j * h);
-            String dst = bin("add.s64", stages, wideBytes(bin("shl.b32", mad(row, Integer.toString(up ? upStride : downStride), q), "2")));
-            op((sl.valid() == null ? "" : "@" + sl.valid() + " ") + "cp.async.cg.shared.global [" + dst + "+" + sl.stage() * stageBytes
+            String dst = bin("add.s64", sl.stageBase(), wideBytes(bin("shl.b32", mad(row, Integer.toString(up ? upStride : downStride), q), "2")));
+            op((sl.valid() == null ? "" : "@" + sl.valid() + " ") + "cp.async.cg.shared.global [" + dst
                     + "], [" + address(w.array(), bin("add.s32", src, Integer.toString(offset))) + "], 16, 16;");
             op("cp.async.commit_group;");
         };
         comment("the first " + ahead + " weight slices on their way while the rows are normalised");
-        for (int s = 0; s < ahead; s++) issue.accept(new Slice(s, false, null, s));
+        for (int s = 0; s < ahead; s++) issue.accept(new Slice(s, false, null, bin("add.s64", stages, Integer.toString(s * stageBytes))));
 
         comment("LayerNorm of the block's rows into shared memory" + (x3 ? "" : ", rounded to TF32") + ": warp w takes rows w, w+16, ...; rows past the end are zero");
         Kernel.Normalize norm = m.norm();
@@ -122,26 +126,34 @@ final class PtxMlp extends PtxMatrixKernel {
         // This thread's up-chunk accumulator (i, j, q) is local row warpRow + g + 16i + 8·(q/2), chunk column 16·(w%4) + 2t + 8j + q%2.
         String accRow = bin("add.s32", warpRow, grp), upAccCol = mad(warpAcross, "16", bin("shl.b32", tig, "1"));
 
+        // The stages a slice is read from and written to, as byte offsets: a chunk's slices are not a whole number
+        // of rounds of the stages, so each chunk starts at another stage, and the offsets go round at run time.
+        String readOff = r(), writeOff = r();
+        op("mov.u32 " + readOff + ", 0;");
+        op("mov.u32 " + writeOff + ", " + ahead * stageBytes + ";");
         String top = newLabel("chunk"), done = newLabel("chunk_end");
         label(top);
         op(".pragma \"nounroll\";");
         op("@" + pred("ge.s32", chunk, Integer.toString(chunks)) + " bra " + done + ";");
         String moreChunks = pred("lt.s32", bin("add.s32", chunk, "1"), Integer.toString(chunks));
         for (int i = 0; i < steps; i++) {
-            int stage = i % MLP_STAGES, s = i + ahead;
+            int s = i + ahead;
             comment("slice " + i + " of " + steps + " (" + (i < upSteps ? "up, K rows " + MLP_UP_K * i : "down, K rows " + downK * (i - upSteps))
-                    + " of the chunk) in stage " + stage + "; slice " + s % steps + (s < steps ? "" : " of the next chunk") + " on its way");
+                    + " of the chunk); slice " + s % steps + (s < steps ? "" : " of the next chunk") + " on its way into the stage read last");
             op("cp.async.wait_group " + (ahead - 1) + ";");
             op("bar.sync 0;");
-            issue.accept(new Slice(s % steps, s >= steps, s >= steps ? moreChunks : null, s % MLP_STAGES));
+            issue.accept(new Slice(s % steps, s >= steps, s >= steps ? moreChunks : null, bin("add.s64", stages, wideBytes(writeOff))));
+            String upReadHere = bin("add.s64", upRead, wideBytes(readOff)), downReadHere = bin("add.s64", downRead, wideBytes(readOff));
+            nextStageOffset(readOff, stageBytes);
+            nextStageOffset(writeOff, stageBytes);
             // The up chunk's accumulators start at zero here, so that they hold no registers through the down slices.
             if (i == 0) for (String[][] a : upAcc) for (String[] b : a) for (String x : b) op("mov.f32 " + x + ", 0f00000000;");
             if (i < upSteps) {
                 for (int ks = 0; ks < MLP_UP_K; ks += 8) {
                     String[][][] bf = new String[2][][];
                     for (int jn = 0; jn < 2; jn++) {
-                        int at = stage * stageBytes + 4 * (ks * upStride + 8 * jn);
-                        bf[jn] = tf32(new String[]{sharedB32(upRead, at), sharedB32(upRead, at + 16 * upStride)});
+                        int at = 4 * (ks * upStride + 8 * jn);
+                        bf[jn] = tf32(new String[]{sharedB32(upReadHere, at), sharedB32(upReadHere, at + 16 * upStride)});
                     }
                     for (int ti = 0; ti < 2; ti++) {
                         String[][] af = fragment(ldmatrix(lnRead, 4 * (16 * ti * lnStride + MLP_UP_K * i + ks)), x3);
@@ -154,8 +166,8 @@ final class PtxMlp extends PtxMatrixKernel {
                     String[][][] af = new String[2][][];
                     for (int ti = 0; ti < 2; ti++) af[ti] = fragment(ldmatrix(actRead, 4 * (16 * ti * actStride + downK * j + ks)), x3);
                     for (int jn = 0; jn < downTiles; jn++) {
-                        int at = stage * stageBytes + 4 * (ks * downStride + 8 * jn);
-                        String[][] bf = tf32(new String[]{sharedB32(downRead, at), sharedB32(downRead, at + 16 * downStride)});
+                        int at = 4 * (ks * downStride + 8 * jn);
+                        String[][] bf = tf32(new String[]{sharedB32(downReadHere, at), sharedB32(downReadHere, at + 16 * downStride)});
                         for (int ti = 0; ti < 2; ti++) mmas(downAcc[ti][jn], af[ti], bf);
                     }
                 }

@@ -70,12 +70,15 @@ public final class PtxRenderer {
 
     /**
      * A fused MLP block ({@link PtxMlp}): 128 rows per block in 512 threads; the hidden activation made 64 columns
-     * at a time; the weights streamed through a 4-stage cp.async pipeline in slices of 2048 floats (32 K rows of
+     * at a time; the weights streamed through a 6-stage cp.async pipeline in slices of 2048 floats (32 K rows of
      * the up-projection's 64 columns, or 2048/h K rows of the down-projection's h columns), one 16-byte copy per
-     * thread each.
+     * thread each. Six stages, not four, where h = 256 leaves room for them (218 KB of the 227 an H100's block may
+     * have): five slices in flight, not three, since the block is the SM's only one and a slice's copies are all
+     * it has in flight to hide the trip to L2 (the third H200 run's fused tf32 sampler streamed its weights at
+     * about 1.6 TB/s, 27 KB in flight an SM).
      */
     public static final int MLP_ROWS = 128;
-    static final int MLP_THREADS = 512, MLP_CHUNK = 64, MLP_UP_K = 32, MLP_STAGES = 4,
+    static final int MLP_THREADS = 512, MLP_CHUNK = 64, MLP_UP_K = 32, MLP_STAGES = 6,
             MLP_SLICE = MLP_THREADS * 4;
 
     /**
@@ -230,7 +233,7 @@ public final class PtxRenderer {
         return Math.max(MLP_UP_K * (MLP_CHUNK + 8), MLP_SLICE / h * (h + 8));
     }
 
-    /** A fused MLP's dynamic shared memory: the normalised rows, the hidden chunk, the weight stages (200 KB at h = 256). */
+    /** A fused MLP's dynamic shared memory: the normalised rows, the hidden chunk, the weight stages (218 KB at h = 256, 154 KB at 128). */
     public static int mlpSharedBytes(int h) {
         return 4 * (MLP_ROWS * (h + 4) + MLP_ROWS * (MLP_CHUNK + 4) + MLP_STAGES * mlpStageFloats(h));
     }

@@ -117,7 +117,7 @@ public class PtxasTest {
             }
         }
         // Fused MLP blocks (CMC_CUDA_MLP=fused, tf32 and 3xTF32) at both widths they take, with the other GEMMs in
-        // mma.sync and in wgmma tiles; for sm_80, h = 128 alone, whose 136 KB of shared memory fit an A100.
+        // mma.sync and in wgmma tiles; for sm_80, h = 128 alone, whose 154 KB of shared memory fit an A100.
         Spec roll = spec("input_dim = 2; hidden_size = 128; num_layers = 3;", "method = ict;");
         for (Program p : arch.equals("sm_90") ? List.of(programs.get(0), programs.get(2), Compiler.sampler(roll).program())
                                               : List.of(Compiler.sampler(roll).program())) {

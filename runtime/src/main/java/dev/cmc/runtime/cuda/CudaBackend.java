@@ -67,7 +67,7 @@ public final class CudaBackend implements Backend {
      * GEMMs, h of 128 or 256) in programs loaded for at least 256 rows per SM, which is sampling at large batches;
      * split keeps three kernels a block; auto, the default, fuses with tf32 GEMMs only, where an H200 sampled 1M
      * rows in 44.2 ms fused against 51.8-53.6 split (3xTF32: 98.6 fused, 96.4 split, 72.8 with wgmma split).
-     * Below that size the fused kernel's 128-row blocks, one per SM (200 KB of shared memory at h = 256), would
+     * Below that size the fused kernel's 128-row blocks, one per SM (218 KB of shared memory at h = 256), would
      * leave most SMs idle where the split GEMMs' 128×64 tiles fill the GPU: a CT step at 4,096 rows would fuse into
      * 32 blocks on 132 SMs. Blocks fuse only where their shared memory fits the GPU's (see {@link #prepare}).
      */
@@ -187,8 +187,8 @@ public final class CudaBackend implements Backend {
 
     /**
      * The program as this GPU runs it: with fused MLP blocks where they are asked for, the batch is large enough
-     * and a block's tiles fit the shared memory a block may have here (200 KB at h = 256: an H100's or H200's 227
-     * KB, not an A100's 163 KB; 136 KB at h = 128, on both).
+     * and a block's tiles fit the shared memory a block may have here (218 KB at h = 256: an H100's or H200's 227
+     * KB, not an A100's 163 KB; 154 KB at h = 128, on both).
      */
     @Override
     public Program prepare(Program program, int maxBatch) {

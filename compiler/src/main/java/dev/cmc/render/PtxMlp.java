@@ -35,12 +35,6 @@ final class PtxMlp extends PtxMatrixKernel {
      * written and read back. The weights (L2-resident) stream through one 6-stage cp.async pipeline of equal
      * slices, up slices and down slices in turn, 5 slices (45 KB) in flight while one is multiplied.
      */
-    /** A stage's byte offset on to the next stage's, round to the first after the last. */
-    private void nextStageOffset(String offset, int stageBytes) {
-        op("add.s32 " + offset + ", " + offset + ", " + stageBytes + ";");
-        op("selp.s32 " + offset + ", 0, " + offset + ", " + pred("eq.s32", offset, Integer.toString(MLP_STAGES * stageBytes)) + ";");
-    }
-
     private void mlp(Kernel.Mlp m) {
         int h = m.domain().cols(), e = m.up().domain().cols();
         int lnStride = h + 4, actStride = MLP_CHUNK + 4, upStride = MLP_CHUNK + 8, downStride = h + 8;
@@ -204,5 +198,11 @@ final class PtxMlp extends PtxMatrixKernel {
             String col = bin("add.s32", outCol, Integer.toString(8 * jn + q % 2));
             emit(m.down(), rows, Integer.toString(h), new Out(row, col, downAcc[ti][jn][q]));
         }
+    }
+
+    /** A stage's byte offset on to the next stage's, round to the first after the last. */
+    private void nextStageOffset(String offset, int stageBytes) {
+        op("add.s32 " + offset + ", " + offset + ", " + stageBytes + ";");
+        op("selp.s32 " + offset + ", 0, " + offset + ", " + pred("eq.s32", offset, Integer.toString(MLP_STAGES * stageBytes)) + ";");
     }
 }

@@ -151,7 +151,7 @@ final class PtxBandwidthKernels extends PtxFunction {
         }
         String sum = sums[0];
         label(skip);
-        String slot = publish(tid, sum, 32 * slices);
+        String slot = publish(tid, sum);
         exitIf(pred("ne.s32", slice, "0"));
         exitIf(pred("ge.s32", col, Integer.toString(n)));
         comment("the slices in order, so that every run sums alike");
@@ -189,9 +189,9 @@ final class PtxBandwidthKernels extends PtxFunction {
         lets(ss.epilogue(), new Ctx(d, k, col, sum, new HashMap<>()));
     }
 
-    /** Declares the block's shared "part" array, stores each thread's partial sum at its slot, waits for all. */
-    private String publish(String tid, String partial, int threads) {
-        shared.append("    .shared .align 4 .f32 part[").append(threads).append("];\n");
+    /** Declares the block's shared "part" array, one slot a thread, stores each thread's partial sum at its slot, waits for all. */
+    private String publish(String tid, String partial) {
+        shared.append("    .shared .align 4 .f32 part[").append(threads()).append("];\n");
         String slot = sharedSlot(symbol("part"), tid);
         op("st.shared.f32 [" + slot + "], " + partial + ";");
         op("bar.sync 0;");
@@ -215,7 +215,7 @@ final class PtxBandwidthKernels extends PtxFunction {
             String v = loadGlobal(s.array(), i);
             op("fma.rn.f32 " + sum + ", " + v + ", " + v + ", " + sum + ";");
         });
-        String slot = publish(tid, sum, BLOCK);
+        String slot = publish(tid, sum);
         comment("tree reduction in shared memory");
         for (int stride = BLOCK / 2; stride >= 1; stride /= 2) {
             String skip = newLabel("tree");

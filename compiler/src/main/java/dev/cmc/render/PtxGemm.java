@@ -449,8 +449,8 @@ class PtxGemm extends PtxMatrixKernel {
         compute.accept(bufferBase(t.as(), readStage, aStage), bufferBase(t.bs(), readStage, bStage));
         op("add.s32 " + kCur + ", " + kCur + ", " + slice + ";");
         op("add.s32 " + kNext + ", " + kNext + ", " + slice + ";");
-        nextStage(readStage, stages);
-        nextStage(writeStage, stages);
+        goRound(readStage, 1, stages);
+        goRound(writeStage, 1, stages);
         op("bra " + top + ";");
         label(done);
         op("cp.async.wait_group 0;");
@@ -527,12 +527,6 @@ class PtxGemm extends PtxMatrixKernel {
 
     /** 16-byte copies where rows and the offset keep every chunk aligned and whole, else 4-byte ones. */
     static int chunkWidth(int rowLength, int offset) { return rowLength % 4 == 0 && offset % 4 == 0 ? 4 : 1; }
-
-    void nextStage(String stage, int stages) {
-        op("add.s32 " + stage + ", " + stage + ", 1;");
-        String wrap = pred("eq.s32", stage, Integer.toString(stages));
-        op("selp.s32 " + stage + ", 0, " + stage + ", " + wrap + ";");
-    }
 
     /** A TN GEMM's A fragment of m tile i at k step ks, from the K-major tile: A(g, t), A(g+8, t), A(g, t+4), A(g+8, t+4). */
     String[] aFragmentTn(String aRead, int ks, int i) {

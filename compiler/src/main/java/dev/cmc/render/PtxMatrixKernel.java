@@ -18,6 +18,16 @@ abstract class PtxMatrixKernel extends PtxFunction {
         this.matmul = matmul;
     }
 
+    /**
+     * A pipeline's stage counter on to the next stage: step on, and back to 0 where it reaches end (a stage
+     * index stepping by 1, or a byte offset by a stage's bytes).
+     */
+    void goRound(String counter, int step, int end) {
+        op("add.s32 " + counter + ", " + counter + ", " + step + ";");
+        String wrap = pred("eq.s32", counter, Integer.toString(end));
+        op("selp.s32 " + counter + ", 0, " + counter + ", " + wrap + ";");
+    }
+
     /** One accumulator register and the output element it belongs to. */
     record Out(String row, String col, String acc) {}
 

@@ -138,8 +138,8 @@ final class PtxMlp extends PtxMatrixKernel {
             op("bar.sync 0;");
             issue.accept(new Slice(s % steps, s >= steps, s >= steps ? moreChunks : null, bin("add.s64", stages, wideBytes(writeOff))));
             String upReadHere = bin("add.s64", upRead, wideBytes(readOff)), downReadHere = bin("add.s64", downRead, wideBytes(readOff));
-            nextStageOffset(readOff, stageBytes);
-            nextStageOffset(writeOff, stageBytes);
+            goRound(readOff, stageBytes, MLP_STAGES * stageBytes);
+            goRound(writeOff, stageBytes, MLP_STAGES * stageBytes);
             // The up chunk's accumulators start at zero here, so that they hold no registers through the down slices.
             if (i == 0) for (String[][] a : upAcc) for (String[] b : a) for (String x : b) op("mov.f32 " + x + ", 0f00000000;");
             if (i < upSteps) {
@@ -198,11 +198,5 @@ final class PtxMlp extends PtxMatrixKernel {
             String col = bin("add.s32", outCol, Integer.toString(8 * jn + q % 2));
             emit(m.down(), rows, Integer.toString(h), new Out(row, col, downAcc[ti][jn][q]));
         }
-    }
-
-    /** A stage's byte offset on to the next stage's, round to the first after the last. */
-    private void nextStageOffset(String offset, int stageBytes) {
-        op("add.s32 " + offset + ", " + offset + ", " + stageBytes + ";");
-        op("selp.s32 " + offset + ", 0, " + offset + ", " + pred("eq.s32", offset, Integer.toString(MLP_STAGES * stageBytes)) + ";");
     }
 }

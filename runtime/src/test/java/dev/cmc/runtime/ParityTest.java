@@ -402,9 +402,7 @@ class ParityTest {
     }
 
     static void assertClose(double[] ref, float[] got, double tol, String what) {
-        double scale = 1e-30;
-        for (double v : ref) scale = Math.max(scale, Math.abs(v));
-        double worst = 0;
+        double scale = scale(ref), worst = 0;
         int worstAt = -1;
         var firsts = new StringBuilder();
         for (int i = 0; i < ref.length; i++) {
@@ -413,5 +411,18 @@ class ParityTest {
             if (err > tol && firsts.length() < 400) firsts.append(String.format("  [%d] ref %.8g got %.8g%n", i, ref[i], got[i]));
         }
         assertTrue(worst <= tol, what + ": max relative error " + worst + " at " + worstAt + " (tolerance " + tol + ")\n" + firsts);
+    }
+
+    /** The largest difference of got from ref, relative to ref's largest element: what {@link #assertClose} bounds. */
+    static double maxRelativeError(double[] ref, float[] got) {
+        double scale = scale(ref), worst = 0;
+        for (int i = 0; i < ref.length; i++) worst = Math.max(worst, Math.abs(ref[i] - got[i]) / scale);
+        return worst;
+    }
+
+    private static double scale(double[] ref) {
+        double scale = 1e-30;
+        for (double v : ref) scale = Math.max(scale, Math.abs(v));
+        return scale;
     }
 }

@@ -342,8 +342,13 @@ abstract class PtxFunction {
 
     /** Sum across the warp by butterfly shuffles: every lane ends with the total. */
     String warpSum(String v) {
+        return laneSum(v, 32);
+    }
+
+    /** Sum across each aligned group of `lanes` lanes (a power of two up to 32) by butterfly shuffles. */
+    String laneSum(String v, int lanes) {
         String s = v;
-        for (int offset = 16; offset >= 1; offset /= 2) {
+        for (int offset = lanes / 2; offset >= 1; offset /= 2) {
             String t = f();
             op("shfl.sync.bfly.b32 " + t + ", " + s + ", " + offset + ", 31, 0xffffffff;");
             s = bin("add.f32", s, t);

@@ -84,6 +84,34 @@ abstract class PtxMatrixKernel extends PtxFunction {
         op("mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 " + c + ", {" + String.join(", ", a) + "}, {" + String.join(", ", b) + "}, " + c + ";");
     }
 
+    /**
+     * wgmma's shared-memory matrix descriptor of core matrices (8 rows × 16 bytes, 128 contiguous bytes each) at a
+     * shared address: the start address, LBO (the next core matrix along K, {@link PtxRenderer#WG_LBO} bytes on)
+     * and SBO (the next 8 rows) in 16-byte units (bits 0-13, 16-29, 32-45), no swizzle (bits 62-63 zero).
+     */
+    String descriptor(String sharedAddress, int sbo) {
+        String low = r();
+        op("cvt.u32.u64 " + low + ", " + sharedAddress + ";");
+        String start = bin("and.b32", bin("shr.u32", low, "4"), "16383");
+        String word = bin("or.b32", start, Integer.toString((WG_LBO >> 4) << 16));
+        return bin("or.b64", wideBytes(word), Long.toString((long) (sbo >> 4) << 32));
+    }
+
+    /** A descriptor moved on by a number of bytes (a multiple of 16): its start address counts 16-byte units. */
+    String advanced(String desc, int bytes) {
+        return bytes == 0 ? desc : bin("add.s64", desc, Integer.toString(bytes >> 4));
+    }
+
+    /** acc (+)= A·B on wgmma, m64nNk8 in TF32: A as four registers a thread, or a descriptor; B by descriptor. */
+    void wgmma(int n, String[] acc, String a, String bDesc, boolean accumulate) {
+        op("wgmma.mma_async.sync.aligned.m64n" + n + "k8.f32.tf32.tf32 {" + String.join(", ", acc) + "}, " + a + ", " + bDesc + ", "
+                + (accumulate ? 1 : 0) + ", 1, 1;");
+    }
+
+    void wgmma(int n, String[] acc, String[] a, String bDesc) {
+        wgmma(n, acc, "{" + String.join(", ", a) + "}", bDesc, true);
+    }
+
     /** Four 32-bit words by ldmatrix.x4: an NN GEMM's A fragment A(g, t), A(g+8, t), A(g, t+4), A(g+8, t+4). */
     String[] ldmatrix(String base, int byteOffset) {
         String[] v = {r(), r(), r(), r()};

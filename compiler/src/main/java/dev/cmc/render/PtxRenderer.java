@@ -14,7 +14,8 @@ import java.util.List;
  * <ul>
  *   <li>{@link PtxGemm}: GEMMs on the FMA units or the tensor cores' mma.sync, split over K where few output
  *       tiles would leave the GPU idle; {@link PtxWgmmaGemm}: Hopper's warpgroup wgmma (sm_90a).</li>
- *   <li>{@link PtxMlp}: a residual MLP block in one kernel, its intermediates on chip (sm_90).</li>
+ *   <li>{@link PtxMlp}: a residual MLP block in one kernel, its intermediates on chip (sm_90); {@link PtxWgmmaMlp}:
+ *       the same on wgmma (tf32, sm_90a).</li>
  *   <li>{@link PtxBandwidthKernels}: elementwise kernels, row normalisations, reductions, transposes, Adam + EMA.</li>
  * </ul>
  * {@link PtxFunction}, their base, holds a kernel's registers and instructions and writes the IR's expressions.
@@ -80,6 +81,24 @@ public final class PtxRenderer {
     public static final int MLP_ROWS = 128;
     static final int MLP_THREADS = 512, MLP_CHUNK = 64, MLP_UP_K = 32, MLP_STAGES = 6,
             MLP_SLICE = MLP_THREADS * 4;
+
+    /**
+     * A fused tf32 MLP block on wgmma ({@link PtxWgmmaMlp}): 128 rows per block in two warpgroups; the weights
+     * streamed in slices of 4096 floats (16 KB: 64 K rows of the up-projection's 64 columns, or 4096/h of the
+     * down-projection's h) through 6 stages, 4 slices (64 KB) in flight, beside the normalised rows (128 KB at
+     * h = 256): 224 KB.
+     */
+    static final int WG_MLP_THREADS = 2 * 128, WG_MLP_SLICE = 4096, WG_MLP_STAGES = 6;
+
+    /** Whether fused MLP blocks run on wgmma ({@link PtxWgmmaMlp}) in this arithmetic and tiling: tf32 under WGMMA_MLP. */
+    static boolean wgmmaMlp(Matmul matmul, Tiling tiling) {
+        return matmul == Matmul.TF32 && tiling == Tiling.WGMMA_MLP;
+    }
+
+    /** A wgmma MLP block's dynamic shared memory: the normalised rows as core matrices, the weight stages. */
+    static int wgmmaMlpSharedBytes(int h) {
+        return 4 * (MLP_ROWS * h + WG_MLP_STAGES * WG_MLP_SLICE);
+    }
 
     /**
      * A launch: grid dimensions, threads per block ({@link #BLOCK}, or a GEMM tile's {@link Tile#threads}) and
@@ -164,14 +183,16 @@ public final class PtxRenderer {
      * by mma.sync warps (WIDE, NN GEMMs only: weight gradients, TN and split over the batch, keep 128×64), or for
      * tf32 and 3xTF32 by wgmma warpgroups (WGMMA, sm_90 only: the module targets sm_90a), NN and TN alike;
      * WGMMA_NN leaves the TN GEMMs in 128×64 mma.sync tiles, as WGMMA did before TN GEMMs had a wgmma path, to
-     * time the one against the other; WGMMA_WIDE tiles those of 256 columns or more 128×256. fp32 FMA GEMMs are
+     * time the one against the other; WGMMA_WIDE tiles those of 256 columns or more 128×256; WGMMA_MLP tiles as
+     * WGMMA does and runs fused tf32 MLP blocks on wgmma too ({@link PtxWgmmaMlp}). fp32 FMA GEMMs are
      * always 128×64; under the wgmma tilings, bf16 GEMMs and the narrower ones keep 128×64 mma.sync tiles.
      */
     public enum Tiling {
         NARROW("narrow", ""), WIDE("wide", "128x128 tiles"), WGMMA("wgmma", "128x128 wgmma tiles"),
         WGMMA_DEEP("wgmma-deep", "128x128 wgmma tiles, 32-deep for tf32"),
         WGMMA_NN("wgmma-nn", "128x128 wgmma tiles for NN GEMMs only"),
-        WGMMA_WIDE("wgmma-wide", "128x256 wgmma tiles");
+        WGMMA_WIDE("wgmma-wide", "128x256 wgmma tiles"),
+        WGMMA_MLP("wgmma-mlp", "128x128 wgmma tiles, tf32 MLP blocks on wgmma");
 
         /** Its CMC_CUDA_TILES value, and what a module's header and a device's name say of it (none for the default). */
         public final String setting, description;
@@ -182,7 +203,7 @@ public final class PtxRenderer {
         }
 
         /** Whether the module has wgmma GEMMs, and so targets sm_90a. */
-        public boolean wgmma() { return this == WGMMA || this == WGMMA_DEEP || this == WGMMA_NN || this == WGMMA_WIDE; }
+        public boolean wgmma() { return this != NARROW && this != WIDE; }
     }
 
     public static Tile tile(Kernel.Gemm g, Matmul matmul, Tiling tiling) {
@@ -259,6 +280,8 @@ public final class PtxRenderer {
             case Kernel.SumSquares s -> new Launch(1, 1, 1);
             case Kernel.AdamEma a -> new Launch(ceil(a.count(), BLOCK), 1, 1);
             case Kernel.Elementwise e -> new Launch((int) Math.max(1, ceil(rows(e.domain(), batch) * (long) e.domain().cols(), BLOCK)), 1, 1);
+            case Kernel.Mlp m when wgmmaMlp(matmul, tiling) ->
+                    new Launch(ceil(rows(m.domain(), batch), MLP_ROWS), 1, 1, WG_MLP_THREADS, wgmmaMlpSharedBytes(m.domain().cols()));
             case Kernel.Mlp m -> new Launch(ceil(rows(m.domain(), batch), MLP_ROWS), 1, 1, MLP_THREADS, mlpSharedBytes(m.domain().cols()));
         };
     }
@@ -462,6 +485,7 @@ public final class PtxRenderer {
         return switch (program.kernels().get(i)) {
             case Kernel.Gemm g when tile(g, matmul, tiling).warpgroups() -> new PtxWgmmaGemm(program, i, matmul, tile(g, matmul, tiling));
             case Kernel.Gemm g -> new PtxGemm(program, i, matmul, tile(g, matmul, tiling));
+            case Kernel.Mlp m when wgmmaMlp(matmul, tiling) -> new PtxWgmmaMlp(program, i);
             case Kernel.Mlp m -> new PtxMlp(program, i, matmul);
             default -> new PtxBandwidthKernels(program, i);
         };

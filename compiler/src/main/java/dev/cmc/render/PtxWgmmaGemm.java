@@ -50,14 +50,13 @@ final class PtxWgmmaGemm extends PtxGemm {
             comment("the slice was written through the generic proxy; wgmma reads it through the async proxy");
             op("fence.proxy.async.shared::cta;");
         }, (aBase, bBase) -> {
-            String bRead = bin("add.s64", bBase, bOff), desc = descriptor(aBase);
+            String bRead = bin("add.s64", bBase, bOff), desc = descriptor(aBase, tile.sbo());
             int steps = tile.sliceK() / 8;
             for (int ks = 0; ks < tile.sliceK(); ks += 8) {
                 comment("k step " + ks + (x3 ? ": remainder products first" : ""));
                 String[][] a = tf32(transposedBWords(bRead, ks));
                 op("wgmma.fence.sync.aligned;");
-                // The next two core matrices along K: the descriptor's start address counts 16-byte units.
-                String d = ks == 0 ? desc : bin("add.s64", desc, Integer.toString(ks / 4 * WG_LBO >> 4));
+                String d = advanced(desc, ks / 4 * WG_LBO);   // the next two core matrices along K
                 if (x3) {
                     wgmma(wgN, acc, a[0], bin("add.s64", d, Integer.toString(loOffset >> 4)));
                     wgmma(wgN, acc, a[1], d);
@@ -79,18 +78,6 @@ final class PtxWgmmaGemm extends PtxGemm {
             for (int e = 0; e < 4; e++) outs.add(new Out(rows[e % 2], cols[e / 2], acc[4 * j + e]));
         }
         finish(g, t, outs);
-    }
-
-    /**
-     * wgmma's shared-memory matrix descriptor of a core-matrix slice at a shared address: the start address,
-     * LBO and SBO in 16-byte units (bits 0-13, 16-29, 32-45), no swizzle (bits 62-63 zero).
-     */
-    private String descriptor(String sharedAddress) {
-        String low = r();
-        op("cvt.u32.u64 " + low + ", " + sharedAddress + ";");
-        String start = bin("and.b32", bin("shr.u32", low, "4"), "16383");
-        String word = bin("or.b32", start, Integer.toString((WG_LBO >> 4) << 16));
-        return bin("or.b64", wideBytes(word), Long.toString((long) (tile.sbo() >> 4) << 32));
     }
 
     /**
@@ -125,9 +112,4 @@ final class PtxWgmmaGemm extends PtxGemm {
 
     /** One register, or several as a PTX vector. */
     private static String operands(String[] regs) { return regs.length == 1 ? regs[0] : "{" + String.join(", ", regs) + "}"; }
-
-    private void wgmma(int n, String[] acc, String[] a, String desc) {
-        op("wgmma.mma_async.sync.aligned.m64n" + n + "k8.f32.tf32.tf32 {" + String.join(", ", acc) + "}, {" + String.join(", ", a) + "}, "
-                + desc + ", 1, 1, 1;");
-    }
 }

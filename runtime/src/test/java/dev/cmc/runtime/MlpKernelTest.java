@@ -82,6 +82,11 @@ class MlpKernelTest {
         if (!System.getProperty("cmc.parity.backends", "").strip().equals("cuda:")) {
             out.add(new Pair(new SimulatedCudaBackend(matmul).withFusedMlp(), new SimulatedCudaBackend(matmul), orderOnly));
             out.add(new Pair(new SimulatedCudaBackend(matmul, wgmma).withFusedMlp(), new SimulatedCudaBackend(matmul, wgmma), besideWgmma));
+            // tf32 blocks on wgmma themselves (CMC_CUDA_TILES=wgmma-mlp); 3xTF32 keeps its mma.sync blocks there
+            if (matmul == PtxRenderer.Matmul.TF32) {
+                var wgmmaMlp = PtxRenderer.Tiling.WGMMA_MLP;
+                out.add(new Pair(new SimulatedCudaBackend(matmul, wgmmaMlp).withFusedMlp(), new SimulatedCudaBackend(matmul, wgmmaMlp), besideWgmma));
+            }
         }
         for (var d : CudaDevices.list()) {
             if (d.major() != 9) continue;

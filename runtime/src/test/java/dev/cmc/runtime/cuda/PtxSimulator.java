@@ -332,53 +332,75 @@ final class PtxSimulator {
         }
 
         /**
-         * wgmma.mma_async m64nNk8 (TF32 in, fp32 out), A from registers, B by descriptor, issued: what it will
-         * do when retired. Layouts as the PTX ISA gives them: warp w of the group holds rows 16w… of A and D; lane
-         * l (g = l / 4, t = l % 4) A(g, t), A(g+8, t), A(g, t+4), A(g+8, t+4), and D register 4j + e is
-         * D(g + 8·(e/2), 8j + 2t + e%2). B(k, j), K-major without swizzle, lies at start + (j/8)·SBO + (k/4)·LBO +
-         * (j%8)·16 + (k%4)·4 bytes. TF32 operands are read as the top 19 bits of their fp32 words.
+         * wgmma.mma_async m64nNk8 (TF32 in, fp32 out), A from registers or by descriptor, B by descriptor, issued:
+         * what it will do when retired. Layouts as the PTX ISA gives them: warp w of the group holds rows 16w… of A
+         * and D; lane l (g = l / 4, t = l % 4) A(g, t), A(g+8, t), A(g, t+4), A(g+8, t+4), and D register 4j + e is
+         * D(g + 8·(e/2), 8j + 2t + e%2). A(i, k) and B(k, j) by descriptor, K-major without swizzle, lie at
+         * start + (i/8)·SBO + (k/4)·LBO + (i%8)·16 + (k%4)·4 bytes (j for i in B's). A descriptor's shared bytes are
+         * read when it is retired, its registers when issued. TF32 operands are read as the top 19 bits of their
+         * fp32 words. Scale-d 0 ignores the accumulators' old values.
          */
         private Runnable wgmma(int w0, Instr in) {
             var shape = java.util.regex.Pattern.compile("m64n(\\d+)k8\\.f32\\.tf32\\.tf32").matcher(in.op);
             if (!shape.find()) throw new IllegalStateException(e.name + ": the simulator knows TF32 m64nNk8 wgmma only: " + in.text);
             int cols = Integer.parseInt(shape.group(1)), dRegs = cols / 2;
             Operand[] a = in.args;
-            if (a.length != dRegs + 8 || get(w0, a[dRegs + 6]) != 1 || get(w0, a[dRegs + 7]) != 1) {
-                throw new IllegalStateException(e.name + ": expected " + dRegs + " accumulators, 4 A registers, a descriptor, scale-d and scales of 1: " + in.text);
+            boolean aShared = a.length == dRegs + 5;
+            int aRegs = aShared ? 1 : 4, b = dRegs + aRegs;
+            if ((a.length != dRegs + 8 && !aShared) || get(w0, a[b + 2]) != 1 || get(w0, a[b + 3]) != 1) {
+                throw new IllegalStateException(e.name + ": expected " + dRegs + " accumulators, 4 A registers or a descriptor, a descriptor,"
+                        + " scale-d and scales of 1: " + in.text);
             }
             float[][] am = new float[64][8];
-            long desc = get(w0, a[dRegs + 4]);
-            boolean accumulate = get(w0, a[dRegs + 5]) != 0;
+            long desc = get(w0, a[b]), aDesc = aShared ? get(w0, a[dRegs]) : 0;
+            boolean accumulate = get(w0, a[b + 1]) != 0;
             for (int t = w0; t < w0 + WARPGROUP; t++) {
                 int w = (t - w0) / 32, l = (t - w0) % 32, g = l >> 2, q = l & 3;
-                if (get(t, a[dRegs + 4]) != desc) throw stuck("wgmma descriptor differs between threads: " + in.text);
+                if (get(t, a[b]) != desc || (aShared && get(t, a[dRegs]) != aDesc)) throw stuck("wgmma descriptor differs between threads: " + in.text);
+                if (aShared) continue;
                 am[16 * w + g][q] = tf32(get(t, a[dRegs]));
                 am[16 * w + g + 8][q] = tf32(get(t, a[dRegs + 1]));
                 am[16 * w + g][q + 4] = tf32(get(t, a[dRegs + 2]));
                 am[16 * w + g + 8][q + 4] = tf32(get(t, a[dRegs + 3]));
             }
-            if ((desc >>> 62) != 0 || ((desc >>> 49) & 7) != 0) throw stuck("swizzled or offset wgmma descriptors are not simulated: " + in.text);
-            long start = (desc & 0x3fff) << 4, lbo = ((desc >>> 16) & 0x3fff) << 4, sbo = ((desc >>> 32) & 0x3fff) << 4;
-            for (int t = w0; t < w0 + WARPGROUP; t++) for (int r = 0; r < dRegs + 4; r++) locked[t][a[r].reg]++;
-            long[] reads = {SHARED + start, SHARED + start + (cols / 8 - 1) * sbo + lbo + 8 * 16};
-            wgmmaReads.add(reads);
+            long[] bLayout = layout(desc, in.text), aLayout = aShared ? layout(aDesc, in.text) : null;
+            int held = aShared ? dRegs : b;   // accumulators and A registers; descriptors are read when issued
+            for (int t = w0; t < w0 + WARPGROUP; t++) for (int r = 0; r < held; r++) locked[t][a[r].reg]++;
+            List<long[]> reads = new ArrayList<>(List.of(readRange(bLayout, cols)));
+            if (aShared) reads.add(readRange(aLayout, 64));
+            wgmmaReads.addAll(reads);
             return () -> {
-                for (int t = w0; t < w0 + WARPGROUP; t++) for (int r = 0; r < dRegs + 4; r++) locked[t][a[r].reg]--;
-                wgmmaReads.remove(reads);
-                float[][] b = new float[8][cols];
-                for (int k = 0; k < 8; k++) for (int j = 0; j < cols; j++) {
-                    b[k][j] = tf32(bits(load("shared", SHARED + start + (j / 8) * sbo + (k / 4) * lbo + (j % 8) * 16 + (k % 4) * 4, in.text)));
-                }
+                for (int t = w0; t < w0 + WARPGROUP; t++) for (int r = 0; r < held; r++) locked[t][a[r].reg]--;
+                reads.forEach(wgmmaReads::remove);
+                if (aShared) for (int i = 0; i < 64; i++) for (int k = 0; k < 8; k++) am[i][k] = coreMatrixElement(aLayout, i, k, in.text);
+                float[][] bm = new float[8][cols];
+                for (int k = 0; k < 8; k++) for (int j = 0; j < cols; j++) bm[k][j] = coreMatrixElement(bLayout, j, k, in.text);
                 for (int t = w0; t < w0 + WARPGROUP; t++) {
                     int w = (t - w0) / 32, l = (t - w0) % 32, g = l >> 2, q = l & 3;
                     for (int r = 0; r < dRegs; r++) {
                         int row = 16 * w + g + 8 * ((r & 3) >> 1), col = 8 * (r >> 2) + 2 * q + (r & 1);
                         double sum = accumulate ? f(regs[t][a[r].reg]) : 0;
-                        for (int k = 0; k < 8; k++) sum += (double) am[row][k] * b[k][col];
+                        for (int k = 0; k < 8; k++) sum += (double) am[row][k] * bm[k][col];
                         regs[t][a[r].reg] = bits((float) sum);
                     }
                 }
             };
+        }
+
+        /** A wgmma descriptor's start address (in the shared window), LBO and SBO, in bytes. */
+        private long[] layout(long desc, String text) {
+            if ((desc >>> 62) != 0 || ((desc >>> 49) & 7) != 0) throw stuck("swizzled or offset wgmma descriptors are not simulated: " + text);
+            return new long[]{SHARED + ((desc & 0x3fff) << 4), ((desc >>> 16) & 0x3fff) << 4, ((desc >>> 32) & 0x3fff) << 4};
+        }
+
+        /** The shared bytes [from, to) a K-major operand of this many rows (M or N) and 8 K reads. */
+        private static long[] readRange(long[] layout, int rows) {
+            return new long[]{layout[0], layout[0] + (rows / 8 - 1) * layout[2] + layout[1] + 8 * 16};
+        }
+
+        /** Element (i, k) of a K-major operand by descriptor, as TF32. */
+        private float coreMatrixElement(long[] layout, int i, int k, String text) {
+            return tf32(bits(load("shared", layout[0] + (i / 8) * layout[2] + (k / 4) * layout[1] + (i % 8) * 16 + (k % 4) * 4, text)));
         }
 
         /** A TF32 operand as the tensor cores read an fp32 word: its top 19 bits. */
@@ -520,10 +542,10 @@ final class PtxSimulator {
             }
         }
 
-        /** cp.async: size bytes from src into shared dst, of which the first srcSize are copied and the rest zero. */
+        /** cp.async: size bytes from src into shared dst, of which the first srcSize (all, if not given) are copied and the rest zero. */
         private void copyAsync(int t, Operand[] a, String text) {
             long dst = get(t, a[0]), src = get(t, a[1]);
-            int size = (int) get(t, a[2]), srcSize = (int) get(t, a[3]);
+            int size = (int) get(t, a[2]), srcSize = a.length > 3 ? (int) get(t, a[3]) : size;
             if ((dst & (size - 1)) != 0 || (src & (size - 1)) != 0) throw new IllegalStateException(e.name + ": cp.async address not aligned to " + size + " at: " + text);
             float[] v = new float[size / 4];
             for (int q = 0; q < srcSize / 4; q++) v[q] = load("global", src + 4L * q, text);
@@ -716,7 +738,7 @@ final class PtxSimulator {
                     case "cvt.rn.f32.s32" -> r[a[0].reg] = bits((float) i(get(t, a[1])));
                     case "cvt.rn.f32.u32" -> r[a[0].reg] = bits((float) (get(t, a[1]) & 0xffffffffL));
                     case "cvt.rzi.s32.f32" -> r[a[0].reg] = (int) f(get(t, a[1]));
-                    case "selp.f32", "selp.s32" -> r[a[0].reg] = get(t, a[3]) != 0 ? get(t, a[1]) : get(t, a[2]);
+                    case "selp.f32", "selp.s32", "selp.b32" -> r[a[0].reg] = get(t, a[3]) != 0 ? get(t, a[1]) : get(t, a[2]);
                     default -> {
                         if (!op.startsWith("setp.")) throw new IllegalStateException(e.name + ": the simulator does not know: " + in.text);
                         r[a[0].reg] = setp(t, op, a) ? 1 : 0;

@@ -68,14 +68,14 @@ final class CompileCommand implements Callable<Integer> {
         for (Compiler.Compiled c : new Compiler.Compiled[]{Compiler.sampler(s), trainStep}) {
             // As CudaBackend runs it: with CMC_CUDA_MLP=fused, each residual MLP block that fits as one kernel, its
             // shared memory within what the architecture's data-centre GPU allows a block (h = 256 fuses for sm_90 only).
-            Program p = fuseMlps ? dev.cmc.render.PtxRenderer.fuseMlps(c.program(), matmul, dev.cmc.render.PtxRenderer.sharedPerBlock(arch)) : c.program();
+            // Tiled as the GPU would load it: the sampler for its 65,536-row launches, the step for the spec's batch.
+            int rows = c == trainStep ? s.train().batchSize() : dev.cmc.runtime.cuda.CudaBackend.SAMPLING_ROWS;
+            var t = tiling.orElseGet(() -> dev.cmc.runtime.cuda.CudaBackend.defaultTiling(arch.equals("sm_90") ? 9 : 8, rows, matmul));
+            Program p = fuseMlps ? dev.cmc.render.PtxRenderer.fuseMlps(c.program(), matmul, t, dev.cmc.render.PtxRenderer.sharedPerBlock(arch)) : c.program();
             String h = header + ", program " + p.name();
             if (backend != null) files.putAll(backend.render(p, h));
             else if (target.equals("tornado")) files.put(dev.cmc.render.TornadoRenderer.className(p) + ".java", dev.cmc.render.TornadoRenderer.render(p, JvmBackend.lanes(), h));
             else if (target.equals("cuda")) {
-                // Tiled as the GPU would load it: the sampler for its 65,536-row launches, the step for the spec's batch.
-                int rows = c == trainStep ? s.train().batchSize() : dev.cmc.runtime.cuda.CudaBackend.SAMPLING_ROWS;
-                var t = tiling.orElseGet(() -> dev.cmc.runtime.cuda.CudaBackend.defaultTiling(arch.equals("sm_90") ? 9 : 8, rows, matmul));
                 files.put(dev.cmc.render.JavaRenderer.className(p) + "." + (t.wgmma() ? "sm_90a" : arch) + ".ptx", dev.cmc.render.PtxRenderer.render(p, h, arch, matmul, t));
             }
             else files.put(dev.cmc.render.JavaRenderer.className(p) + ".cl", dev.cmc.render.OpenClRenderer.render(p, h));

@@ -52,6 +52,42 @@ public final class MlpFusion {
         return new Program(p.name(), List.copyOf(arrays), List.copyOf(kernels));
     }
 
+    /**
+     * The program with each fused block reading its weights transposed ({@link Kernel.Mlp#withTransposedWeights}),
+     * each weight transposed by a {@link Kernel.Transpose} just before its block, into the array's "_t" copy at the
+     * same offset (as the input gradients' transposed weights are, {@link Fusion}): Hopper's TF32 wgmma reads both
+     * operands K-major only, and a weight [K, N] lies N-major. A few microseconds a program for 2 MB a block.
+     */
+    public static Program withTransposedWeights(Program p) {
+        var kernels = new ArrayList<Kernel>();
+        var arrays = new ArrayList<>(p.arrays());
+        for (Kernel k : p.kernels()) {
+            if (!(k instanceof Kernel.Mlp m) || m.transposedWeights()) {
+                kernels.add(k);
+                continue;
+            }
+            Buf upT = transposed(m.up(), p, arrays, kernels), downT = transposed(m.down(), p, arrays, kernels);
+            kernels.add(m.withTransposedWeights(upT, downT));
+        }
+        return new Program(p.name(), List.copyOf(arrays), List.copyOf(kernels));
+    }
+
+    /**
+     * A Transpose of the GEMM's weight into its array's "_t" copy (declared like the weight's array, if not yet),
+     * added to kernels and named after the GEMM (k_matmul_block0_up_mm: k_transpose_block0_up_w); its destination.
+     */
+    private static Buf transposed(Kernel.Gemm g, Program p, List<Program.Array> arrays, List<Kernel> kernels) {
+        Buf w = g.b();
+        String name = w.array() + "_t";
+        if (arrays.stream().noneMatch(a -> a.name().equals(name))) {
+            Program.Array whole = p.array(w.array());
+            arrays.add(new Program.Array(name, whole.role() == Program.Role.PARAMS ? Program.Role.PARAMS_T : Program.Role.ACTIVATION, whole.shape(), null));
+        }
+        Buf dst = new Buf(name, w.offset(), dev.cmc.ir.Shape.fixed(w.shape().cols(), w.shape().rows()));
+        kernels.add(new Kernel.Transpose(g.name().replaceFirst("^k_matmul_", "k_transpose_").replaceFirst("_mm$", "_w"), w, dst));
+        return dst;
+    }
+
     /** The kernel's one stored value, if it is a whole batched activation (not an output the host reads). */
     private static Buf privateOutput(Program p, Kernel k) {
         Buf out = null;

@@ -47,7 +47,17 @@ public sealed interface Kernel {
      * the normalised rows on chip and makes and consumes up's a column chunk at a time. Made by
      * {@link dev.cmc.fusion.MlpFusion} for a renderer that can (PTX); the others never see one.
      */
-    record Mlp(String name, Normalize norm, Gemm up, Gemm down) implements Kernel {
+    record Mlp(String name, Normalize norm, Gemm up, Gemm down, Buf upT, Buf downT) implements Kernel {
+        public Mlp(String name, Normalize norm, Gemm up, Gemm down) { this(name, norm, up, down, null, null); }
+
+        /**
+         * The same block reading its weights transposed, [N, K], from copies that Transpose kernels before it make:
+         * what a renderer whose tensor cores read both operands K-major (Hopper's TF32 wgmma) asks for.
+         */
+        public Mlp withTransposedWeights(Buf upT, Buf downT) { return new Mlp(name, norm, up, down, upT, downT); }
+
+        public boolean transposedWeights() { return upT != null; }
+
         public Shape domain() { return down.domain(); }
         public List<Expr.Let> epilogue() { return down.epilogue(); }
         /** The normalised rows: norm's output, up's A. */

@@ -60,8 +60,8 @@ public final class Kernels {
                 collect(m.norm().x(), parts);
                 for (Expr.Let l : m.norm().epilogue()) collect(l.value(), parts);
                 for (Expr.Let l : m.up().epilogue()) collect(l.value(), parts);
-                parts.add(Range.of(m.up().b()));
-                parts.add(Range.of(m.down().b()));
+                parts.add(Range.of(m.transposedWeights() ? m.upT() : m.up().b()));
+                parts.add(Range.of(m.transposedWeights() ? m.downT() : m.down().b()));
                 for (Range r : parts) if (!r.array().equals(m.normalized().array()) && !r.array().equals(m.hidden().array())) out.add(r);
             }
         }

@@ -95,6 +95,11 @@ public final class PtxRenderer {
         return matmul == Matmul.TF32 && tiling == Tiling.WGMMA_MLP;
     }
 
+    /** Whether this block runs on wgmma: where {@link #wgmmaMlp} and {@link #fuseMlps} gave it its weights transposed. */
+    static boolean onWgmma(Kernel.Mlp m, Matmul matmul, Tiling tiling) {
+        return wgmmaMlp(matmul, tiling) && m.transposedWeights();
+    }
+
     /** A wgmma MLP block's dynamic shared memory: the normalised rows as core matrices, the weight stages. */
     static int wgmmaMlpSharedBytes(int h) {
         return 4 * (MLP_ROWS * h + WG_MLP_STAGES * WG_MLP_SLICE);
@@ -233,12 +238,18 @@ public final class PtxRenderer {
      * {@link dev.cmc.fusion.MlpFusion}): the normalised rows and the hidden activation stay on chip.
      */
     public static Program fuseMlps(Program p, Matmul matmul) {
-        return fuseMlps(p, matmul, Integer.MAX_VALUE);
+        return fuseMlps(p, matmul, Tiling.NARROW);
+    }
+
+    /** The same for a module tiled so: under WGMMA_MLP, tf32's blocks read their weights transposed (see {@link PtxWgmmaMlp}). */
+    public static Program fuseMlps(Program p, Matmul matmul, Tiling tiling) {
+        return fuseMlps(p, matmul, tiling, Integer.MAX_VALUE);
     }
 
     /** The same, fusing only blocks whose shared memory ({@link #mlpSharedBytes}) is at most what a block may have. */
-    public static Program fuseMlps(Program p, Matmul matmul, int sharedPerBlock) {
-        return dev.cmc.fusion.MlpFusion.fuse(p, m -> fits(m, matmul) && mlpSharedBytes(m.domain().cols()) <= sharedPerBlock);
+    public static Program fuseMlps(Program p, Matmul matmul, Tiling tiling, int sharedPerBlock) {
+        Program fused = dev.cmc.fusion.MlpFusion.fuse(p, m -> fits(m, matmul) && mlpSharedBytes(m.domain().cols(), matmul, tiling) <= sharedPerBlock);
+        return wgmmaMlp(matmul, tiling) && fused != p ? dev.cmc.fusion.MlpFusion.withTransposedWeights(fused) : fused;
     }
 
     /**
@@ -252,6 +263,11 @@ public final class PtxRenderer {
     /** Floats of one stage of a fused MLP's weight pipeline: the larger of an up slice and a down slice, padded. */
     static int mlpStageFloats(int h) {
         return Math.max(MLP_UP_K * (MLP_CHUNK + 8), MLP_SLICE / h * (h + 8));
+    }
+
+    /** A fused MLP block's dynamic shared memory in this arithmetic and tiling. */
+    public static int mlpSharedBytes(int h, Matmul matmul, Tiling tiling) {
+        return wgmmaMlp(matmul, tiling) ? wgmmaMlpSharedBytes(h) : mlpSharedBytes(h);
     }
 
     /** A fused MLP's dynamic shared memory: the normalised rows, the hidden chunk, the weight stages (218 KB at h = 256, 154 KB at 128). */
@@ -280,7 +296,7 @@ public final class PtxRenderer {
             case Kernel.SumSquares s -> new Launch(1, 1, 1);
             case Kernel.AdamEma a -> new Launch(ceil(a.count(), BLOCK), 1, 1);
             case Kernel.Elementwise e -> new Launch((int) Math.max(1, ceil(rows(e.domain(), batch) * (long) e.domain().cols(), BLOCK)), 1, 1);
-            case Kernel.Mlp m when wgmmaMlp(matmul, tiling) ->
+            case Kernel.Mlp m when onWgmma(m, matmul, tiling) ->
                     new Launch(ceil(rows(m.domain(), batch), MLP_ROWS), 1, 1, WG_MLP_THREADS, wgmmaMlpSharedBytes(m.domain().cols()));
             case Kernel.Mlp m -> new Launch(ceil(rows(m.domain(), batch), MLP_ROWS), 1, 1, MLP_THREADS, mlpSharedBytes(m.domain().cols()));
         };
@@ -485,7 +501,7 @@ public final class PtxRenderer {
         return switch (program.kernels().get(i)) {
             case Kernel.Gemm g when tile(g, matmul, tiling).warpgroups() -> new PtxWgmmaGemm(program, i, matmul, tile(g, matmul, tiling));
             case Kernel.Gemm g -> new PtxGemm(program, i, matmul, tile(g, matmul, tiling));
-            case Kernel.Mlp m when wgmmaMlp(matmul, tiling) -> new PtxWgmmaMlp(program, i);
+            case Kernel.Mlp m when onWgmma(m, matmul, tiling) -> new PtxWgmmaMlp(program, i);
             case Kernel.Mlp m -> new PtxMlp(program, i, matmul);
             default -> new PtxBandwidthKernels(program, i);
         };

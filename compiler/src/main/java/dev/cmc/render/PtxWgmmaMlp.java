@@ -17,7 +17,7 @@ final class PtxWgmmaMlp extends PtxMatrixKernel {
 
     /**
      * The SM's only block, of 256 threads: as many registers as the register file gives each, for h/2 output
-     * accumulators, 32 of the hidden chunk and the chunk's 32 TF32 words.
+     * accumulators, 32 of the hidden chunk and the TF32 words of two down slices.
      */
     @Override
     int maxRegisters() { return 255; }
@@ -32,18 +32,19 @@ final class PtxWgmmaMlp extends PtxMatrixKernel {
      * the end. The rows are normalised once into shared memory as wgmma's core matrices, where they are the
      * up-projection's A. For each 64-column chunk of the hidden activation, the up-projection's 64×64 piece of a
      * warpgroup (m64n64k8, both operands in shared memory) goes through its epilogue (bias, activation) in the
-     * accumulators, which are rounded to TF32 where they lie and become the down-projection's A fragments: wgmma's
-     * accumulator layout is its A-register layout but for the order of K within each 8 columns (a thread holds
-     * columns 2t and 2t+1, where an A fragment holds t and t+4), so the down-projection's B takes its K rows in
-     * that order, K position p holding hidden column 2p (p &lt; 4) or 2(p−4)+1. The hidden activation never
-     * touches shared memory. The down-projection adds into 64×h accumulators (m64n{h}k8) that stay to the end,
-     * where its epilogue (bias, residual) stores the block's output.
+     * accumulators, a down slice's K steps at a time just before that slice is issued (so that the epilogue runs
+     * while the slice before is multiplied), rounded to TF32 where they lie as the down-projection's A fragments.
+     * wgmma's accumulator layout is its A-register layout but for the order within each 8 columns (a thread holds
+     * columns 2t and 2t+1, where an A fragment holds K positions t and t+4), so the up-projection's B takes its
+     * hidden columns in that order: its N position 2t holds hidden column t, 2t+1 column t+4. The hidden
+     * activation never touches shared memory. The down-projection adds into 64×h accumulators (m64n{h}k8) that
+     * stay to the end, where its epilogue (bias, residual) stores the block's output.
      * <p>
-     * TF32 wgmma reads both shared operands K-major only, and the weights lie [K, N]: each thread's copies are
-     * single floats, a warp's 32 of them 4 K rows of 8 consecutive columns (whole 32-byte sectors) that land as one
-     * core matrix, 128 contiguous bytes (as the TN GEMMs' A in {@link PtxGemm#aCopies}). The weights stream
-     * through a 6-stage cp.async pipeline of 16 KB slices, 4 in flight: a slice's stage is refilled two slices
-     * after it was multiplied, once each warpgroup's wait for the wgmma a slice back has retired it.
+     * TF32 wgmma reads both shared operands K-major only, and a weight lies [K, N], so the block reads the copies
+     * that Transpose kernels before it make ({@link Kernel.Mlp#upT}, see {@link PtxRenderer#fuseMlps}): their rows
+     * are K-major, and each 16-byte cp.async moves one row of a core matrix. The weights stream through a 6-stage
+     * pipeline of 16 KB slices, 4 in flight: a slice's stage is refilled two slices after it was multiplied, once
+     * each warpgroup's wait for the wgmma a slice back has retired it.
      */
     private void mlp(Kernel.Mlp m) {
         int h = m.domain().cols(), e = m.up().domain().cols();
@@ -56,11 +57,9 @@ final class PtxWgmmaMlp extends PtxMatrixKernel {
         String row0 = bin("mul.lo.s32", special("%ctaid.x"), Integer.toString(MLP_ROWS));
         String ln = symbol(DYNAMIC_SHARED), stages = bin("add.s64", ln, Integer.toString(4 * MLP_ROWS * h));
 
-        Copies up = copies(m.up().b(), upK, warp, grp, tig, (kq, t) -> bin("add.s32", bin("shl.b32", kq, "2"), t), e, MLP_CHUNK);
-        // K position p of a down slice's 8-row step holds hidden column 2p or 2(p-4)+1: 8·(kq/2) + 2t + kq%2.
-        Copies down = copies(m.down().b(), downK, warp, grp, tig, (kq, t) -> bin("add.s32", bin("add.s32",
-                bin("shl.b32", bin("shr.u32", kq, "1"), "3"), bin("shl.b32", t, "1")), bin("and.b32", kq, "1")), h, MLP_CHUNK * h);
-        String copyTo = wideBytes(bin("shl.b32", tid, "2"));
+        // Up slices are rows of Wupᵀ (hidden columns, in the order the accumulators hold them, see hiddenWords),
+        // 64 of K (h) deep; down slices are all h rows of Wdownᵀ, 4096/h of K (the chunk's hidden columns) deep.
+        Copies up = copies(m.upT(), upK, true, h, MLP_CHUNK * h, warp, grp, tig), down = copies(m.downT(), downK, false, e, MLP_CHUNK, warp, grp, tig);
         String chunk = constI(0);
         // Slice s of the chunk `later` chunks on (up slices first, then down) into a stage; copies past the last chunk skipped.
         record Slice(int s, int later, String valid, String stageBase) {}
@@ -69,10 +68,10 @@ final class PtxWgmmaMlp extends PtxMatrixKernel {
             Copies c = isUp ? up : down;
             int j = isUp ? sl.s() : sl.s() - upSlices, depth = isUp ? upK : downK;
             String from = bin("add.s64", c.from(), wideBytes(bin("shl.b32", chunk, log2(4 * c.chunkFloats()))));
-            String dst = bin("add.s64", sl.stageBase(), copyTo);
-            for (int l = 0; l < WG_MLP_SLICE / WG_MLP_THREADS; l++) {
-                long src = 4L * ((long) (j * depth + 4 * c.kqOf(l)) * c.kStride() + 8L * c.n8Of(l) + (long) sl.later() * c.chunkFloats());
-                op((sl.valid() == null ? "" : "@" + sl.valid() + " ") + "cp.async.ca.shared.global [" + dst + "+" + 8 * WG_LBO * l + "], [" + from + "+" + src + "], 4;");
+            String dst = bin("add.s64", sl.stageBase(), c.to());
+            for (int l = 0; l < COPIES; l++) {
+                long src = c.fromBytes(l) + 4L * ((long) j * depth + (long) sl.later() * c.chunkFloats());
+                op((sl.valid() == null ? "" : "@" + sl.valid() + " ") + "cp.async.cg.shared.global [" + dst + "+" + c.toBytes(l) + "], [" + from + "+" + src + "], 16;");
             }
             op("cp.async.commit_group;");
         };
@@ -121,6 +120,7 @@ final class PtxWgmmaMlp extends PtxMatrixKernel {
         for (int q = 0; q < upAcc.length; q++) upAcc[q] = constF(0);
         for (int q = 0; q < outAcc.length; q++) outAcc[q] = constF(0);
         String[][] words = new String[MLP_CHUNK / 8][];
+        String[] rowAt = new String[2], colBase = new String[1];   // this chunk's, for its epilogue
 
         String readOff = r(), writeOff = r();
         op("mov.u32 " + readOff + ", 0;");
@@ -143,16 +143,18 @@ final class PtxWgmmaMlp extends PtxMatrixKernel {
             String bDesc = descriptor(bin("add.s64", stages, wideBytes(readOff)), (isUp ? upK : downK) / 4 * WG_LBO);
             goRound(readOff, stageBytes, WG_MLP_STAGES * stageBytes);
             goRound(writeOff, stageBytes, WG_MLP_STAGES * stageBytes);
-            op("wgmma.fence.sync.aligned;");
             if (isUp) {
+                op("wgmma.fence.sync.aligned;");
                 for (int ks = 0; ks < upK / 8; ks++) {
                     int k0 = upK * i + 8 * ks;
                     wgmma(MLP_CHUNK, upAcc, advanced(lnDesc, k0 / 4 * WG_LBO), advanced(bDesc, 2 * WG_LBO * ks), k0 > 0);
                 }
             } else {
-                for (int ks = 0; ks < downK / 8; ks++) {
-                    wgmma(h, outAcc, words[(i - upSlices) * downK / 8 + ks], advanced(bDesc, 2 * WG_LBO * ks));
-                }
+                comment("this slice's K steps of the up chunk through its epilogue, while the slice before is multiplied");
+                int first = (i - upSlices) * downK / 8;
+                for (int ks = 0; ks < downK / 8; ks++) words[first + ks] = hiddenWords(m, upAcc, first + ks, rowAt, colBase);
+                op("wgmma.fence.sync.aligned;");
+                for (int ks = 0; ks < downK / 8; ks++) wgmma(h, outAcc, words[first + ks], advanced(bDesc, 2 * WG_LBO * ks));
             }
             op("wgmma.commit_group.sync.aligned;");
             if (i != upSlices - 1) {
@@ -160,19 +162,11 @@ final class PtxWgmmaMlp extends PtxMatrixKernel {
                 op("wgmma.wait_group.sync.aligned 1;");
                 continue;
             }
+            comment("the up chunk complete: the down slices take it through its epilogue a slice's K steps at a time");
             op("wgmma.wait_group.sync.aligned 0;");
-            comment("the up chunk through its epilogue in the accumulators, rounded to TF32: the down-projection's A fragments");
-            String colBase = bin("add.s32", bin("shl.b32", chunk, log2(MLP_CHUNK)), bin("shl.b32", tig, "1"));
-            String[] rowAt = {bin("min.s32", accRow, lastRow), bin("min.s32", bin("add.s32", accRow, "8"), lastRow)};
-            for (int q = 0; q < upAcc.length; q++) {
-                int jj = q / 4, e2 = q % 4;
-                if (e2 == 0) words[jj] = new String[4];
-                String col = bin("add.s32", colBase, Integer.toString(8 * jj + e2 % 2));
-                // Accumulator 4j + e is hidden (g + 8·(e/2), 8j + 2t + e%2): A word e/2 + 2·(e%2) of K step j.
-                int word = e2 / 2 + 2 * (e2 % 2);
-                lets(m.up().epilogue(), new Ctx(m.up().domain(), rowAt[e2 / 2], col, upAcc[q], new HashMap<>()), m.hidden().array(),
-                        y -> words[jj][word] = roundTf32(y));
-            }
+            colBase[0] = bin("add.s32", bin("shl.b32", chunk, log2(MLP_CHUNK)), tig);
+            rowAt[0] = bin("min.s32", accRow, lastRow);
+            rowAt[1] = bin("min.s32", bin("add.s32", accRow, "8"), lastRow);
         }
         op("add.s32 " + chunk + ", " + chunk + ", 1;");
         op("bra " + top + ";");
@@ -181,34 +175,61 @@ final class PtxWgmmaMlp extends PtxMatrixKernel {
         op("cp.async.wait_group 0;");
 
         comment("the block's output: the down-projection's epilogue (bias, residual) on the accumulators");
-        String colBase = bin("shl.b32", tig, "1");
+        String outCol = bin("shl.b32", tig, "1");
         for (int q = 0; q < outAcc.length; q++) {
             String row = q % 4 < 2 ? accRow : bin("add.s32", accRow, "8");
-            emit(m.down(), rows, Integer.toString(h), new Out(row, bin("add.s32", colBase, Integer.toString(8 * (q / 4) + q % 2)), outAcc[q]));
+            emit(m.down(), rows, Integer.toString(h), new Out(row, bin("add.s32", outCol, Integer.toString(8 * (q / 4) + q % 2)), outAcc[q]));
         }
     }
 
     /**
-     * A thread's copies of one weight's slices, each depth K rows deep as core matrices, Q = depth/4 of them along K
-     * for each 8 columns: its l-th copy is core matrix 8l + warp (warp 0-7), so (n8, kq) = its 8 columns and 4 K rows.
-     * {@code from} points at the thread's own float of copy 0 of the first chunk's slice 0; kqOf and n8Of give the
-     * rest of copy l's core matrix; kStride is the floats between K rows, chunkFloats those between two chunks' slices.
+     * K step j of the down-projection's A: this thread's accumulators 4j..4j+3 of the up chunk through the
+     * up-projection's epilogue, rounded to TF32. Accumulator 4j + e holds N position 8j + 2t + e%2 of row
+     * g + 8·(e/2) (rowAt), which is hidden column 8j + t + 4·(e%2) (from colBase[0] = the chunk's first + t), K
+     * position t + 4·(e%2) of K step j: A word e/2 + 2·(e%2).
      */
-    private record Copies(String from, int q, int kStride, int chunkFloats) {
-        int kqOf(int l) { return q >= 8 ? 8 * (l % (q / 8)) : 0; }
+    private String[] hiddenWords(Kernel.Mlp m, String[] upAcc, int j, String[] rowAt, String[] colBase) {
+        String[] words = new String[4];
+        for (int e = 0; e < 4; e++) {
+            int word = e / 2 + 2 * (e % 2);
+            String col = bin("add.s32", colBase[0], Integer.toString(8 * j + 4 * (e % 2)));
+            lets(m.up().epilogue(), new Ctx(m.up().domain(), rowAt[e / 2], col, upAcc[4 * j + e], new HashMap<>()), m.hidden().array(),
+                    y -> words[word] = roundTf32(y));
+        }
+        return words;
+    }
 
-        int n8Of(int l) { return q >= 8 ? l / (q / 8) : l * (8 / q); }
+    /** 16-byte copies a thread makes of a slice: 4096 floats over 256 threads. */
+    private static final int COPIES = WG_MLP_SLICE / 4 / WG_MLP_THREADS;
+
+    /**
+     * One thread's 16-byte copies of a transposed weight's slices into core matrices (8 rows × 4 of K, 128 bytes,
+     * q of them along K a row group, the group's 8 rows after one another 16 bytes apart). Slice pair 8l + warp
+     * (copy l of the warp) is row group n8 and 4 consecutive core matrices along K, kq = 4·block..; lane (r, t)
+     * copies row r of core matrix kq + t: a warp's 32 copies are 64 contiguous bytes of 8 rows of the weight
+     * (whole sectors), and land as 512 contiguous bytes. {@code from}/{@code to} are this thread's global and
+     * shared addresses of copy 0 of the first chunk's slice 0 (to: from the stage's base); copy l's are fromBytes(l)
+     * and toBytes(l) on; chunkFloats are those between two chunks' slices.
+     */
+    private record Copies(String from, String to, int q, int rowLen, int chunkFloats) {
+        private int blocks() { return q / 4; }
+
+        long fromBytes(int l) { return 4L * 8 * (8L * l / blocks()) * rowLen; }
+
+        int toBytes(int l) { return 8 * l / blocks() * q * WG_LBO; }
     }
 
     /**
-     * The copies of a weight [K, N] (N = kStride floats a row) in slices `depth` deep: this thread's core matrix
-     * part (kq from the warp, lane (g, t) its column g and K row kRow(kq, t)), as a pointer to its first float.
+     * The copies of weight wT ([N, K], rowLen floats a row) in slices `depth` deep. With permuted rows, core-matrix
+     * row r of a row group holds weight row (r/2) + 4·(r%2) of the group's 8: the order the up-projection's
+     * accumulators hold hidden columns in, 2t and 2t+1 being columns t and t+4, which an A fragment wants.
      */
-    private Copies copies(Buf w, int depth, String warp, String grp, String tig, java.util.function.BinaryOperator<String> kRow, int kStride, int chunkFloats) {
-        int q = depth / 4;
-        String kq = q >= 8 ? warp : bin("and.b32", warp, Integer.toString(q - 1));
-        String n8 = q >= 8 ? "0" : bin("shr.u32", warp, log2(q));
-        String idx = mad(kRow.apply(kq, tig), Integer.toString(kStride), bin("add.s32", bin("shl.b32", n8, "3"), bin("add.s32", grp, Integer.toString(w.offset()))));
-        return new Copies(address(w.array(), idx), q, kStride, chunkFloats);
+    private Copies copies(Buf wT, int depth, boolean permuted, int rowLen, int chunkFloats, String warp, String r, String t) {
+        int q = depth / 4, blocks = q / 4;
+        String n8 = bin("shr.u32", warp, log2(blocks)), kq = bin("add.s32", bin("shl.b32", bin("and.b32", warp, Integer.toString(blocks - 1)), "2"), t);
+        String row = permuted ? bin("add.s32", bin("shr.u32", r, "1"), bin("shl.b32", bin("and.b32", r, "1"), "2")) : r;
+        String idx = mad(mad(n8, "8", row), Integer.toString(rowLen), mad(kq, "4", Integer.toString(wT.offset())));
+        String to = mad(mad(n8, Integer.toString(q), kq), Integer.toString(WG_LBO), bin("shl.b32", r, "4"));
+        return new Copies(address(wT.array(), idx), wideBytes(to), q, rowLen, chunkFloats);
     }
 }

@@ -56,6 +56,20 @@ class MlpKernelTest {
         assertSame(sampler, PtxRenderer.fuseMlps(sampler, PtxRenderer.Matmul.FMA));
         Program odd = Compiler.sampler(spec(40, 2, "tf32")).program();
         assertSame(odd, PtxRenderer.fuseMlps(odd, PtxRenderer.Matmul.TF32));
+
+        // tf32 blocks on wgmma read their weights transposed, each weight by a Transpose just before its block.
+        Program onWgmma = PtxRenderer.fuseMlps(sampler, PtxRenderer.Matmul.TF32, PtxRenderer.Tiling.WGMMA_MLP);
+        assertEquals(fused.kernels().size() + 6, onWgmma.kernels().size(), "two transposes a block");
+        for (int i = 0; i < onWgmma.kernels().size(); i++) {
+            if (!(onWgmma.kernels().get(i) instanceof Kernel.Mlp m)) continue;
+            assertTrue(m.transposedWeights(), m.name());
+            var ups = (Kernel.Transpose) onWgmma.kernels().get(i - 2);
+            var downs = (Kernel.Transpose) onWgmma.kernels().get(i - 1);
+            assertEquals(List.of(m.up().b(), m.upT(), m.down().b(), m.downT()), List.of(ups.src(), ups.dst(), downs.src(), downs.dst()));
+            assertEquals(m.up().b().shape().rows(), m.upT().shape().cols());
+        }
+        assertTrue(PtxRenderer.fuseMlps(sampler, PtxRenderer.Matmul.TF32X3, PtxRenderer.Tiling.WGMMA_MLP).kernels().stream()
+                .noneMatch(k -> k instanceof Kernel.Mlp m && m.transposedWeights()), "3xTF32's blocks stay on mma.sync");
     }
 
     /**

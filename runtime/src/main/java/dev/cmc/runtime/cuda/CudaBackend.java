@@ -194,9 +194,10 @@ public final class CudaBackend implements Backend {
     public Program prepare(Program program, int maxBatch) {
         if (fusion() == MlpFusion.SPLIT) return program;
         // Every block that could be one kernel, whatever its shared memory: what the check below and the result need.
-        Program fusable = PtxRenderer.fuseMlps(program, matmul);
+        var tiles = tiling(maxBatch);
+        Program fusable = PtxRenderer.fuseMlps(program, matmul, tiles);
         var shared = fusable.kernels().stream().filter(k -> k instanceof Kernel.Mlp)
-                .mapToInt(k -> PtxRenderer.mlpSharedBytes(k.domain().cols())).summaryStatistics();
+                .mapToInt(k -> PtxRenderer.mlpSharedBytes(k.domain().cols(), matmul, tiles)).summaryStatistics();
         int limit = device.sharedPerBlock();
         // Said whatever the batch, so that a setting this GPU cannot run fails at once, not at the first large batch
         // (auto fuses what fits, and says nothing).
@@ -205,7 +206,7 @@ public final class CudaBackend implements Backend {
                     "allows " + limit / 1024 + " KB", "split");
         }
         if (maxBatch < fusedMlpRows()) return program;
-        return shared.getCount() == 0 || shared.getMax() <= limit ? fusable : PtxRenderer.fuseMlps(program, matmul, limit);
+        return shared.getCount() == 0 || shared.getMax() <= limit ? fusable : PtxRenderer.fuseMlps(program, matmul, tiles, limit);
     }
 
     @Override

@@ -41,7 +41,7 @@ public final class SimulatedCudaBackend implements Backend {
 
     @Override
     public Program prepare(Program program, int maxBatch) {
-        return fusedMlp ? PtxRenderer.fuseMlps(program, matmul) : program;
+        return fusedMlp ? PtxRenderer.fuseMlps(program, matmul, tiling) : program;
     }
 
     @Override

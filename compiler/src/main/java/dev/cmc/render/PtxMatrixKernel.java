@@ -52,6 +52,19 @@ abstract class PtxMatrixKernel extends PtxFunction {
         return x;
     }
 
+    /**
+     * A LayerNorm's {mean, 1/std} of a row of n values spread over `lanes` lanes, each holding some of them (v) and
+     * their sum: the variance from the values' squared distances to the mean, a second pass over the registers.
+     */
+    String[] rowMoments(String sum, String[] v, int lanes, int n) {
+        String mean = bin("div.rn.f32", laneSum(sum, lanes), imm(n)), sq = accumulator();
+        for (String x : v) {
+            String t = bin("sub.f32", x, mean);
+            op("fma.rn.f32 " + sq + ", " + t + ", " + t + ", " + sq + ";");
+        }
+        return new String[]{mean, rstd(bin("div.rn.f32", laneSum(sq, lanes), imm(n)))};
+    }
+
     /** An A fragment from on-chip operands: as it is (already TF32), or for 3xTF32 split into {heads, remainders}. */
     String[][] fragment(String[] words, boolean split) {
         return split ? tf32(words) : new String[][]{words};

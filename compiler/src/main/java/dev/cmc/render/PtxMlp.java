@@ -87,12 +87,8 @@ final class PtxMlp extends PtxMatrixKernel {
                 v[q] = expr(norm.x(), new Ctx(norm.domain(), row, col[q], null, new HashMap<>()));
                 addInto(sum, v[q]);
             }
-            String mean = warpMean(sum, h), sq = accumulator();
-            for (int q = 0; q < perLane; q++) {
-                String t = bin("sub.f32", v[q], mean);
-                op("fma.rn.f32 " + sq + ", " + t + ", " + t + ", " + sq + ";");
-            }
-            String rstd = rstd(warpMean(sq, h));
+            String[] moments = rowMoments(sum, v, 32, h);
+            String mean = moments[0], rstd = moments[1];
             for (int q = 0; q < perLane; q++) {
                 int at = 4 * 32 * q;
                 String xh = bin("mul.f32", bin("sub.f32", v[q], mean), rstd);

@@ -95,12 +95,8 @@ final class PtxWgmmaMlp extends PtxMatrixKernel {
                 v[c] = expr(norm.x(), new Ctx(norm.domain(), at, col[c], null, new HashMap<>()));
                 addInto(sum, v[c]);
             }
-            String mean = bin("div.rn.f32", laneSum(sum, 4), imm(h)), sq = accumulator();
-            for (int c = 0; c < perLane; c++) {
-                String t = bin("sub.f32", v[c], mean);
-                op("fma.rn.f32 " + sq + ", " + t + ", " + t + ", " + sq + ";");
-            }
-            String rstd = rstd(bin("div.rn.f32", laneSum(sq, 4), imm(h)));
+            String[] moments = rowMoments(sum, v, 4, h);
+            String mean = moments[0], rstd = moments[1];
             for (int c = 0; c < perLane; c++) {
                 int offset = WG_LBO * c;
                 String xh = bin("mul.f32", bin("sub.f32", v[c], mean), rstd);

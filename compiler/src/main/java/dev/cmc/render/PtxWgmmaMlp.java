@@ -146,6 +146,14 @@ final class PtxWgmmaMlp extends PtxMatrixKernel {
                     wgmma(MLP_CHUNK, upAcc, advanced(lnDesc, k0 / 4 * WG_LBO), advanced(bDesc, 2 * WG_LBO * ks), k0 > 0);
                 }
             } else {
+                if (i == upSlices) {
+                    comment("the up chunk complete (its last slice multiplied while this slice's copies were issued): the down slices"
+                            + " take it through its epilogue a slice's K steps at a time");
+                    op("wgmma.wait_group.sync.aligned 0;");
+                    colBase[0] = bin("add.s32", bin("shl.b32", chunk, log2(MLP_CHUNK)), tig);
+                    rowAt[0] = bin("min.s32", accRow, lastRow);
+                    rowAt[1] = bin("min.s32", bin("add.s32", accRow, "8"), lastRow);
+                }
                 comment("this slice's K steps of the up chunk through its epilogue, while the slice before is multiplied");
                 int first = (i - upSlices) * downK / 8;
                 for (int ks = 0; ks < downK / 8; ks++) words[first + ks] = hiddenWords(m, upAcc, first + ks, rowAt, colBase);
@@ -153,16 +161,8 @@ final class PtxWgmmaMlp extends PtxMatrixKernel {
                 for (int ks = 0; ks < downK / 8; ks++) wgmma(h, outAcc, words[first + ks], advanced(bDesc, 2 * WG_LBO * ks));
             }
             op("wgmma.commit_group.sync.aligned;");
-            if (i != upSlices - 1) {
-                comment("the slice before is multiplied: after the next barrier its stage is free");
-                op("wgmma.wait_group.sync.aligned 1;");
-                continue;
-            }
-            comment("the up chunk complete: the down slices take it through its epilogue a slice's K steps at a time");
-            op("wgmma.wait_group.sync.aligned 0;");
-            colBase[0] = bin("add.s32", bin("shl.b32", chunk, log2(MLP_CHUNK)), tig);
-            rowAt[0] = bin("min.s32", accRow, lastRow);
-            rowAt[1] = bin("min.s32", bin("add.s32", accRow, "8"), lastRow);
+            comment("the slice before is multiplied: after the next barrier its stage is free");
+            op("wgmma.wait_group.sync.aligned 1;");
         }
         op("add.s32 " + chunk + ", " + chunk + ", 1;");
         op("bra " + top + ";");

@@ -238,9 +238,9 @@ abstract class PtxFunction {
             case LOG -> bin("mul.f32", unaryOp("lg2.approx.f32", x), imm(Math.log(2)));
             case SIN -> sinCos(x, "sin");
             case COS -> sinCos(x, "cos");
-            case SILU -> bin("div.rn.f32", x, bin("add.f32", exp(neg(x)), imm(1)));
+            case SILU -> quotient(x, bin("add.f32", exp(neg(x)), imm(1)));
             case DSILU -> {
-                String s = bin("div.rn.f32", imm(1), bin("add.f32", exp(neg(x)), imm(1)));
+                String s = quotient(imm(1), bin("add.f32", exp(neg(x)), imm(1)));
                 yield bin("mul.f32", s, fma(x, bin("sub.f32", imm(1), s), imm(1)));
             }
             case GELU -> {
@@ -273,7 +273,16 @@ abstract class PtxFunction {
     /** tanh(u) = 1 − 2/(e^{2u} + 1), exact in the tails (tanh.approx is only good to 2^-11). */
     private String tanh(String u) {
         String e = exp(bin("mul.f32", bin("min.f32", u, imm(40)), imm(2)));
-        return bin("sub.f32", imm(1), bin("div.rn.f32", imm(2), bin("add.f32", e, imm(1))));
+        return bin("sub.f32", imm(1), quotient(imm(2), bin("add.f32", e, imm(1))));
+    }
+
+    /**
+     * a/b inside an activation, whose e^x is the SFU's approximation already: div.full (2 ulp, a reciprocal and a
+     * few multiplies, no slow path), not div.rn (correctly rounded, a subroutine and a branch). The fused MLP
+     * blocks' epilogues divide once per hidden value, on the issue slots that keep their tensor cores fed.
+     */
+    private String quotient(String a, String b) {
+        return bin("div.full.f32", a, b);
     }
 
     private String geluInner(String x) {

@@ -7,8 +7,8 @@ import java.util.*;
  * be checked against the float64 reference on a machine without a GPU. It knows exactly the instructions the
  * renderer emits (an unknown one is an error, so the two cannot drift apart silently), runs each block's
  * threads until they meet at a bar.sync or a warp shuffle, checks every global and shared access against the
- * buffer it falls in, and computes like the hardware up to the approximate SFU instructions (ex2, lg2,
- * sin, cos), which it evaluates exactly. Shared memory is one window, as on the GPU (wgmma's descriptors hold
+ * buffer it falls in, and computes like the hardware up to the approximate instructions (ex2, lg2, sin, cos,
+ * div.full), which it evaluates exactly. Shared memory is one window, as on the GPU (wgmma's descriptors hold
  * 18-bit shared addresses): each variable at its own 128-byte-aligned offset, with unused guard bytes between
  * them that no access may touch, and a module's dynamic (.extern) shared array last, as large as the launch says.
  */
@@ -724,7 +724,7 @@ final class PtxSimulator {
                     case "add.f32" -> r[a[0].reg] = bits(f(get(t, a[1])) + f(get(t, a[2])));
                     case "sub.f32" -> r[a[0].reg] = bits(f(get(t, a[1])) - f(get(t, a[2])));
                     case "mul.f32" -> r[a[0].reg] = bits(f(get(t, a[1])) * f(get(t, a[2])));
-                    case "div.rn.f32" -> r[a[0].reg] = bits(f(get(t, a[1])) / f(get(t, a[2])));
+                    case "div.rn.f32", "div.full.f32" -> r[a[0].reg] = bits(f(get(t, a[1])) / f(get(t, a[2])));
                     case "max.f32" -> r[a[0].reg] = bits(Math.max(f(get(t, a[1])), f(get(t, a[2]))));
                     case "min.f32" -> r[a[0].reg] = bits(Math.min(f(get(t, a[1])), f(get(t, a[2]))));
                     case "fma.rn.f32" -> r[a[0].reg] = bits(Math.fma(f(get(t, a[1])), f(get(t, a[2])), f(get(t, a[3]))));

@@ -19,8 +19,9 @@ import java.util.List;
  *   <li>{@link PtxBandwidthKernels}: elementwise kernels, row normalisations, reductions, transposes, Adam + EMA.</li>
  * </ul>
  * {@link PtxFunction}, their base, holds a kernel's registers and instructions and writes the IR's expressions.
- * Transcendentals use the hardware's ex2/lg2/sin/cos units with range reduction where it matters; the
- * results agree with the float64 reference to ~1e-6 relative, not bit for bit with the other backends.
+ * Transcendentals use the hardware's ex2/lg2/sin/cos units with range reduction where it matters, and the
+ * activations divide with div.full (2 ulp); the results agree with the float64 reference to ~1e-6 relative,
+ * not bit for bit with the other backends.
  */
 public final class PtxRenderer {
     public static final int BLOCK = 256;

@@ -29,7 +29,7 @@ final class PtxBandwidthKernels extends PtxFunction {
 
     /** A batch reduction's block is {@link PtxRenderer#REDUCE_SLICES} warps; every other kernel's 256 threads. */
     @Override
-    int threads() { return kernel instanceof Kernel.ReduceBatch ? 32 * PtxRenderer.REDUCE_SLICES : BLOCK; }
+    int threads() { return kernel instanceof Kernel.ReduceBatch ? PtxRenderer.REDUCE_THREADS : BLOCK; }
 
     @Override
     void body() {

@@ -32,7 +32,7 @@ public final class PtxRenderer {
      * 8 warps, where the loop's trips to L2 in a row bound the kernel (14 µs each for the 17 bias and LayerNorm
      * gradients of the CT step at 4,096 rows on an H200, 8 to 32 blocks apiece).
      */
-    static final int REDUCE_SLICES = 32;
+    static final int REDUCE_SLICES = 32, REDUCE_THREADS = 32 * REDUCE_SLICES;
     /** GEMM block tile (BM×BN outputs); shared rows padded so that a warp's fragment reads hit 32 different banks. */
     static final int BM = 128, BN = 64, A_STRIDE = BM + 8, B_STRIDE = BN + 8;
     /**
@@ -291,7 +291,7 @@ public final class PtxRenderer {
             }
             case Kernel.Normalize n -> new Launch(ceil(rows(n.domain(), batch), WARPS), 1, 1);
             case Kernel.ReduceCols r -> new Launch(ceil(rows(r.domain(), batch), WARPS), 1, 1);
-            case Kernel.ReduceBatch r -> new Launch(ceil(r.domain().cols(), 32), 1, 1, 32 * REDUCE_SLICES, 0);
+            case Kernel.ReduceBatch r -> new Launch(ceil(r.domain().cols(), 32), 1, 1, REDUCE_THREADS, 0);
             case Kernel.SegmentSum s -> new Launch(ceil((long) s.domain().rows() * s.domain().cols(), BLOCK), 1, 1);
             case Kernel.Transpose t -> new Launch(ceil(t.src().shape().rows() * t.src().shape().cols(), BLOCK), 1, 1);
             case Kernel.SumSquares s -> new Launch(1, 1, 1);

@@ -147,7 +147,7 @@ run)
       --select-method "$gemm#deepWgmmaTileGemmAgreesWithFloat64(dev.cmc.render.PtxRenderer\$Matmul,boolean,int,int,int)"
   #    The wgmma MLP blocks against float64 and the card's unfused kernels, before any of them is timed in tf32.
   CMC_CUDA_TILES=wgmma-mlp junit parity parity_fused_wgmma 90 \
-      --select-method "dev.cmc.runtime.MlpKernelTest#fusedSamplerAgreesWithFloat64AndWithTheUnfusedKernels(dev.cmc.render.PtxRenderer\$Matmul,int,int,int)"
+      --select-method "dev.cmc.runtime.MlpKernelTest#fusedSamplerAgreesWithFloat64AndWithTheUnfusedKernels(dev.cmc.render.PtxRenderer\$Matmul,int,int,int,java.lang.String)"
   # 4. What each of the step's scheduling choices gains at 256 rows (the third run: timed slices 0.71 -> 0.64 ms,
   #    priorities and programmatic launch nothing): the same step with programmatic dependent launch (each kernel
   #    of the graph launched while the one before it in its stream runs; off by default since it cost 7% at 4,096);

@@ -24,7 +24,11 @@ import static org.junit.jupiter.api.Assertions.*;
  */
 class MlpKernelTest {
     private static Spec spec(int h, int layers, String precision) {
-        return SpecLoader.fromText("mlp.cm", "model m { input_dim = 5; hidden_size = " + h + "; num_layers = " + layers + "; }\n"
+        return spec(h, layers, precision, "");
+    }
+
+    private static Spec spec(int h, int layers, String precision, String model) {
+        return SpecLoader.fromText("mlp.cm", "model m { input_dim = 5; hidden_size = " + h + "; num_layers = " + layers + "; " + model + " }\n"
                 + "data { source = \"builtin:none\"; }\ntarget { precision = " + precision + "; }");
     }
 
@@ -114,14 +118,15 @@ class MlpKernelTest {
     }
 
     /**
-     * 1-step samples through fused blocks: at h = 128 over 130 rows (two row tiles, the second with 2 rows) and
-     * at h = 256 (the seed's width) over 6, against float64 within 5e-3 for TF32 and 1e-4 for 3xTF32 (fp32), and
-     * as closely as {@link Pair} says to the unfused kernels of the same arithmetic on the same device.
+     * 1-step samples through fused blocks: at h = 128 over 130 rows (two row tiles, the second with 2 rows; in tf32
+     * with GELU and a hidden width of 3h, 6 chunks, not a power of two) and at h = 256 (the seed's width) over 6,
+     * against float64 within 5e-3 for TF32 and 1e-4 for 3xTF32 (fp32), and as closely as {@link Pair} says to the
+     * unfused kernels of the same arithmetic on the same device.
      */
-    @ParameterizedTest(name = "{0} h={1} layers={2} batch={3}")
-    @CsvSource({"TF32, 128, 2, 130", "TF32, 256, 1, 6", "TF32X3, 128, 1, 130", "TF32X3, 256, 1, 6"})
-    void fusedSamplerAgreesWithFloat64AndWithTheUnfusedKernels(PtxRenderer.Matmul matmul, int h, int layers, int batch) {
-        Spec spec = spec(h, layers, matmul == PtxRenderer.Matmul.TF32 ? "tf32" : "fp32");
+    @ParameterizedTest(name = "{0} h={1} layers={2} batch={3} {4}")
+    @CsvSource({"TF32, 128, 2, 130, activation = gelu; expansion = 3;", "TF32, 256, 1, 6, ''", "TF32X3, 128, 1, 130, ''", "TF32X3, 256, 1, 6, ''"})
+    void fusedSamplerAgreesWithFloat64AndWithTheUnfusedKernels(PtxRenderer.Matmul matmul, int h, int layers, int batch, String model) {
+        Spec spec = spec(h, layers, matmul == PtxRenderer.Matmul.TF32 ? "tf32" : "fp32", model);
         double tolerance = matmul == PtxRenderer.Matmul.TF32 ? 5e-3 : 1e-4;
         var c = Compiler.sampler(spec);
         int d = 5;

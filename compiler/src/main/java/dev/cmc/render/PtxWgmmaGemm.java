@@ -58,7 +58,7 @@ final class PtxWgmmaGemm extends PtxGemm {
                 op("wgmma.fence.sync.aligned;");
                 String d = advanced(desc, ks / 4 * WG_LBO);   // the next two core matrices along K
                 if (x3) {
-                    wgmma(wgN, acc, a[0], bin("add.s64", d, Integer.toString(loOffset >> 4)));
+                    wgmma(wgN, acc, a[0], advanced(d, loOffset));
                     wgmma(wgN, acc, a[1], d);
                 }
                 wgmma(wgN, acc, a[0], d);

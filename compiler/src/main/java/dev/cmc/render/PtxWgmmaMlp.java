@@ -116,7 +116,8 @@ final class PtxWgmmaMlp extends PtxMatrixKernel {
         for (int q = 0; q < upAcc.length; q++) upAcc[q] = constF(0);
         for (int q = 0; q < outAcc.length; q++) outAcc[q] = constF(0);
         String[][] words = new String[MLP_CHUNK / 8][];
-        String[] rowAt = new String[2], colBase = new String[1];   // this chunk's, for its epilogue
+        String[] rowAt = null;   // this chunk's accumulator rows and first hidden column, for its epilogue
+        String colBase = null;
 
         String readOff = r(), writeOff = r();
         op("mov.u32 " + readOff + ", 0;");
@@ -150,9 +151,8 @@ final class PtxWgmmaMlp extends PtxMatrixKernel {
                     comment("the up chunk complete (its last slice multiplied while this slice's copies were issued): the down slices"
                             + " take it through its epilogue a slice's K steps at a time");
                     op("wgmma.wait_group.sync.aligned 0;");
-                    colBase[0] = bin("add.s32", bin("shl.b32", chunk, log2(MLP_CHUNK)), tig);
-                    rowAt[0] = bin("min.s32", accRow, lastRow);
-                    rowAt[1] = bin("min.s32", bin("add.s32", accRow, "8"), lastRow);
+                    colBase = bin("add.s32", bin("shl.b32", chunk, log2(MLP_CHUNK)), tig);
+                    rowAt = new String[]{bin("min.s32", accRow, lastRow), bin("min.s32", bin("add.s32", accRow, "8"), lastRow)};
                 }
                 comment("this slice's K steps of the up chunk through its epilogue, while the slice before is multiplied");
                 int first = (i - upSlices) * downK / 8;
@@ -181,14 +181,14 @@ final class PtxWgmmaMlp extends PtxMatrixKernel {
     /**
      * K step j of the down-projection's A: this thread's accumulators 4j..4j+3 of the up chunk through the
      * up-projection's epilogue, rounded to TF32. Accumulator 4j + e holds N position 8j + 2t + e%2 of row
-     * g + 8·(e/2) (rowAt), which is hidden column 8j + t + 4·(e%2) (from colBase[0] = the chunk's first + t), K
+     * g + 8·(e/2) (rowAt), which is hidden column 8j + t + 4·(e%2) (from colBase = the chunk's first + t), K
      * position t + 4·(e%2) of K step j: A word e/2 + 2·(e%2).
      */
-    private String[] hiddenWords(Kernel.Mlp m, String[] upAcc, int j, String[] rowAt, String[] colBase) {
+    private String[] hiddenWords(Kernel.Mlp m, String[] upAcc, int j, String[] rowAt, String colBase) {
         String[] words = new String[4];
         for (int e = 0; e < 4; e++) {
             int word = e / 2 + 2 * (e % 2);
-            String col = bin("add.s32", colBase[0], Integer.toString(8 * j + 4 * (e % 2)));
+            String col = bin("add.s32", colBase, Integer.toString(8 * j + 4 * (e % 2)));
             lets(m.up().epilogue(), new Ctx(m.up().domain(), rowAt[e / 2], col, upAcc[4 * j + e], new HashMap<>()), m.hidden().array(),
                     y -> words[word] = roundTf32(y));
         }

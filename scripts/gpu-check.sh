@@ -128,6 +128,10 @@ run)
   #    tf32's MLP blocks on wgmma (CMC_CUDA_TILES=wgmma-mlp; never yet on a GPU): the 44.2 ms of the third run's tf32
   #    sampler were 42.5 ms of mma.sync blocks at 103 TFLOP/s, and its 2x target needs them under 4.4 ms each.
   CMC_CUDA_TILES=wgmma-mlp CMC_CUDA_MLP=fused bench bench wgmma_mlp_tf32 45 --set target.precision=tf32 --batch 1048576 --train-batch 4096 --profile
+  #    The same blocks chained (CMC_CUDA_TILES=wgmma-chain; never yet on a GPU): the four blocks one kernel, the residual
+  #    stream in the accumulators, so that 3 of the 4 blocks' row loads, residual loads and output stores (1 GB each at
+  #    1M rows) and their pipeline restarts are gone.
+  CMC_CUDA_TILES=wgmma-chain CMC_CUDA_MLP=fused bench bench wgmma_chain_tf32 45 --set target.precision=tf32 --batch 1048576 --train-batch 4096 --profile
   #    128x256 wgmma tiles (four warpgroups sharing each A slice, one block an SM; never yet on a GPU) against
   #    the default's 128x128, in fp32 and, without fused blocks, tf32 (against tf32_split below).
   CMC_CUDA_TILES=wgmma-wide bench bench wgmma_wide 50 --batch 1048576,4096 --train-batch 4096 --profile
@@ -147,6 +151,8 @@ run)
       --select-method "$gemm#deepWgmmaTileGemmAgreesWithFloat64(dev.cmc.render.PtxRenderer\$Matmul,boolean,int,int,int)"
   #    The wgmma MLP blocks against float64 and the card's unfused kernels, before any of them is timed in tf32.
   CMC_CUDA_TILES=wgmma-mlp junit parity parity_fused_wgmma 90 \
+      --select-method "dev.cmc.runtime.MlpKernelTest#fusedSamplerAgreesWithFloat64AndWithTheUnfusedKernels(dev.cmc.render.PtxRenderer\$Matmul,int,int,int,java.lang.String)"
+  CMC_CUDA_TILES=wgmma-chain junit parity parity_fused_chain 90 \
       --select-method "dev.cmc.runtime.MlpKernelTest#fusedSamplerAgreesWithFloat64AndWithTheUnfusedKernels(dev.cmc.render.PtxRenderer\$Matmul,int,int,int,java.lang.String)"
   # 4. What each of the step's scheduling choices gains at 256 rows (the third run: timed slices 0.71 -> 0.64 ms,
   #    priorities and programmatic launch nothing): the same step with programmatic dependent launch (each kernel

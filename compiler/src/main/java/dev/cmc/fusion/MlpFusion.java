@@ -73,6 +73,125 @@ public final class MlpFusion {
     }
 
     /**
+     * The program with each run of consecutive fused blocks (their weights transposed, as {@link #withTransposedWeights}
+     * leaves them) as one {@link Kernel.MlpChain}, where each block's output feeds the next one on chip. Block c
+     * follows block b in a chain where b's output is a batched activation that c alone reads, as its LayerNorm's
+     * input and as its residual, which its down-projection's epilogue adds to the accumulator and the bias:
+     * the renderer then starts c's accumulators at that residual, the residual stream never leaving the chip,
+     * which is exact only for such a sum. Only Transposes (of other blocks' weights) may lie between them; they
+     * move ahead of the chain, which takes its last block's place, where everything it reads is written.
+     */
+    public static Program chain(Program p) {
+        List<Kernel> ks = p.kernels();
+        var readers = new HashMap<String, List<Integer>>();
+        for (int i = 0; i < ks.size(); i++) for (String a : Kernels.reads(ks.get(i))) readers.computeIfAbsent(a, x -> new ArrayList<>()).add(i);
+        var kernels = new ArrayList<Kernel>();
+        var dropped = new HashSet<String>();
+        var open = new ArrayList<Kernel.Mlp>();
+        for (int i = 0; i < ks.size(); i++) {
+            Kernel k = ks.get(i);
+            if (k instanceof Kernel.Mlp m && m.transposedWeights()) {
+                if (!open.isEmpty() && handsOn(p, open.getLast(), m, readers.getOrDefault(open.getLast().output().array(), List.of()), i)) {
+                    dropped.add(open.getLast().output().array());
+                } else {
+                    close(open, kernels);
+                }
+                open.add(m);
+            } else if (k instanceof Kernel.Transpose t && !open.isEmpty() && !t.src().array().equals(open.getLast().output().array())) {
+                kernels.add(k);
+            } else {
+                close(open, kernels);
+                kernels.add(k);
+            }
+        }
+        close(open, kernels);
+        if (dropped.isEmpty()) return p;
+        var arrays = new ArrayList<Program.Array>();
+        for (Program.Array a : p.arrays()) if (!dropped.contains(a.name())) arrays.add(a);
+        return new Program(p.name(), List.copyOf(arrays), List.copyOf(kernels));
+    }
+
+    /** The open blocks into the kernel list: one as it is, several as a chain named for its first and last ("k_mlp_block0_h_to_block3_h"). */
+    private static void close(List<Kernel.Mlp> open, List<Kernel> kernels) {
+        if (open.size() == 1) kernels.add(open.getFirst());
+        if (open.size() > 1) kernels.add(new Kernel.MlpChain(open.getFirst().name() + "_to_" + open.getLast().output().array(), List.copyOf(open)));
+        open.clear();
+    }
+
+    /** Whether block b's output can reach block c (kernel `at`) on chip: see {@link #chain}. */
+    private static boolean handsOn(Program p, Kernel.Mlp b, Kernel.Mlp c, List<Integer> readers, int at) {
+        Buf out = b.output();
+        if (out == null || out.offset() != 0 || !out.shape().batched() || p.array(out.array()).role() != Program.Role.ACTIVATION) return false;
+        if (!readers.equals(List.of(at)) || !c.norm().x().equals(new Expr.Load(out))) return false;
+        if (!b.domain().equals(c.domain()) || !b.up().domain().equals(c.up().domain())) return false;
+        if (mentions(c.norm().epilogue(), out) + mentions(c.up().epilogue(), out) > 0) return false;
+        Expr.Let stored = null;
+        var values = new HashMap<Integer, Expr>();
+        for (Expr.Let l : c.down().epilogue()) {
+            values.put(l.id(), inlined(l.value(), values));
+            if (l.store() != null) stored = l;
+        }
+        if (stored == null || mentions(c.down().epilogue(), out) != 1) return false;
+        var terms = new ArrayList<Expr>();
+        addends(values.get(stored.id()), terms);
+        int accs = 0, residuals = 0;
+        for (Expr t : terms) {
+            if (t instanceof Expr.Acc) accs++;
+            else if (t.equals(new Expr.Load(out))) residuals++;
+            else if (has(t, e -> e instanceof Expr.Acc || e.equals(new Expr.Load(out)))) return false;
+        }
+        return accs == 1 && residuals == 1;
+    }
+
+    /** e with every Var replaced by the value it names. */
+    private static Expr inlined(Expr e, Map<Integer, Expr> values) {
+        return switch (e) {
+            case Expr.Var v -> values.get(v.id());
+            case Expr.Unary u -> new Expr.Unary(u.op(), inlined(u.a(), values));
+            case Expr.Binary b -> new Expr.Binary(b.op(), inlined(b.a(), values), inlined(b.b(), values));
+            default -> e;
+        };
+    }
+
+    /** The terms of a sum: e's addends, through nested additions. */
+    private static void addends(Expr e, List<Expr> out) {
+        if (e instanceof Expr.Binary b && b.op() == dev.cmc.ir.Op.ADD) {
+            addends(b.a(), out);
+            addends(b.b(), out);
+        } else {
+            out.add(e);
+        }
+    }
+
+    private static boolean has(Expr e, Predicate<Expr> what) {
+        if (what.test(e)) return true;
+        return switch (e) {
+            case Expr.Unary u -> has(u.a(), what);
+            case Expr.Binary b -> has(b.a(), what) || has(b.b(), what);
+            case Expr.Noise n -> has(n.seed(), what) || has(n.firstRow(), what);
+            default -> false;
+        };
+    }
+
+    /** How many of the lets' expressions read buf's array (a Load of it, or a Gather from it). */
+    private static int mentions(List<Expr.Let> lets, Buf buf) {
+        int n = 0;
+        for (Expr.Let l : lets) n += count(l.value(), buf.array());
+        return n;
+    }
+
+    private static int count(Expr e, String array) {
+        return switch (e) {
+            case Expr.Load l -> l.buf().array().equals(array) ? 1 : 0;
+            case Expr.Gather g -> (g.table().array().equals(array) ? 1 : 0) + (g.index().array().equals(array) ? 1 : 0);
+            case Expr.Unary u -> count(u.a(), array);
+            case Expr.Binary b -> count(b.a(), array) + count(b.b(), array);
+            case Expr.Noise n -> count(n.seed(), array) + count(n.firstRow(), array);
+            default -> 0;
+        };
+    }
+
+    /**
      * A Transpose of the GEMM's weight into its array's "_t" copy (declared like the weight's array, if not yet),
      * added to kernels and named after the GEMM (k_matmul_block0_up_mm: k_transpose_block0_up_w); its destination.
      */

@@ -64,6 +64,23 @@ public sealed interface Kernel {
         public Buf normalized() { return up.a(); }
         /** The hidden activation: up's output, down's A. */
         public Buf hidden() { return down.a(); }
+
+        /** The block's output: what its down-projection's epilogue stores (one array, see MlpFusion), or null. */
+        public Buf output() {
+            Buf out = null;
+            for (Expr.Let l : down.epilogue()) if (l.store() != null) out = out == null ? l.store() : null;
+            return out;
+        }
+    }
+
+    /**
+     * Residual MLP blocks in one kernel, each block's output the next one's input, kept on chip: the kernel
+     * carries its rows' residual stream from the first block's input to the last block's output, which alone
+     * reaches memory. Made by {@link dev.cmc.fusion.MlpFusion#chain} for a renderer that can (PTX on wgmma).
+     */
+    record MlpChain(String name, List<Mlp> blocks) implements Kernel {
+        public Shape domain() { return blocks.getLast().domain(); }
+        public List<Expr.Let> epilogue() { return blocks.getLast().epilogue(); }
     }
 
     /** dst[j, i] = src[i, j]: the transposed weights that input gradients read row by row. */

@@ -55,6 +55,12 @@ public final class Kernels {
             case Kernel.SumSquares s -> out.add(new Range(s.array(), 0, s.count()));
             case Kernel.AdamEma a -> { for (String name : OPTIMIZER_READS) out.add(Range.whole(name)); }
             case Kernel.Elementwise e -> {}
+            case Kernel.MlpChain c -> {   // what its blocks read, but the outputs one block hands the next on chip
+                var handed = new java.util.HashSet<String>();
+                for (int b = 0; b + 1 < c.blocks().size(); b++) handed.add(c.blocks().get(b).output().array());
+                for (Kernel.Mlp m : c.blocks()) for (Range r : readRanges(m)) if (!handed.contains(r.array())) out.add(r);
+                return out;
+            }
             case Kernel.Mlp m -> {   // what its three parts read, but the two intermediates, which stay on chip
                 var parts = new ArrayList<Range>();
                 collect(m.norm().x(), parts);

@@ -138,7 +138,7 @@ public final class JavaRenderer {
             case Kernel.Transpose t -> transpose(t);
             case Kernel.SumSquares s -> sumSquares(s);
             case Kernel.AdamEma o -> adamEma(o);
-            case Kernel.Mlp m -> throw notFused(m);
+            case Kernel.Mlp _, Kernel.MlpChain _ -> throw notFused(k);
         }
         indent--;
         line("}");
@@ -146,8 +146,8 @@ public final class JavaRenderer {
     }
 
     /** Fused MLP blocks are made for the PTX renderer only ({@link dev.cmc.fusion.MlpFusion}); the others get the three kernels. */
-    static IllegalArgumentException notFused(Kernel.Mlp m) {
-        return new IllegalArgumentException(m.name() + ": a fused MLP block, which only the PTX renderer renders");
+    static IllegalArgumentException notFused(Kernel k) {
+        return new IllegalArgumentException(k.name() + ": fused MLP blocks, which only the PTX renderer renders");
     }
 
     private String describe(Kernel k) {
@@ -164,6 +164,7 @@ public final class JavaRenderer {
             case Kernel.SumSquares s -> "sum of squares of " + s.array();
             case Kernel.AdamEma o -> (o.count()) + " parameters: Adam, then the target and sampling EMAs, in one pass";
             case Kernel.Mlp m -> "LayerNorm, " + m.up().b() + ", " + m.down().b() + " in one pass";
+            case Kernel.MlpChain c -> c.blocks().size() + " residual MLP blocks in one pass";
         };
         var lets = new StringBuilder();
         for (Let l : k.epilogue()) if (l.store() != null) lets.append(lets.isEmpty() ? "" : ", ").append(l.store().array());

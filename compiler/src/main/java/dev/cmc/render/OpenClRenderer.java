@@ -140,7 +140,7 @@ public final class OpenClRenderer {
             case Kernel.Transpose t -> transpose(t);
             case Kernel.SumSquares s -> sumSquares(s);
             case Kernel.AdamEma o -> adamEma(o);
-            case Kernel.Mlp m -> throw JavaRenderer.notFused(m);
+            case Kernel.Mlp _, Kernel.MlpChain _ -> throw JavaRenderer.notFused(k);
         }
         indent--;
         line("}");

@@ -43,7 +43,7 @@ final class PtxBandwidthKernels extends PtxFunction {
             case Kernel.SumSquares s -> sumSquares(s);
             case Kernel.AdamEma a -> adamEma(a);
             case Kernel.Gemm g -> throw new IllegalArgumentException(g.name() + " is a GEMM: PtxGemm writes it");
-            case Kernel.Mlp m -> throw new IllegalArgumentException(m.name() + " is a fused MLP block: PtxMlp writes it");
+            case Kernel.Mlp _, Kernel.MlpChain _ -> throw new IllegalArgumentException(kernel.name() + " is fused MLP blocks: PtxMlp or PtxWgmmaMlp writes it");
         }
     }
 

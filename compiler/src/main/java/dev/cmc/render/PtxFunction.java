@@ -27,6 +27,11 @@ abstract class PtxFunction {
     private int f, r, rd, p, labels;
     /** The runtime row count (the batch), loaded from the rows parameter. */
     String rowsReg;
+    /**
+     * Arrays whose value at the element an expression is evaluated at a fused kernel holds on chip: a Load of one
+     * is this register (or immediate) instead of a global load.
+     */
+    final Map<String, String> held = new HashMap<>();
 
     PtxFunction(Program program, int index) {
         this.program = program;
@@ -204,6 +209,7 @@ abstract class PtxFunction {
 
     String expr(Expr e, Ctx c) {
         return switch (e) {
+            case Expr.Load l when held.containsKey(l.buf().array()) -> held.get(l.buf().array());
             case Expr.Load l -> loadGlobal(l.buf().array(), index(l.buf(), c.domain(), c.row(), c.col()));
             case Expr.Gather g -> {
                 String row = toInt(loadGlobal(g.index().array(), index(g.index(), c.domain(), c.row(), c.col())));

@@ -91,9 +91,9 @@ public final class PtxRenderer {
      */
     static final int WG_MLP_THREADS = 2 * 128, WG_MLP_SLICE = 4096, WG_MLP_STAGES = 6;
 
-    /** Whether fused MLP blocks run on wgmma ({@link PtxWgmmaMlp}) in this arithmetic and tiling: tf32 under WGMMA_MLP. */
+    /** Whether fused MLP blocks run on wgmma ({@link PtxWgmmaMlp}) in this arithmetic and tiling: tf32 under WGMMA_MLP or WGMMA_CHAIN. */
     static boolean wgmmaMlp(Matmul matmul, Tiling tiling) {
-        return matmul == Matmul.TF32 && tiling == Tiling.WGMMA_MLP;
+        return matmul == Matmul.TF32 && (tiling == Tiling.WGMMA_MLP || tiling == Tiling.WGMMA_CHAIN);
     }
 
     /** Whether this block runs on wgmma: where {@link #wgmmaMlp} and {@link #fuseMlps} gave it its weights transposed. */
@@ -190,7 +190,8 @@ public final class PtxRenderer {
      * tf32 and 3xTF32 by wgmma warpgroups (WGMMA, sm_90 only: the module targets sm_90a), NN and TN alike;
      * WGMMA_NN leaves the TN GEMMs in 128×64 mma.sync tiles, as WGMMA did before TN GEMMs had a wgmma path, to
      * time the one against the other; WGMMA_WIDE tiles those of 256 columns or more 128×256; WGMMA_MLP tiles as
-     * WGMMA does and runs fused tf32 MLP blocks on wgmma too ({@link PtxWgmmaMlp}). fp32 FMA GEMMs are
+     * WGMMA does and runs fused tf32 MLP blocks on wgmma too ({@link PtxWgmmaMlp}); WGMMA_CHAIN runs each run of
+     * consecutive such blocks as one kernel ({@link Kernel.MlpChain}), the residual stream on chip. fp32 FMA GEMMs are
      * always 128×64; under the wgmma tilings, bf16 GEMMs and the narrower ones keep 128×64 mma.sync tiles.
      */
     public enum Tiling {
@@ -198,7 +199,8 @@ public final class PtxRenderer {
         WGMMA_DEEP("wgmma-deep", "128x128 wgmma tiles, 32-deep for tf32"),
         WGMMA_NN("wgmma-nn", "128x128 wgmma tiles for NN GEMMs only"),
         WGMMA_WIDE("wgmma-wide", "128x256 wgmma tiles"),
-        WGMMA_MLP("wgmma-mlp", "128x128 wgmma tiles, tf32 MLP blocks on wgmma");
+        WGMMA_MLP("wgmma-mlp", "128x128 wgmma tiles, tf32 MLP blocks on wgmma"),
+        WGMMA_CHAIN("wgmma-chain", "128x128 wgmma tiles, tf32 MLP blocks on wgmma, chained");
 
         /** Its CMC_CUDA_TILES value, and what a module's header and a device's name say of it (none for the default). */
         public final String setting, description;
@@ -242,7 +244,10 @@ public final class PtxRenderer {
         return fuseMlps(p, matmul, Tiling.NARROW);
     }
 
-    /** The same for a module tiled so: under WGMMA_MLP, tf32's blocks read their weights transposed (see {@link PtxWgmmaMlp}). */
+    /**
+     * The same for a module tiled so: under WGMMA_MLP, tf32's blocks read their weights transposed (see
+     * {@link PtxWgmmaMlp}); under WGMMA_CHAIN, consecutive blocks also run as one kernel (see {@link dev.cmc.fusion.MlpFusion#chain}).
+     */
     public static Program fuseMlps(Program p, Matmul matmul, Tiling tiling) {
         return fuseMlps(p, matmul, tiling, Integer.MAX_VALUE);
     }
@@ -250,7 +255,9 @@ public final class PtxRenderer {
     /** The same, fusing only blocks whose shared memory ({@link #mlpSharedBytes}) is at most what a block may have. */
     public static Program fuseMlps(Program p, Matmul matmul, Tiling tiling, int sharedPerBlock) {
         Program fused = dev.cmc.fusion.MlpFusion.fuse(p, m -> fits(m, matmul) && mlpSharedBytes(m.domain().cols(), matmul, tiling) <= sharedPerBlock);
-        return wgmmaMlp(matmul, tiling) && fused != p ? dev.cmc.fusion.MlpFusion.withTransposedWeights(fused) : fused;
+        if (!wgmmaMlp(matmul, tiling) || fused == p) return fused;
+        Program transposed = dev.cmc.fusion.MlpFusion.withTransposedWeights(fused);
+        return tiling == Tiling.WGMMA_CHAIN ? dev.cmc.fusion.MlpFusion.chain(transposed) : transposed;
     }
 
     /**
@@ -297,6 +304,7 @@ public final class PtxRenderer {
             case Kernel.SumSquares s -> new Launch(1, 1, 1);
             case Kernel.AdamEma a -> new Launch(ceil(a.count(), BLOCK), 1, 1);
             case Kernel.Elementwise e -> new Launch((int) Math.max(1, ceil(rows(e.domain(), batch) * (long) e.domain().cols(), BLOCK)), 1, 1);
+            case Kernel.MlpChain c -> new Launch(ceil(rows(c.domain(), batch), MLP_ROWS), 1, 1, WG_MLP_THREADS, wgmmaMlpSharedBytes(c.domain().cols()));
             case Kernel.Mlp m when onWgmma(m, matmul, tiling) ->
                     new Launch(ceil(rows(m.domain(), batch), MLP_ROWS), 1, 1, WG_MLP_THREADS, wgmmaMlpSharedBytes(m.domain().cols()));
             case Kernel.Mlp m -> new Launch(ceil(rows(m.domain(), batch), MLP_ROWS), 1, 1, MLP_THREADS, mlpSharedBytes(m.domain().cols()));
@@ -491,7 +499,7 @@ public final class PtxRenderer {
             throw new IllegalArgumentException("wgmma tiles need an sm_90 GPU (H100, H200), not " + arch);
         }
         var sb = new StringBuilder(".version 8.0\n.target ").append(tiling.wgmma() ? "sm_90a" : arch).append("\n.address_size 64\n");
-        if (tiling.wgmma() || program.kernels().stream().anyMatch(k -> k instanceof Kernel.Mlp)) {
+        if (tiling.wgmma() || program.kernels().stream().anyMatch(k -> k instanceof Kernel.Mlp || k instanceof Kernel.MlpChain)) {
             sb.append(".extern .shared .align 128 .b8 ").append(DYNAMIC_SHARED).append("[];\n");
         }
         return sb.toString();
@@ -503,6 +511,7 @@ public final class PtxRenderer {
             case Kernel.Gemm g when tile(g, matmul, tiling).warpgroups() -> new PtxWgmmaGemm(program, i, matmul, tile(g, matmul, tiling));
             case Kernel.Gemm g -> new PtxGemm(program, i, matmul, tile(g, matmul, tiling));
             case Kernel.Mlp m when onWgmma(m, matmul, tiling) -> new PtxWgmmaMlp(program, i);
+            case Kernel.MlpChain _ -> new PtxWgmmaMlp(program, i);
             case Kernel.Mlp m -> new PtxMlp(program, i, matmul);
             default -> new PtxBandwidthKernels(program, i);
         };

@@ -3,6 +3,7 @@ package dev.cmc.render;
 import dev.cmc.kernel.*;
 
 import java.util.HashMap;
+import java.util.List;
 
 import static dev.cmc.render.PtxRenderer.*;
 
@@ -24,7 +25,7 @@ final class PtxWgmmaMlp extends PtxMatrixKernel {
 
     @Override
     void body() {
-        mlp((Kernel.Mlp) kernel);
+        blocks(kernel instanceof Kernel.MlpChain c ? c.blocks() : List.of((Kernel.Mlp) kernel));
     }
 
     /**
@@ -45,24 +46,33 @@ final class PtxWgmmaMlp extends PtxMatrixKernel {
      * are K-major, and each 16-byte cp.async moves one row of a core matrix. The weights stream through a 6-stage
      * pipeline of 16 KB slices, 4 in flight: a slice's stage is refilled two slices after it was multiplied, once
      * each warpgroup's wait for the wgmma a slice back has retired it.
+     * <p>
+     * A chain of blocks ({@link Kernel.MlpChain}) runs them one after another on the same rows, and the weight
+     * pipeline runs on from one block into the next: the last chunk's copies fetch the next block's first slices.
+     * Between two blocks, the accumulators go through the block's epilogue where they lie and stay as the next
+     * block's accumulators, its residual already added (see {@link dev.cmc.fusion.MlpFusion#chain}), and the next
+     * block's LayerNorm reads them there: each row lies in the 4 lanes of a quad, as in the first block's.
      */
-    private void mlp(Kernel.Mlp m) {
-        int h = m.domain().cols(), e = m.up().domain().cols();
+    private void blocks(List<Kernel.Mlp> blocks) {
+        Kernel.Mlp first = blocks.getFirst();
+        int h = first.domain().cols(), e = first.up().domain().cols();
         int upK = WG_MLP_SLICE / MLP_CHUNK, downK = WG_MLP_SLICE / h;
         int upSlices = h / upK, steps = upSlices + MLP_CHUNK / downK, chunks = e / MLP_CHUNK;
         int stageBytes = 4 * WG_MLP_SLICE, ahead = WG_MLP_STAGES - 2, lnSbo = h / 4 * WG_LBO;
         String tid = special("%tid.x"), lane = bin("and.b32", tid, "31"), warp = bin("shr.u32", tid, "5");
         String grp = bin("shr.u32", lane, "2"), tig = bin("and.b32", lane, "3"), group = bin("shr.u32", tid, "7");
-        String rows = domainRows(m.domain()), lastRow = bin("add.s32", rows, "-1");
+        String rows = domainRows(first.domain()), lastRow = bin("add.s32", rows, "-1");
         String row0 = bin("mul.lo.s32", special("%ctaid.x"), Integer.toString(MLP_ROWS));
         String ln = symbol(DYNAMIC_SHARED), stages = bin("add.s64", ln, Integer.toString(4 * MLP_ROWS * h));
 
         // Up slices are rows of Wupᵀ (hidden columns, in the order the accumulators hold them, see hiddenWords),
         // 64 of K (h) deep; down slices are all h rows of Wdownᵀ, 4096/h of K (the chunk's hidden columns) deep.
-        Copies up = copies(m.upT(), upK, true, h, MLP_CHUNK * h, warp, grp, tig), down = copies(m.downT(), downK, false, e, MLP_CHUNK, warp, grp, tig);
+        // The addresses are the first block's; a later block's weights lie a fixed number of bytes on (shift).
+        Copies up = copies(first.upT(), upK, true, h, MLP_CHUNK * h, warp, grp, tig), down = copies(first.downT(), downK, false, e, MLP_CHUNK, warp, grp, tig);
         String chunk = constI(0);
-        // Slice s of the chunk `later` chunks on (up slices first, then down) into a stage; copies past the last chunk skipped.
-        record Slice(int s, int later, String valid, String stageBase) {}
+        // Slice s of block b's chunk `later` chunks on (up slices first, then down) into a stage. Past the block's last
+        // chunk (valid false), the same slice of the next block's first chunk, or nothing after the last block.
+        record Slice(int b, int s, int later, String valid, String stageBase) {}
         java.util.function.Consumer<Slice> issue = sl -> {
             boolean isUp = sl.s() < upSlices;
             Copies c = isUp ? up : down;
@@ -70,20 +80,26 @@ final class PtxWgmmaMlp extends PtxMatrixKernel {
             String from = bin("add.s64", c.from(), wideBytes(bin("shl.b32", chunk, log2(4 * c.chunkFloats()))));
             String dst = bin("add.s64", sl.stageBase(), c.to());
             for (int l = 0; l < COPIES; l++) {
-                long src = c.fromBytes(l) + 4L * ((long) j * depth + (long) sl.later() * c.chunkFloats());
+                long src = c.fromBytes(l) + 4L * ((long) j * depth + (long) sl.later() * c.chunkFloats()) + shift(blocks, sl.b(), isUp);
                 op((sl.valid() == null ? "" : "@" + sl.valid() + " ") + "cp.async.cg.shared.global [" + dst + "+" + c.toBytes(l) + "], [" + from + "+" + src + "], 16;");
+            }
+            if (sl.valid() != null && sl.b() + 1 < blocks.size()) {
+                for (int l = 0; l < COPIES; l++) {
+                    long src = c.fromBytes(l) + 4L * j * depth + shift(blocks, sl.b() + 1, isUp);
+                    op("@!" + sl.valid() + " cp.async.cg.shared.global [" + dst + "+" + c.toBytes(l) + "], [" + c.from() + "+" + src + "], 16;");
+                }
             }
             op("cp.async.commit_group;");
         };
         comment("the first " + ahead + " weight slices on their way while the rows are normalised");
         for (int s = 0; s < ahead; s++) {
-            if (s / steps < chunks) issue.accept(new Slice(s % steps, s / steps, null, bin("add.s64", stages, Integer.toString(s * stageBytes))));
+            if (s / steps < chunks) issue.accept(new Slice(0, s % steps, s / steps, null, bin("add.s64", stages, Integer.toString(s * stageBytes))));
             else op("cp.async.commit_group;");
         }
 
         comment("LayerNorm of the block's rows into shared memory, rounded to TF32, as core matrices: warp w takes rows 8w..8w+7 and"
                 + " 64 on, lane (g, t) columns t, t+4, ... of row g, so that a warp's stores fill one core matrix; rows past the end are zero");
-        Kernel.Normalize norm = m.norm();
+        Kernel.Normalize norm = first.norm();
         int perLane = h / 4;
         loop(bin("shl.b32", warp, "3"), Integer.toString(MLP_ROWS), 64, local -> {
             String row = bin("add.s32", bin("add.s32", row0, local), grp), at = bin("min.s32", row, lastRow), valid = pred("lt.s32", row, rows);
@@ -100,7 +116,7 @@ final class PtxWgmmaMlp extends PtxMatrixKernel {
             for (int c = 0; c < perLane; c++) {
                 int offset = WG_LBO * c;
                 String xh = bin("mul.f32", bin("sub.f32", v[c], mean), rstd);
-                lets(norm.epilogue(), new Ctx(norm.domain(), at, col[c], xh, new HashMap<>()), m.normalized().array(),
+                lets(norm.epilogue(), new Ctx(norm.domain(), at, col[c], xh, new HashMap<>()), first.normalized().array(),
                         y -> {
                             String word = roundTf32(y), kept = r();
                             op("selp.b32 " + kept + ", " + word + ", 0, " + valid + ";");
@@ -116,65 +132,135 @@ final class PtxWgmmaMlp extends PtxMatrixKernel {
         for (int q = 0; q < upAcc.length; q++) upAcc[q] = constF(0);
         for (int q = 0; q < outAcc.length; q++) outAcc[q] = constF(0);
         String[][] words = new String[MLP_CHUNK / 8][];
-        String[] rowAt = null;   // this chunk's accumulator rows and first hidden column, for its epilogue
-        String colBase = null;
 
         String readOff = r(), writeOff = r();
         op("mov.u32 " + readOff + ", 0;");
         op("mov.u32 " + writeOff + ", " + ahead * stageBytes + ";");
-        String top = newLabel("chunk"), done = newLabel("chunk_end");
-        label(top);
-        op(".pragma \"nounroll\";");
-        op("@" + pred("ge.s32", chunk, Integer.toString(chunks)) + " bra " + done + ";");
-        for (int i = 0; i < steps; i++) {
-            int s = i + ahead;
-            boolean isUp = i < upSlices;
-            comment("slice " + i + " of " + steps + " (" + (isUp ? "up, K rows " + upK * i : "down, K rows " + downK * (i - upSlices))
-                    + " of the chunk); slice " + s % steps + (s < steps ? "" : " of chunk +" + s / steps) + " on its way into the stage multiplied two slices ago");
-            op("cp.async.wait_group " + (ahead - 1) + ";");
-            comment("the slice was written through the generic proxy; wgmma reads it through the async proxy");
-            op("fence.proxy.async.shared::cta;");
-            op("bar.sync 0;");
-            String valid = s < steps ? null : pred("lt.s32", bin("add.s32", chunk, Integer.toString(s / steps)), Integer.toString(chunks));
-            issue.accept(new Slice(s % steps, s / steps, valid, bin("add.s64", stages, wideBytes(writeOff))));
-            String bDesc = descriptor(bin("add.s64", stages, wideBytes(readOff)), (isUp ? upK : downK) / 4 * WG_LBO);
-            goRound(readOff, stageBytes, WG_MLP_STAGES * stageBytes);
-            goRound(writeOff, stageBytes, WG_MLP_STAGES * stageBytes);
-            if (isUp) {
-                op("wgmma.fence.sync.aligned;");
-                for (int ks = 0; ks < upK / 8; ks++) {
-                    int k0 = upK * i + 8 * ks;
-                    wgmma(MLP_CHUNK, upAcc, advanced(lnDesc, k0 / 4 * WG_LBO), advanced(bDesc, 2 * WG_LBO * ks), k0 > 0);
+        for (int b = 0; b < blocks.size(); b++) {
+            Kernel.Mlp m = blocks.get(b);
+            if (b > 0) {
+                comment("block " + b + " of the chain");
+                op("mov.u32 " + chunk + ", 0;");
+            }
+            String[] rowAt = null;   // this chunk's accumulator rows and first hidden column, for its epilogue
+            String colBase = null;
+            String top = newLabel("chunk"), done = newLabel("chunk_end");
+            label(top);
+            op(".pragma \"nounroll\";");
+            op("@" + pred("ge.s32", chunk, Integer.toString(chunks)) + " bra " + done + ";");
+            for (int i = 0; i < steps; i++) {
+                int s = i + ahead;
+                boolean isUp = i < upSlices;
+                comment("slice " + i + " of " + steps + " (" + (isUp ? "up, K rows " + upK * i : "down, K rows " + downK * (i - upSlices))
+                        + " of the chunk); slice " + s % steps + (s < steps ? "" : " of chunk +" + s / steps) + " on its way into the stage multiplied two slices ago");
+                op("cp.async.wait_group " + (ahead - 1) + ";");
+                comment("the slice was written through the generic proxy; wgmma reads it through the async proxy");
+                op("fence.proxy.async.shared::cta;");
+                op("bar.sync 0;");
+                String valid = s < steps ? null : pred("lt.s32", bin("add.s32", chunk, Integer.toString(s / steps)), Integer.toString(chunks));
+                issue.accept(new Slice(b, s % steps, s / steps, valid, bin("add.s64", stages, wideBytes(writeOff))));
+                String bDesc = descriptor(bin("add.s64", stages, wideBytes(readOff)), (isUp ? upK : downK) / 4 * WG_LBO);
+                goRound(readOff, stageBytes, WG_MLP_STAGES * stageBytes);
+                goRound(writeOff, stageBytes, WG_MLP_STAGES * stageBytes);
+                if (isUp) {
+                    op("wgmma.fence.sync.aligned;");
+                    for (int ks = 0; ks < upK / 8; ks++) {
+                        int k0 = upK * i + 8 * ks;
+                        wgmma(MLP_CHUNK, upAcc, advanced(lnDesc, k0 / 4 * WG_LBO), advanced(bDesc, 2 * WG_LBO * ks), k0 > 0);
+                    }
+                } else {
+                    if (i == upSlices) {
+                        comment("the up chunk complete (its last slice multiplied while this slice's copies were issued): the down slices"
+                                + " take it through its epilogue a slice's K steps at a time");
+                        op("wgmma.wait_group.sync.aligned 0;");
+                        colBase = bin("add.s32", bin("shl.b32", chunk, log2(MLP_CHUNK)), tig);
+                        rowAt = new String[]{bin("min.s32", accRow, lastRow), bin("min.s32", bin("add.s32", accRow, "8"), lastRow)};
+                    }
+                    comment("this slice's K steps of the up chunk through its epilogue, while the slice before is multiplied");
+                    int firstStep = (i - upSlices) * downK / 8;
+                    for (int ks = 0; ks < downK / 8; ks++) words[firstStep + ks] = hiddenWords(m, upAcc, firstStep + ks, rowAt, colBase);
+                    op("wgmma.fence.sync.aligned;");
+                    for (int ks = 0; ks < downK / 8; ks++) wgmma(h, outAcc, words[firstStep + ks], advanced(bDesc, 2 * WG_LBO * ks));
+                }
+                op("wgmma.commit_group.sync.aligned;");
+                comment("the slice before is multiplied: after the next barrier its stage is free");
+                op("wgmma.wait_group.sync.aligned 1;");
+            }
+            op("add.s32 " + chunk + ", " + chunk + ", 1;");
+            op("bra " + top + ";");
+            label(done);
+            op("wgmma.wait_group.sync.aligned 0;");
+            // A later block's accumulators started at its residual, the block before's output: its epilogue adds none.
+            if (b > 0) held.put(blocks.get(b - 1).output().array(), imm(0));
+            if (b + 1 == blocks.size()) {
+                op("cp.async.wait_group 0;");
+                comment("the block's output: the down-projection's epilogue (bias, residual) on the accumulators");
+                String outCol = bin("shl.b32", tig, "1");
+                for (int q = 0; q < outAcc.length; q++) {
+                    String row = q % 4 < 2 ? accRow : bin("add.s32", accRow, "8");
+                    emit(m.down(), rows, Integer.toString(h), new Out(row, bin("add.s32", outCol, Integer.toString(8 * (q / 4) + q % 2)), outAcc[q]));
                 }
             } else {
-                if (i == upSlices) {
-                    comment("the up chunk complete (its last slice multiplied while this slice's copies were issued): the down slices"
-                            + " take it through its epilogue a slice's K steps at a time");
-                    op("wgmma.wait_group.sync.aligned 0;");
-                    colBase = bin("add.s32", bin("shl.b32", chunk, log2(MLP_CHUNK)), tig);
-                    rowAt = new String[]{bin("min.s32", accRow, lastRow), bin("min.s32", bin("add.s32", accRow, "8"), lastRow)};
+                comment("block " + b + "'s output, its down-projection's epilogue, kept in the accumulators, where the next block adds to it");
+                String[] at = {bin("min.s32", accRow, lastRow), bin("min.s32", bin("add.s32", accRow, "8"), lastRow)};
+                String outCol = bin("shl.b32", tig, "1");
+                for (int q = 0; q < outAcc.length; q++) {
+                    String acc = outAcc[q];
+                    lets(m.down().epilogue(), new Ctx(m.domain(), at[q % 4 / 2], bin("add.s32", outCol, Integer.toString(8 * (q / 4) + q % 2)), acc, new HashMap<>()),
+                            m.output().array(), y -> op("mov.f32 " + acc + ", " + y + ";"));
                 }
-                comment("this slice's K steps of the up chunk through its epilogue, while the slice before is multiplied");
-                int first = (i - upSlices) * downK / 8;
-                for (int ks = 0; ks < downK / 8; ks++) words[first + ks] = hiddenWords(m, upAcc, first + ks, rowAt, colBase);
-                op("wgmma.fence.sync.aligned;");
-                for (int ks = 0; ks < downK / 8; ks++) wgmma(h, outAcc, words[first + ks], advanced(bDesc, 2 * WG_LBO * ks));
+                normalizeHeld(blocks.get(b + 1), outAcc, ln, lnSbo, warp, grp, tig, accRow, at, rows);
             }
-            op("wgmma.commit_group.sync.aligned;");
-            comment("the slice before is multiplied: after the next barrier its stage is free");
-            op("wgmma.wait_group.sync.aligned 1;");
+            held.clear();
         }
-        op("add.s32 " + chunk + ", " + chunk + ", 1;");
-        op("bra " + top + ";");
-        label(done);
-        op("wgmma.wait_group.sync.aligned 0;");
-        op("cp.async.wait_group 0;");
+    }
 
-        comment("the block's output: the down-projection's epilogue (bias, residual) on the accumulators");
-        String outCol = bin("shl.b32", tig, "1");
-        for (int q = 0; q < outAcc.length; q++) {
-            String row = q % 4 < 2 ? accRow : bin("add.s32", accRow, "8");
-            emit(m.down(), rows, Integer.toString(h), new Out(row, bin("add.s32", outCol, Integer.toString(8 * (q / 4) + q % 2)), outAcc[q]));
+    /**
+     * Bytes from the first block's transposed weight (up's, or down's) to block b's, in the same array: a chain's
+     * blocks read one array of transposed weights (see {@link dev.cmc.fusion.MlpFusion#chain}).
+     */
+    private static long shift(List<Kernel.Mlp> blocks, int b, boolean up) {
+        Buf first = up ? blocks.getFirst().upT() : blocks.getFirst().downT(), mine = up ? blocks.get(b).upT() : blocks.get(b).downT();
+        if (!mine.array().equals(first.array())) throw new IllegalArgumentException(blocks.get(b).name() + ": a chain's weights lie in one array");
+        return 4L * (mine.offset() - first.offset());
+    }
+
+    /**
+     * The next block's LayerNorm of the rows held in the accumulators, into shared memory as the first block's
+     * was. This thread holds columns 8j + 2t and 8j + 2t + 1 of rows g and g + 8 of its warp's 16 (accumulator
+     * 4j + 2·half + s): a row's h values lie in the quad's 4 lanes, and each pair of columns is 8 contiguous bytes
+     * of one core-matrix row (core matrix 2j + t/2, bytes 8·(t%2) on), stored at once. Rows past the end are zero.
+     */
+    private void normalizeHeld(Kernel.Mlp next, String[] acc, String ln, int lnSbo, String warp, String grp, String tig, String accRow, String[] at,
+                               String rows) {
+        comment("the next block's LayerNorm of the rows the accumulators hold, into shared memory as core matrices");
+        Kernel.Normalize norm = next.norm();
+        int h = norm.domain().cols();
+        String within = mad(bin("shr.u32", tig, "1"), Integer.toString(WG_LBO), mad(grp, "16", bin("shl.b32", bin("and.b32", tig, "1"), "3")));
+        for (int half = 0; half < 2; half++) {
+            String row = half == 0 ? accRow : bin("add.s32", accRow, "8"), valid = pred("lt.s32", row, rows);
+            String slot = bin("add.s64", ln, wideBytes(mad(bin("add.s32", bin("shl.b32", warp, "1"), Integer.toString(half)), Integer.toString(lnSbo), within)));
+            String[] v = new String[h / 4];
+            String sum = accumulator();
+            for (int j = 0; j < h / 8; j++) {
+                for (int s = 0; s < 2; s++) {
+                    v[2 * j + s] = acc[4 * j + 2 * half + s];
+                    addInto(sum, v[2 * j + s]);
+                }
+            }
+            String[] moments = rowMoments(sum, v, 4, h);
+            for (int j = 0; j < h / 8; j++) {
+                String[] kept = new String[2];
+                for (int s = 0; s < 2; s++) {
+                    String xh = bin("mul.f32", bin("sub.f32", v[2 * j + s], moments[0]), moments[1]), col = bin("add.s32", bin("shl.b32", tig, "1"), Integer.toString(8 * j + s));
+                    int word = s;
+                    lets(norm.epilogue(), new Ctx(norm.domain(), at[half], col, xh, new HashMap<>()), next.normalized().array(), y -> {
+                        kept[word] = r();
+                        op("selp.b32 " + kept[word] + ", " + roundTf32(y) + ", 0, " + valid + ";");
+                    });
+                }
+                op("st.shared.v2.b32 [" + slot + "+" + 2 * WG_LBO * j + "], {" + kept[0] + ", " + kept[1] + "};");
+            }
         }
     }
 

@@ -133,7 +133,7 @@ public final class TornadoRenderer {
             case Kernel.Transpose t -> transpose(t);
             case Kernel.SumSquares s -> sumSquares(s);
             case Kernel.AdamEma a -> adamEma(a);
-            case Kernel.Mlp m -> throw JavaRenderer.notFused(m);
+            case Kernel.Mlp _, Kernel.MlpChain _ -> throw JavaRenderer.notFused(k);
         }
         indent--;
         line("}");

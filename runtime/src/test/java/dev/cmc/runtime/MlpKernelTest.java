@@ -36,6 +36,11 @@ class MlpKernelTest {
         return p.kernels().stream().filter(kind::isInstance).count();
     }
 
+    /** Fused MLP blocks of a program, alone or in chains. */
+    private static long blocks(Program p) {
+        return count(p, Kernel.Mlp.class) + p.kernels().stream().mapToInt(k -> k instanceof Kernel.MlpChain c ? c.blocks().size() : 0).sum();
+    }
+
     private static boolean hasArray(Program p, String name) {
         return p.arrays().stream().anyMatch(a -> a.name().equals(name));
     }
@@ -77,6 +82,56 @@ class MlpKernelTest {
     }
 
     /**
+     * Under wgmma-chain, consecutive tf32 blocks on wgmma become one kernel: a sampler's three, a CT step's three
+     * EMA-target blocks (not the student's, which stay unfused), the outputs they hand on leaving the program.
+     * A block whose residual is not added to its down-projection's sum (here multiplied) ends a chain: its
+     * accumulators could not start at the residual.
+     */
+    @Test
+    void consecutiveWgmmaBlocksChainWhereTheResidualIsASum() {
+        Spec spec = spec(128, 3, "tf32");
+        var tf32 = PtxRenderer.Matmul.TF32;
+        Program sampler = Compiler.sampler(spec).program(), chained = PtxRenderer.fuseMlps(sampler, tf32, PtxRenderer.Tiling.WGMMA_CHAIN);
+        var chains = chained.kernels().stream().filter(k -> k instanceof Kernel.MlpChain).map(k -> (Kernel.MlpChain) k).toList();
+        assertEquals(1, chains.size());
+        assertEquals(List.of("k_mlp_block0_h", "k_mlp_block1_h", "k_mlp_block2_h"), chains.getFirst().blocks().stream().map(Kernel.Mlp::name).toList());
+        assertEquals(0, count(chained, Kernel.Mlp.class));
+        assertFalse(hasArray(chained, "block0_h") || hasArray(chained, "block1_h"), "the outputs handed on leave the program");
+        assertTrue(hasArray(chained, "block2_h"), "the chain's output stays");
+        assertEquals(Set.of("block2_h"), dev.cmc.kernel.Kernels.writes(chains.getFirst()));
+        assertTrue(dev.cmc.kernel.Kernels.reads(chains.getFirst()).contains("h_in"));
+        assertFalse(dev.cmc.kernel.Kernels.reads(chains.getFirst()).contains("block0_h"));
+        int at = chained.kernels().indexOf(chains.getFirst());
+        assertTrue(chained.kernels().subList(0, at).stream().filter(k -> k instanceof Kernel.Transpose).count() == 6, "every block's transposes before the chain");
+
+        Program step = Compiler.trainStep(spec, null, 0).program(), chainedStep = PtxRenderer.fuseMlps(step, tf32, PtxRenderer.Tiling.WGMMA_CHAIN);
+        var stepChains = chainedStep.kernels().stream().filter(k -> k instanceof Kernel.MlpChain).map(k -> (Kernel.MlpChain) k).toList();
+        assertEquals(1, stepChains.size());
+        assertTrue(stepChains.getFirst().blocks().stream().allMatch(m -> m.name().contains("target")) && stepChains.getFirst().blocks().size() == 3);
+        assertTrue(hasArray(chainedStep, "block0_h") && hasArray(chainedStep, "block0_act"), "the student's blocks are untouched");
+        assertSame(PtxRenderer.fuseMlps(sampler, PtxRenderer.Matmul.TF32X3, PtxRenderer.Tiling.WGMMA_CHAIN).kernels().stream()
+                .filter(k -> k instanceof Kernel.MlpChain).findAny().orElse(null), null, "3xTF32's blocks stay on mma.sync, one kernel each");
+
+        // block1's residual multiplied, not added: block0 stands alone, block1 and block2 still chain.
+        Program unchained = PtxRenderer.fuseMlps(sampler, tf32, PtxRenderer.Tiling.WGMMA_MLP);
+        var kernels = new ArrayList<>(unchained.kernels());
+        for (int i = 0; i < kernels.size(); i++) {
+            if (!(kernels.get(i) instanceof Kernel.Mlp m) || !m.name().equals("k_mlp_block1_h")) continue;
+            var lets = new ArrayList<dev.cmc.kernel.Expr.Let>();
+            for (var l : m.down().epilogue()) {
+                lets.add(l.store() == null || !(l.value() instanceof dev.cmc.kernel.Expr.Binary b) ? l
+                        : new dev.cmc.kernel.Expr.Let(l.id(), new dev.cmc.kernel.Expr.Binary(dev.cmc.ir.Op.MUL, b.a(), b.b()), l.store()));
+            }
+            var d = m.down();
+            kernels.set(i, new Kernel.Mlp(m.name(), m.norm(), m.up(), new Kernel.Gemm(d.name(), d.transposeA(), d.a(), d.b(), d.k(), d.domain(), lets), m.upT(), m.downT()));
+        }
+        Program multiplied = dev.cmc.fusion.MlpFusion.chain(new Program(unchained.name(), unchained.arrays(), kernels));
+        assertEquals(1, count(multiplied, Kernel.Mlp.class));
+        assertEquals(List.of(2), multiplied.kernels().stream().filter(k -> k instanceof Kernel.MlpChain).map(k -> ((Kernel.MlpChain) k).blocks().size()).toList());
+        assertTrue(hasArray(multiplied, "block0_h") && !hasArray(multiplied, "block1_h"));
+    }
+
+    /**
      * A backend with fused blocks, the same without, and how closely their results must agree: 2e-5 of the largest
      * for 3xTF32, whose sums differ only in order (the unfused GEMMs split K over these few rows, the fused block
      * does not; the card held 1e-5 at h = 256, the simulator's CT step at h = 128 comes to 1.05e-5); 2e-4 for
@@ -104,6 +159,9 @@ class MlpKernelTest {
             if (matmul == PtxRenderer.Matmul.TF32) {
                 var wgmmaMlp = PtxRenderer.Tiling.WGMMA_MLP;
                 out.add(new Pair(new SimulatedCudaBackend(matmul, wgmmaMlp).withFusedMlp(), new SimulatedCudaBackend(matmul, wgmmaMlp), besideWgmma));
+                // and consecutive blocks as one kernel, the residual stream in the accumulators (CMC_CUDA_TILES=wgmma-chain)
+                var chain = PtxRenderer.Tiling.WGMMA_CHAIN;
+                out.add(new Pair(new SimulatedCudaBackend(matmul, chain).withFusedMlp(), new SimulatedCudaBackend(matmul, chain), besideWgmma));
             }
         }
         for (var d : CudaDevices.list()) {
@@ -138,7 +196,7 @@ class MlpKernelTest {
         double[] ref = ParityTest.referenceDenoise(c, params, x, sigma, batch);
         for (Pair pair : fusedAndUnfused(matmul)) {
             Backend fusedBackend = pair.fused(), unfusedBackend = pair.unfused();
-            assertEquals(layers, count(fusedBackend.prepare(c.program(), batch), Kernel.Mlp.class), fusedBackend.deviceName());
+            assertEquals(layers, blocks(fusedBackend.prepare(c.program(), batch)), fusedBackend.deviceName());
             assertEquals(0, count(unfusedBackend.prepare(c.program(), batch), Kernel.Mlp.class), unfusedBackend.deviceName());
             float[] fused = ParityTest.denoise(fusedBackend, c.program(), batch, params, x, sigma, batch);
             float[] unfused = ParityTest.denoise(unfusedBackend, c.program(), batch, params, x, sigma, batch);

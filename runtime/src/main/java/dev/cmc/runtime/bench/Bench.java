@@ -341,6 +341,9 @@ public final class Bench {
             switch (k) {
                 case dev.cmc.kernel.Kernel.Gemm g -> out.merge(k.name(), flops(g, batch), Double::sum);
                 case dev.cmc.kernel.Kernel.Mlp m -> out.merge(k.name(), flops(m.up(), batch) + flops(m.down(), batch), Double::sum);
+                case dev.cmc.kernel.Kernel.MlpChain c -> {
+                    for (var m : c.blocks()) out.merge(k.name(), flops(m.up(), batch) + flops(m.down(), batch), Double::sum);
+                }
                 default -> {}
             }
         }

@@ -34,7 +34,8 @@ public final class CudaBackend implements Backend {
      * mma.sync warps, wgmma 128×128 by wgmma warpgroups (compute capability 9.0; see {@link PtxRenderer.Tile}),
      * wgmma-deep the same in 32-deep slices for tf32, wgmma-nn wgmma for NN GEMMs only (the weight gradients in
      * 128×64 mma.sync tiles, as wgmma was before they had a wgmma path), wgmma-wide 128×256 wgmma tiles for
-     * GEMMs of 256 columns or more, wgmma-mlp wgmma's tiles and tf32's fused MLP blocks on wgmma too.
+     * GEMMs of 256 columns or more, wgmma-mlp wgmma's tiles and tf32's fused MLP blocks on wgmma too, wgmma-chain
+     * the same with each run of consecutive blocks one kernel.
      */
     public static java.util.Optional<PtxRenderer.Tiling> configuredTiling() {
         var choices = new java.util.ArrayList<Map.Entry<String, java.util.Optional<PtxRenderer.Tiling>>>(List.of(Map.entry("auto", java.util.Optional.empty())));
@@ -196,7 +197,7 @@ public final class CudaBackend implements Backend {
         // Every block that could be one kernel, whatever its shared memory: what the check below and the result need.
         var tiles = tiling(maxBatch);
         Program fusable = PtxRenderer.fuseMlps(program, matmul, tiles);
-        var shared = fusable.kernels().stream().filter(k -> k instanceof Kernel.Mlp)
+        var shared = fusable.kernels().stream().filter(k -> k instanceof Kernel.Mlp || k instanceof Kernel.MlpChain)
                 .mapToInt(k -> PtxRenderer.mlpSharedBytes(k.domain().cols(), matmul, tiles)).summaryStatistics();
         int limit = device.sharedPerBlock();
         // Said whatever the batch, so that a setting this GPU cannot run fails at once, not at the first large batch

@@ -70,6 +70,7 @@ public final class FakeDriverRun {
             configs.add(new CudaBackend(0).withMatmul(PtxRenderer.Matmul.TF32).withTiling(PtxRenderer.Tiling.WGMMA_DEEP).withFusedMlp(false));
             configs.add(new CudaBackend(0).withMatmul(PtxRenderer.Matmul.TF32X3).withTiling(PtxRenderer.Tiling.WGMMA_WIDE).withFusedMlp(false));
             configs.add(new CudaBackend(0).withMatmul(PtxRenderer.Matmul.TF32).withTiling(PtxRenderer.Tiling.WGMMA_MLP).withFusedMlp(true));
+            configs.add(new CudaBackend(0).withMatmul(PtxRenderer.Matmul.TF32).withTiling(PtxRenderer.Tiling.WGMMA_CHAIN).withFusedMlp(true));
         }
         if (wideShared) configs.add(new CudaBackend(0).withMatmul(PtxRenderer.Matmul.TF32).withTiling(PtxRenderer.Tiling.NARROW).withFusedMlp(true));
         int checked = 0;
@@ -210,7 +211,7 @@ public final class FakeDriverRun {
     private static void check(CudaBackend backend, Program program, int maxBatch, int smaller) throws Throwable {
         String what = program.name() + " on " + backend.deviceName() + " for " + maxBatch + " rows";
         Program prepared = backend.prepare(program, maxBatch);
-        if (backend.deviceName().contains("fused") && prepared.kernels().stream().noneMatch(k -> k instanceof dev.cmc.kernel.Kernel.Mlp)) {
+        if (backend.deviceName().contains("fused") && prepared.kernels().stream().noneMatch(k -> k instanceof dev.cmc.kernel.Kernel.Mlp || k instanceof dev.cmc.kernel.Kernel.MlpChain)) {
             throw new AssertionError(what + ": no fused block");
         }
         try (Arena a = Arena.ofConfined(); CudaExecutable exe = backend.load(program, maxBatch)) {

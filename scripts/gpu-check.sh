@@ -128,9 +128,10 @@ run)
   #    tf32's MLP blocks on wgmma (CMC_CUDA_TILES=wgmma-mlp; never yet on a GPU): the 44.2 ms of the third run's tf32
   #    sampler were 42.5 ms of mma.sync blocks at 103 TFLOP/s, and its 2x target needs them under 4.4 ms each.
   CMC_CUDA_TILES=wgmma-mlp CMC_CUDA_MLP=fused bench bench wgmma_mlp_tf32 45 --set target.precision=tf32 --batch 1048576 --train-batch 4096 --profile
-  #    The same blocks chained (CMC_CUDA_TILES=wgmma-chain; never yet on a GPU): the four blocks one kernel, the residual
-  #    stream in the accumulators, so that 3 of the 4 blocks' row loads, residual loads and output stores (1 GB each at
-  #    1M rows) and their pipeline restarts are gone.
+  #    The same blocks chained (CMC_CUDA_TILES=wgmma-chain; never yet on a GPU): the input projection, the four blocks
+  #    and the output projection one kernel, the residual stream in the accumulators, so that the projections' kernels
+  #    (1.3 ms in the third run), the blocks' row loads, residual loads and output stores (1 GB each at 1M rows) and
+  #    their pipeline restarts are gone.
   CMC_CUDA_TILES=wgmma-chain CMC_CUDA_MLP=fused bench bench wgmma_chain_tf32 45 --set target.precision=tf32 --batch 1048576 --train-batch 4096 --profile
   #    128x256 wgmma tiles (four warpgroups sharing each A slice, one block an SM; never yet on a GPU) against
   #    the default's 128x128, in fp32 and, without fused blocks, tf32 (against tf32_split below).

@@ -86,61 +86,134 @@ public final class MlpFusion {
         var readers = new HashMap<String, List<Integer>>();
         for (int i = 0; i < ks.size(); i++) for (String a : Kernels.reads(ks.get(i))) readers.computeIfAbsent(a, x -> new ArrayList<>()).add(i);
         var kernels = new ArrayList<Kernel>();
+        var arrays = new ArrayList<>(p.arrays());
         var dropped = new HashSet<String>();
-        var open = new ArrayList<Kernel.Mlp>();
+        var open = new Open();
         for (int i = 0; i < ks.size(); i++) {
             Kernel k = ks.get(i);
+            List<Integer> readsOpen = open.blocks.isEmpty() ? List.of() : readers.getOrDefault(open.blocks.getLast().output().array(), List.of());
             if (k instanceof Kernel.Mlp m && m.transposedWeights()) {
-                if (!open.isEmpty() && handsOn(p, open.getLast(), m, readers.getOrDefault(open.getLast().output().array(), List.of()), i)) {
-                    dropped.add(open.getLast().output().array());
+                if (!open.blocks.isEmpty() && open.blocks.getLast().up().domain().equals(m.up().domain())
+                        && handsOn(p, open.blocks.getLast().output(), m, readsOpen, i)) {
+                    dropped.add(open.blocks.getLast().output().array());
                 } else {
-                    close(open, kernels);
+                    open.close(kernels, null, null);
+                    int before = kernels.size() - 1;
+                    while (before >= 0 && kernels.get(before) instanceof Kernel.Transpose) before--;
+                    if (before >= 0 && kernels.get(before) instanceof Kernel.Gemm g && isStem(p, g, m, readers, i)) {
+                        kernels.remove(before);
+                        dropped.add(output(g).array());
+                        open.stem = g;
+                        open.stemT = transposed(g, p, arrays, kernels);
+                    }
                 }
-                open.add(m);
-            } else if (k instanceof Kernel.Transpose t && !open.isEmpty() && !t.src().array().equals(open.getLast().output().array())) {
+                open.blocks.add(m);
+            } else if (k instanceof Kernel.Transpose t && !open.blocks.isEmpty() && !t.src().array().equals(open.blocks.getLast().output().array())) {
                 kernels.add(k);
+            } else if (k instanceof Kernel.Gemm g && !open.blocks.isEmpty() && isHead(p, open.blocks.getLast(), g, readsOpen, i)) {
+                dropped.add(open.blocks.getLast().output().array());
+                open.close(kernels, g, transposed(g, p, arrays, kernels));
             } else {
-                close(open, kernels);
+                open.close(kernels, null, null);
                 kernels.add(k);
             }
         }
-        close(open, kernels);
+        open.close(kernels, null, null);
         if (dropped.isEmpty()) return p;
-        var arrays = new ArrayList<Program.Array>();
-        for (Program.Array a : p.arrays()) if (!dropped.contains(a.name())) arrays.add(a);
+        arrays.removeIf(a -> dropped.contains(a.name()));
         return new Program(p.name(), List.copyOf(arrays), List.copyOf(kernels));
     }
 
-    /** The open blocks into the kernel list: one as it is, several as a chain named for its first and last ("k_mlp_block0_h_to_block3_h"). */
-    private static void close(List<Kernel.Mlp> open, List<Kernel> kernels) {
-        if (open.size() == 1) kernels.add(open.getFirst());
-        if (open.size() > 1) kernels.add(new Kernel.MlpChain(open.getFirst().name() + "_to_" + open.getLast().output().array(), List.copyOf(open)));
-        open.clear();
+    /** The blocks of the chain being built, and the stem before them, if any. */
+    private static final class Open {
+        final List<Kernel.Mlp> blocks = new ArrayList<>();
+        Kernel.Gemm stem;
+        Buf stemT;
+
+        /**
+         * The chain into the kernel list, with this head (or none): one block alone as it is, anything more as a
+         * chain named for what it reads first and writes last ("k_mlp_block0_h_to_block3_h", "k_mlp_h_in_to_out").
+         */
+        void close(List<Kernel> kernels, Kernel.Gemm head, Buf headT) {
+            if (blocks.size() == 1 && stem == null && head == null) kernels.add(blocks.getFirst());
+            if (blocks.size() > 1 || (!blocks.isEmpty() && (stem != null || head != null))) {
+                String from = stem != null ? output(stem).array() : blocks.getFirst().name().replaceFirst("^k_mlp_", "");
+                String to = head != null ? output(head).array() : blocks.getLast().output().array();
+                kernels.add(new Kernel.MlpChain("k_mlp_" + from + "_to_" + to, stem, stemT, List.copyOf(blocks), head, headT));
+            }
+            blocks.clear();
+            stem = null;
+            stemT = null;
+        }
     }
 
-    /** Whether block b's output can reach block c (kernel `at`) on chip: see {@link #chain}. */
-    private static boolean handsOn(Program p, Kernel.Mlp b, Kernel.Mlp c, List<Integer> readers, int at) {
+    /** What a GEMM's epilogue stores (its one output, where chain looks). */
+    private static Buf output(Kernel.Gemm g) {
+        return g.epilogue().stream().filter(l -> l.store() != null).findFirst().orElseThrow().store();
+    }
+
+    /**
+     * Whether GEMM g, the last kernel before block m (kernel `at`) but Transposes, can start the chain m starts, as
+     * its stem (the network's input projection): an NN GEMM over the batch whose one output is m's input, which m
+     * alone reads, as block c reads block b's in {@link #handsOn}; its A a batched array of d columns, a whole
+     * number of weight slices deep (4096/h of K: d a multiple of 32 at h = 128, of 16 at 256) and at most h; its
+     * weight fixed, at a 16-byte boundary.
+     */
+    private static boolean isStem(Program p, Kernel.Gemm g, Kernel.Mlp m, Map<String, List<Integer>> readers, int at) {
+        if (g.transposeA() || !g.domain().batched() || Kernels.writes(g).size() != 1 || g.epilogue().stream().filter(l -> l.store() != null).count() != 1) return false;
+        Buf out = output(g);
+        int h = m.domain().cols(), d = g.k();
+        if (!g.domain().equals(m.domain()) || !g.a().shape().batched() || g.a().offset() != 0 || g.a().shape().cols() != d) return false;
+        if (g.b().shape().batched() || g.b().offset() % 4 != 0 || d % (4096 / h) != 0 || d > h) return false;
+        return sumWith(g.epilogue(), null) && handsOn(p, out, m, readers.getOrDefault(out.array(), List.of()), at);
+    }
+
+    /**
+     * Whether GEMM g (kernel `at`) can end a chain whose last block is b, as its head: an NN GEMM over the batch
+     * whose A is b's output, a batched activation that g alone reads (as A only), its weight fixed, at a 16-byte
+     * boundary, K = h, and d = 32, 64, 128 or 256 columns, at most h: a weight slice of 4,096 floats is then
+     * 4096/d of K deep, a whole number of 16-deep steps that a head's copies take as a block's do (PtxWgmmaMlp).
+     */
+    private static boolean isHead(Program p, Kernel.Mlp b, Kernel.Gemm g, List<Integer> readers, int at) {
         Buf out = b.output();
+        int h = b.domain().cols(), d = g.domain().cols();
+        if (out == null || out.offset() != 0 || !out.shape().batched() || p.array(out.array()).role() != Program.Role.ACTIVATION) return false;
+        if (!readers.equals(List.of(at)) || g.transposeA() || !g.domain().batched() || !g.a().equals(out) || mentions(g.epilogue(), out) > 0) return false;
+        if (g.b().shape().batched() || g.b().offset() % 4 != 0 || g.k() != h || Kernels.writes(g).size() != 1) return false;
+        return (d == 32 || d == 64 || d == 128 || d == 256) && d <= h;
+    }
+
+    /** Whether out (block b's output, or a stem's) can reach block c (kernel `at`) on chip: see {@link #chain}. */
+    private static boolean handsOn(Program p, Buf out, Kernel.Mlp c, List<Integer> readers, int at) {
         if (out == null || out.offset() != 0 || !out.shape().batched() || p.array(out.array()).role() != Program.Role.ACTIVATION) return false;
         if (!readers.equals(List.of(at)) || !c.norm().x().equals(new Expr.Load(out))) return false;
-        if (!b.domain().equals(c.domain()) || !b.up().domain().equals(c.up().domain())) return false;
+        if (!out.shape().equals(c.domain())) return false;
         if (mentions(c.norm().epilogue(), out) + mentions(c.up().epilogue(), out) > 0) return false;
+        return mentions(c.down().epilogue(), out) == 1 && sumWith(c.down().epilogue(), out);
+    }
+
+    /**
+     * Whether the epilogue's one stored value is a sum whose terms are the accumulator once, a load of residual
+     * once (where one is named), and terms that read neither: what lets a kernel start the accumulator at the
+     * other terms, or at the residual, instead of adding them after.
+     */
+    private static boolean sumWith(List<Expr.Let> epilogue, Buf residual) {
         Expr.Let stored = null;
         var values = new HashMap<Integer, Expr>();
-        for (Expr.Let l : c.down().epilogue()) {
+        for (Expr.Let l : epilogue) {
             values.put(l.id(), inlined(l.value(), values));
             if (l.store() != null) stored = l;
         }
-        if (stored == null || mentions(c.down().epilogue(), out) != 1) return false;
+        if (stored == null) return false;
         var terms = new ArrayList<Expr>();
         addends(values.get(stored.id()), terms);
         int accs = 0, residuals = 0;
         for (Expr t : terms) {
             if (t instanceof Expr.Acc) accs++;
-            else if (t.equals(new Expr.Load(out))) residuals++;
-            else if (has(t, e -> e instanceof Expr.Acc || e.equals(new Expr.Load(out)))) return false;
+            else if (residual != null && t.equals(new Expr.Load(residual))) residuals++;
+            else if (has(t, e -> e instanceof Expr.Acc || (residual != null && e.equals(new Expr.Load(residual))))) return false;
         }
-        return accs == 1 && residuals == 1;
+        return accs == 1 && residuals == (residual == null ? 0 : 1);
     }
 
     /** e with every Var replaced by the value it names. */

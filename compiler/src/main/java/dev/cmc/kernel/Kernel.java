@@ -76,11 +76,19 @@ public sealed interface Kernel {
     /**
      * Residual MLP blocks in one kernel, each block's output the next one's input, kept on chip: the kernel
      * carries its rows' residual stream from the first block's input to the last block's output, which alone
-     * reaches memory. Made by {@link dev.cmc.fusion.MlpFusion#chain} for a renderer that can (PTX on wgmma).
+     * reaches memory. With a {@code stem} (the network's input projection, the first block's input its output)
+     * the stream starts there; with a {@code head} (the output projection, the one reader of the last block's
+     * output) it goes on through that GEMM, and only the head's result reaches memory. Both read their weights
+     * transposed ({@code stemT}, {@code headT}), as the blocks do. Made by {@link dev.cmc.fusion.MlpFusion#chain}
+     * for a renderer that can (PTX on wgmma).
      */
-    record MlpChain(String name, List<Mlp> blocks) implements Kernel {
-        public Shape domain() { return blocks.getLast().domain(); }
-        public List<Expr.Let> epilogue() { return blocks.getLast().epilogue(); }
+    record MlpChain(String name, Gemm stem, Buf stemT, List<Mlp> blocks, Gemm head, Buf headT) implements Kernel {
+        public MlpChain(String name, List<Mlp> blocks) { this(name, null, null, blocks, null, null); }
+
+        public Shape domain() { return head != null ? head.domain() : blocks.getLast().domain(); }
+        /** The blocks' width h, the residual stream's, which sizes the kernel's tiles (its domain may be the head's). */
+        public int width() { return blocks.getFirst().domain().cols(); }
+        public List<Expr.Let> epilogue() { return head != null ? head.epilogue() : blocks.getLast().epilogue(); }
     }
 
     /** dst[j, i] = src[i, j]: the transposed weights that input gradients read row by row. */

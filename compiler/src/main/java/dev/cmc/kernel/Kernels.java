@@ -55,10 +55,23 @@ public final class Kernels {
             case Kernel.SumSquares s -> out.add(new Range(s.array(), 0, s.count()));
             case Kernel.AdamEma a -> { for (String name : OPTIMIZER_READS) out.add(Range.whole(name)); }
             case Kernel.Elementwise e -> {}
-            case Kernel.MlpChain c -> {   // what its blocks read, but the outputs one block hands the next on chip
+            case Kernel.MlpChain c -> {   // what its blocks (and head) read, but the outputs one hands the next on chip
                 var handed = new java.util.HashSet<String>();
                 for (int b = 0; b + 1 < c.blocks().size(); b++) handed.add(c.blocks().get(b).output().array());
-                for (Kernel.Mlp m : c.blocks()) for (Range r : readRanges(m)) if (!handed.contains(r.array())) out.add(r);
+                var parts = new ArrayList<Range>();
+                for (Kernel.Mlp m : c.blocks()) parts.addAll(readRanges(m));
+                if (c.stem() != null) {
+                    for (Expr.Let l : c.stem().epilogue()) if (l.store() != null) handed.add(l.store().array());
+                    parts.add(Range.of(c.stem().a()));
+                    parts.add(Range.of(c.stemT()));
+                    for (Expr.Let l : c.stem().epilogue()) collect(l.value(), parts);
+                }
+                if (c.head() != null) {
+                    handed.add(c.blocks().getLast().output().array());
+                    parts.add(Range.of(c.headT()));
+                    for (Expr.Let l : c.head().epilogue()) collect(l.value(), parts);
+                }
+                for (Range r : parts) if (!handed.contains(r.array())) out.add(r);
                 return out;
             }
             case Kernel.Mlp m -> {   // what its three parts read, but the two intermediates, which stay on chip

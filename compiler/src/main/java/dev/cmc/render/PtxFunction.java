@@ -32,6 +32,11 @@ abstract class PtxFunction {
      * is this register (or immediate) instead of a global load.
      */
     final Map<String, String> held = new HashMap<>();
+    /**
+     * Where not null, loads of row vectors ([1, n] buffers) already made, by array, offset and column register: a
+     * kernel evaluating an epilogue at several rows of one column sets it, so that each is loaded once.
+     */
+    Map<String, String> rowVectors;
 
     PtxFunction(Program program, int index) {
         this.program = program;
@@ -210,6 +215,9 @@ abstract class PtxFunction {
     String expr(Expr e, Ctx c) {
         return switch (e) {
             case Expr.Load l when held.containsKey(l.buf().array()) -> held.get(l.buf().array());
+            case Expr.Load l when rowVectors != null && !l.buf().shape().batched() && l.buf().shape().rows() == 1 ->
+                    rowVectors.computeIfAbsent(l.buf().array() + "+" + l.buf().offset() + "@" + c.col(),
+                            key -> loadGlobal(l.buf().array(), index(l.buf(), c.domain(), c.row(), c.col())));
             case Expr.Load l -> loadGlobal(l.buf().array(), index(l.buf(), c.domain(), c.row(), c.col()));
             case Expr.Gather g -> {
                 String row = toInt(loadGlobal(g.index().array(), index(g.index(), c.domain(), c.row(), c.col())));

@@ -304,7 +304,7 @@ public final class PtxRenderer {
             case Kernel.SumSquares s -> new Launch(1, 1, 1);
             case Kernel.AdamEma a -> new Launch(ceil(a.count(), BLOCK), 1, 1);
             case Kernel.Elementwise e -> new Launch((int) Math.max(1, ceil(rows(e.domain(), batch) * (long) e.domain().cols(), BLOCK)), 1, 1);
-            case Kernel.MlpChain c -> new Launch(ceil(rows(c.domain(), batch), MLP_ROWS), 1, 1, WG_MLP_THREADS, wgmmaMlpSharedBytes(c.domain().cols()));
+            case Kernel.MlpChain c -> new Launch(ceil(rows(c.domain(), batch), MLP_ROWS), 1, 1, WG_MLP_THREADS, wgmmaMlpSharedBytes(c.width()));
             case Kernel.Mlp m when onWgmma(m, matmul, tiling) ->
                     new Launch(ceil(rows(m.domain(), batch), MLP_ROWS), 1, 1, WG_MLP_THREADS, wgmmaMlpSharedBytes(m.domain().cols()));
             case Kernel.Mlp m -> new Launch(ceil(rows(m.domain(), batch), MLP_ROWS), 1, 1, MLP_THREADS, mlpSharedBytes(m.domain().cols()));

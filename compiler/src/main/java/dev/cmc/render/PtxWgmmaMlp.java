@@ -25,7 +25,8 @@ final class PtxWgmmaMlp extends PtxMatrixKernel {
 
     @Override
     void body() {
-        blocks(kernel instanceof Kernel.MlpChain c ? c.blocks() : List.of((Kernel.Mlp) kernel));
+        if (kernel instanceof Kernel.MlpChain c) blocks(c.stem(), c.stemT(), c.blocks(), c.head(), c.headT());
+        else blocks(null, null, List.of((Kernel.Mlp) kernel), null, null);
     }
 
     /**
@@ -53,9 +54,13 @@ final class PtxWgmmaMlp extends PtxMatrixKernel {
      * block's accumulators, its residual already added (see {@link dev.cmc.fusion.MlpFusion#chain}), and the next
      * block's LayerNorm reads them there: each row lies in the 4 lanes of a quad, as in the first block's.
      */
-    private void blocks(List<Kernel.Mlp> blocks) {
+    private void blocks(Kernel.Gemm stem, Buf stemT, List<Kernel.Mlp> blocks, Kernel.Gemm head, Buf headT) {
         Kernel.Mlp first = blocks.getFirst();
         int h = first.domain().cols(), e = first.up().domain().cols();
+        // The stem's slices: all h rows of its transposed weight, 4096/h of K (its d inputs) deep, before block 0's.
+        int dIn = stem == null ? 0 : stem.k(), stemK = WG_MLP_SLICE / h, stemSlices = dIn / stemK;
+        // The head's slices: all d rows of its transposed weight, 4096/d of K (h) deep.
+        int d = head == null ? 0 : head.domain().cols(), headK = head == null ? 0 : WG_MLP_SLICE / d, headSlices = head == null ? 0 : h / headK;
         int upK = WG_MLP_SLICE / MLP_CHUNK, downK = WG_MLP_SLICE / h;
         int upSlices = h / upK, steps = upSlices + MLP_CHUNK / downK, chunks = e / MLP_CHUNK;
         int stageBytes = 4 * WG_MLP_SLICE, ahead = WG_MLP_STAGES - 2, lnSbo = h / 4 * WG_LBO;
@@ -71,7 +76,7 @@ final class PtxWgmmaMlp extends PtxMatrixKernel {
         Copies up = copies(first.upT(), upK, true, h, MLP_CHUNK * h, warp, grp, tig), down = copies(first.downT(), downK, false, e, MLP_CHUNK, warp, grp, tig);
         String chunk = constI(0);
         // Slice s of block b's chunk `later` chunks on (up slices first, then down) into a stage. Past the block's last
-        // chunk (valid false), the same slice of the next block's first chunk, or nothing after the last block.
+        // chunk (valid false), the same slice of the next block's first chunk, or after the last block the head's slice s.
         record Slice(int b, int s, int later, String valid, String stageBase) {}
         java.util.function.Consumer<Slice> issue = sl -> {
             boolean isUp = sl.s() < upSlices;
@@ -88,54 +93,104 @@ final class PtxWgmmaMlp extends PtxMatrixKernel {
                     long src = c.fromBytes(l) + 4L * j * depth + shift(blocks, sl.b() + 1, isUp);
                     op("@!" + sl.valid() + " cp.async.cg.shared.global [" + dst + "+" + c.toBytes(l) + "], [" + c.from() + "+" + src + "], 16;");
                 }
+            } else if (sl.valid() != null && sl.s() < headSlices) {
+                weightCopies(headT, headK, h, sl.s(), "@!" + sl.valid() + " ", sl.stageBase(), warp, grp, tig);
             }
             op("cp.async.commit_group;");
         };
+        // Slice q of the sequence before block 0's loop: the stem's slices, then block 0's first.
+        java.util.function.BiConsumer<Integer, String> issueFirst = (q, stageBase) -> {
+            int s = q - stemSlices;
+            if (q < stemSlices) weightCopies(stemT, stemK, dIn, q, "", stageBase, warp, grp, tig);
+            if (q < stemSlices || s / steps >= chunks) op("cp.async.commit_group;");
+            else issue.accept(new Slice(0, s % steps, s / steps, null, stageBase));
+        };
         comment("the first " + ahead + " weight slices on their way while the rows are normalised");
-        for (int s = 0; s < ahead; s++) {
-            if (s / steps < chunks) issue.accept(new Slice(0, s % steps, s / steps, null, bin("add.s64", stages, Integer.toString(s * stageBytes))));
-            else op("cp.async.commit_group;");
-        }
+        for (int q = 0; q < ahead; q++) issueFirst.accept(q, bin("add.s64", stages, Integer.toString(q * stageBytes)));
 
-        comment("LayerNorm of the block's rows into shared memory, rounded to TF32, as core matrices: warp w takes rows 8w..8w+7 and"
+        if (stem == null) comment("LayerNorm of the block's rows into shared memory, rounded to TF32, as core matrices: warp w takes rows 8w..8w+7 and"
                 + " 64 on, lane (g, t) columns t, t+4, ... of row g, so that a warp's stores fill one core matrix; rows past the end are zero");
-        Kernel.Normalize norm = first.norm();
-        int perLane = h / 4;
-        loop(bin("shl.b32", warp, "3"), Integer.toString(MLP_ROWS), 64, local -> {
-            String row = bin("add.s32", bin("add.s32", row0, local), grp), at = bin("min.s32", row, lastRow), valid = pred("lt.s32", row, rows);
-            String slot = bin("add.s64", ln, wideBytes(mad(bin("shr.u32", local, "3"), Integer.toString(lnSbo), bin("shl.b32", lane, "2"))));
-            String[] v = new String[perLane], col = new String[perLane];
-            String sum = accumulator();
-            for (int c = 0; c < perLane; c++) {
-                col[c] = c == 0 ? tig : bin("add.s32", tig, Integer.toString(4 * c));
-                v[c] = expr(norm.x(), new Ctx(norm.domain(), at, col[c], null, new HashMap<>()));
-                addInto(sum, v[c]);
-            }
-            String[] moments = rowMoments(sum, v, 4, h);
-            String mean = moments[0], rstd = moments[1];
-            for (int c = 0; c < perLane; c++) {
-                int offset = WG_LBO * c;
-                String xh = bin("mul.f32", bin("sub.f32", v[c], mean), rstd);
-                lets(norm.epilogue(), new Ctx(norm.domain(), at, col[c], xh, new HashMap<>()), first.normalized().array(),
-                        y -> {
-                            String word = roundTf32(y), kept = r();
-                            op("selp.b32 " + kept + ", " + word + ", 0, " + valid + ";");
-                            op("st.shared.b32 [" + slot + "+" + offset + "], " + kept + ";");
-                        });
-            }
-        });
+        if (stem == null) {
+            Kernel.Normalize norm = first.norm();
+            int perLane = h / 4;
+            loop(bin("shl.b32", warp, "3"), Integer.toString(MLP_ROWS), 64, local -> {
+                String row = bin("add.s32", bin("add.s32", row0, local), grp), at = bin("min.s32", row, lastRow), valid = pred("lt.s32", row, rows);
+                String slot = bin("add.s64", ln, wideBytes(mad(bin("shr.u32", local, "3"), Integer.toString(lnSbo), bin("shl.b32", lane, "2"))));
+                String[] v = new String[perLane], col = new String[perLane];
+                String sum = accumulator();
+                for (int c = 0; c < perLane; c++) {
+                    col[c] = c == 0 ? tig : bin("add.s32", tig, Integer.toString(4 * c));
+                    v[c] = expr(norm.x(), new Ctx(norm.domain(), at, col[c], null, new HashMap<>()));
+                    addInto(sum, v[c]);
+                }
+                String[] moments = rowMoments(sum, v, 4, h);
+                String mean = moments[0], rstd = moments[1];
+                for (int c = 0; c < perLane; c++) {
+                    int offset = WG_LBO * c;
+                    String xh = bin("mul.f32", bin("sub.f32", v[c], mean), rstd);
+                    lets(norm.epilogue(), new Ctx(norm.domain(), at, col[c], xh, new HashMap<>()), first.normalized().array(),
+                            y -> {
+                                String word = roundTf32(y), kept = r();
+                                op("selp.b32 " + kept + ", " + word + ", 0, " + valid + ";");
+                                op("st.shared.b32 [" + slot + "+" + offset + "], " + kept + ";");
+                            });
+                }
+            });
+        }
 
         // Warpgroup w's rows of A (the normalised rows), as a descriptor; this thread's accumulator rows (g, g+8 of its warp's 16).
         String lnDesc = descriptor(bin("add.s64", ln, wideBytes(bin("mul.lo.s32", group, Integer.toString(8 * lnSbo)))), lnSbo);
         String accRow = bin("add.s32", bin("add.s32", row0, bin("shl.b32", warp, "4")), grp);
         String[] upAcc = new String[MLP_CHUNK / 2], outAcc = new String[h / 2];
-        for (int q = 0; q < upAcc.length; q++) upAcc[q] = constF(0);
+        // (after the stem, where there is one: zeros held through it would only crowd its registers)
+        if (stem == null) for (int q = 0; q < upAcc.length; q++) upAcc[q] = constF(0);
         for (int q = 0; q < outAcc.length; q++) outAcc[q] = constF(0);
         String[][] words = new String[MLP_CHUNK / 8][];
 
         String readOff = r(), writeOff = r();
         op("mov.u32 " + readOff + ", 0;");
         op("mov.u32 " + writeOff + ", " + ahead * stageBytes + ";");
+        if (stem != null) {
+            comment("the stem, " + stem.name() + ", into the accumulators: its A the rows of " + stem.a().array() + " in shared memory");
+            int sbo = dIn / 4 * WG_LBO;
+            loop(bin("shl.b32", warp, "3"), Integer.toString(MLP_ROWS), 64, local -> {
+                String row = bin("add.s32", bin("add.s32", row0, local), grp), at = bin("min.s32", row, lastRow), valid = pred("lt.s32", row, rows);
+                String slot = bin("add.s64", ln, wideBytes(mad(bin("shr.u32", local, "3"), Integer.toString(sbo), bin("shl.b32", lane, "2"))));
+                for (int c = 0; c < dIn / 4; c++) {
+                    String col = c == 0 ? tig : bin("add.s32", tig, Integer.toString(4 * c)), kept = r();
+                    String word = roundTf32(loadGlobal(stem.a().array(), mad(at, Integer.toString(dIn), col)));
+                    op("selp.b32 " + kept + ", " + word + ", 0, " + valid + ";");
+                    op("st.shared.b32 [" + slot + "+" + WG_LBO * c + "], " + kept + ";");
+                }
+            });
+            comment("the accumulators start at the stem's epilogue without its product (bias, sigma embedding: MlpFusion.chain takes only such a sum)");
+            String[] at = {bin("min.s32", accRow, lastRow), bin("min.s32", bin("add.s32", accRow, "8"), lastRow)};
+            kept(stem, stem.epilogue().stream().filter(l -> l.store() != null).findFirst().orElseThrow().store().array(), outAcc, at, tig, true);
+            String stemDesc = descriptor(bin("add.s64", ln, wideBytes(bin("mul.lo.s32", group, Integer.toString(8 * sbo)))), sbo);
+            for (int i = 0; i < stemSlices; i++) {
+                comment("stem slice " + i + " of " + stemSlices);
+                op("cp.async.wait_group " + (ahead - 1) + ";");
+                op("fence.proxy.async.shared::cta;");
+                op("bar.sync 0;");
+                issueFirst.accept(i + ahead, bin("add.s64", stages, wideBytes(writeOff)));
+                String bDesc = descriptor(bin("add.s64", stages, wideBytes(readOff)), stemK / 4 * WG_LBO);
+                goRound(readOff, stageBytes, WG_MLP_STAGES * stageBytes);
+                goRound(writeOff, stageBytes, WG_MLP_STAGES * stageBytes);
+                op("wgmma.fence.sync.aligned;");
+                for (int ks = 0; ks < stemK / 8; ks++) {
+                    int k0 = stemK * i + 8 * ks;
+                    wgmma(h, outAcc, advanced(stemDesc, k0 / 4 * WG_LBO), advanced(bDesc, 2 * WG_LBO * ks), true);
+                }
+                op("wgmma.commit_group.sync.aligned;");
+                op("wgmma.wait_group.sync.aligned 1;");
+            }
+            op("wgmma.wait_group.sync.aligned 0;");
+            comment("both warpgroups' stem products done before the LayerNorm overwrites the stem's A");
+            op("bar.sync 0;");
+            comment("the stem's output in the accumulators, where block 0 adds to it");
+            heldToShared(first, outAcc, h, ln, lnSbo, warp, grp, tig, accRow, at, rows);
+            for (int q = 0; q < upAcc.length; q++) upAcc[q] = constF(0);
+        }
         for (int b = 0; b < blocks.size(); b++) {
             Kernel.Mlp m = blocks.get(b);
             if (b > 0) {
@@ -190,9 +245,10 @@ final class PtxWgmmaMlp extends PtxMatrixKernel {
             op("bra " + top + ";");
             label(done);
             op("wgmma.wait_group.sync.aligned 0;");
-            // A later block's accumulators started at its residual, the block before's output: its epilogue adds none.
+            // A later block's accumulators started at its residual, the block before's output (or the stem's): its epilogue adds none.
             if (b > 0) held.put(blocks.get(b - 1).output().array(), imm(0));
-            if (b + 1 == blocks.size()) {
+            if (b == 0 && stem != null) held.put(stem.epilogue().stream().filter(l -> l.store() != null).findFirst().orElseThrow().store().array(), imm(0));
+            if (b + 1 == blocks.size() && head == null) {
                 op("cp.async.wait_group 0;");
                 comment("the block's output: the down-projection's epilogue (bias, residual) on the accumulators");
                 String outCol = bin("shl.b32", tig, "1");
@@ -201,17 +257,77 @@ final class PtxWgmmaMlp extends PtxMatrixKernel {
                     emit(m.down(), rows, Integer.toString(h), new Out(row, bin("add.s32", outCol, Integer.toString(8 * (q / 4) + q % 2)), outAcc[q]));
                 }
             } else {
-                comment("block " + b + "'s output, its down-projection's epilogue, kept in the accumulators, where the next block adds to it");
+                comment("block " + b + "'s output, its down-projection's epilogue, kept in the accumulators, where "
+                        + (b + 1 < blocks.size() ? "the next block adds to it" : "the head reads it"));
                 String[] at = {bin("min.s32", accRow, lastRow), bin("min.s32", bin("add.s32", accRow, "8"), lastRow)};
-                String outCol = bin("shl.b32", tig, "1");
-                for (int q = 0; q < outAcc.length; q++) {
-                    String acc = outAcc[q];
-                    lets(m.down().epilogue(), new Ctx(m.domain(), at[q % 4 / 2], bin("add.s32", outCol, Integer.toString(8 * (q / 4) + q % 2)), acc, new HashMap<>()),
-                            m.output().array(), y -> op("mov.f32 " + acc + ", " + y + ";"));
-                }
-                normalizeHeld(blocks.get(b + 1), outAcc, ln, lnSbo, warp, grp, tig, accRow, at, rows);
+                kept(m.down(), m.output().array(), outAcc, at, tig, false);
+                heldToShared(b + 1 < blocks.size() ? blocks.get(b + 1) : null, outAcc, h, ln, lnSbo, warp, grp, tig, accRow, at, rows);
             }
             held.clear();
+        }
+        if (head == null) return;
+
+        comment("the head, " + head.name() + ": its A the rows in shared memory, its first slices on their way since the last chunk");
+        String[] headAcc = java.util.Arrays.copyOf(outAcc, d / 2);
+        for (int i = 0; i < headSlices; i++) {
+            op("cp.async.wait_group " + (ahead - 1) + ";");
+            op("fence.proxy.async.shared::cta;");
+            op("bar.sync 0;");
+            if (i + ahead < headSlices) weightCopies(headT, headK, h, i + ahead, "", bin("add.s64", stages, wideBytes(writeOff)), warp, grp, tig);
+            op("cp.async.commit_group;");
+            String bDesc = descriptor(bin("add.s64", stages, wideBytes(readOff)), headK / 4 * WG_LBO);
+            goRound(readOff, stageBytes, WG_MLP_STAGES * stageBytes);
+            goRound(writeOff, stageBytes, WG_MLP_STAGES * stageBytes);
+            op("wgmma.fence.sync.aligned;");
+            for (int ks = 0; ks < headK / 8; ks++) {
+                int k0 = headK * i + 8 * ks;
+                wgmma(d, headAcc, advanced(lnDesc, k0 / 4 * WG_LBO), advanced(bDesc, 2 * WG_LBO * ks), k0 > 0);
+            }
+            op("wgmma.commit_group.sync.aligned;");
+            op("wgmma.wait_group.sync.aligned 1;");
+        }
+        op("wgmma.wait_group.sync.aligned 0;");
+        op("cp.async.wait_group 0;");
+        comment("the output: the head's epilogue on its accumulators");
+        String outCol = bin("shl.b32", tig, "1");
+        for (int q = 0; q < headAcc.length; q++) {
+            String row = q % 4 < 2 ? accRow : bin("add.s32", accRow, "8");
+            emit(head, rows, Integer.toString(d), new Out(row, bin("add.s32", outCol, Integer.toString(8 * (q / 4) + q % 2)), headAcc[q]));
+        }
+    }
+
+    /**
+     * A GEMM's epilogue (a block's down-projection's) on the accumulators where they lie, its result kept there
+     * instead of stored to `output`; or, `initial`, its value for a product of zero, where a stem's accumulators
+     * start (its epilogue a sum with the product one term). Accumulator 4j + 2·half + s is column 8j + 2t + s of
+     * row at[half] (clamped to the last row: rows past the end compute, harmlessly, the last one's values). Both
+     * rows of a column share its loads of row vectors (bias, a σ embedding): half the loads.
+     */
+    private void kept(Kernel.Gemm g, String output, String[] acc, String[] at, String tig, boolean initial) {
+        String outCol = bin("shl.b32", tig, "1");
+        rowVectors = new HashMap<>();
+        for (int j = 0; j < acc.length / 4; j++) {
+            for (int s = 0; s < 2; s++) {
+                String col = bin("add.s32", outCol, Integer.toString(8 * j + s));
+                for (int half = 0; half < 2; half++) {
+                    String a = acc[4 * j + 2 * half + s];
+                    lets(g.epilogue(), new Ctx(g.domain(), at[half], col, initial ? imm(0) : a, new HashMap<>()), output, y -> op("mov.f32 " + a + ", " + y + ";"));
+                }
+            }
+        }
+        rowVectors = null;
+    }
+
+    /**
+     * Slice j of a stem's or head's transposed weight (rowLen floats of K a row, `depth` of them a slice) into a
+     * stage, each copy under the predicate given (or none).
+     */
+    private void weightCopies(Buf wT, int depth, int rowLen, int j, String predicate, String stageBase, String warp, String grp, String tig) {
+        Copies c = copies(wT, depth, false, rowLen, 0, warp, grp, tig);
+        String dst = bin("add.s64", stageBase, c.to());
+        for (int l = 0; l < COPIES; l++) {
+            long src = c.fromBytes(l) + 4L * j * depth;
+            op(predicate + "cp.async.cg.shared.global [" + dst + "+" + c.toBytes(l) + "], [" + c.from() + "+" + src + "], 16;");
         }
     }
 
@@ -227,37 +343,41 @@ final class PtxWgmmaMlp extends PtxMatrixKernel {
 
     /**
      * The next block's LayerNorm of the rows held in the accumulators, into shared memory as the first block's
-     * was. This thread holds columns 8j + 2t and 8j + 2t + 1 of rows g and g + 8 of its warp's 16 (accumulator
-     * 4j + 2·half + s): a row's h values lie in the quad's 4 lanes, and each pair of columns is 8 contiguous bytes
-     * of one core-matrix row (core matrix 2j + t/2, bytes 8·(t%2) on), stored at once. Rows past the end are zero.
+     * was (with {@code next} null, the rows as they are, a head's A). This thread holds columns 8j + 2t and
+     * 8j + 2t + 1 of rows g and g + 8 of its warp's 16 (accumulator 4j + 2·half + s): a row's h values lie in
+     * the quad's 4 lanes, and each pair of columns is 8 contiguous bytes of one core-matrix row (core matrix
+     * 2j + t/2, bytes 8·(t%2) on), stored at once. Rows past the end are zero.
      */
-    private void normalizeHeld(Kernel.Mlp next, String[] acc, String ln, int lnSbo, String warp, String grp, String tig, String accRow, String[] at,
-                               String rows) {
-        comment("the next block's LayerNorm of the rows the accumulators hold, into shared memory as core matrices");
-        Kernel.Normalize norm = next.norm();
-        int h = norm.domain().cols();
+    private void heldToShared(Kernel.Mlp next, String[] acc, int h, String ln, int lnSbo, String warp, String grp, String tig, String accRow,
+                              String[] at, String rows) {
+        comment(next == null ? "the rows the accumulators hold into shared memory as core matrices, the head's A"
+                : "the next block's LayerNorm of the rows the accumulators hold, into shared memory as core matrices");
         String within = mad(bin("shr.u32", tig, "1"), Integer.toString(WG_LBO), mad(grp, "16", bin("shl.b32", bin("and.b32", tig, "1"), "3")));
         for (int half = 0; half < 2; half++) {
             String row = half == 0 ? accRow : bin("add.s32", accRow, "8"), valid = pred("lt.s32", row, rows);
             String slot = bin("add.s64", ln, wideBytes(mad(bin("add.s32", bin("shl.b32", warp, "1"), Integer.toString(half)), Integer.toString(lnSbo), within)));
             String[] v = new String[h / 4];
-            String sum = accumulator();
-            for (int j = 0; j < h / 8; j++) {
-                for (int s = 0; s < 2; s++) {
-                    v[2 * j + s] = acc[4 * j + 2 * half + s];
-                    addInto(sum, v[2 * j + s]);
-                }
+            for (int j = 0; j < h / 8; j++) for (int s = 0; s < 2; s++) v[2 * j + s] = acc[4 * j + 2 * half + s];
+            String[] moments = null;
+            if (next != null) {
+                String sum = accumulator();
+                for (String x : v) addInto(sum, x);
+                moments = rowMoments(sum, v, 4, h);
             }
-            String[] moments = rowMoments(sum, v, 4, h);
             for (int j = 0; j < h / 8; j++) {
                 String[] kept = new String[2];
                 for (int s = 0; s < 2; s++) {
-                    String xh = bin("mul.f32", bin("sub.f32", v[2 * j + s], moments[0]), moments[1]), col = bin("add.s32", bin("shl.b32", tig, "1"), Integer.toString(8 * j + s));
                     int word = s;
-                    lets(norm.epilogue(), new Ctx(norm.domain(), at[half], col, xh, new HashMap<>()), next.normalized().array(), y -> {
+                    java.util.function.Consumer<String> keep = y -> {
                         kept[word] = r();
                         op("selp.b32 " + kept[word] + ", " + roundTf32(y) + ", 0, " + valid + ";");
-                    });
+                    };
+                    if (next == null) {
+                        keep.accept(v[2 * j + s]);
+                        continue;
+                    }
+                    String xh = bin("mul.f32", bin("sub.f32", v[2 * j + s], moments[0]), moments[1]), col = bin("add.s32", bin("shl.b32", tig, "1"), Integer.toString(8 * j + s));
+                    lets(next.norm().epilogue(), new Ctx(next.norm().domain(), at[half], col, xh, new HashMap<>()), next.normalized().array(), keep);
                 }
                 op("st.shared.v2.b32 [" + slot + "+" + 2 * WG_LBO * j + "], {" + kept[0] + ", " + kept[1] + "};");
             }

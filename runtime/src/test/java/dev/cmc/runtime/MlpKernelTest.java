@@ -28,7 +28,7 @@ class MlpKernelTest {
     }
 
     private static Spec spec(int h, int layers, String precision, String model) {
-        return SpecLoader.fromText("mlp.cm", "model m { input_dim = 5; hidden_size = " + h + "; num_layers = " + layers + "; " + model + " }\n"
+        return SpecLoader.fromText("mlp.cm", "model m { " + (model.contains("input_dim") ? "" : "input_dim = 5; ") + "hidden_size = " + h + "; num_layers = " + layers + "; " + model + " }\n"
                 + "data { source = \"builtin:none\"; }\ntarget { precision = " + precision + "; }");
     }
 
@@ -112,6 +112,23 @@ class MlpKernelTest {
         assertSame(PtxRenderer.fuseMlps(sampler, PtxRenderer.Matmul.TF32X3, PtxRenderer.Tiling.WGMMA_CHAIN).kernels().stream()
                 .filter(k -> k instanceof Kernel.MlpChain).findAny().orElse(null), null, "3xTF32's blocks stay on mma.sync, one kernel each");
 
+        // With 32 data dimensions the input projection writes the first block's input for it alone, and starts the
+        // chain as its stem; the output projection reads the last block's output alone, and ends it as its head.
+        Program headed = PtxRenderer.fuseMlps(Compiler.sampler(spec(128, 3, "tf32", "input_dim = 32;")).program(), tf32, PtxRenderer.Tiling.WGMMA_CHAIN);
+        var whole = (Kernel.MlpChain) headed.kernels().stream().filter(k -> k instanceof Kernel.MlpChain).findFirst().orElseThrow();
+        assertEquals("k_mlp_h_in_to_out", whole.name());
+        assertEquals(List.of("k_matmul_in_mm", "k_matmul_out_mm"), List.of(whole.stem().name(), whole.head().name()));
+        assertEquals(Set.of("out"), dev.cmc.kernel.Kernels.writes(whole));
+        assertTrue(dev.cmc.kernel.Kernels.reads(whole).containsAll(Set.of("x_scaled", "embed_act", "x_noised", "params_t")));
+        assertFalse(dev.cmc.kernel.Kernels.reads(whole).contains("h_in"));
+        assertFalse(hasArray(headed, "h_in") || hasArray(headed, "block2_h"));
+        assertTrue(headed.kernels().stream().noneMatch(k -> k.name().equals("k_matmul_out_mm") || k.name().equals("k_matmul_in_mm")));
+        int at2 = headed.kernels().indexOf(whole);
+        assertEquals(whole.headT(), ((Kernel.Transpose) headed.kernels().get(at2 - 1)).dst(), "the head's weight transposed just before the chain");
+        assertTrue(headed.kernels().subList(0, at2).stream().anyMatch(k -> k instanceof Kernel.Transpose t && t.dst().equals(whole.stemT())));
+        assertEquals(32, whole.domain().cols());
+        assertEquals(128, whole.width());
+
         // block1's residual multiplied, not added: block0 stands alone, block1 and block2 still chain.
         Program unchained = PtxRenderer.fuseMlps(sampler, tf32, PtxRenderer.Tiling.WGMMA_MLP);
         var kernels = new ArrayList<>(unchained.kernels());
@@ -177,17 +194,20 @@ class MlpKernelTest {
 
     /**
      * 1-step samples through fused blocks: at h = 128 over 130 rows (two row tiles, the second with 2 rows; in tf32
-     * with GELU and a hidden width of 3h, 6 chunks, not a power of two) and at h = 256 (the seed's width) over 6,
+     * with GELU and a hidden width of 3h, 6 chunks, not a power of two) and at h = 256 (the seed's width) over 6;
+     * in tf32 with 32 and 64 data dimensions, which a chain takes in as its head (one weight slice at h = 128, fewer
+     * than the slices in flight; four at h = 256),
      * against float64 within 5e-3 for TF32 and 1e-4 for 3xTF32 (fp32), and as closely as {@link Pair} says to the
      * unfused kernels of the same arithmetic on the same device.
      */
     @ParameterizedTest(name = "{0} h={1} layers={2} batch={3} {4}")
-    @CsvSource({"TF32, 128, 2, 130, activation = gelu; expansion = 3;", "TF32, 256, 1, 6, ''", "TF32X3, 128, 1, 130, ''", "TF32X3, 256, 1, 6, ''"})
+    @CsvSource({"TF32, 128, 2, 130, activation = gelu; expansion = 3; input_dim = 32;", "TF32, 256, 1, 6, input_dim = 64;", "TF32X3, 128, 1, 130, ''",
+                "TF32X3, 256, 1, 6, ''"})
     void fusedSamplerAgreesWithFloat64AndWithTheUnfusedKernels(PtxRenderer.Matmul matmul, int h, int layers, int batch, String model) {
         Spec spec = spec(h, layers, matmul == PtxRenderer.Matmul.TF32 ? "tf32" : "fp32", model);
         double tolerance = matmul == PtxRenderer.Matmul.TF32 ? 5e-3 : 1e-4;
         var c = Compiler.sampler(spec);
-        int d = 5;
+        int d = spec.model().inputDim();
         float[] params = ParityTest.withLayerNorms(c.layout(), c.layout().initialize(3), 3);
         var rng = new SplittableRandom(5);
         float[] x = new float[batch * d];

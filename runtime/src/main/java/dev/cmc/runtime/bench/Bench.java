@@ -334,7 +334,7 @@ public final class Bench {
         }
     }
 
-    /** FLOPs of each GEMM of a program at a batch: 2·M·N·K, K the batch for a weight gradient; a fused MLP block's two. */
+    /** FLOPs of each GEMM of a program at a batch: 2·M·N·K, K the batch for a weight gradient; a fused MLP block's two, a chain's all. */
     static Map<String, Double> gemmFlops(Program p, int batch) {
         var out = new LinkedHashMap<String, Double>();
         for (var k : p.kernels()) {
@@ -343,6 +343,8 @@ public final class Bench {
                 case dev.cmc.kernel.Kernel.Mlp m -> out.merge(k.name(), flops(m.up(), batch) + flops(m.down(), batch), Double::sum);
                 case dev.cmc.kernel.Kernel.MlpChain c -> {
                     for (var m : c.blocks()) out.merge(k.name(), flops(m.up(), batch) + flops(m.down(), batch), Double::sum);
+                    if (c.stem() != null) out.merge(k.name(), flops(c.stem(), batch), Double::sum);
+                    if (c.head() != null) out.merge(k.name(), flops(c.head(), batch), Double::sum);
                 }
                 default -> {}
             }

@@ -198,7 +198,7 @@ public final class CudaBackend implements Backend {
         var tiles = tiling(maxBatch);
         Program fusable = PtxRenderer.fuseMlps(program, matmul, tiles);
         var shared = fusable.kernels().stream().filter(k -> k instanceof Kernel.Mlp || k instanceof Kernel.MlpChain)
-                .mapToInt(k -> PtxRenderer.mlpSharedBytes(k.domain().cols(), matmul, tiles)).summaryStatistics();
+                .mapToInt(k -> PtxRenderer.mlpSharedBytes(k instanceof Kernel.MlpChain c ? c.width() : k.domain().cols(), matmul, tiles)).summaryStatistics();
         int limit = device.sharedPerBlock();
         // Said whatever the batch, so that a setting this GPU cannot run fails at once, not at the first large batch
         // (auto fuses what fits, and says nothing).

@@ -167,24 +167,7 @@ final class PtxWgmmaMlp extends PtxMatrixKernel {
             String[] at = {bin("min.s32", accRow, lastRow), bin("min.s32", bin("add.s32", accRow, "8"), lastRow)};
             kept(stem, stem.epilogue().stream().filter(l -> l.store() != null).findFirst().orElseThrow().store().array(), outAcc, at, tig, true);
             String stemDesc = descriptor(bin("add.s64", ln, wideBytes(bin("mul.lo.s32", group, Integer.toString(8 * sbo)))), sbo);
-            for (int i = 0; i < stemSlices; i++) {
-                comment("stem slice " + i + " of " + stemSlices);
-                op("cp.async.wait_group " + (ahead - 1) + ";");
-                op("fence.proxy.async.shared::cta;");
-                op("bar.sync 0;");
-                issueFirst.accept(i + ahead, bin("add.s64", stages, wideBytes(writeOff)));
-                String bDesc = descriptor(bin("add.s64", stages, wideBytes(readOff)), stemK / 4 * WG_LBO);
-                goRound(readOff, stageBytes, WG_MLP_STAGES * stageBytes);
-                goRound(writeOff, stageBytes, WG_MLP_STAGES * stageBytes);
-                op("wgmma.fence.sync.aligned;");
-                for (int ks = 0; ks < stemK / 8; ks++) {
-                    int k0 = stemK * i + 8 * ks;
-                    wgmma(h, outAcc, advanced(stemDesc, k0 / 4 * WG_LBO), advanced(bDesc, 2 * WG_LBO * ks), true);
-                }
-                op("wgmma.commit_group.sync.aligned;");
-                op("wgmma.wait_group.sync.aligned 1;");
-            }
-            op("wgmma.wait_group.sync.aligned 0;");
+            projection("stem", h, outAcc, false, stemDesc, stemK, stemSlices, issueFirst, stages, readOff, writeOff);
             comment("both warpgroups' stem products done before the LayerNorm overwrites the stem's A");
             op("bar.sync 0;");
             comment("the stem's output in the accumulators, where block 0 adds to it");
@@ -269,24 +252,10 @@ final class PtxWgmmaMlp extends PtxMatrixKernel {
 
         comment("the head, " + head.name() + ": its A the rows in shared memory, its first slices on their way since the last chunk");
         String[] headAcc = java.util.Arrays.copyOf(outAcc, d / 2);
-        for (int i = 0; i < headSlices; i++) {
-            op("cp.async.wait_group " + (ahead - 1) + ";");
-            op("fence.proxy.async.shared::cta;");
-            op("bar.sync 0;");
-            if (i + ahead < headSlices) weightCopies(headT, headK, h, i + ahead, "", bin("add.s64", stages, wideBytes(writeOff)), warp, grp, tig);
+        projection("head", d, headAcc, true, lnDesc, headK, headSlices, (q, stageBase) -> {
+            if (q < headSlices) weightCopies(headT, headK, h, q, "", stageBase, warp, grp, tig);
             op("cp.async.commit_group;");
-            String bDesc = descriptor(bin("add.s64", stages, wideBytes(readOff)), headK / 4 * WG_LBO);
-            goRound(readOff, stageBytes, WG_MLP_STAGES * stageBytes);
-            goRound(writeOff, stageBytes, WG_MLP_STAGES * stageBytes);
-            op("wgmma.fence.sync.aligned;");
-            for (int ks = 0; ks < headK / 8; ks++) {
-                int k0 = headK * i + 8 * ks;
-                wgmma(d, headAcc, advanced(lnDesc, k0 / 4 * WG_LBO), advanced(bDesc, 2 * WG_LBO * ks), k0 > 0);
-            }
-            op("wgmma.commit_group.sync.aligned;");
-            op("wgmma.wait_group.sync.aligned 1;");
-        }
-        op("wgmma.wait_group.sync.aligned 0;");
+        }, stages, readOff, writeOff);
         op("cp.async.wait_group 0;");
         comment("the output: the head's epilogue on its accumulators");
         String outCol = bin("shl.b32", tig, "1");
@@ -294,6 +263,35 @@ final class PtxWgmmaMlp extends PtxMatrixKernel {
             String row = q % 4 < 2 ? accRow : bin("add.s32", accRow, "8");
             emit(head, rows, Integer.toString(d), new Out(row, bin("add.s32", outCol, Integer.toString(8 * (q / 4) + q % 2)), headAcc[q]));
         }
+    }
+
+    /**
+     * A stem's or head's product: n columns into acc (from zero, or onto what they hold), A the rows in shared
+     * memory (aDesc), the weight's `slices` slices `depth` of K deep streaming through the stages, the first
+     * {@code WG_MLP_STAGES - 2} already on their way; issue puts slice q into a stage and commits its group (an empty
+     * one past the last). Returns once every product is done.
+     */
+    private void projection(String what, int n, String[] acc, boolean fromZero, String aDesc, int depth, int slices,
+                            java.util.function.BiConsumer<Integer, String> issue, String stages, String readOff, String writeOff) {
+        int ahead = WG_MLP_STAGES - 2, stageBytes = 4 * WG_MLP_SLICE;
+        for (int i = 0; i < slices; i++) {
+            comment(what + " slice " + i + " of " + slices);
+            op("cp.async.wait_group " + (ahead - 1) + ";");
+            op("fence.proxy.async.shared::cta;");
+            op("bar.sync 0;");
+            issue.accept(i + ahead, bin("add.s64", stages, wideBytes(writeOff)));
+            String bDesc = descriptor(bin("add.s64", stages, wideBytes(readOff)), depth / 4 * WG_LBO);
+            goRound(readOff, stageBytes, WG_MLP_STAGES * stageBytes);
+            goRound(writeOff, stageBytes, WG_MLP_STAGES * stageBytes);
+            op("wgmma.fence.sync.aligned;");
+            for (int ks = 0; ks < depth / 8; ks++) {
+                int k0 = depth * i + 8 * ks;
+                wgmma(n, acc, advanced(aDesc, k0 / 4 * WG_LBO), advanced(bDesc, 2 * WG_LBO * ks), !fromZero || k0 > 0);
+            }
+            op("wgmma.commit_group.sync.aligned;");
+            op("wgmma.wait_group.sync.aligned 1;");
+        }
+        op("wgmma.wait_group.sync.aligned 0;");
     }
 
     /**

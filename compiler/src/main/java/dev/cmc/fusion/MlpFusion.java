@@ -79,7 +79,10 @@ public final class MlpFusion {
      * input and as its residual, which its down-projection's epilogue adds to the accumulator and the bias:
      * the renderer then starts c's accumulators at that residual, the residual stream never leaving the chip,
      * which is exact only for such a sum. Only Transposes (of other blocks' weights) may lie between them; they
-     * move ahead of the chain, which takes its last block's place, where everything it reads is written.
+     * move ahead of the chain, which takes its last block's place, where everything it reads is written. The
+     * input projection before the first block may start the chain as its stem ({@link #isStem}), the output
+     * projection after the last end it as its head ({@link #isHead}); then the chain takes the head's place,
+     * and both their weights are transposed by Transposes ahead of it.
      */
     public static Program chain(Program p) {
         List<Kernel> ks = p.kernels();

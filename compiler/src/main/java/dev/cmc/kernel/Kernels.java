@@ -55,7 +55,7 @@ public final class Kernels {
             case Kernel.SumSquares s -> out.add(new Range(s.array(), 0, s.count()));
             case Kernel.AdamEma a -> { for (String name : OPTIMIZER_READS) out.add(Range.whole(name)); }
             case Kernel.Elementwise e -> {}
-            case Kernel.MlpChain c -> {   // what its blocks (and head) read, but the outputs one hands the next on chip
+            case Kernel.MlpChain c -> {   // what its stem, blocks and head read, but the outputs one hands the next on chip
                 var handed = new java.util.HashSet<String>();
                 for (int b = 0; b + 1 < c.blocks().size(); b++) handed.add(c.blocks().get(b).output().array());
                 var parts = new ArrayList<Range>();

@@ -191,7 +191,8 @@ public final class PtxRenderer {
      * WGMMA_NN leaves the TN GEMMs in 128×64 mma.sync tiles, as WGMMA did before TN GEMMs had a wgmma path, to
      * time the one against the other; WGMMA_WIDE tiles those of 256 columns or more 128×256; WGMMA_MLP tiles as
      * WGMMA does and runs fused tf32 MLP blocks on wgmma too ({@link PtxWgmmaMlp}); WGMMA_CHAIN runs each run of
-     * consecutive such blocks as one kernel ({@link Kernel.MlpChain}), the residual stream on chip. fp32 FMA GEMMs are
+     * consecutive such blocks as one kernel ({@link Kernel.MlpChain}), the residual stream on chip, with the input
+     * and output projections around them where they qualify. fp32 FMA GEMMs are
      * always 128×64; under the wgmma tilings, bf16 GEMMs and the narrower ones keep 128×64 mma.sync tiles.
      */
     public enum Tiling {

@@ -53,6 +53,13 @@ final class PtxWgmmaMlp extends PtxMatrixKernel {
      * Between two blocks, the accumulators go through the block's epilogue where they lie and stay as the next
      * block's accumulators, its residual already added (see {@link dev.cmc.fusion.MlpFusion#chain}), and the next
      * block's LayerNorm reads them there: each row lies in the 4 lanes of a quad, as in the first block's.
+     * <p>
+     * A chain's stem (its input projection) runs before block 0: its A rows into shared memory as core matrices,
+     * its product ({@link #projection}) onto accumulators started at the rest of its epilogue, whose sum block 0's
+     * LayerNorm then reads. Its head (the output projection) runs after the last block: that block's output from
+     * the accumulators into shared memory as its A, its product into the first d/2 accumulators, its epilogue
+     * storing the kernel's output. Both weights stream through the same stages, their first slices issued by
+     * the phase before.
      */
     private void blocks(Kernel.Gemm stem, Buf stemT, List<Kernel.Mlp> blocks, Kernel.Gemm head, Buf headT) {
         Kernel.Mlp first = blocks.getFirst();

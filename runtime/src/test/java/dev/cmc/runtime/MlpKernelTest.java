@@ -253,6 +253,39 @@ class MlpKernelTest {
         }
     }
 
+    /**
+     * A tf32 CT step whose EMA target runs as one chain kernel (stem, two blocks, head; the stem's accumulators
+     * start at its bias and each row's own σ embedding, the head's epilogue is c_skip·x + c_out·F with per-row
+     * c_skip and c_out) computes the target's output as the same step unfused does on the same simulated
+     * device, within tf32's 5e-3 of the largest.
+     */
+    @Test
+    void aTf32StepWithAChainedTargetComputesTheTargetAsTheUnfusedStep() {
+        Spec spec = SpecLoader.fromText("mlp.cm", "model m { input_dim = 32; hidden_size = 128; num_layers = 2; }\n"
+                + "data { source = \"builtin:none\"; }\ntrain { method = ct; }\ntarget { precision = tf32; }");
+        int batch = 130;
+        var step = Compiler.trainStep(spec, null, Compiler.sigmaRows(spec, batch));
+        var tf32 = PtxRenderer.Matmul.TF32;
+        Backend fused = new SimulatedCudaBackend(tf32, PtxRenderer.Tiling.WGMMA_CHAIN).withFusedMlp(), unfused = new SimulatedCudaBackend(tf32, PtxRenderer.Tiling.WGMMA_CHAIN);
+        var chain = (Kernel.MlpChain) fused.prepare(step.program(), batch).kernels().stream().filter(k -> k instanceof Kernel.MlpChain).findFirst().orElseThrow();
+        assertEquals("k_mlp_target_h_in_to_target_f", chain.name());
+        assertTrue(dev.cmc.kernel.Kernels.reads(chain).contains("target_embed_act"), "the stem adds each row's σ embedding");
+        float[] withChain = targetOutput(fused, step, spec, batch), without = targetOutput(unfused, step, spec, batch);
+        assertTrue(Float.isFinite(without[0]) && without[0] != 0);
+        ParityTest.assertClose(ParityTest.toDouble(without), withChain, 5e-3, fused.deviceName() + ": the target's output");
+    }
+
+    /** The EMA target's output of one CT step on the inputs cmc bench uses. */
+    private static float[] targetOutput(Backend b, Compiler.Compiled step, Spec spec, int batch) {
+        try (Executable exe = b.load(step.program(), batch)) {
+            dev.cmc.runtime.bench.Bench.loadTrainingInputs(exe, spec, step.layout().initialize(1), batch, new SplittableRandom(3));
+            exe.run(batch);
+            float[] f = new float[batch * spec.model().inputDim()];
+            exe.read("target_f", f, f.length);
+            return f;
+        }
+    }
+
     /** One CT step on the inputs cmc bench uses, with every target weight one ulp up or down if asked: {loss, gradients}. */
     private static float[][] trainStep(Backend b, Compiler.Compiled step, Spec spec, int batch, boolean nudgeTarget) {
         try (Executable exe = b.load(step.program(), batch)) {

@@ -227,18 +227,21 @@ run)
   profile4096 ncu4096
   #    The same in 128x256 wgmma tiles: whether their deeper pipeline keeps more bytes in flight, as meant.
   CMC_CUDA_TILES=wgmma-wide profile4096 ncu4096_wide
-  #    One tf32 wgmma MLP block at a million rows (one launch, replayed per section): whether the tensor cores,
-  #    the single-float cp.async weight copies (L1/LSU wavefronts) or the barriers bound it.
-  if runs more ncu_wgmma_mlp && command -v ncu > /dev/null && [[ -z ${GPU_CHECK_DRY:-} ]] && fits ncu_wgmma_mlp 120; then
-    t0=$SECONDS
-    CMC_CUDA_TILES=wgmma-mlp CMC_CUDA_MLP=fused timeout 120 ncu --clock-control none --target-processes all --kernel-name regex:'mlp_block1' --launch-count 1 \
+  #    One tf32 wgmma MLP block at a million rows, and the chain of all four with both projections (one launch each,
+  #    replayed per section): whether the tensor cores, shared memory, L2, the copies or the barriers bound them.
+  profileMlp() {  # name, kernel regex: ncu's sections for that kernel of the tf32 sampler, in the tiles the environment asks for
+    runs more "$1" && command -v ncu > /dev/null && [[ -z ${GPU_CHECK_DRY:-} ]] && fits "$1" 120 || return 0
+    local t0=$SECONDS
+    CMC_CUDA_MLP=fused timeout 120 ncu --clock-control none --target-processes all --kernel-name regex:"$2" --launch-count 1 \
         --section SpeedOfLight --section Occupancy --section LaunchStats --section WarpStateStats --section MemoryWorkloadAnalysis --section ComputeWorkloadAnalysis \
         --section SchedulerStats --csv --page details "${java[@]}" -jar .gpu/cmc.jar bench examples/seed_default.cm --backends cuda:0 --seconds 1 \
-        --set target.precision=tf32 --batch 1048576 --train-batch 256 > "$out/ncu_wgmma_mlp.csv" 2> "$out/ncu_wgmma_mlp.err" || echo "ncu_wgmma_mlp failed (see ncu_wgmma_mlp.err)"
-    echo "ncu_wgmma_mlp: $((SECONDS - t0)) s, to $(date -u +%T)" >> "$out/stages.txt"
-    grep -c Duration "$out/ncu_wgmma_mlp.csv"; tail -n 2 "$out/ncu_wgmma_mlp.err"
+        --set target.precision=tf32 --batch 1048576 --train-batch 256 > "$out/$1.csv" 2> "$out/$1.err" || echo "$1 failed (see $1.err)"
+    echo "$1: $((SECONDS - t0)) s, to $(date -u +%T)" >> "$out/stages.txt"
+    grep -c Duration "$out/$1.csv"; tail -n 2 "$out/$1.err"
     pack
-  fi
+  }
+  CMC_CUDA_TILES=wgmma-mlp profileMlp ncu_wgmma_mlp 'mlp_block1'
+  CMC_CUDA_TILES=wgmma-chain profileMlp ncu_wgmma_chain 'mlp_h_in_to_out'
   # 9. The alternatives, as time allows: each of wgmma and fused blocks alone in tf32, fused blocks in fp32,
   #    128×128 mma.sync tiles (2-stage pipeline; 3xTF32 in 8 warps of 64×32, tf32 in 4 of 64×64), the GEMMs on
   #    the FMA units, the batch-256 graph captured on one stream, bf16.

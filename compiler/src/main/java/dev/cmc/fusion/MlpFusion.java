@@ -105,7 +105,7 @@ public final class MlpFusion {
                     while (before >= 0 && kernels.get(before) instanceof Kernel.Transpose) before--;
                     if (before >= 0 && kernels.get(before) instanceof Kernel.Gemm g && isStem(p, g, m, readers, i)) {
                         kernels.remove(before);
-                        dropped.add(output(g).array());
+                        dropped.add(g.output().array());
                         open.stem = g;
                         open.stemT = transposed(g, p, arrays, kernels);
                     }
@@ -140,19 +140,14 @@ public final class MlpFusion {
         void close(List<Kernel> kernels, Kernel.Gemm head, Buf headT) {
             if (blocks.size() == 1 && stem == null && head == null) kernels.add(blocks.getFirst());
             if (blocks.size() > 1 || (!blocks.isEmpty() && (stem != null || head != null))) {
-                String from = stem != null ? output(stem).array() : blocks.getFirst().name().replaceFirst("^k_mlp_", "");
-                String to = head != null ? output(head).array() : blocks.getLast().output().array();
+                String from = stem != null ? stem.output().array() : blocks.getFirst().name().replaceFirst("^k_mlp_", "");
+                String to = head != null ? head.output().array() : blocks.getLast().output().array();
                 kernels.add(new Kernel.MlpChain("k_mlp_" + from + "_to_" + to, stem, stemT, List.copyOf(blocks), head, headT));
             }
             blocks.clear();
             stem = null;
             stemT = null;
         }
-    }
-
-    /** What a GEMM's epilogue stores (its one output, where chain looks). */
-    private static Buf output(Kernel.Gemm g) {
-        return g.epilogue().stream().filter(l -> l.store() != null).findFirst().orElseThrow().store();
     }
 
     /**
@@ -163,8 +158,8 @@ public final class MlpFusion {
      * weight fixed, at a 16-byte boundary.
      */
     private static boolean isStem(Program p, Kernel.Gemm g, Kernel.Mlp m, Map<String, List<Integer>> readers, int at) {
-        if (g.transposeA() || !g.domain().batched() || Kernels.writes(g).size() != 1 || g.epilogue().stream().filter(l -> l.store() != null).count() != 1) return false;
-        Buf out = output(g);
+        Buf out = g.output();
+        if (g.transposeA() || !g.domain().batched() || out == null) return false;
         int h = m.domain().cols(), d = g.k();
         if (!g.domain().equals(m.domain()) || !g.a().shape().batched() || g.a().offset() != 0 || g.a().shape().cols() != d) return false;
         if (g.b().shape().batched() || g.b().offset() % 4 != 0 || d % (4096 / h) != 0 || d > h) return false;

@@ -17,7 +17,15 @@ public sealed interface Kernel {
     List<Expr.Let> epilogue();
 
     /** out = a · b over a shared dimension k. NN: a[B,k] · b[k,n] → [B,n]. TN: a[B,m]ᵀ · b[B,n] → [m,n]. */
-    record Gemm(String name, boolean transposeA, Buf a, Buf b, int k, Shape domain, List<Expr.Let> epilogue) implements Kernel {}
+    record Gemm(String name, boolean transposeA, Buf a, Buf b, int k, Shape domain, List<Expr.Let> epilogue) implements Kernel {
+        /** What the epilogue stores, where it stores exactly one buffer; else null. */
+        public Buf output() {
+            Buf out = null;
+            int stores = 0;
+            for (Expr.Let l : epilogue) if (l.store() != null && stores++ == 0) out = l.store();
+            return stores == 1 ? out : null;
+        }
+    }
 
     /** No anchor: the epilogue alone, over the domain. */
     record Elementwise(String name, Shape domain, List<Expr.Let> epilogue) implements Kernel {}
@@ -66,11 +74,7 @@ public sealed interface Kernel {
         public Buf hidden() { return down.a(); }
 
         /** The block's output: what its down-projection's epilogue stores (one array, see MlpFusion), or null. */
-        public Buf output() {
-            Buf out = null;
-            for (Expr.Let l : down.epilogue()) if (l.store() != null) out = out == null ? l.store() : null;
-            return out;
-        }
+        public Buf output() { return down.output(); }
     }
 
     /**

@@ -172,7 +172,7 @@ final class PtxWgmmaMlp extends PtxMatrixKernel {
             });
             comment("the accumulators start at the stem's epilogue without its product (bias, sigma embedding: MlpFusion.chain takes only such a sum)");
             String[] at = {bin("min.s32", accRow, lastRow), bin("min.s32", bin("add.s32", accRow, "8"), lastRow)};
-            kept(stem, stem.epilogue().stream().filter(l -> l.store() != null).findFirst().orElseThrow().store().array(), outAcc, at, tig, true);
+            kept(stem, stem.output().array(), outAcc, at, tig, true);
             String stemDesc = descriptor(bin("add.s64", ln, wideBytes(bin("mul.lo.s32", group, Integer.toString(8 * sbo)))), sbo);
             projection("stem", h, outAcc, false, stemDesc, stemK, stemSlices, issueFirst, stages, readOff, writeOff);
             comment("both warpgroups' stem products done before the LayerNorm overwrites the stem's A");
@@ -237,15 +237,11 @@ final class PtxWgmmaMlp extends PtxMatrixKernel {
             op("wgmma.wait_group.sync.aligned 0;");
             // A later block's accumulators started at its residual, the block before's output (or the stem's): its epilogue adds none.
             if (b > 0) held.put(blocks.get(b - 1).output().array(), imm(0));
-            if (b == 0 && stem != null) held.put(stem.epilogue().stream().filter(l -> l.store() != null).findFirst().orElseThrow().store().array(), imm(0));
+            if (b == 0 && stem != null) held.put(stem.output().array(), imm(0));
             if (b + 1 == blocks.size() && head == null) {
                 op("cp.async.wait_group 0;");
                 comment("the block's output: the down-projection's epilogue (bias, residual) on the accumulators");
-                String outCol = bin("shl.b32", tig, "1");
-                for (int q = 0; q < outAcc.length; q++) {
-                    String row = q % 4 < 2 ? accRow : bin("add.s32", accRow, "8");
-                    emit(m.down(), rows, Integer.toString(h), new Out(row, bin("add.s32", outCol, Integer.toString(8 * (q / 4) + q % 2)), outAcc[q]));
-                }
+                stored(m.down(), outAcc, accRow, tig, rows);
             } else {
                 comment("block " + b + "'s output, its down-projection's epilogue, kept in the accumulators, where "
                         + (b + 1 < blocks.size() ? "the next block adds to it" : "the head reads it"));
@@ -265,10 +261,18 @@ final class PtxWgmmaMlp extends PtxMatrixKernel {
         }, stages, readOff, writeOff);
         op("cp.async.wait_group 0;");
         comment("the output: the head's epilogue on its accumulators");
+        stored(head, headAcc, accRow, tig, rows);
+    }
+
+    /**
+     * The kernel's output: a GEMM's epilogue on m64nN accumulators, stored. Accumulator q is row accRow (+8 for
+     * q%4 ≥ 2), column 8·(q/4) + 2t + q%2; rows past the end store nothing.
+     */
+    private void stored(Kernel.Gemm g, String[] acc, String accRow, String tig, String rows) {
         String outCol = bin("shl.b32", tig, "1");
-        for (int q = 0; q < headAcc.length; q++) {
+        for (int q = 0; q < acc.length; q++) {
             String row = q % 4 < 2 ? accRow : bin("add.s32", accRow, "8");
-            emit(head, rows, Integer.toString(d), new Out(row, bin("add.s32", outCol, Integer.toString(8 * (q / 4) + q % 2)), headAcc[q]));
+            emit(g, rows, Integer.toString(g.domain().cols()), new Out(row, bin("add.s32", outCol, Integer.toString(8 * (q / 4) + q % 2)), acc[q]));
         }
     }
 

@@ -10,7 +10,7 @@ import static dev.cmc.render.PtxRenderer.*;
 /**
  * The kernels bound by memory bandwidth, each shaped so that its loads are coalesced:
  * <ul>
- *   <li>Elementwise kernels, transposes and the Adam + EMA pass: one thread per element.</li>
+ *   <li>Elementwise kernels and transposes: one thread per element; the Adam + EMA pass, four a thread.</li>
  *   <li>Row normalisations and row sums: one warp per row, lanes striding the columns, sums by butterfly
  *       shuffles; the epilogue (LayerNorm's affine, a residual, a loss term) runs in the same pass.</li>
  *   <li>Batch reductions: 32 columns × 32 row slices per block (1,024 threads), slices summed in order through
@@ -53,7 +53,13 @@ final class PtxBandwidthKernels extends PtxFunction {
         String total = bin("mul.lo.s32", domainRows(d), Integer.toString(d.cols()));
         exitIf(pred("ge.s32", idx, total));
         String row = bin("div.s32", idx, Integer.toString(d.cols())), col = bin("rem.s32", idx, Integer.toString(d.cols()));
-        lets(e.epilogue(), new Ctx(d, row, col, null, new HashMap<>()));
+        var ctx = new Ctx(d, row, col, null, new HashMap<>());
+        if (java.util.Collections.disjoint(Kernels.reads(e), Kernels.writes(e))) {
+            comment("every value first, then the stores: a load written after a store waits for it (they might alias, as far as ptxas knows)");
+            storeAll(valuesOf(e.epilogue(), ctx), ctx);
+        } else {
+            lets(e.epilogue(), ctx);
+        }
     }
 
     /** Warp w of the block owns row ctaid·8 + w; returns {row, lane}, having sent rows past the end away. */
@@ -234,9 +240,16 @@ final class PtxBandwidthKernels extends PtxFunction {
         storeGlobal(s.out().array(), Integer.toString(s.out().offset()), total);
     }
 
+    /**
+     * Adam + EMA over every parameter, {@link #adamWidth} consecutive elements a thread (16-byte accesses where the
+     * count allows). All six arrays are loaded before the first store: a store might alias a later load as far as
+     * ptxas knows, so loads written after stores waited a memory latency each, five in a row a thread.
+     */
     private void adamEma(Kernel.AdamEma o) {
+        int width = adamWidth(o);
         String i = mad(special("%ctaid.x"), Integer.toString(BLOCK), special("%tid.x"));
-        exitIf(pred("ge.s32", i, Integer.toString(o.count())));
+        exitIf(pred("ge.s32", i, Integer.toString(o.count() / width)));
+        String first = width == 1 ? i : bin("shl.b32", i, Integer.toString(Integer.numberOfTrailingZeros(width)));
         String step = loadGlobal("scalars", Integer.toString(OptimizerScalars.STEP));
         String denom = loadGlobal("scalars", Integer.toString(OptimizerScalars.DENOM));
         String eps = loadGlobal("scalars", Integer.toString(OptimizerScalars.EPS));
@@ -249,19 +262,42 @@ final class PtxBandwidthKernels extends PtxFunction {
             gscale = bin("mul.f32", gscale, bin("min.f32", imm(1), bin("div.rn.f32", imm(o.gradClip()), norm)));
         }
         String rectified = pred("ne.f32", loadGlobal("scalars", Integer.toString(OptimizerScalars.RECTIFY)), imm(0));
-        String g = bin("mul.f32", loadGlobal("grads", i), gscale);
-        String m = fma(imm(o.beta1()), loadGlobal("adam_m", i), bin("mul.f32", imm(1 - o.beta1()), g));
-        storeGlobal("adam_m", i, m);
-        String v = fma(imm(o.beta2()), loadGlobal("adam_v", i), bin("mul.f32", imm(1 - o.beta2()), bin("mul.f32", g, g)));
-        storeGlobal("adam_v", i, v);
-        String adam = bin("div.rn.f32", m, fma(sqrt(v), denom, eps)), update = f();
-        op("selp.f32 " + update + ", " + adam + ", " + m + ", " + rectified + ";");
-        String p0 = loadGlobal("params", i);
-        String pNew = bin("sub.f32", bin("sub.f32", p0, bin("mul.f32", step, update)), bin("mul.f32", decay, p0));
-        storeGlobal("params", i, pNew);
+        comment("every load first, so that all six are in flight at once");
+        String[] grads = loadGlobal("grads", first, width), m0 = loadGlobal("adam_m", first, width), v0 = loadGlobal("adam_v", first, width);
+        String[] p0 = loadGlobal("params", first, width), target0 = loadGlobal("target", first, width), ema0 = loadGlobal("ema", first, width);
         String oneMinusMu = bin("sub.f32", imm(1), mu), oneMinusEma = bin("sub.f32", imm(1), emaDecay);
-        storeGlobal("target", i, fma(mu, loadGlobal("target", i), bin("mul.f32", oneMinusMu, pNew)));
-        storeGlobal("ema", i, fma(emaDecay, loadGlobal("ema", i), bin("mul.f32", oneMinusEma, pNew)));
+        String[] m = new String[width], v = new String[width], p = new String[width], target = new String[width], ema = new String[width];
+        for (int e = 0; e < width; e++) {
+            String g = bin("mul.f32", grads[e], gscale);
+            m[e] = fma(imm(o.beta1()), m0[e], bin("mul.f32", imm(1 - o.beta1()), g));
+            v[e] = fma(imm(o.beta2()), v0[e], bin("mul.f32", imm(1 - o.beta2()), bin("mul.f32", g, g)));
+            String adam = bin("div.rn.f32", m[e], fma(sqrt(v[e]), denom, eps)), update = f();
+            op("selp.f32 " + update + ", " + adam + ", " + m[e] + ", " + rectified + ";");
+            p[e] = bin("sub.f32", bin("sub.f32", p0[e], bin("mul.f32", step, update)), bin("mul.f32", decay, p0[e]));
+            target[e] = fma(mu, target0[e], bin("mul.f32", oneMinusMu, p[e]));
+            ema[e] = fma(emaDecay, ema0[e], bin("mul.f32", oneMinusEma, p[e]));
+        }
+        storeGlobal("adam_m", first, m);
+        storeGlobal("adam_v", first, v);
+        storeGlobal("params", first, p);
+        storeGlobal("target", first, target);
+        storeGlobal("ema", first, ema);
+    }
+
+    /** Elements of Adam + EMA a thread: 4 (one 16-byte access an array) where the count is a multiple of 4, else 1. */
+    static int adamWidth(Kernel.AdamEma o) { return o.count() % 4 == 0 ? 4 : 1; }
+
+    /** width consecutive floats of an array from element idx: one ld.global.v4 for 4 (16-byte aligned), else one ld.global. */
+    private String[] loadGlobal(String array, String idx, int width) {
+        if (width == 1) return new String[]{loadGlobal(array, idx)};
+        String[] x = {f(), f(), f(), f()};
+        op("ld.global.v4.f32 {" + String.join(", ", x) + "}, [" + address(array, idx) + "];");
+        return x;
+    }
+
+    private void storeGlobal(String array, String idx, String[] values) {
+        if (values.length == 1) storeGlobal(array, idx, values[0]);
+        else op("st.global.v4.f32 [" + address(array, idx) + "], {" + String.join(", ", values) + "};");
     }
 
     /** The shared-memory address of float slot idx of an array whose address is in base. */

@@ -212,6 +212,22 @@ abstract class PtxFunction {
         }
     }
 
+    /** Each Let's value, in order, into c's vars, storing nothing: the register of each Let that stores, by Let. */
+    java.util.Map<Let, String> valuesOf(List<Let> lets, Ctx c) {
+        var stored = new java.util.LinkedHashMap<Let, String>();
+        for (Let l : lets) {
+            String v = expr(l.value(), c);
+            c.vars().put(l.id(), v);
+            if (l.store() != null) stored.put(l, v);
+        }
+        return stored;
+    }
+
+    /** The stores {@link #valuesOf} left, in the Lets' order. */
+    void storeAll(java.util.Map<Let, String> stored, Ctx c) {
+        stored.forEach((l, v) -> storeGlobal(l.store().array(), index(l.store(), c.domain(), c.row(), c.col()), v));
+    }
+
     String expr(Expr e, Ctx c) {
         return switch (e) {
             case Expr.Load l when held.containsKey(l.buf().array()) -> held.get(l.buf().array());

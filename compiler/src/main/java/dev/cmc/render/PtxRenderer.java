@@ -303,7 +303,7 @@ public final class PtxRenderer {
             case Kernel.SegmentSum s -> new Launch(ceil((long) s.domain().rows() * s.domain().cols(), BLOCK), 1, 1);
             case Kernel.Transpose t -> new Launch(ceil(t.src().shape().rows() * t.src().shape().cols(), BLOCK), 1, 1);
             case Kernel.SumSquares s -> new Launch(1, 1, 1);
-            case Kernel.AdamEma a -> new Launch(ceil(a.count(), BLOCK), 1, 1);
+            case Kernel.AdamEma a -> new Launch(ceil(a.count() / PtxBandwidthKernels.adamWidth(a), BLOCK), 1, 1);
             case Kernel.Elementwise e -> new Launch((int) Math.max(1, ceil(rows(e.domain(), batch) * (long) e.domain().cols(), BLOCK)), 1, 1);
             case Kernel.MlpChain c -> new Launch(ceil(rows(c.domain(), batch), MLP_ROWS), 1, 1, WG_MLP_THREADS, wgmmaMlpSharedBytes(c.width()));
             case Kernel.Mlp m when onWgmma(m, matmul, tiling) ->

@@ -288,6 +288,18 @@ class ParityTest {
     }
 
     /**
+     * The PTX's Adam + EMA pass over a parameter count that is a multiple of 4 (21,684, from 4 data dimensions),
+     * which it takes four elements a thread in 16-byte accesses; the other steps here have odd counts (21,765 and
+     * fewer), one element a thread. Adam with weight decay, so that every term of the update is in play.
+     */
+    @org.junit.jupiter.api.Test
+    void adamOverAMultipleOfFourParametersMatchesReference() {
+        Spec spec = SpecLoader.fromText("parity.cm", "model p { input_dim = 4; hidden_size = 40; num_layers = 2; expansion = 3; }\n"
+                + "data { source = \"builtin:none\"; }\ntrain { loss = pseudo_huber; grad_clip = 0; weight_decay = 0.01; }");
+        checkTrainStep(new dev.cmc.runtime.cuda.SimulatedCudaBackend(), spec);
+    }
+
+    /**
      * The PTX's batch reductions (bias and LayerNorm gradients, the loss's mean) over 300 rows: each of a block's 32
      * row slices takes a full trip of 8 rows, then its tail, where the 9-row steps above reach only the tail.
      */
@@ -302,7 +314,7 @@ class ParityTest {
         var c = Compiler.trainStep(spec, teacher, sigmaRows);
         var teacherLayout = teacher == null ? null : new dev.cmc.model.ConsistencyModelGraph(teacher.model(), true).layout();
         float[] teacherWeights = teacher == null ? null : withLayerNorms(teacherLayout, teacherLayout.initialize(7), 7);
-        int d = 5, n = c.layout().total();
+        int d = spec.model().inputDim(), n = c.layout().total();
         float[] params = withLayerNorms(c.layout(), c.layout().initialize(5), 5);
         float[] target = withLayerNorms(c.layout(), c.layout().initialize(6), 6);
         var rng = new SplittableRandom(12);
@@ -356,13 +368,20 @@ class ParityTest {
                 assertClose(g, Arrays.copyOfRange(grads, e.offset(), e.offset() + e.size()), gradientTolerance(backend), "gradient of " + e.name());
             }
             // One Adam step from zero moments moves each weight by about lr·sign(g) (RAdam: lr·g·(1−β1)/(1−β1) = lr·g at step 1).
-            float[] m = new float[n];
+            // The target and the EMA move toward the new weights at their rates (0.9 and 0.99 above; the EMA starts at 0).
+            float[] m = new float[n], v = new float[n], targetAfter = new float[n], ema = new float[n];
             exe.read("adam_m", m, n);
+            exe.read("adam_v", v, n);
+            exe.read("target", targetAfter, n);
+            exe.read("ema", ema, n);
             for (int i = 0; i < n; i += 97) {
                 assertEquals((1 - t.beta1()) * grads[i], m[i], 1e-6 * Math.max(1, Math.abs(grads[i])), "adam m at " + i);
+                assertEquals((1 - t.beta2()) * grads[i] * grads[i], v[i], 1e-6 * Math.max(1, grads[i] * grads[i]), "adam v at " + i);
                 double upd = t.optimizer().equals("radam") ? grads[i] : grads[i] / (Math.abs(grads[i]) + t.eps());
                 double expected = before[i] - t.lr() * upd - t.lr() * t.weightDecay() * before[i];
                 assertEquals(expected, params[i], 1e-6 + 1e-3 * t.lr(), "param " + i + " after one step");
+                assertEquals(0.9 * target[i] + 0.1 * params[i], targetAfter[i], 1e-6 * Math.max(1, Math.abs(target[i])), "target at " + i);
+                assertEquals(0.01 * params[i], ema[i], 1e-7 * Math.max(1, Math.abs(params[i])), "ema at " + i);
             }
         }
     }

@@ -666,10 +666,15 @@ final class PtxSimulator {
                     case "st.shared.u32" -> store("shared", get(t, a[0]), Float.intBitsToFloat(i(get(t, a[1]))), in.text);
                     case "ld.shared.u32" -> r[a[0].reg] = Float.floatToRawIntBits(load("shared", get(t, a[1]), in.text)) & 0xffffffffL;
                     case "ld.global.cg.f32" -> r[a[0].reg] = bits(load("global", get(t, a[1]), in.text));
-                    case "ld.global.cg.v4.f32" -> {
+                    case "ld.global.cg.v4.f32", "ld.global.v4.f32" -> {
                         long at = get(t, a[4]);
                         if ((at & 15) != 0) throw new IllegalStateException(e.name + ": 16-byte load not 16-byte aligned at: " + in.text);
                         for (int q = 0; q < 4; q++) r[a[q].reg] = bits(load("global", at + 4L * q, in.text));
+                    }
+                    case "st.global.v4.f32" -> {
+                        long at = get(t, a[0]);
+                        if ((at & 15) != 0) throw new IllegalStateException(e.name + ": 16-byte store not 16-byte aligned at: " + in.text);
+                        for (int q = 1; q < a.length; q++) store("global", at + 4L * (q - 1), f(get(t, a[q])), in.text);
                     }
                     case "st.shared.v4.b32", "st.shared.v2.b32" -> {
                         for (int q = 1; q < a.length; q++) store("shared", get(t, a[0]) + 4L * (q - 1), f(get(t, a[q])), in.text);

@@ -208,7 +208,7 @@ class PtxGemm extends PtxMatrixKernel {
     void finish(Kernel.Gemm g, Frame t, List<Out> outs) {
         String partial = newLabel("partial");
         if (splitsK(g)) op("@" + pred("gt.s32", t.splits(), "1") + " bra " + partial + ";");
-        for (Out o : outs) emit(g, t.m(), t.n(), o);
+        emitAll(g, t.m(), t.n(), outs);
         if (!splitsK(g)) return;
         op("bra DONE;");
         label(partial);
@@ -270,7 +270,9 @@ class PtxGemm extends PtxMatrixKernel {
         op("bra " + slices + ";");
         label(summed);
         // The group lies inside the output or outside it whole (its width divides the row): its epilogues run unbranched.
-        for (int q = 0; q < width; q++) epilogue(g, new Out(row, q == 0 ? col : bin("add.s32", col, Integer.toString(q)), sum[q]));
+        var group = new java.util.ArrayList<Out>();
+        for (int q = 0; q < width; q++) group.add(new Out(row, q == 0 ? col : bin("add.s32", col, Integer.toString(q)), sum[q]));
+        epilogues(g, group);
         label(next);
         op("add.s32 " + e + ", " + e + ", " + threads() * width + ";");
         op("bra " + top + ";");

@@ -3,6 +3,8 @@ package dev.cmc.render;
 import dev.cmc.kernel.*;
 
 import java.util.HashMap;
+import java.util.List;
+import java.util.Map;
 
 import static dev.cmc.render.PtxRenderer.*;
 
@@ -31,17 +33,53 @@ abstract class PtxMatrixKernel extends PtxFunction {
     /** One accumulator register and the output element it belongs to. */
     record Out(String row, String col, String acc) {}
 
-    /** One accumulator through the fused epilogue, if (row, col) lies inside the output. */
-    void emit(Kernel.Gemm g, String m, String n, Out o) {
-        String skip = newLabel("out");
-        op("@" + outside(o.row(), o.col(), m, n) + " bra " + skip + ";");
-        epilogue(g, o);
-        label(skip);
+    /**
+     * Accumulators that go through the epilogue together: all their loads are issued before the first of their stores.
+     * 16 made ptxas spill in the 128-register wgmma GEMMs of the seed step (4 to 8 bytes); 8 spills nowhere.
+     */
+    static final int EPILOGUE_GROUP = 8;
+
+    /**
+     * Accumulators out through the fused epilogue into an m×n output, {@link #EPILOGUE_GROUP} at a time: a group's
+     * values first, then its stores, each where its (row, col) lies inside the output. A store might alias a later
+     * load as far as ptxas knows, so it keeps them in order: an epilogue written element by element (load the
+     * residual, add, store) waited one memory latency per element, 64 in a row a thread. Values are computed at
+     * coordinates clamped into the output, so that a group's loads need no branches and stay in bounds.
+     */
+    void emitAll(Kernel.Gemm g, String m, String n, List<Out> outs) {
+        var clamped = new HashMap<String, String>();
+        String lastRow = lessOne(m), lastCol = lessOne(n);
+        for (int from = 0; from < outs.size(); from += EPILOGUE_GROUP) {
+            List<Out> group = outs.subList(from, Math.min(outs.size(), from + EPILOGUE_GROUP));
+            var ctxs = new java.util.ArrayList<Ctx>();
+            var values = new java.util.ArrayList<Map<Expr.Let, String>>();
+            for (Out o : group) {
+                String row = clamped.computeIfAbsent(o.row(), r -> bin("min.s32", r, lastRow));
+                String col = clamped.computeIfAbsent(o.col(), c -> bin("min.s32", c, lastCol));
+                Ctx c = new Ctx(g.domain(), row, col, o.acc(), new HashMap<>());
+                ctxs.add(c);
+                values.add(valuesOf(g.epilogue(), c));
+            }
+            for (int i = 0; i < group.size(); i++) {
+                Out o = group.get(i);
+                String skip = newLabel("out");
+                op("@" + outside(o.row(), o.col(), m, n) + " bra " + skip + ";");
+                storeAll(values.get(i), ctxs.get(i));
+                label(skip);
+            }
+        }
     }
 
-    /** One accumulator through the fused epilogue, its element known to lie inside the output. */
-    void epilogue(Kernel.Gemm g, Out o) {
-        lets(g.epilogue(), new Ctx(g.domain(), o.row(), o.col(), o.acc(), new HashMap<>()));
+    /** Accumulators whose elements all lie inside the output through the epilogue: every value first, then the stores. */
+    void epilogues(Kernel.Gemm g, List<Out> outs) {
+        var ctxs = outs.stream().map(o -> new Ctx(g.domain(), o.row(), o.col(), o.acc(), new HashMap<>())).toList();
+        var values = ctxs.stream().map(c -> valuesOf(g.epilogue(), c)).toList();
+        for (int i = 0; i < outs.size(); i++) storeAll(values.get(i), ctxs.get(i));
+    }
+
+    /** x - 1: an immediate for an immediate, else a new register. */
+    private String lessOne(String x) {
+        return x.matches("-?\\d+") ? Integer.toString(Integer.parseInt(x) - 1) : bin("add.s32", x, "-1");
     }
 
     /** Whether element (row, col) lies outside an m×n output. */

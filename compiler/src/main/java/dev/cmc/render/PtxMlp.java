@@ -189,10 +189,12 @@ final class PtxMlp extends PtxMatrixKernel {
 
         comment("the block's output: the down-projection's epilogue (bias, residual) on the accumulators");
         String outCol = mad(warpAcross, Integer.toString(h / 4), bin("shl.b32", tig, "1"));
+        var outs = new java.util.ArrayList<Out>();
         for (int ti = 0; ti < 2; ti++) for (int jn = 0; jn < downTiles; jn++) for (int q = 0; q < 4; q++) {
             String row = bin("add.s32", bin("add.s32", row0, accRow), Integer.toString(16 * ti + 8 * (q / 2)));
             String col = bin("add.s32", outCol, Integer.toString(8 * jn + q % 2));
-            emit(m.down(), rows, Integer.toString(h), new Out(row, col, downAcc[ti][jn][q]));
+            outs.add(new Out(row, col, downAcc[ti][jn][q]));
         }
+        emitAll(m.down(), rows, Integer.toString(h), outs);
     }
 }

@@ -270,10 +270,12 @@ final class PtxWgmmaMlp extends PtxMatrixKernel {
      */
     private void stored(Kernel.Gemm g, String[] acc, String accRow, String tig, String rows) {
         String outCol = bin("shl.b32", tig, "1");
+        var outs = new java.util.ArrayList<Out>();
         for (int q = 0; q < acc.length; q++) {
             String row = q % 4 < 2 ? accRow : bin("add.s32", accRow, "8");
-            emit(g, rows, Integer.toString(g.domain().cols()), new Out(row, bin("add.s32", outCol, Integer.toString(8 * (q / 4) + q % 2)), acc[q]));
+            outs.add(new Out(row, bin("add.s32", outCol, Integer.toString(8 * (q / 4) + q % 2)), acc[q]));
         }
+        emitAll(g, rows, Integer.toString(g.domain().cols()), outs);
     }
 
     /**

@@ -292,6 +292,10 @@ CUresult cuFuncSetAttribute(void *f, int attribute, int value) {
     NEEDS_CONTEXT("cuFuncSetAttribute");
     Function *fn = function(f);
     if (!fn) return fail(INVALID_HANDLE, "cuFuncSetAttribute", "no such function");
+    if (attribute == 9) {   // CU_FUNC_ATTRIBUTE_PREFERRED_SHARED_MEMORY_CARVEOUT: a percentage, or -1 for no preference
+        if (value < -1 || value > 100) return fail(INVALID_VALUE, "cuFuncSetAttribute", "%s: shared memory carveout %d%%", fn->name, value);
+        return OK;
+    }
     if (attribute != 8) return fail(INVALID_VALUE, "cuFuncSetAttribute", "attribute %d is not one the fake knows", attribute);
     if (value + fn->staticShared > SHARED_LIMIT) {
         return fail(INVALID_VALUE, "cuFuncSetAttribute", "%s: %d bytes of dynamic shared memory and %d static exceed %d", fn->name, value,

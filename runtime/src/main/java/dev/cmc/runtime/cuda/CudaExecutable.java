@@ -144,11 +144,15 @@ public final class CudaExecutable implements Executable {
             functions[k] = function(PtxRenderer.kernelName(program, k), modules[k], out);
             kernelOf.put(functions[k].address(), k);
             Kernel kernel = program.kernels().get(k);
-            // Dynamic shared memory past 48 KB (the wgmma GEMMs' pipeline, a fused MLP block) must be allowed per function first.
+            // Dynamic shared memory past 48 KB (the wgmma GEMMs' pipeline, a fused MLP block) must be allowed per function
+            // first. The carveout asks for an SM's whole shared memory: two 128x128 wgmma blocks (2 x 99 KB) fit only
+            // the largest configuration (228 KB), which the driver's own choice need not be.
             int shared = PtxRenderer.launch(kernel, maxBatch, matmul, tiling).sharedBytes();
             if (shared > 48 * 1024) {
                 Cu.status(Cu.cuFuncSetAttribute, "cuFuncSetAttribute(" + kernel.name() + ", max dynamic shared memory " + shared + " bytes)",
                         functions[k], Cu.FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, shared);
+                Cu.status(Cu.cuFuncSetAttribute, "cuFuncSetAttribute(" + kernel.name() + ", shared memory carveout " + Cu.CARVEOUT_MAX_SHARED + "%)",
+                        functions[k], Cu.FUNC_ATTRIBUTE_PREFERRED_SHARED_MEMORY_CARVEOUT, Cu.CARVEOUT_MAX_SHARED);
             }
             workspaceAt[k] = workspaceFloats;
             workspaceFloats += PtxRenderer.workspaceFloats(kernel, maxBatch, matmul, tiling);

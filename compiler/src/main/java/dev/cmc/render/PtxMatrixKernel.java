@@ -34,13 +34,32 @@ abstract class PtxMatrixKernel extends PtxFunction {
     record Out(String row, String col, String acc) {}
 
     /**
-     * Accumulators that go through the epilogue together: all their loads are issued before the first of their stores.
-     * 16 made ptxas spill in the 128-register wgmma GEMMs of the seed step (4 to 8 bytes); 8 spills nowhere.
+     * Loads an epilogue group may hold in flight: its accumulators go through the epilogue together, all their loads
+     * issued before the first of their stores. 8 accumulators of a residual block's down-projection (a bias and a
+     * residual each) spill nowhere; 16 of them spilled in the 128-register wgmma GEMMs, and 8 of a CT step's output
+     * projection (c_skip, c_out, x and the target's output each) in bf16's 128x64 tiles.
      */
-    static final int EPILOGUE_GROUP = 8;
+    static final int EPILOGUE_LOADS = 16, EPILOGUE_GROUP = 8;
+
+    /** Accumulators an epilogue group of this GEMM takes: as many as {@link #EPILOGUE_LOADS} allow, 1 to 8. */
+    static int epilogueGroup(Kernel.Gemm g) {
+        int loads = g.epilogue().stream().mapToInt(l -> loads(l.value())).sum();
+        return Math.clamp(EPILOGUE_LOADS / Math.max(1, loads), 1, EPILOGUE_GROUP);
+    }
+
+    /** Global loads an expression makes: its Loads and Gathers (a Gather's index load counted with it). */
+    private static int loads(Expr e) {
+        return switch (e) {
+            case Expr.Load _, Expr.Gather _ -> 1;
+            case Expr.Unary u -> loads(u.a());
+            case Expr.Binary b -> loads(b.a()) + loads(b.b());
+            case Expr.Noise n -> loads(n.seed()) + loads(n.firstRow());
+            case Expr.Const _, Expr.Acc _, Expr.Var _, Expr.Rows _ -> 0;
+        };
+    }
 
     /**
-     * Accumulators out through the fused epilogue into an m×n output, {@link #EPILOGUE_GROUP} at a time: a group's
+     * Accumulators out through the fused epilogue into an m×n output, {@link #epilogueGroup} at a time: a group's
      * values first, then its stores, each where its (row, col) lies inside the output. A store might alias a later
      * load as far as ptxas knows, so it keeps them in order: an epilogue written element by element (load the
      * residual, add, store) waited one memory latency per element, 64 in a row a thread. Values are computed at
@@ -49,8 +68,9 @@ abstract class PtxMatrixKernel extends PtxFunction {
     void emitAll(Kernel.Gemm g, String m, String n, List<Out> outs) {
         var clamped = new HashMap<String, String>();
         String lastRow = lessOne(m), lastCol = lessOne(n);
-        for (int from = 0; from < outs.size(); from += EPILOGUE_GROUP) {
-            List<Out> group = outs.subList(from, Math.min(outs.size(), from + EPILOGUE_GROUP));
+        int size = epilogueGroup(g);
+        for (int from = 0; from < outs.size(); from += size) {
+            List<Out> group = outs.subList(from, Math.min(outs.size(), from + size));
             var ctxs = new java.util.ArrayList<Ctx>();
             var values = new java.util.ArrayList<Map<Expr.Let, String>>();
             for (Out o : group) {

@@ -22,6 +22,8 @@ import static dev.cmc.render.PtxRenderer.*;
 final class PtxBandwidthKernels extends PtxFunction {
     /** Rows per trip of a batch reduction's loop. */
     private static final int UNROLL = 8;
+    /** Rows of a segment (one σ's rows) a segment sum loads at once: two dependent loads a row, 4 rows' worth in flight. */
+    private static final int SEGMENT_ROWS = 4;
 
     PtxBandwidthKernels(Program program, int index) {
         super(program, index);
@@ -71,45 +73,103 @@ final class PtxBandwidthKernels extends PtxFunction {
         return new String[]{row, lane};
     }
 
+    /**
+     * A LayerNorm (or its gradient) of each row, a warp a row. Each pass takes a lane's columns a chunk at a time
+     * ({@link #rowChunks}), the chunk's loads issued together before any use: a column at a time, each load waited
+     * for the last one's sum, eight memory latencies in a row a pass at h = 256. Sums go column by column as before.
+     */
     private void normalize(Kernel.Normalize nk) {
         Shape d = nk.domain();
         int n = d.cols();
         String[] rl = warpRow(d);
-        String row = rl[0], lane = rl[1], end = Integer.toString(n);
+        String row = rl[0], lane = rl[1];
         comment("mean and variance of the row, lanes striding its columns");
         String sum = accumulator();
-        loop(lane, end, 32, c -> addInto(sum, expr(nk.x(), new Ctx(d, row, c, null, new HashMap<>()))));
+        rowChunks(lane, n, (cols, inside) -> {
+            String[] x = values(nk.x(), d, row, cols);
+            for (int j = 0; j < cols.length; j++) op(guard(inside[j]) + "add.f32 " + sum + ", " + sum + ", " + x[j] + ";");
+        });
         String mean = warpMean(sum, n);
         String sq = accumulator();
-        loop(lane, end, 32, c -> {
-            String t = bin("sub.f32", expr(nk.x(), new Ctx(d, row, c, null, new HashMap<>())), mean);
-            op("fma.rn.f32 " + sq + ", " + t + ", " + t + ", " + sq + ";");
+        rowChunks(lane, n, (cols, inside) -> {
+            String[] x = values(nk.x(), d, row, cols);
+            for (int j = 0; j < cols.length; j++) {
+                String t = bin("sub.f32", x[j], mean);
+                op(guard(inside[j]) + "fma.rn.f32 " + sq + ", " + t + ", " + t + ", " + sq + ";");
+            }
         });
         String rstd = rstd(warpMean(sq, n));
         String mg = null, mgx = null;
         if (nk.grad() != null) {
             comment("the gradient's row means: mean(g) and mean(g * xhat)");
             String sg = accumulator(), sgx = accumulator();
-            loop(lane, end, 32, c -> {
-                var ctx = new Ctx(d, row, c, null, new HashMap<>());
-                String xh = bin("mul.f32", bin("sub.f32", expr(nk.x(), ctx), mean), rstd);
-                String g = expr(nk.grad(), ctx);
-                addInto(sg, g);
-                op("fma.rn.f32 " + sgx + ", " + g + ", " + xh + ", " + sgx + ";");
+            rowChunks(lane, n, (cols, inside) -> {
+                String[] x = values(nk.x(), d, row, cols), g = values(nk.grad(), d, row, cols);
+                for (int j = 0; j < cols.length; j++) {
+                    String xh = bin("mul.f32", bin("sub.f32", x[j], mean), rstd);
+                    op(guard(inside[j]) + "add.f32 " + sg + ", " + sg + ", " + g[j] + ";");
+                    op(guard(inside[j]) + "fma.rn.f32 " + sgx + ", " + g[j] + ", " + xh + ", " + sgx + ";");
+                }
             });
             mg = warpMean(sg, n);
             mgx = warpMean(sgx, n);
         }
         final String mgF = mg, mgxF = mgx;
-        comment("normalised values through the epilogue");
-        loop(lane, end, 32, c -> {
-            var ctx = new Ctx(d, row, c, null, new HashMap<>());
-            String xh = bin("mul.f32", bin("sub.f32", expr(nk.x(), ctx), mean), rstd);
-            String acc = nk.grad() == null ? xh
-                    : bin("mul.f32", bin("sub.f32", bin("sub.f32", expr(nk.grad(), ctx), mgF), bin("mul.f32", xh, mgxF)), rstd);
-            lets(nk.epilogue(), new Ctx(d, row, c, acc, new HashMap<>()));
+        comment("normalised values through the epilogue: a chunk's values, then its stores");
+        rowChunks(lane, n, (cols, inside) -> {
+            String[] x = values(nk.x(), d, row, cols), g = nk.grad() == null ? null : values(nk.grad(), d, row, cols);
+            var ctxs = new java.util.ArrayList<Ctx>();
+            var stored = new java.util.ArrayList<java.util.Map<Expr.Let, String>>();
+            for (int j = 0; j < cols.length; j++) {
+                String xh = bin("mul.f32", bin("sub.f32", x[j], mean), rstd);
+                String acc = g == null ? xh : bin("mul.f32", bin("sub.f32", bin("sub.f32", g[j], mgF), bin("mul.f32", xh, mgxF)), rstd);
+                Ctx c = new Ctx(d, row, cols[j], acc, new HashMap<>());
+                ctxs.add(c);
+                stored.add(valuesOf(nk.epilogue(), c));
+            }
+            for (int j = 0; j < cols.length; j++) {
+                String skip = newLabel("col");
+                if (inside[j] != null) op("@!" + inside[j] + " bra " + skip + ";");
+                storeAll(stored.get(j), ctxs.get(j));
+                if (inside[j] != null) label(skip);
+            }
         });
     }
+
+    /** Columns of a row a lane takes at once in a LayerNorm's pass: lane, lane + 32, ... (8 registers a value). */
+    private static final int ROW_CHUNK = 8;
+
+    /**
+     * This lane's columns of an n-wide row, lane + 32j, in chunks of up to {@link #ROW_CHUNK}: body gets a chunk's
+     * columns, clamped into the row so that loads stay in bounds, and whether each lies inside it (null where every
+     * chunk's does). One trip of a runtime loop a chunk, the chunk unrolled.
+     */
+    private void rowChunks(String lane, int n, java.util.function.BiConsumer<String[], String[]> body) {
+        int per = Math.min(ROW_CHUNK, (n + 31) / 32), span = 32 * per;
+        boolean ragged = n % span != 0;
+        loop(lane, Integer.toString(n), span, first -> {
+            String[] cols = new String[per], inside = new String[per];
+            for (int j = 0; j < per; j++) {
+                String c = j == 0 ? first : bin("add.s32", first, Integer.toString(32 * j));
+                if (ragged) {
+                    inside[j] = pred("lt.s32", c, Integer.toString(n));
+                    c = bin("min.s32", c, Integer.toString(n - 1));
+                }
+                cols[j] = c;
+            }
+            body.accept(cols, inside);
+        });
+    }
+
+    /** An expression at each of a row's columns, every one evaluated (its loads issued) before any is used. */
+    private String[] values(Expr e, Shape d, String row, String[] cols) {
+        String[] v = new String[cols.length];
+        for (int j = 0; j < cols.length; j++) v[j] = expr(e, new Ctx(d, row, cols[j], null, new HashMap<>()));
+        return v;
+    }
+
+    /** A predicate guard for an instruction: none where the predicate is null. */
+    private static String guard(String p) { return p == null ? "" : "@" + p + " "; }
 
     private void reduceCols(Kernel.ReduceCols rc) {
         Shape d = rc.domain(), src = Shape.batch(rc.cols());
@@ -187,10 +247,20 @@ final class PtxBandwidthKernels extends PtxFunction {
         String zero = constI(0);
         String from = toInt(loadGlobal(ss.starts().array(), index(ss.starts(), d, k, zero)));
         String to = toInt(loadGlobal(ss.starts().array(), index(ss.starts(), d, bin("add.s32", k, "1"), zero)));
-        String sum = accumulator();
-        loop(from, to, 1, j -> {
-            String row = toInt(loadGlobal(ss.order().array(), index(ss.order(), src, j, zero)));
-            addInto(sum, expr(ss.x(), new Ctx(src, row, col, null, new HashMap<>())));
+        String sum = accumulator(), last = bin("add.s32", to, "-1");
+        comment("the group's rows " + SEGMENT_ROWS + " a trip: their row numbers loaded at once, then their values, then summed in order");
+        loop(from, to, SEGMENT_ROWS, j -> {
+            String[] at = new String[SEGMENT_ROWS], inside = new String[SEGMENT_ROWS], rows = new String[SEGMENT_ROWS], v = new String[SEGMENT_ROWS];
+            for (int u = 0; u < SEGMENT_ROWS; u++) {
+                at[u] = u == 0 ? j : bin("add.s32", j, Integer.toString(u));
+                if (u > 0) {
+                    inside[u] = pred("lt.s32", at[u], to);
+                    at[u] = bin("min.s32", at[u], last);
+                }
+            }
+            for (int u = 0; u < SEGMENT_ROWS; u++) rows[u] = loadGlobal(ss.order().array(), index(ss.order(), src, at[u], zero));
+            for (int u = 0; u < SEGMENT_ROWS; u++) v[u] = expr(ss.x(), new Ctx(src, toInt(rows[u]), col, null, new HashMap<>()));
+            for (int u = 0; u < SEGMENT_ROWS; u++) op((inside[u] == null ? "" : "@" + inside[u] + " ") + "add.f32 " + sum + ", " + sum + ", " + v[u] + ";");
         });
         lets(ss.epilogue(), new Ctx(d, k, col, sum, new HashMap<>()));
     }

@@ -114,8 +114,8 @@ run)
   # 1. What the issue's targets compare, first: cmc's fp32 (3xTF32 GEMMs by default, in wgmma tiles from 4,096 rows
   #    on an H100 or H200) sampling up to 1,048,576 and CT step at 4,096 and 256, with per-kernel profiles (every
   #    kernel's time in the JSON). Since the third run, epilogues, Adam + EMA and LayerNorm issue their loads before
-  #    their stores (README, "Loads before stores"): compare the GEMMs', Adam's and LayerNorm's times with
-  #    docs/bench/gpu/h200-run3/call1/{wgmma,fp32_train256}.json.
+  #    their stores (README, "Loads before stores"): compare the GEMMs', Adam's and LayerNorm's times with the
+  #    third run's, e.g. scripts/profile-diff.py docs/bench/gpu/h200-run3/call1/wgmma.json fp32_train4096.json step.
   CMC_CUDA_CUBINS= bench bench fp32_train4096 60 --batch 1048576,4096,256 --train-batch 4096 --profile   # JIT-compiled, timing the load
   bench bench fp32_train256 40 --batch 256 --train-batch 256 --profile
   # 2. PyTorch on the same card in the same run, its figures for the same comparisons, before the tf32 stages, so

@@ -61,7 +61,7 @@ public final class Kernels {
                 var parts = new ArrayList<Range>();
                 for (Kernel.Mlp m : c.blocks()) parts.addAll(readRanges(m));
                 if (c.stem() != null) {
-                    for (Expr.Let l : c.stem().epilogue()) if (l.store() != null) handed.add(l.store().array());
+                    handed.add(c.stem().output().array());
                     parts.add(Range.of(c.stem().a()));
                     parts.add(Range.of(c.stemT()));
                     for (Expr.Let l : c.stem().epilogue()) collect(l.value(), parts);

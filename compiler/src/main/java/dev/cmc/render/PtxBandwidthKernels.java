@@ -127,12 +127,7 @@ final class PtxBandwidthKernels extends PtxFunction {
                 ctxs.add(c);
                 stored.add(valuesOf(nk.epilogue(), c));
             }
-            for (int j = 0; j < cols.length; j++) {
-                String skip = newLabel("col");
-                if (inside[j] != null) op("@!" + inside[j] + " bra " + skip + ";");
-                storeAll(stored.get(j), ctxs.get(j));
-                if (inside[j] != null) label(skip);
-            }
+            storeEach(stored, ctxs, "col", j -> inside[j] == null ? null : "!" + inside[j]);
         });
     }
 
@@ -260,7 +255,7 @@ final class PtxBandwidthKernels extends PtxFunction {
             }
             for (int u = 0; u < SEGMENT_ROWS; u++) rows[u] = loadGlobal(ss.order().array(), index(ss.order(), src, at[u], zero));
             for (int u = 0; u < SEGMENT_ROWS; u++) v[u] = expr(ss.x(), new Ctx(src, toInt(rows[u]), col, null, new HashMap<>()));
-            for (int u = 0; u < SEGMENT_ROWS; u++) op((inside[u] == null ? "" : "@" + inside[u] + " ") + "add.f32 " + sum + ", " + sum + ", " + v[u] + ";");
+            for (int u = 0; u < SEGMENT_ROWS; u++) op(guard(inside[u]) + "add.f32 " + sum + ", " + sum + ", " + v[u] + ";");
         });
         lets(ss.epilogue(), new Ctx(d, k, col, sum, new HashMap<>()));
     }

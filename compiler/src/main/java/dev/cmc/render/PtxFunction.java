@@ -228,6 +228,20 @@ abstract class PtxFunction {
         stored.forEach((l, v) -> storeGlobal(l.store().array(), index(l.store(), c.domain(), c.row(), c.col()), v));
     }
 
+    /**
+     * The stores a group's {@link #valuesOf} left, member by member, each at its own context: member i skipped
+     * where skipWhen(i), asked as its stores come up, names a predicate that holds ("!%p" where one does not), or
+     * stored unguarded where it gives null.
+     */
+    void storeEach(List<java.util.Map<Let, String>> values, List<Ctx> ctxs, String label, java.util.function.IntFunction<String> skipWhen) {
+        for (int i = 0; i < values.size(); i++) {
+            String skip = newLabel(label), when = skipWhen.apply(i);
+            if (when != null) op("@" + when + " bra " + skip + ";");
+            storeAll(values.get(i), ctxs.get(i));
+            if (when != null) label(skip);
+        }
+    }
+
     String expr(Expr e, Ctx c) {
         return switch (e) {
             case Expr.Load l when held.containsKey(l.buf().array()) -> held.get(l.buf().array());

@@ -80,13 +80,7 @@ abstract class PtxMatrixKernel extends PtxFunction {
                 ctxs.add(c);
                 values.add(valuesOf(g.epilogue(), c));
             }
-            for (int i = 0; i < group.size(); i++) {
-                Out o = group.get(i);
-                String skip = newLabel("out");
-                op("@" + outside(o.row(), o.col(), m, n) + " bra " + skip + ";");
-                storeAll(values.get(i), ctxs.get(i));
-                label(skip);
-            }
+            storeEach(values, ctxs, "out", i -> outside(group.get(i).row(), group.get(i).col(), m, n));
         }
     }
 

@@ -13,8 +13,8 @@ import static dev.cmc.render.PtxRenderer.*;
  *   <li>Elementwise kernels and transposes: one thread per element; the Adam + EMA pass, four a thread.</li>
  *   <li>Row normalisations and row sums: one warp per row, lanes striding the columns, sums by butterfly
  *       shuffles; the epilogue (LayerNorm's affine, a residual, a loss term) runs in the same pass.</li>
- *   <li>Batch reductions: 32 columns × 32 row slices per block (1,024 threads), slices summed in order through
- *       shared memory.</li>
+ *   <li>Batch reductions: 8 columns (a sector of a row) × 128 row slices per block (1,024 threads), summed
+ *       in a fixed order by shuffles and through shared memory.</li>
  *   <li>A segment sum (the σ embedding's gradient, group by group): one thread per output element, its
  *       group's rows in order.</li>
  * </ul>
@@ -177,21 +177,31 @@ final class PtxBandwidthKernels extends PtxFunction {
         lets(rc.epilogue(), new Ctx(d, row, constI(0), total, new HashMap<>()));
     }
 
+    /**
+     * A batch reduction: a block takes {@link #reduceColumns} columns, each warp's lanes that many columns of
+     * 32/cpb rows at a time (a row's columns are whole 32-byte sectors), so that the block's 1,024 threads are
+     * as many row slices as there are lanes on a column: 128 at 8 columns, 1,024 for a single one. Slice s sums
+     * rows s, s + slices, ...; {@link #UNROLL} rows a trip, each into its own sum, the last trip's rows clamped
+     * and their adds guarded, so that every trip is one memory latency. Then a fixed order: the slices of each
+     * warp by butterfly shuffles, the warps' sums through shared memory, the same way again in warp 0. A
+     * block of 32 columns by 32 slices had each slice 128 rows deep at 4,096 rows: 16 latencies in a row.
+     */
     private void reduceBatch(Kernel.ReduceBatch rb) {
-        int n = rb.domain().cols();
+        int n = rb.domain().cols(), cpb = reduceColumns(n), rowLanes = 32 / cpb, slices = REDUCE_SLICES * rowLanes;
         Shape src = Shape.batch(n);
         String tid = special("%tid.x");
-        String lane = bin("and.b32", tid, "31"), slice = bin("shr.u32", tid, "5");
-        String col = mad(special("%ctaid.x"), "32", lane);
+        String lane = bin("and.b32", tid, "31"), warp = bin("shr.u32", tid, "5");
+        String c = bin("and.b32", lane, Integer.toString(cpb - 1)), q = bin("shr.u32", lane, log2(cpb));
+        String col = mad(special("%ctaid.x"), Integer.toString(cpb), c);
+        String slice = mad(warp, Integer.toString(rowLanes), q);
         String inRange = pred("lt.s32", col, Integer.toString(n));
         String[] sums = new String[UNROLL];
         for (int u = 0; u < UNROLL; u++) sums[u] = accumulator();
         String skip = newLabel("skip");
         op("@!" + inRange + " bra " + skip + ";");
-        int slices = PtxRenderer.REDUCE_SLICES;
         comment("slice s sums rows s, s+" + slices + ", s+" + 2 * slices + ", ...: " + UNROLL + " rows a trip, each into its own sum, so that "
-                + UNROLL + " loads are in flight rather than one");
-        String r0 = r();
+                + UNROLL + " loads are in flight rather than one; the last trip's rows clamped, their adds guarded");
+        String r0 = r(), lastRow = bin("add.s32", rowsReg, "-1");
         op("mov.u32 " + r0 + ", " + slice + ";");
         String top = newLabel("rows"), tail = newLabel("rows_tail"), end = newLabel("rows_end");
         label(top);
@@ -203,31 +213,63 @@ final class PtxBandwidthKernels extends PtxFunction {
         op("bra " + top + ";");
         label(tail);
         op("@" + pred("ge.s32", r0, rowsReg) + " bra " + end + ";");
-        addInto(sums[0], expr(rb.x(), new Ctx(src, r0, col, null, new HashMap<>())));
-        op("add.s32 " + r0 + ", " + r0 + ", " + slices + ";");
-        op("bra " + tail + ";");
+        String[] rows = new String[UNROLL], inside = new String[UNROLL];
+        for (int u = 0; u < UNROLL; u++) {
+            String row = u == 0 ? r0 : bin("add.s32", r0, Integer.toString(u * slices));
+            if (u > 0) {
+                inside[u] = pred("lt.s32", row, rowsReg);
+                row = bin("min.s32", row, lastRow);
+            }
+            rows[u] = row;
+        }
+        for (int u = 0; u < UNROLL; u++) values[u] = expr(rb.x(), new Ctx(src, rows[u], col, null, new HashMap<>()));
+        for (int u = 0; u < UNROLL; u++) op(guard(inside[u]) + "add.f32 " + sums[u] + ", " + sums[u] + ", " + values[u] + ";");
         label(end);
         for (int width = UNROLL / 2; width >= 1; width /= 2) {
             for (int u = 0; u < width; u++) addInto(sums[u], sums[u + width]);
         }
-        String sum = sums[0];
         label(skip);
-        String slot = publish(tid, sum);
-        exitIf(pred("ne.s32", slice, "0"));
-        exitIf(pred("ge.s32", col, Integer.toString(n)));
-        comment("the slices in order, so that every run sums alike");
-        String acc = constF(0);
-        for (int s = 0; s < slices; s++) {
+        comment("the warp's slices of each column by butterfly shuffles over the lanes " + cpb + " apart, then the warps' sums through shared memory");
+        String warpTotal = strideSum(sums[0], cpb);
+        shared.append("    .shared .align 4 .f32 part[").append(REDUCE_SLICES * cpb).append("];\n");
+        String part = symbol("part");
+        op("@" + pred("lt.u32", lane, Integer.toString(cpb)) + " st.shared.f32 [" + sharedSlot(part, mad(warp, Integer.toString(cpb), c)) + "], " + warpTotal + ";");
+        op("bar.sync 0;");
+        exitIf(pred("ne.s32", warp, "0"));
+        comment("warp 0: lane (q, c) sums warps q, q+" + rowLanes + ", ... of column c in order, then the lanes " + cpb + " apart as before");
+        String acc = accumulator();
+        for (int i = 0; i < cpb; i++) {
+            String w = i == 0 ? q : bin("add.s32", q, Integer.toString(i * rowLanes));
             String v = f();
-            op("ld.shared.f32 " + v + ", [" + slot + "+" + (4 * 32 * s) + "];");
+            op("ld.shared.f32 " + v + ", [" + sharedSlot(part, mad(w, Integer.toString(cpb), c)) + "];");
             addInto(acc, v);
         }
+        String total = strideSum(acc, cpb);
+        exitIf(pred("ne.s32", q, "0"));
+        exitIf(pred("ge.s32", col, Integer.toString(n)));
         if (rb.mean()) {
             String rowsF = f();
             op("cvt.rn.f32.s32 " + rowsF + ", " + rowsReg + ";");
-            acc = bin("div.rn.f32", acc, rowsF);
+            total = bin("div.rn.f32", total, rowsF);
         }
-        lets(rb.epilogue(), new Ctx(rb.domain(), constI(0), col, acc, new HashMap<>()));
+        lets(rb.epilogue(), new Ctx(rb.domain(), constI(0), col, total, new HashMap<>()));
+    }
+
+    /**
+     * Columns a batch reduction's block takes: 8 (a 32-byte sector of a row), or the power of two at or above a
+     * narrower output's, so that the other lanes of a warp take more rows.
+     */
+    static int reduceColumns(int n) { return Math.min(8, Integer.highestOneBit(Math.max(1, 2 * n - 1))); }
+
+    /** Sum across the lanes that share this lane's position modulo `from` (a power of two): butterflies from 16 down to `from`. */
+    private String strideSum(String v, int from) {
+        String s = v;
+        for (int offset = 16; offset >= from; offset /= 2) {
+            String t = f();
+            op("shfl.sync.bfly.b32 " + t + ", " + s + ", " + offset + ", 31, 0xffffffff;");
+            s = bin("add.f32", s, t);
+        }
+        return s;
     }
 
     /**

@@ -299,7 +299,7 @@ public final class PtxRenderer {
             }
             case Kernel.Normalize n -> new Launch(ceil(rows(n.domain(), batch), WARPS), 1, 1);
             case Kernel.ReduceCols r -> new Launch(ceil(rows(r.domain(), batch), WARPS), 1, 1);
-            case Kernel.ReduceBatch r -> new Launch(ceil(r.domain().cols(), 32), 1, 1, REDUCE_THREADS, 0);
+            case Kernel.ReduceBatch r -> new Launch(ceil(r.domain().cols(), PtxBandwidthKernels.reduceColumns(r.domain().cols())), 1, 1, REDUCE_THREADS, 0);
             case Kernel.SegmentSum s -> new Launch(ceil((long) s.domain().rows() * s.domain().cols(), BLOCK), 1, 1);
             case Kernel.Transpose t -> new Launch(ceil(t.src().shape().rows() * t.src().shape().cols(), BLOCK), 1, 1);
             case Kernel.SumSquares s -> new Launch(1, 1, 1);

@@ -37,6 +37,11 @@ abstract class PtxFunction {
      * kernel evaluating an epilogue at several rows of one column sets it, so that each is loaded once.
      */
     Map<String, String> rowVectors;
+    /**
+     * Where not null, global loads already made, by what they load and where ({@link #preload}): an expression
+     * evaluated later at the same element takes the register instead of loading again.
+     */
+    Map<String, String> loaded;
 
     PtxFunction(Program program, int index) {
         this.program = program;
@@ -242,17 +247,62 @@ abstract class PtxFunction {
         }
     }
 
+    /** A Load's or Gather's global load(s) at a context's element. */
+    private String fetch(Expr e, Ctx c) {
+        return switch (e) {
+            case Expr.Load l -> loadGlobal(l.buf().array(), index(l.buf(), c.domain(), c.row(), c.col()));
+            case Expr.Gather g -> {
+                String row = toInt(loadGlobal(g.index().array(), index(g.index(), c.domain(), c.row(), c.col())));
+                yield loadGlobal(g.table().array(), index(g.table(), c.domain(), row, c.col()));
+            }
+            default -> throw new IllegalArgumentException("not a load: " + e);
+        };
+    }
+
+    /** What a Load or Gather reads at a context's element: the key {@link #loaded} keeps it by. */
+    private static String where(Expr e, Ctx c) {
+        return e + "@" + c.row() + "," + c.col();
+    }
+
+    /**
+     * Issues every global load the lets will make at this element, none of an array they store (a load after a
+     * store must see it), into {@link #loaded}, which must be on: evaluated there afterwards, the lets take these
+     * registers. So the loads go out before whatever the caller emits next waits on a load of its own.
+     */
+    void preload(List<Let> lets, Ctx c) {
+        var stored = new java.util.HashSet<String>();
+        for (Let l : lets) if (l.store() != null) stored.add(l.store().array());
+        for (Let l : lets) preload(l.value(), c, stored);
+    }
+
+    private void preload(Expr e, Ctx c, java.util.Set<String> stored) {
+        switch (e) {
+            case Expr.Load l -> {
+                if (!stored.contains(l.buf().array())) expr(l, c);
+            }
+            case Expr.Gather g -> {
+                if (!stored.contains(g.table().array()) && !stored.contains(g.index().array())) expr(g, c);
+            }
+            case Expr.Unary u -> preload(u.a(), c, stored);
+            case Expr.Binary b -> {
+                preload(b.a(), c, stored);
+                preload(b.b(), c, stored);
+            }
+            case Expr.Noise n -> {
+                preload(n.seed(), c, stored);
+                preload(n.firstRow(), c, stored);
+            }
+            case Expr.Const _, Expr.Acc _, Expr.Var _, Expr.Rows _ -> {}
+        }
+    }
+
     String expr(Expr e, Ctx c) {
         return switch (e) {
             case Expr.Load l when held.containsKey(l.buf().array()) -> held.get(l.buf().array());
             case Expr.Load l when rowVectors != null && !l.buf().shape().batched() && l.buf().shape().rows() == 1 ->
                     rowVectors.computeIfAbsent(l.buf().array() + "+" + l.buf().offset() + "@" + c.col(),
                             key -> loadGlobal(l.buf().array(), index(l.buf(), c.domain(), c.row(), c.col())));
-            case Expr.Load l -> loadGlobal(l.buf().array(), index(l.buf(), c.domain(), c.row(), c.col()));
-            case Expr.Gather g -> {
-                String row = toInt(loadGlobal(g.index().array(), index(g.index(), c.domain(), c.row(), c.col())));
-                yield loadGlobal(g.table().array(), index(g.table(), c.domain(), row, c.col()));
-            }
+            case Expr.Load _, Expr.Gather _ -> loaded == null ? fetch(e, c) : loaded.computeIfAbsent(where(e, c), key -> fetch(e, c));
             case Expr.Const k -> constF(k.value());
             case Expr.Acc a -> c.acc();
             case Expr.Var v -> c.vars().get(v.id());

@@ -2,6 +2,7 @@ package dev.cmc.render;
 
 import dev.cmc.kernel.*;
 
+import java.util.HashMap;
 import java.util.List;
 
 import static dev.cmc.render.PtxRenderer.*;
@@ -236,51 +237,87 @@ class PtxGemm extends PtxMatrixKernel {
         String lastHere = r();
         op("ld.shared.u32 " + lastHere + ", [" + flag + "];");
         op("@" + pred("eq.s32", lastHere, "0") + " bra DONE;");
-        comment("the tile's elements, consecutive threads on consecutive columns, " + width(g) + " at a time: each one's slices loaded "
-                + SUM_BATCH + " at once, then summed in order");
-        int elements = tile.bm() * tile.bn(), width = width(g);
+        int elements = tile.bm() * tile.bn(), width = width(g), step = threads() * width;
+        int groups = elements % (SUM_GROUPS * step) == 0 ? SUM_GROUPS : 1;
+        comment("the tile's elements, consecutive threads on consecutive columns, " + width + " at a time, " + groups + " such groups a trip: each"
+                + " group's slices loaded " + SUM_BATCH + " at once, every group's before the first add, then summed in order");
         String e = bin("mul.lo.s32", t.tid(), Integer.toString(width)), top = newLabel("tile"), done = newLabel("tile_end");
         String sliceBytes = rd();
         op("mul.wide.s32 " + sliceBytes + ", " + size + ", 4;");
+        String lastRow = less(t.m(), 1), lastGroup = less(t.n(), width);
         label(top);
         op("@" + pred("ge.s32", e, Integer.toString(elements)) + " bra " + done + ";");
-        String row = bin("add.s32", t.row0(), bin("shr.u32", e, log2(tile.bn())));
-        String col = bin("add.s32", t.col0(), bin("and.b32", e, Integer.toString(tile.bn() - 1)));
-        String next = newLabel("element");
-        op("@" + outside(row, col, t.m(), t.n()) + " bra " + next + ";");
-        String[] sum = new String[width];
-        for (int q = 0; q < width; q++) sum[q] = constF(0);
-        String z = constI(0), at = address(WORKSPACE, bin("add.s32", first, mad(row, t.n(), col)));
+        // Group u's elements, clamped into the output so that its loads stay in bounds (a group lies inside the
+        // output or outside it whole: its width divides the row); a group outside stores nothing.
+        String[] outsideGroup = new String[groups], at = new String[groups];
+        String[][] sum = new String[groups][width];
+        var members = new java.util.ArrayList<List<Out>>();
+        loaded = new HashMap<>();
+        comment("the epilogue's own loads (a bias, a residual) first, so that they and the slices' are in flight together");
+        for (int u = 0; u < groups; u++) {
+            String eu = u == 0 ? e : bin("add.s32", e, Integer.toString(u * step));
+            String row = bin("add.s32", t.row0(), bin("shr.u32", eu, log2(tile.bn())));
+            String col = bin("add.s32", t.col0(), bin("and.b32", eu, Integer.toString(tile.bn() - 1)));
+            outsideGroup[u] = outside(row, col, t.m(), t.n());
+            row = bin("min.s32", row, lastRow);
+            col = bin("min.s32", col, lastGroup);
+            var group = new java.util.ArrayList<Out>();
+            for (int q = 0; q < width; q++) {
+                sum[u][q] = constF(0);
+                group.add(new Out(row, q == 0 ? col : bin("add.s32", col, Integer.toString(q)), sum[u][q]));
+            }
+            members.add(group);
+            for (Out o : group) preload(g.epilogue(), new Ctx(g.domain(), o.row(), o.col(), o.acc(), new HashMap<>()));
+            at[u] = address(WORKSPACE, bin("add.s32", first, mad(row, t.n(), col)));
+        }
+        String z = constI(0);
         String slices = newLabel("slices"), summed = newLabel("slices_end");
         label(slices);
         op("@" + pred("ge.s32", z, t.splits()) + " bra " + summed + ";");
         // A batch's loads all go out before its first add: one trip to L2 a batch of slices, not one a slice.
-        String[][] v = new String[SUM_BATCH][width];
-        String from = at;
-        for (int j = 0; j < SUM_BATCH; j++) {
-            for (int q = 0; q < width; q++) v[j][q] = constF(0);   // a slice past the last adds nothing
-            String present = pred("lt.s32", bin("add.s32", z, Integer.toString(j)), t.splits());
-            String into = width == 1 ? v[j][0] : "{" + String.join(", ", v[j]) + "}";
-            op("@" + present + " ld.global.cg" + (width == 1 ? "" : ".v" + width) + ".f32 " + into + ", [" + from + "];");
-            from = bin("add.s64", from, sliceBytes);
+        String[] present = new String[SUM_BATCH];
+        for (int j = 0; j < SUM_BATCH; j++) present[j] = pred("lt.s32", bin("add.s32", z, Integer.toString(j)), t.splits());
+        String[][][] v = new String[groups][SUM_BATCH][width];
+        for (int u = 0; u < groups; u++) {
+            String from = at[u];
+            for (int j = 0; j < SUM_BATCH; j++) {
+                for (int q = 0; q < width; q++) v[u][j][q] = constF(0);   // a slice past the last adds nothing
+                String into = width == 1 ? v[u][j][0] : "{" + String.join(", ", v[u][j]) + "}";
+                op("@" + present[j] + " ld.global.cg" + (width == 1 ? "" : ".v" + width) + ".f32 " + into + ", [" + from + "];");
+                from = bin("add.s64", from, sliceBytes);
+            }
+            op("mov.u64 " + at[u] + ", " + from + ";");
         }
-        for (int j = 0; j < SUM_BATCH; j++) for (int q = 0; q < width; q++) op("add.f32 " + sum[q] + ", " + sum[q] + ", " + v[j][q] + ";");
-        op("mov.u64 " + at + ", " + from + ";");
+        for (int u = 0; u < groups; u++) {
+            for (int j = 0; j < SUM_BATCH; j++) for (int q = 0; q < width; q++) op("add.f32 " + sum[u][q] + ", " + sum[u][q] + ", " + v[u][j][q] + ";");
+        }
         op("add.s32 " + z + ", " + z + ", " + SUM_BATCH + ";");
         op("bra " + slices + ";");
         label(summed);
-        // The group lies inside the output or outside it whole (its width divides the row): its epilogues run unbranched.
-        var group = new java.util.ArrayList<Out>();
-        for (int q = 0; q < width; q++) group.add(new Out(row, q == 0 ? col : bin("add.s32", col, Integer.toString(q)), sum[q]));
-        epilogues(g, group);
-        label(next);
-        op("add.s32 " + e + ", " + e + ", " + threads() * width + ";");
+        var ctxs = new java.util.ArrayList<Ctx>();
+        var values = new java.util.ArrayList<java.util.Map<Expr.Let, String>>();
+        for (var group : members) {
+            for (Out o : group) {
+                Ctx c = new Ctx(g.domain(), o.row(), o.col(), o.acc(), new HashMap<>());
+                ctxs.add(c);
+                values.add(valuesOf(g.epilogue(), c));
+            }
+        }
+        storeEach(values, ctxs, "group", i -> outsideGroup[i / width]);
+        loaded = null;
+        op("add.s32 " + e + ", " + e + ", " + groups * step + ";");
         op("bra " + top + ";");
         label(done);
     }
 
     /** Slices of a split tile that its last block loads at once, before summing them (NN GEMMs take at most 8). */
     static final int SUM_BATCH = 8;
+
+    /**
+     * Element groups a thread of a split tile's last block takes a trip: each group's slices and epilogue loads
+     * are issued before any of them is summed, so that a trip is one wait on L2 for two groups, not one each.
+     */
+    static final int SUM_GROUPS = 2;
 
     /**
      * Consecutive elements a thread of a split tile's last block sums at once: 4, by 16-byte loads, where the

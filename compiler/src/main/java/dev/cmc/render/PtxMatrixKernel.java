@@ -67,7 +67,7 @@ abstract class PtxMatrixKernel extends PtxFunction {
      */
     void emitAll(Kernel.Gemm g, String m, String n, List<Out> outs) {
         var clamped = new HashMap<String, String>();
-        String lastRow = lessOne(m), lastCol = lessOne(n);
+        String lastRow = less(m, 1), lastCol = less(n, 1);
         int size = epilogueGroup(g);
         for (int from = 0; from < outs.size(); from += size) {
             List<Out> group = outs.subList(from, Math.min(outs.size(), from + size));
@@ -84,16 +84,9 @@ abstract class PtxMatrixKernel extends PtxFunction {
         }
     }
 
-    /** Accumulators whose elements all lie inside the output through the epilogue: every value first, then the stores. */
-    void epilogues(Kernel.Gemm g, List<Out> outs) {
-        var ctxs = outs.stream().map(o -> new Ctx(g.domain(), o.row(), o.col(), o.acc(), new HashMap<>())).toList();
-        var values = ctxs.stream().map(c -> valuesOf(g.epilogue(), c)).toList();
-        for (int i = 0; i < outs.size(); i++) storeAll(values.get(i), ctxs.get(i));
-    }
-
-    /** x - 1: an immediate for an immediate, else a new register. */
-    private String lessOne(String x) {
-        return x.matches("-?\\d+") ? Integer.toString(Integer.parseInt(x) - 1) : bin("add.s32", x, "-1");
+    /** x - k: an immediate for an immediate, else a new register. */
+    String less(String x, int k) {
+        return x.matches("-?\\d+") ? Integer.toString(Integer.parseInt(x) - k) : bin("add.s32", x, Integer.toString(-k));
     }
 
     /** Whether element (row, col) lies outside an m×n output. */

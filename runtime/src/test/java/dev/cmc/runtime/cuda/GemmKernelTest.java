@@ -155,6 +155,7 @@ class GemmKernelTest {
      * 16, which its last blocks load in two batches of 8. Rows of 72 columns are summed 4 at a time by 16-byte
      * loads, rows of 70 one at a time. Launched directly in the simulator with that grid depth, since the
      * batches that pick them are too large to simulate; each run twice, so that a tile counter left set shows.
+     * Their epilogue loads a bias and (NN) a residual, as a down-projection's does.
      */
     @ParameterizedTest(name = "{0} with {1} slices, transposeA={2}, {3} columns")
     @CsvSource({"FMA, 3, false, 72", "FMA, 7, false, 72", "TF32X3, 2, false, 72", "TF32X3, 5, false, 72", "TF32X3, 6, false, 70",
@@ -166,8 +167,12 @@ class GemmKernelTest {
         Buf b = transposeA ? Buf.whole("b", Shape.batch(n)) : Buf.whole("b", Shape.fixed(k, n));
         Shape domain = transposeA ? Shape.fixed(m, n) : Shape.batch(n);
         Buf out = Buf.whole("out", domain);
-        var plusOne = new Expr.Binary(dev.cmc.ir.Op.ADD, new Expr.Acc(), new Expr.Const(1));
-        var gemm = new Kernel.Gemm("k_mm", transposeA, a, b, k, domain, List.of(new Expr.Let(0, plusOne, out)));
+        // The epilogue loads too: B's first row as a bias, and for NN A's element (row, col) as a residual, which
+        // the last block issues with its slices' loads (PtxFunction.preload) and must take at the element it sums.
+        Expr epilogue = new Expr.Binary(dev.cmc.ir.Op.ADD, new Expr.Acc(), new Expr.Const(1));
+        epilogue = new Expr.Binary(dev.cmc.ir.Op.ADD, epilogue, new Expr.Load(new Buf("b", 0, Shape.fixed(1, n))));
+        if (!transposeA) epilogue = new Expr.Binary(dev.cmc.ir.Op.ADD, epilogue, new Expr.Load(a));
+        var gemm = new Kernel.Gemm("k_mm", transposeA, a, b, k, domain, List.of(new Expr.Let(0, epilogue, out)));
         var program = program(gemm);
         assertTrue(PtxRenderer.splitsK(gemm), "this case is meant to split K");
         var rng = new SplittableRandom(11);
@@ -182,7 +187,7 @@ class GemmKernelTest {
             sim.launch(PtxRenderer.kernelName(program, 0), l.gridX(), l.gridY(), slices, l.block(), l.sharedBytes(), buffers, params, batch);
             for (int r = 0; r < m; r++) {
                 for (int c = 0; c < n; c++) {
-                    double ref = 1;
+                    double ref = 1 + bv[c] + (transposeA ? 0 : av[r * k + c]);
                     for (int p = 0; p < k; p++) ref += transposeA ? (double) av[p * m + r] * bv[p * n + c] : (double) av[r * k + p] * bv[p * n + c];
                     // TF32: 5e-3 of the sums' scale (√(K/3) for products of uniforms on [-1, 1]).
                     double tolerance = matmul == PtxRenderer.Matmul.TF32 ? 5e-3 * Math.sqrt(k / 3.0) : 1e-5 * k;

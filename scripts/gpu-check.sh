@@ -215,12 +215,17 @@ run)
   #    GEMM (TN, now in wgmma tiles too) and a bias-gradient batch reduction (14 us each in the third run), twice each, at
   #    the formula's slice counts. In the third run the 128x64 GEMMs ran at 30-38% of the SMs' throughput, 3
   #    warps a scheduler (158 registers), the up-projection in 1.29 waves; this profiles the default wgmma tiles.
+  #    The warp stall reasons come as cycles a warp spends stalled on each per issued instruction: the section
+  #    WarpStateStats prints only their sum in CSV (the third run's ncu4096 had no breakdown). A "membar" share
+  #    would say that each slice's fence.proxy.async waits for the copies still in flight, which would undo the
+  #    pipeline's depth; "long_scoreboard" global loads, "barrier" the slices' bar.sync, "wait" fixed latencies.
+  stalls='regex:smsp__average_warps_issue_stalled_.*_per_issue_active\.ratio'
   profile4096() {  # name: ncu's sections for those kernels, in the tiles the environment asks for
     runs more "$1" && command -v ncu > /dev/null && [[ -z ${GPU_CHECK_DRY:-} ]] && fits "$1" 120 || return 0
     local t0=$SECONDS
     CMC_CUDA_TUNE=0 timeout 120 ncu --clock-control none --target-processes all --kernel-name regex:'target_block1_(down|up)_mm|nt_d_block1_ln|tn_d_block1_up_w|reduce_batch_d_block1_up_b' --launch-count 10 \
         --section SpeedOfLight --section Occupancy --section LaunchStats --section WarpStateStats --section MemoryWorkloadAnalysis --section ComputeWorkloadAnalysis \
-        --csv --page details "${java[@]}" -jar .gpu/cmc.jar bench examples/seed_default.cm --backends cuda:0 --seconds 1 --batch 4096 --train-batch 4096 \
+        --metrics "$stalls" --csv --page details "${java[@]}" -jar .gpu/cmc.jar bench examples/seed_default.cm --backends cuda:0 --seconds 1 --batch 4096 --train-batch 4096 \
         > "$out/$1.csv" 2> "$out/$1.err" || echo "$1 failed (see $1.err)"
     echo "$1: $((SECONDS - t0)) s, to $(date -u +%T)" >> "$out/stages.txt"
     grep -c Duration "$out/$1.csv"; tail -n 2 "$out/$1.err"
@@ -236,7 +241,7 @@ run)
     local t0=$SECONDS
     CMC_CUDA_MLP=fused timeout 120 ncu --clock-control none --target-processes all --kernel-name regex:"$2" --launch-count 1 \
         --section SpeedOfLight --section Occupancy --section LaunchStats --section WarpStateStats --section MemoryWorkloadAnalysis --section ComputeWorkloadAnalysis \
-        --section SchedulerStats --csv --page details "${java[@]}" -jar .gpu/cmc.jar bench examples/seed_default.cm --backends cuda:0 --seconds 1 \
+        --section SchedulerStats --metrics "$stalls" --csv --page details "${java[@]}" -jar .gpu/cmc.jar bench examples/seed_default.cm --backends cuda:0 --seconds 1 \
         --set target.precision=tf32 --batch 1048576 --train-batch 256 > "$out/$1.csv" 2> "$out/$1.err" || echo "$1 failed (see $1.err)"
     echo "$1: $((SECONDS - t0)) s, to $(date -u +%T)" >> "$out/stages.txt"
     grep -c Duration "$out/$1.csv"; tail -n 2 "$out/$1.err"

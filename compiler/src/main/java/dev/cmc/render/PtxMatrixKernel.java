@@ -66,6 +66,10 @@ abstract class PtxMatrixKernel extends PtxFunction {
      * coordinates clamped into the output, so that a group's loads need no branches and stay in bounds.
      */
     void emitAll(Kernel.Gemm g, String m, String n, List<Out> outs) {
+        // A row vector (a bias) is loaded once per column, not once per accumulator: a tile's thread holds few
+        // columns, so most groups of an epilogue that loads nothing else (an up-projection's) load nothing.
+        Map<String, String> outer = rowVectors;
+        rowVectors = new HashMap<>();
         var clamped = new HashMap<String, String>();
         String lastRow = less(m, 1), lastCol = less(n, 1);
         int size = epilogueGroup(g);
@@ -82,6 +86,7 @@ abstract class PtxMatrixKernel extends PtxFunction {
             }
             storeEach(values, ctxs, "out", i -> outside(group.get(i).row(), group.get(i).col(), m, n));
         }
+        rowVectors = outer;
     }
 
     /** x - k: an immediate for an immediate, else a new register. */

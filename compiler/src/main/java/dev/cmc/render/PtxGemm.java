@@ -294,17 +294,19 @@ class PtxGemm extends PtxMatrixKernel {
         op("add.s32 " + z + ", " + z + ", " + SUM_BATCH + ";");
         op("bra " + slices + ";");
         label(summed);
-        var ctxs = new java.util.ArrayList<Ctx>();
-        var values = new java.util.ArrayList<java.util.Map<Expr.Let, String>>();
+        var ctxs = new java.util.ArrayList<List<Ctx>>();
+        var values = new java.util.ArrayList<List<java.util.Map<Expr.Let, String>>>();
         for (var group : members) {
-            for (Out o : group) {
-                Ctx c = new Ctx(g.domain(), o.row(), o.col(), o.acc(), new HashMap<>());
-                ctxs.add(c);
-                values.add(valuesOf(g.epilogue(), c));
-            }
+            ctxs.add(group.stream().map(o -> new Ctx(g.domain(), o.row(), o.col(), o.acc(), new HashMap<>())).toList());
+            values.add(ctxs.getLast().stream().map(c -> valuesOf(g.epilogue(), c)).toList());
         }
-        storeEach(values, ctxs, "group", i -> outsideGroup[i / width]);
         loaded = null;
+        for (int u = 0; u < groups; u++) {
+            String skip = newLabel("group");
+            op("@" + outsideGroup[u] + " bra " + skip + ";");
+            for (int i = 0; i < width; i++) storeAll(values.get(u).get(i), ctxs.get(u).get(i));
+            label(skip);
+        }
         op("add.s32 " + e + ", " + e + ", " + groups * step + ";");
         op("bra " + top + ";");
         label(done);

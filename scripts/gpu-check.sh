@@ -219,6 +219,7 @@ run)
   #    WarpStateStats prints only their sum in CSV (the third run's ncu4096 had no breakdown). A "membar" share
   #    would say that each slice's fence.proxy.async waits for the copies still in flight, which would undo the
   #    pipeline's depth; "long_scoreboard" global loads, "barrier" the slices' bar.sync, "wait" fixed latencies.
+  #    scripts/ncu-summary.py FILE.csv prints a line per launch and its largest stall reasons.
   stalls='regex:smsp__average_warps_issue_stalled_.*_per_issue_active\.ratio'
   profile4096() {  # name: ncu's sections for those kernels, in the tiles the environment asks for
     runs more "$1" && command -v ncu > /dev/null && [[ -z ${GPU_CHECK_DRY:-} ]] && fits "$1" 120 || return 0

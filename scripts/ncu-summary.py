@@ -1,0 +1,88 @@
+#!/usr/bin/env python3
+"""One line per kernel launch of an Nsight Compute CSV (`ncu --csv --page details`, as gpu-check.sh writes them),
+then its warp stall reasons, largest first.
+
+usage: scripts/ncu-summary.py FILE.csv [--stalls N]
+
+For reading gpu-check's ncu4096, ncu_wgmma_mlp and ncu_wgmma_chain stages: each launch's duration, SM and memory
+throughput (% of peak), L2 hit rate, registers, achieved occupancy and the block limit(s) that bind it, then the
+N largest stall reasons (cycles a warp spends stalled on each per issued instruction, default 6) where the CSV
+has them (the smsp__average_warps_issue_stalled_* metrics; the third run's ncu4096 has none).
+"""
+import csv
+import sys
+
+# (label, section-name prefix or None for any, metric name)
+COLUMNS = [
+    ("us", "GPU Speed Of Light", "Duration"),
+    ("SM%", "GPU Speed Of Light", "Compute (SM) Throughput"),
+    ("mem%", "GPU Speed Of Light", "Memory Throughput"),
+    ("L2hit%", "Memory Workload Analysis", "L2 Hit Rate"),
+    ("regs", "Launch Statistics", "Registers Per Thread"),
+    ("grid", "Launch Statistics", "Grid Size"),
+    ("waves", "Launch Statistics", "Waves Per SM"),
+    ("occ%", "Occupancy", "Achieved Occupancy"),
+]
+LIMITS = ["Block Limit Registers", "Block Limit Shared Mem", "Block Limit Warps", "Block Limit SM"]
+STALL = "smsp__average_warps_issue_stalled_"
+
+
+def number(text):
+    try:
+        return float(text.replace(",", ""))
+    except ValueError:
+        return None
+
+
+def launches(path):
+    """{launch id: (kernel name, {(section, metric): (value, unit)})} in the file's order."""
+    with open(path, newline="") as f:
+        rows = list(csv.reader(f))
+    start = next((i for i, r in enumerate(rows) if r and r[0] == "ID"), None)
+    if start is None:
+        sys.exit(f"{path}: no header row (ID, ...): not an ncu --csv --page details file")
+    col = {h: i for i, h in enumerate(rows[start])}
+    out = {}
+    for r in rows[start + 1:]:
+        if len(r) <= col["Metric Value"] or not r[col["Metric Name"]]:
+            continue
+        name, metrics = out.setdefault(r[col["ID"]], (r[col["Kernel Name"]], {}))
+        metrics[(r[col["Section Name"]], r[col["Metric Name"]])] = (r[col["Metric Value"]], r[col["Metric Unit"]])
+    return out
+
+
+def find(metrics, section, metric):
+    for (s, m), (value, unit) in metrics.items():
+        if m == metric and (section is None or s.startswith(section)):
+            scale = 1000.0 if unit == "ms" else 0.001 if unit == "ns" else 1.0   # durations in µs
+            v = number(value)
+            return v * scale if v is not None and metric == "Duration" else v
+    return None
+
+
+def main(argv):
+    args = [a for a in argv if not a.startswith("--")]
+    top = int(argv[argv.index("--stalls") + 1]) if "--stalls" in argv else 6
+    if "--stalls" in argv:
+        args.remove(argv[argv.index("--stalls") + 1])
+    if not args:
+        sys.exit(__doc__.strip().splitlines()[3])
+    data = launches(args[0])
+    print(f"{'id':>3} " + " ".join(f"{label:>7}" for label, _, _ in COLUMNS) + "  limit      kernel")
+    for lid, (name, metrics) in data.items():
+        cells = []
+        for label, section, metric in COLUMNS:
+            v = find(metrics, section, metric)
+            cells.append(f"{v:7.1f}" if v is not None else f"{'-':>7}")
+        limits = [(find(metrics, "Occupancy", m), m.replace("Block Limit ", "")) for m in LIMITS]
+        limits = [(v, m) for v, m in limits if v is not None]
+        binding = "/".join(m for v, m in limits if v == min(limits)[0]) if limits else "-"
+        print(f"{lid:>3} " + " ".join(cells) + f"  {binding:<10} {name}")
+        stalls = [(number(v), m[len(STALL):].replace("_per_issue_active.ratio", "")) for (s, m), (v, u) in metrics.items() if m.startswith(STALL)]
+        stalls = sorted(((v, m) for v, m in stalls if v is not None), reverse=True)
+        if stalls:
+            print("      stalls, cycles per issue: " + ", ".join(f"{m} {v:.2f}" for v, m in stalls[:top]))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -198,8 +198,9 @@ class PtxGemm extends PtxMatrixKernel {
      * the workspace. Then the last of the tile's blocks to get there, told by a counter per tile that each
      * block increments once, sums the tile's slices in order (z = 0, 1, …: deterministic, unlike atomic
      * adds) and runs the epilogue, so that no second kernel is needed; its threads take the tile's elements
-     * in row order, so that their loads are coalesced, 4 at a time ({@link #width}), and load
-     * {@link #SUM_BATCH} slices before adding any. One load a slice and element, each waiting for the last, put
+     * in row order, so that their loads are coalesced, 4 at a time ({@link #width}), {@link #SUM_GROUPS} such
+     * groups a trip, and load {@link #SUM_BATCH} slices of each, and the epilogue's own loads, before adding any.
+     * One load a slice and element, each waiting for the last, put
      * 512 trips to L2 in a thread's path at 8 slices: on an H200 the split down-projections at 256 rows took
      * 65 µs against 35 µs for the unsplit up-projections, with half their K a block. The memory ordering is
      * CUTLASS's serial split-K: every thread's partials, a barrier, then one thread's acq_rel atomic at GPU scope;

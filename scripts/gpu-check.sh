@@ -221,13 +221,21 @@ run)
   #    pipeline's depth; "long_scoreboard" global loads, "barrier" the slices' bar.sync, "wait" fixed latencies.
   #    scripts/ncu-summary.py FILE.csv prints a line per launch and its largest stall reasons.
   stalls='regex:smsp__average_warps_issue_stalled_.*_per_issue_active\.ratio'
+  ncuProfile() {  # name, then ncu's arguments: ncu with the stall metrics into NAME.csv, and where that leaves no
+                  # profile (a metric this ncu lacks, say), once more without them, so that the sections still come back
+    local name=$1; shift
+    timeout 120 ncu --metrics "$stalls" "$@" > "$out/$name.csv" 2> "$out/$name.err" || echo "$name failed (see $name.err)"
+    if ! grep -q Duration "$out/$name.csv" && fits "$name without the stall metrics" 120; then
+      mv "$out/$name.err" "$out/$name-stalls.err"
+      timeout 120 ncu "$@" > "$out/$name.csv" 2> "$out/$name.err" || echo "$name failed again (see $name.err)"
+    fi
+  }
   profile4096() {  # name: ncu's sections for those kernels, in the tiles the environment asks for
     runs more "$1" && command -v ncu > /dev/null && [[ -z ${GPU_CHECK_DRY:-} ]] && fits "$1" 120 || return 0
     local t0=$SECONDS
-    CMC_CUDA_TUNE=0 timeout 120 ncu --clock-control none --target-processes all --kernel-name regex:'target_block1_(down|up)_mm|nt_d_block1_ln|tn_d_block1_up_w|reduce_batch_d_block1_up_b' --launch-count 10 \
+    CMC_CUDA_TUNE=0 ncuProfile "$1" --clock-control none --target-processes all --kernel-name regex:'target_block1_(down|up)_mm|nt_d_block1_ln|tn_d_block1_up_w|reduce_batch_d_block1_up_b' --launch-count 10 \
         --section SpeedOfLight --section Occupancy --section LaunchStats --section WarpStateStats --section MemoryWorkloadAnalysis --section ComputeWorkloadAnalysis \
-        --metrics "$stalls" --csv --page details "${java[@]}" -jar .gpu/cmc.jar bench examples/seed_default.cm --backends cuda:0 --seconds 1 --batch 4096 --train-batch 4096 \
-        > "$out/$1.csv" 2> "$out/$1.err" || echo "$1 failed (see $1.err)"
+        --csv --page details "${java[@]}" -jar .gpu/cmc.jar bench examples/seed_default.cm --backends cuda:0 --seconds 1 --batch 4096 --train-batch 4096
     echo "$1: $((SECONDS - t0)) s, to $(date -u +%T)" >> "$out/stages.txt"
     grep -c Duration "$out/$1.csv"; tail -n 2 "$out/$1.err"
     pack
@@ -240,10 +248,10 @@ run)
   profileMlp() {  # name, kernel regex: ncu's sections for that kernel of the tf32 sampler, in the tiles the environment asks for
     runs more "$1" && command -v ncu > /dev/null && [[ -z ${GPU_CHECK_DRY:-} ]] && fits "$1" 120 || return 0
     local t0=$SECONDS
-    CMC_CUDA_MLP=fused timeout 120 ncu --clock-control none --target-processes all --kernel-name regex:"$2" --launch-count 1 \
+    CMC_CUDA_MLP=fused ncuProfile "$1" --clock-control none --target-processes all --kernel-name regex:"$2" --launch-count 1 \
         --section SpeedOfLight --section Occupancy --section LaunchStats --section WarpStateStats --section MemoryWorkloadAnalysis --section ComputeWorkloadAnalysis \
-        --section SchedulerStats --metrics "$stalls" --csv --page details "${java[@]}" -jar .gpu/cmc.jar bench examples/seed_default.cm --backends cuda:0 --seconds 1 \
-        --set target.precision=tf32 --batch 1048576 --train-batch 256 > "$out/$1.csv" 2> "$out/$1.err" || echo "$1 failed (see $1.err)"
+        --section SchedulerStats --csv --page details "${java[@]}" -jar .gpu/cmc.jar bench examples/seed_default.cm --backends cuda:0 --seconds 1 \
+        --set target.precision=tf32 --batch 1048576 --train-batch 256
     echo "$1: $((SECONDS - t0)) s, to $(date -u +%T)" >> "$out/stages.txt"
     grep -c Duration "$out/$1.csv"; tail -n 2 "$out/$1.err"
     pack

@@ -143,17 +143,26 @@ final class PtxBandwidthKernels extends PtxFunction {
         int per = Math.min(ROW_CHUNK, (n + 31) / 32), span = 32 * per;
         boolean ragged = n % span != 0;
         loop(lane, Integer.toString(n), span, first -> {
-            String[] cols = new String[per], inside = new String[per];
-            for (int j = 0; j < per; j++) {
-                String c = j == 0 ? first : bin("add.s32", first, Integer.toString(32 * j));
-                if (ragged) {
-                    inside[j] = pred("lt.s32", c, Integer.toString(n));
-                    c = bin("min.s32", c, Integer.toString(n - 1));
-                }
-                cols[j] = c;
-            }
-            body.accept(cols, inside);
+            String[][] run = clampedRun(first, 32, per, ragged ? Integer.toString(n) : null, Integer.toString(n - 1));
+            body.accept(run[0], run[1]);
         });
+    }
+
+    /**
+     * {first, first + step, ...}, count of them, and whether each lies below end: a run of positions whose loads
+     * are issued together. The first is the loop's own and inside; each after it is clamped to last, so that its
+     * loads stay in bounds, with a predicate for the work it may do (null where end is null: all inside).
+     */
+    private String[][] clampedRun(String first, int step, int count, String end, String last) {
+        String[] at = new String[count], inside = new String[count];
+        for (int u = 0; u < count; u++) {
+            at[u] = u == 0 ? first : bin("add.s32", first, Integer.toString(u * step));
+            if (u > 0 && end != null) {
+                inside[u] = pred("lt.s32", at[u], end);
+                at[u] = bin("min.s32", at[u], last);
+            }
+        }
+        return new String[][]{at, inside};
     }
 
     /** An expression at each of a row's columns, every one evaluated (its loads issued) before any is used. */
@@ -201,7 +210,7 @@ final class PtxBandwidthKernels extends PtxFunction {
         op("@!" + inRange + " bra " + skip + ";");
         comment("slice s sums rows s, s+" + slices + ", s+" + 2 * slices + ", ...: " + UNROLL + " rows a trip, each into its own sum, so that "
                 + UNROLL + " loads are in flight rather than one; the last trip's rows clamped, their adds guarded");
-        String r0 = r(), lastRow = bin("add.s32", rowsReg, "-1");
+        String r0 = r(), lastRow = less(rowsReg, 1);
         op("mov.u32 " + r0 + ", " + slice + ";");
         String top = newLabel("rows"), tail = newLabel("rows_tail"), end = newLabel("rows_end");
         label(top);
@@ -213,15 +222,8 @@ final class PtxBandwidthKernels extends PtxFunction {
         op("bra " + top + ";");
         label(tail);
         op("@" + pred("ge.s32", r0, rowsReg) + " bra " + end + ";");
-        String[] rows = new String[UNROLL], inside = new String[UNROLL];
-        for (int u = 0; u < UNROLL; u++) {
-            String row = u == 0 ? r0 : bin("add.s32", r0, Integer.toString(u * slices));
-            if (u > 0) {
-                inside[u] = pred("lt.s32", row, rowsReg);
-                row = bin("min.s32", row, lastRow);
-            }
-            rows[u] = row;
-        }
+        String[][] run = clampedRun(r0, slices, UNROLL, rowsReg, lastRow);
+        String[] rows = run[0], inside = run[1];
         for (int u = 0; u < UNROLL; u++) values[u] = expr(rb.x(), new Ctx(src, rows[u], col, null, new HashMap<>()));
         for (int u = 0; u < UNROLL; u++) op(guard(inside[u]) + "add.f32 " + sums[u] + ", " + sums[u] + ", " + values[u] + ";");
         label(end);
@@ -284,17 +286,11 @@ final class PtxBandwidthKernels extends PtxFunction {
         String zero = constI(0);
         String from = toInt(loadGlobal(ss.starts().array(), index(ss.starts(), d, k, zero)));
         String to = toInt(loadGlobal(ss.starts().array(), index(ss.starts(), d, bin("add.s32", k, "1"), zero)));
-        String sum = accumulator(), last = bin("add.s32", to, "-1");
+        String sum = accumulator(), last = less(to, 1);
         comment("the group's rows " + SEGMENT_ROWS + " a trip: their row numbers loaded at once, then their values, then summed in order");
         loop(from, to, SEGMENT_ROWS, j -> {
-            String[] at = new String[SEGMENT_ROWS], inside = new String[SEGMENT_ROWS], rows = new String[SEGMENT_ROWS], v = new String[SEGMENT_ROWS];
-            for (int u = 0; u < SEGMENT_ROWS; u++) {
-                at[u] = u == 0 ? j : bin("add.s32", j, Integer.toString(u));
-                if (u > 0) {
-                    inside[u] = pred("lt.s32", at[u], to);
-                    at[u] = bin("min.s32", at[u], last);
-                }
-            }
+            String[][] run = clampedRun(j, 1, SEGMENT_ROWS, to, last);
+            String[] at = run[0], inside = run[1], rows = new String[SEGMENT_ROWS], v = new String[SEGMENT_ROWS];
             for (int u = 0; u < SEGMENT_ROWS; u++) rows[u] = loadGlobal(ss.order().array(), index(ss.order(), src, at[u], zero));
             for (int u = 0; u < SEGMENT_ROWS; u++) v[u] = expr(ss.x(), new Ctx(src, toInt(rows[u]), col, null, new HashMap<>()));
             for (int u = 0; u < SEGMENT_ROWS; u++) op(guard(inside[u]) + "add.f32 " + sum + ", " + sum + ", " + v[u] + ";");

@@ -121,6 +121,11 @@ abstract class PtxFunction {
 
     String constI(int v) { return unaryOp("mov.u32", Integer.toString(v)); }
 
+    /** x - k: an immediate for an immediate, else a new register. */
+    String less(String x, int k) {
+        return x.matches("-?\\d+") ? Integer.toString(Integer.parseInt(x) - k) : bin("add.s32", x, Integer.toString(-k));
+    }
+
     String special(String name) { return unaryOp("mov.u32", name); }
 
     /** A new register for a value of this PTX type: .f32, a 64-bit one, else a 32-bit one (.b32 holds tf32 and bf16x2 too). */
@@ -300,8 +305,7 @@ abstract class PtxFunction {
         return switch (e) {
             case Expr.Load l when held.containsKey(l.buf().array()) -> held.get(l.buf().array());
             case Expr.Load l when rowVectors != null && !l.buf().shape().batched() && l.buf().shape().rows() == 1 ->
-                    rowVectors.computeIfAbsent(l.buf().array() + "+" + l.buf().offset() + "@" + c.col(),
-                            key -> loadGlobal(l.buf().array(), index(l.buf(), c.domain(), c.row(), c.col())));
+                    rowVectors.computeIfAbsent(l.buf().array() + "+" + l.buf().offset() + "@" + c.col(), key -> fetch(l, c));
             case Expr.Load _, Expr.Gather _ -> loaded == null ? fetch(e, c) : loaded.computeIfAbsent(where(e, c), key -> fetch(e, c));
             case Expr.Const k -> constF(k.value());
             case Expr.Acc a -> c.acc();

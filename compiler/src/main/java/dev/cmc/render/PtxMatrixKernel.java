@@ -89,11 +89,6 @@ abstract class PtxMatrixKernel extends PtxFunction {
         rowVectors = outer;
     }
 
-    /** x - k: an immediate for an immediate, else a new register. */
-    String less(String x, int k) {
-        return x.matches("-?\\d+") ? Integer.toString(Integer.parseInt(x) - k) : bin("add.s32", x, Integer.toString(-k));
-    }
-
     /** Whether element (row, col) lies outside an m×n output. */
     String outside(String row, String col, String m, String n) {
         String x = p();

@@ -9,6 +9,7 @@ throughput (% of peak), L2 hit rate, registers, achieved occupancy and the block
 N largest stall reasons (cycles a warp spends stalled on each per issued instruction, default 6) where the CSV
 has them (the smsp__average_warps_issue_stalled_* metrics; the third run's ncu4096 has none).
 """
+import argparse
 import csv
 import sys
 
@@ -60,14 +61,13 @@ def find(metrics, section, metric):
     return None
 
 
-def main(argv):
-    args = [a for a in argv if not a.startswith("--")]
-    top = int(argv[argv.index("--stalls") + 1]) if "--stalls" in argv else 6
-    if "--stalls" in argv:
-        args.remove(argv[argv.index("--stalls") + 1])
-    if not args:
-        sys.exit(__doc__.strip().splitlines()[3])
-    data = launches(args[0])
+def main():
+    cli = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
+    cli.add_argument("csv", help="an ncu --csv --page details file")
+    cli.add_argument("--stalls", type=int, default=6, help="stall reasons to list per launch (default 6)")
+    args = cli.parse_args()
+    top = args.stalls
+    data = launches(args.csv)
     print(f"{'id':>3} " + " ".join(f"{label:>7}" for label, _, _ in COLUMNS) + "  limit      kernel")
     for lid, (name, metrics) in data.items():
         cells = []
@@ -85,4 +85,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    main()

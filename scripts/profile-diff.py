@@ -7,8 +7,8 @@ For reading a GPU run against an earlier one (docs/bench/gpu/h200-run3/call1/wgm
 time in ms before and after and their ratio, then the totals and the run's own wall times. A kernel in only one
 of the two (renamed, fused away) shows a dash on the other side.
 """
+import argparse
 import json
-import sys
 
 
 def load(path):
@@ -17,19 +17,18 @@ def load(path):
     return runs[0] if isinstance(runs, list) else runs
 
 
-def main(argv):
-    args = [a for a in argv if not a.startswith("--")]
-    top = int(argv[argv.index("--top") + 1]) if "--top" in argv else 30
-    if "--top" in argv:
-        args.remove(argv[argv.index("--top") + 1])
-    if len(args) < 2:
-        sys.exit(__doc__.strip().splitlines()[2])
-    before, after = load(args[0]), load(args[1])
-    which = args[2] if len(args) > 2 else "step"
+def main():
+    cli = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
+    cli.add_argument("before")
+    cli.add_argument("after")
+    cli.add_argument("which", nargs="?", choices=["step", "sample"], default="step")
+    cli.add_argument("--top", type=int, default=30, help="kernels to list (default 30)")
+    args = cli.parse_args()
+    before, after, which, top = load(args.before), load(args.after), args.which, args.top
     key = {"step": "step_kernels_ms", "sample": "sample_kernels_ms"}[which]
     a, b = before.get(key, {}), after.get(key, {})
     names = sorted(set(a) | set(b), key=lambda n: -max(a.get(n, 0), b.get(n, 0)))
-    print(f"{which} kernels, ms: {args[0]} -> {args[1]}")
+    print(f"{which} kernels, ms: {args.before} -> {args.after}")
     for n in names[:top]:
         x, y = a.get(n), b.get(n)
         ratio = f"{y / x:6.2f}x" if x and y else "       "
@@ -41,4 +40,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    main()

@@ -135,6 +135,10 @@ run)
   #    (1.3 ms in the third run), the blocks' row loads, residual loads and output stores (1 GB each at 1M rows) and
   #    their pipeline restarts are gone.
   CMC_CUDA_TILES=wgmma-chain CMC_CUDA_MLP=fused bench bench wgmma_chain_tf32 45 --set target.precision=tf32 --batch 1048576 --train-batch 4096 --profile
+  #    The chain with each 16 KB weight slice one bulk copy (cp.async.bulk onto an mbarrier, one thread issuing it)
+  #    from weights packed slice by slice, instead of 1,024 16-byte cp.async and a proxy fence each slice (never yet
+  #    on a GPU): the test of the third run's reading that the blocks wait on their weight copies.
+  CMC_CUDA_TILES=wgmma-chain-bulk CMC_CUDA_MLP=fused bench bench wgmma_chain_bulk_tf32 45 --set target.precision=tf32 --batch 1048576 --train-batch 4096 --profile
   #    128x256 wgmma tiles (four warpgroups sharing each A slice, one block an SM; never yet on a GPU) against
   #    the default's 128x128, in fp32 and, without fused blocks, tf32 (against tf32_split below).
   CMC_CUDA_TILES=wgmma-wide bench bench wgmma_wide 50 --batch 1048576,4096 --train-batch 4096 --profile
@@ -156,6 +160,8 @@ run)
   CMC_CUDA_TILES=wgmma-mlp junit parity parity_fused_wgmma 90 \
       --select-method "dev.cmc.runtime.MlpKernelTest#fusedSamplerAgreesWithFloat64AndWithTheUnfusedKernels(dev.cmc.render.PtxRenderer\$Matmul,int,int,int,java.lang.String)"
   CMC_CUDA_TILES=wgmma-chain junit parity parity_fused_chain 90 \
+      --select-method "dev.cmc.runtime.MlpKernelTest#fusedSamplerAgreesWithFloat64AndWithTheUnfusedKernels(dev.cmc.render.PtxRenderer\$Matmul,int,int,int,java.lang.String)"
+  CMC_CUDA_TILES=wgmma-chain-bulk junit parity parity_fused_chain_bulk 90 \
       --select-method "dev.cmc.runtime.MlpKernelTest#fusedSamplerAgreesWithFloat64AndWithTheUnfusedKernels(dev.cmc.render.PtxRenderer\$Matmul,int,int,int,java.lang.String)"
   # 4. What each of the step's scheduling choices gains at 256 rows (the third run: timed slices 0.71 -> 0.64 ms,
   #    priorities and programmatic launch nothing): the same step with programmatic dependent launch (each kernel
@@ -258,9 +264,11 @@ run)
   }
   CMC_CUDA_TILES=wgmma-mlp profileMlp ncu_wgmma_mlp 'mlp_block1'
   CMC_CUDA_TILES=wgmma-chain profileMlp ncu_wgmma_chain 'mlp_h_in_to_out'
+  CMC_CUDA_TILES=wgmma-chain-bulk profileMlp ncu_wgmma_chain_bulk 'mlp_h_in_to_out'
   # 9. The alternatives, as time allows: each of wgmma and fused blocks alone in tf32, fused blocks in fp32,
   #    128×128 mma.sync tiles (2-stage pipeline; 3xTF32 in 8 warps of 64×32, tf32 in 4 of 64×64), the GEMMs on
   #    the FMA units, the batch-256 graph captured on one stream, bf16.
+  CMC_CUDA_TILES=wgmma-mlp-bulk CMC_CUDA_MLP=fused bench more wgmma_mlp_bulk_tf32 45 --set target.precision=tf32 --batch 1048576 --train-batch 4096 --profile
   CMC_CUDA_TILES=narrow bench more narrow_tf32 40 --set target.precision=tf32 --batch 1048576 --train-batch 4096 --profile
   CMC_CUDA_MLP=fused bench more fused_fp32 40 --batch 1048576 --train-batch 4096 --profile
   CMC_CUDA_TILES=wide bench more wide 50 --batch 1048576,4096 --train-batch 4096 --profile

@@ -95,10 +95,31 @@ public sealed interface Kernel {
         public List<Expr.Let> epilogue() { return head != null ? head.epilogue() : blocks.getLast().epilogue(); }
     }
 
-    /** dst[j, i] = src[i, j]: the transposed weights that input gradients read row by row. */
-    record Transpose(String name, Buf src, Buf dst) implements Kernel {
+    /**
+     * dst[j, i] = src[i, j]: the transposed weights that input gradients read row by row; or, with a packing, the
+     * same values in the order that a wgmma MLP block's bulk copies move them (PTX only; the others never see one).
+     */
+    record Transpose(String name, Buf src, Buf dst, Packing packing) implements Kernel {
+        public Transpose(String name, Buf src, Buf dst) { this(name, src, dst, null); }
+
         public Shape domain() { return src.shape(); }
         public List<Expr.Let> epilogue() { return List.of(); }
+
+        /**
+         * The transposed weight [N, K] as slices of {@code rows} of its rows by {@code depth} of K, each slice's
+         * floats contiguous: a row group's slices along K first, then the next rows'. A slice holds wgmma's
+         * K-major core matrices without swizzle: 8 rows by 4 of K, 16 bytes a row, 128 bytes each; depth/4 of them
+         * along K for a group of 8 rows, then the next group. With {@code permuted} rows, row w of a group of 8
+         * lies at position 2·(w%4) + w/4, the order in which an up-projection's accumulators hold hidden columns.
+         */
+        public record Packing(int rows, int depth, boolean permuted) {
+            /** Where element (n, k) of a transposed weight of kCount columns lies, in floats from its start. */
+            public int index(int n, int k, int kCount) {
+                int slice = n / rows * (kCount / depth) + k / depth, inRow = n % rows, inK = k % depth;
+                int w = inRow % 8, row = permuted ? 2 * (w % 4) + w / 4 : w;
+                return slice * rows * depth + ((inRow / 8 * (depth / 4) + inK / 4) * 8 + row) * 4 + inK % 4;
+            }
+        }
     }
 
     /** Sum of squares of the whole gradient, for clipping by global norm. Writes one float to {@code out}. */

@@ -540,6 +540,7 @@ public final class JavaRenderer {
     }
 
     private void transpose(Kernel.Transpose t) {
+        if (t.packing() != null) throw new IllegalArgumentException(t.name() + ": a packed transpose is for PTX's wgmma MLP blocks alone");
         int rows = t.src().shape().rows(), cols = t.src().shape().cols();
         comment("16×16 blocks, so both the reads and the strided writes stay in cache; each write is a contiguous run");
         line("for (int i0 = lo; i0 < hi; i0 += 16) {");

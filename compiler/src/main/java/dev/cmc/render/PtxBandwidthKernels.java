@@ -313,8 +313,20 @@ final class PtxBandwidthKernels extends PtxFunction {
         exitIf(pred("ge.s32", idx, Integer.toString(rows * cols)));
         String i = bin("div.s32", idx, Integer.toString(cols)), j = bin("rem.s32", idx, Integer.toString(cols));
         String v = loadGlobal(t.src().array(), bin("add.s32", idx, Integer.toString(t.src().offset())));
-        String dst = bin("add.s32", mad(j, Integer.toString(rows), i), Integer.toString(t.dst().offset()));
+        String dst = bin("add.s32", t.packing() == null ? mad(j, Integer.toString(rows), i) : packedIndex(t.packing(), j, i, rows),
+                Integer.toString(t.dst().offset()));
         storeGlobal(t.dst().array(), dst, v);
+    }
+
+    /** {@link Kernel.Transpose.Packing#index} of (n, k) in a transposed weight of kCount columns, as PTX. */
+    private String packedIndex(Kernel.Transpose.Packing p, String n, String k, int kCount) {
+        String rows = Integer.toString(p.rows()), depth = Integer.toString(p.depth());
+        String slice = mad(bin("div.s32", n, rows), Integer.toString(kCount / p.depth()), bin("div.s32", k, depth));
+        String inRow = bin("rem.s32", n, rows), inK = bin("rem.s32", k, depth), w = bin("and.b32", inRow, "7");
+        String row = p.permuted() ? mad(bin("and.b32", w, "3"), "2", bin("shr.u32", w, "2")) : w;
+        String coreMatrix = mad(bin("shr.u32", inRow, "3"), Integer.toString(p.depth() / 4), bin("shr.u32", inK, "2"));
+        String within = mad(mad(coreMatrix, "8", row), "4", bin("and.b32", inK, "3"));
+        return mad(slice, Integer.toString(p.rows() * p.depth()), within);
     }
 
     private void sumSquares(Kernel.SumSquares s) {

@@ -91,9 +91,9 @@ public final class PtxRenderer {
      */
     static final int WG_MLP_THREADS = 2 * 128, WG_MLP_SLICE = 4096, WG_MLP_STAGES = 6;
 
-    /** Whether fused MLP blocks run on wgmma ({@link PtxWgmmaMlp}) in this arithmetic and tiling: tf32 under WGMMA_MLP or WGMMA_CHAIN. */
+    /** Whether fused MLP blocks run on wgmma ({@link PtxWgmmaMlp}) in this arithmetic and tiling: tf32 under WGMMA_MLP or WGMMA_CHAIN (bulk or not). */
     static boolean wgmmaMlp(Matmul matmul, Tiling tiling) {
-        return matmul == Matmul.TF32 && (tiling == Tiling.WGMMA_MLP || tiling == Tiling.WGMMA_CHAIN);
+        return matmul == Matmul.TF32 && (tiling == Tiling.WGMMA_MLP || tiling == Tiling.WGMMA_CHAIN || tiling.bulk());
     }
 
     /** Whether this block runs on wgmma: where {@link #wgmmaMlp} and {@link #fuseMlps} gave it its weights transposed. */
@@ -101,9 +101,9 @@ public final class PtxRenderer {
         return wgmmaMlp(matmul, tiling) && m.transposedWeights();
     }
 
-    /** A wgmma MLP block's dynamic shared memory: the normalised rows as core matrices, the weight stages. */
-    static int wgmmaMlpSharedBytes(int h) {
-        return 4 * (MLP_ROWS * h + WG_MLP_STAGES * WG_MLP_SLICE);
+    /** A wgmma MLP block's dynamic shared memory: the normalised rows as core matrices, the weight stages (and, for bulk copies, their mbarriers). */
+    static int wgmmaMlpSharedBytes(int h, Tiling tiling) {
+        return 4 * (MLP_ROWS * h + WG_MLP_STAGES * WG_MLP_SLICE) + (tiling.bulk() ? 8 * WG_MLP_STAGES : 0);
     }
 
     /**
@@ -192,7 +192,9 @@ public final class PtxRenderer {
      * time the one against the other; WGMMA_WIDE tiles those of 256 columns or more 128×256; WGMMA_MLP tiles as
      * WGMMA does and runs fused tf32 MLP blocks on wgmma too ({@link PtxWgmmaMlp}); WGMMA_CHAIN runs each run of
      * consecutive such blocks as one kernel ({@link Kernel.MlpChain}), the residual stream on chip, with the input
-     * and output projections around them where they qualify. fp32 FMA GEMMs are
+     * and output projections around them where they qualify. WGMMA_MLP_BULK and WGMMA_CHAIN_BULK are those two
+     * with each weight slice one bulk copy (cp.async.bulk, completing on an mbarrier) instead of 1,024 16-byte
+     * cp.async, from weights packed slice by slice (see {@link PtxWgmmaMlp}). fp32 FMA GEMMs are
      * always 128×64; under the wgmma tilings, bf16 GEMMs and the narrower ones keep 128×64 mma.sync tiles.
      */
     public enum Tiling {
@@ -201,7 +203,9 @@ public final class PtxRenderer {
         WGMMA_NN("wgmma-nn", "128x128 wgmma tiles for NN GEMMs only"),
         WGMMA_WIDE("wgmma-wide", "128x256 wgmma tiles"),
         WGMMA_MLP("wgmma-mlp", "128x128 wgmma tiles, tf32 MLP blocks on wgmma"),
-        WGMMA_CHAIN("wgmma-chain", "128x128 wgmma tiles, tf32 MLP blocks on wgmma, chained");
+        WGMMA_CHAIN("wgmma-chain", "128x128 wgmma tiles, tf32 MLP blocks on wgmma, chained"),
+        WGMMA_MLP_BULK("wgmma-mlp-bulk", "128x128 wgmma tiles, tf32 MLP blocks on wgmma fed by bulk copies"),
+        WGMMA_CHAIN_BULK("wgmma-chain-bulk", "128x128 wgmma tiles, tf32 MLP blocks on wgmma fed by bulk copies, chained");
 
         /** Its CMC_CUDA_TILES value, and what a module's header and a device's name say of it (none for the default). */
         public final String setting, description;
@@ -213,6 +217,12 @@ public final class PtxRenderer {
 
         /** Whether the module has wgmma GEMMs, and so targets sm_90a. */
         public boolean wgmma() { return this != NARROW && this != WIDE; }
+
+        /** Whether wgmma MLP blocks take their weight slices by bulk copies. */
+        public boolean bulk() { return this == WGMMA_MLP_BULK || this == WGMMA_CHAIN_BULK; }
+
+        /** Whether consecutive wgmma MLP blocks run as one kernel. */
+        public boolean chained() { return this == WGMMA_CHAIN || this == WGMMA_CHAIN_BULK; }
     }
 
     public static Tile tile(Kernel.Gemm g, Matmul matmul, Tiling tiling) {
@@ -247,7 +257,8 @@ public final class PtxRenderer {
 
     /**
      * The same for a module tiled so: under WGMMA_MLP, tf32's blocks read their weights transposed (see
-     * {@link PtxWgmmaMlp}); under WGMMA_CHAIN, consecutive blocks also run as one kernel (see {@link dev.cmc.fusion.MlpFusion#chain}).
+     * {@link PtxWgmmaMlp}); under WGMMA_CHAIN, consecutive blocks also run as one kernel (see {@link dev.cmc.fusion.MlpFusion#chain});
+     * under their BULK forms, the transposed weights are packed slice by slice ({@link PtxWgmmaMlp#packWeights}).
      */
     public static Program fuseMlps(Program p, Matmul matmul, Tiling tiling) {
         return fuseMlps(p, matmul, tiling, Integer.MAX_VALUE);
@@ -258,7 +269,8 @@ public final class PtxRenderer {
         Program fused = dev.cmc.fusion.MlpFusion.fuse(p, m -> fits(m, matmul) && mlpSharedBytes(m.domain().cols(), matmul, tiling) <= sharedPerBlock);
         if (!wgmmaMlp(matmul, tiling) || fused == p) return fused;
         Program transposed = dev.cmc.fusion.MlpFusion.withTransposedWeights(fused);
-        return tiling == Tiling.WGMMA_CHAIN ? dev.cmc.fusion.MlpFusion.chain(transposed) : transposed;
+        Program chained = tiling.chained() ? dev.cmc.fusion.MlpFusion.chain(transposed) : transposed;
+        return tiling.bulk() ? PtxWgmmaMlp.packWeights(chained) : chained;
     }
 
     /**
@@ -276,7 +288,7 @@ public final class PtxRenderer {
 
     /** A fused MLP block's dynamic shared memory in this arithmetic and tiling. */
     public static int mlpSharedBytes(int h, Matmul matmul, Tiling tiling) {
-        return wgmmaMlp(matmul, tiling) ? wgmmaMlpSharedBytes(h) : mlpSharedBytes(h);
+        return wgmmaMlp(matmul, tiling) ? wgmmaMlpSharedBytes(h, tiling) : mlpSharedBytes(h);
     }
 
     /** A fused MLP's dynamic shared memory: the normalised rows, the hidden chunk, the weight stages (218 KB at h = 256, 154 KB at 128). */
@@ -305,9 +317,9 @@ public final class PtxRenderer {
             case Kernel.SumSquares s -> new Launch(1, 1, 1);
             case Kernel.AdamEma a -> new Launch(ceil(a.count() / PtxBandwidthKernels.adamWidth(a), BLOCK), 1, 1);
             case Kernel.Elementwise e -> new Launch((int) Math.max(1, ceil(rows(e.domain(), batch) * (long) e.domain().cols(), BLOCK)), 1, 1);
-            case Kernel.MlpChain c -> new Launch(ceil(rows(c.domain(), batch), MLP_ROWS), 1, 1, WG_MLP_THREADS, wgmmaMlpSharedBytes(c.width()));
+            case Kernel.MlpChain c -> new Launch(ceil(rows(c.domain(), batch), MLP_ROWS), 1, 1, WG_MLP_THREADS, wgmmaMlpSharedBytes(c.width(), tiling));
             case Kernel.Mlp m when onWgmma(m, matmul, tiling) ->
-                    new Launch(ceil(rows(m.domain(), batch), MLP_ROWS), 1, 1, WG_MLP_THREADS, wgmmaMlpSharedBytes(m.domain().cols()));
+                    new Launch(ceil(rows(m.domain(), batch), MLP_ROWS), 1, 1, WG_MLP_THREADS, wgmmaMlpSharedBytes(m.domain().cols(), tiling));
             case Kernel.Mlp m -> new Launch(ceil(rows(m.domain(), batch), MLP_ROWS), 1, 1, MLP_THREADS, mlpSharedBytes(m.domain().cols()));
         };
     }
@@ -511,8 +523,8 @@ public final class PtxRenderer {
         return switch (program.kernels().get(i)) {
             case Kernel.Gemm g when tile(g, matmul, tiling).warpgroups() -> new PtxWgmmaGemm(program, i, matmul, tile(g, matmul, tiling));
             case Kernel.Gemm g -> new PtxGemm(program, i, matmul, tile(g, matmul, tiling));
-            case Kernel.Mlp m when onWgmma(m, matmul, tiling) -> new PtxWgmmaMlp(program, i);
-            case Kernel.MlpChain _ -> new PtxWgmmaMlp(program, i);
+            case Kernel.Mlp m when onWgmma(m, matmul, tiling) -> new PtxWgmmaMlp(program, i, tiling.bulk());
+            case Kernel.MlpChain _ -> new PtxWgmmaMlp(program, i, tiling.bulk());
             case Kernel.Mlp m -> new PtxMlp(program, i, matmul);
             default -> new PtxBandwidthKernels(program, i);
         };

@@ -9,8 +9,14 @@ import static dev.cmc.render.PtxRenderer.*;
 
 /** A residual MLP block in one kernel on Hopper's warpgroup MMA ({@link Kernel.Mlp}, tf32, sm_90a): see {@link #mlp}. */
 final class PtxWgmmaMlp extends PtxMatrixKernel {
-    PtxWgmmaMlp(Program program, int index) {
+    /** Whether each weight slice comes by one bulk copy from weights packed slice by slice (see {@link #packWeights}). */
+    private final boolean bulk;
+    /** Under bulk copies: the stages' mbarriers (8 bytes each, after the stages), the thread that issues the copies, and the parity of the fill awaited next. */
+    private String stageArea, bars, leader, phase;
+
+    PtxWgmmaMlp(Program program, int index, boolean bulk) {
         super(program, index, Matmul.TF32);
+        this.bulk = bulk;
     }
 
     @Override
@@ -76,6 +82,16 @@ final class PtxWgmmaMlp extends PtxMatrixKernel {
         String rows = domainRows(first.domain()), lastRow = bin("add.s32", rows, "-1");
         String row0 = bin("mul.lo.s32", special("%ctaid.x"), Integer.toString(MLP_ROWS));
         String ln = symbol(DYNAMIC_SHARED), stages = bin("add.s64", ln, Integer.toString(4 * MLP_ROWS * h));
+        if (bulk) {
+            stageArea = stages;
+            bars = bin("add.s64", stages, Integer.toString(WG_MLP_STAGES * stageBytes));
+            leader = pred("eq.u32", tid, "0");
+            phase = constI(0);
+            comment("each stage's mbarrier: a fill complete once its one arrival (the leader's, expecting the slice's bytes) and those bytes are in");
+            for (int q = 0; q < WG_MLP_STAGES; q++) op("@" + leader + " mbarrier.init.shared::cta.b64 [" + bars + "+" + 8 * q + "], 1;");
+            op("fence.mbarrier_init.release.cluster;");
+            op("bar.sync 0;");
+        }
 
         // Up slices are rows of Wupᵀ (hidden columns, in the order the accumulators hold them, see hiddenWords),
         // 64 of K (h) deep; down slices are all h rows of Wdownᵀ, 4096/h of K (the chunk's hidden columns) deep.
@@ -85,10 +101,30 @@ final class PtxWgmmaMlp extends PtxMatrixKernel {
         // Slice s of block b's chunk `later` chunks on (up slices first, then down) into a stage. Past the block's last
         // chunk (valid false), the same slice of the next block's first chunk, or after the last block the head's slice s.
         record Slice(int b, int s, int later, String valid, String stageBase) {}
+        // Under bulk copies, the packed weights' first slices: a chunk's slices one after another, 16 KB each.
+        String upBase = bulk ? address(first.upT().array(), Integer.toString(first.upT().offset())) : null;
+        String downBase = bulk ? address(first.downT().array(), Integer.toString(first.downT().offset())) : null;
+        String headBase = bulk && head != null ? address(headT.array(), Integer.toString(headT.offset())) : null;
+        String stemBase = bulk && stem != null ? address(stemT.array(), Integer.toString(stemT.offset())) : null;
         java.util.function.Consumer<Slice> issue = sl -> {
             boolean isUp = sl.s() < upSlices;
             Copies c = isUp ? up : down;
             int j = isUp ? sl.s() : sl.s() - upSlices, depth = isUp ? upK : downK;
+            if (bulk) {
+                int perChunk = isUp ? upSlices : MLP_CHUNK / downK;
+                String base = isUp ? upBase : downBase;
+                leaderOnly(() -> {
+                    String from = bin("add.s64", base, wideBytes(bin("mul.lo.s32", chunk, Integer.toString(perChunk * stageBytes))));
+                    long src = (long) stageBytes * (sl.later() * perChunk + j) + shift(blocks, sl.b(), isUp);
+                    bulkCopy(sl.valid() == null ? "" : "@" + sl.valid() + " ", sl.stageBase(), from + "+" + src);
+                    if (sl.valid() != null && sl.b() + 1 < blocks.size()) {
+                        bulkCopy("@!" + sl.valid() + " ", sl.stageBase(), base + "+" + ((long) stageBytes * j + shift(blocks, sl.b() + 1, isUp)));
+                    } else if (sl.valid() != null && sl.s() < headSlices) {
+                        bulkCopy("@!" + sl.valid() + " ", sl.stageBase(), headBase + "+" + (long) stageBytes * sl.s());
+                    }
+                });
+                return;
+            }
             String from = bin("add.s64", c.from(), wideBytes(bin("shl.b32", chunk, log2(4 * c.chunkFloats()))));
             String dst = bin("add.s64", sl.stageBase(), c.to());
             for (int l = 0; l < COPIES; l++) {
@@ -108,9 +144,11 @@ final class PtxWgmmaMlp extends PtxMatrixKernel {
         // Slice q of the sequence before block 0's loop: the stem's slices, then block 0's first.
         java.util.function.BiConsumer<Integer, String> issueFirst = (q, stageBase) -> {
             int s = q - stemSlices;
-            if (q < stemSlices) weightCopies(stemT, stemK, dIn, q, "", stageBase, warp, grp, tig);
-            if (q < stemSlices || s / steps >= chunks) op("cp.async.commit_group;");
-            else issue.accept(new Slice(0, s % steps, s / steps, null, stageBase));
+            if (q < stemSlices && bulk) leaderOnly(() -> bulkCopy("", stageBase, stemBase + "+" + (long) 4 * WG_MLP_SLICE * q));
+            if (q < stemSlices && !bulk) weightCopies(stemT, stemK, dIn, q, "", stageBase, warp, grp, tig);
+            if (q < stemSlices || s / steps >= chunks) {
+                if (!bulk) op("cp.async.commit_group;");
+            } else issue.accept(new Slice(0, s % steps, s / steps, null, stageBase));
         };
         comment("the first " + ahead + " weight slices on their way while the rows are normalised");
         for (int q = 0; q < ahead; q++) issueFirst.accept(q, bin("add.s64", stages, Integer.toString(q * stageBytes)));
@@ -143,6 +181,7 @@ final class PtxWgmmaMlp extends PtxMatrixKernel {
                             });
                 }
             });
+            generalWritesDone();
         }
 
         // Warpgroup w's rows of A (the normalised rows), as a descriptor; this thread's accumulator rows (g, g+8 of its warp's 16).
@@ -170,6 +209,7 @@ final class PtxWgmmaMlp extends PtxMatrixKernel {
                     op("st.shared.b32 [" + slot + "+" + WG_LBO * c + "], " + kept + ";");
                 }
             });
+            generalWritesDone();
             comment("the accumulators start at the stem's epilogue without its product (bias, sigma embedding: MlpFusion.chain takes only such a sum)");
             String[] at = {bin("min.s32", accRow, lastRow), bin("min.s32", bin("add.s32", accRow, "8"), lastRow)};
             kept(stem, stem.output().array(), outAcc, at, tig, true);
@@ -198,15 +238,19 @@ final class PtxWgmmaMlp extends PtxMatrixKernel {
                 boolean isUp = i < upSlices;
                 comment("slice " + i + " of " + steps + " (" + (isUp ? "up, K rows " + upK * i : "down, K rows " + downK * (i - upSlices))
                         + " of the chunk); slice " + s % steps + (s < steps ? "" : " of chunk +" + s / steps) + " on its way into the stage multiplied two slices ago");
-                op("cp.async.wait_group " + (ahead - 1) + ";");
-                comment("the slice was written through the generic proxy; wgmma reads it through the async proxy");
-                op("fence.proxy.async.shared::cta;");
+                if (bulk) {
+                    comment("both warpgroups are done with the stage multiplied two slices ago: the leader refills it");
+                } else {
+                    op("cp.async.wait_group " + (ahead - 1) + ";");
+                    comment("the slice was written through the generic proxy; wgmma reads it through the async proxy");
+                    op("fence.proxy.async.shared::cta;");
+                }
                 op("bar.sync 0;");
                 String valid = s < steps ? null : pred("lt.s32", bin("add.s32", chunk, Integer.toString(s / steps)), Integer.toString(chunks));
                 issue.accept(new Slice(b, s % steps, s / steps, valid, bin("add.s64", stages, wideBytes(writeOff))));
+                if (bulk) awaitFill(readOff);
                 String bDesc = descriptor(bin("add.s64", stages, wideBytes(readOff)), (isUp ? upK : downK) / 4 * WG_LBO);
-                goRound(readOff, stageBytes, WG_MLP_STAGES * stageBytes);
-                goRound(writeOff, stageBytes, WG_MLP_STAGES * stageBytes);
+                nextStage(readOff, writeOff);
                 if (isUp) {
                     op("wgmma.fence.sync.aligned;");
                     for (int ks = 0; ks < upK / 8; ks++) {
@@ -239,7 +283,7 @@ final class PtxWgmmaMlp extends PtxMatrixKernel {
             if (b > 0) held.put(blocks.get(b - 1).output().array(), imm(0));
             if (b == 0 && stem != null) held.put(stem.output().array(), imm(0));
             if (b + 1 == blocks.size() && head == null) {
-                op("cp.async.wait_group 0;");
+                if (!bulk) op("cp.async.wait_group 0;");
                 comment("the block's output: the down-projection's epilogue (bias, residual) on the accumulators");
                 stored(m.down(), outAcc, accRow, tig, rows);
             } else {
@@ -256,10 +300,11 @@ final class PtxWgmmaMlp extends PtxMatrixKernel {
         comment("the head, " + head.name() + ": its A the rows in shared memory, its first slices on their way since the last chunk");
         String[] headAcc = java.util.Arrays.copyOf(outAcc, d / 2);
         projection("head", d, headAcc, true, lnDesc, headK, headSlices, (q, stageBase) -> {
-            if (q < headSlices) weightCopies(headT, headK, h, q, "", stageBase, warp, grp, tig);
-            op("cp.async.commit_group;");
+            if (q < headSlices && bulk) leaderOnly(() -> bulkCopy("", stageBase, headBase + "+" + (long) 4 * WG_MLP_SLICE * q));
+            if (q < headSlices && !bulk) weightCopies(headT, headK, h, q, "", stageBase, warp, grp, tig);
+            if (!bulk) op("cp.async.commit_group;");
         }, stages, readOff, writeOff);
-        op("cp.async.wait_group 0;");
+        if (!bulk) op("cp.async.wait_group 0;");
         comment("the output: the head's epilogue on its accumulators");
         stored(head, headAcc, accRow, tig, rows);
     }
@@ -286,16 +331,18 @@ final class PtxWgmmaMlp extends PtxMatrixKernel {
      */
     private void projection(String what, int n, String[] acc, boolean fromZero, String aDesc, int depth, int slices,
                             java.util.function.BiConsumer<Integer, String> issue, String stages, String readOff, String writeOff) {
-        int ahead = WG_MLP_STAGES - 2, stageBytes = 4 * WG_MLP_SLICE;
+        int ahead = WG_MLP_STAGES - 2;
         for (int i = 0; i < slices; i++) {
             comment(what + " slice " + i + " of " + slices);
-            op("cp.async.wait_group " + (ahead - 1) + ";");
-            op("fence.proxy.async.shared::cta;");
+            if (!bulk) {
+                op("cp.async.wait_group " + (ahead - 1) + ";");
+                op("fence.proxy.async.shared::cta;");
+            }
             op("bar.sync 0;");
             issue.accept(i + ahead, bin("add.s64", stages, wideBytes(writeOff)));
+            if (bulk) awaitFill(readOff);
             String bDesc = descriptor(bin("add.s64", stages, wideBytes(readOff)), depth / 4 * WG_LBO);
-            goRound(readOff, stageBytes, WG_MLP_STAGES * stageBytes);
-            goRound(writeOff, stageBytes, WG_MLP_STAGES * stageBytes);
+            nextStage(readOff, writeOff);
             op("wgmma.fence.sync.aligned;");
             for (int ks = 0; ks < depth / 8; ks++) {
                 int k0 = depth * i + 8 * ks;
@@ -393,6 +440,18 @@ final class PtxWgmmaMlp extends PtxMatrixKernel {
                 op("st.shared.v2.b32 [" + slot + "+" + 2 * WG_LBO * j + "], {" + kept[0] + ", " + kept[1] + "};");
             }
         }
+        generalWritesDone();
+    }
+
+    /**
+     * After the rows' stores into shared memory (generic proxy), which wgmma reads through the async proxy: under
+     * bulk copies, each thread's fence before the barrier that orders them; with cp.async, the fence each slice
+     * makes for its copies serves these too.
+     */
+    private void generalWritesDone() {
+        if (!bulk) return;
+        comment("the rows were written through the generic proxy; wgmma reads them through the async proxy");
+        op("fence.proxy.async.shared::cta;");
     }
 
     /**
@@ -410,6 +469,109 @@ final class PtxWgmmaMlp extends PtxMatrixKernel {
                     y -> words[word] = roundTf32(y));
         }
         return words;
+    }
+
+    /**
+     * The program with each wgmma block's transposed weights packed slice by slice, in the order and layout its
+     * bulk copies move them ({@link Kernel.Transpose.Packing}): up-projections in slices of the 64 hidden columns
+     * of a chunk by 64 of K, rows permuted as the accumulators hold hidden columns; down-projections, stems and
+     * heads in slices of all their rows by 4096/rows of K. The Transposes into such a weight write the array's
+     * "_packed" copy instead, at the same offset, and the block reads that; a Transpose whose plain copy
+     * something else also reads stays, with the packed one after it.
+     */
+    static Program packWeights(Program p) {
+        var packings = new java.util.LinkedHashMap<Buf, Kernel.Transpose.Packing>();
+        for (Kernel k : p.kernels()) {
+            List<Kernel.Mlp> blocks = switch (k) {
+                case Kernel.Mlp m when m.transposedWeights() -> List.of(m);
+                case Kernel.MlpChain c -> c.blocks();
+                default -> List.of();
+            };
+            for (Kernel.Mlp m : blocks) {
+                int h = m.domain().cols();
+                packings.put(m.upT(), new Kernel.Transpose.Packing(MLP_CHUNK, WG_MLP_SLICE / MLP_CHUNK, true));
+                packings.put(m.downT(), new Kernel.Transpose.Packing(h, WG_MLP_SLICE / h, false));
+            }
+            if (k instanceof Kernel.MlpChain c && c.stem() != null) packings.put(c.stemT(), new Kernel.Transpose.Packing(c.width(), WG_MLP_SLICE / c.width(), false));
+            if (k instanceof Kernel.MlpChain c && c.head() != null) {
+                int d = c.head().domain().cols();
+                packings.put(c.headT(), new Kernel.Transpose.Packing(d, WG_MLP_SLICE / d, false));
+            }
+        }
+        if (packings.isEmpty()) return p;
+        var arrays = new java.util.ArrayList<>(p.arrays());
+        for (Buf b : packings.keySet()) {
+            if (arrays.stream().noneMatch(a -> a.name().equals(packed(b).array()))) {
+                Program.Array plain = p.array(b.array());
+                arrays.add(new Program.Array(packed(b).array(), plain.role(), plain.shape(), null));
+            }
+        }
+        var kernels = new java.util.ArrayList<Kernel>();
+        for (Kernel k : p.kernels()) {
+            switch (k) {
+                case Kernel.Transpose t when packings.containsKey(t.dst()) -> {
+                    boolean plainRead = p.kernels().stream().anyMatch(o -> !(o instanceof Kernel.Mlp || o instanceof Kernel.MlpChain)
+                            && dev.cmc.kernel.Kernels.reads(o).contains(t.dst().array()));
+                    if (plainRead) kernels.add(t);
+                    kernels.add(new Kernel.Transpose(t.name() + (plainRead ? "_packed" : ""), t.src(), packed(t.dst()), packings.get(t.dst())));
+                }
+                case Kernel.Mlp m when m.transposedWeights() -> kernels.add(m.withTransposedWeights(packed(m.upT()), packed(m.downT())));
+                case Kernel.MlpChain c -> kernels.add(new Kernel.MlpChain(c.name(), c.stem(), c.stem() == null ? null : packed(c.stemT()),
+                        c.blocks().stream().map(m -> m.withTransposedWeights(packed(m.upT()), packed(m.downT()))).toList(),
+                        c.head(), c.head() == null ? null : packed(c.headT())));
+                default -> kernels.add(k);
+            }
+        }
+        return new Program(p.name(), List.copyOf(arrays), List.copyOf(kernels));
+    }
+
+    /** A transposed weight's packed copy: the same offset and shape in the array's "_packed" copy. */
+    private static Buf packed(Buf transposed) {
+        return new Buf(transposed.array() + "_packed", transposed.offset(), transposed.shape());
+    }
+
+    /**
+     * One bulk copy of a 16 KB slice from global address src into a stage, completing on the stage's mbarrier,
+     * which expects its bytes: by the leader alone, under the guard given ("" or "@p ", "@!p ").
+     */
+    private void bulkCopy(String guard, String stageBase, String src) {
+        String bar = barOf(stageBase), state = rd();
+        op(guard + "mbarrier.arrive.expect_tx.shared::cta.b64 " + state + ", [" + bar + "], " + 4 * WG_MLP_SLICE + ";");
+        op(guard + "cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [" + stageBase + "], [" + src + "], "
+                + 4 * WG_MLP_SLICE + ", [" + bar + "];");
+    }
+
+    /** The mbarrier of the stage at this shared address: 8 bytes a stage, after the stages. */
+    private String barOf(String stageBase) {
+        String stage = bin("shr.u64", bin("sub.s64", stageBase, stageArea), log2(4 * WG_MLP_SLICE / 8));
+        return bin("add.s64", bars, stage);
+    }
+
+    /** Code that the leader alone runs (it issues every bulk copy): the others branch past it. */
+    private void leaderOnly(Runnable code) {
+        String skip = newLabel("issued");
+        op("@!" + leader + " bra " + skip + ";");
+        code.run();
+        label(skip);
+    }
+
+    /**
+     * Waits until the stage at readOff holds its next fill: its mbarrier's phase of the awaited parity complete
+     * (the copy's bytes landed). After the stages go round, the parity flips (see {@link #nextStage}).
+     */
+    private void awaitFill(String readOff) {
+        String bar = bin("add.s64", bars, wideBytes(bin("shr.u32", readOff, log2(4 * WG_MLP_SLICE / 8)))), filled = p(), wait = newLabel("filled");
+        label(wait);
+        op("mbarrier.try_wait.parity.shared::cta.b64 " + filled + ", [" + bar + "], " + phase + ";");
+        op("@!" + filled + " bra " + wait + ";");
+    }
+
+    /** The read and write stages go round; under bulk copies the awaited parity flips each time the read stage wraps to the first. */
+    private void nextStage(String readOff, String writeOff) {
+        int stageBytes = 4 * WG_MLP_SLICE;
+        goRound(readOff, stageBytes, WG_MLP_STAGES * stageBytes);
+        goRound(writeOff, stageBytes, WG_MLP_STAGES * stageBytes);
+        if (bulk) op("@" + pred("eq.s32", readOff, "0") + " xor.b32 " + phase + ", " + phase + ", 1;");
     }
 
     /** 16-byte copies a thread makes of a slice: 4096 floats over 256 threads. */

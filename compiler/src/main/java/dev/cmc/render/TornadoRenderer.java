@@ -358,6 +358,7 @@ public final class TornadoRenderer {
     }
 
     private void transpose(Kernel.Transpose t) {
+        if (t.packing() != null) throw new IllegalArgumentException(t.name() + ": a packed transpose is for PTX's wgmma MLP blocks alone");
         int rows = t.src().shape().rows(), cols = t.src().shape().cols();
         line("for (@Parallel int i = 0; i < " + rows * cols + "; i++) {");
         line("    int r = i / " + cols + ", c = i % " + cols + ";");

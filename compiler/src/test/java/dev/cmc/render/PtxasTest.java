@@ -118,7 +118,8 @@ public class PtxasTest {
         }
         // Fused MLP blocks (CMC_CUDA_MLP=fused, tf32 and 3xTF32) at both widths they take, with the other GEMMs in
         // mma.sync and in wgmma tiles, tf32's blocks there on wgmma too (WGMMA_MLP: its mma.sync blocks are the
-        // same code as beside mma.sync GEMMs), and for the samplers chained (WGMMA_CHAIN); for sm_80, h = 128
+        // same code as beside mma.sync GEMMs), and for the samplers chained (WGMMA_CHAIN), each also fed by bulk
+        // copies (WGMMA_MLP_BULK, WGMMA_CHAIN_BULK); for sm_80, h = 128
         // alone, whose 154 KB of shared memory fit an A100.
         Spec roll = spec("input_dim = 2; hidden_size = 128; num_layers = 3;", "method = ict;");
         for (Program p : arch.equals("sm_90") ? List.of(programs.get(0), programs.get(2), Compiler.sampler(roll).program())
@@ -126,7 +127,11 @@ public class PtxasTest {
             for (PtxRenderer.Matmul m : List.of(PtxRenderer.Matmul.TF32, PtxRenderer.Matmul.TF32X3)) {
                 var tilings = new ArrayList<>(List.of(PtxRenderer.Tiling.NARROW));
                 if (arch.equals("sm_90")) tilings.add(m == PtxRenderer.Matmul.TF32 ? PtxRenderer.Tiling.WGMMA_MLP : PtxRenderer.Tiling.WGMMA);
-                if (arch.equals("sm_90") && m == PtxRenderer.Matmul.TF32 && p != programs.get(2)) tilings.add(PtxRenderer.Tiling.WGMMA_CHAIN);
+                if (arch.equals("sm_90") && m == PtxRenderer.Matmul.TF32) tilings.add(PtxRenderer.Tiling.WGMMA_MLP_BULK);
+                if (arch.equals("sm_90") && m == PtxRenderer.Matmul.TF32 && p != programs.get(2)) {
+                    tilings.add(PtxRenderer.Tiling.WGMMA_CHAIN);
+                    tilings.add(PtxRenderer.Tiling.WGMMA_CHAIN_BULK);
+                }
                 for (PtxRenderer.Tiling tiling : tilings) {
                     Program fused = PtxRenderer.fuseMlps(p, m, tiling);
                     assertTrue(fused.kernels().stream().anyMatch(k -> k instanceof dev.cmc.kernel.Kernel.Mlp || k instanceof dev.cmc.kernel.Kernel.MlpChain),

@@ -180,6 +180,10 @@ class MlpKernelTest {
                 // and consecutive blocks as one kernel, the residual stream in the accumulators (CMC_CUDA_TILES=wgmma-chain)
                 var chain = PtxRenderer.Tiling.WGMMA_CHAIN;
                 out.add(new Pair(new SimulatedCudaBackend(matmul, chain).withFusedMlp(), new SimulatedCudaBackend(matmul, chain), besideWgmma));
+                // both with each weight slice one bulk copy, from weights packed slice by slice (wgmma-mlp-bulk, wgmma-chain-bulk)
+                for (var bulk : List.of(PtxRenderer.Tiling.WGMMA_MLP_BULK, PtxRenderer.Tiling.WGMMA_CHAIN_BULK)) {
+                    out.add(new Pair(new SimulatedCudaBackend(matmul, bulk).withFusedMlp(), new SimulatedCudaBackend(matmul, bulk), besideWgmma));
+                }
             }
         }
         for (var d : CudaDevices.list()) {
@@ -259,14 +263,15 @@ class MlpKernelTest {
      * c_skip and c_out) computes the target's output as the same step unfused does on the same simulated
      * device, within tf32's 5e-3 of the largest.
      */
-    @Test
-    void aTf32StepWithAChainedTargetComputesTheTargetAsTheUnfusedStep() {
+    @ParameterizedTest
+    @org.junit.jupiter.params.provider.EnumSource(value = PtxRenderer.Tiling.class, names = {"WGMMA_CHAIN", "WGMMA_CHAIN_BULK"})
+    void aTf32StepWithAChainedTargetComputesTheTargetAsTheUnfusedStep(PtxRenderer.Tiling tiling) {
         Spec spec = SpecLoader.fromText("mlp.cm", "model m { input_dim = 32; hidden_size = 128; num_layers = 2; }\n"
                 + "data { source = \"builtin:none\"; }\ntrain { method = ct; }\ntarget { precision = tf32; }");
         int batch = 130;
         var step = Compiler.trainStep(spec, null, Compiler.sigmaRows(spec, batch));
         var tf32 = PtxRenderer.Matmul.TF32;
-        Backend fused = new SimulatedCudaBackend(tf32, PtxRenderer.Tiling.WGMMA_CHAIN).withFusedMlp(), unfused = new SimulatedCudaBackend(tf32, PtxRenderer.Tiling.WGMMA_CHAIN);
+        Backend fused = new SimulatedCudaBackend(tf32, tiling).withFusedMlp(), unfused = new SimulatedCudaBackend(tf32, tiling);
         var chain = (Kernel.MlpChain) fused.prepare(step.program(), batch).kernels().stream().filter(k -> k instanceof Kernel.MlpChain).findFirst().orElseThrow();
         assertEquals("k_mlp_target_h_in_to_target_f", chain.name());
         assertTrue(dev.cmc.kernel.Kernels.reads(chain).contains("target_embed_act"), "the stem adds each row's σ embedding");

@@ -183,7 +183,7 @@ final class PtxSimulator {
 
     /** One block: its threads' registers and program counters, its shared memory. */
     private static final class Block {
-        private static final int RUN = 0, BAR = 1, SHFL = 2, DONE = 3;
+        private static final int RUN = 0, BAR = 1, SHFL = 2, DONE = 3, WAIT = 4;
         private static final String MMA = "mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32";
         private static final String MMA_BF16 = "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32";
         private static final String LDMATRIX = "ldmatrix.sync.aligned.m8n8.x4.shared.b16";
@@ -211,6 +211,32 @@ final class PtxSimulator {
          * before waiting for it reads stale data, as it may on the hardware.
          */
         final List<List<List<Runnable>>> pending = new ArrayList<>();
+        /**
+         * The block's mbarriers, by shared address: a phase completes once its expected arrivals have come and the
+         * bytes that arrivals said to expect (expect_tx) have landed. A bulk copy reads global memory when issued but
+         * lands in shared memory only when a thread tests the barrier it completes on, so that reading a stage
+         * without waiting for its fill reads stale data, as it may on the hardware.
+         */
+        final Map<Long, MBarrier> mbarriers = new HashMap<>();
+
+        private static final class MBarrier {
+            final int count;
+            int arrived, completed;
+            long tx;
+            final List<Runnable> landing = new ArrayList<>();
+
+            MBarrier(int count) { this.count = count; }
+
+            /** Lands the bulk copies in flight, then completes the phase if every arrival and byte is in. */
+            void settle() {
+                landing.forEach(Runnable::run);
+                landing.clear();
+                if (arrived == count && tx == 0) {
+                    completed++;
+                    arrived = 0;
+                }
+            }
+        }
         /** Shared loads by (warp, instruction, how many times its lanes have run it): each lane's byte address. */
         final Map<List<Integer>, long[]> sharedLoads = new HashMap<>();
         final Map<Integer, int[]> visits = new HashMap<>();
@@ -238,13 +264,26 @@ final class PtxSimulator {
 
         void run() {
             while (true) {
-                for (int t = 0; t < n; t++) if (state[t] == RUN) step(t);
-                boolean allDone = true, anyBar = false;
-                for (int t = 0; t < n; t++) { allDone &= state[t] == DONE; anyBar |= state[t] == BAR; }
+                boolean ran = false;   // whether some thread got past an instruction, or to a barrier
+                for (int t = 0; t < n; t++) if (state[t] == WAIT) state[t] = RUN;   // tests its mbarrier again
+                for (int t = 0; t < n; t++) {
+                    if (state[t] != RUN) continue;
+                    int before = pc[t];
+                    step(t);
+                    ran |= pc[t] != before || state[t] != WAIT;
+                }
+                boolean allDone = true, anyBar = false, anyWait = false;
+                for (int t = 0; t < n; t++) { allDone &= state[t] == DONE; anyBar |= state[t] == BAR; anyWait |= state[t] == WAIT; }
                 if (allDone) return;
                 boolean progressed = false;
                 for (int w = 0; w < n; w += 32) progressed |= shuffle(w);
-                for (int w = 0; w < n; w += WARPGROUP) progressed |= warpgroup(w);
+                // One warpgroup's wgmma collective a round, the first ready: it runs on ahead of the others up to
+                // its next barrier, so that a warpgroup touching what another's unretired wgmma still reads is caught.
+                for (int w = 0; w < n && !progressed; w += WARPGROUP) progressed = warpgroup(w);
+                if (anyWait) {
+                    if (!progressed && !ran) throw stuck("threads wait on mbarrier phases that nothing will complete");
+                    continue;
+                }
                 if (!progressed && anyBar) {
                     for (int t = 0; t < n; t++) if (state[t] != BAR && state[t] != DONE) throw stuck("bar.sync reached by only some threads");
                     for (int t = 0; t < n; t++) if (state[t] == BAR) { state[t] = RUN; pc[t]++; }
@@ -554,6 +593,31 @@ final class PtxSimulator {
             groups.getLast().add(() -> { for (int q = 0; q < v.length; q++) store("shared", dst + 4L * q, v[q], text); });
         }
 
+        private MBarrier mbarrier(long at, String text) {
+            MBarrier b = mbarriers.get(at);
+            if (b == null) throw new IllegalStateException(e.name + ": no mbarrier initialised at this shared address: " + text);
+            return b;
+        }
+
+        /**
+         * cp.async.bulk of size bytes (a multiple of 16, both addresses 16-byte aligned) from global src into shared
+         * dst, completing size bytes of the mbarrier's expected transactions when it lands (see {@link #mbarriers}).
+         */
+        private void copyBulk(int t, Operand[] a, String text) {
+            long dst = get(t, a[0]), src = get(t, a[1]);
+            int size = (int) get(t, a[2]);
+            if ((dst & 15) != 0 || (src & 15) != 0 || size % 16 != 0) throw new IllegalStateException(e.name + ": cp.async.bulk not 16-byte aligned at: " + text);
+            MBarrier b = mbarrier(get(t, a[3]), text);
+            float[] v = new float[size / 4];
+            for (int q = 0; q < v.length; q++) v[q] = load("global", src + 4L * q, text);
+            unreadByWgmma(dst, size, text);
+            b.landing.add(() -> {
+                unreadByWgmma(dst, size, text);
+                for (int q = 0; q < v.length; q++) store("shared", dst + 4L * q, v[q], text);
+                b.tx -= size;
+            });
+        }
+
         /** cp.async.wait_group n: all but the newest n committed groups of thread t land. */
         private void waitGroups(int t, int n) {
             var groups = pending.get(t);
@@ -647,7 +711,7 @@ final class PtxSimulator {
                                 + " wgmma.wait_group retired it, which the PTX ISA leaves undefined: " + in.text);
                     }
                 }
-                if (e.awaitsGrids && !awaited[t] && (op.contains(".global") || op.startsWith("cp.async.c")) && !op.startsWith("cvta")) {
+                if (e.awaitsGrids && !awaited[t] && (op.contains(".global") || op.startsWith("cp.async.c") || op.startsWith("cp.async.bulk")) && !op.startsWith("cvta")) {
                     throw new IllegalStateException(e.name + ": global memory accessed before griddepcontrol.wait, while the grid before may still"
                             + " be writing it: " + in.text);
                 }
@@ -690,6 +754,31 @@ final class PtxSimulator {
                     case "cvt.rn.bf16x2.f32" -> r[a[0].reg] = toBf16(f(get(t, a[1]))) << 16 | toBf16(f(get(t, a[2])));
                     case "cp.async.cg.shared.global", "cp.async.ca.shared.global" -> copyAsync(t, a, in.text);
                     case "cp.async.commit_group" -> pending.get(t).add(new ArrayList<>());
+                    case "mbarrier.init.shared::cta.b64" -> {
+                        long at = get(t, a[0]);
+                        if ((at & 7) != 0) throw new IllegalStateException(e.name + ": mbarrier not 8-byte aligned at: " + in.text);
+                        sharedIndex(at, in.text);
+                        sharedIndex(at + 4, in.text);
+                        mbarriers.put(at, new MBarrier((int) get(t, a[1])));
+                    }
+                    case "fence.mbarrier_init.release.cluster" -> {}   // the simulator's threads see the barriers at once
+                    case "mbarrier.arrive.expect_tx.shared::cta.b64" -> {
+                        MBarrier b = mbarrier(get(t, a[1]), in.text);
+                        b.tx += get(t, a[2]);
+                        b.arrived++;
+                        if (b.arrived > b.count) throw new IllegalStateException(e.name + ": more arrivals on an mbarrier than its phase expects (a fill issued before the one before it was awaited) at: " + in.text);
+                        r[a[0].reg] = b.completed;
+                    }
+                    case "cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes" -> copyBulk(t, a, in.text);
+                    case "mbarrier.try_wait.parity.shared::cta.b64" -> {
+                        MBarrier b = mbarrier(get(t, a[1]), in.text);
+                        b.settle();
+                        if ((b.completed & 1) == (get(t, a[2]) & 1)) {   // the phase of that parity is still the current one
+                            state[t] = WAIT;
+                            return;
+                        }
+                        r[a[0].reg] = 1;
+                    }
                     case "cp.async.wait_group" -> waitGroups(t, (int) get(t, a[0]));
                     case "cvt.rna.tf32.f32" -> {
                         // TF32: the top 10 mantissa bits, rounded to nearest with ties away from zero.
@@ -715,6 +804,8 @@ final class PtxSimulator {
                     case "mul.wide.s32" -> r[a[0].reg] = (long) i(get(t, a[1])) * i(get(t, a[2]));
                     case "mul.wide.u32" -> r[a[0].reg] = (get(t, a[1]) & 0xffffffffL) * (get(t, a[2]) & 0xffffffffL);
                     case "add.s64" -> r[a[0].reg] = get(t, a[1]) + get(t, a[2]);
+                    case "sub.s64" -> r[a[0].reg] = get(t, a[1]) - get(t, a[2]);
+                    case "shr.u64" -> r[a[0].reg] = get(t, a[1]) >>> get(t, a[2]);
                     case "ld.global.f32" -> r[a[0].reg] = bits(load("global", get(t, a[1]), in.text));
                     case "ld.shared.f32", "ld.shared.b32" -> {
                         note(t, get(t, a[1]));

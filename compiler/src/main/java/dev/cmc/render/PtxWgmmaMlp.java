@@ -52,7 +52,9 @@ final class PtxWgmmaMlp extends PtxMatrixKernel {
      * that Transpose kernels before it make ({@link Kernel.Mlp#upT}, see {@link PtxRenderer#fuseMlps}): their rows
      * are K-major, and each 16-byte cp.async moves one row of a core matrix. The weights stream through a 6-stage
      * pipeline of 16 KB slices, 4 in flight: a slice's stage is refilled two slices after it was multiplied, once
-     * each warpgroup's wait for the wgmma a slice back has retired it.
+     * each warpgroup's wait for the wgmma a slice back has retired it. Under bulk copies ({@link #bulk}) the weights
+     * are packed slice by slice ({@link #packWeights}), one thread moves each slice with one cp.async.bulk that
+     * completes on the stage's mbarrier, and every thread waits on that mbarrier before its wgmma reads the stage.
      * <p>
      * A chain of blocks ({@link Kernel.MlpChain}) runs them one after another on the same rows, and the weight
      * pipeline runs on from one block into the next: the last chunk's copies fetch the next block's first slices.
@@ -477,7 +479,7 @@ final class PtxWgmmaMlp extends PtxMatrixKernel {
      * of a chunk by 64 of K, rows permuted as the accumulators hold hidden columns; down-projections, stems and
      * heads in slices of all their rows by 4096/rows of K. The Transposes into such a weight write the array's
      * "_packed" copy instead, at the same offset, and the block reads that; a Transpose whose plain copy
-     * something else also reads stays, with the packed one after it.
+     * something else also reads stays, with the packed one after it, and a plain copy nothing uses any more goes.
      */
     static Program packWeights(Program p) {
         var packings = new java.util.LinkedHashMap<Buf, Kernel.Transpose.Packing>();
@@ -520,6 +522,12 @@ final class PtxWgmmaMlp extends PtxMatrixKernel {
                         c.blocks().stream().map(m -> m.withTransposedWeights(packed(m.upT()), packed(m.downT()))).toList(),
                         c.head(), c.head() == null ? null : packed(c.headT())));
                 default -> kernels.add(k);
+            }
+        }
+        // A plain copy that nothing reads or writes any more is not allocated.
+        for (Buf b : packings.keySet()) {
+            if (kernels.stream().noneMatch(k -> dev.cmc.kernel.Kernels.reads(k).contains(b.array()) || dev.cmc.kernel.Kernels.writes(k).contains(b.array()))) {
+                arrays.removeIf(a -> a.name().equals(b.array()));
             }
         }
         return new Program(p.name(), List.copyOf(arrays), List.copyOf(kernels));

@@ -73,6 +73,9 @@ class PackedWeightsTest {
             assertEquals(unpacked.upT().offset(), m.upT().offset(), "the same offset in the packed copy");
         }
         assertEquals(2, blocks);
+        String plainCopy = ((Kernel.Mlp) plain.kernels().stream().filter(k -> k instanceof Kernel.Mlp).findFirst().orElseThrow()).upT().array();
+        assertTrue(plain.arrays().stream().anyMatch(a -> a.name().equals(plainCopy)));
+        assertTrue(packed.arrays().stream().noneMatch(a -> a.name().equals(plainCopy)), "the plain copy, which nothing uses, is not allocated");
         assertTrue(packed.arrays().stream().anyMatch(a -> a.name().equals(((Kernel.Transpose) packed.kernels().stream()
                 .filter(k -> k instanceof Kernel.Transpose).findFirst().orElseThrow()).dst().array())), "the packed array is declared");
 
@@ -101,5 +104,6 @@ class PackedWeightsTest {
         assertEquals(block.upT(), transposes.get(0).dst());
         assertNotNull(transposes.get(1).packing());
         assertTrue(Kernels.reads(packed.kernels().getLast()).contains(block.upT().array()), "the reader still reads the plain copy");
+        assertTrue(packed.arrays().stream().anyMatch(a -> a.name().equals(block.upT().array())), "which stays allocated");
     }
 }

@@ -22,7 +22,17 @@ final class PtxSimulator {
 
     private record Operand(Kind kind, int reg, long imm, String name) {}
 
-    private record Instr(String op, Operand[] args, int guard, boolean negate, int target, String text) {}
+    /**
+     * An instruction: its opcode (interned, so that the interpreter's switch compares it by identity), operands,
+     * guard predicate and branch target; whether it is a warpgroup collective (a wgmma but its fence) and whether
+     * it touches global memory, worked out once rather than at every execution.
+     */
+    private record Instr(String op, Operand[] args, int guard, boolean negate, int target, String text, boolean collective, boolean global) {
+        Instr(String op, Operand[] args, int guard, boolean negate, int target, String text) {
+            this(op.intern(), args, guard, negate, target, text, op.startsWith("wgmma.") && !op.equals("wgmma.fence.sync.aligned"),
+                    (op.contains(".global") || op.startsWith("cp.async.c") || op.startsWith("cp.async.bulk")) && !op.startsWith("cvta"));
+        }
+    }
 
     /** A shared variable: its byte offset in the block's shared window and its size in floats. */
     private record SharedVar(String name, int floats, int offset) {
@@ -701,7 +711,7 @@ final class PtxSimulator {
                 if (in.guard >= 0 && ((r[in.guard] != 0) == in.negate)) { pc[t]++; continue; }
                 Operand[] a = in.args;
                 String op = in.op;
-                if (op.startsWith("wgmma.") && !op.equals("wgmma.fence.sync.aligned")) {   // warpgroup collectives
+                if (in.collective) {
                     state[t] = SHFL;
                     return;
                 }
@@ -711,7 +721,7 @@ final class PtxSimulator {
                                 + " wgmma.wait_group retired it, which the PTX ISA leaves undefined: " + in.text);
                     }
                 }
-                if (e.awaitsGrids && !awaited[t] && (op.contains(".global") || op.startsWith("cp.async.c") || op.startsWith("cp.async.bulk")) && !op.startsWith("cvta")) {
+                if (in.global && e.awaitsGrids && !awaited[t]) {
                     throw new IllegalStateException(e.name + ": global memory accessed before griddepcontrol.wait, while the grid before may still"
                             + " be writing it: " + in.text);
                 }
@@ -845,8 +855,11 @@ final class PtxSimulator {
         }
 
         /** setp.CMP[.and|.or].TYPE p, a, b[, c] */
+        /** setp's opcodes split at their dots, once each: splitting them at every execution was a quarter of the simulator's time. */
+        private static final Map<String, String[]> SETP_PARTS = new java.util.concurrent.ConcurrentHashMap<>();
+
         private boolean setp(int t, String op, Operand[] a) {
-            String[] parts = op.split("\\.");
+            String[] parts = SETP_PARTS.computeIfAbsent(op, o -> o.split("\\."));
             String cmp = parts[1], combine = parts.length == 4 ? parts[2] : null, type = parts[parts.length - 1];
             long x = get(t, a[1]), y = get(t, a[2]);
             int c = switch (type) {

@@ -309,6 +309,12 @@ final class PtxBandwidthKernels extends PtxFunction {
 
     private void transpose(Kernel.Transpose t) {
         int rows = t.src().shape().rows(), cols = t.src().shape().cols();
+        if (t.packing() != null) {
+            var p = t.packing();
+            comment("packed for a wgmma MLP block's bulk copies: slices of " + p.rows() + " rows by " + p.depth() + " of K, 16 KB each, as the"
+                    + " core matrices they fill in shared memory" + (p.permuted() ? ", rows in the order the up-projection's accumulators hold them" : "")
+                    + " (Kernel.Transpose.Packing)");
+        }
         String idx = mad(special("%ctaid.x"), Integer.toString(BLOCK), special("%tid.x"));
         exitIf(pred("ge.s32", idx, Integer.toString(rows * cols)));
         String i = bin("div.s32", idx, Integer.toString(cols)), j = bin("rem.s32", idx, Integer.toString(cols));

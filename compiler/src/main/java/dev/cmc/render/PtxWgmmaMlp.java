@@ -508,12 +508,14 @@ final class PtxWgmmaMlp extends PtxMatrixKernel {
                 arrays.add(new Program.Array(packed(b).array(), plain.role(), plain.shape(), null));
             }
         }
+        // The arrays that kernels other than the blocks read: a plain copy among them keeps its Transpose.
+        var readElsewhere = new java.util.HashSet<String>();
+        for (Kernel k : p.kernels()) if (!(k instanceof Kernel.Mlp || k instanceof Kernel.MlpChain)) readElsewhere.addAll(dev.cmc.kernel.Kernels.reads(k));
         var kernels = new java.util.ArrayList<Kernel>();
         for (Kernel k : p.kernels()) {
             switch (k) {
                 case Kernel.Transpose t when packings.containsKey(t.dst()) -> {
-                    boolean plainRead = p.kernels().stream().anyMatch(o -> !(o instanceof Kernel.Mlp || o instanceof Kernel.MlpChain)
-                            && dev.cmc.kernel.Kernels.reads(o).contains(t.dst().array()));
+                    boolean plainRead = readElsewhere.contains(t.dst().array());
                     if (plainRead) kernels.add(t);
                     kernels.add(new Kernel.Transpose(t.name() + (plainRead ? "_packed" : ""), t.src(), packed(t.dst()), packings.get(t.dst())));
                 }

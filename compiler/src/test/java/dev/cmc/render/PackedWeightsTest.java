@@ -79,6 +79,15 @@ class PackedWeightsTest {
         assertTrue(packed.arrays().stream().anyMatch(a -> a.name().equals(((Kernel.Transpose) packed.kernels().stream()
                 .filter(k -> k instanceof Kernel.Transpose).findFirst().orElseThrow()).dst().array())), "the packed array is declared");
 
+        // Rendered, the blocks take their slices by bulk copies alone; the same blocks without BULK, by cp.async alone.
+        String bulkPtx = PtxRenderer.render(packed, "packed", "sm_90", PtxRenderer.Matmul.TF32, PtxRenderer.Tiling.WGMMA_MLP_BULK);
+        String plainPtx = PtxRenderer.render(plain, "plain", "sm_90", PtxRenderer.Matmul.TF32, PtxRenderer.Tiling.WGMMA_MLP);
+        for (String block : List.of("k_mlp_block0_h", "k_mlp_block1_h")) {
+            String inBulk = kernelText(bulkPtx, block), inPlain = kernelText(plainPtx, block);
+            assertTrue(inBulk.contains("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes") && !inBulk.contains("cp.async.cg"), block);
+            assertTrue(inPlain.contains("cp.async.cg") && !inPlain.contains("cp.async.bulk"), block);
+        }
+
         // Chained, the stem and head (32 data dimensions) are packed too, all rows of theirs a slice.
         Program chained = PtxRenderer.fuseMlps(Compiler.sampler(SpecLoader.fromText("packed.cm", "model m { input_dim = 32; hidden_size = 128; num_layers = 2; }\n"
                 + "data { source = \"builtin:none\"; }\ntarget { precision = tf32; }")).program(), PtxRenderer.Matmul.TF32, PtxRenderer.Tiling.WGMMA_CHAIN_BULK);
@@ -88,6 +97,13 @@ class PackedWeightsTest {
         var headPacking = chained.kernels().stream().filter(k -> k instanceof Kernel.Transpose t && t.dst().equals(chain.headT()))
                 .map(k -> ((Kernel.Transpose) k).packing()).findFirst().orElseThrow();
         assertEquals(new Kernel.Transpose.Packing(32, 128, false), headPacking);
+    }
+
+    /** One kernel's text in a module: from its name's comment to the next kernel's. */
+    private static String kernelText(String ptx, String kernel) {
+        int from = ptx.indexOf("// " + kernel + "\n"), to = ptx.indexOf("\n// k_", from + 1);
+        assertTrue(from >= 0, kernel + " not in the module");
+        return ptx.substring(from, to < 0 ? ptx.length() : to);
     }
 
     /** A plain transposed copy that another kernel also reads stays, with the packed one after it. */

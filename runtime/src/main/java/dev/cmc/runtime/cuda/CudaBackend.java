@@ -47,16 +47,31 @@ public final class CudaBackend implements Backend {
     /** The least maxBatch whose programs take wgmma tiles by default on compute capability 9.0. */
     public static final int WGMMA_ROWS = 4096;
 
+    /** The least maxBatch whose 3xTF32 programs take 128×256 wgmma tiles by default: the sampler's launches ({@link #SAMPLING_ROWS}). */
+    public static final int WIDE_ROWS = 65_536;
+
     /**
-     * The default tiling of a program loaded for maxBatch rows on a GPU of this compute capability: wgmma from
-     * 4,096 rows on compute capability 9.0 for tf32 and 3xTF32 GEMMs (wgmma has no other of cmc's arithmetics),
-     * 128×64 mma.sync otherwise. On an H200 (third run), wgmma GEMMs took 1M fp32 samples in 72.8 ms against
-     * 96.1, 4,096 in 0.42 against 0.55 ms, the CT step at 4,096 in 1.75 against 1.98 ms, and passed the same
-     * parity; tf32 sampling took 53.6 against 59.5 ms. The CT step at 256 was measured with 128×64 tiles alone (0.64 ms).
+     * The default tiling of a program loaded for maxBatch rows on a GPU of this compute capability, on compute
+     * capability 9.0 from 4,096 rows (128×64 mma.sync otherwise, and for bf16 and FMA GEMMs, which wgmma lacks):
+     * <ul>
+     * <li>tf32: wgmma GEMMs, and where blocks fuse (large batches) each run of consecutive blocks one wgmma kernel
+     *     fed by bulk copies ({@link PtxRenderer.Tiling#WGMMA_CHAIN_BULK}). On an H200 (fourth run) it sampled 1M
+     *     rows in 17.2 ms, against 33.7 chained with cp.async copies, 21.8 for wgmma blocks one kernel each fed by
+     *     bulk copies, 38.2 by cp.async, and 41.0 for the mma.sync blocks that were the default; PyTorch took 39.2.
+     *     Below the fused blocks' batch it is plain {@link PtxRenderer.Tiling#WGMMA}.</li>
+     * <li>3xTF32 (fp32): 128×128 wgmma tiles, and 128×256 from {@link #WIDE_ROWS}: the fourth run sampled 1M rows
+     *     in 56.5 ms in 128×256 tiles against 64.2 and 64.3 in 128×128, where its CT step at 4,096 took 1.42 ms
+     *     against 1.38 and 1.39. (The third run: wgmma 72.8 against 96.1 ms for 128×64, CT step 1.75 against 1.98.)</li>
+     * </ul>
+     * The CT step at 256 keeps 128×64: 0.51 ms against 0.54 in wgmma tiles (fourth run).
      */
     public static PtxRenderer.Tiling defaultTiling(int major, int maxBatch, PtxRenderer.Matmul matmul) {
-        boolean wgmmaArithmetic = matmul == PtxRenderer.Matmul.TF32 || matmul == PtxRenderer.Matmul.TF32X3;
-        return major == 9 && maxBatch >= WGMMA_ROWS && wgmmaArithmetic ? PtxRenderer.Tiling.WGMMA : PtxRenderer.Tiling.NARROW;
+        if (major != 9 || maxBatch < WGMMA_ROWS) return PtxRenderer.Tiling.NARROW;
+        return switch (matmul) {
+            case TF32 -> PtxRenderer.Tiling.WGMMA_CHAIN_BULK;
+            case TF32X3 -> maxBatch >= WIDE_ROWS ? PtxRenderer.Tiling.WGMMA_WIDE : PtxRenderer.Tiling.WGMMA;
+            case BF16, FMA -> PtxRenderer.Tiling.NARROW;
+        };
     }
 
     /** When residual MLP blocks run as one kernel each: by the arithmetic (the default), never, in programs loaded for many rows, or always (tests). */
@@ -176,8 +191,7 @@ public final class CudaBackend implements Backend {
 
     @Override
     public String deviceName() {
-        String tiles = tiling != null ? tiling.description
-                : defaultTiling(device.major(), Integer.MAX_VALUE, matmul).wgmma() ? PtxRenderer.Tiling.WGMMA.description + " from " + WGMMA_ROWS + " rows" : "";
+        String tiles = tiling != null ? tiling.description : defaultTilings();
         return device.name() + " (compute capability " + device.major() + "." + device.minor() + "; " + matmul.description
                 + (tiles.isEmpty() ? "" : ", " + tiles.replace("128x128", "128×128"))
                 + switch (fusion()) {
@@ -185,6 +199,14 @@ public final class CudaBackend implements Backend {
                     case ALWAYS -> ", fused MLP blocks";
                     case LARGE_BATCHES -> ", fused MLP blocks at large batches";
                 } + ")";
+    }
+
+    /** What {@link #defaultTiling} gives this GPU and arithmetic, by batch, for the device's name: "" where it is 128×64 throughout. */
+    private String defaultTilings() {
+        var most = defaultTiling(device.major(), Integer.MAX_VALUE, matmul);
+        if (!most.wgmma()) return "";
+        String plain = PtxRenderer.Tiling.WGMMA.description;   // what every wgmma tiling's description starts with
+        return plain + " from " + WGMMA_ROWS + " rows" + (most == PtxRenderer.Tiling.WGMMA_WIDE ? ", 128x256 from " + WIDE_ROWS : most.description.substring(plain.length()));
     }
 
     /**

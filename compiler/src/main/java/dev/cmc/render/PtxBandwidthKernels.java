@@ -408,19 +408,6 @@ final class PtxBandwidthKernels extends PtxFunction {
     /** Elements of Adam + EMA a thread: 4 (one 16-byte access an array) where the count is a multiple of 4, else 1. */
     static int adamWidth(Kernel.AdamEma o) { return o.count() % 4 == 0 ? 4 : 1; }
 
-    /** width consecutive floats of an array from element idx: one ld.global.v4 for 4 (16-byte aligned), else one ld.global. */
-    private String[] loadGlobal(String array, String idx, int width) {
-        if (width == 1) return new String[]{loadGlobal(array, idx)};
-        String[] x = {f(), f(), f(), f()};
-        op("ld.global.v4.f32 {" + String.join(", ", x) + "}, [" + address(array, idx) + "];");
-        return x;
-    }
-
-    private void storeGlobal(String array, String idx, String[] values) {
-        if (values.length == 1) storeGlobal(array, idx, values[0]);
-        else op("st.global.v4.f32 [" + address(array, idx) + "], {" + String.join(", ", values) + "};");
-    }
-
     /** The shared-memory address of float slot idx of an array whose address is in base. */
     private String sharedSlot(String base, String idx) {
         String wide = rd(), a = rd();

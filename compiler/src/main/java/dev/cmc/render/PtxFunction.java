@@ -190,6 +190,30 @@ abstract class PtxFunction {
         op("st.global.f32 [" + address(array, idx) + "], " + value + ";");
     }
 
+    /** width consecutive floats of an array from element idx: one ld.global.v4 for 4 (16-byte aligned), else one ld.global. */
+    String[] loadGlobal(String array, String idx, int width) {
+        if (width == 1) return new String[]{loadGlobal(array, idx)};
+        String[] x = {f(), f(), f(), f()};
+        op("ld.global.v4.f32 {" + String.join(", ", x) + "}, [" + address(array, idx) + "];");
+        return x;
+    }
+
+    /** Consecutive floats from element idx: one st.global.v4 for 4 (16-byte aligned), else one st.global. */
+    void storeGlobal(String array, String idx, String[] values) {
+        if (values.length == 1) storeGlobal(array, idx, values[0]);
+        else op("st.global.v4.f32 [" + address(array, idx) + "], {" + String.join(", ", values) + "};");
+    }
+
+    /**
+     * Whether 4 consecutive domain columns from a multiple of 4 lie in b as 4 consecutive floats at a 16-byte
+     * boundary: b takes the column as it is (no broadcast of its one column) and its rows and offset are whole
+     * multiples of 4 floats (arrays start 16-byte aligned).
+     */
+    static boolean fourAtOnce(Buf b, Shape domain) {
+        boolean colBcast = b.shape().cols() == 1 && domain.cols() != 1;
+        return !colBcast && domain.cols() % 4 == 0 && b.shape().cols() % 4 == 0 && b.offset() % 4 == 0;
+    }
+
     /** The domain's row count: the runtime batch or a constant. */
     String domainRows(Shape d) {
         return d.batched() ? rowsReg : constI(d.rows());
@@ -236,6 +260,61 @@ abstract class PtxFunction {
     /** The stores {@link #valuesOf} left, in the Lets' order. */
     void storeAll(java.util.Map<Let, String> stored, Ctx c) {
         stored.forEach((l, v) -> storeGlobal(l.store().array(), index(l.store(), c.domain(), c.row(), c.col()), v));
+    }
+
+    /**
+     * The stores {@link #valuesOf} left for 4 consecutive columns of one row from a multiple of 4 (ctxs), a let at a
+     * time: one 16-byte store where the output takes them so ({@link #fourAtOnce}), else member by member. A warp's
+     * scalar stores 4 floats apart would each touch four times the sectors.
+     */
+    void storeFourAtOnce(List<java.util.Map<Let, String>> values, List<Ctx> ctxs) {
+        Ctx first = ctxs.getFirst();
+        for (Let l : values.getFirst().keySet()) {
+            Buf b = l.store();
+            if (fourAtOnce(b, first.domain())) {
+                storeGlobal(b.array(), index(b, first.domain(), first.row(), first.col()), values.stream().map(v -> v.get(l)).toArray(String[]::new));
+            } else {
+                for (int i = 0; i < ctxs.size(); i++) storeGlobal(b.array(), index(b, first.domain(), ctxs.get(i).row(), ctxs.get(i).col()), values.get(i).get(l));
+            }
+        }
+    }
+
+    /**
+     * For the same 4 columns, each global load of the lets that {@link #fourAtOnce} allows as one 16-byte load,
+     * into {@link #loaded} (which must be on) for each column's context, where {@link #preload} and the lets then
+     * find it. Loads of arrays the lets store are left to come after the stores, as preload leaves them.
+     */
+    void preloadFourAtOnce(List<Let> lets, List<Ctx> ctxs) {
+        Ctx first = ctxs.getFirst();
+        var stored = new java.util.HashSet<String>();
+        for (Let l : lets) if (l.store() != null) stored.add(l.store().array());
+        var loads = new java.util.ArrayList<Expr.Load>();
+        for (Let l : lets) loadsOf(l.value(), loads);
+        for (Expr.Load load : loads) {
+            Buf b = load.buf();
+            boolean rowVector = rowVectors != null && !b.shape().batched() && b.shape().rows() == 1;
+            if (stored.contains(b.array()) || held.containsKey(b.array()) || rowVector || !fourAtOnce(b, first.domain())
+                    || loaded.containsKey(where(load, first))) continue;
+            String[] x = loadGlobal(b.array(), index(b, first.domain(), first.row(), first.col()), 4);
+            for (int q = 0; q < 4; q++) loaded.put(where(load, ctxs.get(q)), x[q]);
+        }
+    }
+
+    /** The Loads in an expression, in evaluation order. */
+    private static void loadsOf(Expr e, List<Expr.Load> out) {
+        switch (e) {
+            case Expr.Load l -> out.add(l);
+            case Expr.Unary u -> loadsOf(u.a(), out);
+            case Expr.Binary b -> {
+                loadsOf(b.a(), out);
+                loadsOf(b.b(), out);
+            }
+            case Expr.Noise n -> {
+                loadsOf(n.seed(), out);
+                loadsOf(n.firstRow(), out);
+            }
+            case Expr.Gather _, Expr.Const _, Expr.Acc _, Expr.Var _, Expr.Rows _ -> {}
+        }
     }
 
     /**

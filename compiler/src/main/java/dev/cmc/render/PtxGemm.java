@@ -200,6 +200,10 @@ class PtxGemm extends PtxMatrixKernel {
      * adds) and runs the epilogue, so that no second kernel is needed; its threads take the tile's elements
      * in row order, so that their loads are coalesced, 4 at a time ({@link #width}), {@link #SUM_GROUPS} such
      * groups a trip, and load {@link #SUM_BATCH} slices of each, and the epilogue's own loads, before adding any.
+     * The epilogue's loads and stores of the 4 take one 16-byte access each where the arrays allow
+     * ({@link #fourAtOnce}): a warp's scalar accesses 16 bytes apart each touched four times the sectors, and the
+     * input gradient into a LayerNorm (three outputs, two loads) took 55 µs on an H200 where the down-projection of
+     * the same shape and slices (one output, one load) took 42.
      * One load a slice and element, each waiting for the last, put
      * 512 trips to L2 in a thread's path at 8 slices: on an H200 the split down-projections at 256 rows took
      * 65 µs against 35 µs for the unsplit up-projections, with half their K a block. The memory ordering is
@@ -268,6 +272,7 @@ class PtxGemm extends PtxMatrixKernel {
                 group.add(new Out(row, q == 0 ? col : bin("add.s32", col, Integer.toString(q)), sum[u][q]));
             }
             members.add(group);
+            if (width == 4) preloadFourAtOnce(g.epilogue(), group.stream().map(o -> new Ctx(g.domain(), o.row(), o.col(), o.acc(), new HashMap<>())).toList());
             for (Out o : group) preload(g.epilogue(), new Ctx(g.domain(), o.row(), o.col(), o.acc(), new HashMap<>()));
             at[u] = address(WORKSPACE, bin("add.s32", first, mad(row, t.n(), col)));
         }
@@ -305,7 +310,8 @@ class PtxGemm extends PtxMatrixKernel {
         for (int u = 0; u < groups; u++) {
             String skip = newLabel("group");
             op("@" + outsideGroup[u] + " bra " + skip + ";");
-            for (int i = 0; i < width; i++) storeAll(values.get(u).get(i), ctxs.get(u).get(i));
+            if (width == 4) storeFourAtOnce(values.get(u), ctxs.get(u));
+            else storeAll(values.get(u).getFirst(), ctxs.get(u).getFirst());
             label(skip);
         }
         op("add.s32 " + e + ", " + e + ", " + groups * step + ";");

@@ -333,7 +333,8 @@ public final class PtxRenderer {
      * into 1,024 columns) takes 4 at 256 rows, none from 2,048 rows for 3xTF32 and from 4,096 for FMAs. TN GEMMs
      * (weight gradients): one per 512 rows, or as many as fill one wave where that is more, each at least 64 rows
      * deep, at most 16 (a 256×256 weight's gradient over 256 rows: 4). NN GEMMs over at most 512 fixed rows with
-     * K of 1024+: 8. Otherwise 1. It is the launch's grid depth, which the kernels read (%nctaid.z).
+     * K of 1024+: 8; with shorter K, as NN GEMMs over the batch at their fixed rows (the σ table's embedding, 150
+     * rows, K = 256: 4). Otherwise 1. It is the launch's grid depth, which the kernels read (%nctaid.z).
      */
     public static int splits(Kernel.Gemm g, int batch, Matmul matmul, Tiling tiling) {
         return splits(g, batch, matmul, tiling, MOST_SMS);
@@ -345,7 +346,7 @@ public final class PtxRenderer {
      */
     public static int splits(Kernel.Gemm g, int batch, Matmul matmul, Tiling tiling, int sms) {
         if (!splitsK(g)) return 1;
-        if (!g.domain().batched() && !g.transposeA()) return NN_SPLITS;
+        if (!g.domain().batched() && !g.transposeA() && g.k() >= LONG_K) return NN_SPLITS;
         Tile t = tile(g, matmul, tiling);
         int wave = Math.min(sms, MOST_SMS) * t.blocksPerSm(matmul), toFill = wave / tiles(g, batch, t);
         if (g.transposeA()) return Math.min(MAX_SPLITS, Math.max(1, Math.max(batch / SPLIT_ROWS, Math.min(batch / MIN_SLICE_K, toFill))));
@@ -389,12 +390,13 @@ public final class PtxRenderer {
      * Whether a kernel may split K, and so takes the workspace (after its arrays): TN GEMMs; NN GEMMs over the
      * batch with K of two 64-deep slices or more, which split at batches whose tiles leave most of the GPU idle
      * (at 256 rows an up-projection's 32 tiles of 128×64 would leave 100 of 132 SMs so); and NN GEMMs over at
-     * most 512 fixed rows with K of 1024 or more (the weight gradient of an embedding computed per distinct σ,
-     * whose K is the σ table).
+     * most 512 fixed rows with K of two such slices or more: the weight gradient of an embedding computed per
+     * distinct σ, whose K is the σ table, and the embedding itself, whose 150 rows make 4 wgmma tiles (22 µs
+     * unsplit on an H200, at the head of the CT step's longest chain at 4,096 rows).
      */
     public static boolean splitsK(Kernel k) {
         return k instanceof Kernel.Gemm g
-                && (g.transposeA() || (g.domain().batched() ? g.k() >= 2 * MIN_SLICE_K : g.k() >= LONG_K && g.domain().rows() <= FEW_ROWS));
+                && (g.transposeA() || g.k() >= 2 * MIN_SLICE_K && (g.domain().batched() || g.domain().rows() <= FEW_ROWS));
     }
 
     /**

@@ -106,6 +106,20 @@ class GemmKernelTest {
     }
 
     /**
+     * So is one over a few fixed rows with a shorter K, which would leave most of the GPU idle unsplit: the σ
+     * table's embedding (150 rows, K = 256, 256 columns) in 4 slices, in wgmma tiles as at 4,096 rows and in
+     * 128×64 ones.
+     */
+    @ParameterizedTest(name = "{0} {1} fixed rows={2} k={3} n={4}")
+    @CsvSource({"TF32X3, WGMMA, 150, 256, 256", "TF32, NARROW, 150, 256, 136", "FMA, NARROW, 70, 200, 72"})
+    void fixedRowGemmWithFewTilesSplitsK(PtxRenderer.Matmul matmul, PtxRenderer.Tiling tiling, int rows, int k, int n) {
+        Buf a = Buf.whole("a", Shape.fixed(rows, k)), out = Buf.whole("out", Shape.fixed(rows, n));
+        var gemm = new Kernel.Gemm("k_mm", false, a, Buf.whole("b", Shape.fixed(k, n)), k, out.shape(), List.of(new Expr.Let(0, new Expr.Acc(), out)));
+        assertEquals(Math.min(8, k / 64), PtxRenderer.splits(gemm, 4096, matmul, tiling), "this case is meant to split K");
+        assertGemmAgreesWithFloat64(matmul, tiling, false, true, rows, k, n);
+    }
+
+    /**
      * Two split GEMMs of one program, run twice: each keeps its tile counters in a workspace of its own, so that
      * one's slices are never read as the other's counters (weight gradients of different shapes, as in a step).
      */

@@ -112,10 +112,12 @@ run)
   }
   gemm=dev.cmc.runtime.cuda.GemmKernelTest
   # 1. What the issue's targets compare, first: cmc's fp32 (3xTF32 GEMMs by default, in wgmma tiles from 4,096 rows
-  #    on an H100 or H200) sampling up to 1,048,576 and CT step at 4,096 and 256, with per-kernel profiles (every
-  #    kernel's time in the JSON). Since the third run, epilogues, Adam + EMA and LayerNorm issue their loads before
-  #    their stores (README, "Loads before stores"): compare the GEMMs', Adam's and LayerNorm's times with the
-  #    third run's, e.g. scripts/profile-diff.py docs/bench/gpu/h200-run3/call1/wgmma.json fp32_train4096.json step.
+  #    on an H100 or H200, 128x256 from 65,536) sampling up to 1,048,576 and CT step at 4,096 and 256, with
+  #    per-kernel profiles (every kernel's time in the JSON). Since the fourth run (h200-run4: 1.38 ms at 4,096,
+  #    0.51 at 256), split GEMMs' last blocks load and store by 16-byte accesses, the σ table's embedding splits
+  #    K and Adam + EMA is one kernel a module beside the backward pass: compare with
+  #    scripts/profile-diff.py docs/bench/gpu/h200-run4/call3/fp32_train4096.json fp32_train4096.json step
+  #    (k_matmul_nt_d_block*_ln, k_matmul_*down_mm, k_matmul_embed_mm, k_adam_ema*).
   CMC_CUDA_CUBINS= bench bench fp32_train4096 60 --batch 1048576,4096,256 --train-batch 4096 --profile   # JIT-compiled, timing the load
   bench bench fp32_train256 40 --batch 256 --train-batch 256 --profile
   # 2. PyTorch on the same card in the same run, its figures for the same comparisons, before the tf32 stages, so
@@ -127,26 +129,14 @@ run)
     grep -v '^ \|^[{}]\|Warning\|warn' "$out/torch.txt" | tail -8
     pack
   fi
-  #    tf32's MLP blocks on wgmma (CMC_CUDA_TILES=wgmma-mlp; never yet on a GPU): the 44.2 ms of the third run's tf32
-  #    sampler were 42.5 ms of mma.sync blocks at 103 TFLOP/s, and its 2x target needs them under 4.4 ms each.
-  CMC_CUDA_TILES=wgmma-mlp CMC_CUDA_MLP=fused bench bench wgmma_mlp_tf32 45 --set target.precision=tf32 --batch 1048576 --train-batch 4096 --profile
-  #    The same blocks chained (CMC_CUDA_TILES=wgmma-chain; never yet on a GPU): the input projection, the four blocks
-  #    and the output projection one kernel, the residual stream in the accumulators, so that the projections' kernels
-  #    (1.3 ms in the third run), the blocks' row loads, residual loads and output stores (1 GB each at 1M rows) and
-  #    their pipeline restarts are gone.
-  CMC_CUDA_TILES=wgmma-chain CMC_CUDA_MLP=fused bench bench wgmma_chain_tf32 45 --set target.precision=tf32 --batch 1048576 --train-batch 4096 --profile
-  #    The chain with each 16 KB weight slice one bulk copy (cp.async.bulk onto an mbarrier, one thread issuing it)
-  #    from weights packed slice by slice, instead of 1,024 16-byte cp.async and a proxy fence each slice (never yet
-  #    on a GPU): the test of the third run's reading that the blocks wait on their weight copies.
-  CMC_CUDA_TILES=wgmma-chain-bulk CMC_CUDA_MLP=fused bench bench wgmma_chain_bulk_tf32 45 --set target.precision=tf32 --batch 1048576 --train-batch 4096 --profile
-  #    128x256 wgmma tiles (four warpgroups sharing each A slice, one block an SM; never yet on a GPU) against
-  #    the default's 128x128, in fp32 and, without fused blocks, tf32 (against tf32_split below).
-  CMC_CUDA_TILES=wgmma-wide bench bench wgmma_wide 50 --batch 1048576,4096 --train-batch 4096 --profile
-  CMC_CUDA_TILES=wgmma-wide CMC_CUDA_MLP=split bench bench wgmma_wide_tf32 40 --set target.precision=tf32 --batch 1048576 --train-batch 4096 --profile
-  # 3. The 128x64 mma.sync tiles that were the default before the third H200 run (96.1 ms against wgmma's 72.8),
-  #    then parity of the default GEMMs and of wgmma's, before anything in tf32. Parity runs every kernel against
+  #    tf32: the default, each run of consecutive MLP blocks one wgmma kernel fed by bulk copies at large batches
+  #    (17.2 ms for 1M samples in the fourth run, against PyTorch's 39.2).
+  bench bench tf32 45 --set target.precision=tf32 --batch 1048576 --train-batch 4096 --profile
+  #    The fp32 sampler in the 128x128 wgmma tiles that were its default until the fourth run (64.2 ms against
+  #    56.5 in 128x256), against fp32_train4096's.
+  CMC_CUDA_TILES=wgmma bench bench fp32_square 40 --batch 1048576 --train-batch 4096 --profile
+  # 3. Parity of the default GEMMs and of wgmma's, before anything in tf32. Parity runs every kernel against
   #    float64 (ParityTest, SamplingTest) and 200 steps against the jvm's loss curve.
-  CMC_CUDA_TILES=narrow bench bench narrow 50 --batch 1048576,4096 --train-batch 4096 --profile
   props=(-Dcmc.parity.wgmma=none "-Dcmc.parity.ending=with 3xTF32 GEMMs")
   junit parity parity_fp32 150 --select-class dev.cmc.runtime.ParityTest --select-class dev.cmc.runtime.SamplingTest \
       --select-method dev.cmc.runtime.train.CudaTrainingTest#eachGpuFollowsTheJvmLossCurve
@@ -176,15 +166,15 @@ run)
   #    At 4,096 rows: the weight gradients (TN) in 128x64 mma.sync tiles, as before their wgmma path (0.47 ms of
   #    the step's 2.26 ms of kernels in the third run), against the default's fp32_train4096.
   CMC_CUDA_TILES=wgmma-nn bench ablate fp32_train4096_wgmma_nn 40 --batch 4096 --train-batch 4096 --profile
-  # 5. tf32: the default (wgmma GEMMs, each residual MLP block one kernel at large batches: 44.2 ms in the third
-  #    run), without the fused blocks, and wgmma in 32-deep slices.
-  bench bench tf32 45 --set target.precision=tf32 --batch 1048576 --train-batch 4096 --profile
-  CMC_CUDA_MLP=split bench bench tf32_split 40 --set target.precision=tf32 --batch 1048576 --train-batch 4096 --profile
-  #    The deep slices: four wgmma in flight a warpgroup, half the barriers. tf32 wgmma ran at about
-  #    89 TFLOP/s, where 3xTF32's three products a step reached 191 of tensor work: per-slice costs, not the tensor
-  #    cores, bound it.
-  CMC_CUDA_TILES=wgmma-deep CMC_CUDA_MLP=fused bench bench wgmma_deep_fused_tf32 40 --set target.precision=tf32 --batch 1048576 --train-batch 4096 --profile
-  CMC_CUDA_TILES=wgmma-deep bench bench wgmma_deep_tf32 40 --set target.precision=tf32 --batch 1048576,4096 --train-batch 4096 --profile
+  # 5. tf32's alternatives: without fused blocks, and wgmma in 32-deep slices; the blocks one kernel each, by bulk
+  #    copies and by cp.async, and chained by cp.async (21.8, 38.2 and 33.7 ms in the fourth run).
+  CMC_CUDA_MLP=split bench more tf32_split 40 --set target.precision=tf32 --batch 1048576 --train-batch 4096 --profile
+  CMC_CUDA_TILES=wgmma-deep CMC_CUDA_MLP=fused bench more wgmma_deep_fused_tf32 40 --set target.precision=tf32 --batch 1048576 --train-batch 4096 --profile
+  CMC_CUDA_TILES=wgmma-mlp-bulk CMC_CUDA_MLP=fused bench more wgmma_mlp_bulk_tf32 45 --set target.precision=tf32 --batch 1048576 --train-batch 4096 --profile
+  CMC_CUDA_TILES=wgmma-mlp CMC_CUDA_MLP=fused bench more wgmma_mlp_tf32 45 --set target.precision=tf32 --batch 1048576 --train-batch 4096 --profile
+  CMC_CUDA_TILES=wgmma-chain CMC_CUDA_MLP=fused bench more wgmma_chain_tf32 45 --set target.precision=tf32 --batch 1048576 --train-batch 4096 --profile
+  #    The 128x64 mma.sync tiles (90.0 ms for 1M fp32 samples, 1.70 ms a step at 4,096, in the fourth run).
+  CMC_CUDA_TILES=narrow bench more narrow 50 --batch 1048576,4096 --train-batch 4096 --profile
   # 6. The rest of parity on the GPU: tf32, Hopper's wgmma tiles, the fused MLP blocks (samplers against
   #    float64 and the card's unfused kernels, a CT step with fused target blocks against the unfused step), each
   #    GEMM tiling and split-K case alone beside the simulator, then FMA, bf16 and 128×128 tiles. Each stage is a JVM
@@ -268,7 +258,6 @@ run)
   # 9. The alternatives, as time allows: each of wgmma and fused blocks alone in tf32, fused blocks in fp32,
   #    128×128 mma.sync tiles (2-stage pipeline; 3xTF32 in 8 warps of 64×32, tf32 in 4 of 64×64), the GEMMs on
   #    the FMA units, the batch-256 graph captured on one stream, bf16.
-  CMC_CUDA_TILES=wgmma-mlp-bulk CMC_CUDA_MLP=fused bench more wgmma_mlp_bulk_tf32 45 --set target.precision=tf32 --batch 1048576 --train-batch 4096 --profile
   CMC_CUDA_TILES=narrow bench more narrow_tf32 40 --set target.precision=tf32 --batch 1048576 --train-batch 4096 --profile
   CMC_CUDA_MLP=fused bench more fused_fp32 40 --batch 1048576 --train-batch 4096 --profile
   CMC_CUDA_TILES=wide bench more wide 50 --batch 1048576,4096 --train-batch 4096 --profile

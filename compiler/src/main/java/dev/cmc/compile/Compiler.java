@@ -191,7 +191,7 @@ public final class Compiler {
             kernels.add(new Kernel.SumSquares("k_grad_norm", "grads", layout.total(),
                     new Buf("scalars", OptimizerScalars.GRAD_NORM_SQ, Shape.scalar())));
         }
-        kernels.add(new Kernel.AdamEma("k_adam_ema", layout.total(), spec.train().beta1(), spec.train().beta2(), spec.train().gradClip()));
+        kernels.addAll(optimizer(spec.train(), layout));
         Program p = new Program(fused.name(), arrays, kernels);
         var outs = new LinkedHashMap<String, Node>();
         outs.put("loss", loss);
@@ -199,6 +199,27 @@ public final class Compiler {
         outs.put("target", target);
         for (var e : grads.entrySet()) outs.put("grad:" + e.getKey().name(), e.getValue());
         return new Compiled(p, g, outs, layout);
+    }
+
+    /**
+     * Adam + EMA: one kernel a module (embed, in, each block, out: the parameters named before the first '.'),
+     * each over its module's contiguous run of the flat arrays, so that a module's update may run as soon as its
+     * gradients are written, beside the rest of the backward pass; only the last modules' updates are left after
+     * it (on an H200 one pass over all 2.2M of the seed's parameters took 24 µs at the end of the CT step's longest
+     * chain). With gradient clipping, one kernel over all: each update needs the global norm of every gradient.
+     */
+    static List<Kernel.AdamEma> optimizer(Spec.Train t, ParamLayout layout) {
+        if (t.gradClip() > 0) return List.of(new Kernel.AdamEma("k_adam_ema", 0, layout.total(), t.beta1(), t.beta2(), t.gradClip()));
+        var modules = new LinkedHashMap<String, int[]>();   // module -> {first, end}
+        for (ParamLayout.Entry e : layout.entries()) {
+            String module = e.name().contains(".") ? e.name().substring(0, e.name().indexOf('.')) : e.name();
+            int[] run = modules.computeIfAbsent(module, m -> new int[]{e.offset(), e.offset()});
+            if (run[1] != e.offset()) throw new IllegalStateException("parameters of " + module + " are not contiguous in the flat array");
+            run[1] = e.offset() + e.size();
+        }
+        var out = new ArrayList<Kernel.AdamEma>();
+        modules.forEach((m, run) -> out.add(new Kernel.AdamEma("k_adam_ema_" + m, run[0], run[1] - run[0], t.beta1(), t.beta2(), 0)));
+        return out;
     }
 
     /**

@@ -129,11 +129,12 @@ public sealed interface Kernel {
     }
 
     /**
-     * One pass over every parameter: Adam (or RAdam) with decoupled weight decay, then the target EMA and the
-     * sampling EMA. Step-dependent scalars come from the {@code scalars} array (see {@link OptimizerScalars}).
-     * With gradClip &gt; 0 the gradient is scaled by min(1, gradClip/‖g‖), ‖g‖² from the SumSquares before it.
+     * One pass over the count parameters from offset in the flat arrays: Adam (or RAdam) with decoupled weight
+     * decay, then the target EMA and the sampling EMA. Step-dependent scalars come from the {@code scalars} array
+     * (see {@link OptimizerScalars}). With gradClip &gt; 0 the gradient is scaled by min(1, gradClip/‖g‖), ‖g‖²
+     * from the SumSquares before it.
      */
-    record AdamEma(String name, int count, double beta1, double beta2, double gradClip) implements Kernel {
+    record AdamEma(String name, int offset, int count, double beta1, double beta2, double gradClip) implements Kernel {
         public Shape domain() { return Shape.fixed(1, count); }
         public List<Expr.Let> epilogue() { return List.of(); }
     }

@@ -37,10 +37,15 @@ public final class Kernels {
         switch (k) {
             case Kernel.Transpose t -> out.add(Range.of(t.dst()));
             case Kernel.SumSquares s -> out.add(Range.of(s.out()));
-            case Kernel.AdamEma a -> { for (String name : OPTIMIZER_WRITES) out.add(Range.whole(name)); }
+            case Kernel.AdamEma a -> { for (String name : OPTIMIZER_WRITES) out.add(optimized(name, a)); }
             default -> {}
         }
         return out;
+    }
+
+    /** What an optimizer kernel touches of one of its arrays: its parameters' elements, or all the scalars. */
+    private static Range optimized(String array, Kernel.AdamEma a) {
+        return array.equals("scalars") ? Range.whole(array) : new Range(array, a.offset(), (long) a.offset() + a.count());
     }
 
     public static List<Range> readRanges(Kernel k) {
@@ -53,7 +58,7 @@ public final class Kernels {
             case Kernel.SegmentSum s -> { collect(s.x(), out); out.add(Range.of(s.order())); out.add(Range.of(s.starts())); }
             case Kernel.Transpose t -> out.add(Range.of(t.src()));
             case Kernel.SumSquares s -> out.add(new Range(s.array(), 0, s.count()));
-            case Kernel.AdamEma a -> { for (String name : OPTIMIZER_READS) out.add(Range.whole(name)); }
+            case Kernel.AdamEma a -> { for (String name : OPTIMIZER_READS) out.add(optimized(name, a)); }
             case Kernel.Elementwise e -> {}
             case Kernel.MlpChain c -> {   // what its stem, blocks and head read, but the outputs one hands the next on chip
                 var handed = new java.util.HashSet<String>();

@@ -162,7 +162,7 @@ public final class JavaRenderer {
             case Kernel.SegmentSum s -> "sum of the batch rows in each of " + s.domain().rows() + " groups";
             case Kernel.Transpose t -> "transpose " + t.src() + " -> " + t.dst();
             case Kernel.SumSquares s -> "sum of squares of " + s.array();
-            case Kernel.AdamEma o -> (o.count()) + " parameters: Adam, then the target and sampling EMAs, in one pass";
+            case Kernel.AdamEma o -> o.count() + " parameters from " + o.offset() + ": Adam, then the target and sampling EMAs, in one pass";
             case Kernel.Mlp m -> "LayerNorm, " + m.up().b() + ", " + m.down().b() + " in one pass";
             case Kernel.MlpChain c -> c.blocks().size() + " residual MLP blocks in one pass";
         };
@@ -582,8 +582,8 @@ public final class JavaRenderer {
             comment("clip by global norm: the SumSquares kernel before this one left ‖g‖² in the scalars");
             line("gscale *= Math.min(1f, " + f(o.gradClip()) + " / (float) Math.sqrt(scalars[" + OptimizerScalars.GRAD_NORM_SQ + "] + 1e-30f));");
         }
-        line("int i = lo;");
-        line("for (; i + " + lanes + " <= hi; i += " + lanes + ") {");
+        line("int i = lo + " + o.offset() + ", end = hi + " + o.offset() + ";");
+        line("for (; i + " + lanes + " <= end; i += " + lanes + ") {");
         indent++;
         line("FloatVector g = FloatVector.fromArray(S, grads, i).mul(gscale);");
         line("FloatVector m = FloatVector.fromArray(S, adam_m, i).mul(" + b1 + ").add(g.mul(" + nb1 + "));");
@@ -598,7 +598,7 @@ public final class JavaRenderer {
         line("FloatVector.fromArray(S, ema, i).mul(emaDecay).add(p.mul(1 - emaDecay)).intoArray(ema, i);");
         indent--;
         line("}");
-        line("for (; i < hi; i++) {");
+        line("for (; i < end; i++) {");
         indent++;
         line("float g = grads[i] * gscale;");
         line("float m = adam_m[i] = " + b1 + " * adam_m[i] + " + nb1 + " * g;");

@@ -430,7 +430,7 @@ public final class OpenClRenderer {
             line("gscale *= min(1.0f, " + f(o.gradClip()) + " / sqrt(scalars[" + OptimizerScalars.GRAD_NORM_SQ + "] + 1e-30f));");
         }
         line("const int rectified = scalars[" + OptimizerScalars.RECTIFY + "] != 0.0f;");
-        line("for (int i = lo; i < hi; i++) {");
+        line("for (int i = lo + " + o.offset() + "; i < hi + " + o.offset() + "; i++) {");
         indent++;
         line("const float g = grads[i] * gscale;");
         line("const float m = adam_m[i] = " + b1 + " * adam_m[i] + " + nb1 + " * g;");

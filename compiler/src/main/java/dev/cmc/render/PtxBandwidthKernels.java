@@ -362,7 +362,7 @@ final class PtxBandwidthKernels extends PtxFunction {
     }
 
     /**
-     * Adam + EMA over every parameter, {@link #adamWidth} consecutive elements a thread (16-byte accesses where the
+     * Adam + EMA over its parameters, {@link #adamWidth} consecutive elements a thread (16-byte accesses where the
      * count allows). All six arrays are loaded before the first store: a store might alias a later load as far as
      * ptxas knows, so loads written after stores waited a memory latency each, five in a row a thread.
      */
@@ -370,7 +370,7 @@ final class PtxBandwidthKernels extends PtxFunction {
         int width = adamWidth(o);
         String i = mad(special("%ctaid.x"), Integer.toString(BLOCK), special("%tid.x"));
         exitIf(pred("ge.s32", i, Integer.toString(o.count() / width)));
-        String first = width == 1 ? i : bin("shl.b32", i, Integer.toString(Integer.numberOfTrailingZeros(width)));
+        String first = bin("add.s32", width == 1 ? i : bin("shl.b32", i, Integer.toString(Integer.numberOfTrailingZeros(width))), Integer.toString(o.offset()));
         String step = loadGlobal("scalars", Integer.toString(OptimizerScalars.STEP));
         String denom = loadGlobal("scalars", Integer.toString(OptimizerScalars.DENOM));
         String eps = loadGlobal("scalars", Integer.toString(OptimizerScalars.EPS));
@@ -405,8 +405,8 @@ final class PtxBandwidthKernels extends PtxFunction {
         storeGlobal("ema", first, ema);
     }
 
-    /** Elements of Adam + EMA a thread: 4 (one 16-byte access an array) where the count is a multiple of 4, else 1. */
-    static int adamWidth(Kernel.AdamEma o) { return o.count() % 4 == 0 ? 4 : 1; }
+    /** Elements of Adam + EMA a thread: 4 (one 16-byte access an array) where the count and offset are multiples of 4, else 1. */
+    static int adamWidth(Kernel.AdamEma o) { return o.count() % 4 == 0 && o.offset() % 4 == 0 ? 4 : 1; }
 
     /** The shared-memory address of float slot idx of an array whose address is in base. */
     private String sharedSlot(String base, String idx) {

@@ -400,8 +400,9 @@ public final class TornadoRenderer {
             comment("clip by global norm: the SumSquares kernel before this one left ‖g‖² in the scalars");
             line("gscale = gscale * TornadoMath.min(1f, " + f(o.gradClip()) + " / TornadoMath.sqrt(scalars.get(" + OptimizerScalars.GRAD_NORM_SQ + ") + 1e-30f));");
         }
-        line("for (@Parallel int i = 0; i < " + o.count() + "; i++) {");
+        line("for (@Parallel int j = 0; j < " + o.count() + "; j++) {");
         indent++;
+        line("int i = j + " + o.offset() + ";");
         line("float g = grads.get(i) * gscale;");
         line("float m = " + b1 + " * adam_m.get(i) + " + nb1 + " * g;");
         line("float v = " + b2 + " * adam_v.get(i) + " + nb2 + " * (g * g);");

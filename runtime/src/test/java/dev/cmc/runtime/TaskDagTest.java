@@ -98,12 +98,39 @@ class TaskDagTest {
         var names = p.kernels().stream().map(Kernel::name).toList();
         var chosen = new ArrayList<String>();
         for (int k = 0; k < urgent.length; k++) if (urgent[k]) chosen.add(names.get(k));
-        for (String k : List.of("k_matmul_target_block0_up_mm", "k_matmul_target_block3_down_mm", "k_matmul_nt_d_block3_act", "k_matmul_nt_d_block0_ln", "k_adam_ema")) {
+        for (String k : List.of("k_matmul_target_block0_up_mm", "k_matmul_target_block3_down_mm", "k_matmul_nt_d_block3_act", "k_matmul_nt_d_block0_ln", "k_adam_ema_embed")) {
             assertTrue(chosen.contains(k), k + " is not urgent: " + chosen);
         }
-        for (String k : List.of("k_matmul_tn_d_block3_down_w", "k_matmul_tn_d_block2_up_w", "k_reduce_batch_d_block3_up_b", "k_transpose_block0_up_w")) {
+        for (String k : List.of("k_matmul_tn_d_block3_down_w", "k_matmul_tn_d_block2_up_w", "k_reduce_batch_d_block3_up_b", "k_transpose_block0_up_w", "k_adam_ema_block3")) {
             assertFalse(chosen.contains(k), k + " is urgent: " + chosen);
         }
+    }
+
+    /**
+     * Each module's Adam + EMA waits for its own gradients and for the kernels that still read its parameters, not
+     * for the rest of the backward pass, so that only the first modules' updates are left after it; with gradient
+     * clipping one update over all waits for the global norm.
+     */
+    @Test
+    void eachModulesUpdateWaitsForItsOwnGradientsOnly() {
+        String seed = "model m { input_dim = 64; }\ndata { source = \"builtin:none\"; }";
+        Program p = Compiler.trainStep(SpecLoader.fromText("seed.cm", seed)).program();
+        var names = p.kernels().stream().map(Kernel::name).toList();
+        var ancestors = TaskDag.ancestors(TaskDag.dependencies(p));
+        java.util.function.BiPredicate<String, String> waits = (k, on) -> ancestors.get(names.indexOf(k)).get(names.indexOf(on));
+        assertEquals(List.of("k_adam_ema_embed", "k_adam_ema_in", "k_adam_ema_block0", "k_adam_ema_block1", "k_adam_ema_block2",
+                "k_adam_ema_block3", "k_adam_ema_out"), names.stream().filter(n -> n.startsWith("k_adam")).toList());
+        assertTrue(waits.test("k_adam_ema_block3", "k_matmul_tn_d_block3_up_w") && waits.test("k_adam_ema_block3", "k_reduce_batch_d_block3_norm_g"));
+        assertTrue(waits.test("k_adam_ema_block3", "k_matmul_nt_d_block3_ln"), "the input gradient into block 3's LayerNorm reads its γ");
+        assertFalse(waits.test("k_adam_ema_block3", "k_matmul_tn_d_block0_up_w"));
+        assertFalse(waits.test("k_adam_ema_block3", "k_matmul_nt_d_block2_act"));
+        assertTrue(waits.test("k_adam_ema_embed", "k_matmul_tn_d_embed_w"));
+
+        Program clipped = Compiler.trainStep(SpecLoader.fromText("seed.cm", seed + "\ntrain { grad_clip = 1.0; }")).program();
+        var optimizer = clipped.kernels().stream().map(Kernel::name).filter(n -> n.startsWith("k_adam")).toList();
+        assertEquals(List.of("k_adam_ema"), optimizer);
+        int adam = clipped.kernels().size() - 1;
+        assertTrue(TaskDag.ancestors(TaskDag.dependencies(clipped)).get(adam).get(adam - 1), "the update waits for the norm");
     }
 
     /** A topological order: the ready kernel with the highest index first, or a random ready one. */

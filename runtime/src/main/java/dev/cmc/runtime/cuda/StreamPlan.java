@@ -60,7 +60,10 @@ public record StreamPlan(int streams, List<Integer> order, int[] streamOf, List<
         int[] level = dev.cmc.kernel.TaskDag.depths(deps), height = dev.cmc.kernel.TaskDag.heights(deps);
         var order = new ArrayList<Integer>();
         for (int k = 0; k < n; k++) order.add(k);
-        if (maxStreams > 1) order.sort(Comparator.comparingInt((Integer k) -> -height[k]).thenComparingInt(k -> level[k]).thenComparingInt(k -> k));
+        if (maxStreams > 1) {
+            order.sort(Comparator.comparingInt((Integer k) -> -height[k]).thenComparingInt(k -> level[k]).thenComparingInt(k -> k));
+            placeSinksEarly(order, deps);
+        }
 
         int[] streamOf = new int[n], tail = new int[maxStreams];
         Arrays.fill(tail, -1);
@@ -96,6 +99,26 @@ public record StreamPlan(int streams, List<Integer> order, int[] streamOf, List<
             waits.set(k, List.copyOf(w));
         }
         return new StreamPlan(Math.max(1, used), List.copyOf(order), streamOf, waits);
+    }
+
+    /**
+     * By height alone every kernel that nothing waits for comes last, behind every stream's last kernel: the
+     * optimizer's update of each module would wait for the whole backward pass. So a sink with slack moves to just
+     * after its last dependency where that one has slack too, onto its stream, beside the work with slack; one
+     * whose last dependency is urgent stays at the end, so that no urgent kernel waits behind it on that stream.
+     */
+    private static void placeSinksEarly(List<Integer> order, List<TreeSet<Integer>> deps) {
+        int n = deps.size();
+        boolean[] urgent = dev.cmc.kernel.TaskDag.urgent(deps, CudaExecutable.URGENT_SLACK), waitedFor = new boolean[n];
+        for (var d : deps) for (int i : d) waitedFor[i] = true;
+        for (int k : List.copyOf(order)) {
+            if (waitedFor[k] || urgent[k] || deps.get(k).isEmpty()) continue;
+            order.remove((Integer) k);
+            int last = -1;
+            for (int i : deps.get(k)) last = Math.max(last, order.indexOf(i));
+            if (urgent[order.get(last)]) order.add(k);
+            else order.add(last + 1, k);
+        }
     }
 
     private static int[] empty(int streams) {

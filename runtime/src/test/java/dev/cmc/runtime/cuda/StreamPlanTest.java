@@ -13,7 +13,8 @@ import static org.junit.jupiter.api.Assertions.*;
  * A stream plan orders every dependency: what the captured graph guarantees (a stream's kernels in order,
  * and a wait on an event after a kernel) covers every edge of the task graph, for the seed model's training
  * step and for random task graphs, on 1 to 4 streams. And it spreads the training step out: on 4 streams its
- * longest chain of launches is within 3 of the dependencies' own (35 and 35 of 97 kernels).
+ * longest chain of launches is within 3 of the dependencies' own, and the optimizer's updates of the last blocks
+ * run beside the backward pass.
  */
 class StreamPlanTest {
     @Test
@@ -36,6 +37,14 @@ class StreamPlanTest {
         System.out.println("seed training step: " + program.kernels().size() + " kernels, longest chain " + best + "; on 4 streams "
                 + chain + ", " + waits + " waits");
         assertTrue(chain <= best + 3, "four streams leave a chain of " + chain + " where the dependencies allow " + best);
+        // The last blocks' optimizer updates run beside the backward pass, not behind every stream's last kernel:
+        // what block 3's update runs after, by its stream's order and its waits, leaves out block 0's gradients.
+        var names = program.kernels().stream().map(dev.cmc.kernel.Kernel::name).toList();
+        BitSet before = assertOrdered(deps, four).get(names.indexOf("k_adam_ema_block3"));
+        for (String later : List.of("k_matmul_nt_d_block0_ln", "k_matmul_tn_d_block0_up_w", "k_matmul_tn_d_in_w")) {
+            assertFalse(before.get(names.indexOf(later)), "block 3's update waits for " + later);
+        }
+        assertTrue(before.get(names.indexOf("k_matmul_tn_d_block3_up_w")));
     }
 
     @Test
@@ -56,8 +65,11 @@ class StreamPlanTest {
         }
     }
 
-    /** Every dependency i → k is among the kernels k runs after: before it on its stream, or behind a wait, in the plan's launch order. */
-    private static void assertOrdered(List<TreeSet<Integer>> deps, StreamPlan plan) {
+    /**
+     * Every dependency i → k is among the kernels k runs after: before it on its stream, or behind a wait, in the
+     * plan's launch order. Returns those kernels, for each kernel.
+     */
+    private static Map<Integer, BitSet> assertOrdered(List<TreeSet<Integer>> deps, StreamPlan plan) {
         int n = deps.size();
         var after = new HashMap<Integer, BitSet>();
         int[] last = new int[plan.streams()];
@@ -77,5 +89,6 @@ class StreamPlanTest {
             after.put(k, seen);
             last[s] = k;
         }
+        return after;
     }
 }

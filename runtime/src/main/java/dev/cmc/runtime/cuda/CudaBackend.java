@@ -191,9 +191,9 @@ public final class CudaBackend implements Backend {
 
     @Override
     public String deviceName() {
-        String tiles = tiling != null ? tiling.description : defaultTilings();
+        String tiles = tiling != null ? tiling.description : defaultTilings(device.major(), matmul);
         return device.name() + " (compute capability " + device.major() + "." + device.minor() + "; " + matmul.description
-                + (tiles.isEmpty() ? "" : ", " + tiles.replace("128x128", "128×128"))
+                + (tiles.isEmpty() ? "" : ", " + tiles.replace("128x128", "128×128").replace("128x256", "128×256"))
                 + switch (fusion()) {
                     case AUTO, SPLIT -> "";
                     case ALWAYS -> ", fused MLP blocks";
@@ -201,9 +201,9 @@ public final class CudaBackend implements Backend {
                 } + ")";
     }
 
-    /** What {@link #defaultTiling} gives this GPU and arithmetic, by batch, for the device's name: "" where it is 128×64 throughout. */
-    private String defaultTilings() {
-        var most = defaultTiling(device.major(), Integer.MAX_VALUE, matmul);
+    /** What {@link #defaultTiling} gives a GPU of this compute capability and arithmetic, by batch, for the device's name: "" where it is 128×64 throughout. */
+    static String defaultTilings(int major, PtxRenderer.Matmul matmul) {
+        var most = defaultTiling(major, Integer.MAX_VALUE, matmul);
         if (!most.wgmma()) return "";
         String plain = PtxRenderer.Tiling.WGMMA.description;   // what every wgmma tiling's description starts with
         return plain + " from " + WGMMA_ROWS + " rows" + (most == PtxRenderer.Tiling.WGMMA_WIDE ? ", 128x256 from " + WIDE_ROWS : most.description.substring(plain.length()));

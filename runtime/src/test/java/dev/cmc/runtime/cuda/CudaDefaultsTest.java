@@ -45,6 +45,14 @@ class CudaDefaultsTest {
         }
     }
 
+    @Test
+    void theDevicesNameSaysWhichTilesEachBatchTakes() {
+        assertEquals("128x128 wgmma tiles from 4096 rows, 128x256 from 65536", CudaBackend.defaultTilings(9, Matmul.TF32X3));
+        assertEquals("128x128 wgmma tiles from 4096 rows, tf32 MLP blocks on wgmma fed by bulk copies, chained", CudaBackend.defaultTilings(9, Matmul.TF32));
+        assertEquals("", CudaBackend.defaultTilings(8, Matmul.TF32));
+        assertEquals("", CudaBackend.defaultTilings(9, Matmul.BF16));
+    }
+
     /** An up-projection's GEMM as the seed has it: [B, 256] rows into 1,024 columns. */
     private static Kernel.Gemm upProjection() {
         Buf out = Buf.whole("act", Shape.batch(1024));

@@ -286,8 +286,7 @@ abstract class PtxFunction {
      */
     void preloadFourAtOnce(List<Let> lets, List<Ctx> ctxs) {
         Ctx first = ctxs.getFirst();
-        var stored = new java.util.HashSet<String>();
-        for (Let l : lets) if (l.store() != null) stored.add(l.store().array());
+        var stored = storedArrays(lets);
         var loads = new java.util.ArrayList<Expr.Load>();
         for (Let l : lets) loadsOf(l.value(), loads);
         for (Expr.Load load : loads) {
@@ -354,9 +353,15 @@ abstract class PtxFunction {
      * registers. So the loads go out before whatever the caller emits next waits on a load of its own.
      */
     void preload(List<Let> lets, Ctx c) {
+        var stored = storedArrays(lets);
+        for (Let l : lets) preload(l.value(), c, stored);
+    }
+
+    /** The arrays the lets store: a load of one must come after the stores, so none is issued early. */
+    private static java.util.Set<String> storedArrays(List<Let> lets) {
         var stored = new java.util.HashSet<String>();
         for (Let l : lets) if (l.store() != null) stored.add(l.store().array());
-        for (Let l : lets) preload(l.value(), c, stored);
+        return stored;
     }
 
     private void preload(Expr e, Ctx c, java.util.Set<String> stored) {

@@ -256,7 +256,7 @@ class PtxGemm extends PtxMatrixKernel {
         // output or outside it whole: its width divides the row); a group outside stores nothing.
         String[] outsideGroup = new String[groups], at = new String[groups];
         String[][] sum = new String[groups][width];
-        var members = new java.util.ArrayList<List<Out>>();
+        var ctxs = new java.util.ArrayList<List<Ctx>>();   // each group's elements, for the epilogue
         loaded = new HashMap<>();
         comment("the epilogue's own loads (a bias, a residual) first, so that they and the slices' are in flight together");
         for (int u = 0; u < groups; u++) {
@@ -266,14 +266,14 @@ class PtxGemm extends PtxMatrixKernel {
             outsideGroup[u] = outside(row, col, t.m(), t.n());
             row = bin("min.s32", row, lastRow);
             col = bin("min.s32", col, lastGroup);
-            var group = new java.util.ArrayList<Out>();
+            var group = new java.util.ArrayList<Ctx>();
             for (int q = 0; q < width; q++) {
                 sum[u][q] = constF(0);
-                group.add(new Out(row, q == 0 ? col : bin("add.s32", col, Integer.toString(q)), sum[u][q]));
+                group.add(new Ctx(g.domain(), row, q == 0 ? col : bin("add.s32", col, Integer.toString(q)), sum[u][q], new HashMap<>()));
             }
-            members.add(group);
-            if (width == 4) preloadFourAtOnce(g.epilogue(), group.stream().map(o -> new Ctx(g.domain(), o.row(), o.col(), o.acc(), new HashMap<>())).toList());
-            for (Out o : group) preload(g.epilogue(), new Ctx(g.domain(), o.row(), o.col(), o.acc(), new HashMap<>()));
+            ctxs.add(group);
+            if (width == 4) preloadFourAtOnce(g.epilogue(), group);
+            for (Ctx c : group) preload(g.epilogue(), c);
             at[u] = address(WORKSPACE, bin("add.s32", first, mad(row, t.n(), col)));
         }
         String z = constI(0);
@@ -300,12 +300,8 @@ class PtxGemm extends PtxMatrixKernel {
         op("add.s32 " + z + ", " + z + ", " + SUM_BATCH + ";");
         op("bra " + slices + ";");
         label(summed);
-        var ctxs = new java.util.ArrayList<List<Ctx>>();
         var values = new java.util.ArrayList<List<java.util.Map<Expr.Let, String>>>();
-        for (var group : members) {
-            ctxs.add(group.stream().map(o -> new Ctx(g.domain(), o.row(), o.col(), o.acc(), new HashMap<>())).toList());
-            values.add(ctxs.getLast().stream().map(c -> valuesOf(g.epilogue(), c)).toList());
-        }
+        for (var group : ctxs) values.add(group.stream().map(c -> valuesOf(g.epilogue(), c)).toList());
         loaded = null;
         for (int u = 0; u < groups; u++) {
             String skip = newLabel("group");

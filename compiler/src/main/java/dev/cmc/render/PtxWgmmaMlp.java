@@ -527,11 +527,12 @@ final class PtxWgmmaMlp extends PtxMatrixKernel {
             }
         }
         // A plain copy that nothing reads or writes any more is not allocated.
-        for (Buf b : packings.keySet()) {
-            if (kernels.stream().noneMatch(k -> dev.cmc.kernel.Kernels.reads(k).contains(b.array()) || dev.cmc.kernel.Kernels.writes(k).contains(b.array()))) {
-                arrays.removeIf(a -> a.name().equals(b.array()));
-            }
+        var used = new java.util.HashSet<String>();
+        for (Kernel k : kernels) {
+            used.addAll(dev.cmc.kernel.Kernels.reads(k));
+            used.addAll(dev.cmc.kernel.Kernels.writes(k));
         }
+        for (Buf b : packings.keySet()) if (!used.contains(b.array())) arrays.removeIf(a -> a.name().equals(b.array()));
         return new Program(p.name(), List.copyOf(arrays), List.copyOf(kernels));
     }
 

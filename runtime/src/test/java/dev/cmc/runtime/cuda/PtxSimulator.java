@@ -854,10 +854,10 @@ final class PtxSimulator {
             }
         }
 
-        /** setp.CMP[.and|.or].TYPE p, a, b[, c] */
         /** setp's opcodes split at their dots, once each: splitting them at every execution was a quarter of the simulator's time. */
         private static final Map<String, String[]> SETP_PARTS = new java.util.concurrent.ConcurrentHashMap<>();
 
+        /** setp.CMP[.and|.or].TYPE p, a, b[, c] */
         private boolean setp(int t, String op, Operand[] a) {
             String[] parts = SETP_PARTS.computeIfAbsent(op, o -> o.split("\\."));
             String cmp = parts[1], combine = parts.length == 4 ? parts[2] : null, type = parts[parts.length - 1];

@@ -112,7 +112,8 @@ run)
   }
   gemm=dev.cmc.runtime.cuda.GemmKernelTest
   # 1. What the issue's targets compare, first: cmc's fp32 (3xTF32 GEMMs by default, in wgmma tiles from 4,096 rows
-  #    on an H100 or H200, 128x256 from 65,536) sampling up to 1,048,576 and CT step at 4,096 and 256, with
+  #    on an H100 or H200: 128x128, and 128x256 for NN GEMMs of 1,024+ columns; 128x256 throughout from 65,536)
+  #    sampling up to 1,048,576 and CT step at 4,096 and 256, with
   #    per-kernel profiles (every kernel's time in the JSON). Since the fourth run (h200-run4: 1.38 ms at 4,096,
   #    0.51 at 256), split GEMMs' last blocks load and store by 16-byte accesses, the σ table's embedding splits
   #    K and Adam + EMA is one kernel a module beside the backward pass: compare with
@@ -132,15 +133,17 @@ run)
   #    tf32: the default, each run of consecutive MLP blocks one wgmma kernel fed by bulk copies at large batches
   #    (17.2 ms for 1M samples in the fourth run, against PyTorch's 39.2).
   bench bench tf32 45 --set target.precision=tf32 --batch 1048576 --train-batch 4096 --profile
-  #    The fp32 sampler in the 128x128 wgmma tiles that were its default until the fourth run (64.2 ms against
-  #    56.5 in 128x256), against fp32_train4096's.
+  #    fp32 in the 128x128 wgmma tiles that were its default until the fourth run, against fp32_train4096's: the
+  #    sampler (64.2 ms against 56.5 in 128x256), and the step at 4,096, which now tiles its GEMMs by shape (the
+  #    up-projections and the input gradients into their activations 128x256, the input projection's weight
+  #    gradient 128x64 mma.sync): compare the two steps' profiles with scripts/profile-diff.py.
   CMC_CUDA_TILES=wgmma bench bench fp32_square 40 --batch 1048576 --train-batch 4096 --profile
   # 3. Parity of the default GEMMs and of wgmma's, before anything in tf32. Parity runs every kernel against
   #    float64 (ParityTest, SamplingTest) and 200 steps against the jvm's loss curve.
   props=(-Dcmc.parity.wgmma=none "-Dcmc.parity.ending=with 3xTF32 GEMMs")
   junit parity parity_fp32 150 --select-class dev.cmc.runtime.ParityTest --select-class dev.cmc.runtime.SamplingTest \
       --select-method dev.cmc.runtime.train.CudaTrainingTest#eachGpuFollowsTheJvmLossCurve
-  props=(-Dcmc.parity.wgmma=only "-Dcmc.parity.ending=3xTF32 tensor-core GEMMs, fp32 accuracy in 128x128 wgmma tiles;3xTF32 tensor-core GEMMs, fp32 accuracy in 128x256 wgmma tiles")
+  props=(-Dcmc.parity.wgmma=only "-Dcmc.parity.ending=3xTF32 tensor-core GEMMs, fp32 accuracy in 128x128 wgmma tiles;3xTF32 tensor-core GEMMs, fp32 accuracy in 128x256 wgmma tiles;in wgmma tiles by shape")
   junit parity parity_wgmma 150 --select-class dev.cmc.runtime.ParityTest \
       --select-method "$gemm#wgmmaTileGemmAgreesWithFloat64(dev.cmc.render.PtxRenderer\$Matmul,boolean,int,int,int)" \
       --select-method "$gemm#wideWgmmaTileGemmAgreesWithFloat64(dev.cmc.render.PtxRenderer\$Matmul,boolean,int,int,int)" \

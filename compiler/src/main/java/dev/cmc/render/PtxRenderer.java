@@ -194,14 +194,16 @@ public final class PtxRenderer {
      * consecutive such blocks as one kernel ({@link Kernel.MlpChain}), the residual stream on chip, with the input
      * and output projections around them where they qualify. WGMMA_MLP_BULK and WGMMA_CHAIN_BULK are those two
      * with each weight slice one bulk copy (cp.async.bulk, completing on an mbarrier) instead of 1,024 16-byte
-     * cp.async, from weights packed slice by slice (see {@link PtxWgmmaMlp}). fp32 FMA GEMMs are
-     * always 128×64; under the wgmma tilings, bf16 GEMMs and the narrower ones keep 128×64 mma.sync tiles.
+     * cp.async, from weights packed slice by slice (see {@link PtxWgmmaMlp}). WGMMA_MIXED picks each GEMM's
+     * tile by its shape, as the fourth H200 run timed them in one call at 4,096 rows (see {@link #tile}). fp32 FMA
+     * GEMMs are always 128×64; under the wgmma tilings, bf16 GEMMs and the narrower ones keep 128×64 mma.sync tiles.
      */
     public enum Tiling {
         NARROW("narrow", ""), WIDE("wide", "128x128 tiles"), WGMMA("wgmma", "128x128 wgmma tiles"),
         WGMMA_DEEP("wgmma-deep", "128x128 wgmma tiles, 32-deep for tf32"),
         WGMMA_NN("wgmma-nn", "128x128 wgmma tiles for NN GEMMs only"),
         WGMMA_WIDE("wgmma-wide", "128x256 wgmma tiles"),
+        WGMMA_MIXED("wgmma-mixed", "128x128 wgmma tiles, 128x256 for 1024+ columns"),
         WGMMA_MLP("wgmma-mlp", "128x128 wgmma tiles, tf32 MLP blocks on wgmma"),
         WGMMA_CHAIN("wgmma-chain", "128x128 wgmma tiles, tf32 MLP blocks on wgmma, chained"),
         WGMMA_MLP_BULK("wgmma-mlp-bulk", "128x128 wgmma tiles, tf32 MLP blocks on wgmma fed by bulk copies"),
@@ -225,15 +227,38 @@ public final class PtxRenderer {
         public boolean chained() { return this == WGMMA_CHAIN || this == WGMMA_CHAIN_BULK; }
     }
 
+    /**
+     * A GEMM's tile under a tiling. WGMMA_MIXED chooses by shape, from one call of the fourth H200 run at 4,096
+     * rows that timed every kernel in 128×128 and in 128×256 wgmma tiles (its other kernels within 3%), 3xTF32:
+     * <ul>
+     *   <li>NN GEMMs of {@link #MIXED_WIDE_COLUMNS} columns or more take 128×256: the up-projections (256 into
+     *       1,024) 34.7–36.8 µs against 37.7–40.0, the target network's 28.6 against 32.2–33.1, the input
+     *       gradients into the hidden activation 29.7–31.6 against 35.2–35.9 (tf32 alike, 10% less); those into
+     *       256 columns took longer in 128×256 (down-projections 42.4–50.2 against 40.4–44.8: their K is cut into
+     *       slices to fill the GPU, and 128×256 tiles leave half as many).</li>
+     *   <li>TN GEMMs whose output has fewer rows than a tile (the input projection's weight gradient, 64 rows by
+     *       256) take 128×64 mma.sync tiles: 20.8 µs against 28.1 (twice the blocks, half of each tile's rows
+     *       wasted rather than three quarters), at the tail of the step's longest chain.</li>
+     * </ul>
+     */
     public static Tile tile(Kernel.Gemm g, Matmul matmul, Tiling tiling) {
         boolean wideEnough = tiling != Tiling.NARROW && matmul != Matmul.FMA && g.domain().cols() >= 2 * BN;
-        if (wideEnough && tiling.wgmma() && (!g.transposeA() || tiling != Tiling.WGMMA_NN)) {
+        boolean fewRows = g.transposeA() && !g.domain().batched() && g.domain().rows() < BM;
+        if (wideEnough && tiling.wgmma() && (!g.transposeA() || tiling != Tiling.WGMMA_NN) && !(fewRows && tiling == Tiling.WGMMA_MIXED)) {
             if (matmul == Matmul.BF16) return Tile.NARROW;
-            if (tiling == Tiling.WGMMA_WIDE && g.domain().cols() >= 4 * BN) return matmul == Matmul.TF32 ? Tile.WGMMA_WIDE_TF32 : Tile.WGMMA_WIDE;
+            boolean wide = switch (tiling) {
+                case WGMMA_WIDE -> g.domain().cols() >= 4 * BN;
+                case WGMMA_MIXED -> !g.transposeA() && g.domain().cols() >= MIXED_WIDE_COLUMNS;
+                default -> false;
+            };
+            if (wide) return matmul == Matmul.TF32 ? Tile.WGMMA_WIDE_TF32 : Tile.WGMMA_WIDE;
             return matmul == Matmul.TF32 && tiling == Tiling.WGMMA_DEEP ? Tile.WGMMA_DEEP : Tile.WGMMA;
         }
         return !wideEnough || g.transposeA() ? Tile.NARROW : matmul == Matmul.TF32X3 ? Tile.WIDE : Tile.WIDE_WARPS;
     }
+
+    /** The least columns of an NN GEMM that WGMMA_MIXED tiles 128×256: four such tiles across (see {@link #tile}). */
+    public static final int MIXED_WIDE_COLUMNS = 16 * BN;
 
     /**
      * Whether a residual MLP block runs as one kernel here: with tf32 or 3xTF32 GEMMs (the fused kernel has no

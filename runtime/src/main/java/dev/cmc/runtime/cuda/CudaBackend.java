@@ -59,9 +59,11 @@ public final class CudaBackend implements Backend {
      *     rows in 17.2 ms, against 33.7 chained with cp.async copies, 21.8 for wgmma blocks one kernel each fed by
      *     bulk copies, 38.2 by cp.async, and 41.0 for the mma.sync blocks that were the default; PyTorch took 39.2.
      *     Below the fused blocks' batch it is plain {@link PtxRenderer.Tiling#WGMMA}.</li>
-     * <li>3xTF32 (fp32): 128×128 wgmma tiles, and 128×256 from {@link #WIDE_ROWS}: the fourth run sampled 1M rows
-     *     in 56.5 ms in 128×256 tiles against 64.2 and 64.3 in 128×128, where its CT step at 4,096 took 1.42 ms
-     *     against 1.38 and 1.39. (The third run: wgmma 72.8 against 96.1 ms for 128×64, CT step 1.75 against 1.98.)</li>
+     * <li>3xTF32 (fp32): wgmma tiles by each GEMM's shape ({@link PtxRenderer.Tiling#WGMMA_MIXED}: 128×128, and
+     *     128×256 for NN GEMMs of 1,024 columns or more), and 128×256 throughout from {@link #WIDE_ROWS}: the fourth
+     *     run sampled 1M rows in 56.5 ms in 128×256 tiles against 64.2 and 64.3 in 128×128, where its CT step at
+     *     4,096 took 1.42 ms against 1.38 and 1.39; its per-kernel times in the step gave the mixed choice. (The
+     *     third run: wgmma 72.8 against 96.1 ms for 128×64, CT step 1.75 against 1.98.)</li>
      * </ul>
      * The CT step at 256 keeps 128×64: 0.51 ms against 0.54 in wgmma tiles (fourth run).
      */
@@ -69,7 +71,7 @@ public final class CudaBackend implements Backend {
         if (major != 9 || maxBatch < WGMMA_ROWS) return PtxRenderer.Tiling.NARROW;
         return switch (matmul) {
             case TF32 -> PtxRenderer.Tiling.WGMMA_CHAIN_BULK;
-            case TF32X3 -> maxBatch >= WIDE_ROWS ? PtxRenderer.Tiling.WGMMA_WIDE : PtxRenderer.Tiling.WGMMA;
+            case TF32X3 -> maxBatch >= WIDE_ROWS ? PtxRenderer.Tiling.WGMMA_WIDE : PtxRenderer.Tiling.WGMMA_MIXED;
             case BF16, FMA -> PtxRenderer.Tiling.NARROW;
         };
     }
@@ -203,10 +205,9 @@ public final class CudaBackend implements Backend {
 
     /** What {@link #defaultTiling} gives a GPU of this compute capability and arithmetic, by batch, for the device's name: "" where it is 128×64 throughout. */
     static String defaultTilings(int major, PtxRenderer.Matmul matmul) {
-        var most = defaultTiling(major, Integer.MAX_VALUE, matmul);
+        PtxRenderer.Tiling first = defaultTiling(major, WGMMA_ROWS, matmul), most = defaultTiling(major, Integer.MAX_VALUE, matmul);
         if (!most.wgmma()) return "";
-        String plain = PtxRenderer.Tiling.WGMMA.description;   // what every wgmma tiling's description starts with
-        return plain + " from " + WGMMA_ROWS + " rows" + (most == PtxRenderer.Tiling.WGMMA_WIDE ? ", 128x256 from " + WIDE_ROWS : most.description.substring(plain.length()));
+        return first.description + " from " + WGMMA_ROWS + " rows" + (most == first ? "" : "; " + most.description + " from " + WIDE_ROWS);
     }
 
     /**

@@ -29,11 +29,25 @@ class CudaDefaultsTest {
     }
 
     @Test
-    void fp32TakesWideWgmmaTilesForTheSamplersLaunchesAndSquareOnesForTheStep() {
-        assertEquals(Tiling.WGMMA, CudaBackend.defaultTiling(9, 4096, Matmul.TF32X3), "the CT step at 4,096 was slower in 128×256");
-        assertEquals(Tiling.WGMMA, CudaBackend.defaultTiling(9, CudaBackend.SAMPLING_ROWS - 1, Matmul.TF32X3));
+    void fp32TakesWideWgmmaTilesForTheSamplersLaunchesAndTilesByShapeForTheStep() {
+        assertEquals(Tiling.WGMMA_MIXED, CudaBackend.defaultTiling(9, 4096, Matmul.TF32X3), "the CT step at 4,096 was slower in 128×256 throughout");
+        assertEquals(Tiling.WGMMA_MIXED, CudaBackend.defaultTiling(9, CudaBackend.SAMPLING_ROWS - 1, Matmul.TF32X3));
         assertEquals(Tiling.WGMMA_WIDE, CudaBackend.defaultTiling(9, CudaBackend.SAMPLING_ROWS, Matmul.TF32X3));
         assertEquals(Tiling.WGMMA_WIDE, CudaBackend.defaultTiling(9, 1 << 20, Matmul.TF32X3));
+    }
+
+    @Test
+    void mixedTilesAreWideForLongRowsAndNarrowForWeightGradientsOfFewRows() {
+        Tiling mixed = Tiling.WGMMA_MIXED;
+        assertEquals(PtxRenderer.Tile.WGMMA_WIDE, PtxRenderer.tile(upProjection(), Matmul.TF32X3, mixed), "256 into 1,024 columns");
+        assertEquals(PtxRenderer.Tile.WGMMA_WIDE_TF32, PtxRenderer.tile(upProjection(), Matmul.TF32, mixed));
+        assertEquals(PtxRenderer.Tile.WGMMA, PtxRenderer.tile(nn(1024, 256), Matmul.TF32X3, mixed), "a down-projection, 1,024 into 256");
+        assertEquals(PtxRenderer.Tile.WGMMA, PtxRenderer.tile(nn(256, 512), Matmul.TF32X3, mixed), "512 columns: two 128×256 tiles across");
+        assertEquals(PtxRenderer.Tile.NARROW, PtxRenderer.tile(weightGradient(64, 256), Matmul.TF32X3, mixed), "the input projection's, 64 rows");
+        assertEquals(PtxRenderer.Tile.WGMMA, PtxRenderer.tile(weightGradient(256, 1024), Matmul.TF32X3, mixed), "a TN GEMM stays 128×128 however wide");
+        assertEquals(PtxRenderer.Tile.NARROW, PtxRenderer.tile(upProjection(), Matmul.BF16, mixed), "no bf16 wgmma tiles");
+        assertEquals(PtxRenderer.Tile.WGMMA, PtxRenderer.tile(weightGradient(64, 256), Matmul.TF32X3, Tiling.WGMMA), "plain wgmma tiles every GEMM 128×128");
+        assertEquals(PtxRenderer.Tile.WGMMA, PtxRenderer.tile(upProjection(), Matmul.TF32X3, Tiling.WGMMA));
     }
 
     @Test
@@ -47,16 +61,26 @@ class CudaDefaultsTest {
 
     @Test
     void theDevicesNameSaysWhichTilesEachBatchTakes() {
-        assertEquals("128x128 wgmma tiles from 4096 rows, 128x256 from 65536", CudaBackend.defaultTilings(9, Matmul.TF32X3));
-        assertEquals("128x128 wgmma tiles from 4096 rows, tf32 MLP blocks on wgmma fed by bulk copies, chained", CudaBackend.defaultTilings(9, Matmul.TF32));
+        assertEquals("128x128 wgmma tiles, 128x256 for 1024+ columns from 4096 rows; 128x256 wgmma tiles from 65536", CudaBackend.defaultTilings(9, Matmul.TF32X3));
+        assertEquals("128x128 wgmma tiles, tf32 MLP blocks on wgmma fed by bulk copies, chained from 4096 rows", CudaBackend.defaultTilings(9, Matmul.TF32));
         assertEquals("", CudaBackend.defaultTilings(8, Matmul.TF32));
         assertEquals("", CudaBackend.defaultTilings(9, Matmul.BF16));
     }
 
     /** An up-projection's GEMM as the seed has it: [B, 256] rows into 1,024 columns. */
-    private static Kernel.Gemm upProjection() {
-        Buf out = Buf.whole("act", Shape.batch(1024));
-        return new Kernel.Gemm("k_up", false, Buf.whole("ln", Shape.batch(256)), Buf.whole("w", Shape.fixed(256, 1024)), 256, out.shape(),
+    private static Kernel.Gemm upProjection() { return nn(256, 1024); }
+
+    /** An NN GEMM over the batch: [B, k] rows into n columns. */
+    private static Kernel.Gemm nn(int k, int n) {
+        Buf out = Buf.whole("y", Shape.batch(n));
+        return new Kernel.Gemm("k_nn", false, Buf.whole("x", Shape.batch(k)), Buf.whole("w", Shape.fixed(k, n)), k, out.shape(),
+                List.of(new Expr.Let(0, new Expr.Acc(), out)));
+    }
+
+    /** A weight gradient, [B, rows]ᵀ · [B, cols]: a TN GEMM over the batch into a fixed [rows, cols]. */
+    private static Kernel.Gemm weightGradient(int rows, int cols) {
+        Buf out = Buf.whole("dw", Shape.fixed(rows, cols));
+        return new Kernel.Gemm("k_tn", true, Buf.whole("x", Shape.batch(rows)), Buf.whole("dy", Shape.batch(cols)), Shape.BATCH, out.shape(),
                 List.of(new Expr.Let(0, new Expr.Acc(), out)));
     }
 

@@ -299,6 +299,25 @@ abstract class PtxFunction {
         }
     }
 
+    /** The global loads that the lets make at each element, as {@link #preload} issues them early (a gather two). */
+    static int earlyLoads(List<Let> lets) {
+        var stored = storedArrays(lets);
+        int n = 0;
+        for (Let l : lets) n += earlyLoads(l.value(), stored);
+        return n;
+    }
+
+    private static int earlyLoads(Expr e, java.util.Set<String> stored) {
+        return switch (e) {
+            case Expr.Load l -> stored.contains(l.buf().array()) ? 0 : 1;
+            case Expr.Gather g -> stored.contains(g.table().array()) || stored.contains(g.index().array()) ? 0 : 2;   // its index, then its value
+            case Expr.Unary u -> earlyLoads(u.a(), stored);
+            case Expr.Binary b -> earlyLoads(b.a(), stored) + earlyLoads(b.b(), stored);
+            case Expr.Noise n -> earlyLoads(n.seed(), stored) + earlyLoads(n.firstRow(), stored);
+            case Expr.Const _, Expr.Acc _, Expr.Var _, Expr.Rows _ -> 0;
+        };
+    }
+
     /** The Loads in an expression, in evaluation order. */
     private static void loadsOf(Expr e, List<Expr.Load> out) {
         switch (e) {

@@ -243,7 +243,8 @@ class PtxGemm extends PtxMatrixKernel {
         op("ld.shared.u32 " + lastHere + ", [" + flag + "];");
         op("@" + pred("eq.s32", lastHere, "0") + " bra DONE;");
         int elements = tile.bm() * tile.bn(), width = width(g), step = threads() * width;
-        int groups = elements % (SUM_GROUPS * step) == 0 ? SUM_GROUPS : 1;
+        int most = earlyLoads(g.epilogue()) <= SUM_GROUP_LOADS ? SUM_GROUPS : SUM_GROUPS / 2;
+        int groups = elements % (most * step) == 0 ? most : 1;
         comment("the tile's elements, consecutive threads on consecutive columns, " + width + " at a time, " + groups + " such groups a trip: each"
                 + " group's slices loaded " + SUM_BATCH + " at once, every group's before the first add, then summed in order");
         String e = bin("mul.lo.s32", t.tid(), Integer.toString(width)), top = newLabel("tile"), done = newLabel("tile_end");
@@ -315,14 +316,30 @@ class PtxGemm extends PtxMatrixKernel {
         label(done);
     }
 
-    /** Slices of a split tile that its last block loads at once, before summing them (NN GEMMs take at most 8). */
-    static final int SUM_BATCH = 8;
+    /**
+     * Slices of a split tile that its last block loads at once, before summing them. With {@link #SUM_GROUPS}, a
+     * trip to L2 brings 16 loads of 4 floats a thread whatever the slice count: the 4 slices that an H200 chose
+     * for the CT step's split GEMMs at 4,096 rows (down-projections, the LayerNorms' input gradients) take a
+     * 128×128 tile in 4 trips, where batches of 8 slices in 2 groups took 8 and left half their loads unused; 8 and
+     * 16 slices take as many trips either way. The last block's trips are the split GEMM's tail: its other blocks
+     * are done by then (42 µs for a down-projection in 4 slices against 33 for the unsplit up-projection of the
+     * same products, fourth run).
+     */
+    static final int SUM_BATCH = 4;
 
     /**
      * Element groups a thread of a split tile's last block takes a trip: each group's slices and epilogue loads
-     * are issued before any of them is summed, so that a trip is one wait on L2 for two groups, not one each.
+     * are issued before any of them is summed, so that a trip is one wait on L2 for four groups, not one each.
      */
-    static final int SUM_GROUPS = 2;
+    static final int SUM_GROUPS = 4;
+
+    /**
+     * The most loads an element's epilogue may issue early for its tile's last block to take {@link #SUM_GROUPS}
+     * groups a trip; with more, half as many, so that the slices' and the epilogue's loads in flight fit the
+     * registers (the LayerNorm's input gradient, two loads, fits 128 registers; an iCT output projection,
+     * which gathers its σ scalings, spilled).
+     */
+    static final int SUM_GROUP_LOADS = 2;
 
     /**
      * Consecutive elements a thread of a split tile's last block sums at once: 4, by 16-byte loads, where the

@@ -110,6 +110,38 @@ run)
     grep -E -A2 ":: (FAILED|ABORTED)" "$out/$name.txt" | cut -c1-300 | head -12
     pack
   }
+  # Nsight Compute at 4,096 rows, where the CT step loses to its 2x target: occupancy, warp stall reasons and the
+  # memory sections for the EMA target's up-projection (128x256 by default) and down-projection (split K), the
+  # input gradients into a block's activation (128x256) and into its LayerNorm (split K, three outputs), a weight
+  # gradient (TN, wgmma), the input projection's (128x64 mma.sync) and a bias-gradient batch reduction, twice
+  # each, at the formula's slice counts. In the fourth run the step's GEMMs took 33-56 us for 2.1 GFLOP each, a
+  # third of the tensor cores' rate, and tf32 (a third of the products) only 25% less: never profiled in wgmma
+  # tiles. The warp stall reasons come as cycles a warp spends stalled on each per issued instruction: the
+  # section WarpStateStats prints only their sum in CSV. A "membar" share would say that each slice's
+  # fence.proxy.async waits for the copies still in flight; "long_scoreboard" global loads, "barrier" the slices'
+  # bar.sync, "wait" fixed latencies; lg_throttle/mio_throttle the copies' and shared loads' queues.
+  # scripts/ncu-summary.py FILE.csv prints a line per launch and its largest stall reasons.
+  stalls='regex:smsp__average_warps_issue_stalled_.*_per_issue_active\.ratio'
+  ncuProfile() {  # name, then ncu's arguments: ncu with the stall metrics into NAME.csv, and where that leaves no
+                  # profile (a metric this ncu lacks, say), once more without them, so that the sections still come back
+    local name=$1; shift
+    timeout 120 ncu --metrics "$stalls" "$@" > "$out/$name.csv" 2> "$out/$name.err" || echo "$name failed (see $name.err)"
+    if ! grep -q Duration "$out/$name.csv" && fits "$name without the stall metrics" 120; then
+      mv "$out/$name.err" "$out/$name-stalls.err"
+      timeout 120 ncu "$@" > "$out/$name.csv" 2> "$out/$name.err" || echo "$name failed again (see $name.err)"
+    fi
+  }
+  profile4096() {  # group, name: ncu's sections for those kernels, in the tiles the environment asks for
+    runs "$1" "$2" && command -v ncu > /dev/null && [[ -z ${GPU_CHECK_DRY:-} ]] && fits "$2" 120 || return 0
+    local t0=$SECONDS
+    CMC_CUDA_TUNE=0 ncuProfile "$2" --clock-control none --target-processes all \
+        --kernel-name regex:'target_block1_(down|up)_mm|nt_d_block1_(ln|act)|tn_d_block1_up_w|tn_d_in_w|reduce_batch_d_block1_up_b' --launch-count 14 \
+        --section SpeedOfLight --section Occupancy --section LaunchStats --section WarpStateStats --section MemoryWorkloadAnalysis --section ComputeWorkloadAnalysis \
+        --csv --page details "${java[@]}" -jar .gpu/cmc.jar bench examples/seed_default.cm --backends cuda:0 --seconds 1 --batch 4096 --train-batch 4096
+    echo "$2: $((SECONDS - t0)) s, to $(date -u +%T)" >> "$out/stages.txt"
+    grep -c Duration "$out/$2.csv"; tail -n 2 "$out/$2.err"
+    pack
+  }
   gemm=dev.cmc.runtime.cuda.GemmKernelTest
   # 1. What the issue's targets compare, first: cmc's fp32 (3xTF32 GEMMs by default, in wgmma tiles from 4,096 rows
   #    on an H100 or H200: 128x128, and 128x256 for NN GEMMs of 1,024+ columns; 128x256 throughout from 65,536)
@@ -130,6 +162,9 @@ run)
     grep -v '^ \|^[{}]\|Warning\|warn' "$out/torch.txt" | tail -8
     pack
   fi
+  #    Nsight Compute on a few of the step's kernels at 4,096 rows (see step 8): why its GEMMs run at a third of
+  #    the tensor cores' rate (stall reasons, L2 and shared-memory throughput, occupancy), never measured for wgmma.
+  profile4096 bench ncu4096
   #    tf32: the default, each run of consecutive MLP blocks one wgmma kernel fed by bulk copies at large batches
   #    (17.2 ms for 1M samples in the fourth run, against PyTorch's 39.2).
   bench bench tf32 45 --set target.precision=tf32 --batch 1048576 --train-batch 4096 --profile
@@ -209,39 +244,9 @@ run)
     grep -c gpu__time_duration "$out/ncu256.csv"; tail -n 2 "$out/ncu256.err"
     pack
   fi
-  # 8. Where the CT step at 4,096 rows loses to its 2x target: Nsight Compute's occupancy, warp stall reasons and
-  #    memory sections for the EMA target's up- and down-projection, an input-gradient GEMM, a weight-gradient
-  #    GEMM (TN, now in wgmma tiles too) and a bias-gradient batch reduction (14 us each in the third run), twice each, at
-  #    the formula's slice counts. In the third run the 128x64 GEMMs ran at 30-38% of the SMs' throughput, 3
-  #    warps a scheduler (158 registers), the up-projection in 1.29 waves; this profiles the default wgmma tiles.
-  #    The warp stall reasons come as cycles a warp spends stalled on each per issued instruction: the section
-  #    WarpStateStats prints only their sum in CSV (the third run's ncu4096 had no breakdown). A "membar" share
-  #    would say that each slice's fence.proxy.async waits for the copies still in flight, which would undo the
-  #    pipeline's depth; "long_scoreboard" global loads, "barrier" the slices' bar.sync, "wait" fixed latencies.
-  #    scripts/ncu-summary.py FILE.csv prints a line per launch and its largest stall reasons.
-  stalls='regex:smsp__average_warps_issue_stalled_.*_per_issue_active\.ratio'
-  ncuProfile() {  # name, then ncu's arguments: ncu with the stall metrics into NAME.csv, and where that leaves no
-                  # profile (a metric this ncu lacks, say), once more without them, so that the sections still come back
-    local name=$1; shift
-    timeout 120 ncu --metrics "$stalls" "$@" > "$out/$name.csv" 2> "$out/$name.err" || echo "$name failed (see $name.err)"
-    if ! grep -q Duration "$out/$name.csv" && fits "$name without the stall metrics" 120; then
-      mv "$out/$name.err" "$out/$name-stalls.err"
-      timeout 120 ncu "$@" > "$out/$name.csv" 2> "$out/$name.err" || echo "$name failed again (see $name.err)"
-    fi
-  }
-  profile4096() {  # name: ncu's sections for those kernels, in the tiles the environment asks for
-    runs more "$1" && command -v ncu > /dev/null && [[ -z ${GPU_CHECK_DRY:-} ]] && fits "$1" 120 || return 0
-    local t0=$SECONDS
-    CMC_CUDA_TUNE=0 ncuProfile "$1" --clock-control none --target-processes all --kernel-name regex:'target_block1_(down|up)_mm|nt_d_block1_ln|tn_d_block1_up_w|reduce_batch_d_block1_up_b' --launch-count 10 \
-        --section SpeedOfLight --section Occupancy --section LaunchStats --section WarpStateStats --section MemoryWorkloadAnalysis --section ComputeWorkloadAnalysis \
-        --csv --page details "${java[@]}" -jar .gpu/cmc.jar bench examples/seed_default.cm --backends cuda:0 --seconds 1 --batch 4096 --train-batch 4096
-    echo "$1: $((SECONDS - t0)) s, to $(date -u +%T)" >> "$out/stages.txt"
-    grep -c Duration "$out/$1.csv"; tail -n 2 "$out/$1.err"
-    pack
-  }
-  profile4096 ncu4096
-  #    The same in 128x256 wgmma tiles: whether their deeper pipeline keeps more bytes in flight, as meant.
-  CMC_CUDA_TILES=wgmma-wide profile4096 ncu4096_wide
+  # 8. ncu4096 (the default tiles) ran with the benchmarks, in step 2; here the same kernels in 128x256 wgmma
+  #    tiles: whether their deeper pipeline keeps more bytes in flight, as meant.
+  CMC_CUDA_TILES=wgmma-wide profile4096 more ncu4096_wide
   #    One tf32 wgmma MLP block at a million rows, and the chain of all four with both projections (one launch each,
   #    replayed per section): whether the tensor cores, shared memory, L2, the copies or the barriers bound them.
   profileMlp() {  # name, kernel regex: ncu's sections for that kernel of the tf32 sampler, in the tiles the environment asks for

@@ -251,8 +251,12 @@ class PtxGemm extends PtxMatrixKernel {
         String sliceBytes = rd();
         op("mul.wide.s32 " + sliceBytes + ", " + size + ", 4;");
         String lastRow = less(t.m(), 1), lastGroup = less(t.n(), width);
+        // The tile's rows inside the output end the walk: a bias gradient's one row, or a weight gradient's 64,
+        // takes that share of a 128-row tile's trips, not all of them.
+        String rowsIn = bin("min.s32", bin("sub.s32", t.m(), t.row0()), Integer.toString(tile.bm()));
+        String inside = bin("mul.lo.s32", rowsIn, Integer.toString(tile.bn()));
         label(top);
-        op("@" + pred("ge.s32", e, Integer.toString(elements)) + " bra " + done + ";");
+        op("@" + pred("ge.s32", e, inside) + " bra " + done + ";");
         // Group u's elements, clamped into the output so that its loads stay in bounds (a group lies inside the
         // output or outside it whole: its width divides the row); a group outside stores nothing.
         String[] outsideGroup = new String[groups], at = new String[groups];

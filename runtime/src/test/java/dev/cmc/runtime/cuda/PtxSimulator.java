@@ -802,6 +802,7 @@ final class PtxSimulator {
                     case "mad.lo.s32" -> r[a[0].reg] = i(get(t, a[1])) * i(get(t, a[2])) + i(get(t, a[3]));
                     case "mul.lo.s32", "mul.lo.u32" -> r[a[0].reg] = i(get(t, a[1])) * i(get(t, a[2]));
                     case "add.s32" -> r[a[0].reg] = i(get(t, a[1])) + i(get(t, a[2]));
+                    case "sub.s32" -> r[a[0].reg] = i(get(t, a[1])) - i(get(t, a[2]));
                     case "div.s32" -> r[a[0].reg] = i(get(t, a[1])) / i(get(t, a[2]));
                     case "rem.s32" -> r[a[0].reg] = i(get(t, a[1])) % i(get(t, a[2]));
                     case "and.b32" -> r[a[0].reg] = i(get(t, a[1])) & i(get(t, a[2]));

@@ -34,9 +34,10 @@ public final class CudaBackend implements Backend {
      * mma.sync warps, wgmma 128×128 by wgmma warpgroups (compute capability 9.0; see {@link PtxRenderer.Tile}),
      * wgmma-deep the same in 32-deep slices for tf32, wgmma-nn wgmma for NN GEMMs only (the weight gradients in
      * 128×64 mma.sync tiles, as wgmma was before they had a wgmma path), wgmma-wide 128×256 wgmma tiles for
-     * GEMMs of 256 columns or more, wgmma-mixed each GEMM's tile by its shape ({@link PtxRenderer#tile}), wgmma-mlp wgmma's tiles and tf32's fused MLP blocks on wgmma too, wgmma-chain
-     * the same with each run of consecutive blocks one kernel; wgmma-mlp-bulk and wgmma-chain-bulk those two with
-     * the blocks' weight slices one bulk copy each.
+     * GEMMs of 256 columns or more, wgmma-mixed each GEMM's tile by its shape ({@link PtxRenderer#tile}),
+     * wgmma-mlp wgmma's tiles and tf32's fused MLP blocks on wgmma too, wgmma-chain the same with each run of
+     * consecutive blocks one kernel; wgmma-mlp-bulk and wgmma-chain-bulk those two with the blocks' weight slices
+     * one bulk copy each.
      */
     public static java.util.Optional<PtxRenderer.Tiling> configuredTiling() {
         var choices = new java.util.ArrayList<Map.Entry<String, java.util.Optional<PtxRenderer.Tiling>>>(List.of(Map.entry("auto", java.util.Optional.empty())));

@@ -36,6 +36,27 @@ class FusionTest {
         assertEquals(103, step.kernels().size(), "the seed's CT step: 107 kernels (7 of them Adam + EMA, one a module) before elementwise kernels took in their readers");
     }
 
+    /**
+     * The LayerNorm's input gradient is a GEMM whose products with the gain and with x̂ each have one reader that
+     * takes an expression (the normalisation's gradient, the gain's batch sum): those readers compute them from
+     * the GEMM's own output, which it stores anyway for the bias's batch sum, so the GEMM stores that alone.
+     */
+    @Test
+    void theLayerNormsInputGradientStoresOnlyItself() {
+        var spec = SpecLoader.fromText("seed.cm", "model seed { input_dim = 64; hidden_size = 256; num_layers = 4; }\ntrain { method = ct; }\n");
+        Program step = Compiler.trainStep(spec).program();
+        for (int b = 0; b < 4; b++) {
+            String name = "k_matmul_nt_d_block" + b + "_ln";
+            Kernel gemm = step.kernels().stream().filter(k -> k.name().equals(name)).findFirst().orElseThrow();
+            assertEquals(Set.of("d_block" + b + "_ln"), Kernels.writes(gemm), name);
+            String ln = "d_block" + b + "_ln", xhat = "block" + b + "_xhat";
+            assertTrue(step.kernels().stream().anyMatch(k -> k instanceof Kernel.ReduceBatch && Kernels.reads(k).equals(Set.of(ln, xhat))),
+                    "the gain's gradient sums " + ln + "·" + xhat + " itself");
+            assertTrue(step.kernels().stream().anyMatch(k -> k instanceof Kernel.Normalize && Kernels.reads(k).contains(ln)),
+                    "the normalisation's gradient reads " + ln);
+        }
+    }
+
     @Test
     void letsReadWhatTheirKernelDefinedBeforeThemAndStoresAreRead() {
         for (Program p : PtxasTest.programs()) {

@@ -340,8 +340,8 @@ class PtxGemm extends PtxMatrixKernel {
     /**
      * The most loads an element's epilogue may issue early for its tile's last block to take {@link #SUM_GROUPS}
      * groups a trip; with more, half as many, so that the slices' and the epilogue's loads in flight fit the
-     * registers (the LayerNorm's input gradient, two loads, fits 128 registers; an iCT output projection,
-     * which gathers its σ scalings, spilled).
+     * registers (an epilogue of two loads fits 128 registers at four groups; the CT step's output projection,
+     * five loads for c_skip·x + c_out·F and the target's output, spilled in 128×64 FMA tiles).
      */
     static final int SUM_GROUP_LOADS = 2;
 

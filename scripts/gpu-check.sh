@@ -173,6 +173,14 @@ run)
   #    up-projections and the input gradients into their activations 128x256, the input projection's weight
   #    gradient 128x64 mma.sync): compare the two steps' profiles with scripts/profile-diff.py.
   CMC_CUDA_TILES=wgmma bench bench fp32_square 40 --batch 1048576 --train-batch 4096 --profile
+  #    The step at 4,096 kernel by kernel, against the fourth run's first call (the same model and step) and against
+  #    this run's 128x128 tiles, into step-diff.txt and the log, so that the call's tail already says what moved.
+  if runs bench step-diff && [[ -f $out/fp32_train4096.json ]]; then
+    for base in docs/bench/gpu/h200-run4/call1/fp32_train4096.json "$out/fp32_square.json"; do
+      [[ -f $base ]] && python3 scripts/profile-diff.py "$base" "$out/fp32_train4096.json" step --top 25 2>&1
+    done > "$out/step-diff.txt"
+    tail -n 4 "$out/step-diff.txt"; pack
+  fi
   # 3. Parity of the default GEMMs and of wgmma's, before anything in tf32. Parity runs every kernel against
   #    float64 (ParityTest, SamplingTest) and 200 steps against the jvm's loss curve.
   props=(-Dcmc.parity.wgmma=none "-Dcmc.parity.ending=with 3xTF32 GEMMs")

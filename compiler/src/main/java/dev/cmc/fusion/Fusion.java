@@ -106,10 +106,11 @@ public final class Fusion {
      * Whether elementwise op c, which reads the anchor, is better left out of the anchor's epilogue and inlined
      * into its one reader: an anchor that takes its input as an expression (a normalisation, a reduction), while
      * the anchor's own value is stored anyway for a reader that is not elementwise, and c's other inputs do not
-     * come from the anchor (in memory, or computed from it). In the epilogue c would be one more store and its inputs more loads, for a reader that can
-     * compute it from what it then reads instead: the LayerNorm's input gradient was a GEMM storing three
-     * [B, 256] arrays (its own, and its products with the gain and with x̂, each read once by a normalisation or
-     * a batch sum), 55 µs on an H200 where the down-projection of the same shape storing one took 42.
+     * come from the anchor (the reader loads them, or computes them from what it loads). In the epilogue c would
+     * be one more store and its inputs more loads, where its reader can compute it from what it reads anyway:
+     * the LayerNorm's input gradient was a GEMM storing three [B, 256] arrays (its own, and its products with
+     * the gain and with x̂, each read once by a normalisation or a batch sum), 55 µs on an H200 where the
+     * down-projection of the same shape storing one took 42.
      */
     private boolean leftToItsReader(Node c, Node anchor) {
         List<Node> readers = consumers.getOrDefault(c, List.of());

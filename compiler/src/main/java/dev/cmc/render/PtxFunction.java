@@ -287,9 +287,10 @@ abstract class PtxFunction {
     void preloadFourAtOnce(List<Let> lets, List<Ctx> ctxs) {
         Ctx first = ctxs.getFirst();
         var stored = storedArrays(lets);
-        var loads = new java.util.ArrayList<Expr.Load>();
+        var loads = new java.util.ArrayList<Expr>();
         for (Let l : lets) loadsOf(l.value(), loads);
-        for (Expr.Load load : loads) {
+        for (Expr e : loads) {
+            if (!(e instanceof Expr.Load load)) continue;
             Buf b = load.buf();
             boolean rowVector = rowVectors != null && !b.shape().batched() && b.shape().rows() == 1;
             if (stored.contains(b.array()) || held.containsKey(b.array()) || rowVector || !fourAtOnce(b, first.domain())
@@ -302,26 +303,24 @@ abstract class PtxFunction {
     /** The global loads that the lets make at each element, as {@link #preload} issues them early (a gather two). */
     static int earlyLoads(List<Let> lets) {
         var stored = storedArrays(lets);
+        var loads = new java.util.ArrayList<Expr>();
+        for (Let l : lets) loadsOf(l.value(), loads);
         int n = 0;
-        for (Let l : lets) n += earlyLoads(l.value(), stored);
+        for (Expr e : loads) {
+            n += switch (e) {
+                case Expr.Load l -> stored.contains(l.buf().array()) ? 0 : 1;
+                case Expr.Gather g -> stored.contains(g.table().array()) || stored.contains(g.index().array()) ? 0 : 2;   // its index, then its value
+                default -> 0;
+            };
+        }
         return n;
     }
 
-    private static int earlyLoads(Expr e, java.util.Set<String> stored) {
-        return switch (e) {
-            case Expr.Load l -> stored.contains(l.buf().array()) ? 0 : 1;
-            case Expr.Gather g -> stored.contains(g.table().array()) || stored.contains(g.index().array()) ? 0 : 2;   // its index, then its value
-            case Expr.Unary u -> earlyLoads(u.a(), stored);
-            case Expr.Binary b -> earlyLoads(b.a(), stored) + earlyLoads(b.b(), stored);
-            case Expr.Noise n -> earlyLoads(n.seed(), stored) + earlyLoads(n.firstRow(), stored);
-            case Expr.Const _, Expr.Acc _, Expr.Var _, Expr.Rows _ -> 0;
-        };
-    }
-
-    /** The Loads in an expression, in evaluation order. */
-    private static void loadsOf(Expr e, List<Expr.Load> out) {
+    /** The global reads in an expression, Loads and Gathers, in evaluation order. */
+    private static void loadsOf(Expr e, List<Expr> out) {
         switch (e) {
             case Expr.Load l -> out.add(l);
+            case Expr.Gather g -> out.add(g);
             case Expr.Unary u -> loadsOf(u.a(), out);
             case Expr.Binary b -> {
                 loadsOf(b.a(), out);
@@ -331,7 +330,7 @@ abstract class PtxFunction {
                 loadsOf(n.seed(), out);
                 loadsOf(n.firstRow(), out);
             }
-            case Expr.Gather _, Expr.Const _, Expr.Acc _, Expr.Var _, Expr.Rows _ -> {}
+            case Expr.Const _, Expr.Acc _, Expr.Var _, Expr.Rows _ -> {}
         }
     }
 

@@ -243,8 +243,8 @@ public final class PtxRenderer {
      */
     public static Tile tile(Kernel.Gemm g, Matmul matmul, Tiling tiling) {
         boolean wideEnough = tiling != Tiling.NARROW && matmul != Matmul.FMA && g.domain().cols() >= 2 * BN;
-        boolean fewRows = g.transposeA() && !g.domain().batched() && g.domain().rows() < BM;
-        if (wideEnough && tiling.wgmma() && (!g.transposeA() || tiling != Tiling.WGMMA_NN) && !(fewRows && tiling == Tiling.WGMMA_MIXED)) {
+        boolean mixedFewRows = tiling == Tiling.WGMMA_MIXED && g.transposeA() && !g.domain().batched() && g.domain().rows() < BM;
+        if (wideEnough && tiling.wgmma() && (!g.transposeA() || tiling != Tiling.WGMMA_NN) && !mixedFewRows) {
             if (matmul == Matmul.BF16) return Tile.NARROW;
             boolean wide = switch (tiling) {
                 case WGMMA_WIDE -> g.domain().cols() >= 4 * BN;

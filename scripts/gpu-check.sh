@@ -148,9 +148,9 @@ run)
   #    sampling up to 1,048,576 and CT step at 4,096 and 256, with
   #    per-kernel profiles (every kernel's time in the JSON). Since the fourth run (h200-run4: 1.38 ms at 4,096,
   #    0.51 at 256), split GEMMs' last blocks load and store by 16-byte accesses, the σ table's embedding splits
-  #    K and Adam + EMA is one kernel a module beside the backward pass: compare with
+  #    K, Adam + EMA is one kernel a module beside the backward pass and transposes go a 32x32 tile a block: compare with
   #    scripts/profile-diff.py docs/bench/gpu/h200-run4/call3/fp32_train4096.json fp32_train4096.json step
-  #    (k_matmul_nt_d_block*_ln, k_matmul_*down_mm, k_matmul_embed_mm, k_adam_ema*).
+  #    (k_matmul_nt_d_block*_ln, k_matmul_*down_mm, k_matmul_embed_mm, k_adam_ema*, k_transpose_*).
   CMC_CUDA_CUBINS= bench bench fp32_train4096 60 --batch 1048576,4096,256 --train-batch 4096 --profile   # JIT-compiled, timing the load
   bench bench fp32_train256 40 --batch 256 --train-batch 256 --profile
   # 2. PyTorch on the same card in the same run, its figures for the same comparisons, before the tf32 stages, so

@@ -172,6 +172,13 @@ abstract class PtxFunction {
         return x;
     }
 
+    /** A comparison combined with another predicate: cmp such as "lt.and.s32" for (a &lt; b) ∧ c. */
+    String pred(String cmp, String a, String b, String c) {
+        String x = p();
+        op("setp." + cmp + " " + x + ", " + a + ", " + b + ", " + c + ";");
+        return x;
+    }
+
     /** The global address of element idx (a 32-bit register or immediate) of an array. */
     String address(String array, String idx) {
         String wide = rd(), a = rd();

@@ -338,7 +338,9 @@ public final class PtxRenderer {
             case Kernel.ReduceCols r -> new Launch(ceil(rows(r.domain(), batch), WARPS), 1, 1);
             case Kernel.ReduceBatch r -> new Launch(ceil(r.domain().cols(), PtxBandwidthKernels.reduceColumns(r.domain().cols())), 1, 1, REDUCE_THREADS, 0);
             case Kernel.SegmentSum s -> new Launch(ceil((long) s.domain().rows() * s.domain().cols(), BLOCK), 1, 1);
-            case Kernel.Transpose t -> new Launch(ceil(t.src().shape().rows() * t.src().shape().cols(), BLOCK), 1, 1);
+            case Kernel.Transpose t when t.packing() != null -> new Launch(ceil(t.src().shape().rows() * t.src().shape().cols(), BLOCK), 1, 1);
+            case Kernel.Transpose t -> new Launch(ceil(t.src().shape().cols(), PtxBandwidthKernels.TRANSPOSE_TILE),
+                    ceil(t.src().shape().rows(), PtxBandwidthKernels.TRANSPOSE_TILE), 1);
             case Kernel.SumSquares s -> new Launch(1, 1, 1);
             case Kernel.AdamEma a -> new Launch(ceil(a.count() / PtxBandwidthKernels.adamWidth(a), BLOCK), 1, 1);
             case Kernel.Elementwise e -> new Launch((int) Math.max(1, ceil(rows(e.domain(), batch) * (long) e.domain().cols(), BLOCK)), 1, 1);

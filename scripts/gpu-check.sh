@@ -173,18 +173,24 @@ run)
   #    up-projections and the input gradients into their activations 128x256, the input projection's weight
   #    gradient 128x64 mma.sync): compare the two steps' profiles with scripts/profile-diff.py.
   CMC_CUDA_TILES=wgmma bench bench fp32_square 40 --batch 1048576 --train-batch 4096 --profile
+  #    The same tiles as the default, each stage refilled a trip sooner (wgmma-mixed-early: a second barrier a trip,
+  #    3 of a 128x128 tile's 4 stages in flight instead of 2): whether bytes in flight bound the GEMMs. Its parity
+  #    is parity_early's. If it wins, CudaBackend.defaultTiling takes it for 3xTF32 below 65,536 rows.
+  CMC_CUDA_TILES=wgmma-mixed-early bench bench fp32_early 40 --batch 4096 --train-batch 4096 --profile
   #    The step at 4,096 kernel by kernel, against the fourth run's first call (the same model and step) and against
   #    this run's 128x128 tiles, into step-diff.txt and the log, so that the call's tail already says what moved.
   if runs bench step-diff && [[ -f $out/fp32_train4096.json ]]; then
     for base in docs/bench/gpu/h200-run4/call1/fp32_train4096.json "$out/fp32_square.json"; do
       [[ -f $base ]] && python3 scripts/profile-diff.py "$base" "$out/fp32_train4096.json" step --top 25 2>&1
     done > "$out/step-diff.txt"
+    [[ -f $out/fp32_early.json ]] && python3 scripts/profile-diff.py "$out/fp32_train4096.json" "$out/fp32_early.json" step --top 25 >> "$out/step-diff.txt" 2>&1
     tail -n 4 "$out/step-diff.txt"; pack
   fi
   # 3. Parity of the default GEMMs and of wgmma's, before anything in tf32. Parity runs every kernel against
   #    float64 (ParityTest, SamplingTest) and 200 steps against the jvm's loss curve.
   props=(-Dcmc.parity.wgmma=none "-Dcmc.parity.ending=with 3xTF32 GEMMs")
   junit parity parity_fp32 150 --select-class dev.cmc.runtime.ParityTest --select-class dev.cmc.runtime.SamplingTest \
+      --select-class dev.cmc.runtime.cuda.TransposeKernelTest \
       --select-method dev.cmc.runtime.train.CudaTrainingTest#eachGpuFollowsTheJvmLossCurve
   props=(-Dcmc.parity.wgmma=only "-Dcmc.parity.ending=3xTF32 tensor-core GEMMs, fp32 accuracy in 128x128 wgmma tiles;3xTF32 tensor-core GEMMs, fp32 accuracy in 128x256 wgmma tiles;in wgmma tiles by shape")
   junit parity parity_wgmma 150 --select-class dev.cmc.runtime.ParityTest \
@@ -192,6 +198,10 @@ run)
       --select-method "$gemm#wideWgmmaTileGemmAgreesWithFloat64(dev.cmc.render.PtxRenderer\$Matmul,boolean,int,int,int)" \
       --select-method "$gemm#wgmmaForNnGemmsOnlyAgreesWithFloat64(dev.cmc.render.PtxRenderer\$Matmul,boolean,int,int,int)" \
       --select-method "$gemm#deepWgmmaTileGemmAgreesWithFloat64(dev.cmc.render.PtxRenderer\$Matmul,boolean,int,int,int)"
+  #    The early-refilled tiles (fp32_early): the seed's programs and single GEMMs of each tile, split and not.
+  props=(-Dcmc.parity.wgmma=only "-Dcmc.parity.ending=refilled early")
+  junit parity parity_early 90 --select-class dev.cmc.runtime.ParityTest \
+      --select-method "$gemm#earlyRefilledWgmmaTileGemmAgreesWithFloat64(dev.cmc.render.PtxRenderer\$Matmul,boolean,int,int,int)"
   #    The wgmma MLP blocks against float64 and the card's unfused kernels, before any of them is timed in tf32.
   CMC_CUDA_TILES=wgmma-mlp junit parity parity_fused_wgmma 90 \
       --select-method "dev.cmc.runtime.MlpKernelTest#fusedSamplerAgreesWithFloat64AndWithTheUnfusedKernels(dev.cmc.render.PtxRenderer\$Matmul,int,int,int,java.lang.String)"

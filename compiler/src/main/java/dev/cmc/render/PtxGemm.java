@@ -418,7 +418,7 @@ class PtxGemm extends PtxMatrixKernel {
         String bOff = wideBytes(bin("shl.b32", mad(tig, Integer.toString(tile.bStride()), bin("add.s32", warpCol, grp)), "2"));
         boolean x3 = matmul == Matmul.TF32X3;
         Copies ac = aCopies(g, t, false);
-        asyncKLoop(g, t, ac, mmaStageA(g), tile.stages() - 1, stage -> {}, (aBase, bBase) -> {
+        asyncKLoop(g, t, ac, mmaStageA(g), stage -> {}, (aBase, bBase, refill) -> {
             String aRead = bin("add.s64", aBase, aOff), bRead = bin("add.s64", bBase, bOff);
             if (matmul == Matmul.BF16) {
                 comment("one 16-deep K step: " + WARP_M_TILES + " A, " + wn + " B fragments packed to bf16 pairs, "
@@ -458,6 +458,11 @@ class PtxGemm extends PtxMatrixKernel {
         finish(g, t, outs);
     }
 
+    /** A K loop's work on one slice, from its stages' addresses; refill issues the copies of the slice ahead, where the tile refills early. */
+    interface Compute {
+        void accept(String aBase, String bBase, Runnable refill);
+    }
+
     /** Floats of one pipeline stage of a tensor-core GEMM's A: 128 rows of MMA_A_ROW (NN), or SLICE_K rows of A_STRIDE (TN). */
     static int mmaStageA(Kernel.Gemm g) { return g.transposeA() ? SLICE_K * A_STRIDE : BM * MMA_A_ROW; }
 
@@ -467,12 +472,13 @@ class PtxGemm extends PtxMatrixKernel {
      * barrier and refills the stage of the slice {@code stages - ahead} trips back, which every thread is done
      * with by then. For mma.sync, ahead = stages - 1 (3 stages for 128×64: slices s+1 and s+2 on their way while
      * s is computed; 2 for 128×128). For wgmma, ahead = stages - 2: the slice before is still being multiplied
-     * asynchronously while this one is issued, and its stage is refilled a trip later. Copies outside the
-     * matrices or the K range are zero-filled (src-size 0, from a valid address).
+     * asynchronously while this one is issued, and its stage is refilled a trip later; or, in tiles
+     * {@link Tile#refilledEarly}, ahead = stages - 1, the slice before's stage refilled part-way through this
+     * one, where compute calls for it: once its last multiply has retired, behind a barrier of its own. Copies
+     * outside the matrices or the K range are zero-filled (src-size 0, from a valid address).
      */
-    void asyncKLoop(Kernel.Gemm g, Frame t, Copies ac, int aStage, int ahead, java.util.function.Consumer<String> landed,
-                    java.util.function.BiConsumer<String, String> compute) {
-        int stages = tile.stages();
+    void asyncKLoop(Kernel.Gemm g, Frame t, Copies ac, int aStage, java.util.function.Consumer<String> landed, Compute compute) {
+        int stages = tile.stages(), ahead = tile.ahead();
         Copies bc = kRowCopies(g.b(), tile.bn(), g.domain().cols(), t.col0(), t.n(), tile.bStride(), t.tid());
         int slice = tile.sliceK(), bStage = slice * tile.bStride();
         java.util.function.BiConsumer<String, String> issue = (kBase, stage) -> {
@@ -509,9 +515,19 @@ class PtxGemm extends PtxMatrixKernel {
         op("cp.async.wait_group " + (ahead - 1) + ";");
         landed.accept(readStage);
         op("bar.sync 0;");
-        comment("slice k+" + ahead * slice + " into the stage computed " + (stages - ahead) + " trip(s) ago, then compute this one");
-        issue.accept(kNext, writeStage);
-        compute.accept(bufferBase(t.as(), readStage, aStage), bufferBase(t.bs(), readStage, bStage));
+        Runnable refill = () -> issue.accept(kNext, writeStage);
+        if (tile.refillEarly()) {
+            compute.accept(bufferBase(t.as(), readStage, aStage), bufferBase(t.bs(), readStage, bStage), () -> {
+                comment("the slice before is multiplied: at the barrier every warpgroup is done with its stage, which takes slice k+"
+                        + ahead * slice + " now");
+                op("bar.sync 0;");
+                refill.run();
+            });
+        } else {
+            comment("slice k+" + ahead * slice + " into the stage computed " + (stages - ahead) + " trip(s) ago, then compute this one");
+            refill.run();
+            compute.accept(bufferBase(t.as(), readStage, aStage), bufferBase(t.bs(), readStage, bStage), () -> {});
+        }
         op("add.s32 " + kCur + ", " + kCur + ", " + slice + ";");
         op("add.s32 " + kNext + ", " + kNext + ", " + slice + ";");
         goRound(readStage, 1, stages);

@@ -142,7 +142,11 @@ public final class PtxRenderer {
      * </ul>
      * sliceK is the K depth of a slice, which split K cuts K into whole multiples of.
      */
-    public record Tile(int bm, int bn, int stages, int warpNTiles, boolean warpgroups, int sliceK) {
+    public record Tile(int bm, int bn, int stages, int warpNTiles, boolean warpgroups, int sliceK, boolean refillEarly) {
+        public Tile(int bm, int bn, int stages, int warpNTiles, boolean warpgroups, int sliceK) {
+            this(bm, bn, stages, warpNTiles, warpgroups, sliceK, false);
+        }
+
         public static final Tile NARROW = new Tile(BM, BN, STAGES, WARP_N_TILES, false, SLICE_K),
                 WIDE = new Tile(BM, 2 * BN, 2, WARP_N_TILES, false, SLICE_K),
                 WIDE_WARPS = new Tile(BM, 2 * BN, 2, 2 * WARP_N_TILES, false, SLICE_K),
@@ -150,6 +154,17 @@ public final class PtxRenderer {
                 WGMMA_DEEP = new Tile(BM, 2 * BN, 3, 0, true, 2 * SLICE_K),
                 WGMMA_WIDE = new Tile(BM, 4 * BN, 6, 0, true, SLICE_K),
                 WGMMA_WIDE_TF32 = new Tile(BM, 4 * BN, 8, 0, true, SLICE_K);
+
+        /**
+         * The same wgmma tile refilling each stage a trip sooner ({@link Tiling#WGMMA_MIXED_EARLY}): once the
+         * last multiply that reads it has retired, part-way through the next slice, behind a second barrier a
+         * trip, rather than at the top of the trip after. One slice more in flight: 3 of 4 stages in 128×128
+         * tiles (two blocks an SM, 6 slices an SM instead of 4), 5 of 6 in 128×256.
+         */
+        public Tile refilledEarly() { return warpgroups ? new Tile(bm, bn, stages, warpNTiles, true, sliceK, true) : this; }
+
+        /** Slices in flight while one is multiplied: wgmma's stage a slice back is still read by its last step's multiply. */
+        public int ahead() { return warpgroups && !refillEarly ? stages - 2 : stages - 1; }
 
         /** Bytes of a wgmma stage's A slice as core matrices. */
         int aStageBytes() { return bm * sliceK * 4; }
@@ -195,7 +210,8 @@ public final class PtxRenderer {
      * and output projections around them where they qualify. WGMMA_MLP_BULK and WGMMA_CHAIN_BULK are those two
      * with each weight slice one bulk copy (cp.async.bulk, completing on an mbarrier) instead of 1,024 16-byte
      * cp.async, from weights packed slice by slice (see {@link PtxWgmmaMlp}). WGMMA_MIXED picks each GEMM's
-     * tile by its shape, as the fourth H200 run timed them in one call at 4,096 rows (see {@link #tile}). fp32 FMA
+     * tile by its shape, as the fourth H200 run timed them in one call at 4,096 rows (see {@link #tile});
+     * WGMMA_MIXED_EARLY the same tiles with one slice more in flight ({@link Tile#refilledEarly}). fp32 FMA
      * GEMMs are always 128×64; under the wgmma tilings, bf16 GEMMs and the narrower ones keep 128×64 mma.sync tiles.
      */
     public enum Tiling {
@@ -204,6 +220,7 @@ public final class PtxRenderer {
         WGMMA_NN("wgmma-nn", "128x128 wgmma tiles for NN GEMMs only"),
         WGMMA_WIDE("wgmma-wide", "128x256 wgmma tiles"),
         WGMMA_MIXED("wgmma-mixed", "128x128 wgmma tiles, 128x256 for 1024+ columns"),
+        WGMMA_MIXED_EARLY("wgmma-mixed-early", "128x128 wgmma tiles, 128x256 for 1024+ columns, stages refilled a trip sooner"),
         WGMMA_MLP("wgmma-mlp", "128x128 wgmma tiles, tf32 MLP blocks on wgmma"),
         WGMMA_CHAIN("wgmma-chain", "128x128 wgmma tiles, tf32 MLP blocks on wgmma, chained"),
         WGMMA_MLP_BULK("wgmma-mlp-bulk", "128x128 wgmma tiles, tf32 MLP blocks on wgmma fed by bulk copies"),
@@ -243,16 +260,18 @@ public final class PtxRenderer {
      */
     public static Tile tile(Kernel.Gemm g, Matmul matmul, Tiling tiling) {
         boolean wideEnough = tiling != Tiling.NARROW && matmul != Matmul.FMA && g.domain().cols() >= 2 * BN;
-        boolean mixedFewRows = tiling == Tiling.WGMMA_MIXED && g.transposeA() && !g.domain().batched() && g.domain().rows() < BM;
+        boolean mixed = tiling == Tiling.WGMMA_MIXED || tiling == Tiling.WGMMA_MIXED_EARLY;
+        boolean mixedFewRows = mixed && g.transposeA() && !g.domain().batched() && g.domain().rows() < BM;
         if (wideEnough && tiling.wgmma() && (!g.transposeA() || tiling != Tiling.WGMMA_NN) && !mixedFewRows) {
             if (matmul == Matmul.BF16) return Tile.NARROW;
             boolean wide = switch (tiling) {
                 case WGMMA_WIDE -> g.domain().cols() >= 4 * BN;
-                case WGMMA_MIXED -> !g.transposeA() && g.domain().cols() >= MIXED_WIDE_COLUMNS;
+                case WGMMA_MIXED, WGMMA_MIXED_EARLY -> !g.transposeA() && g.domain().cols() >= MIXED_WIDE_COLUMNS;
                 default -> false;
             };
-            if (wide) return matmul == Matmul.TF32 ? Tile.WGMMA_WIDE_TF32 : Tile.WGMMA_WIDE;
-            return matmul == Matmul.TF32 && tiling == Tiling.WGMMA_DEEP ? Tile.WGMMA_DEEP : Tile.WGMMA;
+            Tile t = wide ? (matmul == Matmul.TF32 ? Tile.WGMMA_WIDE_TF32 : Tile.WGMMA_WIDE)
+                    : matmul == Matmul.TF32 && tiling == Tiling.WGMMA_DEEP ? Tile.WGMMA_DEEP : Tile.WGMMA;
+            return tiling == Tiling.WGMMA_MIXED_EARLY ? t.refilledEarly() : t;
         }
         return !wideEnough || g.transposeA() ? Tile.NARROW : matmul == Matmul.TF32X3 ? Tile.WIDE : Tile.WIDE_WARPS;
     }

@@ -45,11 +45,11 @@ final class PtxWgmmaGemm extends PtxGemm {
         for (int i = 0; i < acc.length; i++) acc[i] = constF(0);
         Copies ac = aCopies(g, t, true);
         String bOff = wideBytes(bin("shl.b32", mad(tig, Integer.toString(tile.bStride()), colIn), "2"));
-        asyncKLoop(g, t, ac, tile.aStageBytes() / 4, tile.stages() - 2, stage -> {
+        asyncKLoop(g, t, ac, tile.aStageBytes() / 4, stage -> {
             if (x3) splitIntoHeadsAndRemainders(ac, bufferBase(t.as(), stage, tile.aStageBytes() / 4), loOffset);
             comment("the slice was written through the generic proxy; wgmma reads it through the async proxy");
             op("fence.proxy.async.shared::cta;");
-        }, (aBase, bBase) -> {
+        }, (aBase, bBase, refill) -> {
             String bRead = bin("add.s64", bBase, bOff), desc = descriptor(aBase, tile.sbo());
             int steps = tile.sliceK() / 8;
             for (int ks = 0; ks < tile.sliceK(); ks += 8) {
@@ -66,6 +66,8 @@ final class PtxWgmmaGemm extends PtxGemm {
                 comment("the step a slice back is multiplied: its A fragments are free for this step of the next slice, and after"
                         + " the next barrier its stage");
                 op("wgmma.wait_group.sync.aligned " + (steps - 1) + ";");
+                // The wait after step steps - 2 retires the slice before's last step, the last multiply to read its stage.
+                if (ks / 8 == steps - 2) refill.run();
             }
         });
         op("wgmma.wait_group.sync.aligned 0;");

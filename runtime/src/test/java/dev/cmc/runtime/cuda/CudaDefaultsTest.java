@@ -51,6 +51,19 @@ class CudaDefaultsTest {
     }
 
     @Test
+    void earlyRefillKeepsTheMixedTilesWithOneSliceMoreInFlight() {
+        for (Kernel.Gemm g : List.of(upProjection(), nn(1024, 256), weightGradient(64, 256), weightGradient(256, 1024))) {
+            PtxRenderer.Tile mixed = PtxRenderer.tile(g, Matmul.TF32X3, Tiling.WGMMA_MIXED), early = PtxRenderer.tile(g, Matmul.TF32X3, Tiling.WGMMA_MIXED_EARLY);
+            assertEquals(mixed.warpgroups() ? mixed.refilledEarly() : mixed, early, g.name() + ": the same tile, refilled early where it is wgmma's");
+        }
+        assertEquals(3, PtxRenderer.Tile.WGMMA.refilledEarly().ahead(), "3 of 128x128's 4 stages in flight, not 2");
+        assertEquals(2, PtxRenderer.Tile.WGMMA.ahead());
+        assertEquals(5, PtxRenderer.Tile.WGMMA_WIDE.refilledEarly().ahead());
+        assertEquals(PtxRenderer.Tile.WGMMA.sharedBytes(Matmul.TF32X3), PtxRenderer.Tile.WGMMA.refilledEarly().sharedBytes(Matmul.TF32X3), "two blocks an SM still");
+        assertEquals(PtxRenderer.Tile.NARROW, PtxRenderer.Tile.NARROW.refilledEarly(), "mma.sync tiles refill a trip ahead already");
+    }
+
+    @Test
     void tf32ChainsItsFusedBlocksFedByBulkCopies() {
         for (int rows : new int[]{4096, CudaBackend.SAMPLING_ROWS, 1 << 20}) {
             Tiling t = CudaBackend.defaultTiling(9, rows, Matmul.TF32);

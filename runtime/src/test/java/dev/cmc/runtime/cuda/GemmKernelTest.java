@@ -75,6 +75,21 @@ class GemmKernelTest {
         assertGemmAgreesWithFloat64(matmul, PtxRenderer.Tiling.WGMMA_WIDE, transposeA, false, batch, k, n);
     }
 
+    /**
+     * CMC_CUDA_TILES=wgmma-mixed-early: the mixed tiles, each stage refilled part-way through the slice after
+     * its own, behind a second barrier. The simulator retires wgmma groups and lands copies only when waited
+     * for, and fails a copy into shared memory that an unretired wgmma still reads: a refill before the slice
+     * before's last multiply has retired fails here. 128×128 tiles (split K, K ending inside a slice, TN split
+     * and not) and 128×256 ones (1,024+ columns, split K), tf32 and 3xTF32.
+     */
+    @ParameterizedTest(name = "{0} wgmma-mixed-early transposeA={1} rows={2} k={3} n={4}")
+    @CsvSource({"TF32X3, false, 130, 64, 256", "TF32X3, false, 70, 1030, 136", "TF32X3, false, 70, 37, 130", "TF32X3, true, 300, 300, 136",
+            "TF32X3, true, 70, 70, 200", "TF32, false, 200, 37, 136", "TF32X3, false, 70, 64, 1030", "TF32X3, false, 130, 600, 1024",
+            "TF32, false, 70, 70, 1024"})
+    void earlyRefilledWgmmaTileGemmAgreesWithFloat64(PtxRenderer.Matmul matmul, boolean transposeA, int batch, int k, int n) {
+        assertGemmAgreesWithFloat64(matmul, PtxRenderer.Tiling.WGMMA_MIXED_EARLY, transposeA, false, batch, k, n);
+    }
+
     /** CMC_CUDA_TILES=wgmma-nn, the ablation: NN GEMMs in wgmma tiles, TN GEMMs in 128×64 mma.sync ones. */
     @ParameterizedTest(name = "{0} wgmma-nn transposeA={1} rows={2} k={3} n={4}")
     @CsvSource({"TF32X3, true, 300, 300, 136", "TF32X3, false, 130, 64, 256"})
@@ -257,8 +272,13 @@ class GemmKernelTest {
                     "wgmma for tf32 and 3xTF32 GEMMs, TN ones too unless wgmma-nn");
             boolean deep = tiling == PtxRenderer.Tiling.WGMMA_DEEP && matmul == PtxRenderer.Matmul.TF32;
             assertEquals(deep ? 32 : 16, PtxRenderer.tile(gemm, matmul, tiling).sliceK(), "32-deep slices for tf32 under wgmma-deep only");
-            boolean wide = tiling == PtxRenderer.Tiling.WGMMA_WIDE && n >= 256;
-            if (PtxRenderer.tile(gemm, matmul, tiling).warpgroups()) assertEquals(wide ? 256 : 128, PtxRenderer.tile(gemm, matmul, tiling).bn(), "128x256 tiles from 256 columns under wgmma-wide");
+            boolean mixed = tiling == PtxRenderer.Tiling.WGMMA_MIXED || tiling == PtxRenderer.Tiling.WGMMA_MIXED_EARLY;
+            boolean wide = tiling == PtxRenderer.Tiling.WGMMA_WIDE && n >= 256 || mixed && !transposeA && n >= PtxRenderer.MIXED_WIDE_COLUMNS;
+            var tile = PtxRenderer.tile(gemm, matmul, tiling);
+            if (tile.warpgroups()) {
+                assertEquals(wide ? 256 : 128, tile.bn(), "128x256 tiles from 256 columns under wgmma-wide, for NN GEMMs from 1,024 under the mixed tilings");
+                assertEquals(tiling == PtxRenderer.Tiling.WGMMA_MIXED_EARLY, tile.refillEarly(), "stages refilled early under wgmma-mixed-early only");
+            }
         }
         var program = program(gemm);
         var rng = new SplittableRandom(7);

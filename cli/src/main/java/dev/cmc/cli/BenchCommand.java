@@ -18,8 +18,9 @@ import java.util.*;
 import java.util.concurrent.Callable;
 
 @Command(name = "bench", mixinStandardHelpOptions = true,
-        description = {"Time a spec's model on each backend: kernel generation and load, 1- and 2-step sampling at each batch,",
-                "one CT training step, GFLOP/s against the device's measured FMA peak, memory.",
+        description = {"Time a spec's model on each backend: kernels, sampling, one training step, memory.",
+                "Kernel generation and load, 1- and 2-step sampling at each batch, one CT training step,",
+                "GFLOP/s against the device's measured FMA peak, memory.",
                 "--soak N runs N training steps watching memory; --scaling sweeps batch, hidden_size and num_layers."})
 final class BenchCommand implements Callable<Integer> {
     @Mixin SpecOptions spec;

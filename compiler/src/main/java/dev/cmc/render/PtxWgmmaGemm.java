@@ -31,7 +31,9 @@ final class PtxWgmmaGemm extends PtxGemm {
      * (a 16-deep slice's steps leave one group in flight, a 32-deep one's three): the tensor cores do not drain
      * between steps or slices. A step's A fragments live in registers of their own (one set per step of a
      * slice), free again once that wait has retired them, before the same step of the next slice writes them; a
-     * slice's stage is refilled stages - 1 trips later, after the barrier that follows its last step's retirement.
+     * slice's stage is refilled stages - 1 trips later, after the barrier that follows its last step's retirement;
+     * in tiles {@link Tile#refilledEarly}, as soon as the next slice's step steps - 2 has retired it, behind a
+     * barrier of its own (see {@link #asyncKLoop}).
      */
     private void gemmWgmma(Kernel.Gemm g) {
         Frame t = frame(g);
@@ -64,7 +66,7 @@ final class PtxWgmmaGemm extends PtxGemm {
                 wgmma(wgN, acc, a[0], d);
                 op("wgmma.commit_group.sync.aligned;");
                 comment("the step a slice back is multiplied: its A fragments are free for this step of the next slice, and after"
-                        + " the next barrier its stage");
+                        + (tile.refillEarly() ? " a barrier" : " the next barrier") + " its stage");
                 op("wgmma.wait_group.sync.aligned " + (steps - 1) + ";");
                 // The wait after step steps - 2 retires the slice before's last step, the last multiply to read its stage.
                 if (ks / 8 == steps - 2) refill.run();

@@ -173,9 +173,10 @@ run)
   #    up-projections and the input gradients into their activations 128x256, the input projection's weight
   #    gradient 128x64 mma.sync): compare the two steps' profiles with scripts/profile-diff.py.
   CMC_CUDA_TILES=wgmma bench bench fp32_square 40 --batch 1048576 --train-batch 4096 --profile
-  #    The same tiles as the default, each stage refilled a trip sooner (wgmma-mixed-early: a second barrier a trip,
-  #    3 of a 128x128 tile's 4 stages in flight instead of 2): whether bytes in flight bound the GEMMs. Its parity
-  #    is parity_early's. If it wins, CudaBackend.defaultTiling takes it for 3xTF32 below 65,536 rows.
+  #    The same tiles as the default, each stage refilled a trip sooner and 3xTF32's remainders in a ring of two
+  #    (wgmma-mixed-early: a second barrier a trip, 4 of a 128x128 tile's 5 stages in flight instead of 2 of 4):
+  #    whether bytes in flight bound the GEMMs. Its parity is parity_early's. If it wins,
+  #    CudaBackend.defaultTiling takes it for 3xTF32 below 65,536 rows.
   CMC_CUDA_TILES=wgmma-mixed-early bench bench fp32_early 40 --batch 4096 --train-batch 4096 --profile
   #    The step at 4,096 kernel by kernel, against the fourth run's first call (the same model and step) and against
   #    this run's 128x128 tiles, into step-diff.txt and the log, so that the call's tail already says what moved.

@@ -158,10 +158,21 @@ public final class PtxRenderer {
         /**
          * The same wgmma tile refilling each stage a trip sooner ({@link Tiling#WGMMA_MIXED_EARLY}): once the
          * last multiply that reads it has retired, part-way through the next slice, behind a second barrier a
-         * trip, rather than at the top of the trip after. One slice more in flight: 3 of 4 stages in 128×128
-         * tiles (two blocks an SM, 6 slices an SM instead of 4), 5 of 6 in 128×256.
+         * trip, rather than at the top of the trip after; and one stage more, in the shared memory that 3xTF32's
+         * remainders no longer take ({@link #remainderSlots}). Two slices more in flight: 4 of 5 stages in 128×128
+         * tiles (two blocks an SM, 8 slices an SM instead of 4), 6 of 7 in 128×256 (instead of 4 of 6).
          */
-        public Tile refilledEarly() { return warpgroups ? new Tile(bm, bn, stages, warpNTiles, true, sliceK, true) : this; }
+        public Tile refilledEarly() { return warpgroups && !refillEarly ? new Tile(bm, bn, stages + 1, warpNTiles, true, sliceK, true) : this; }
+
+        /**
+         * 3xTF32's A remainders in an early-refilled tile: a ring of 2 slots after the stages, not one a stage.
+         * A remainder is read by its slice's multiplies alone, and the slice two back has retired by the barrier
+         * part-way through the slice before, so two serve. The shared memory saved holds one stage more in
+         * about as much: 128×128 in 5 stages (98.5 KB, two blocks an SM), 4 in flight instead of 2; 128×256 in 7.
+         */
+        int remainderSlots(Matmul matmul) {
+            return matmul != Matmul.TF32X3 ? 0 : refillEarly ? 2 : stages;
+        }
 
         /** Slices in flight while one is multiplied: wgmma's stage a slice back is still read by its last step's multiply. */
         public int ahead() { return warpgroups && !refillEarly ? stages - 2 : stages - 1; }
@@ -179,7 +190,7 @@ public final class PtxRenderer {
          * TF32 heads and remainders) and B's 16 K rows, padded; 0 for the other tiles, whose arrays are static.
          */
         public int sharedBytes(Matmul matmul) {
-            return warpgroups ? stages * ((matmul == Matmul.TF32X3 ? 2 : 1) * aStageBytes() + 4 * sliceK * bStride()) : 0;
+            return warpgroups ? stages * (aStageBytes() + 4 * sliceK * bStride()) + remainderSlots(matmul) * aStageBytes() : 0;
         }
 
         int bStride() { return bn + 8; }

@@ -47,12 +47,19 @@ final class PtxWgmmaGemm extends PtxGemm {
         for (int i = 0; i < acc.length; i++) acc[i] = constF(0);
         Copies ac = aCopies(g, t, true);
         String bOff = wideBytes(bin("shl.b32", mad(tig, Integer.toString(tile.bStride()), colIn), "2"));
+        // Early-refilled 3xTF32 tiles keep their remainders in a ring of two slots after the stages, this trip's
+        // at slot parity (see Tile#remainderSlots): the slot written here was last read two slices back.
+        boolean ring = x3 && tile.refillEarly();
+        String parity = ring ? constI(0) : null;
         asyncKLoop(g, t, ac, tile.aStageBytes() / 4, stage -> {
-            if (x3) splitIntoHeadsAndRemainders(ac, bufferBase(t.as(), stage, tile.aStageBytes() / 4), loOffset);
+            String head = bufferBase(t.as(), stage, tile.aStageBytes() / 4);
+            if (ring) splitIntoHeadsAndRemainders(ac, head, remainderSlot(t, parity), 0);
+            else if (x3) splitIntoHeadsAndRemainders(ac, head, head, loOffset);
             comment("the slice was written through the generic proxy; wgmma reads it through the async proxy");
             op("fence.proxy.async.shared::cta;");
         }, (aBase, bBase, refill) -> {
             String bRead = bin("add.s64", bBase, bOff), desc = descriptor(aBase, tile.sbo());
+            String loDesc = ring ? descriptor(remainderSlot(t, parity), tile.sbo()) : null;
             int steps = tile.sliceK() / 8;
             for (int ks = 0; ks < tile.sliceK(); ks += 8) {
                 comment("k step " + ks + (x3 ? ": remainder products first" : ""));
@@ -60,7 +67,7 @@ final class PtxWgmmaGemm extends PtxGemm {
                 op("wgmma.fence.sync.aligned;");
                 String d = advanced(desc, ks / 4 * WG_LBO);   // the next two core matrices along K
                 if (x3) {
-                    wgmma(wgN, acc, a[0], advanced(d, loOffset));
+                    wgmma(wgN, acc, a[0], ring ? advanced(loDesc, ks / 4 * WG_LBO) : advanced(d, loOffset));
                     wgmma(wgN, acc, a[1], d);
                 }
                 wgmma(wgN, acc, a[0], d);
@@ -71,6 +78,7 @@ final class PtxWgmmaGemm extends PtxGemm {
                 // The wait after step steps - 2 retires the slice before's last step, the last multiply to read its stage.
                 if (ks / 8 == steps - 2) refill.run();
             }
+            if (ring) op("xor.b32 " + parity + ", " + parity + ", 1;");
         });
         op("wgmma.wait_group.sync.aligned 0;");
         // Accumulator 4j + e is Cᵀ(16·warp + g + 8·(e/2), 8j + 2t + e%2): column colIn (+8), row 8j + 2t (+1).
@@ -95,13 +103,19 @@ final class PtxWgmmaGemm extends PtxGemm {
                 sharedB32(bRead, 4 * (ks + 4) * stride), sharedB32(bRead, 4 * ((ks + 4) * stride + 8))};
     }
 
+    /** The shared address of remainder slot parity (0 or 1), after the A stages: {@link Tile#remainderSlots}. */
+    private String remainderSlot(Frame t, String parity) {
+        return bufferBase(bin("add.s64", t.as(), Integer.toString(tile.stages() * tile.aStageBytes())), parity, tile.aStageBytes() / 4);
+    }
+
     /**
      * 3xTF32 under wgmma: this thread's landed copies of A, each float split in place into its TF32 head, and
-     * its TF32 remainder stored loOffset bytes on (wgmma reads TF32 from shared memory as it lies).
+     * its TF32 remainder stored at the same place from loBase + loOffset bytes (wgmma reads TF32 from shared
+     * memory as it lies).
      */
-    private void splitIntoHeadsAndRemainders(Copies ac, String stageBase, int loOffset) {
+    private void splitIntoHeadsAndRemainders(Copies ac, String stageBase, String loBase, int loOffset) {
         comment("3xTF32: this thread's copies split into TF32 heads (in place) and remainders");
-        String at = bin("add.s64", stageBase, ac.sharedBytes());
+        String at = bin("add.s64", stageBase, ac.sharedBytes()), atLo = loBase.equals(stageBase) ? at : bin("add.s64", loBase, ac.sharedBytes());
         for (int l = 0; l < ac.count(); l++) {
             int off = l * ac.sharedStep();
             String[] v = new String[ac.width()];
@@ -110,7 +124,7 @@ final class PtxWgmmaGemm extends PtxGemm {
             op("ld.shared" + vec + ".f32 " + operands(v) + ", [" + at + "+" + off + "];");
             String[][] split = tf32(v);
             op("st.shared" + vec + ".b32 [" + at + "+" + off + "], " + operands(split[0]) + ";");
-            op("st.shared" + vec + ".b32 [" + at + "+" + (off + loOffset) + "], " + operands(split[1]) + ";");
+            op("st.shared" + vec + ".b32 [" + atLo + "+" + (off + loOffset) + "], " + operands(split[1]) + ";");
         }
     }
 

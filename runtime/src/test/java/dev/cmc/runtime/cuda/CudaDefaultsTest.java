@@ -56,10 +56,17 @@ class CudaDefaultsTest {
             PtxRenderer.Tile mixed = PtxRenderer.tile(g, Matmul.TF32X3, Tiling.WGMMA_MIXED), early = PtxRenderer.tile(g, Matmul.TF32X3, Tiling.WGMMA_MIXED_EARLY);
             assertEquals(mixed.warpgroups() ? mixed.refilledEarly() : mixed, early, g.name() + ": the same tile, refilled early where it is wgmma's");
         }
-        assertEquals(3, PtxRenderer.Tile.WGMMA.refilledEarly().ahead(), "3 of 128x128's 4 stages in flight, not 2");
-        assertEquals(2, PtxRenderer.Tile.WGMMA.ahead());
-        assertEquals(5, PtxRenderer.Tile.WGMMA_WIDE.refilledEarly().ahead());
-        assertEquals(PtxRenderer.Tile.WGMMA.sharedBytes(Matmul.TF32X3), PtxRenderer.Tile.WGMMA.refilledEarly().sharedBytes(Matmul.TF32X3), "two blocks an SM still");
+        PtxRenderer.Tile square = PtxRenderer.Tile.WGMMA, wide = PtxRenderer.Tile.WGMMA_WIDE;
+        assertEquals(2, square.ahead());
+        assertEquals(4, square.refilledEarly().ahead(), "4 of 128x128's 5 stages in flight, not 2 of 4");
+        assertEquals(4, wide.ahead());
+        assertEquals(6, wide.refilledEarly().ahead(), "6 of 128x256's 7, not 4 of 6");
+        // An H100's or H200's SM has 228 KB of shared memory, of which each block's runtime takes 1 KB.
+        int early = square.refilledEarly().sharedBytes(Matmul.TF32X3);
+        assertTrue(2 * (early + 1024) <= 228 * 1024, "two blocks an SM still: " + early + " bytes");
+        assertTrue(early - square.sharedBytes(Matmul.TF32X3) <= 512, "about the same shared memory: " + early);
+        assertTrue(wide.refilledEarly().sharedBytes(Matmul.TF32X3) <= PtxRenderer.sharedPerBlock("sm_90"));
+        assertTrue(PtxRenderer.Tile.WGMMA_WIDE_TF32.refilledEarly().sharedBytes(Matmul.TF32) <= PtxRenderer.sharedPerBlock("sm_90"));
         assertEquals(PtxRenderer.Tile.NARROW, PtxRenderer.Tile.NARROW.refilledEarly(), "mma.sync tiles refill a trip ahead already");
     }
 

@@ -112,7 +112,7 @@ run)
   }
   # Nsight Compute at 4,096 rows, where the CT step loses to its 2x target: occupancy, warp stall reasons and the
   # memory sections for the EMA target's up-projection (128x256 by default) and down-projection (split K), the
-  # input gradients into a block's activation (128x256) and into its LayerNorm (split K, three outputs), a weight
+  # input gradients into a block's activation (128x256) and into its LayerNorm (split K), a weight
   # gradient (TN, wgmma), the input projection's (128x64 mma.sync) and a bias-gradient batch reduction, twice
   # each, at the formula's slice counts. In the fourth run the step's GEMMs took 33-56 us for 2.1 GFLOP each, a
   # third of the tensor cores' rate, and tf32 (a third of the products) only 25% less: never profiled in wgmma

@@ -199,10 +199,11 @@ run)
       --select-method "$gemm#wideWgmmaTileGemmAgreesWithFloat64(dev.cmc.render.PtxRenderer\$Matmul,boolean,int,int,int)" \
       --select-method "$gemm#wgmmaForNnGemmsOnlyAgreesWithFloat64(dev.cmc.render.PtxRenderer\$Matmul,boolean,int,int,int)" \
       --select-method "$gemm#deepWgmmaTileGemmAgreesWithFloat64(dev.cmc.render.PtxRenderer\$Matmul,boolean,int,int,int)"
-  #    The early-refilled tiles (fp32_early): the seed's programs and single GEMMs of each tile, split and not.
+  #    The early-refilled tiles (fp32_early, fp32_wide_early): the seed's programs and single GEMMs of each tile, split and not.
   props=(-Dcmc.parity.wgmma=only "-Dcmc.parity.ending=refilled early")
-  junit parity parity_early 90 --select-class dev.cmc.runtime.ParityTest \
-      --select-method "$gemm#earlyRefilledWgmmaTileGemmAgreesWithFloat64(dev.cmc.render.PtxRenderer\$Matmul,boolean,int,int,int)"
+  junit parity parity_early 100 --select-class dev.cmc.runtime.ParityTest \
+      --select-method "$gemm#earlyRefilledWgmmaTileGemmAgreesWithFloat64(dev.cmc.render.PtxRenderer\$Matmul,boolean,int,int,int)" \
+      --select-method "$gemm#earlyRefilledWideWgmmaTileGemmAgreesWithFloat64(dev.cmc.render.PtxRenderer\$Matmul,boolean,int,int,int)"
   #    The wgmma MLP blocks against float64 and the card's unfused kernels, before any of them is timed in tf32.
   CMC_CUDA_TILES=wgmma-mlp junit parity parity_fused_wgmma 90 \
       --select-method "dev.cmc.runtime.MlpKernelTest#fusedSamplerAgreesWithFloat64AndWithTheUnfusedKernels(dev.cmc.render.PtxRenderer\$Matmul,int,int,int,java.lang.String)"
@@ -230,6 +231,9 @@ run)
   CMC_CUDA_TILES=wgmma-mlp-bulk CMC_CUDA_MLP=fused bench more wgmma_mlp_bulk_tf32 45 --set target.precision=tf32 --batch 1048576 --train-batch 4096 --profile
   CMC_CUDA_TILES=wgmma-mlp CMC_CUDA_MLP=fused bench more wgmma_mlp_tf32 45 --set target.precision=tf32 --batch 1048576 --train-batch 4096 --profile
   CMC_CUDA_TILES=wgmma-chain CMC_CUDA_MLP=fused bench more wgmma_chain_tf32 45 --set target.precision=tf32 --batch 1048576 --train-batch 4096 --profile
+  #    The 1M fp32 sampler's 128x256 tiles refilled early (wgmma-wide-early: 6 of 7 stages in flight, not 4 of 6),
+  #    against fp32_train4096's 1M row; its parity is parity_early's.
+  CMC_CUDA_TILES=wgmma-wide-early bench more fp32_wide_early 45 --batch 1048576 --train-batch 256 --profile
   #    The 128x64 mma.sync tiles (90.0 ms for 1M fp32 samples, 1.70 ms a step at 4,096, in the fourth run).
   CMC_CUDA_TILES=narrow bench more narrow 50 --batch 1048576,4096 --train-batch 4096 --profile
   # 6. The rest of parity on the GPU: tf32, Hopper's wgmma tiles, the fused MLP blocks (samplers against

@@ -222,7 +222,8 @@ public final class PtxRenderer {
      * with each weight slice one bulk copy (cp.async.bulk, completing on an mbarrier) instead of 1,024 16-byte
      * cp.async, from weights packed slice by slice (see {@link PtxWgmmaMlp}). WGMMA_MIXED picks each GEMM's
      * tile by its shape, as the fourth H200 run timed them in one call at 4,096 rows (see {@link #tile});
-     * WGMMA_MIXED_EARLY the same tiles with one slice more in flight ({@link Tile#refilledEarly}). fp32 FMA
+     * WGMMA_MIXED_EARLY and WGMMA_WIDE_EARLY those of WGMMA_MIXED and WGMMA_WIDE with more slices in flight
+     * ({@link Tile#refilledEarly}). fp32 FMA
      * GEMMs are always 128×64; under the wgmma tilings, bf16 GEMMs and the narrower ones keep 128×64 mma.sync tiles.
      */
     public enum Tiling {
@@ -232,6 +233,7 @@ public final class PtxRenderer {
         WGMMA_WIDE("wgmma-wide", "128x256 wgmma tiles"),
         WGMMA_MIXED("wgmma-mixed", "128x128 wgmma tiles, 128x256 for 1024+ columns"),
         WGMMA_MIXED_EARLY("wgmma-mixed-early", "128x128 wgmma tiles, 128x256 for 1024+ columns, stages refilled a trip sooner"),
+        WGMMA_WIDE_EARLY("wgmma-wide-early", "128x256 wgmma tiles, stages refilled a trip sooner"),
         WGMMA_MLP("wgmma-mlp", "128x128 wgmma tiles, tf32 MLP blocks on wgmma"),
         WGMMA_CHAIN("wgmma-chain", "128x128 wgmma tiles, tf32 MLP blocks on wgmma, chained"),
         WGMMA_MLP_BULK("wgmma-mlp-bulk", "128x128 wgmma tiles, tf32 MLP blocks on wgmma fed by bulk copies"),
@@ -250,6 +252,9 @@ public final class PtxRenderer {
 
         /** Whether wgmma MLP blocks take their weight slices by bulk copies. */
         public boolean bulk() { return this == WGMMA_MLP_BULK || this == WGMMA_CHAIN_BULK; }
+
+        /** Whether its wgmma tiles refill each stage a trip sooner ({@link Tile#refilledEarly}). */
+        public boolean early() { return this == WGMMA_MIXED_EARLY || this == WGMMA_WIDE_EARLY; }
 
         /** Whether consecutive wgmma MLP blocks run as one kernel. */
         public boolean chained() { return this == WGMMA_CHAIN || this == WGMMA_CHAIN_BULK; }
@@ -276,13 +281,13 @@ public final class PtxRenderer {
         if (wideEnough && tiling.wgmma() && (!g.transposeA() || tiling != Tiling.WGMMA_NN) && !mixedFewRows) {
             if (matmul == Matmul.BF16) return Tile.NARROW;
             boolean wide = switch (tiling) {
-                case WGMMA_WIDE -> g.domain().cols() >= 4 * BN;
+                case WGMMA_WIDE, WGMMA_WIDE_EARLY -> g.domain().cols() >= 4 * BN;
                 case WGMMA_MIXED, WGMMA_MIXED_EARLY -> !g.transposeA() && g.domain().cols() >= MIXED_WIDE_COLUMNS;
                 default -> false;
             };
             Tile t = wide ? (matmul == Matmul.TF32 ? Tile.WGMMA_WIDE_TF32 : Tile.WGMMA_WIDE)
                     : matmul == Matmul.TF32 && tiling == Tiling.WGMMA_DEEP ? Tile.WGMMA_DEEP : Tile.WGMMA;
-            return tiling == Tiling.WGMMA_MIXED_EARLY ? t.refilledEarly() : t;
+            return tiling.early() ? t.refilledEarly() : t;
         }
         return !wideEnough || g.transposeA() ? Tile.NARROW : matmul == Matmul.TF32X3 ? Tile.WIDE : Tile.WIDE_WARPS;
     }

@@ -152,7 +152,7 @@ public class PtxasTest {
      * they are for), wgmma's (sm_90a) for those and the iCT grouped step, whose embedding GEMM splits K, and
      * for the seed's two, wgmma's 32-deep slices (tf32) and 128×256 tiles (3xTF32: the largest shared memory), and
      * for its training step the tiles by shape that 3xTF32 takes there by default, and the same with each stage
-     * refilled a trip sooner.
+     * refilled a trip sooner (for the sampler, its 128×256 tiles so).
      */
     private static List<PtxRenderer.Tiling> tilings(int i, PtxRenderer.Matmul m, String arch) {
         var out = new ArrayList<>(List.of(PtxRenderer.Tiling.NARROW));
@@ -162,6 +162,7 @@ public class PtxasTest {
         if ((i == 0 || i == 2) && arch.equals("sm_90") && m == PtxRenderer.Matmul.TF32) out.add(PtxRenderer.Tiling.WGMMA_DEEP);
         if ((i == 0 || i == 2) && arch.equals("sm_90") && m == PtxRenderer.Matmul.TF32X3) out.add(PtxRenderer.Tiling.WGMMA_WIDE);
         if (i == 2 && arch.equals("sm_90") && m == PtxRenderer.Matmul.TF32X3) out.addAll(List.of(PtxRenderer.Tiling.WGMMA_MIXED, PtxRenderer.Tiling.WGMMA_MIXED_EARLY));
+        if (i == 0 && arch.equals("sm_90") && m == PtxRenderer.Matmul.TF32X3) out.add(PtxRenderer.Tiling.WGMMA_WIDE_EARLY);
         return out;
     }
 

@@ -65,6 +65,9 @@ class ParityTest {
                 all.add(Named.of("cuda:" + d.index() + " " + d.name() + " with 3xTF32 GEMMs in wgmma tiles by shape, refilled early",
                         new dev.cmc.runtime.cuda.CudaBackend(d.index()).withMatmul(dev.cmc.render.PtxRenderer.Matmul.TF32X3)
                                 .withTiling(dev.cmc.render.PtxRenderer.Tiling.WGMMA_MIXED_EARLY)));
+                all.add(Named.of("cuda:" + d.index() + " " + d.name() + " with 3xTF32 GEMMs in 128x256 wgmma tiles, refilled early",
+                        new dev.cmc.runtime.cuda.CudaBackend(d.index()).withMatmul(dev.cmc.render.PtxRenderer.Matmul.TF32X3)
+                                .withTiling(dev.cmc.render.PtxRenderer.Tiling.WGMMA_WIDE_EARLY)));
             }
             if (d.major() == 9) {   // wgmma's 32-deep slices, tf32's alone (GemmKernelTest checks them in the simulator)
                 all.add(Named.of("cuda:" + d.index() + " " + d.name() + " with tf32 tensor-core GEMMs in 128x128 wgmma tiles, 32-deep slices",

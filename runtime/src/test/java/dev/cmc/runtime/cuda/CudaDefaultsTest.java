@@ -68,6 +68,7 @@ class CudaDefaultsTest {
         assertTrue(wide.refilledEarly().sharedBytes(Matmul.TF32X3) <= PtxRenderer.sharedPerBlock("sm_90"));
         assertTrue(PtxRenderer.Tile.WGMMA_WIDE_TF32.refilledEarly().sharedBytes(Matmul.TF32) <= PtxRenderer.sharedPerBlock("sm_90"));
         assertEquals(PtxRenderer.Tile.NARROW, PtxRenderer.Tile.NARROW.refilledEarly(), "mma.sync tiles refill a trip ahead already");
+        assertEquals(wide.refilledEarly(), PtxRenderer.tile(nn(1024, 256), Matmul.TF32X3, Tiling.WGMMA_WIDE_EARLY), "the sampler's, 128x256 from 256 columns");
     }
 
     @Test

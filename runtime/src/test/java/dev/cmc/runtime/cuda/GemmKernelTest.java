@@ -90,6 +90,16 @@ class GemmKernelTest {
         assertGemmAgreesWithFloat64(matmul, PtxRenderer.Tiling.WGMMA_MIXED_EARLY, transposeA, false, batch, k, n);
     }
 
+    /**
+     * CMC_CUDA_TILES=wgmma-wide-early: 128×256 tiles from 256 columns, as the 1M sampler takes them, refilled
+     * early (7 stages for 3xTF32, 9 for tf32); 128×128 below.
+     */
+    @ParameterizedTest(name = "{0} wgmma-wide-early transposeA={1} rows={2} k={3} n={4}")
+    @CsvSource({"TF32X3, false, 130, 64, 256", "TF32, false, 70, 200, 300", "TF32X3, true, 300, 300, 256", "TF32X3, false, 70, 1030, 200"})
+    void earlyRefilledWideWgmmaTileGemmAgreesWithFloat64(PtxRenderer.Matmul matmul, boolean transposeA, int batch, int k, int n) {
+        assertGemmAgreesWithFloat64(matmul, PtxRenderer.Tiling.WGMMA_WIDE_EARLY, transposeA, false, batch, k, n);
+    }
+
     /** CMC_CUDA_TILES=wgmma-nn, the ablation: NN GEMMs in wgmma tiles, TN GEMMs in 128×64 mma.sync ones. */
     @ParameterizedTest(name = "{0} wgmma-nn transposeA={1} rows={2} k={3} n={4}")
     @CsvSource({"TF32X3, true, 300, 300, 136", "TF32X3, false, 130, 64, 256"})
@@ -273,11 +283,12 @@ class GemmKernelTest {
             boolean deep = tiling == PtxRenderer.Tiling.WGMMA_DEEP && matmul == PtxRenderer.Matmul.TF32;
             assertEquals(deep ? 32 : 16, PtxRenderer.tile(gemm, matmul, tiling).sliceK(), "32-deep slices for tf32 under wgmma-deep only");
             boolean mixed = tiling == PtxRenderer.Tiling.WGMMA_MIXED || tiling == PtxRenderer.Tiling.WGMMA_MIXED_EARLY;
-            boolean wide = tiling == PtxRenderer.Tiling.WGMMA_WIDE && n >= 256 || mixed && !transposeA && n >= PtxRenderer.MIXED_WIDE_COLUMNS;
+            boolean wide = (tiling == PtxRenderer.Tiling.WGMMA_WIDE || tiling == PtxRenderer.Tiling.WGMMA_WIDE_EARLY) && n >= 256
+                    || mixed && !transposeA && n >= PtxRenderer.MIXED_WIDE_COLUMNS;
             var tile = PtxRenderer.tile(gemm, matmul, tiling);
             if (tile.warpgroups()) {
                 assertEquals(wide ? 256 : 128, tile.bn(), "128x256 tiles from 256 columns under wgmma-wide, for NN GEMMs from 1,024 under the mixed tilings");
-                assertEquals(tiling == PtxRenderer.Tiling.WGMMA_MIXED_EARLY, tile.refillEarly(), "stages refilled early under wgmma-mixed-early only");
+                assertEquals(tiling.early(), tile.refillEarly(), "stages refilled early under wgmma-mixed-early and wgmma-wide-early only");
             }
         }
         var program = program(gemm);

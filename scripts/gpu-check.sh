@@ -270,7 +270,7 @@ run)
   # 8. ncu4096 (the default tiles) ran with the benchmarks, in step 2; here the same kernels in 128x256 wgmma
   #    tiles: whether their deeper pipeline keeps more bytes in flight, as meant.
   CMC_CUDA_TILES=wgmma-wide profile4096 more ncu4096_wide
-  #    And refilled early (fp32_early): whether the third slice in flight shortens the GEMMs' waits on their copies.
+  #    And refilled early (fp32_early): whether two slices more in flight shorten the GEMMs' waits on their copies.
   CMC_CUDA_TILES=wgmma-mixed-early profile4096 more ncu4096_early
   #    One tf32 wgmma MLP block at a million rows, and the chain of all four with both projections (one launch each,
   #    replayed per section): whether the tensor cores, shared memory, L2, the copies or the barriers bound them.

@@ -515,19 +515,17 @@ class PtxGemm extends PtxMatrixKernel {
         op("cp.async.wait_group " + (ahead - 1) + ";");
         landed.accept(readStage);
         op("bar.sync 0;");
-        Runnable refill = () -> issue.accept(kNext, writeStage);
-        if (tile.refillEarly()) {
-            compute.accept(bufferBase(t.as(), readStage, aStage), bufferBase(t.bs(), readStage, bStage), () -> {
-                comment("the slice before is multiplied: at the barrier every warpgroup is done with its stage, which takes slice k+"
-                        + ahead * slice + " now");
-                op("bar.sync 0;");
-                refill.run();
-            });
-        } else {
+        Runnable refill = () -> issue.accept(kNext, writeStage), early = () -> {
+            comment("the slice before is multiplied: at the barrier every warpgroup is done with its stage, which takes slice k+"
+                    + ahead * slice + " now");
+            op("bar.sync 0;");
+            refill.run();
+        };
+        if (!tile.refillEarly()) {
             comment("slice k+" + ahead * slice + " into the stage computed " + (stages - ahead) + " trip(s) ago, then compute this one");
             refill.run();
-            compute.accept(bufferBase(t.as(), readStage, aStage), bufferBase(t.bs(), readStage, bStage), () -> {});
         }
+        compute.accept(bufferBase(t.as(), readStage, aStage), bufferBase(t.bs(), readStage, bStage), tile.refillEarly() ? early : () -> {});
         op("add.s32 " + kCur + ", " + kCur + ", " + slice + ";");
         op("add.s32 " + kNext + ", " + kNext + ", " + slice + ";");
         goRound(readStage, 1, stages);

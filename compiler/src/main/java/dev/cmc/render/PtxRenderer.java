@@ -253,6 +253,9 @@ public final class PtxRenderer {
         /** Whether wgmma MLP blocks take their weight slices by bulk copies. */
         public boolean bulk() { return this == WGMMA_MLP_BULK || this == WGMMA_CHAIN_BULK; }
 
+        /** Whether it tiles each GEMM by its shape ({@link #tile}). */
+        public boolean mixed() { return this == WGMMA_MIXED || this == WGMMA_MIXED_EARLY; }
+
         /** Whether its wgmma tiles refill each stage a trip sooner ({@link Tile#refilledEarly}). */
         public boolean early() { return this == WGMMA_MIXED_EARLY || this == WGMMA_WIDE_EARLY; }
 
@@ -276,8 +279,7 @@ public final class PtxRenderer {
      */
     public static Tile tile(Kernel.Gemm g, Matmul matmul, Tiling tiling) {
         boolean wideEnough = tiling != Tiling.NARROW && matmul != Matmul.FMA && g.domain().cols() >= 2 * BN;
-        boolean mixed = tiling == Tiling.WGMMA_MIXED || tiling == Tiling.WGMMA_MIXED_EARLY;
-        boolean mixedFewRows = mixed && g.transposeA() && !g.domain().batched() && g.domain().rows() < BM;
+        boolean mixedFewRows = tiling.mixed() && g.transposeA() && !g.domain().batched() && g.domain().rows() < BM;
         if (wideEnough && tiling.wgmma() && (!g.transposeA() || tiling != Tiling.WGMMA_NN) && !mixedFewRows) {
             if (matmul == Matmul.BF16) return Tile.NARROW;
             boolean wide = switch (tiling) {

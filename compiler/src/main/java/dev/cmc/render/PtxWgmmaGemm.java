@@ -54,7 +54,7 @@ final class PtxWgmmaGemm extends PtxGemm {
         asyncKLoop(g, t, ac, tile.aStageBytes() / 4, stage -> {
             String head = bufferBase(t.as(), stage, tile.aStageBytes() / 4);
             if (ring) splitIntoHeadsAndRemainders(ac, head, remainderSlot(t, parity), 0);
-            else if (x3) splitIntoHeadsAndRemainders(ac, head, head, loOffset);
+            else if (x3) splitIntoHeadsAndRemainders(ac, head, null, loOffset);
             comment("the slice was written through the generic proxy; wgmma reads it through the async proxy");
             op("fence.proxy.async.shared::cta;");
         }, (aBase, bBase, refill) -> {
@@ -110,12 +110,12 @@ final class PtxWgmmaGemm extends PtxGemm {
 
     /**
      * 3xTF32 under wgmma: this thread's landed copies of A, each float split in place into its TF32 head, and
-     * its TF32 remainder stored at the same place from loBase + loOffset bytes (wgmma reads TF32 from shared
-     * memory as it lies).
+     * its TF32 remainder stored at the same place from loBase (the stage itself where null) + loOffset bytes
+     * (wgmma reads TF32 from shared memory as it lies).
      */
     private void splitIntoHeadsAndRemainders(Copies ac, String stageBase, String loBase, int loOffset) {
         comment("3xTF32: this thread's copies split into TF32 heads (in place) and remainders");
-        String at = bin("add.s64", stageBase, ac.sharedBytes()), atLo = loBase.equals(stageBase) ? at : bin("add.s64", loBase, ac.sharedBytes());
+        String at = bin("add.s64", stageBase, ac.sharedBytes()), atLo = loBase == null ? at : bin("add.s64", loBase, ac.sharedBytes());
         for (int l = 0; l < ac.count(); l++) {
             int off = l * ac.sharedStep();
             String[] v = new String[ac.width()];

@@ -282,9 +282,8 @@ class GemmKernelTest {
                     "wgmma for tf32 and 3xTF32 GEMMs, TN ones too unless wgmma-nn");
             boolean deep = tiling == PtxRenderer.Tiling.WGMMA_DEEP && matmul == PtxRenderer.Matmul.TF32;
             assertEquals(deep ? 32 : 16, PtxRenderer.tile(gemm, matmul, tiling).sliceK(), "32-deep slices for tf32 under wgmma-deep only");
-            boolean mixed = tiling == PtxRenderer.Tiling.WGMMA_MIXED || tiling == PtxRenderer.Tiling.WGMMA_MIXED_EARLY;
             boolean wide = (tiling == PtxRenderer.Tiling.WGMMA_WIDE || tiling == PtxRenderer.Tiling.WGMMA_WIDE_EARLY) && n >= 256
-                    || mixed && !transposeA && n >= PtxRenderer.MIXED_WIDE_COLUMNS;
+                    || tiling.mixed() && !transposeA && n >= PtxRenderer.MIXED_WIDE_COLUMNS;
             var tile = PtxRenderer.tile(gemm, matmul, tiling);
             if (tile.warpgroups()) {
                 assertEquals(wide ? 256 : 128, tile.bn(), "128x256 tiles from 256 columns under wgmma-wide, for NN GEMMs from 1,024 under the mixed tilings");

@@ -162,6 +162,11 @@ run)
     grep -v '^ \|^[{}]\|Warning\|warn' "$out/torch.txt" | tail -8
     pack
   fi
+  #    The step at 4,096 and the sampler at 4,096 as their CUDA graphs run them, each kernel stamping the GPU's clock
+  #    when its blocks start and end (cmc bench --trace): which kernels run together, which alone, and which end the
+  #    step. Its figures are the stamped kernels', so the table's times are not the ones to quote. timeline4096.trace.json
+  #    opens in ui.perfetto.dev; the summary gives the µs run alone by kernel and the last kernels to end.
+  bench bench timeline4096 40 --batch 4096 --train-batch 4096 --trace "$out/timeline4096.trace.json"
   #    Nsight Compute on a few of the step's kernels at 4,096 rows (see step 8): why its GEMMs run at a third of
   #    the tensor cores' rate (stall reasons, L2 and shared-memory throughput, occupancy), never measured for wgmma.
   profile4096 bench ncu4096
@@ -191,7 +196,7 @@ run)
   #    float64 (ParityTest, SamplingTest) and 200 steps against the jvm's loss curve.
   props=(-Dcmc.parity.wgmma=none "-Dcmc.parity.ending=with 3xTF32 GEMMs")
   junit parity parity_fp32 150 --select-class dev.cmc.runtime.ParityTest --select-class dev.cmc.runtime.SamplingTest \
-      --select-class dev.cmc.runtime.cuda.TransposeKernelTest \
+      --select-class dev.cmc.runtime.cuda.TransposeKernelTest --select-class dev.cmc.runtime.cuda.TimelineKernelTest \
       --select-method dev.cmc.runtime.train.CudaTrainingTest#eachGpuFollowsTheJvmLossCurve
   props=(-Dcmc.parity.wgmma=only "-Dcmc.parity.ending=3xTF32 tensor-core GEMMs, fp32 accuracy in 128x128 wgmma tiles;3xTF32 tensor-core GEMMs, fp32 accuracy in 128x256 wgmma tiles;in wgmma tiles by shape")
   junit parity parity_wgmma 150 --select-class dev.cmc.runtime.ParityTest \
@@ -234,6 +239,10 @@ run)
   #    The 1M fp32 sampler's 128x256 tiles refilled early (wgmma-wide-early: 6 of 7 stages in flight, not 4 of 6),
   #    against fp32_train4096's 1M row; its parity is parity_early's.
   CMC_CUDA_TILES=wgmma-wide-early bench more fp32_wide_early 45 --batch 1048576 --train-batch 256 --profile
+  #    The step at 256 (128x64 tiles, 35 kernels on the longest chain) as timeline4096 records the one at 4,096, and
+  #    the step at 4,096 refilled early so (beside fp32_early's figures, its stages' overlap).
+  bench more timeline256 30 --batch 256 --train-batch 256 --trace "$out/timeline256.trace.json"
+  CMC_CUDA_TILES=wgmma-mixed-early bench more timeline4096_early 40 --batch 4096 --train-batch 4096 --trace "$out/timeline4096_early.trace.json"
   #    The 128x64 mma.sync tiles (90.0 ms for 1M fp32 samples, 1.70 ms a step at 4,096, in the fourth run).
   CMC_CUDA_TILES=narrow bench more narrow 50 --batch 1048576,4096 --train-batch 4096 --profile
   # 6. The rest of parity on the GPU: tf32, Hopper's wgmma tiles, the fused MLP blocks (samplers against

@@ -47,6 +47,11 @@ final class BenchCommand implements Callable<Integer> {
     @Option(names = "--profile", description = "also show the slowest kernels of each program (OpenCL: device event times)")
     boolean profile;
 
+    @Option(names = "--trace", paramLabel = "FILE", description = "also record when each kernel ran in one sampling run and one training step"
+            + " (CUDA GPUs: the kernels record it, two atomics a block, so time without --trace), print a summary and write it as a"
+            + " Chrome trace (Perfetto, chrome://tracing)")
+    Path trace;
+
     @Option(names = "--soak", paramLabel = "STEPS", description = "instead: run this many CT steps at --train-batch on the first backend, sampling RSS and device memory")
     Long soakSteps;
 
@@ -69,6 +74,15 @@ final class BenchCommand implements Callable<Integer> {
             }
         }
         if (chosen.isEmpty()) throw new Main.UserError("--backends " + String.join(",", backends) + ": none of them is available here");
+        if (trace != null) {
+            if (soakSteps != null || scaling) throw new Main.UserError("--trace records a benchmark run's kernels: not with --soak or --scaling");
+            var gpus = chosen.values().stream().filter(b -> b instanceof dev.cmc.runtime.cuda.CudaBackend).toList();
+            if (gpus.isEmpty()) {
+                throw new Main.UserError("--trace: kernel timelines are recorded on CUDA GPUs only, and none of the backends run here ("
+                        + String.join(", ", chosen.keySet()) + ") is one");
+            }
+            gpus.forEach(b -> ((dev.cmc.runtime.cuda.CudaBackend) b).withTimeline(true));
+        }
         if (soakSteps != null) return soak(s, chosen);
         if (scaling) return scaling(s, chosen);
 
@@ -77,6 +91,18 @@ final class BenchCommand implements Callable<Integer> {
         for (Bench.Result r : results) {
             System.out.println(r.table());
             if (profile) System.out.print(r.profile(8));
+            if (trace != null) System.out.print(r.timelineSummaries(5));
+        }
+        if (trace != null) {
+            var labels = new ArrayList<String>();
+            var timelines = new ArrayList<dev.cmc.runtime.Timeline>();
+            for (Bench.Result r : results) {
+                for (var t : r.timelines()) {
+                    labels.add(r.backend() + ": " + t.program());
+                    timelines.add(t);
+                }
+            }
+            write(trace, dev.cmc.runtime.Timeline.chromeTrace(labels, timelines));
         }
         if (json != null) write(json, "[\n" + String.join(",\n", results.stream().map(Bench.Result::json).toList()) + "\n]\n");
         if (png != null) {

@@ -147,6 +147,14 @@ class CliTest {
         String json = Files.readString(dir.resolve("b.json"));
         assertTrue(json.contains("\"backend\":\"jvm\"") && json.contains("\"batch\":256"), json);
         assertTrue(Files.size(dir.resolve("b.png")) > 1000);
+        Run cpuTrace = cmc("bench", spec.toString(), "--backends", "jvm", "--trace", dir.resolve("t.json").toString());
+        assertEquals(2, cpuTrace.code());
+        assertTrue(cpuTrace.err().contains("--trace: kernel timelines are recorded on CUDA GPUs only") && cpuTrace.err().contains("(jvm)"), cpuTrace.err());
+        assertFalse(Files.exists(dir.resolve("t.json")), "a trace written for a refused run");
+        Run soakTrace = cmc("bench", spec.toString(), "--backends", "jvm", "--soak", "10", "--trace", dir.resolve("t.json").toString());
+        assertEquals(2, soakTrace.code());
+        assertTrue(soakTrace.err().contains("--trace") && soakTrace.err().contains("not with --soak or --scaling"), soakTrace.err());
+        assertNoStackTrace(soakTrace);
         if (tornado) return;
         Run none = cmc("bench", spec.toString(), "--backends", "tornado");
         assertEquals(2, none.code());

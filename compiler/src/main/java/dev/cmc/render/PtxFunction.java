@@ -69,6 +69,16 @@ abstract class PtxFunction {
      * this grid's from an SM.
      */
     String render(boolean awaitsGrids) {
+        return render(awaitsGrids, false);
+    }
+
+    /**
+     * The same, and with timeline, a kernel that records when it ran ({@link PtxRenderer#TIMELINE}): it takes the
+     * timeline's address as one more parameter, before rows, and thread 0 of each block writes the global timer there
+     * after its wait for the grids before (the least over blocks: when the kernel could start) and at its end (the
+     * greatest: when its last block ended), by reductions that return nothing.
+     */
+    String render(boolean awaitsGrids, boolean timeline) {
         List<String> args = Indexing.arguments(kernel);
         if (splitsK(kernel)) {
             args = new java.util.ArrayList<>(args);
@@ -76,6 +86,7 @@ abstract class PtxFunction {
         }
         var head = new StringBuilder("// " + kernel.name() + "\n.visible .entry " + kernelName(program, index) + "(\n");
         for (String a : args) head.append("    .param .u64 ").append(param(a)).append(",\n");
+        if (timeline) head.append("    .param .u64 ").append(TIMELINE).append(",\n");
         head.append("    .param .u32 rows\n)\n.maxntid ").append(threads()).append(", 1, 1\n");
         if (maxRegisters() > 0) head.append(".maxnreg ").append(maxRegisters()).append('\n');
         head.append("{\n");
@@ -92,8 +103,10 @@ abstract class PtxFunction {
             op("griddepcontrol.wait;");
             op("griddepcontrol.launch_dependents;");
         }
+        if (timeline) stamp("min", index, "timeline: when this block may start, the least over blocks kept");
         body();
         label("DONE");
+        if (timeline) stamp("max", program.kernels().size() + index, "timeline: when this block ends, the greatest over blocks kept");
         op("ret;");
         head.append(shared);
         head.append("    .reg .pred %p<").append(p + 1).append(">;\n");
@@ -101,6 +114,21 @@ abstract class PtxFunction {
         head.append("    .reg .b32 %r<").append(r + 1).append(">;\n");
         head.append("    .reg .b64 %rd<").append(rd + 1).append(">;\n\n");
         return head.append(body).append("}\n").toString();
+    }
+
+    /**
+     * Thread 0 of the block reduces the global timer (ns) into 64-bit slot {@code slot} of the timeline by op (min or
+     * max). Its registers are new, loaded here, so that the stamp at the end lengthens no live range in the body.
+     */
+    private void stamp(String op, int slot, String why) {
+        comment(why);
+        String skip = newLabel("stamped"), raw = rd(), at = rd(), now = rd();
+        op("@" + pred("ne.s32", special("%tid.x"), "0") + " bra " + skip + ";");
+        op("ld.param.u64 " + raw + ", [" + TIMELINE + "];");
+        op("cvta.to.global.u64 " + at + ", " + raw + ";");
+        op("mov.u64 " + now + ", %globaltimer;");
+        op("red.relaxed.gpu.global." + op + ".u64 [" + at + "+" + 8L * slot + "], " + now + ";");
+        label(skip);
     }
 
     String f() { return "%f" + (++f); }

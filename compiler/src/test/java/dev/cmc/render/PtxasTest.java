@@ -22,8 +22,8 @@ import static org.junit.jupiter.api.Assertions.*;
  * Every PTX module cmc generates assembles with NVIDIA's ptxas, for sm_80 and sm_90, without spilling
  * registers: samplers and training steps for every method, activation, loss and optimizer option, each with
  * every GEMM arithmetic (fp32 FMAs, TF32, 3xTF32, bf16), the seed programs in every tiling (wgmma's for
- * sm_90a), with fused MLP blocks (h = 256 for sm_90, h = 128 for both), and the FMA probe. Runs where ptxas exists (CUDA_HOME,
- * /usr/local/cuda or the PATH), without a GPU.
+ * sm_90a), with fused MLP blocks (h = 256 for sm_90, h = 128 for both), the FMA probe, and programs whose kernels
+ * record their timeline. Runs where ptxas exists (CUDA_HOME, /usr/local/cuda or the PATH), without a GPU.
  */
 public class PtxasTest {
     static Path ptxas() {
@@ -144,7 +144,32 @@ public class PtxasTest {
                 }
             }
         }
+        // Kernels that record their timeline (cmc bench --trace): each family's stamps, where every family appears.
+        for (var timed : timelined(arch, programs, roll)) {
+            String target = timed.tiling().wgmma() ? "sm_90a" : arch;
+            String ptx = PtxRenderer.render(timed.program(), "ptxas test", arch, timed.matmul(), timed.tiling(), true);
+            String what = timed.program().name() + " (" + timed.matmul().description + ", " + timed.tiling().name().toLowerCase() + " tiles, recording its timeline) for " + target;
+            checks.add(new Assembly(dir.resolve("timeline_" + timed.program().name() + "_" + timed.matmul() + "_" + timed.tiling()), target, ptx, what));
+        }
         return checks;
+    }
+
+    private record Timed(Program program, PtxRenderer.Matmul matmul, PtxRenderer.Tiling tiling) {}
+
+    /**
+     * The programs assembled recording their timeline: for sm_90 the seed's training step in its default tiles at
+     * 4,096 rows (wgmma GEMMs, transposes, reductions, Adam) and its sampler in tf32's chained blocks; for sm_80 the
+     * small iCT step (mma.sync and split GEMMs) and the 128-wide sampler's fused blocks.
+     */
+    private static List<Timed> timelined(String arch, List<Program> programs, Spec roll) {
+        if (arch.equals("sm_90")) {
+            var chain = PtxRenderer.Tiling.WGMMA_CHAIN_BULK;
+            return List.of(new Timed(programs.get(2), PtxRenderer.Matmul.TF32X3, PtxRenderer.Tiling.WGMMA_MIXED),
+                    new Timed(PtxRenderer.fuseMlps(programs.get(0), PtxRenderer.Matmul.TF32, chain), PtxRenderer.Matmul.TF32, chain));
+        }
+        return List.of(new Timed(programs.get(4), PtxRenderer.Matmul.TF32X3, PtxRenderer.Tiling.NARROW),
+                new Timed(PtxRenderer.fuseMlps(Compiler.sampler(roll).program(), PtxRenderer.Matmul.TF32, PtxRenderer.Tiling.NARROW), PtxRenderer.Matmul.TF32,
+                        PtxRenderer.Tiling.NARROW));
     }
 
     /**

@@ -34,7 +34,7 @@ public final class Bench {
                          double peakGflops, long deviceBytes, long peakRssBytes, Map<String, Double> sampleKernels, Map<String, Double> stepKernels,
                          Map<String, Double> sampleGemmFlops, Map<String, Double> stepGemmFlops,
                          Map<String, Double> sampleActivationBytes, Map<String, Double> stepActivationBytes,
-                         double sampleChainMs, double stepChainMs) {
+                         double sampleChainMs, double stepChainMs, List<dev.cmc.runtime.Timeline> timelines) {
 
         public double sampleGflops(Sampling s) { return flopsPerSample * s.samplesPerSecond() / 1e9; }
         public double stepGflops() { return trainFlopsPerSample * trainBatch / (stepMs / 1e3) / 1e9; }
@@ -98,11 +98,27 @@ public final class Bench {
             }
             return String.format(Locale.ROOT, "{\"model\":\"%s\",\"params\":%d,\"backend\":\"%s\",\"device\":\"%s\",\"threads\":%d,\"generate_ms\":%.2f,"
                             + "\"load_ms\":%.2f,\"peak_gflops\":%s,\"sampling\":%s,\"train_batch\":%d,\"train_sigma_rows\":%d,\"train_step_ms\":%.4f,\"train_gflops\":%.2f,"
-                            + "\"device_bytes\":%d,\"peak_rss_bytes\":%d%s%s%s}",
+                            + "\"device_bytes\":%d,\"peak_rss_bytes\":%d%s%s%s%s}",
                     model, params, backend, device.replace("\"", "'"), threads, generateMs, loadMs,
                     Double.isNaN(peakGflops) ? "null" : String.format(Locale.ROOT, "%.1f", peakGflops), cases, trainBatch, trainSigmaRows, stepMs, stepGflops(),
                     deviceBytes, peakRssBytes, kernelsJson("sample_kernels_ms", sampleKernels), kernelsJson("step_kernels_ms", stepKernels),
-                    sampleKernels.isEmpty() ? "" : String.format(Locale.ROOT, ",\"sample_chain_ms\":%.4f,\"step_chain_ms\":%.4f", sampleChainMs, stepChainMs));
+                    sampleKernels.isEmpty() ? "" : String.format(Locale.ROOT, ",\"sample_chain_ms\":%.4f,\"step_chain_ms\":%.4f", sampleChainMs, stepChainMs),
+                    timelinesJson());
+        }
+
+        /** With recorded timelines, each program's spans (see {@link dev.cmc.runtime.Timeline#json}), else nothing. */
+        private String timelinesJson() {
+            if (timelines.isEmpty()) return "";
+            var each = new StringJoiner(",", ",\"timelines\":[", "]");
+            for (var t : timelines) each.add(String.format(Locale.ROOT, "{\"program\":\"%s\",\"us\":%.3f,\"kernels\":%s}", t.program(), t.us(), t.json()));
+            return each.toString();
+        }
+
+        /** With recorded timelines, each one's summary (see {@link dev.cmc.runtime.Timeline#summary}), else nothing. */
+        public String timelineSummaries(int top) {
+            var sb = new StringBuilder();
+            for (var t : timelines) sb.append(t.summary(top));
+            return sb.toString();
         }
 
         /** With --profile, every kernel's time in launch order (the table shows only the slowest), else nothing. */
@@ -212,12 +228,18 @@ public final class Bench {
                 Map<String, Double> stepBytes = profile ? activationBytes(stepped, trainBatch) : Map.of();
                 double sampleChain = profile ? chainMs(sampled, sampleKernels) : Double.NaN;
                 double stepChain = profile ? chainMs(stepped, stepKernels) : Double.NaN;
+                // Where the kernels record when they run (cmc bench --trace): the sampler at the first batch, then the step.
+                var timelines = new ArrayList<dev.cmc.runtime.Timeline>();
+                for (var run : List.of(Map.entry(samplers.get(sampled), batches.getFirst()), Map.entry(t, trainBatch))) {
+                    if (run.getKey() instanceof dev.cmc.runtime.cuda.CudaExecutable cu && cu.recordsTimeline()) timelines.add(cu.timeline(run.getValue()));
+                }
                 progress.at(label + ": done", total, total);
                 long deviceBytes = samplerBytes + backend.arrayBytes(stepped, trainBatch);
                 return new Result(spec.name(), sampler.layout().total(), label, backend.deviceName(), Runtime.getRuntime().availableProcessors(),
                         generateMs, loadMs, cases, trainBatch, sigmaRows, stepMs, flopsPerSample(spec),
                         trainFlopsPerSample(spec, trainBatch, sigmaRows), peak, deviceBytes,
-                        Memory.peakRssBytes(), sampleKernels, stepKernels, sampleFlops, stepFlops, sampleBytes, stepBytes, sampleChain, stepChain);
+                        Memory.peakRssBytes(), sampleKernels, stepKernels, sampleFlops, stepFlops, sampleBytes, stepBytes, sampleChain, stepChain,
+                        List.copyOf(timelines));
             }
         } finally {
             for (Executable e : samplers.values()) e.close();

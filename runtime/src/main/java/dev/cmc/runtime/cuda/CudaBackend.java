@@ -137,6 +137,18 @@ public final class CudaBackend implements Backend {
                 + String.join(", ", words.subList(1, words.size())));
     }
 
+    private boolean timeline;
+
+    /**
+     * Programs loaded from now on record when each kernel runs (see {@link PtxRenderer#TIMELINE}), for
+     * {@link CudaExecutable#timeline}: `cmc bench --trace`. Two reductions a block: the figures of such a run are
+     * the timeline's, not the product's.
+     */
+    public CudaBackend withTimeline(boolean timeline) {
+        this.timeline = timeline;
+        return this;
+    }
+
     public CudaBackend withTiling(PtxRenderer.Tiling t) {
         this.tiling = t;
         return this;
@@ -202,7 +214,7 @@ public final class CudaBackend implements Backend {
                     case AUTO, SPLIT -> "";
                     case ALWAYS -> ", fused MLP blocks";
                     case LARGE_BATCHES -> ", fused MLP blocks at large batches";
-                } + ")";
+                } + (timeline ? "; kernels recording their timeline" : "") + ")";
     }
 
     /** What {@link #defaultTiling} gives a GPU of this compute capability and arithmetic, by batch, for the device's name: "" where it is 128×64 throughout. */
@@ -239,14 +251,14 @@ public final class CudaBackend implements Backend {
     @Override
     public Map<String, String> render(Program program, String header) {
         return Map.of(JavaRenderer.className(program) + "." + device.arch() + ".ptx",
-                PtxRenderer.render(prepare(program, Integer.MAX_VALUE), header, device.arch(), matmul, tiling(Integer.MAX_VALUE)));
+                PtxRenderer.render(prepare(program, Integer.MAX_VALUE), header, device.arch(), matmul, tiling(Integer.MAX_VALUE), timeline));
     }
 
     @Override
     public CudaExecutable load(Program program, int maxBatch) {
         PtxRenderer.Tiling t = tiling(maxBatch);
         Program p = prepare(program, maxBatch);
-        return new CudaExecutable(device, p, PtxRenderer.modules(p, device.arch(), matmul, t), maxBatch, matmul, t);
+        return new CudaExecutable(device, p, PtxRenderer.modules(p, device.arch(), matmul, t, timeline), maxBatch, matmul, t, timeline);
     }
 
     @Override

@@ -9,6 +9,7 @@ import dev.cmc.render.PtxRenderer;
 import dev.cmc.runtime.Executable;
 import dev.cmc.runtime.OnOffSetting;
 import dev.cmc.runtime.Notice;
+import dev.cmc.runtime.Timeline;
 
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
@@ -66,6 +67,8 @@ public final class CudaExecutable implements Executable {
     private final MemoryPlan memory;
     /** Partial products of split-K GEMMs: a part of one buffer for each, since they may run at once. */
     private final long workspace;
+    /** Where the kernels record when they run (see {@link PtxRenderer#TIMELINE}): 2 longs a kernel; 0 where they do not. */
+    private final long timeline;
     /** Streams (the first is {@link #stream}) and events for a multi-stream capture, made on first use. */
     private StreamPlan plan;
     private MemorySegment[] streams, events;
@@ -119,6 +122,12 @@ public final class CudaExecutable implements Executable {
 
     /** ptx: one module per kernel, in the program's order. */
     CudaExecutable(CudaDevices.Device device, Program program, List<String> ptx, int maxBatch, PtxRenderer.Matmul matmul, PtxRenderer.Tiling tiling) {
+        this(device, program, ptx, maxBatch, matmul, tiling, false);
+    }
+
+    /** With timeline, ptx's kernels record when they run (PtxRenderer's modules with a timeline), and {@link #timeline} reads it. */
+    CudaExecutable(CudaDevices.Device device, Program program, List<String> ptx, int maxBatch, PtxRenderer.Matmul matmul, PtxRenderer.Tiling tiling,
+                   boolean timeline) {
         this.matmul = matmul;
         this.tiling = tiling;
         this.program = program;
@@ -187,6 +196,12 @@ public final class CudaExecutable implements Executable {
         workspace = ptr.get(JAVA_LONG, 0);
         // Split GEMMs count their blocks in tile counters at the head of their workspace: they start at zero.
         Cu.status(Cu.cuMemsetD32Async, "cuMemsetD32Async(split-K workspace)", workspace, 0, workspaceFloats, stream);
+        if (timeline) {
+            Cu.status(Cu.cuMemAlloc, "cuMemAlloc(timeline, " + 16L * functions.length + " bytes)", ptr, 16L * functions.length);
+            this.timeline = ptr.get(JAVA_LONG, 0);
+        } else {
+            this.timeline = 0;
+        }
         // cuLaunchKernel takes an array of pointers to argument values: device pointers (and the workspace for
         // split-K GEMMs), then the batch size.
         params = new MemorySegment[functions.length];
@@ -194,6 +209,7 @@ public final class CudaExecutable implements Executable {
             List<Long> pointers = new java.util.ArrayList<>();
             for (String a : Indexing.arguments(program.kernels().get(k))) pointers.add(buffers[program.arrayIndex(a)]);
             if (PtxRenderer.splitsK(program.kernels().get(k))) pointers.add(workspace + 4 * workspaceAt[k]);
+            if (timeline) pointers.add(this.timeline);
             params[k] = arena.allocate(ADDRESS, pointers.size() + 1);
             for (int a = 0; a < pointers.size(); a++) params[k].setAtIndex(ADDRESS, a, arena.allocateFrom(JAVA_LONG, pointers.get(a)));
             params[k].setAtIndex(ADDRESS, pointers.size(), rows);
@@ -783,6 +799,34 @@ public final class CudaExecutable implements Executable {
         }
     }
 
+    /** Whether this program's kernels record when they run, for {@link #timeline}. */
+    public boolean recordsTimeline() { return timeline != 0; }
+
+    /**
+     * When each kernel ran in one run at this batch, as it runs in use (its CUDA graph, once captured): one run
+     * first, which captures the graph (or times split-K slice counts and captures it at the next), then the
+     * timeline set to all ones (the starts) and zeros (the ends), the run, and its slots read back. Each run is
+     * a step of the program, as {@link #profile} runs are.
+     */
+    public Timeline timeline(int batch) {
+        if (timeline == 0) throw new IllegalStateException(program.name() + " was loaded without a timeline");
+        run(batch);
+        if (useGraphs && !graphs.containsKey(batch)) run(batch);
+        int n = functions.length;
+        makeCurrent();
+        Cu.status(Cu.cuMemsetD32Async, "cuMemsetD32Async(timeline starts)", timeline, 0xFFFFFFFF, 2L * n, stream);
+        Cu.status(Cu.cuMemsetD32Async, "cuMemsetD32Async(timeline ends)", timeline + 8L * n, 0, 2L * n, stream);
+        run(batch);
+        MemorySegment staging = pinned(4 * n);
+        Cu.status(Cu.cuMemcpyDtoHAsync, "cuMemcpyDtoH(timeline)", staging, timeline, 16L * n, stream);
+        sync();
+        long[] slots = staging.asSlice(0, 16L * n).toArray(JAVA_LONG);
+        int[] streamOf = plan != null && graphs.containsKey(batch) ? plan.streamOf() : new int[n];
+        boolean[] urgentOf = TaskDag.urgent(TaskDag.dependencies(program), URGENT_SLACK);
+        var names = program.kernels().stream().map(Kernel::name).toList();
+        return Timeline.of(program.name(), names, streamOf, urgentOf, slots);
+    }
+
     /** Free and total device memory (cuMemGetInfo), for the soak benchmark. */
     public long[] memoryInfo() {
         makeCurrent();
@@ -808,6 +852,7 @@ public final class CudaExecutable implements Executable {
         for (MemorySegment g : graphs.values()) Cu.call(Cu.cuGraphExecDestroy, g);
         for (int i = 0; i < buffers.length; i++) if (memory.owns(i)) Cu.call(Cu.cuMemFree, buffers[i]);
         Cu.call(Cu.cuMemFree, workspace);
+        if (timeline != 0) Cu.call(Cu.cuMemFree, timeline);
         if (hostStaging != null) Cu.call(Cu.cuMemFreeHost, hostStaging);
         for (MemorySegment m : modules) Cu.call(Cu.cuModuleUnload, m);
         if (events != null) for (MemorySegment e : events) Cu.call(Cu.cuEventDestroy, e);

@@ -82,6 +82,8 @@ public final class FakeDriverRun {
             }
         }
         cachedCounts(configs.getFirst(), programs.get(1), 4096, 256);
+        timelined(programs.get(1));
+        checked++;
         // h = 128: fused blocks of 154 KB, which fit an A100's shared memory too.
         Spec roll = spec("input_dim = 2; hidden_size = 128; num_layers = 3;", "method = ict;");
         for (Program program : List.of(Compiler.sampler(roll).program(), Compiler.trainStep(roll).program())) {
@@ -237,6 +239,21 @@ public final class FakeDriverRun {
             mark(a, "profile " + what);
             if (exe.profile(smaller).isEmpty()) throw new AssertionError(what + ": no kernel profiled");
             checkWriteAll(exe, program);
+        }
+    }
+
+    /**
+     * Kernels that record their timeline (cmc bench --trace): tuned, captured and launched as the rest, each with its
+     * one more pointer (the fake checks every pointer and the rows after it), then a timeline read back: empty
+     * here, where no kernel runs, and every kernel's slots as set before the run.
+     */
+    private static void timelined(Program program) throws Throwable {
+        var backend = new CudaBackend(0).withMatmul(PtxRenderer.Matmul.TF32X3).withTimeline(true);
+        if (!backend.deviceName().contains("kernels recording their timeline")) throw new AssertionError("the device's name hides the timeline: " + backend.deviceName());
+        check(backend, program, 4096, 256);
+        try (CudaExecutable exe = backend.load(program, 4096)) {
+            var timeline = exe.timeline(256);
+            if (!timeline.spans().isEmpty()) throw new AssertionError(program.name() + ": a timeline where no kernel ran: " + timeline.spans().getFirst());
         }
     }
 

@@ -15,6 +15,12 @@ import java.util.*;
 final class PtxSimulator {
     private static final long GLOBAL = 1L << 40, SHARED = 1L << 60;
 
+    /**
+     * %globaltimer: a count that each read advances, so that whatever reads it later (a later block, a later kernel:
+     * they run one after another here) reads more, as the GPU's nanosecond timer would.
+     */
+    private static final java.util.concurrent.atomic.AtomicLong CLOCK = new java.util.concurrent.atomic.AtomicLong();
+
     /** Global buffers: float arrays addressed as base(i) + 4·index. */
     static long base(int buffer) { return GLOBAL + ((long) buffer << 36); }
 
@@ -158,7 +164,7 @@ final class PtxSimulator {
             long off = plus < 0 ? 0 : Long.parseLong(inner.substring(plus + 1));
             return r.startsWith("%") ? new Operand(Kind.ADDR, e.reg(r), off, null) : new Operand(Kind.SYMBOL, -1, off, r);
         }
-        if (a.startsWith("%tid") || a.startsWith("%ctaid") || a.startsWith("%nctaid")) return new Operand(Kind.SPECIAL, -1, 0, a);
+        if (a.startsWith("%tid") || a.startsWith("%ctaid") || a.startsWith("%nctaid") || a.equals("%globaltimer")) return new Operand(Kind.SPECIAL, -1, 0, a);
         if (a.startsWith("%")) return new Operand(Kind.REG, e.reg(a), 0, null);
         if (a.startsWith("0f")) return new Operand(Kind.IMM, -1, Long.parseLong(a.substring(2), 16), null);
         if (a.startsWith("0x")) return new Operand(Kind.IMM, -1, Long.parseLong(a.substring(2), 16), null);
@@ -645,6 +651,7 @@ final class PtxSimulator {
                     case "%ctaid.z" -> bz;
                     case "%nctaid.x" -> gridX;
                     case "%nctaid.z" -> gridZ;
+                    case "%globaltimer" -> CLOCK.incrementAndGet();
                     default -> throw new IllegalStateException("special register " + o.name);
                 };
                 case SYMBOL -> symbol(o.name);
@@ -735,6 +742,15 @@ final class PtxSimulator {
                         long addr = get(t, a[1]);
                         r[a[0].reg] = Float.floatToRawIntBits(load("global", addr, in.text)) & 0xffffffffL;
                         store("global", addr, Float.intBitsToFloat((int) r[a[0].reg] + i(get(t, a[2]))), in.text);
+                    }
+                    // A timeline's stamps (PtxRenderer.TIMELINE): 64-bit, little-endian over two of a buffer's floats.
+                    case "red.relaxed.gpu.global.min.u64", "red.relaxed.gpu.global.max.u64" -> {
+                        long at = get(t, a[0]), now = get(t, a[1]);
+                        if ((at & 7) != 0) throw new IllegalStateException(e.name + ": 64-bit reduction not 8-byte aligned at: " + in.text);
+                        long was = bits(load("global", at, in.text)) | bits(load("global", at + 4, in.text)) << 32;
+                        long kept = op.endsWith("min.u64") ? Long.compareUnsigned(now, was) < 0 ? now : was : Long.compareUnsigned(now, was) > 0 ? now : was;
+                        store("global", at, f(kept), in.text);
+                        store("global", at + 4, f(kept >>> 32), in.text);
                     }
                     case "st.relaxed.gpu.global.u32" -> store("global", get(t, a[0]), Float.intBitsToFloat(i(get(t, a[1]))), in.text);
                     case "st.shared.u32" -> store("shared", get(t, a[0]), Float.intBitsToFloat(i(get(t, a[1]))), in.text);

@@ -33,6 +33,14 @@ public final class SimulatedCudaBackend implements Backend {
 
     public PtxRenderer.Matmul matmul() { return matmul; }
 
+    private boolean timeline;
+
+    /** Kernels that record when they run, as CudaBackend's withTimeline: {@link Simulated#timeline} reads them. */
+    public SimulatedCudaBackend withTimeline() {
+        this.timeline = true;
+        return this;
+    }
+
     /** Residual MLP blocks as one kernel each, where {@link PtxRenderer#fits} (CudaBackend's CMC_CUDA_MLP=fused). */
     public SimulatedCudaBackend withFusedMlp() {
         this.fusedMlp = true;
@@ -61,10 +69,10 @@ public final class SimulatedCudaBackend implements Backend {
     @Override
     public Executable load(Program program, int maxBatch) {
         Program p = prepare(program, maxBatch);
-        return new Simulated(p, new PtxSimulator(PtxRenderer.render(p, "program " + p.name(), "sm_90", matmul, tiling)), maxBatch);
+        return new Simulated(p, new PtxSimulator(PtxRenderer.render(p, "program " + p.name(), "sm_90", matmul, tiling, timeline)), maxBatch);
     }
 
-    private final class Simulated implements Executable {
+    final class Simulated implements Executable {
         private final Program program;
         private final PtxSimulator module;
         private final float[][] arrays;
@@ -72,6 +80,8 @@ public final class SimulatedCudaBackend implements Backend {
         private final List<Integer> order;
         /** Per kernel, the buffer of its split-K workspace (after the program's arrays), as each has its own on a GPU. */
         private final int[] workspaceOf;
+        /** The timeline's buffer (after the workspaces), 2 longs a kernel as two floats each, or -1. */
+        private final int timelineBuffer;
 
         Simulated(Program program, PtxSimulator module, int maxBatch) {
             this.program = program;
@@ -82,7 +92,9 @@ public final class SimulatedCudaBackend implements Backend {
             workspaceOf = new int[kernels.size()];
             int buffers = program.arrays().size();
             for (int k = 0; k < kernels.size(); k++) workspaceOf[k] = PtxRenderer.splitsK(kernels.get(k)) ? buffers++ : -1;
+            timelineBuffer = timeline ? buffers++ : -1;
             arrays = new float[buffers][];
+            if (timeline) arrays[timelineBuffer] = new float[4 * kernels.size()];
             for (int k = 0; k < kernels.size(); k++) {
                 if (workspaceOf[k] >= 0) arrays[workspaceOf[k]] = new float[(int) PtxRenderer.workspaceFloats(kernels.get(k), maxBatch, matmul, tiling)];
             }
@@ -107,16 +119,35 @@ public final class SimulatedCudaBackend implements Backend {
         @Override
         public void run(int batch) {
             if (batch > maxBatch || batch < 1) throw new IllegalArgumentException("batch " + batch + " outside 1.." + maxBatch);
+            if (timelineBuffer >= 0) {
+                float[] t = arrays[timelineBuffer];
+                java.util.Arrays.fill(t, 0, t.length / 2, Float.intBitsToFloat(-1));
+                java.util.Arrays.fill(t, t.length / 2, t.length, 0);
+            }
             for (int k : order) {
                 var kernel = program.kernels().get(k);
                 List<String> args = Indexing.arguments(kernel);
                 boolean split = PtxRenderer.splitsK(kernel);
-                int[] buffers = new int[args.size() + (split ? 1 : 0)];
+                int[] buffers = new int[args.size() + (split ? 1 : 0) + (timelineBuffer >= 0 ? 1 : 0)];
                 for (int a = 0; a < args.size(); a++) buffers[a] = program.arrayIndex(args.get(a));
                 if (split) buffers[args.size()] = workspaceOf[k];
+                if (timelineBuffer >= 0) buffers[buffers.length - 1] = timelineBuffer;
                 var l = PtxRenderer.launch(kernel, batch, matmul, tiling);
                 module.launch(PtxRenderer.kernelName(program, k), l.gridX(), l.gridY(), l.gridZ(), l.block(), l.sharedBytes(), arrays, buffers, batch);
             }
+        }
+
+        /** The order the kernels run in: the CUDA graph capture's. */
+        List<Integer> order() { return order; }
+
+        /** The timeline's slots as a run left them (starts of all ones and ends of zero before each run), as CudaExecutable reads them. */
+        long[] timeline() {
+            float[] t = arrays[timelineBuffer];
+            long[] slots = new long[t.length / 2];
+            for (int i = 0; i < slots.length; i++) {
+                slots[i] = Float.floatToRawIntBits(t[2 * i]) & 0xffffffffL | (long) Float.floatToRawIntBits(t[2 * i + 1]) << 32;
+            }
+            return slots;
         }
 
         @Override

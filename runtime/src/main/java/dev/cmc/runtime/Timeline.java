@@ -1,0 +1,146 @@
+package dev.cmc.runtime;
+
+import java.util.ArrayList;
+import java.util.Comparator;
+import java.util.List;
+import java.util.Locale;
+import java.util.StringJoiner;
+import java.util.TreeMap;
+
+/**
+ * When each kernel of one run of a program ran, by the GPU's own clock: from the first of its blocks to get past
+ * its wait for the kernels before it, to the end of its last block (see PtxRenderer.TIMELINE). Where the kernels'
+ * one-by-one times say what each costs alone, this says what the run did with them: which ran together, which
+ * ran alone, and which ended it.
+ */
+public record Timeline(String program, List<Span> spans) {
+    /** A kernel's run: its name, the stream it was captured on, whether it was urgent, its start and end in µs from the run's first start. */
+    public record Span(String kernel, int stream, boolean urgent, double startUs, double endUs) {
+        public double us() { return endUs - startUs; }
+    }
+
+    /**
+     * The timeline that slots hold after one run: for a program of n kernels, slot k the least start and slot n + k
+     * the greatest end (ns) of kernel k, a start of all ones and an end of zero where it did not run. Spans in
+     * order of start, from the earliest.
+     */
+    public static Timeline of(String program, List<String> kernels, int[] streamOf, boolean[] urgent, long[] slots) {
+        int n = kernels.size();
+        if (slots.length != 2 * n) throw new IllegalArgumentException(program + ": " + slots.length + " timeline slots for " + n + " kernels");
+        long first = Long.MAX_VALUE;
+        for (int k = 0; k < n; k++) if (ran(slots, n, k)) first = Math.min(first, slots[k]);
+        var spans = new ArrayList<Span>();
+        for (int k = 0; k < n; k++) {
+            if (!ran(slots, n, k)) continue;
+            spans.add(new Span(kernels.get(k), streamOf[k], urgent[k], (slots[k] - first) / 1e3, (slots[n + k] - first) / 1e3));
+        }
+        spans.sort(Comparator.comparingDouble(Span::startUs).thenComparingDouble(Span::endUs));
+        return new Timeline(program, List.copyOf(spans));
+    }
+
+    private static boolean ran(long[] slots, int n, int k) {
+        return slots[k] != -1L && slots[n + k] != 0 && Long.compareUnsigned(slots[k], slots[n + k]) <= 0;
+    }
+
+    /** µs from the first kernel's start to the last one's end. */
+    public double us() {
+        return spans.stream().mapToDouble(Span::endUs).max().orElse(0);
+    }
+
+    /**
+     * Time by how many kernels ran at once: index c holds the µs during which exactly c kernels ran (index 0: the
+     * gaps between them), from the first start to the last end.
+     */
+    public double[] concurrency() {
+        var edges = new TreeMap<Double, Integer>();   // time → change in the number running
+        for (Span s : spans) {
+            edges.merge(s.startUs(), 1, Integer::sum);
+            edges.merge(s.endUs(), -1, Integer::sum);
+        }
+        double[] at = new double[spans.size() + 1];
+        int running = 0;
+        Double last = null;
+        for (var e : edges.entrySet()) {
+            if (last != null) at[running] += e.getKey() - last;
+            running += e.getValue();
+            last = e.getKey();
+        }
+        return at;
+    }
+
+    /** µs during which each kernel ran with no other, by kernel, the longest first; kernels that never ran alone left out. */
+    public List<java.util.Map.Entry<String, Double>> alone() {
+        var edges = new java.util.TreeSet<Double>();
+        for (Span s : spans) {
+            edges.add(s.startUs());
+            edges.add(s.endUs());
+        }
+        var out = new java.util.LinkedHashMap<String, Double>();
+        Double last = null;
+        for (double t : edges) {
+            if (last != null) {
+                double mid = (last + t) / 2;   // who runs between two edges runs throughout
+                List<Span> running = spans.stream().filter(s -> s.startUs() <= mid && s.endUs() >= mid).toList();
+                if (running.size() == 1) out.merge(running.getFirst().kernel(), t - last, Double::sum);
+            }
+            last = t;
+        }
+        return out.entrySet().stream().sorted(java.util.Map.Entry.<String, Double>comparingByValue().reversed()).toList();
+    }
+
+    /** The run in a few lines: its length, how many kernels ran at once, the kernels that ran longest alone, and the last to end. */
+    public String summary(int top) {
+        if (spans.isEmpty()) return "  " + program + " timeline: no kernel recorded when it ran (none ran on this device)\n";
+        var sb = new StringBuilder();
+        double[] c = concurrency();
+        double two = 0;
+        for (int i = 2; i < c.length; i++) two += c[i];
+        double total = us();
+        sb.append(String.format(Locale.ROOT, "  %s timeline (one run, the GPU's clock): %d kernels in %.1f µs; none running %.1f µs, one %.1f µs (%.0f%%), two or more %.1f µs%n",
+                program, spans.size(), total, c[0], c.length > 1 ? c[1] : 0, total > 0 && c.length > 1 ? 100 * c[1] / total : 0, two));
+        var alone = alone();
+        if (!alone.isEmpty()) {
+            sb.append("    longest alone (µs):");
+            alone.stream().limit(top).forEach(e -> sb.append(String.format(Locale.ROOT, " %s %.1f,", e.getKey(), e.getValue())));
+            sb.setLength(sb.length() - 1);
+            sb.append('\n');
+        }
+        sb.append("    last to end (start–end µs):");
+        spans.stream().sorted(Comparator.comparingDouble(Span::endUs).reversed()).limit(top)
+                .forEach(s -> sb.append(String.format(Locale.ROOT, " %s %.1f–%.1f,", s.kernel(), s.startUs(), s.endUs())));
+        sb.setLength(sb.length() - 1);
+        return sb.append('\n').toString();
+    }
+
+    /** The spans as JSON: [{"kernel", "stream", "urgent", "start_us", "end_us"}, …]. */
+    public String json() {
+        var each = new StringJoiner(",", "[", "]");
+        for (Span s : spans) {
+            each.add(String.format(Locale.ROOT, "{\"kernel\":\"%s\",\"stream\":%d,\"urgent\":%b,\"start_us\":%.3f,\"end_us\":%.3f}",
+                    s.kernel(), s.stream(), s.urgent(), s.startUs(), s.endUs()));
+        }
+        return each.toString();
+    }
+
+    /**
+     * Timelines in the Chrome trace event format, which Perfetto (ui.perfetto.dev) and chrome://tracing open: a
+     * process per timeline, named by its label, a thread per stream, a complete event per kernel.
+     */
+    public static String chromeTrace(List<String> labels, List<Timeline> timelines) {
+        var events = new StringJoiner(",\n", "{\"displayTimeUnit\":\"ns\",\"traceEvents\":[\n", "\n]}\n");
+        for (int i = 0; i < timelines.size(); i++) {
+            Timeline t = timelines.get(i);
+            int p = i;
+            events.add(String.format(Locale.ROOT, "{\"ph\":\"M\",\"name\":\"process_name\",\"pid\":%d,\"args\":{\"name\":\"%s\"}}", p, escape(labels.get(p))));
+            t.spans.stream().mapToInt(Span::stream).distinct().sorted().forEach(s -> events.add(String.format(Locale.ROOT,
+                    "{\"ph\":\"M\",\"name\":\"thread_name\",\"pid\":%d,\"tid\":%d,\"args\":{\"name\":\"stream %d\"}}", p, s, s)));
+            for (Span s : t.spans) {
+                events.add(String.format(Locale.ROOT, "{\"ph\":\"X\",\"name\":\"%s\",\"cat\":\"%s\",\"pid\":%d,\"tid\":%d,\"ts\":%.3f,\"dur\":%.3f}",
+                        escape(s.kernel()), s.urgent() ? "urgent" : "kernel", p, s.stream(), s.startUs(), s.us()));
+            }
+        }
+        return events.toString();
+    }
+
+    private static String escape(String s) { return s.replace("\\", "\\\\").replace("\"", "\\\""); }
+}

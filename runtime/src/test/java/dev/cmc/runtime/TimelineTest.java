@@ -1,0 +1,74 @@
+package dev.cmc.runtime;
+
+import org.junit.jupiter.api.Test;
+
+import java.util.List;
+
+import static org.junit.jupiter.api.Assertions.*;
+
+/** What a timeline makes of the slots a run leaves: its spans, how many kernels ran at once, who ran alone, and its trace. */
+class TimelineTest {
+    private static final long NONE = -1L, T0 = 5_000_000_000L;
+
+    /**
+     * Four kernels from a clock at 5 s: a 0–10 µs alone, b 10–30 and c 12–20 together, d never launched (its slots as
+     * set), e 40–45 after a gap of 10 µs.
+     */
+    private static Timeline sample() {
+        var names = List.of("a", "b", "c", "d", "e");
+        long[] slots = {T0, T0 + 10_000, T0 + 12_000, NONE, T0 + 40_000,
+                        T0 + 10_000, T0 + 30_000, T0 + 20_000, 0, T0 + 45_000};
+        return Timeline.of("step", names, new int[]{0, 1, 2, 3, 0}, new boolean[]{true, true, false, false, true}, slots);
+    }
+
+    @Test
+    void spansAreTheKernelsThatRanInMicrosecondsFromTheFirstStart() {
+        Timeline t = sample();
+        assertEquals(List.of("a", "b", "c", "e"), t.spans().stream().map(Timeline.Span::kernel).toList());
+        assertEquals(new Timeline.Span("c", 2, false, 12.0, 20.0), t.spans().get(2));
+        assertEquals(45.0, t.us(), 1e-9);
+    }
+
+    @Test
+    void timeIsSplitByHowManyKernelsRanAtOnce() {
+        double[] c = sample().concurrency();
+        assertEquals(10.0, c[0], 1e-9);   // 30–40
+        assertEquals(10 + 2 + 10 + 5, c[1], 1e-9);   // a, b before c, b after c, e
+        assertEquals(8.0, c[2], 1e-9);   // b with c
+        assertEquals(45.0, java.util.Arrays.stream(c).sum(), 1e-9);
+    }
+
+    @Test
+    void aloneCountsOnlyStretchesWithNoOtherKernel() {
+        var alone = sample().alone();
+        assertEquals(List.of("b", "a", "e"), alone.stream().map(java.util.Map.Entry::getKey).toList());
+        assertEquals(12.0, alone.getFirst().getValue(), 1e-9);
+        String summary = sample().summary(2);
+        assertTrue(summary.contains("4 kernels in 45.0 µs; none running 10.0 µs, one 27.0 µs (60%), two or more 8.0 µs"), summary);
+        assertTrue(summary.contains("longest alone (µs): b 12.0, a 10.0\n"), summary);
+        assertTrue(summary.contains("last to end (start–end µs): e 40.0–45.0, b 10.0–30.0\n"), summary);
+    }
+
+    @Test
+    void aKernelWhoseEndIsBeforeItsStartDidNotRun() {
+        long[] slots = {T0 + 5, T0, T0 + 1, T0 + 9};   // the first's end precedes its start: slots of another run
+        Timeline t = Timeline.of("p", List.of("x", "y"), new int[2], new boolean[2], slots);
+        assertEquals(List.of("y"), t.spans().stream().map(Timeline.Span::kernel).toList());
+        assertEquals(0.0, t.spans().getFirst().startUs());
+        var none = Timeline.of("p", List.of("x"), new int[1], new boolean[1], new long[]{NONE, 0});
+        assertEquals("  p timeline: no kernel recorded when it ran (none ran on this device)\n", none.summary(3));
+        assertThrows(IllegalArgumentException.class, () -> Timeline.of("p", List.of("x"), new int[1], new boolean[1], new long[3]));
+    }
+
+    @Test
+    void theTraceHasAProcessPerTimelineAThreadPerStreamAndAnEventPerKernel() {
+        String trace = Timeline.chromeTrace(List.of("cuda:0: \"step\""), List.of(sample()));
+        assertTrue(trace.startsWith("{\"displayTimeUnit\":\"ns\",\"traceEvents\":[\n"), trace);
+        assertTrue(trace.endsWith("\n]}\n"), trace);
+        assertTrue(trace.contains("{\"ph\":\"M\",\"name\":\"process_name\",\"pid\":0,\"args\":{\"name\":\"cuda:0: \\\"step\\\"\"}}"), trace);
+        assertEquals(3, trace.split("\"thread_name\"").length - 1, "streams 0, 1, 2");
+        assertTrue(trace.contains("{\"ph\":\"X\",\"name\":\"c\",\"cat\":\"kernel\",\"pid\":0,\"tid\":2,\"ts\":12.000,\"dur\":8.000}"), trace);
+        assertEquals(4, trace.split("\"ph\":\"X\"").length - 1);
+        assertEquals(trace.chars().filter(ch -> ch == '{').count(), trace.chars().filter(ch -> ch == '}').count());
+    }
+}

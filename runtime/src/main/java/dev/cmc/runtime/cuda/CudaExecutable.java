@@ -203,7 +203,7 @@ public final class CudaExecutable implements Executable {
             this.timeline = 0;
         }
         // cuLaunchKernel takes an array of pointers to argument values: device pointers (and the workspace for
-        // split-K GEMMs), then the batch size.
+        // split-K GEMMs, and the timeline where the kernels record one), then the batch size.
         params = new MemorySegment[functions.length];
         for (int k = 0; k < functions.length; k++) {
             List<Long> pointers = new java.util.ArrayList<>();

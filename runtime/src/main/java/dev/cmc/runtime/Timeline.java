@@ -14,17 +14,21 @@ import java.util.TreeMap;
  * ran alone, and which ended it.
  */
 public record Timeline(String program, List<Span> spans) {
-    /** A kernel's run: its name, the stream it was captured on, whether it was urgent, its start and end in µs from the run's first start. */
-    public record Span(String kernel, int stream, boolean urgent, double startUs, double endUs) {
+    /**
+     * A kernel's run: its name, the stream it was captured on, whether it was urgent, its blocks (0 where not known),
+     * its start and end in µs from the run's first start. Its blocks against the GPU's SMs say how much of the GPU a
+     * kernel running alone leaves idle.
+     */
+    public record Span(String kernel, int stream, boolean urgent, long blocks, double startUs, double endUs) {
         public double us() { return endUs - startUs; }
     }
 
     /**
      * The timeline that slots hold after one run: for a program of n kernels, slot k the least start and slot n + k
-     * the greatest end (ns) of kernel k, a start of all ones and an end of zero where it did not run. Spans in
-     * order of start, from the earliest.
+     * the greatest end (ns) of kernel k, a start of all ones and an end of zero where it did not run; each kernel's
+     * stream, urgency and blocks as launched. Spans in order of start, from the earliest.
      */
-    public static Timeline of(String program, List<String> kernels, int[] streamOf, boolean[] urgent, long[] slots) {
+    public static Timeline of(String program, List<String> kernels, int[] streamOf, boolean[] urgent, long[] blocks, long[] slots) {
         int n = kernels.size();
         if (slots.length != 2 * n) throw new IllegalArgumentException(program + ": " + slots.length + " timeline slots for " + n + " kernels");
         long first = Long.MAX_VALUE;
@@ -32,7 +36,7 @@ public record Timeline(String program, List<Span> spans) {
         var spans = new ArrayList<Span>();
         for (int k = 0; k < n; k++) {
             if (!ran(slots, n, k)) continue;
-            spans.add(new Span(kernels.get(k), streamOf[k], urgent[k], (slots[k] - first) / 1e3, (slots[n + k] - first) / 1e3));
+            spans.add(new Span(kernels.get(k), streamOf[k], urgent[k], blocks[k], (slots[k] - first) / 1e3, (slots[n + k] - first) / 1e3));
         }
         spans.sort(Comparator.comparingDouble(Span::startUs).thenComparingDouble(Span::endUs));
         return new Timeline(program, List.copyOf(spans));
@@ -68,24 +72,24 @@ public record Timeline(String program, List<Span> spans) {
         return at;
     }
 
-    /** µs during which each kernel ran with no other, by kernel, the longest first; kernels that never ran alone left out. */
-    public List<java.util.Map.Entry<String, Double>> alone() {
+    /** µs during which each kernel ran with no other, the longest first; kernels that never ran alone left out. */
+    public List<java.util.Map.Entry<Span, Double>> alone() {
         var edges = new java.util.TreeSet<Double>();
         for (Span s : spans) {
             edges.add(s.startUs());
             edges.add(s.endUs());
         }
-        var out = new java.util.LinkedHashMap<String, Double>();
+        var out = new java.util.LinkedHashMap<Span, Double>();
         Double last = null;
         for (double t : edges) {
             if (last != null) {
                 double mid = (last + t) / 2;   // who runs between two edges runs throughout
                 List<Span> running = spans.stream().filter(s -> s.startUs() <= mid && s.endUs() >= mid).toList();
-                if (running.size() == 1) out.merge(running.getFirst().kernel(), t - last, Double::sum);
+                if (running.size() == 1) out.merge(running.getFirst(), t - last, Double::sum);
             }
             last = t;
         }
-        return out.entrySet().stream().sorted(java.util.Map.Entry.<String, Double>comparingByValue().reversed()).toList();
+        return out.entrySet().stream().sorted(java.util.Map.Entry.<Span, Double>comparingByValue().reversed()).toList();
     }
 
     /** The run in a few lines: its length, how many kernels ran at once, the kernels that ran longest alone, and the last to end. */
@@ -101,23 +105,26 @@ public record Timeline(String program, List<Span> spans) {
         var alone = alone();
         if (!alone.isEmpty()) {
             sb.append("    longest alone (µs):");
-            alone.stream().limit(top).forEach(e -> sb.append(String.format(Locale.ROOT, " %s %.1f,", e.getKey(), e.getValue())));
+            alone.stream().limit(top).forEach(e -> sb.append(String.format(Locale.ROOT, " %s %.1f%s,", e.getKey().kernel(), e.getValue(), blocks(e.getKey()))));
             sb.setLength(sb.length() - 1);
             sb.append('\n');
         }
         sb.append("    last to end (start–end µs):");
         spans.stream().sorted(Comparator.comparingDouble(Span::endUs).reversed()).limit(top)
-                .forEach(s -> sb.append(String.format(Locale.ROOT, " %s %.1f–%.1f,", s.kernel(), s.startUs(), s.endUs())));
+                .forEach(s -> sb.append(String.format(Locale.ROOT, " %s %.1f–%.1f%s,", s.kernel(), s.startUs(), s.endUs(), blocks(s))));
         sb.setLength(sb.length() - 1);
         return sb.append('\n').toString();
     }
 
-    /** The spans as JSON: [{"kernel", "stream", "urgent", "start_us", "end_us"}, …]. */
+    /** " (N blocks)", or nothing where they are not known. */
+    private static String blocks(Span s) { return s.blocks() > 0 ? " (" + s.blocks() + " blocks)" : ""; }
+
+    /** The spans as JSON: [{"kernel", "stream", "urgent", "blocks", "start_us", "end_us"}, …]. */
     public String json() {
         var each = new StringJoiner(",", "[", "]");
         for (Span s : spans) {
-            each.add(String.format(Locale.ROOT, "{\"kernel\":\"%s\",\"stream\":%d,\"urgent\":%b,\"start_us\":%.3f,\"end_us\":%.3f}",
-                    s.kernel(), s.stream(), s.urgent(), s.startUs(), s.endUs()));
+            each.add(String.format(Locale.ROOT, "{\"kernel\":\"%s\",\"stream\":%d,\"urgent\":%b,\"blocks\":%d,\"start_us\":%.3f,\"end_us\":%.3f}",
+                    s.kernel(), s.stream(), s.urgent(), s.blocks(), s.startUs(), s.endUs()));
         }
         return each.toString();
     }
@@ -135,8 +142,8 @@ public record Timeline(String program, List<Span> spans) {
             t.spans.stream().mapToInt(Span::stream).distinct().sorted().forEach(s -> events.add(String.format(Locale.ROOT,
                     "{\"ph\":\"M\",\"name\":\"thread_name\",\"pid\":%d,\"tid\":%d,\"args\":{\"name\":\"stream %d\"}}", p, s, s)));
             for (Span s : t.spans) {
-                events.add(String.format(Locale.ROOT, "{\"ph\":\"X\",\"name\":\"%s\",\"cat\":\"%s\",\"pid\":%d,\"tid\":%d,\"ts\":%.3f,\"dur\":%.3f}",
-                        escape(s.kernel()), s.urgent() ? "urgent" : "kernel", p, s.stream(), s.startUs(), s.us()));
+                events.add(String.format(Locale.ROOT, "{\"ph\":\"X\",\"name\":\"%s\",\"cat\":\"%s\",\"pid\":%d,\"tid\":%d,\"ts\":%.3f,\"dur\":%.3f,\"args\":{\"blocks\":%d}}",
+                        escape(s.kernel()), s.urgent() ? "urgent" : "kernel", p, s.stream(), s.startUs(), s.us(), s.blocks()));
             }
         }
         return events.toString();

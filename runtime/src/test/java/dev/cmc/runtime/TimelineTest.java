@@ -12,20 +12,20 @@ class TimelineTest {
 
     /**
      * Four kernels from a clock at 5 s: a 0–10 µs alone, b 10–30 and c 12–20 together, d never launched (its slots as
-     * set), e 40–45 after a gap of 10 µs.
+     * set), e 40–45 after a gap of 10 µs; c's blocks not known.
      */
     private static Timeline sample() {
         var names = List.of("a", "b", "c", "d", "e");
         long[] slots = {T0, T0 + 10_000, T0 + 12_000, NONE, T0 + 40_000,
                         T0 + 10_000, T0 + 30_000, T0 + 20_000, 0, T0 + 45_000};
-        return Timeline.of("step", names, new int[]{0, 1, 2, 3, 0}, new boolean[]{true, true, false, false, true}, slots);
+        return Timeline.of("step", names, new int[]{0, 1, 2, 3, 0}, new boolean[]{true, true, false, false, true}, new long[]{8, 64, 0, 4, 132}, slots);
     }
 
     @Test
     void spansAreTheKernelsThatRanInMicrosecondsFromTheFirstStart() {
         Timeline t = sample();
         assertEquals(List.of("a", "b", "c", "e"), t.spans().stream().map(Timeline.Span::kernel).toList());
-        assertEquals(new Timeline.Span("c", 2, false, 12.0, 20.0), t.spans().get(2));
+        assertEquals(new Timeline.Span("c", 2, false, 0, 12.0, 20.0), t.spans().get(2));
         assertEquals(45.0, t.us(), 1e-9);
     }
 
@@ -41,23 +41,23 @@ class TimelineTest {
     @Test
     void aloneCountsOnlyStretchesWithNoOtherKernel() {
         var alone = sample().alone();
-        assertEquals(List.of("b", "a", "e"), alone.stream().map(java.util.Map.Entry::getKey).toList());
+        assertEquals(List.of("b", "a", "e"), alone.stream().map(e -> e.getKey().kernel()).toList());
         assertEquals(12.0, alone.getFirst().getValue(), 1e-9);
         String summary = sample().summary(2);
         assertTrue(summary.contains("4 kernels in 45.0 µs; none running 10.0 µs, one 27.0 µs (60%), two or more 8.0 µs"), summary);
-        assertTrue(summary.contains("longest alone (µs): b 12.0, a 10.0\n"), summary);
-        assertTrue(summary.contains("last to end (start–end µs): e 40.0–45.0, b 10.0–30.0\n"), summary);
+        assertTrue(summary.contains("longest alone (µs): b 12.0 (64 blocks), a 10.0 (8 blocks)\n"), summary);
+        assertTrue(summary.contains("last to end (start–end µs): e 40.0–45.0 (132 blocks), b 10.0–30.0 (64 blocks)\n"), summary);
     }
 
     @Test
     void aKernelWhoseEndIsBeforeItsStartDidNotRun() {
         long[] slots = {T0 + 5, T0, T0 + 1, T0 + 9};   // the first's end precedes its start: slots of another run
-        Timeline t = Timeline.of("p", List.of("x", "y"), new int[2], new boolean[2], slots);
+        Timeline t = Timeline.of("p", List.of("x", "y"), new int[2], new boolean[2], new long[2], slots);
         assertEquals(List.of("y"), t.spans().stream().map(Timeline.Span::kernel).toList());
         assertEquals(0.0, t.spans().getFirst().startUs());
-        var none = Timeline.of("p", List.of("x"), new int[1], new boolean[1], new long[]{NONE, 0});
+        var none = Timeline.of("p", List.of("x"), new int[1], new boolean[1], new long[1], new long[]{NONE, 0});
         assertEquals("  p timeline: no kernel recorded when it ran (none ran on this device)\n", none.summary(3));
-        assertThrows(IllegalArgumentException.class, () -> Timeline.of("p", List.of("x"), new int[1], new boolean[1], new long[3]));
+        assertThrows(IllegalArgumentException.class, () -> Timeline.of("p", List.of("x"), new int[1], new boolean[1], new long[1], new long[3]));
     }
 
     @Test
@@ -67,7 +67,7 @@ class TimelineTest {
         assertTrue(trace.endsWith("\n]}\n"), trace);
         assertTrue(trace.contains("{\"ph\":\"M\",\"name\":\"process_name\",\"pid\":0,\"args\":{\"name\":\"cuda:0: \\\"step\\\"\"}}"), trace);
         assertEquals(3, trace.split("\"thread_name\"").length - 1, "streams 0, 1, 2");
-        assertTrue(trace.contains("{\"ph\":\"X\",\"name\":\"c\",\"cat\":\"kernel\",\"pid\":0,\"tid\":2,\"ts\":12.000,\"dur\":8.000}"), trace);
+        assertTrue(trace.contains("{\"ph\":\"X\",\"name\":\"b\",\"cat\":\"urgent\",\"pid\":0,\"tid\":1,\"ts\":10.000,\"dur\":20.000,\"args\":{\"blocks\":64}}"), trace);
         assertEquals(4, trace.split("\"ph\":\"X\"").length - 1);
         assertEquals(trace.chars().filter(ch -> ch == '{').count(), trace.chars().filter(ch -> ch == '}').count());
     }

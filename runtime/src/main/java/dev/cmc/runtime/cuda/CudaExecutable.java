@@ -824,7 +824,12 @@ public final class CudaExecutable implements Executable {
         int[] streamOf = plan != null && graphs.containsKey(batch) ? plan.streamOf() : new int[n];
         boolean[] urgentOf = TaskDag.urgent(TaskDag.dependencies(program), URGENT_SLACK);
         var names = program.kernels().stream().map(Kernel::name).toList();
-        return Timeline.of(program.name(), names, streamOf, urgentOf, slots);
+        long[] blocks = new long[n];
+        for (int k = 0; k < n; k++) {
+            PtxRenderer.Launch l = launchOf(k, batch);
+            blocks[k] = (long) l.gridX() * l.gridY() * l.gridZ();
+        }
+        return Timeline.of(program.name(), names, streamOf, urgentOf, blocks, slots);
     }
 
     /** Free and total device memory (cuMemGetInfo), for the soak benchmark. */

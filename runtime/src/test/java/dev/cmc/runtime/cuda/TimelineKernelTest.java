@@ -67,7 +67,9 @@ class TimelineKernelTest {
             if (timelines != null) {
                 timelines[0] = switch (exe) {
                     case SimulatedCudaBackend.Simulated s -> Timeline.of(program.name(), program.kernels().stream().map(Kernel::name).toList(),
-                            new int[program.kernels().size()], new boolean[program.kernels().size()], s.timeline());
+                            new int[program.kernels().size()], new boolean[program.kernels().size()],
+                            program.kernels().stream().mapToLong(k -> blocks(PtxRenderer.launch(k, BATCH, PtxRenderer.Matmul.TF32X3, PtxRenderer.Tiling.NARROW))).toArray(),
+                            s.timeline());
                     case CudaExecutable cu -> cu.timeline(BATCH);
                     default -> throw new IllegalStateException(exe.getClass() + " records no timeline");
                 };
@@ -76,13 +78,17 @@ class TimelineKernelTest {
         return out;
     }
 
+    private static long blocks(PtxRenderer.Launch l) { return (long) l.gridX() * l.gridY() * l.gridZ(); }
+
     private static void check(Program program, Timeline timeline, String device) {
         var spanOf = new HashMap<String, Timeline.Span>();
-        for (var s : timeline.spans()) assertNull(spanOf.put(s.kernel(), s), s.kernel() + " twice on " + device);
+        for (var s : timeline.spans()) {
+            assertNull(spanOf.put(s.kernel(), s), s.kernel() + " twice on " + device);
+            assertTrue(s.blocks() > 0, s.kernel() + " ran in " + s.blocks() + " blocks on " + device);
+        }
         var kernels = program.kernels();
         for (Kernel k : kernels) {
-            var l = PtxRenderer.launch(k, BATCH, PtxRenderer.Matmul.TF32X3, PtxRenderer.Tiling.NARROW);
-            if (l.gridX() > 0 && l.gridY() > 0) assertTrue(spanOf.containsKey(k.name()), k.name() + " launched but not in the timeline on " + device);
+            if (blocks(PtxRenderer.launch(k, BATCH, PtxRenderer.Matmul.TF32X3, PtxRenderer.Tiling.NARROW)) > 0) assertTrue(spanOf.containsKey(k.name()), k.name() + " launched but not in the timeline on " + device);
         }
         var deps = TaskDag.dependencies(program);
         int edges = 0;

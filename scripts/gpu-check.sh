@@ -166,7 +166,8 @@ run)
   #    when its blocks start and end (cmc bench --trace): which kernels run together, which alone, and which end the
   #    step. Its figures are the stamped kernels', so the table's times are not the ones to quote. timeline4096.trace.json
   #    opens in ui.perfetto.dev; the summary gives the µs run alone by kernel and the last kernels to end, each with
-  #    its blocks (a kernel of 64 blocks alone leaves most of 132 SMs idle).
+  #    its blocks (a kernel of 64 blocks alone leaves most of 132 SMs idle), and from every block's record how much
+  #    of the step each SM had a block resident: near 100% says the step is bound by the SMs' time.
   bench bench timeline4096 40 --batch 4096 --train-batch 4096 --trace "$out/timeline4096.trace.json"
   #    Nsight Compute on a few of the step's kernels at 4,096 rows (see step 8): why its GEMMs run at a third of
   #    the tensor cores' rate (stall reasons, L2 and shared-memory throughput, occupancy), never measured for wgmma.

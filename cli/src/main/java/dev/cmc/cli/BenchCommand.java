@@ -48,7 +48,7 @@ final class BenchCommand implements Callable<Integer> {
     boolean profile;
 
     @Option(names = "--trace", paramLabel = "FILE", description = "also record when each kernel ran in one sampling run and one training step"
-            + " (CUDA GPUs: the kernels record it, two atomics a block, so time without --trace), print a summary and write it as a"
+            + " (CUDA GPUs: the kernels record it, two atomics and two stores a block, so time without --trace), print a summary and write it as a"
             + " Chrome trace (Perfetto, chrome://tracing)")
     Path trace;
 

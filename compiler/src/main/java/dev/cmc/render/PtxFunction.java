@@ -103,10 +103,10 @@ abstract class PtxFunction {
             op("griddepcontrol.wait;");
             op("griddepcontrol.launch_dependents;");
         }
-        if (timeline) stamp("min", index, "timeline: when this block may start, the least over blocks kept");
+        if (timeline) stamp(true);
         body();
         label("DONE");
-        if (timeline) stamp("max", program.kernels().size() + index, "timeline: when this block ends, the greatest over blocks kept");
+        if (timeline) stamp(false);
         op("ret;");
         head.append(shared);
         head.append("    .reg .pred %p<").append(p + 1).append(">;\n");
@@ -117,17 +117,34 @@ abstract class PtxFunction {
     }
 
     /**
-     * Thread 0 of the block reduces the global timer (ns) into 64-bit slot {@code slot} of the timeline by op (min or
-     * max). Its registers are new, loaded here, so that the stamp at the end lengthens no live range in the body.
+     * Thread 0 of the block stamps the global timer (ns) into the timeline ({@link PtxRenderer#TIMELINE}): at the
+     * start, the kernel's least start by red.min and this block's record's start; at the end, the kernel's
+     * greatest end by red.max and the record's end (its low 32 bits) and SM. Its registers are new, loaded here, so
+     * that the stamp at the end lengthens no live range in the body.
      */
-    private void stamp(String op, int slot, String why) {
-        comment(why);
+    private void stamp(boolean start) {
+        int n = program.kernels().size();
+        comment(start ? "timeline: when this block may start (the kernel's least start kept), into its record"
+                : "timeline: when this block ends (the kernel's greatest end kept), and on which SM, into its record");
         String skip = newLabel("stamped"), raw = rd(), at = rd(), now = rd();
         op("@" + pred("ne.s32", special("%tid.x"), "0") + " bra " + skip + ";");
         op("ld.param.u64 " + raw + ", [" + TIMELINE + "];");
         op("cvta.to.global.u64 " + at + ", " + raw + ";");
         op("mov.u64 " + now + ", %globaltimer;");
-        op("red.relaxed.gpu.global." + op + ".u64 [" + at + "+" + 8L * slot + "], " + now + ";");
+        op("red.relaxed.gpu.global." + (start ? "min" : "max") + ".u64 [" + at + "+" + 8L * (start ? index : n + index) + "], " + now + ";");
+        String block = mad(mad(special("%ctaid.z"), special("%nctaid.y"), special("%ctaid.y")), special("%nctaid.x"), special("%ctaid.x"));
+        op("@" + pred("ge.u32", block, Integer.toString(TIMELINE_BLOCKS)) + " bra " + skip + ";");   // past the kernel's records
+        String record = rd();
+        op("mul.wide.u32 " + record + ", " + block + ", 16;");
+        op("add.s64 " + record + ", " + record + ", " + at + ";");
+        long offset = 16L * n + 16L * TIMELINE_BLOCKS * index;
+        if (start) {
+            op("st.global.u64 [" + record + "+" + offset + "], " + now + ";");
+        } else {
+            String low = r(), sm = special("%smid");
+            op("cvt.u32.u64 " + low + ", " + now + ";");
+            op("st.global.v2.u32 [" + record + "+" + (offset + 8) + "], {" + low + ", " + sm + "};");
+        }
         label(skip);
     }
 

@@ -558,12 +558,20 @@ public final class PtxRenderer {
     /**
      * The parameter through which a kernel rendered with a timeline records when it ran, before rows: the address
      * of 2n 64-bit slots for a program of n kernels, which the runtime sets to all ones (the first n) and zeros (the
-     * rest) before a run. Kernel k keeps in slot k the least global timer (ns) at which a block of it got past its
-     * wait for the grids before, and in slot n + k the greatest at which one ended; a kernel not launched leaves
-     * both as they were. Two reductions a block, by its thread 0: meant for a timeline of one run (cmc bench
-     * --trace), not for the figures of the same run.
+     * rest) before a run, then n regions of {@link #TIMELINE_BLOCKS} block records, zeros before a run. Kernel k
+     * keeps in slot k the least global timer (ns) at which a block of it got past its wait for the grids before,
+     * and in slot n + k the greatest at which one ended; a kernel not launched leaves both as they were. Its block
+     * b (ctaid.x + nctaid.x·(ctaid.y + nctaid.y·ctaid.z)), if below TIMELINE_BLOCKS, writes record b of region k,
+     * 16 bytes: its start (u64), its end's low 32 bits and its SM (%smid). Two reductions and two stores a block,
+     * by its thread 0: meant for a timeline of one run (cmc bench --trace), not for the figures of the same run.
      */
     public static final String TIMELINE = "timeline";
+
+    /** Block records a kernel keeps in its timeline (see {@link #TIMELINE}); blocks past them record only the kernel's span. */
+    public static final int TIMELINE_BLOCKS = 4096;
+
+    /** Bytes of a timeline for a program of n kernels. */
+    public static long timelineBytes(int n) { return 16L * n + 16L * TIMELINE_BLOCKS * n; }
 
     /**
      * The same PTX as one module per kernel, each with the module's directives: what the cuda runtime loads, so

@@ -13,7 +13,7 @@ import java.util.TreeMap;
  * one-by-one times say what each costs alone, this says what the run did with them: which ran together, which
  * ran alone, and which ended it.
  */
-public record Timeline(String program, List<Span> spans) {
+public record Timeline(String program, List<Span> spans, double[] smBusyUs, double blockUs, int blockRecords) {
     /**
      * A kernel's run: its name, the stream it was captured on, whether it was urgent, its blocks (0 where not known),
      * its start and end in µs from the run's first start. Its blocks against the GPU's SMs say how much of the GPU a
@@ -23,14 +23,23 @@ public record Timeline(String program, List<Span> spans) {
         public double us() { return endUs - startUs; }
     }
 
+    /** A timeline without block records. */
+    public static Timeline of(String program, List<String> kernels, int[] streamOf, boolean[] urgent, long[] blocks, long[] slots) {
+        return of(program, kernels, streamOf, urgent, blocks, slots, new long[0], 0);
+    }
+
     /**
      * The timeline that slots hold after one run: for a program of n kernels, slot k the least start and slot n + k
      * the greatest end (ns) of kernel k, a start of all ones and an end of zero where it did not run; each kernel's
-     * stream, urgency and blocks as launched. Spans in order of start, from the earliest.
+     * stream, urgency and blocks as launched. Spans in order of start, from the earliest. With records (two longs a
+     * block, {@code perKernel} blocks a kernel: its start, then its end's low 32 bits and above them its SM; a start
+     * of zero where no block wrote it), each SM's time with a block of the run resident, and the blocks' time in all.
      */
-    public static Timeline of(String program, List<String> kernels, int[] streamOf, boolean[] urgent, long[] blocks, long[] slots) {
+    public static Timeline of(String program, List<String> kernels, int[] streamOf, boolean[] urgent, long[] blocks, long[] slots,
+                              long[] records, int perKernel) {
         int n = kernels.size();
         if (slots.length != 2 * n) throw new IllegalArgumentException(program + ": " + slots.length + " timeline slots for " + n + " kernels");
+        if (records.length != 2L * n * perKernel) throw new IllegalArgumentException(program + ": " + records.length + " longs of block records for " + n + " kernels");
         long first = Long.MAX_VALUE;
         for (int k = 0; k < n; k++) if (ran(slots, n, k)) first = Math.min(first, slots[k]);
         var spans = new ArrayList<Span>();
@@ -39,7 +48,37 @@ public record Timeline(String program, List<Span> spans) {
             spans.add(new Span(kernels.get(k), streamOf[k], urgent[k], blocks[k], (slots[k] - first) / 1e3, (slots[n + k] - first) / 1e3));
         }
         spans.sort(Comparator.comparingDouble(Span::startUs).thenComparingDouble(Span::endUs));
-        return new Timeline(program, List.copyOf(spans));
+        // Each SM's blocks as intervals in µs from the first start, then the union of each SM's.
+        var bySm = new TreeMap<Integer, List<double[]>>();
+        double blockUs = 0;
+        for (int i = 0; i < records.length; i += 2) {
+            long start = records[i];
+            if (start == 0 || first == Long.MAX_VALUE) continue;
+            long end = start + ((records[i + 1] - start) & 0xffffffffL);   // the end's low 32 bits, after the start
+            int sm = (int) (records[i + 1] >>> 32);
+            double from = (start - first) / 1e3, to = (end - first) / 1e3;
+            bySm.computeIfAbsent(sm, s -> new ArrayList<>()).add(new double[]{from, to});
+            blockUs += to - from;
+        }
+        double[] busy = new double[bySm.isEmpty() ? 0 : bySm.lastKey() + 1];
+        bySm.forEach((sm, intervals) -> busy[sm] = union(intervals));
+        return new Timeline(program, List.copyOf(spans), busy, blockUs, perKernel);
+    }
+
+    /** The length of the union of intervals [from, to]. */
+    private static double union(List<double[]> intervals) {
+        intervals.sort(Comparator.comparingDouble(x -> x[0]));
+        double total = 0, from = Double.NaN, to = Double.NaN;
+        for (double[] x : intervals) {
+            if (Double.isNaN(from) || x[0] > to) {
+                if (!Double.isNaN(from)) total += to - from;
+                from = x[0];
+                to = x[1];
+            } else {
+                to = Math.max(to, x[1]);
+            }
+        }
+        return Double.isNaN(from) ? total : total + to - from;
     }
 
     private static boolean ran(long[] slots, int n, int k) {
@@ -108,6 +147,18 @@ public record Timeline(String program, List<Span> spans) {
             alone.stream().limit(top).forEach(e -> sb.append(String.format(Locale.ROOT, " %s %.1f%s,", e.getKey().kernel(), e.getValue(), blocks(e.getKey()))));
             sb.setLength(sb.length() - 1);
             sb.append('\n');
+        }
+        if (smBusyUs.length > 0 && total > 0) {
+            int least = 0;
+            double sum = 0;
+            for (int sm = 0; sm < smBusyUs.length; sm++) {
+                sum += smBusyUs[sm];
+                if (smBusyUs[sm] < smBusyUs[least]) least = sm;
+            }
+            sb.append(String.format(Locale.ROOT, "    SMs 0-%d: a block resident %.0f%% of the run on average (least %.0f%%, SM %d); %.2f blocks resident an SM on average%n",
+                    smBusyUs.length - 1, 100 * sum / smBusyUs.length / total, 100 * smBusyUs[least] / total, least, blockUs / smBusyUs.length / total));
+            long clipped = spans.stream().filter(x -> x.blocks() > blockRecords).count();
+            if (clipped > 0) sb.append(String.format(Locale.ROOT, "      (%d of the kernels had more than %d blocks: only their first %d recorded)%n", clipped, blockRecords, blockRecords));
         }
         sb.append("    last to end (start–end µs):");
         spans.stream().sorted(Comparator.comparingDouble(Span::endUs).reversed()).limit(top)

@@ -60,6 +60,26 @@ class TimelineTest {
         assertThrows(IllegalArgumentException.class, () -> Timeline.of("p", List.of("x"), new int[1], new boolean[1], new long[1], new long[3]));
     }
 
+    /**
+     * Block records, two a kernel: a's blocks on SM 0 (0–10 µs) and SM 1 (0–4), b's first on SM 0 (5–21, over a's)
+     * and its second never written. SM 0 has a block for 21 µs of the run's 21, SM 1 for 4; the blocks took 30.
+     */
+    @Test
+    void blockRecordsGiveEachSmsTimeWithABlockResident() {
+        long[] slots = {T0, T0 + 5_000, T0 + 10_000, T0 + 21_000};
+        long[] records = {T0, end(T0 + 10_000, 0), T0, end(T0 + 4_000, 1), T0 + 5_000, end(T0 + 21_000, 0), 0, 0};
+        Timeline t = Timeline.of("step", List.of("a", "b"), new int[2], new boolean[2], new long[]{2, 3}, slots, records, 2);
+        assertArrayEquals(new double[]{21, 4}, t.smBusyUs(), 1e-9);
+        assertEquals(30.0, t.blockUs(), 1e-9);
+        String summary = t.summary(2);
+        assertTrue(summary.contains("SMs 0-1: a block resident 60% of the run on average (least 19%, SM 1); 0.71 blocks resident an SM on average\n"), summary);
+        assertTrue(summary.contains("(1 of the kernels had more than 2 blocks: only their first 2 recorded)"), summary);
+        assertThrows(IllegalArgumentException.class, () -> Timeline.of("step", List.of("a", "b"), new int[2], new boolean[2], new long[2], slots, records, 3));
+    }
+
+    /** A record's second long as a kernel writes it: the end's low 32 bits, then the SM. */
+    private static long end(long ns, int sm) { return ns & 0xffffffffL | (long) sm << 32; }
+
     @Test
     void theTraceHasAProcessPerTimelineAThreadPerStreamAndAnEventPerKernel() {
         String trace = Timeline.chromeTrace(List.of("cuda:0: \"step\""), List.of(sample()));

@@ -106,11 +106,16 @@ public final class Bench {
                     timelinesJson());
         }
 
-        /** With recorded timelines, each program's spans (see {@link dev.cmc.runtime.Timeline#json}), else nothing. */
+        /** With recorded timelines, each program's spans (see {@link dev.cmc.runtime.Timeline#json}) and its SMs' busy µs, else nothing. */
         private String timelinesJson() {
             if (timelines.isEmpty()) return "";
             var each = new StringJoiner(",", ",\"timelines\":[", "]");
-            for (var t : timelines) each.add(String.format(Locale.ROOT, "{\"program\":\"%s\",\"us\":%.3f,\"kernels\":%s}", t.program(), t.us(), t.json()));
+            for (var t : timelines) {
+                var busy = new StringJoiner(",", "[", "]");
+                for (double us : t.smBusyUs()) busy.add(String.format(Locale.ROOT, "%.3f", us));
+                each.add(String.format(Locale.ROOT, "{\"program\":\"%s\",\"us\":%.3f,\"block_us\":%.3f,\"sm_busy_us\":%s,\"kernels\":%s}",
+                        t.program(), t.us(), t.blockUs(), busy, t.json()));
+            }
             return each.toString();
         }
 

@@ -140,9 +140,9 @@ public final class CudaBackend implements Backend {
     private boolean timeline;
 
     /**
-     * Programs loaded from now on record when each kernel runs (see {@link PtxRenderer#TIMELINE}), for
-     * {@link CudaExecutable#timeline}: `cmc bench --trace`. Two reductions a block: the figures of such a run are
-     * the timeline's, not the product's.
+     * Programs loaded from now on record when each kernel and each of its blocks runs (see {@link PtxRenderer#TIMELINE}),
+     * for {@link CudaExecutable#timeline}: `cmc bench --trace`. Two reductions and two stores a block: the figures of
+     * such a run are the timeline's, not the product's.
      */
     public CudaBackend withTimeline(boolean timeline) {
         this.timeline = timeline;

@@ -67,7 +67,7 @@ public final class CudaExecutable implements Executable {
     private final MemoryPlan memory;
     /** Partial products of split-K GEMMs: a part of one buffer for each, since they may run at once. */
     private final long workspace;
-    /** Where the kernels record when they run (see {@link PtxRenderer#TIMELINE}): 2 longs a kernel; 0 where they do not. */
+    /** Where the kernels record when they run (see {@link PtxRenderer#TIMELINE}): 2 longs a kernel, then its block records; 0 where they do not. */
     private final long timeline;
     /** Streams (the first is {@link #stream}) and events for a multi-stream capture, made on first use. */
     private StreamPlan plan;
@@ -197,7 +197,8 @@ public final class CudaExecutable implements Executable {
         // Split GEMMs count their blocks in tile counters at the head of their workspace: they start at zero.
         Cu.status(Cu.cuMemsetD32Async, "cuMemsetD32Async(split-K workspace)", workspace, 0, workspaceFloats, stream);
         if (timeline) {
-            Cu.status(Cu.cuMemAlloc, "cuMemAlloc(timeline, " + 16L * functions.length + " bytes)", ptr, 16L * functions.length);
+            long bytes = PtxRenderer.timelineBytes(functions.length);
+            Cu.status(Cu.cuMemAlloc, "cuMemAlloc(timeline, " + bytes + " bytes)", ptr, bytes);
             this.timeline = ptr.get(JAVA_LONG, 0);
         } else {
             this.timeline = 0;
@@ -805,8 +806,8 @@ public final class CudaExecutable implements Executable {
     /**
      * When each kernel ran in one run at this batch, as it runs in use (its CUDA graph, once captured): one run
      * first, which captures the graph (or times split-K slice counts and captures it at the next), then the
-     * timeline set to all ones (the starts) and zeros (the ends), the run, and its slots read back. Each run is
-     * a step of the program, as {@link #profile} runs are.
+     * timeline set to all ones (the starts) and zeros (the ends and the block records), the run, and all of it
+     * read back. Each run is a step of the program, as {@link #profile} runs are.
      */
     public Timeline timeline(int batch) {
         if (timeline == 0) throw new IllegalStateException(program.name() + " was loaded without a timeline");
@@ -815,12 +816,14 @@ public final class CudaExecutable implements Executable {
         int n = functions.length;
         makeCurrent();
         Cu.status(Cu.cuMemsetD32Async, "cuMemsetD32Async(timeline starts)", timeline, 0xFFFFFFFF, 2L * n, stream);
-        Cu.status(Cu.cuMemsetD32Async, "cuMemsetD32Async(timeline ends)", timeline + 8L * n, 0, 2L * n, stream);
+        long bytes = PtxRenderer.timelineBytes(n);
+        Cu.status(Cu.cuMemsetD32Async, "cuMemsetD32Async(timeline ends, block records)", timeline + 8L * n, 0, (bytes - 8L * n) / 4, stream);
         run(batch);
-        MemorySegment staging = pinned(4 * n);
-        Cu.status(Cu.cuMemcpyDtoHAsync, "cuMemcpyDtoH(timeline)", staging, timeline, 16L * n, stream);
+        MemorySegment staging = pinned(Math.toIntExact(bytes / 4));
+        Cu.status(Cu.cuMemcpyDtoHAsync, "cuMemcpyDtoH(timeline)", staging, timeline, bytes, stream);
         sync();
         long[] slots = staging.asSlice(0, 16L * n).toArray(JAVA_LONG);
+        long[] records = staging.asSlice(16L * n, bytes - 16L * n).toArray(JAVA_LONG);
         int[] streamOf = plan != null && graphs.containsKey(batch) ? plan.streamOf() : new int[n];
         boolean[] urgentOf = TaskDag.urgent(TaskDag.dependencies(program), URGENT_SLACK);
         var names = program.kernels().stream().map(Kernel::name).toList();
@@ -829,7 +832,7 @@ public final class CudaExecutable implements Executable {
             PtxRenderer.Launch l = launchOf(k, batch);
             blocks[k] = (long) l.gridX() * l.gridY() * l.gridZ();
         }
-        return Timeline.of(program.name(), names, streamOf, urgentOf, blocks, slots);
+        return Timeline.of(program.name(), names, streamOf, urgentOf, blocks, slots, records, PtxRenderer.TIMELINE_BLOCKS);
     }
 
     /** Free and total device memory (cuMemGetInfo), for the soak benchmark. */

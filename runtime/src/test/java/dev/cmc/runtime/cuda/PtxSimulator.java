@@ -164,7 +164,7 @@ final class PtxSimulator {
             long off = plus < 0 ? 0 : Long.parseLong(inner.substring(plus + 1));
             return r.startsWith("%") ? new Operand(Kind.ADDR, e.reg(r), off, null) : new Operand(Kind.SYMBOL, -1, off, r);
         }
-        if (a.startsWith("%tid") || a.startsWith("%ctaid") || a.startsWith("%nctaid") || a.equals("%globaltimer")) return new Operand(Kind.SPECIAL, -1, 0, a);
+        if (a.startsWith("%tid") || a.startsWith("%ctaid") || a.startsWith("%nctaid") || a.equals("%globaltimer") || a.equals("%smid")) return new Operand(Kind.SPECIAL, -1, 0, a);
         if (a.startsWith("%")) return new Operand(Kind.REG, e.reg(a), 0, null);
         if (a.startsWith("0f")) return new Operand(Kind.IMM, -1, Long.parseLong(a.substring(2), 16), null);
         if (a.startsWith("0x")) return new Operand(Kind.IMM, -1, Long.parseLong(a.substring(2), 16), null);
@@ -187,7 +187,7 @@ final class PtxSimulator {
         for (int bz = 0; bz < gridZ; bz++) {
             for (int by = 0; by < gridY; by++) {
                 for (int bx = 0; bx < gridX; bx++) {
-                    var b = new Block(e, shared, bx, by, bz, gridX, gridZ, block, buffers, bufferOfParam, rows);
+                    var b = new Block(e, shared, bx, by, bz, gridX, gridY, gridZ, block, buffers, bufferOfParam, rows);
                     b.run();
                     if (countBankConflicts) b.wavefronts(sharedLoadWavefronts);
                 }
@@ -213,7 +213,7 @@ final class PtxSimulator {
         final List<long[]> wgmmaReads = new ArrayList<>();
         final Entry e;
         final List<SharedVar> vars;
-        final int bx, by, bz, gridX, gridZ, n, rows;
+        final int bx, by, bz, gridX, gridY, gridZ, n, rows;
         final float[][] buffers;
         final int[] bufferOfParam;
         final float[] shared;
@@ -257,13 +257,14 @@ final class PtxSimulator {
         final Map<List<Integer>, long[]> sharedLoads = new HashMap<>();
         final Map<Integer, int[]> visits = new HashMap<>();
 
-        Block(Entry e, List<SharedVar> vars, int bx, int by, int bz, int gridX, int gridZ, int n, float[][] buffers, int[] bufferOfParam, int rows) {
+        Block(Entry e, List<SharedVar> vars, int bx, int by, int bz, int gridX, int gridY, int gridZ, int n, float[][] buffers, int[] bufferOfParam, int rows) {
             this.e = e;
             this.vars = vars;
             this.bx = bx;
             this.by = by;
             this.bz = bz;
             this.gridX = gridX;
+            this.gridY = gridY;
             this.gridZ = gridZ;
             this.n = n;
             this.rows = rows;
@@ -650,6 +651,9 @@ final class PtxSimulator {
                     case "%ctaid.y" -> by;
                     case "%ctaid.z" -> bz;
                     case "%nctaid.x" -> gridX;
+                    case "%nctaid.y" -> gridY;
+                    // The SM a block runs on: here, as if blocks went round 132 SMs in order.
+                    case "%smid" -> (((long) bz * gridY + by) * gridX + bx) % 132;
                     case "%nctaid.z" -> gridZ;
                     case "%globaltimer" -> CLOCK.incrementAndGet();
                     default -> throw new IllegalStateException("special register " + o.name);
@@ -751,6 +755,17 @@ final class PtxSimulator {
                         long kept = op.endsWith("min.u64") ? Long.compareUnsigned(now, was) < 0 ? now : was : Long.compareUnsigned(now, was) > 0 ? now : was;
                         store("global", at, f(kept), in.text);
                         store("global", at + 4, f(kept >>> 32), in.text);
+                    }
+                    case "st.global.u64" -> {
+                        long at = get(t, a[0]), v = get(t, a[1]);
+                        if ((at & 7) != 0) throw new IllegalStateException(e.name + ": 8-byte store not 8-byte aligned at: " + in.text);
+                        store("global", at, f(v), in.text);
+                        store("global", at + 4, f(v >>> 32), in.text);
+                    }
+                    case "st.global.v2.u32" -> {
+                        long at = get(t, a[0]);
+                        if ((at & 7) != 0) throw new IllegalStateException(e.name + ": 8-byte store not 8-byte aligned at: " + in.text);
+                        for (int q = 1; q < a.length; q++) store("global", at + 4L * (q - 1), f(get(t, a[q])), in.text);
                     }
                     case "st.relaxed.gpu.global.u32" -> store("global", get(t, a[0]), Float.intBitsToFloat(i(get(t, a[1]))), in.text);
                     case "st.shared.u32" -> store("shared", get(t, a[0]), Float.intBitsToFloat(i(get(t, a[1]))), in.text);

@@ -94,7 +94,7 @@ public final class SimulatedCudaBackend implements Backend {
             for (int k = 0; k < kernels.size(); k++) workspaceOf[k] = PtxRenderer.splitsK(kernels.get(k)) ? buffers++ : -1;
             timelineBuffer = timeline ? buffers++ : -1;
             arrays = new float[buffers][];
-            if (timeline) arrays[timelineBuffer] = new float[4 * kernels.size()];
+            if (timeline) arrays[timelineBuffer] = new float[(int) (PtxRenderer.timelineBytes(kernels.size()) / 4)];
             for (int k = 0; k < kernels.size(); k++) {
                 if (workspaceOf[k] >= 0) arrays[workspaceOf[k]] = new float[(int) PtxRenderer.workspaceFloats(kernels.get(k), maxBatch, matmul, tiling)];
             }
@@ -121,8 +121,9 @@ public final class SimulatedCudaBackend implements Backend {
             if (batch > maxBatch || batch < 1) throw new IllegalArgumentException("batch " + batch + " outside 1.." + maxBatch);
             if (timelineBuffer >= 0) {
                 float[] t = arrays[timelineBuffer];
-                java.util.Arrays.fill(t, 0, t.length / 2, Float.intBitsToFloat(-1));
-                java.util.Arrays.fill(t, t.length / 2, t.length, 0);
+                int starts = 2 * program.kernels().size();   // floats: n longs
+                java.util.Arrays.fill(t, 0, starts, Float.intBitsToFloat(-1));
+                java.util.Arrays.fill(t, starts, t.length, 0);
             }
             for (int k : order) {
                 var kernel = program.kernels().get(k);
@@ -140,7 +141,10 @@ public final class SimulatedCudaBackend implements Backend {
         /** The order the kernels run in: the CUDA graph capture's. */
         List<Integer> order() { return order; }
 
-        /** The timeline's slots as a run left them (starts of all ones and ends of zero before each run), as CudaExecutable reads them. */
+        /**
+         * The whole timeline as a run left them (starts of all ones, ends and block records zero before each run), as
+         * CudaExecutable reads it: the 2n slots, then the block records.
+         */
         long[] timeline() {
             float[] t = arrays[timelineBuffer];
             long[] slots = new long[t.length / 2];

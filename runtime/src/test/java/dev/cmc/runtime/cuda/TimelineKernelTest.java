@@ -66,10 +66,7 @@ class TimelineKernelTest {
             }
             if (timelines != null) {
                 timelines[0] = switch (exe) {
-                    case SimulatedCudaBackend.Simulated s -> Timeline.of(program.name(), program.kernels().stream().map(Kernel::name).toList(),
-                            new int[program.kernels().size()], new boolean[program.kernels().size()],
-                            program.kernels().stream().mapToLong(k -> blocks(PtxRenderer.launch(k, BATCH, PtxRenderer.Matmul.TF32X3, PtxRenderer.Tiling.NARROW))).toArray(),
-                            s.timeline());
+                    case SimulatedCudaBackend.Simulated s -> simulated(program, s.timeline());
                     case CudaExecutable cu -> cu.timeline(BATCH);
                     default -> throw new IllegalStateException(exe.getClass() + " records no timeline");
                 };
@@ -79,6 +76,28 @@ class TimelineKernelTest {
     }
 
     private static long blocks(PtxRenderer.Launch l) { return (long) l.gridX() * l.gridY() * l.gridZ(); }
+
+    /**
+     * The simulator's timeline, its block records checked first: each kernel's region holds one record for each of
+     * its blocks (up to the records a kernel keeps) and no more, each ending no sooner than it started.
+     */
+    private static Timeline simulated(Program program, long[] all) {
+        int n = program.kernels().size(), per = PtxRenderer.TIMELINE_BLOCKS;
+        long[] slots = java.util.Arrays.copyOf(all, 2 * n), records = java.util.Arrays.copyOfRange(all, 2 * n, all.length);
+        long[] blocks = program.kernels().stream().mapToLong(k -> blocks(PtxRenderer.launch(k, BATCH, PtxRenderer.Matmul.TF32X3, PtxRenderer.Tiling.NARROW))).toArray();
+        for (int k = 0; k < n; k++) {
+            int written = 0;
+            for (int b = 0; b < per; b++) {
+                long start = records[2 * (k * per + b)], end = records[2 * (k * per + b) + 1];
+                if (start == 0) continue;
+                written++;
+                assertTrue(b < blocks[k], program.kernels().get(k).name() + ": a record for block " + b + " of " + blocks[k]);
+                assertTrue((int) end - (int) start >= 0, program.kernels().get(k).name() + ": block " + b + " ends before it starts");
+            }
+            assertEquals(Math.min(blocks[k], per), written, program.kernels().get(k).name() + "'s block records");
+        }
+        return Timeline.of(program.name(), program.kernels().stream().map(Kernel::name).toList(), new int[n], new boolean[n], blocks, slots, records, per);
+    }
 
     private static void check(Program program, Timeline timeline, String device) {
         var spanOf = new HashMap<String, Timeline.Span>();
@@ -103,5 +122,12 @@ class TimelineKernelTest {
         }
         assertTrue(edges > kernels.size(), edges + " dependencies checked");
         assertTrue(timeline.us() > 0);
+        // Each SM's time with a block resident is at most the run's, and all SMs' together at most the blocks'
+        // time (equal where blocks never overlap, as in the simulator, which runs one at a time).
+        double busy = java.util.Arrays.stream(timeline.smBusyUs()).sum();
+        assertTrue(timeline.smBusyUs().length > 0 && busy > 0, "no SM had a block on " + device);
+        for (double b : timeline.smBusyUs()) assertTrue(b <= timeline.us() + 1e-9, b + " µs busy in a run of " + timeline.us() + " on " + device);
+        assertTrue(busy <= timeline.blockUs() + 1e-6, busy + " µs busy in " + timeline.blockUs() + " µs of blocks on " + device);
+        if (device.startsWith("PTX simulator")) assertEquals(timeline.blockUs(), busy, 1e-6, "blocks one at a time");
     }
 }

@@ -11,7 +11,9 @@ import java.util.TreeMap;
  * When each kernel of one run of a program ran, by the GPU's own clock: from the first of its blocks to get past
  * its wait for the kernels before it, to the end of its last block (see PtxRenderer.TIMELINE). Where the kernels'
  * one-by-one times say what each costs alone, this says what the run did with them: which ran together, which
- * ran alone, and which ended it.
+ * ran alone, and which ended it. From its blocks' own records (up to blockRecords a kernel; none where there are
+ * none), smBusyUs holds, by SM, the µs during which a block of the run was resident there, and blockUs the blocks'
+ * µs in all: how full the SMs were kept.
  */
 public record Timeline(String program, List<Span> spans, double[] smBusyUs, double blockUs, int blockRecords) {
     /**

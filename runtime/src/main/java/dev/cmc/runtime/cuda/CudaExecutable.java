@@ -310,6 +310,12 @@ public final class CudaExecutable implements Executable {
         return out.get(ADDRESS, 0);
     }
 
+    /** Per kernel, whether it is urgent ({@link TaskDag#urgent}): worked out at first use, by a capture or a timeline. */
+    private boolean[] urgent() {
+        if (urgent == null) urgent = TaskDag.urgent(TaskDag.dependencies(program), URGENT_SLACK);
+        return urgent;
+    }
+
     /** The GPU's most urgent priority, or null where it has only one (or the driver does not say). */
     private static Integer greatestPriority() {
         if (Cu.cuCtxGetStreamPriorityRange == null) return null;
@@ -539,7 +545,6 @@ public final class CudaExecutable implements Executable {
      */
     private MemorySegment capture(int batch) {
         if (plan == null) plan = StreamPlan.of(program, streamCount);
-        if (urgent == null) urgent = TaskDag.urgent(TaskDag.dependencies(program), URGENT_SLACK);
         while (true) {
             try {
                 return capture(batch, plan);
@@ -679,7 +684,7 @@ public final class CudaExecutable implements Executable {
                 if (type.get(JAVA_INT, 0) != Cu.GRAPH_NODE_TYPE_KERNEL) continue;
                 Cu.status(Cu.cuGraphKernelNodeGetParams, "cuGraphKernelNodeGetParams", node, params);
                 Integer k = kernelOf.get(params.get(ADDRESS, 0).address());
-                if (k != null && urgent[k]) {
+                if (k != null && urgent()[k]) {
                     Cu.status(Cu.cuGraphKernelNodeSetAttribute, "cuGraphKernelNodeSetAttribute(" + program.kernels().get(k).name() + ", priority)",
                             node, Cu.KERNEL_NODE_ATTRIBUTE_PRIORITY, value);
                 }
@@ -825,14 +830,13 @@ public final class CudaExecutable implements Executable {
         long[] slots = staging.asSlice(0, 16L * n).toArray(JAVA_LONG);
         long[] records = staging.asSlice(16L * n, bytes - 16L * n).toArray(JAVA_LONG);
         int[] streamOf = plan != null && graphs.containsKey(batch) ? plan.streamOf() : new int[n];
-        boolean[] urgentOf = TaskDag.urgent(TaskDag.dependencies(program), URGENT_SLACK);
         var names = program.kernels().stream().map(Kernel::name).toList();
         long[] blocks = new long[n];
         for (int k = 0; k < n; k++) {
             PtxRenderer.Launch l = launchOf(k, batch);
             blocks[k] = (long) l.gridX() * l.gridY() * l.gridZ();
         }
-        return Timeline.of(program.name(), names, streamOf, urgentOf, blocks, slots, records, PtxRenderer.TIMELINE_BLOCKS);
+        return Timeline.of(program.name(), names, streamOf, urgent(), blocks, slots, records, PtxRenderer.TIMELINE_BLOCKS);
     }
 
     /** Free and total device memory (cuMemGetInfo), for the soak benchmark. */

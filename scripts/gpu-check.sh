@@ -185,13 +185,21 @@ run)
   #    whether bytes in flight bound the GEMMs. Its parity is parity_early's. If it wins,
   #    CudaBackend.defaultTiling takes it for 3xTF32 below 65,536 rows.
   CMC_CUDA_TILES=wgmma-mixed-early bench bench fp32_early 40 --batch 4096 --train-batch 4096 --profile
+  #    The same tiles as the default with split K summed across a thread block cluster (wgmma-mixed-cluster): each
+  #    split tile's slices launched as one cluster, their partials summed from each other's shared memory (DSMEM)
+  #    instead of through L2 by the tile's last block alone. The step's split GEMMs (down-projections, the
+  #    LayerNorms' input gradients, the weight gradients) are 24 of its kernels. Its parity is parity_cluster's.
+  #    If it wins, CudaBackend.defaultTiling takes it for 3xTF32 below 65,536 rows.
+  CMC_CUDA_TILES=wgmma-mixed-cluster bench bench fp32_cluster 40 --batch 4096 --train-batch 4096 --profile
   #    The step at 4,096 kernel by kernel, against the fourth run's first call (the same model and step) and against
   #    this run's 128x128 tiles, into step-diff.txt and the log, so that the call's tail already says what moved.
   if runs bench step-diff && [[ -f $out/fp32_train4096.json ]]; then
     for base in docs/bench/gpu/h200-run4/call1/fp32_train4096.json "$out/fp32_square.json"; do
       [[ -f $base ]] && python3 scripts/profile-diff.py "$base" "$out/fp32_train4096.json" step --top 25 2>&1
     done > "$out/step-diff.txt"
-    [[ -f $out/fp32_early.json ]] && python3 scripts/profile-diff.py "$out/fp32_train4096.json" "$out/fp32_early.json" step --top 25 >> "$out/step-diff.txt" 2>&1
+    for variant in fp32_early fp32_cluster; do
+      [[ -f $out/$variant.json ]] && python3 scripts/profile-diff.py "$out/fp32_train4096.json" "$out/$variant.json" step --top 25 >> "$out/step-diff.txt" 2>&1
+    done
     tail -n 4 "$out/step-diff.txt"; pack
   fi
   # 3. Parity of the default GEMMs and of wgmma's, before anything in tf32. Parity runs every kernel against
@@ -211,6 +219,11 @@ run)
   junit parity parity_early 100 --select-class dev.cmc.runtime.ParityTest \
       --select-method "$gemm#earlyRefilledWgmmaTileGemmAgreesWithFloat64(dev.cmc.render.PtxRenderer\$Matmul,boolean,int,int,int)" \
       --select-method "$gemm#earlyRefilledWideWgmmaTileGemmAgreesWithFloat64(dev.cmc.render.PtxRenderer\$Matmul,boolean,int,int,int)"
+  #    Split K summed across clusters (fp32_cluster, fp32_early_cluster): the seed's programs, and single GEMMs
+  #    split over K (NN and TN, 128x128 and 128x256 tiles) through the runtime's cluster launches.
+  props=(-Dcmc.parity.wgmma=only "-Dcmc.parity.ending=summed across clusters")
+  junit parity parity_cluster 100 --select-class dev.cmc.runtime.ParityTest \
+      --select-method "$gemm#clusterSummedWgmmaTileGemmAgreesWithFloat64(dev.cmc.render.PtxRenderer\$Matmul,dev.cmc.render.PtxRenderer\$Tiling,boolean,int,int,int)"
   #    The wgmma MLP blocks against float64 and the card's unfused kernels, before any of them is timed in tf32.
   CMC_CUDA_TILES=wgmma-mlp junit parity parity_fused_wgmma 90 \
       --select-method "dev.cmc.runtime.MlpKernelTest#fusedSamplerAgreesWithFloat64AndWithTheUnfusedKernels(dev.cmc.render.PtxRenderer\$Matmul,int,int,int,java.lang.String)"
@@ -245,6 +258,10 @@ run)
   #    the step at 4,096 refilled early so (beside fp32_early's figures, its stages' overlap).
   bench more timeline256 30 --batch 256 --train-batch 256 --trace "$out/timeline256.trace.json"
   CMC_CUDA_TILES=wgmma-mixed-early bench more timeline4096_early 40 --batch 4096 --train-batch 4096 --trace "$out/timeline4096_early.trace.json"
+  #    Both at once (wgmma-mixed-early-cluster), and the cluster-summed step's timeline: whether the split GEMMs'
+  #    tails (their last blocks' ends against the rest) shrank.
+  CMC_CUDA_TILES=wgmma-mixed-early-cluster bench more fp32_early_cluster 40 --batch 4096 --train-batch 4096 --profile
+  CMC_CUDA_TILES=wgmma-mixed-cluster bench more timeline4096_cluster 40 --batch 4096 --train-batch 4096 --trace "$out/timeline4096_cluster.trace.json"
   #    The 128x64 mma.sync tiles (90.0 ms for 1M fp32 samples, 1.70 ms a step at 4,096, in the fourth run).
   CMC_CUDA_TILES=narrow bench more narrow 50 --batch 1048576,4096 --train-batch 4096 --profile
   # 6. The rest of parity on the GPU: tf32, Hopper's wgmma tiles, the fused MLP blocks (samplers against

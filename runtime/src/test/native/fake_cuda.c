@@ -37,7 +37,7 @@ typedef int CUresult;
 typedef unsigned long long CUdeviceptr;
 
 enum { OK = 0, INVALID_VALUE = 1, NOT_INITIALIZED = 3, INVALID_CONTEXT = 201, INVALID_IMAGE = 200, NOT_FOUND = 500,
-       INVALID_HANDLE = 400, CAPTURE_UNJOINED = 904, CAPTURE_ISOLATION = 906, LAUNCH_OUT_OF_RESOURCES = 701 };
+       INVALID_HANDLE = 400, CAPTURE_UNJOINED = 904, CAPTURE_ISOLATION = 906, LAUNCH_OUT_OF_RESOURCES = 701, INVALID_CLUSTER_SIZE = 912 };
 
 #define MAX_LIVE 4096
 #define MAX_NODES 4096
@@ -87,7 +87,7 @@ static int drop(Live *l, void *p) {
     return 0;
 }
 
-typedef struct { char name[128]; int params, pointerParams[64], maxThreads, staticShared, maxDynamicShared, awaitsGrids; } Function;
+typedef struct { char name[128]; int params, pointerParams[64], maxThreads, staticShared, maxDynamicShared, awaitsGrids, sumsInCluster; } Function;
 typedef struct { Function *functions; int count; } Module;
 typedef struct { int deps[MAX_DEPS]; int count; } Frontier;
 typedef struct { int id, capturing; Frontier last; } Stream;
@@ -182,6 +182,7 @@ CUresult cuGetErrorName(CUresult status, const char **name) {
         case CAPTURE_UNJOINED: *name = "CUDA_ERROR_STREAM_CAPTURE_UNJOINED"; break;
         case CAPTURE_ISOLATION: *name = "CUDA_ERROR_STREAM_CAPTURE_ISOLATION"; break;
         case LAUNCH_OUT_OF_RESOURCES: *name = "CUDA_ERROR_LAUNCH_OUT_OF_RESOURCES"; break;
+        case INVALID_CLUSTER_SIZE: *name = "CUDA_ERROR_INVALID_CLUSTER_SIZE"; break;
         default: *name = "CUDA_ERROR_UNKNOWN"; break;
     }
     return OK;
@@ -202,6 +203,8 @@ static int parseEntry(const char *at, const char *end, Function *f) {
     }
     const char *wait = strstr(close, "griddepcontrol.wait;");
     f->awaitsGrids = wait && wait < end;
+    const char *cluster = strstr(close, "barrier.cluster.wait");
+    f->sumsInCluster = cluster && cluster < end;
     const char *ntid = strstr(close, ".maxntid");
     f->maxThreads = ntid && ntid < end ? atoi(ntid + 9) : 1024;
     for (const char *p = strstr(close, "    .shared "); p && p < end; p = strstr(p + 1, "    .shared ")) {
@@ -675,15 +678,15 @@ CUresult cuGraphLaunch(void *exec, void *stream) {
 }
 
 static CUresult launch(void *f, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by, unsigned bz, unsigned shared,
-                       void *stream, void **params, void **extra, int programmatic);
+                       void *stream, void **params, void **extra, int programmatic, unsigned clusterSize);
 
 CUresult cuLaunchKernel(void *f, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by, unsigned bz, unsigned shared,
                         void *stream, void **params, void **extra) {
-    return launch(f, gx, gy, gz, bx, by, bz, shared, stream, params, extra, 0);
+    return launch(f, gx, gy, gz, bx, by, bz, shared, stream, params, extra, 0, 1);
 }
 
 /* cuda.h's CUlaunchConfig and CUlaunchAttribute, laid out as there (56 and 72 bytes). */
-typedef struct { int id; char pad[4]; union { char pad[64]; int programmaticStreamSerializationAllowed; } value; } LaunchAttribute;
+typedef struct { int id; char pad[4]; union { char pad[64]; int programmaticStreamSerializationAllowed; struct { unsigned x, y, z; } clusterDim; } value; } LaunchAttribute;
 typedef struct {
     unsigned gridDimX, gridDimY, gridDimZ, blockDimX, blockDimY, blockDimZ, sharedMemBytes;
     void *hStream;
@@ -699,9 +702,15 @@ CUresult cuLaunchKernelEx(const LaunchConfig *c, void *f, void **params, void **
     NEEDS_CONTEXT("cuLaunchKernelEx");
     if (!c || (c->numAttrs && !c->attrs) || c->numAttrs > 8) return fail(INVALID_VALUE, "cuLaunchKernelEx", "config or its attributes");
     int programmatic = 0;
+    unsigned cx = 1, cy = 1, cz = 1;
     for (unsigned i = 0; i < c->numAttrs; i++) {
-        if (c->attrs[i].id != 6) return fail(INVALID_VALUE, "cuLaunchKernelEx", "attribute %d is not one the fake knows", c->attrs[i].id);
-        programmatic = c->attrs[i].value.programmaticStreamSerializationAllowed != 0;
+        if (c->attrs[i].id == 6) {
+            programmatic = c->attrs[i].value.programmaticStreamSerializationAllowed != 0;
+        } else if (c->attrs[i].id == 4) {   /* CU_LAUNCH_ATTRIBUTE_CLUSTER_DIMENSION */
+            cx = c->attrs[i].value.clusterDim.x, cy = c->attrs[i].value.clusterDim.y, cz = c->attrs[i].value.clusterDim.z;
+        } else {
+            return fail(INVALID_VALUE, "cuLaunchKernelEx", "attribute %d is not one the fake knows", c->attrs[i].id);
+        }
     }
     Function *fn = function(f);
     if (programmatic && fn) {
@@ -709,15 +718,33 @@ CUresult cuLaunchKernelEx(const LaunchConfig *c, void *f, void **params, void **
         if (!fn->awaitsGrids) return fail(INVALID_VALUE, "cuLaunchKernelEx", "%s: programmatic launch of a kernel that never waits (griddepcontrol.wait)", fn->name);
         if (origin && strcmp(fault, "pdl") == 0) return fail(INVALID_VALUE, "cuLaunchKernelEx", "%s: refused in a capture on purpose (CMC_FAKE_CUDA_FAULT=pdl)", fn->name);
     }
+    unsigned clusterSize = cx * cy * cz;
+    if (clusterSize != 1 && fn) {
+        /* Clusters: compute capability 9.0 and newer, whole clusters in the grid, at most 8 blocks without opting in to more. */
+        if (major < 9) return fail(INVALID_VALUE, "cuLaunchKernelEx", "%s: a cluster launch on compute capability %d.%d", fn->name, major, minor);
+        if (cx == 0 || cy == 0 || cz == 0 || c->gridDimX % cx || c->gridDimY % cy || c->gridDimZ % cz) {
+            return fail(INVALID_VALUE, "cuLaunchKernelEx", "%s: grid %u x %u x %u in clusters of %u x %u x %u", fn->name, c->gridDimX, c->gridDimY,
+                        c->gridDimZ, cx, cy, cz);
+        }
+        if (clusterSize > 8) return fail(INVALID_CLUSTER_SIZE, "cuLaunchKernelEx", "%s: a cluster of %u blocks, more than 8", fn->name, clusterSize);
+    }
+    /* A kernel that sums its K slices across a cluster must get its whole grid depth as one: it traps otherwise. */
+    if (fn && fn->sumsInCluster && c->gridDimZ > 1 && (cx != 1 || cy != 1 || cz != c->gridDimZ)) {
+        return fail(INVALID_VALUE, "cuLaunchKernelEx", "%s: %u slices launched in clusters of %u x %u x %u, not 1 x 1 x %u", fn->name, c->gridDimZ,
+                    cx, cy, cz, c->gridDimZ);
+    }
     return launch(f, c->gridDimX, c->gridDimY, c->gridDimZ, c->blockDimX, c->blockDimY, c->blockDimZ, c->sharedMemBytes, c->hStream, params, extra,
-                  programmatic);
+                  programmatic, clusterSize);
 }
 
 static CUresult launch(void *f, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by, unsigned bz, unsigned shared,
-                       void *stream, void **params, void **extra, int programmatic) {
+                       void *stream, void **params, void **extra, int programmatic, unsigned clusterSize) {
     NEEDS_CONTEXT("cuLaunchKernel");
     Function *fn = function(f);
     if (!fn) return fail(INVALID_HANDLE, "cuLaunchKernel", "no such function");
+    if (fn->sumsInCluster && gz > 1 && clusterSize == 1) {
+        return fail(INVALID_VALUE, "cuLaunchKernel", "%s: %u slices of a kernel that sums them across a cluster, launched without one", fn->name, gz);
+    }
     if (!usable(stream)) return fail(INVALID_HANDLE, "cuLaunchKernel", "%s: no such stream", fn->name);
     if (extra) return fail(INVALID_VALUE, "cuLaunchKernel", "%s: extra is not used by cmc", fn->name);
     if (gx == 0 || gy == 0 || gz == 0 || gy > 65535 || gz > 65535 || gx > 0x7fffffffu) {
@@ -760,6 +787,7 @@ static CUresult launch(void *f, unsigned gx, unsigned gy, unsigned gz, unsigned 
     }
     say("launch %s grid %u %u %u block %u shared %u stream %d node %d deps %s rows %llu%s", fn->name, gx, gy, gz, threads, shared, s->id, node, deps,
         fn->params > 0 ? n.args[fn->params - 1] : 0ull, programmatic ? " programmatic" : "");
+    if (clusterSize > 1) say("cluster %s %u", fn->name, clusterSize);
     return OK;
 }
 

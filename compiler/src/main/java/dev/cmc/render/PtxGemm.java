@@ -218,6 +218,10 @@ class PtxGemm extends PtxMatrixKernel {
         if (!splitsK(g)) return;
         op("bra DONE;");
         label(partial);
+        if (tile.clusterSum()) {
+            sumAcrossCluster(g, t, outs);
+            return;
+        }
         String size = outputSize(g), first = Integer.toString(counterFloats(g));
         String sliceBase = bin("add.s32", first, bin("mul.lo.s32", special("%ctaid.z"), size));
         for (Out o : outs) {
@@ -242,14 +246,61 @@ class PtxGemm extends PtxMatrixKernel {
         String lastHere = r();
         op("ld.shared.u32 " + lastHere + ", [" + flag + "];");
         op("@" + pred("eq.s32", lastHere, "0") + " bra DONE;");
-        int elements = tile.bm() * tile.bn(), width = width(g), step = threads() * width;
+        int width = width(g);
         int most = earlyLoads(g.epilogue()) <= SUM_GROUP_LOADS ? SUM_GROUPS : SUM_GROUPS / 2;
-        int groups = elements % (most * step) == 0 ? most : 1;
+        int groups = tile.bm() * tile.bn() % (most * threads() * width) == 0 ? most : 1;
+        String[] at = new String[groups], from = new String[groups], sliceBytes = new String[1];
+        sumSlices(g, t, groups, () -> bin("mul.lo.s32", t.tid(), Integer.toString(width)), Integer.toString(groups * threads() * width), new Slices() {
+            public void begin() {
+                sliceBytes[0] = rd();
+                op("mul.wide.s32 " + sliceBytes[0] + ", " + size + ", 4;");
+            }
+
+            public void at(int u, String row, String col) {
+                at[u] = address(WORKSPACE, bin("add.s32", first, mad(row, t.n(), col)));
+                from[u] = at[u];
+            }
+
+            public void load(int u, int j, String z, String present, String[] v) {
+                String into = v.length == 1 ? v[0] : "{" + String.join(", ", v) + "}";
+                op("@" + present + " ld.global.cg" + (v.length == 1 ? "" : ".v" + v.length) + ".f32 " + into + ", [" + from[u] + "];");
+                from[u] = bin("add.s64", from[u], sliceBytes[0]);
+            }
+
+            public void next(int u) {
+                op("mov.u64 " + at[u] + ", " + from[u] + ";");
+                from[u] = at[u];
+            }
+        });
+    }
+
+    /** Where a split tile's K slices are summed from: the workspace, or the shared memory of the cluster's blocks. */
+    private interface Slices {
+        /** Before the walk: what every trip needs. */
+        default void begin() {}
+
+        /** Group u's first element, at (row, col) clamped into the output: where its slices lie. */
+        void at(int u, String row, String col);
+
+        /** Slice z + j of group u's elements into v (zeros already), where present. */
+        void load(int u, int j, String z, String present, String[] v);
+
+        /** A batch of {@link #SUM_BATCH} slices loaded: group u's next batch lies on. */
+        void next(int u);
+    }
+
+    /**
+     * The summing walk of a split tile's elements, consecutive threads on consecutive columns, {@link #width} at a
+     * time and `groups` such groups a trip, from element `first` by `stride` a trip: each group's slices loaded
+     * {@link #SUM_BATCH} at once, every group's (and the epilogue's own loads) before the first add, then summed in
+     * slice order, z = 0, 1, … (deterministic, unlike atomic adds), through the epilogue and stored.
+     */
+    private void sumSlices(Kernel.Gemm g, Frame t, int groups, java.util.function.Supplier<String> first, String stride, Slices slices) {
+        int width = width(g), step = threads() * width;
         comment("the tile's elements, consecutive threads on consecutive columns, " + width + " at a time, " + groups + " such groups a trip: each"
                 + " group's slices loaded " + SUM_BATCH + " at once, every group's before the first add, then summed in order");
-        String e = bin("mul.lo.s32", t.tid(), Integer.toString(width)), top = newLabel("tile"), done = newLabel("tile_end");
-        String sliceBytes = rd();
-        op("mul.wide.s32 " + sliceBytes + ", " + size + ", 4;");
+        String e = first.get(), top = newLabel("tile"), done = newLabel("tile_end");
+        slices.begin();
         String lastRow = less(t.m(), 1), lastGroup = less(t.n(), width);
         // The tile's rows inside the output end the walk: a bias gradient's one row, or a weight gradient's 64,
         // takes that share of a 128-row tile's trips, not all of them.
@@ -259,7 +310,7 @@ class PtxGemm extends PtxMatrixKernel {
         op("@" + pred("ge.s32", e, inside) + " bra " + done + ";");
         // Group u's elements, clamped into the output so that its loads stay in bounds (a group lies inside the
         // output or outside it whole: its width divides the row); a group outside stores nothing.
-        String[] outsideGroup = new String[groups], at = new String[groups];
+        String[] outsideGroup = new String[groups];
         String[][] sum = new String[groups][width];
         var ctxs = new java.util.ArrayList<List<Ctx>>();   // each group's elements, for the epilogue
         loaded = new HashMap<>();
@@ -279,31 +330,28 @@ class PtxGemm extends PtxMatrixKernel {
             ctxs.add(group);
             if (width == 4) preloadFourAtOnce(g.epilogue(), group);
             for (Ctx c : group) preload(g.epilogue(), c);
-            at[u] = address(WORKSPACE, bin("add.s32", first, mad(row, t.n(), col)));
+            slices.at(u, row, col);
         }
         String z = constI(0);
-        String slices = newLabel("slices"), summed = newLabel("slices_end");
-        label(slices);
+        String batches = newLabel("slices"), summed = newLabel("slices_end");
+        label(batches);
         op("@" + pred("ge.s32", z, t.splits()) + " bra " + summed + ";");
-        // A batch's loads all go out before its first add: one trip to L2 a batch of slices, not one a slice.
+        // A batch's loads all go out before its first add: one trip a batch of slices, not one a slice.
         String[] present = new String[SUM_BATCH];
         for (int j = 0; j < SUM_BATCH; j++) present[j] = pred("lt.s32", bin("add.s32", z, Integer.toString(j)), t.splits());
         String[][][] v = new String[groups][SUM_BATCH][width];
         for (int u = 0; u < groups; u++) {
-            String from = at[u];
             for (int j = 0; j < SUM_BATCH; j++) {
                 for (int q = 0; q < width; q++) v[u][j][q] = constF(0);   // a slice past the last adds nothing
-                String into = width == 1 ? v[u][j][0] : "{" + String.join(", ", v[u][j]) + "}";
-                op("@" + present[j] + " ld.global.cg" + (width == 1 ? "" : ".v" + width) + ".f32 " + into + ", [" + from + "];");
-                from = bin("add.s64", from, sliceBytes);
+                slices.load(u, j, z, present[j], v[u][j]);
             }
-            op("mov.u64 " + at[u] + ", " + from + ";");
+            slices.next(u);
         }
         for (int u = 0; u < groups; u++) {
             for (int j = 0; j < SUM_BATCH; j++) for (int q = 0; q < width; q++) op("add.f32 " + sum[u][q] + ", " + sum[u][q] + ", " + v[u][j][q] + ";");
         }
         op("add.s32 " + z + ", " + z + ", " + SUM_BATCH + ";");
-        op("bra " + slices + ";");
+        op("bra " + batches + ";");
         label(summed);
         var values = new java.util.ArrayList<List<java.util.Map<Expr.Let, String>>>();
         for (var group : ctxs) values.add(group.stream().map(c -> valuesOf(g.epilogue(), c)).toList());
@@ -315,9 +363,61 @@ class PtxGemm extends PtxMatrixKernel {
             else storeAll(values.get(u).getFirst(), ctxs.get(u).getFirst());
             label(skip);
         }
-        op("add.s32 " + e + ", " + e + ", " + groups * step + ";");
+        op("add.s32 " + e + ", " + e + ", " + stride + ";");
         op("bra " + top + ";");
         label(done);
+    }
+
+    /**
+     * Split K summed across the tile's cluster ({@link Tile#summedByCluster}): the blocks of one output tile,
+     * launched as one cluster of (1, 1, slices), leave their partial tiles in their own shared memory (the pipeline's,
+     * whose copies and multiplies are all done, rows {@link Tile#clusterStride} floats apart), meet at a cluster
+     * barrier, and each sums every {@code slices}-th trip of the tile's rows from all the cluster's partials, read
+     * through the cluster's shared window (mapa, ld.shared::cluster), in slice order: the serial sum's result, bit for
+     * bit, without its round trip through L2, its counter, or its last block walking the whole tile alone. A second
+     * cluster barrier keeps every block's shared memory alive until the others have read it. A launch without the
+     * cluster (the runtime's error) traps rather than read another tile's partials.
+     */
+    private void sumAcrossCluster(Kernel.Gemm g, Frame t, List<Out> outs) {
+        comment("cluster split K: every block's partial tile into its own shared memory, once every warpgroup is done reading the stages");
+        op("bar.sync 0;");
+        String inCluster = special("%cluster_nctarank");
+        op("@" + pred("ne.s32", inCluster, t.splits()) + " trap;");
+        int stride = tile.clusterStride();
+        String tileBase = t.as();
+        // A thread's accumulators share a few rows and columns: each one's bytes into the tile, once.
+        var rowBytes = new HashMap<String, String>();
+        var colBytes = new HashMap<String, String>();
+        for (Out o : outs) {
+            String down = rowBytes.computeIfAbsent(o.row(), r -> bin("mul.lo.s32", bin("sub.s32", r, t.row0()), Integer.toString(4 * stride)));
+            String across = colBytes.computeIfAbsent(o.col(), c -> bin("shl.b32", bin("sub.s32", c, t.col0()), "2"));
+            op("st.shared.f32 [" + bin("add.s64", tileBase, wideBytes(bin("add.s32", down, across))) + "], " + o.acc() + ";");
+        }
+        comment("the cluster's partials are all written: each block sums every " + "slices-th trip of the tile from all of them");
+        op("barrier.cluster.arrive.release;");
+        op("barrier.cluster.wait.acquire;");
+        int width = width(g);
+        String rank = special("%cluster_ctarank");
+        String first = bin("mul.lo.s32", mad(rank, Integer.toString(threads()), t.tid()), Integer.toString(width));
+        String stride4 = bin("mul.lo.s32", t.splits(), Integer.toString(threads() * width));
+        String[] local = new String[1];
+        sumSlices(g, t, 1, () -> first, stride4, new Slices() {
+            public void at(int u, String row, String col) {
+                String at = mad(bin("sub.s32", row, t.row0()), Integer.toString(stride), bin("sub.s32", col, t.col0()));
+                local[u] = bin("add.s64", tileBase, wideBytes(bin("shl.b32", at, "2")));
+            }
+
+            public void load(int u, int j, String z, String present, String[] v) {
+                String remote = rd(), into = v.length == 1 ? v[0] : "{" + String.join(", ", v) + "}";
+                op("@" + present + " mapa.shared::cluster.u64 " + remote + ", " + local[u] + ", " + bin("add.s32", z, Integer.toString(j)) + ";");
+                op("@" + present + " ld.shared::cluster" + (v.length == 1 ? "" : ".v" + v.length) + ".f32 " + into + ", [" + remote + "];");
+            }
+
+            public void next(int u) {}
+        });
+        comment("no block leaves while another may still read its partial tile");
+        op("barrier.cluster.arrive.release;");
+        op("barrier.cluster.wait.acquire;");
     }
 
     /**

@@ -62,6 +62,11 @@ public final class PtxRenderer {
      */
     private static final int SPLIT_ROWS = 512, MAX_SPLITS = 16, LONG_K = 1024, FEW_ROWS = 512, NN_SPLITS = 8, MIN_SLICE_K = 64;
     /**
+     * The most K slices of a GEMM summed across a cluster ({@link Tile#summedByCluster}): 8, the largest cluster
+     * every sm_90 GPU launches without opting in to non-portable sizes.
+     */
+    public static final int CLUSTER_SLICES = 8;
+    /**
      * What split K fills: the GPU's SMs, each with 64K registers, which bound how many GEMM blocks it holds (at
      * most 4). At most an H100's or H200's 132 SMs: the tile counters in the workspace cover the tiles of a
      * split grid on that many, so a GPU with more (a B200's 148) fills 132 of them.
@@ -142,9 +147,9 @@ public final class PtxRenderer {
      * </ul>
      * sliceK is the K depth of a slice, which split K cuts K into whole multiples of.
      */
-    public record Tile(int bm, int bn, int stages, int warpNTiles, boolean warpgroups, int sliceK, boolean refillEarly) {
+    public record Tile(int bm, int bn, int stages, int warpNTiles, boolean warpgroups, int sliceK, boolean refillEarly, boolean clusterSum) {
         public Tile(int bm, int bn, int stages, int warpNTiles, boolean warpgroups, int sliceK) {
-            this(bm, bn, stages, warpNTiles, warpgroups, sliceK, false);
+            this(bm, bn, stages, warpNTiles, warpgroups, sliceK, false, false);
         }
 
         public static final Tile NARROW = new Tile(BM, BN, STAGES, WARP_N_TILES, false, SLICE_K),
@@ -162,7 +167,19 @@ public final class PtxRenderer {
          * remainders no longer take ({@link #remainderSlots}). Two slices more in flight: 4 of 5 stages in 128×128
          * tiles (two blocks an SM, 8 slices an SM instead of 4), 6 of 7 in 128×256 (instead of 4 of 6).
          */
-        public Tile refilledEarly() { return warpgroups && !refillEarly ? new Tile(bm, bn, stages + 1, warpNTiles, true, sliceK, true) : this; }
+        public Tile refilledEarly() { return warpgroups && !refillEarly ? new Tile(bm, bn, stages + 1, warpNTiles, true, sliceK, true, clusterSum) : this; }
+
+        /**
+         * The same wgmma tile with its split-K slices summed across a thread block cluster ({@link Tiling#clustered}):
+         * the slices of one output tile are launched as one cluster (1×1×slices, at most {@link #CLUSTER_SLICES}),
+         * each block leaves its partial tile in its own shared memory, and after one cluster barrier each sums its
+         * share of the tile's rows from every block's shared memory (DSMEM), in slice order, and runs the epilogue:
+         * no partials through L2, no counter, no last block summing the whole tile alone (see {@link PtxGemm#finish}).
+         */
+        public Tile summedByCluster() { return warpgroups ? new Tile(bm, bn, stages, warpNTiles, true, sliceK, refillEarly, true) : this; }
+
+        /** Floats between rows of a cluster-summed partial tile in shared memory: 4 more than a row, so that the accumulators' stores hit 32 banks. */
+        int clusterStride() { return bn + 4; }
 
         /**
          * 3xTF32's A remainders in an early-refilled tile: a ring of 2 slots after the stages, not one a stage.
@@ -187,10 +204,14 @@ public final class PtxRenderer {
 
         /**
          * Dynamic shared memory of a wgmma tile: per stage, A's 128×16 slice as core matrices (twice for 3xTF32:
-         * TF32 heads and remainders) and B's 16 K rows, padded; 0 for the other tiles, whose arrays are static.
+         * TF32 heads and remainders) and B's 16 K rows, padded; for a tile summed by cluster, at least its partial
+         * tile (which the pipeline's holds, but for tf32's 128×128: 67.6 KB against 66.8); 0 for the other tiles,
+         * whose arrays are static.
          */
         public int sharedBytes(Matmul matmul) {
-            return warpgroups ? stages * (aStageBytes() + 4 * sliceK * bStride()) + remainderSlots(matmul) * aStageBytes() : 0;
+            if (!warpgroups) return 0;
+            int pipeline = stages * (aStageBytes() + 4 * sliceK * bStride()) + remainderSlots(matmul) * aStageBytes();
+            return clusterSum ? Math.max(pipeline, 4 * bm * clusterStride()) : pipeline;
         }
 
         int bStride() { return bn + 8; }
@@ -223,7 +244,8 @@ public final class PtxRenderer {
      * cp.async, from weights packed slice by slice (see {@link PtxWgmmaMlp}). WGMMA_MIXED picks each GEMM's
      * tile by its shape, as the fourth H200 run timed them in one call at 4,096 rows (see {@link #tile});
      * WGMMA_MIXED_EARLY and WGMMA_WIDE_EARLY those of WGMMA_MIXED and WGMMA_WIDE with more slices in flight
-     * ({@link Tile#refilledEarly}). fp32 FMA
+     * ({@link Tile#refilledEarly}); WGMMA_MIXED_CLUSTER and WGMMA_MIXED_EARLY_CLUSTER those of the two mixed tilings
+     * with split K summed across a thread block cluster ({@link Tile#summedByCluster}). fp32 FMA
      * GEMMs are always 128×64; under the wgmma tilings, bf16 GEMMs and the narrower ones keep 128×64 mma.sync tiles.
      */
     public enum Tiling {
@@ -234,6 +256,9 @@ public final class PtxRenderer {
         WGMMA_MIXED("wgmma-mixed", "128x128 wgmma tiles, 128x256 for 1024+ columns"),
         WGMMA_MIXED_EARLY("wgmma-mixed-early", "128x128 wgmma tiles, 128x256 for 1024+ columns, stages refilled a trip sooner"),
         WGMMA_WIDE_EARLY("wgmma-wide-early", "128x256 wgmma tiles, stages refilled a trip sooner"),
+        WGMMA_MIXED_CLUSTER("wgmma-mixed-cluster", "128x128 wgmma tiles, 128x256 for 1024+ columns, split K summed across a cluster"),
+        WGMMA_MIXED_EARLY_CLUSTER("wgmma-mixed-early-cluster",
+                "128x128 wgmma tiles, 128x256 for 1024+ columns, stages refilled a trip sooner, split K summed across a cluster"),
         WGMMA_MLP("wgmma-mlp", "128x128 wgmma tiles, tf32 MLP blocks on wgmma"),
         WGMMA_CHAIN("wgmma-chain", "128x128 wgmma tiles, tf32 MLP blocks on wgmma, chained"),
         WGMMA_MLP_BULK("wgmma-mlp-bulk", "128x128 wgmma tiles, tf32 MLP blocks on wgmma fed by bulk copies"),
@@ -254,10 +279,13 @@ public final class PtxRenderer {
         public boolean bulk() { return this == WGMMA_MLP_BULK || this == WGMMA_CHAIN_BULK; }
 
         /** Whether it tiles each GEMM by its shape ({@link #tile}). */
-        public boolean mixed() { return this == WGMMA_MIXED || this == WGMMA_MIXED_EARLY; }
+        public boolean mixed() { return this == WGMMA_MIXED || this == WGMMA_MIXED_EARLY || clustered(); }
 
         /** Whether its wgmma tiles refill each stage a trip sooner ({@link Tile#refilledEarly}). */
-        public boolean early() { return this == WGMMA_MIXED_EARLY || this == WGMMA_WIDE_EARLY; }
+        public boolean early() { return this == WGMMA_MIXED_EARLY || this == WGMMA_WIDE_EARLY || this == WGMMA_MIXED_EARLY_CLUSTER; }
+
+        /** Whether its split wgmma GEMMs sum their K slices across a thread block cluster ({@link Tile#summedByCluster}). */
+        public boolean clustered() { return this == WGMMA_MIXED_CLUSTER || this == WGMMA_MIXED_EARLY_CLUSTER; }
 
         /** Whether consecutive wgmma MLP blocks run as one kernel. */
         public boolean chained() { return this == WGMMA_CHAIN || this == WGMMA_CHAIN_BULK; }
@@ -282,14 +310,12 @@ public final class PtxRenderer {
         boolean mixedFewRows = tiling.mixed() && g.transposeA() && !g.domain().batched() && g.domain().rows() < BM;
         if (wideEnough && tiling.wgmma() && (!g.transposeA() || tiling != Tiling.WGMMA_NN) && !mixedFewRows) {
             if (matmul == Matmul.BF16) return Tile.NARROW;
-            boolean wide = switch (tiling) {
-                case WGMMA_WIDE, WGMMA_WIDE_EARLY -> g.domain().cols() >= 4 * BN;
-                case WGMMA_MIXED, WGMMA_MIXED_EARLY -> !g.transposeA() && g.domain().cols() >= MIXED_WIDE_COLUMNS;
-                default -> false;
-            };
+            boolean wide = tiling.mixed() ? !g.transposeA() && g.domain().cols() >= MIXED_WIDE_COLUMNS
+                    : (tiling == Tiling.WGMMA_WIDE || tiling == Tiling.WGMMA_WIDE_EARLY) && g.domain().cols() >= 4 * BN;
             Tile t = wide ? (matmul == Matmul.TF32 ? Tile.WGMMA_WIDE_TF32 : Tile.WGMMA_WIDE)
                     : matmul == Matmul.TF32 && tiling == Tiling.WGMMA_DEEP ? Tile.WGMMA_DEEP : Tile.WGMMA;
-            return tiling.early() ? t.refilledEarly() : t;
+            if (tiling.early()) t = t.refilledEarly();
+            return tiling.clustered() && splitsK(g) ? t.summedByCluster() : t;
         }
         return !wideEnough || g.transposeA() ? Tile.NARROW : matmul == Matmul.TF32X3 ? Tile.WIDE : Tile.WIDE_WARPS;
     }
@@ -413,7 +439,8 @@ public final class PtxRenderer {
         if (!g.domain().batched() && !g.transposeA() && g.k() >= LONG_K) return NN_SPLITS;
         Tile t = tile(g, matmul, tiling);
         int wave = Math.min(sms, MOST_SMS) * t.blocksPerSm(matmul), toFill = wave / tiles(g, batch, t);
-        if (g.transposeA()) return Math.min(MAX_SPLITS, Math.max(1, Math.max(batch / SPLIT_ROWS, Math.min(batch / MIN_SLICE_K, toFill))));
+        int most = t.clusterSum() ? CLUSTER_SLICES : MAX_SPLITS;
+        if (g.transposeA()) return Math.min(most, Math.max(1, Math.max(batch / SPLIT_ROWS, Math.min(batch / MIN_SLICE_K, toFill))));
         return Math.max(1, Math.min(Math.min(NN_SPLITS, g.k() / MIN_SLICE_K), toFill));
     }
 
@@ -435,7 +462,8 @@ public final class PtxRenderer {
         var out = new ArrayList<Integer>();
         for (int s : SLICE_COUNTS) {
             int chunk = ceil(ceil(k, t.sliceK()), s) * t.sliceK();   // as the kernel cuts K (PtxGemm.frame)
-            boolean fits = s == 1 || (counted && k / s >= MIN_SLICE_K && (long) (s - 1) * chunk < k && s * size <= room);
+            boolean fits = s == 1 || (k / s >= MIN_SLICE_K && (long) (s - 1) * chunk < k
+                    && (t.clusterSum() ? s <= CLUSTER_SLICES : counted && s * size <= room));
             if (fits || s == own) out.add(s);
         }
         if (!out.contains(own)) {
@@ -464,11 +492,19 @@ public final class PtxRenderer {
     }
 
     /**
+     * Whether a kernel is a GEMM that sums its K slices across a thread block cluster ({@link Tile#summedByCluster}):
+     * launched with more than one slice, its slices must be one cluster of (1, 1, slices), and it takes no workspace.
+     */
+    public static boolean sumsByCluster(Kernel k, Matmul matmul, Tiling tiling) {
+        return k instanceof Kernel.Gemm g && tile(g, matmul, tiling).clusterSum();
+    }
+
+    /**
      * Floats of workspace a kernel needs at any batch up to maxBatch: a counter per output tile, then a partial
-     * product per K slice. It must start zeroed; the kernels leave the counters at zero again.
+     * product per K slice; none where the slices are summed across a cluster. It must start zeroed; the kernels leave the counters at zero again.
      */
     public static long workspaceFloats(Kernel k, int maxBatch, Matmul matmul, Tiling tiling) {
-        if (!(k instanceof Kernel.Gemm g) || !splitsK(g)) return 0;
+        if (!(k instanceof Kernel.Gemm g) || !splitsK(g) || sumsByCluster(g, matmul, tiling)) return 0;
         // Whole multiples of 4 floats, so that the next kernel's part starts 16-byte aligned for its last block's loads.
         return (slicesAndCounters(g, maxBatch, matmul, tiling) + 3) / 4 * 4;
     }

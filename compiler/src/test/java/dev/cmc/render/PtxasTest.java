@@ -176,8 +176,8 @@ public class PtxasTest {
      * The tilings to assemble program i in: 128×128 tiles for the seed sampler and training step (the shapes
      * they are for), wgmma's (sm_90a) for those and the iCT grouped step, whose embedding GEMM splits K, and
      * for the seed's two, wgmma's 32-deep slices (tf32) and 128×256 tiles (3xTF32: the largest shared memory), and
-     * for its training step the tiles by shape that 3xTF32 takes there by default, and the same with each stage
-     * refilled a trip sooner (for the sampler, its 128×256 tiles so).
+     * for its training step the tiles by shape that 3xTF32 takes there by default, the same with each stage
+     * refilled a trip sooner (for the sampler, its 128×256 tiles so), and with split K summed across clusters.
      */
     private static List<PtxRenderer.Tiling> tilings(int i, PtxRenderer.Matmul m, String arch) {
         var out = new ArrayList<>(List.of(PtxRenderer.Tiling.NARROW));
@@ -188,6 +188,9 @@ public class PtxasTest {
         if ((i == 0 || i == 2) && arch.equals("sm_90") && m == PtxRenderer.Matmul.TF32X3) out.add(PtxRenderer.Tiling.WGMMA_WIDE);
         if (i == 2 && arch.equals("sm_90") && m == PtxRenderer.Matmul.TF32X3) out.addAll(List.of(PtxRenderer.Tiling.WGMMA_MIXED, PtxRenderer.Tiling.WGMMA_MIXED_EARLY));
         if (i == 0 && arch.equals("sm_90") && m == PtxRenderer.Matmul.TF32X3) out.add(PtxRenderer.Tiling.WGMMA_WIDE_EARLY);
+        // Split K summed across clusters: the step's split GEMMs in 128x128 and 128x256 tiles, tf32 and 3xTF32, refilled early or not.
+        if (i == 2 && arch.equals("sm_90") && m != PtxRenderer.Matmul.BF16) out.add(PtxRenderer.Tiling.WGMMA_MIXED_CLUSTER);
+        if (i == 2 && arch.equals("sm_90") && m == PtxRenderer.Matmul.TF32X3) out.add(PtxRenderer.Tiling.WGMMA_MIXED_EARLY_CLUSTER);
         return out;
     }
 

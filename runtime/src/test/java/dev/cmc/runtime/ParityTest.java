@@ -65,6 +65,12 @@ class ParityTest {
                 all.add(Named.of("cuda:" + d.index() + " " + d.name() + " with 3xTF32 GEMMs in wgmma tiles by shape, refilled early",
                         new dev.cmc.runtime.cuda.CudaBackend(d.index()).withMatmul(dev.cmc.render.PtxRenderer.Matmul.TF32X3)
                                 .withTiling(dev.cmc.render.PtxRenderer.Tiling.WGMMA_MIXED_EARLY)));
+                all.add(Named.of("cuda:" + d.index() + " " + d.name() + " with 3xTF32 GEMMs in wgmma tiles by shape, split K summed across clusters",
+                        new dev.cmc.runtime.cuda.CudaBackend(d.index()).withMatmul(dev.cmc.render.PtxRenderer.Matmul.TF32X3)
+                                .withTiling(dev.cmc.render.PtxRenderer.Tiling.WGMMA_MIXED_CLUSTER)));
+                all.add(Named.of("cuda:" + d.index() + " " + d.name() + " with 3xTF32 GEMMs in wgmma tiles by shape, refilled early, split K summed across clusters",
+                        new dev.cmc.runtime.cuda.CudaBackend(d.index()).withMatmul(dev.cmc.render.PtxRenderer.Matmul.TF32X3)
+                                .withTiling(dev.cmc.render.PtxRenderer.Tiling.WGMMA_MIXED_EARLY_CLUSTER)));
                 all.add(Named.of("cuda:" + d.index() + " " + d.name() + " with 3xTF32 GEMMs in 128x256 wgmma tiles, refilled early",
                         new dev.cmc.runtime.cuda.CudaBackend(d.index()).withMatmul(dev.cmc.render.PtxRenderer.Matmul.TF32X3)
                                 .withTiling(dev.cmc.render.PtxRenderer.Tiling.WGMMA_WIDE_EARLY)));
@@ -89,6 +95,8 @@ class ParityTest {
                 new dev.cmc.runtime.cuda.SimulatedCudaBackend(dev.cmc.render.PtxRenderer.Matmul.TF32X3, dev.cmc.render.PtxRenderer.Tiling.WGMMA)));
         all.add(Named.of("cuda PTX with 3xTF32 GEMMs in 128x256 wgmma tiles, simulated",
                 new dev.cmc.runtime.cuda.SimulatedCudaBackend(dev.cmc.render.PtxRenderer.Matmul.TF32X3, dev.cmc.render.PtxRenderer.Tiling.WGMMA_WIDE)));
+        all.add(Named.of("cuda PTX with 3xTF32 GEMMs in wgmma tiles by shape, split K summed across clusters, simulated",
+                new dev.cmc.runtime.cuda.SimulatedCudaBackend(dev.cmc.render.PtxRenderer.Matmul.TF32X3, dev.cmc.render.PtxRenderer.Tiling.WGMMA_MIXED_CLUSTER)));
         // -Dcmc.parity.backends=cuda: keeps the backends whose names start so (a GPU session's minutes are few).
         String only = System.getProperty("cmc.parity.backends", "");
         if (!only.isBlank()) all.removeIf(b -> java.util.Arrays.stream(only.split(",")).noneMatch(prefix -> b.getName().startsWith(prefix.strip())));

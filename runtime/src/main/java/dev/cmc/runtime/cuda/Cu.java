@@ -69,6 +69,8 @@ final class Cu {
             CONFIG_NUM_ATTRS = offset(LAUNCH_CONFIG, "numAttrs"), ATTRIBUTE_VALUE = offset(LAUNCH_ATTRIBUTE, "value");
     /** CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION: the launch may overlap the kernel before it in its stream. */
     static final int LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION = 6;
+    /** CU_LAUNCH_ATTRIBUTE_CLUSTER_DIMENSION: the grid runs as clusters of x × y × z blocks (three unsigned ints), co-scheduled on one GPC. */
+    static final int LAUNCH_ATTRIBUTE_CLUSTER_DIMENSION = 4;
     /** CU_KERNEL_NODE_ATTRIBUTE_PRIORITY: a graph kernel node's blocks are scheduled before those of nodes of lower priority. */
     static final int KERNEL_NODE_ATTRIBUTE_PRIORITY = 8;
     /** CUDA_GRAPH_INSTANTIATE_FLAG_USE_NODE_PRIORITY: the graph runs at its nodes' priorities, not its stream's. */

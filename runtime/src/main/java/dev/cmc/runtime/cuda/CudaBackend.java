@@ -36,6 +36,8 @@ public final class CudaBackend implements Backend {
      * 128×64 mma.sync tiles, as wgmma was before they had a wgmma path), wgmma-wide 128×256 wgmma tiles for
      * GEMMs of 256 columns or more, wgmma-mixed each GEMM's tile by its shape ({@link PtxRenderer#tile}),
      * wgmma-mixed-early and wgmma-wide-early those with more slices in flight ({@link PtxRenderer.Tile#refilledEarly}),
+     * wgmma-mixed-cluster and wgmma-mixed-early-cluster the mixed ones with split K summed across a thread block
+     * cluster ({@link PtxRenderer.Tile#summedByCluster}),
      * wgmma-mlp wgmma's tiles and tf32's fused MLP blocks on wgmma too, wgmma-chain the same with each run of
      * consecutive blocks one kernel; wgmma-mlp-bulk and wgmma-chain-bulk those two with the blocks' weight slices
      * one bulk copy each.

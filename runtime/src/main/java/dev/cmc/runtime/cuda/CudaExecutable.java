@@ -97,8 +97,11 @@ public final class CudaExecutable implements Executable {
     private boolean[] urgent;
     /** Kernel index by CUfunction address, to find a captured node's kernel. */
     private final Map<Long, Integer> kernelOf = new HashMap<>();
-    /** The one CUlaunchConfig and attribute that programmatic launches fill in turn (captures run on one thread). */
-    private final MemorySegment launchConfig = arena.allocate(Cu.LAUNCH_CONFIG), launchAttribute = arena.allocate(Cu.LAUNCH_ATTRIBUTE);
+    /**
+     * The one CUlaunchConfig and attributes that launches by cuLaunchKernelEx fill in turn (captures run on one
+     * thread): programmatic stream serialization, then a cluster's dimensions.
+     */
+    private final MemorySegment launchConfig = arena.allocate(Cu.LAUNCH_CONFIG), launchAttributes = arena.allocate(Cu.LAUNCH_ATTRIBUTE, 2);
 
     /** How the module's GEMMs multiply and are tiled: what their launches' grids and blocks follow. */
     private final PtxRenderer.Matmul matmul;
@@ -143,8 +146,9 @@ public final class CudaExecutable implements Executable {
         sms = device.multiprocessors();
         tuningKey = device.name() + " (" + sms + " SMs) | " + program.name() + " " + Cubins.key(String.join("", ptx)).substring(0, 16);
         programmatic = PDL.value() && PtxRenderer.awaitsGrids(device.arch()) && Cu.cuLaunchKernelEx != null;
-        launchAttribute.set(JAVA_INT, 0, Cu.LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION);
-        launchAttribute.set(JAVA_INT, Cu.ATTRIBUTE_VALUE, 1);   // programmaticStreamSerializationAllowed
+        launchAttributes.set(JAVA_INT, 0, Cu.LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION);
+        launchAttributes.set(JAVA_INT, Cu.ATTRIBUTE_VALUE, 1);   // programmaticStreamSerializationAllowed
+        launchAttributes.set(JAVA_INT, Cu.LAUNCH_ATTRIBUTE.byteSize(), Cu.LAUNCH_ATTRIBUTE_CLUSTER_DIMENSION);
         urgentPriority = PRIORITY.value() && Cu.cuGraphKernelNodeSetAttribute != null && Cu.cuGraphGetNodes != null ? greatestPriority() : null;
         functions = new MemorySegment[program.kernels().size()];
         long workspaceFloats = 0;
@@ -710,13 +714,16 @@ public final class CudaExecutable implements Executable {
     }
 
     /**
-     * Kernel k on a stream as l says (nothing for an empty grid), by cuLaunchKernelEx with the programmatic stream serialization attribute where
-     * programmatic: a launch that may begin before the kernel before it in the stream has ended (its PTX waits).
+     * Kernel k on a stream as l says (nothing for an empty grid), by cuLaunchKernelEx where it needs a launch
+     * attribute: programmatic stream serialization where programmatic (a launch that may begin before the kernel
+     * before it in the stream has ended: its PTX waits), and a cluster of (1, 1, slices) for a GEMM that sums its K
+     * slices across one ({@link PtxRenderer#sumsByCluster}); by cuLaunchKernel otherwise.
      */
     private void launchKernel(int k, PtxRenderer.Launch l, MemorySegment on, boolean programmatic) {
         Kernel kernel = program.kernels().get(k);
         if (l.gridX() == 0 || l.gridY() == 0) return;
-        if (!programmatic) {
+        boolean cluster = l.gridZ() > 1 && PtxRenderer.sumsByCluster(kernel, matmul, tiling);
+        if (!programmatic && !cluster) {
             Cu.status(Cu.cuLaunchKernel, "cuLaunchKernel(" + kernel.name() + ")", functions[k], l.gridX(), l.gridY(), l.gridZ(),
                     l.block(), 1, 1, l.sharedBytes(), on, params[k], MemorySegment.NULL);
             return;
@@ -724,9 +731,15 @@ public final class CudaExecutable implements Executable {
         int[] dims = {l.gridX(), l.gridY(), l.gridZ(), l.block(), 1, 1, l.sharedBytes()};
         for (int i = 0; i < dims.length; i++) launchConfig.setAtIndex(JAVA_INT, i, dims[i]);
         launchConfig.set(ADDRESS, Cu.CONFIG_STREAM, on);
-        launchConfig.set(ADDRESS, Cu.CONFIG_ATTRS, launchAttribute);
-        launchConfig.set(JAVA_INT, Cu.CONFIG_NUM_ATTRS, 1);
-        Cu.status(Cu.cuLaunchKernelEx, "cuLaunchKernelEx(" + kernel.name() + ", programmatic)", launchConfig, functions[k], params[k], MemorySegment.NULL);
+        long clusterValue = Cu.LAUNCH_ATTRIBUTE.byteSize() + Cu.ATTRIBUTE_VALUE;
+        launchAttributes.set(JAVA_INT, clusterValue, 1);
+        launchAttributes.set(JAVA_INT, clusterValue + 4, 1);
+        launchAttributes.set(JAVA_INT, clusterValue + 8, l.gridZ());
+        // The programmatic attribute comes first: a cluster launch alone starts from the second.
+        launchConfig.set(ADDRESS, Cu.CONFIG_ATTRS, programmatic ? launchAttributes : launchAttributes.asSlice(Cu.LAUNCH_ATTRIBUTE.byteSize()));
+        launchConfig.set(JAVA_INT, Cu.CONFIG_NUM_ATTRS, programmatic && cluster ? 2 : 1);
+        String how = programmatic && cluster ? "programmatic, cluster 1x1x" + l.gridZ() : programmatic ? "programmatic" : "cluster 1x1x" + l.gridZ();
+        Cu.status(Cu.cuLaunchKernelEx, "cuLaunchKernelEx(" + kernel.name() + ", " + how + ")", launchConfig, functions[k], params[k], MemorySegment.NULL);
     }
 
     /**

@@ -72,6 +72,36 @@ class CudaDefaultsTest {
     }
 
     @Test
+    void clusterSumsKeepTheMixedTilesAndTheirOccupancy() {
+        for (Tiling clustered : List.of(Tiling.WGMMA_MIXED_CLUSTER, Tiling.WGMMA_MIXED_EARLY_CLUSTER)) {
+            Tiling plain = clustered == Tiling.WGMMA_MIXED_CLUSTER ? Tiling.WGMMA_MIXED : Tiling.WGMMA_MIXED_EARLY;
+            for (Matmul m : new Matmul[]{Matmul.TF32X3, Matmul.TF32}) {
+                for (Kernel.Gemm g : List.of(upProjection(), nn(1024, 256), weightGradient(64, 256), weightGradient(256, 1024))) {
+                    PtxRenderer.Tile tile = PtxRenderer.tile(g, m, clustered), without = PtxRenderer.tile(g, m, plain);
+                    boolean summed = without.warpgroups() && PtxRenderer.splitsK(g);
+                    assertEquals(summed ? without.summedByCluster() : without, tile, g.name() + ": the same tile, summed by cluster where it is wgmma's and splits");
+                    assertEquals(summed, PtxRenderer.sumsByCluster(g, m, clustered), g.name());
+                    if (!summed) continue;
+                    // The partial tile fits in the pipeline's shared memory (tf32's 128x128 takes 0.8 KB more): the same blocks an SM.
+                    int shared = tile.sharedBytes(m), before = without.sharedBytes(m);
+                    assertTrue(shared - before <= 1024 && 228 * 1024 / (shared + 1024) == 228 * 1024 / (before + 1024), g.name() + ": " + shared + " bytes");
+                    assertTrue(shared >= 4 * tile.bm() * (tile.bn() + 4), g.name() + ": room for the partial tile");
+                    assertEquals(0, PtxRenderer.workspaceFloats(g, 1 << 16, m, clustered), g.name() + ": no workspace");
+                    for (int batch : new int[]{256, 4096, 1 << 16}) {
+                        int own = PtxRenderer.splits(g, batch, m, clustered, 132);
+                        var choices = PtxRenderer.splitChoices(g, batch, 1 << 16, m, clustered, 132);
+                        assertTrue(own <= PtxRenderer.CLUSTER_SLICES && choices.stream().allMatch(s -> s <= PtxRenderer.CLUSTER_SLICES),
+                                g.name() + " at " + batch + ": " + own + ", " + choices + ": a cluster holds at most 8 without opting in");
+                    }
+                }
+            }
+        }
+        // A weight gradient over many rows takes the most a cluster holds, where serially it takes 16.
+        assertEquals(16, PtxRenderer.splits(weightGradient(256, 1024), 1 << 16, Matmul.TF32X3, Tiling.WGMMA_MIXED, 132));
+        assertEquals(8, PtxRenderer.splits(weightGradient(256, 1024), 1 << 16, Matmul.TF32X3, Tiling.WGMMA_MIXED_CLUSTER, 132));
+    }
+
+    @Test
     void tf32ChainsItsFusedBlocksFedByBulkCopies() {
         for (int rows : new int[]{4096, CudaBackend.SAMPLING_ROWS, 1 << 20}) {
             Tiling t = CudaBackend.defaultTiling(9, rows, Matmul.TF32);

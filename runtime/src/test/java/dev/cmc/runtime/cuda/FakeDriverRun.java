@@ -69,6 +69,7 @@ public final class FakeDriverRun {
             configs.add(new CudaBackend(0).withMatmul(PtxRenderer.Matmul.TF32X3).withTiling(PtxRenderer.Tiling.WGMMA).withFusedMlp(true));
             configs.add(new CudaBackend(0).withMatmul(PtxRenderer.Matmul.TF32).withTiling(PtxRenderer.Tiling.WGMMA_DEEP).withFusedMlp(false));
             configs.add(new CudaBackend(0).withMatmul(PtxRenderer.Matmul.TF32X3).withTiling(PtxRenderer.Tiling.WGMMA_WIDE).withFusedMlp(false));
+            configs.add(new CudaBackend(0).withMatmul(PtxRenderer.Matmul.TF32X3).withTiling(PtxRenderer.Tiling.WGMMA_MIXED_CLUSTER).withFusedMlp(false));
             configs.add(new CudaBackend(0).withMatmul(PtxRenderer.Matmul.TF32).withTiling(PtxRenderer.Tiling.WGMMA_MLP).withFusedMlp(true));
             configs.add(new CudaBackend(0).withMatmul(PtxRenderer.Matmul.TF32).withTiling(PtxRenderer.Tiling.WGMMA_CHAIN).withFusedMlp(true));
             configs.add(new CudaBackend(0).withMatmul(PtxRenderer.Matmul.TF32).withTiling(PtxRenderer.Tiling.WGMMA_CHAIN_BULK).withFusedMlp(true));

@@ -47,6 +47,10 @@ class FakeDriverTest {
         assertFalse(captured.isEmpty(), "no captured launches");
         assertEquals(cc.equals("90") ? captured.size() : 0, programmatic, "programmatic launches among the " + captured.size() + " captured");
         assertEquals(0, lines.stream().filter(l -> l.contains(" node -1 ") && l.endsWith(" programmatic")).count(), "programmatic launches outside captures");
+        // On compute capability 9.0 the wgmma-mixed-cluster step launches its split GEMMs as clusters of their slices
+        // (the fake refuses a launch of such a kernel's slices that is not one cluster, and any cluster elsewhere).
+        long clusters = lines.stream().filter(l -> l.startsWith("cluster ")).count();
+        assertEquals(cc.equals("90"), clusters > 0, clusters + " cluster launches");
         // Urgent kernels' graph nodes (FakeDriverRun checks which) get the greatest priority, on every GPU.
         long urgent = lines.stream().filter(l -> l.startsWith("node ") && l.contains(" priority -5 ")).count();
         assertTrue(urgent > 0 && urgent < captured.size(), urgent + " of " + captured.size() + " captured launches urgent");

@@ -14,6 +14,7 @@ import java.util.List;
 import java.util.SplittableRandom;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 /**
@@ -88,6 +89,88 @@ class GemmKernelTest {
             "TF32, false, 70, 70, 1024"})
     void earlyRefilledWgmmaTileGemmAgreesWithFloat64(PtxRenderer.Matmul matmul, boolean transposeA, int batch, int k, int n) {
         assertGemmAgreesWithFloat64(matmul, PtxRenderer.Tiling.WGMMA_MIXED_EARLY, transposeA, false, batch, k, n);
+    }
+
+    /**
+     * CMC_CUDA_TILES=wgmma-mixed-cluster and wgmma-mixed-early-cluster: split K summed across a cluster of the
+     * tile's slices, launched so by the runtime (here its simulated form): NN GEMMs split over a long K, TN ones
+     * over the batch, 128×128 and 128×256 tiles, rows and columns past the last whole tile, tf32 and 3xTF32.
+     */
+    @ParameterizedTest(name = "{0} {1} transposeA={2} rows={3} k={4} n={5}")
+    @CsvSource({"TF32X3, WGMMA_MIXED_CLUSTER, false, 70, 1030, 136", "TF32X3, WGMMA_MIXED_CLUSTER, true, 300, 300, 200",
+            "TF32, WGMMA_MIXED_CLUSTER, false, 130, 600, 1024", "TF32X3, WGMMA_MIXED_EARLY_CLUSTER, false, 130, 200, 136",
+            "TF32X3, WGMMA_MIXED_EARLY_CLUSTER, true, 600, 600, 136"})
+    void clusterSummedWgmmaTileGemmAgreesWithFloat64(PtxRenderer.Matmul matmul, PtxRenderer.Tiling tiling, boolean transposeA, int batch, int k, int n) {
+        assertGemmAgreesWithFloat64(matmul, tiling, transposeA, false, batch, k, n);
+    }
+
+    /**
+     * A tile's K slices summed across its cluster give the serial sum's result bit for bit: the same partials,
+     * added in the same order (z = 0, 1, …), through the same epilogue (a bias, and for NN a residual), at every
+     * slice count a cluster may hold, in 128×128 and 128×256 tiles whose last rows and columns lie outside the
+     * output. Launched directly in the simulator with that grid depth, a cluster of all of it.
+     */
+    @ParameterizedTest(name = "{0} with {1} slices, transposeA={2}, k={3}, {4} columns")
+    @CsvSource({"TF32X3, 2, false, 300, 136", "TF32X3, 3, false, 1030, 200", "TF32, 5, false, 1030, 1024", "TF32X3, 8, false, 1030, 136",
+            "TF32X3, 8, true, 1024, 200", "TF32, 6, true, 1024, 136"})
+    void clusterSumMatchesTheSerialSumBitForBit(PtxRenderer.Matmul matmul, int slices, boolean transposeA, int k, int n) {
+        // TN: a weight gradient of 136 rows (fewer than a tile's take 128x64 mma.sync tiles under the mixed tilings).
+        int batch = transposeA ? k : 130, m = transposeA ? 136 : batch;
+        Buf a = transposeA ? Buf.whole("a", Shape.fixed(k, m)) : Buf.whole("a", Shape.batch(k));
+        Buf b = transposeA ? Buf.whole("b", Shape.batch(n)) : Buf.whole("b", Shape.fixed(k, n));
+        Shape domain = transposeA ? Shape.fixed(m, n) : Shape.batch(n);
+        Buf out = Buf.whole("out", domain);
+        Expr epilogue = new Expr.Binary(dev.cmc.ir.Op.ADD, new Expr.Acc(), new Expr.Load(new Buf("b", 0, Shape.fixed(1, n))));
+        if (!transposeA) epilogue = new Expr.Binary(dev.cmc.ir.Op.ADD, epilogue, new Expr.Load(a));
+        var gemm = new Kernel.Gemm("k_mm", transposeA, a, b, k, domain, List.of(new Expr.Let(0, epilogue, out)));
+        var program = program(gemm);
+        var serialTiling = PtxRenderer.Tiling.WGMMA_MIXED;
+        var clusterTiling = PtxRenderer.Tiling.WGMMA_MIXED_CLUSTER;
+        assertTrue(PtxRenderer.sumsByCluster(gemm, matmul, clusterTiling) && !PtxRenderer.sumsByCluster(gemm, matmul, serialTiling));
+        assertEquals(0, PtxRenderer.workspaceFloats(gemm, batch, matmul, clusterTiling), "a cluster's sum takes no workspace");
+        var rng = new SplittableRandom(5);
+        float[] av = random(rng, k * m), bv = random(rng, k * n);
+        float[][] got = new float[2][m * n];
+        int[] params = bufferOfParam(gemm);
+        for (var tiling : List.of(serialTiling, clusterTiling)) {
+            float[] into = got[tiling == serialTiling ? 0 : 1];
+            float[][] buffers = {av, bv, into, new float[(int) Math.max(1, PtxRenderer.workspaceFloats(gemm, batch, matmul, serialTiling))]};
+            var sim = new PtxSimulator(PtxRenderer.render(program, "cluster", "sm_90", matmul, tiling));
+            var l = PtxRenderer.launch(gemm, batch, matmul, tiling);
+            assertEquals(n >= PtxRenderer.MIXED_WIDE_COLUMNS && !transposeA ? 256 : 128, PtxRenderer.tile(gemm, matmul, tiling).bn());
+            java.util.Arrays.fill(into, Float.NaN);
+            sim.launch(PtxRenderer.kernelName(program, 0), l.gridX(), l.gridY(), slices, tiling == clusterTiling ? slices : 1, l.block(), l.sharedBytes(),
+                    buffers, params, batch);
+        }
+        for (int i = 0; i < m * n; i++) {
+            assertEquals(Float.floatToRawIntBits(got[0][i]), Float.floatToRawIntBits(got[1][i]),
+                    "out(" + i / n + ", " + i % n + "): " + got[1][i] + " summed across the cluster, " + got[0][i] + " serially");
+        }
+        double worst = 0;
+        for (int r = 0; r < m; r++) {
+            for (int c = 0; c < n; c++) {
+                double ref = bv[c] + (transposeA ? 0 : av[r * k + c]);
+                for (int p = 0; p < k; p++) ref += transposeA ? (double) av[p * m + r] * bv[p * n + c] : (double) av[r * k + p] * bv[p * n + c];
+                worst = Math.max(worst, Math.abs(ref - got[1][r * n + c]));
+            }
+        }
+        assertTrue(worst < (matmul == PtxRenderer.Matmul.TF32 ? 5e-3 * Math.sqrt(k / 3.0) : 1e-5 * k), "off by " + worst);
+    }
+
+    /** A cluster-summed GEMM launched with its slices but not as their cluster traps, rather than sum other tiles' partials or none. */
+    @org.junit.jupiter.api.Test
+    void clusterSumLaunchedWithoutItsClusterTraps() {
+        int batch = 130, k = 1030, n = 136;
+        Buf a = Buf.whole("a", Shape.batch(k)), out = Buf.whole("out", Shape.batch(n));
+        var gemm = new Kernel.Gemm("k_mm", false, a, Buf.whole("b", Shape.fixed(k, n)), k, out.shape(), List.of(new Expr.Let(0, new Expr.Acc(), out)));
+        var program = program(gemm);
+        var tiling = PtxRenderer.Tiling.WGMMA_MIXED_CLUSTER;
+        var sim = new PtxSimulator(PtxRenderer.render(program, "cluster", "sm_90", PtxRenderer.Matmul.TF32X3, tiling));
+        var l = PtxRenderer.launch(gemm, batch, PtxRenderer.Matmul.TF32X3, tiling);
+        float[][] buffers = {new float[batch * k], new float[k * n], new float[batch * n], new float[1]};
+        var e = assertThrows(IllegalStateException.class, () -> sim.launch(PtxRenderer.kernelName(program, 0), l.gridX(), l.gridY(), 4, 1, l.block(),
+                l.sharedBytes(), buffers, bufferOfParam(gemm), batch));
+        assertTrue(e.getMessage().contains("trap"), e.getMessage());
     }
 
     /**
@@ -269,7 +352,10 @@ class GemmKernelTest {
         var plusOne = new Expr.Binary(dev.cmc.ir.Op.ADD, new Expr.Acc(), new Expr.Const(1));
         var gemm = new Kernel.Gemm("k_mm", transposeA, a, b, k, domain, List.of(new Expr.Let(0, plusOne, out)));
         // A TN GEMM over 300 rows and more splits: one slice per 512 rows, or more to fill the GPU (its few tiles).
-        if (transposeA && batch >= 300) assertEquals(Math.min(16, batch / 64), PtxRenderer.splits(gemm, batch, matmul, tiling), "this case is meant to split K");
+        if (transposeA && batch >= 300) {
+            int most = PtxRenderer.sumsByCluster(gemm, matmul, tiling) ? PtxRenderer.CLUSTER_SLICES : 16;
+            assertEquals(Math.min(most, batch / 64), PtxRenderer.splits(gemm, batch, matmul, tiling), "this case is meant to split K");
+        }
         if (k > 1024 && !transposeA) assertEquals(8, PtxRenderer.splits(gemm, batch, matmul, tiling), "this case is meant to split K");
         // Short K (two 64-deep slices or more) over these few rows splits too, in slices at least 64 deep.
         if (k >= 128 && !transposeA && !fixedRows) assertEquals(Math.min(8, k / 64), PtxRenderer.splits(gemm, batch, matmul, tiling), "this case is meant to split K");
@@ -287,7 +373,8 @@ class GemmKernelTest {
             var tile = PtxRenderer.tile(gemm, matmul, tiling);
             if (tile.warpgroups()) {
                 assertEquals(wide ? 256 : 128, tile.bn(), "128x256 tiles from 256 columns under wgmma-wide, for NN GEMMs from 1,024 under the mixed tilings");
-                assertEquals(tiling.early(), tile.refillEarly(), "stages refilled early under wgmma-mixed-early and wgmma-wide-early only");
+                assertEquals(tiling.early(), tile.refillEarly(), "stages refilled early under the early tilings only");
+                assertEquals(tiling.clustered() && PtxRenderer.splitsK(gemm), tile.clusterSum(), "split K summed across a cluster under the cluster tilings only");
             }
         }
         var program = program(gemm);

@@ -14,6 +14,8 @@ import java.util.*;
  */
 final class PtxSimulator {
     private static final long GLOBAL = 1L << 40, SHARED = 1L << 60;
+    /** A cluster's shared window (mapa.shared::cluster): block rank r's shared byte b at CLUSTER_SHARED + r·2^24 + b. */
+    private static final long CLUSTER_SHARED = 1L << 56;
 
     /**
      * %globaltimer: a count that each read advances, so that whatever reads it later (a later block, a later kernel:
@@ -164,7 +166,9 @@ final class PtxSimulator {
             long off = plus < 0 ? 0 : Long.parseLong(inner.substring(plus + 1));
             return r.startsWith("%") ? new Operand(Kind.ADDR, e.reg(r), off, null) : new Operand(Kind.SYMBOL, -1, off, r);
         }
-        if (a.startsWith("%tid") || a.startsWith("%ctaid") || a.startsWith("%nctaid") || a.equals("%globaltimer") || a.equals("%smid")) return new Operand(Kind.SPECIAL, -1, 0, a);
+        if (a.startsWith("%tid") || a.startsWith("%ctaid") || a.startsWith("%nctaid") || a.startsWith("%cluster_") || a.equals("%globaltimer") || a.equals("%smid")) {
+            return new Operand(Kind.SPECIAL, -1, 0, a);
+        }
         if (a.startsWith("%")) return new Operand(Kind.REG, e.reg(a), 0, null);
         if (a.startsWith("0f")) return new Operand(Kind.IMM, -1, Long.parseLong(a.substring(2), 16), null);
         if (a.startsWith("0x")) return new Operand(Kind.IMM, -1, Long.parseLong(a.substring(2), 16), null);
@@ -177,21 +181,44 @@ final class PtxSimulator {
      * bufferOfParam: a buffer index per pointer parameter; rows: the last parameter.
      */
     void launch(String name, int gridX, int gridY, int gridZ, int block, int sharedBytes, float[][] buffers, int[] bufferOfParam, int rows) {
+        launch(name, gridX, gridY, gridZ, 1, block, sharedBytes, buffers, bufferOfParam, rows);
+    }
+
+    /**
+     * The same as clusters of (1, 1, clusterZ) blocks: a cluster's blocks run together, each up to its next cluster
+     * barrier (barrier.cluster.wait), which releases them once every thread of every block of the cluster is at one;
+     * each reads the others' shared memory through the cluster's window (mapa, ld.shared::cluster).
+     */
+    void launch(String name, int gridX, int gridY, int gridZ, int clusterZ, int block, int sharedBytes, float[][] buffers, int[] bufferOfParam, int rows) {
         Entry e = entries.get(name);
         if (e == null) throw new IllegalArgumentException("no entry " + name + " in the module");
+        if (gridZ % clusterZ != 0) throw new IllegalArgumentException(name + ": a grid " + gridZ + " deep in clusters " + clusterZ + " deep");
         List<SharedVar> shared = new ArrayList<>(e.shared);
         if (sharedBytes > 0) {
             if (dynamicShared == null) throw new IllegalStateException(name + ": launched with dynamic shared memory, but the module declares none");
             shared.add(new SharedVar(dynamicShared, sharedBytes / 4, shared.isEmpty() ? 0 : sharedEnd(shared)));
         }
-        for (int bz = 0; bz < gridZ; bz++) {
+        for (int bz0 = 0; bz0 < gridZ; bz0 += clusterZ) {
             for (int by = 0; by < gridY; by++) {
                 for (int bx = 0; bx < gridX; bx++) {
-                    var b = new Block(e, shared, bx, by, bz, gridX, gridY, gridZ, block, buffers, bufferOfParam, rows);
-                    b.run();
-                    if (countBankConflicts) b.wavefronts(sharedLoadWavefronts);
+                    var cluster = new ArrayList<Block>();
+                    for (int bz = bz0; bz < bz0 + clusterZ; bz++) cluster.add(new Block(e, shared, bx, by, bz, gridX, gridY, gridZ, block, buffers, bufferOfParam, rows));
+                    for (Block b : cluster) b.cluster = cluster;
+                    runCluster(cluster);
+                    if (countBankConflicts) for (Block b : cluster) b.wavefronts(sharedLoadWavefronts);
                 }
             }
+        }
+    }
+
+    /** A cluster's blocks, each run up to its next cluster barrier, then all released together, until all have ended. */
+    private static void runCluster(List<Block> cluster) {
+        while (true) {
+            for (Block b : cluster) b.run();
+            boolean allDone = cluster.stream().allMatch(Block::done), anyDone = cluster.stream().anyMatch(Block::done);
+            if (allDone) return;
+            if (anyDone) throw cluster.getFirst().stuck("a block of the cluster ended while the others wait at a cluster barrier");
+            for (Block b : cluster) b.leaveClusterBarrier();
         }
     }
 
@@ -199,7 +226,7 @@ final class PtxSimulator {
 
     /** One block: its threads' registers and program counters, its shared memory. */
     private static final class Block {
-        private static final int RUN = 0, BAR = 1, SHFL = 2, DONE = 3, WAIT = 4;
+        private static final int RUN = 0, BAR = 1, SHFL = 2, DONE = 3, WAIT = 4, CLUSTER = 5;
         private static final String MMA = "mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32";
         private static final String MMA_BF16 = "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32";
         private static final String LDMATRIX = "ldmatrix.sync.aligned.m8n8.x4.shared.b16";
@@ -212,6 +239,10 @@ final class PtxSimulator {
         /** The shared bytes [from, to) that issued, unretired wgmma may still read: no write may touch them. */
         final List<long[]> wgmmaReads = new ArrayList<>();
         final Entry e;
+        /** The blocks of its cluster, itself among them, by rank: itself alone unless launched in clusters. */
+        List<Block> cluster = List.of(this);
+        /** Per thread: whether it has arrived at the cluster barrier (barrier.cluster.arrive) that it has yet to wait at. */
+        final boolean[] clusterArrived;
         final List<SharedVar> vars;
         final int bx, by, bz, gridX, gridY, gridZ, n, rows;
         final float[][] buffers;
@@ -275,6 +306,7 @@ final class PtxSimulator {
             locked = new int[n][e.regs.size() + 1];
             pc = new int[n];
             awaited = new boolean[n];
+            clusterArrived = new boolean[n];
             state = new int[n];
             for (int t = 0; t < n; t++) pending.add(new ArrayList<>(List.of(new ArrayList<>())));
         }
@@ -289,9 +321,19 @@ final class PtxSimulator {
                     step(t);
                     ran |= pc[t] != before || state[t] != WAIT;
                 }
-                boolean allDone = true, anyBar = false, anyWait = false;
-                for (int t = 0; t < n; t++) { allDone &= state[t] == DONE; anyBar |= state[t] == BAR; anyWait |= state[t] == WAIT; }
+                boolean allDone = true, anyBar = false, anyWait = false, parked = true, anyCluster = false;
+                for (int t = 0; t < n; t++) {
+                    allDone &= state[t] == DONE;
+                    anyBar |= state[t] == BAR;
+                    anyWait |= state[t] == WAIT;
+                    anyCluster |= state[t] == CLUSTER;
+                    parked &= state[t] == DONE || state[t] == CLUSTER;
+                }
                 if (allDone) return;
+                if (anyCluster && parked) {
+                    for (int t = 0; t < n; t++) if (state[t] == DONE) throw stuck("barrier.cluster.wait reached by only some threads");
+                    return;   // every thread at the cluster barrier: the cluster releases them
+                }
                 boolean progressed = false;
                 for (int w = 0; w < n; w += 32) progressed |= shuffle(w);
                 // One warpgroup's wgmma collective a round, the first ready: it runs on ahead of the others up to
@@ -310,7 +352,34 @@ final class PtxSimulator {
             }
         }
 
-        private IllegalStateException stuck(String why) {
+        boolean done() {
+            for (int t = 0; t < n; t++) if (state[t] != DONE) return false;
+            return true;
+        }
+
+        /** The cluster's barrier complete: every thread of this block past its barrier.cluster.wait. */
+        void leaveClusterBarrier() {
+            for (int t = 0; t < n; t++) {
+                if (state[t] != CLUSTER) throw stuck("threads wait for each other across the cluster");
+                state[t] = RUN;
+                pc[t]++;
+            }
+        }
+
+        /**
+         * The float of the cluster's shared window at addr: block rank r's shared memory (see {@link #CLUSTER_SHARED}),
+         * which must lie inside one of its shared variables.
+         */
+        private float loadCluster(long addr, String text) {
+            long at = addr - CLUSTER_SHARED;
+            int rank = (int) (at >>> 24);
+            if (at < 0 || rank >= cluster.size()) throw new IllegalStateException(e.name + ": a cluster shared address of no block of the cluster (rank " + rank + " of " + cluster.size() + ") at: " + text);
+            Block b = cluster.get(rank);
+            if (b.done()) throw new IllegalStateException(e.name + ": shared memory of a block of the cluster read after that block ended at: " + text);
+            return b.shared[b.sharedIndex(SHARED + (at & 0xffffff), text)];
+        }
+
+        IllegalStateException stuck(String why) {
             return new IllegalStateException(e.name + " block (" + bx + ", " + by + "): " + why);
         }
 
@@ -655,6 +724,8 @@ final class PtxSimulator {
                     // The SM a block runs on: here, as if blocks went round 132 SMs in order.
                     case "%smid" -> (((long) bz * gridY + by) * gridX + bx) % 132;
                     case "%nctaid.z" -> gridZ;
+                    case "%cluster_ctarank" -> cluster.indexOf(this);
+                    case "%cluster_nctarank" -> cluster.size();
                     case "%globaltimer" -> CLOCK.incrementAndGet();
                     default -> throw new IllegalStateException("special register " + o.name);
                 };
@@ -791,6 +862,30 @@ final class PtxSimulator {
                         if (!awaited[t]) throw new IllegalStateException(e.name + ": the next grid let launch before this one waited for the last: " + in.text);
                     }
                     case "bar.sync" -> { state[t] = BAR; return; }
+                    case "barrier.cluster.arrive.release" -> {
+                        if (clusterArrived[t]) throw new IllegalStateException(e.name + ": arrived twice at a cluster barrier without waiting: " + in.text);
+                        clusterArrived[t] = true;
+                    }
+                    case "barrier.cluster.wait.acquire" -> {
+                        if (!clusterArrived[t]) throw new IllegalStateException(e.name + ": waits at a cluster barrier it never arrived at: " + in.text);
+                        clusterArrived[t] = false;
+                        state[t] = CLUSTER;
+                        return;
+                    }
+                    case "mapa.shared::cluster.u64" -> {
+                        long at = get(t, a[1]) - SHARED, rank = get(t, a[2]);
+                        if (at < 0 || at >= 1 << 24 || rank < 0 || rank >= cluster.size()) {
+                            throw new IllegalStateException(e.name + ": mapa of shared byte " + at + " to rank " + rank + " of a cluster of " + cluster.size() + ": " + in.text);
+                        }
+                        r[a[0].reg] = CLUSTER_SHARED + (rank << 24) + at;
+                    }
+                    case "ld.shared::cluster.f32" -> r[a[0].reg] = bits(loadCluster(get(t, a[1]), in.text));
+                    case "ld.shared::cluster.v4.f32" -> {
+                        long at = get(t, a[4]);
+                        if ((at & 15) != 0) throw new IllegalStateException(e.name + ": 16-byte load not 16-byte aligned at: " + in.text);
+                        for (int q = 0; q < 4; q++) r[a[q].reg] = bits(loadCluster(at + 4L * q, in.text));
+                    }
+                    case "trap" -> throw new IllegalStateException(e.name + " block (" + bx + ", " + by + ", " + bz + "): trap at: " + in.text);
                     case "shfl.sync.bfly.b32", MMA, MMA_BF16, LDMATRIX -> { state[t] = SHFL; return; }   // warp collectives
                     case "cvt.rn.bf16x2.f32" -> r[a[0].reg] = toBf16(f(get(t, a[1]))) << 16 | toBf16(f(get(t, a[2])));
                     case "cp.async.cg.shared.global", "cp.async.ca.shared.global" -> copyAsync(t, a, in.text);

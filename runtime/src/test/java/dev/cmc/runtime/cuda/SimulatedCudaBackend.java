@@ -134,7 +134,9 @@ public final class SimulatedCudaBackend implements Backend {
                 if (split) buffers[args.size()] = workspaceOf[k];
                 if (timelineBuffer >= 0) buffers[buffers.length - 1] = timelineBuffer;
                 var l = PtxRenderer.launch(kernel, batch, matmul, tiling);
-                module.launch(PtxRenderer.kernelName(program, k), l.gridX(), l.gridY(), l.gridZ(), l.block(), l.sharedBytes(), arrays, buffers, batch);
+                // A GEMM summing its slices across a cluster runs them as one, as the cuda runtime launches it.
+                int clusterZ = PtxRenderer.sumsByCluster(kernel, matmul, tiling) ? l.gridZ() : 1;
+                module.launch(PtxRenderer.kernelName(program, k), l.gridX(), l.gridY(), l.gridZ(), clusterZ, l.block(), l.sharedBytes(), arrays, buffers, batch);
             }
         }
 

@@ -134,6 +134,10 @@ class SplitKTest {
                             if (s > 1) needed = Math.max(needed, (long) s * (g.domain().batched() ? b : g.domain().rows()) * g.domain().cols());
                         }
                         String what = g.domain() + " (" + m + ", " + t + ") at maxBatch " + maxBatch;
+                        if (PtxRenderer.sumsByCluster(g, m, t)) {   // its slices meet in the cluster's shared memory
+                            assertEquals(0, floats, what + ": a cluster-summed GEMM takes no workspace");
+                            continue;
+                        }
                         assertTrue(floats >= needed, what + ": " + floats + " floats for " + needed);
                         assertTrue(floats <= needed + 264 + 3, what + ": no more than the slices, the tile counters and a 16-byte round-up: " + floats + " for " + needed);
                     }
@@ -146,7 +150,8 @@ class SplitKTest {
      * The slice counts a runtime may time and launch instead of {@link PtxRenderer#splits}'s: a down-projection
      * at 256 rows may take 1, 2, 3, 4, 6, 8 or 16 slices (12 would leave its last slice empty), and at any batch
      * every choice includes the heuristic's and 1, cuts K into slices at least 64 deep and none empty, and keeps
-     * its partial products and tile counters inside the workspace sized for the largest batch.
+     * its partial products and tile counters inside the workspace sized for the largest batch (or, summed across a
+     * cluster, at most the cluster's 8 blocks).
      */
     @Test
     void everySliceCountOnOfferFitsTheWorkspace() {
@@ -170,6 +175,10 @@ class SplitKTest {
                                 if (s == 1 || s == PtxRenderer.splits(g, b, m, t)) continue;
                                 int chunk = (k + s * tile.sliceK() - 1) / (s * tile.sliceK()) * tile.sliceK();
                                 assertTrue(k / s >= 64 && (long) (s - 1) * chunk < k, what + ": " + s + " slices of " + k);
+                                if (PtxRenderer.sumsByCluster(g, m, t)) {
+                                    assertTrue(s <= PtxRenderer.CLUSTER_SLICES, what + ": " + s + " slices, more than a cluster holds");
+                                    continue;
+                                }
                                 assertTrue(tiles <= counters && counters + (long) s * rows * g.domain().cols() <= floats, what + ": " + s + " slices overrun the workspace");
                             }
                         }

@@ -330,6 +330,10 @@ run)
   CMC_CUDA_PRIORITY=0 bench more fp32_train4096_noprio 40 --batch 4096 --train-batch 4096
   bench more bf16 40 --set target.precision=bf16 --batch 1048576 --train-batch 4096
   cat "$out/stages.txt"
+  # The four targets from this call's stages, each figure counted only where its parity passed, the step at
+  # 4,096 under each tiling timed, and the parity stages' outcomes (scripts/targets.py: run it here on several calls'
+  # outputs together).
+  python3 scripts/targets.py "$out" > "$out/targets.txt" 2>&1; cat "$out/targets.txt"; pack
   ;;
 dryrun)
   [[ -f .gpu/cmc.jar ]] || { echo "gpu-check: run 'scripts/gpu-check.sh prepare' first" >&2; exit 2; }

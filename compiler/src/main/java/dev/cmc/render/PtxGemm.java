@@ -246,9 +246,7 @@ class PtxGemm extends PtxMatrixKernel {
         String lastHere = r();
         op("ld.shared.u32 " + lastHere + ", [" + flag + "];");
         op("@" + pred("eq.s32", lastHere, "0") + " bra DONE;");
-        int width = width(g);
-        int most = earlyLoads(g.epilogue()) <= SUM_GROUP_LOADS ? SUM_GROUPS : SUM_GROUPS / 2;
-        int groups = tile.bm() * tile.bn() % (most * threads() * width) == 0 ? most : 1;
+        int width = width(g), groups = sumGroups(g);
         String[] at = new String[groups], from = new String[groups], sliceBytes = new String[1];
         sumSlices(g, t, groups, () -> bin("mul.lo.s32", t.tid(), Integer.toString(width)), Integer.toString(groups * threads() * width), new Slices() {
             public void begin() {
@@ -272,6 +270,15 @@ class PtxGemm extends PtxMatrixKernel {
                 from[u] = at[u];
             }
         });
+    }
+
+    /**
+     * Element groups a thread takes a trip of a split tile's sum: {@link #SUM_GROUPS}, or half as many where the
+     * epilogue loads more than {@link #SUM_GROUP_LOADS} (registers), or 1 where the tile is no whole number of trips.
+     */
+    private int sumGroups(Kernel.Gemm g) {
+        int most = earlyLoads(g.epilogue()) <= SUM_GROUP_LOADS ? SUM_GROUPS : SUM_GROUPS / 2;
+        return tile.bm() * tile.bn() % (most * threads() * width(g)) == 0 ? most : 1;
     }
 
     /** Where a split tile's K slices are summed from: the workspace, or the shared memory of the cluster's blocks. */
@@ -383,27 +390,27 @@ class PtxGemm extends PtxMatrixKernel {
         op("bar.sync 0;");
         String inCluster = special("%cluster_nctarank");
         op("@" + pred("ne.s32", inCluster, t.splits()) + " trap;");
-        int stride = tile.clusterStride();
+        int rowFloats = tile.clusterStride();
         String tileBase = t.as();
         // A thread's accumulators share a few rows and columns: each one's bytes into the tile, once.
         var rowBytes = new HashMap<String, String>();
         var colBytes = new HashMap<String, String>();
         for (Out o : outs) {
-            String down = rowBytes.computeIfAbsent(o.row(), r -> bin("mul.lo.s32", bin("sub.s32", r, t.row0()), Integer.toString(4 * stride)));
+            String down = rowBytes.computeIfAbsent(o.row(), r -> bin("mul.lo.s32", bin("sub.s32", r, t.row0()), Integer.toString(4 * rowFloats)));
             String across = colBytes.computeIfAbsent(o.col(), c -> bin("shl.b32", bin("sub.s32", c, t.col0()), "2"));
             op("st.shared.f32 [" + bin("add.s64", tileBase, wideBytes(bin("add.s32", down, across))) + "], " + o.acc() + ";");
         }
-        comment("the cluster's partials are all written: each block sums every " + "slices-th trip of the tile from all of them");
+        comment("the cluster's partials are all written: each block sums every slices-th trip of the tile from all of them");
         op("barrier.cluster.arrive.release;");
         op("barrier.cluster.wait.acquire;");
-        int width = width(g);
+        int width = width(g), groups = sumGroups(g), trip = groups * threads() * width;
         String rank = special("%cluster_ctarank");
-        String first = bin("mul.lo.s32", mad(rank, Integer.toString(threads()), t.tid()), Integer.toString(width));
-        String stride4 = bin("mul.lo.s32", t.splits(), Integer.toString(threads() * width));
-        String[] local = new String[1];
-        sumSlices(g, t, 1, () -> first, stride4, new Slices() {
+        String first = mad(rank, Integer.toString(trip), bin("mul.lo.s32", t.tid(), Integer.toString(width)));
+        String stride = bin("mul.lo.s32", t.splits(), Integer.toString(trip));
+        String[] local = new String[groups];
+        sumSlices(g, t, groups, () -> first, stride, new Slices() {
             public void at(int u, String row, String col) {
-                String at = mad(bin("sub.s32", row, t.row0()), Integer.toString(stride), bin("sub.s32", col, t.col0()));
+                String at = mad(bin("sub.s32", row, t.row0()), Integer.toString(rowFloats), bin("sub.s32", col, t.col0()));
                 local[u] = bin("add.s64", tileBase, wideBytes(bin("shl.b32", at, "2")));
             }
 

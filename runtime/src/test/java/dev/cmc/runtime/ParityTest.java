@@ -58,22 +58,16 @@ class ParityTest {
                 all.add(Named.of("cuda:" + d.index() + " " + d.name() + " with " + m.description + " in 128x256 wgmma tiles",
                         new dev.cmc.runtime.cuda.CudaBackend(d.index()).withMatmul(m).withTiling(dev.cmc.render.PtxRenderer.Tiling.WGMMA_WIDE)));
             }
-            if (d.major() == 9) {   // each GEMM's tiles by its shape, as fp32 takes them at 4,096 rows by default; and its ablation
-                all.add(Named.of("cuda:" + d.index() + " " + d.name() + " with 3xTF32 GEMMs in wgmma tiles by shape",
-                        new dev.cmc.runtime.cuda.CudaBackend(d.index()).withMatmul(dev.cmc.render.PtxRenderer.Matmul.TF32X3)
-                                .withTiling(dev.cmc.render.PtxRenderer.Tiling.WGMMA_MIXED)));
-                all.add(Named.of("cuda:" + d.index() + " " + d.name() + " with 3xTF32 GEMMs in wgmma tiles by shape, refilled early",
-                        new dev.cmc.runtime.cuda.CudaBackend(d.index()).withMatmul(dev.cmc.render.PtxRenderer.Matmul.TF32X3)
-                                .withTiling(dev.cmc.render.PtxRenderer.Tiling.WGMMA_MIXED_EARLY)));
-                all.add(Named.of("cuda:" + d.index() + " " + d.name() + " with 3xTF32 GEMMs in wgmma tiles by shape, split K summed across clusters",
-                        new dev.cmc.runtime.cuda.CudaBackend(d.index()).withMatmul(dev.cmc.render.PtxRenderer.Matmul.TF32X3)
-                                .withTiling(dev.cmc.render.PtxRenderer.Tiling.WGMMA_MIXED_CLUSTER)));
-                all.add(Named.of("cuda:" + d.index() + " " + d.name() + " with 3xTF32 GEMMs in wgmma tiles by shape, refilled early, split K summed across clusters",
-                        new dev.cmc.runtime.cuda.CudaBackend(d.index()).withMatmul(dev.cmc.render.PtxRenderer.Matmul.TF32X3)
-                                .withTiling(dev.cmc.render.PtxRenderer.Tiling.WGMMA_MIXED_EARLY_CLUSTER)));
-                all.add(Named.of("cuda:" + d.index() + " " + d.name() + " with 3xTF32 GEMMs in 128x256 wgmma tiles, refilled early",
-                        new dev.cmc.runtime.cuda.CudaBackend(d.index()).withMatmul(dev.cmc.render.PtxRenderer.Matmul.TF32X3)
-                                .withTiling(dev.cmc.render.PtxRenderer.Tiling.WGMMA_WIDE_EARLY)));
+            if (d.major() == 9) {   // each GEMM's tiles by its shape, as fp32 takes them at 4,096 rows by default; and its variants
+                for (var row : List.of(Map.entry("in wgmma tiles by shape", dev.cmc.render.PtxRenderer.Tiling.WGMMA_MIXED),
+                        Map.entry("in wgmma tiles by shape, refilled early", dev.cmc.render.PtxRenderer.Tiling.WGMMA_MIXED_EARLY),
+                        Map.entry("in wgmma tiles by shape, split K summed across clusters", dev.cmc.render.PtxRenderer.Tiling.WGMMA_MIXED_CLUSTER),
+                        Map.entry("in wgmma tiles by shape, refilled early, split K summed across clusters",
+                                dev.cmc.render.PtxRenderer.Tiling.WGMMA_MIXED_EARLY_CLUSTER),
+                        Map.entry("in 128x256 wgmma tiles, refilled early", dev.cmc.render.PtxRenderer.Tiling.WGMMA_WIDE_EARLY))) {
+                    all.add(Named.of("cuda:" + d.index() + " " + d.name() + " with 3xTF32 GEMMs " + row.getKey(),
+                            new dev.cmc.runtime.cuda.CudaBackend(d.index()).withMatmul(dev.cmc.render.PtxRenderer.Matmul.TF32X3).withTiling(row.getValue())));
+                }
             }
             if (d.major() == 9) {   // wgmma's 32-deep slices, tf32's alone (GemmKernelTest checks them in the simulator)
                 all.add(Named.of("cuda:" + d.index() + " " + d.name() + " with tf32 tensor-core GEMMs in 128x128 wgmma tiles, 32-deep slices",

@@ -19,7 +19,8 @@ import static dev.cmc.render.PtxRenderer.*;
  * </ul>
  * GEMMs with few output tiles (weight gradients, where K is the batch; long-K GEMMs over small batches) are
  * split over K into workspace slices, so that they fill the GPU; each tile's last block to finish sums its
- * slices in order ({@link #finish}).
+ * slices in order ({@link #finish}), or, in tiles {@link Tile#summedByCluster}, the tile's blocks sum them together
+ * from each other's shared memory.
  */
 class PtxGemm extends PtxMatrixKernel {
     final Kernel.Gemm gemm;

@@ -171,7 +171,7 @@ public final class PtxRenderer {
 
         /**
          * The same wgmma tile with its split-K slices summed across a thread block cluster ({@link Tiling#clustered}):
-         * the slices of one output tile are launched as one cluster (1×1×slices, at most {@link #CLUSTER_SLICES}),
+         * the slices of one output tile are launched as one cluster (1×1×slices, at most {@link PtxRenderer#CLUSTER_SLICES}),
          * each block leaves its partial tile in its own shared memory, and after one cluster barrier each sums its
          * share of the tile's rows from every block's shared memory (DSMEM), in slice order, and runs the epilogue:
          * no partials through L2, no counter, no last block summing the whole tile alone (see {@link PtxGemm#finish}).
@@ -501,7 +501,8 @@ public final class PtxRenderer {
 
     /**
      * Floats of workspace a kernel needs at any batch up to maxBatch: a counter per output tile, then a partial
-     * product per K slice; none where the slices are summed across a cluster. It must start zeroed; the kernels leave the counters at zero again.
+     * product per K slice; none where the slices are summed across a cluster. It must start zeroed; the kernels
+     * leave the counters at zero again.
      */
     public static long workspaceFloats(Kernel k, int maxBatch, Matmul matmul, Tiling tiling) {
         if (!(k instanceof Kernel.Gemm g) || !splitsK(g) || sumsByCluster(g, matmul, tiling)) return 0;

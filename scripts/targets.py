@@ -21,6 +21,11 @@ NEEDS = {
 }
 
 
+# Stage name -> the CMC_CUDA_TILES setting of a variant of the fp32 step at 4,096 rows.
+TILINGS = {"fp32_square": "wgmma", "fp32_early": "wgmma-mixed-early", "fp32_cluster": "wgmma-mixed-cluster",
+           "fp32_early_cluster": "wgmma-mixed-early-cluster", "fp32_train4096_wgmma_nn": "wgmma-nn"}
+
+
 def parity(outs):
     """Each parity stage's outcome: 'passed (N tests)', 'FAILED (M of N)', or 'no summary' where it was cut off."""
     got = {}
@@ -105,6 +110,13 @@ def main(outs):
         for ms, name, device in sorted(steps):
             how = device[device.find("(") + 1:device.rfind(")")] if "(" in device else device
             print("  %8.3f ms  %-28s %s%s" % (ms, name, "" if trusted[name] else "* ", how))
+        # The 3xTF32 step's default below 65,536 rows (CudaBackend.defaultTiling) against its variants timed here.
+        default = [(ms, n) for ms, n, _ in steps if n.split("/")[-1] == "fp32_train4096"]
+        variants = [(ms, n) for ms, n, _ in steps if n.split("/")[-1] in TILINGS and trusted[n]]
+        if default and variants and min(variants)[0] < 0.99 * min(default)[0]:
+            ms, name = min(variants)
+            print("  -> %s is %.1f%% faster than the default (%s): CudaBackend.defaultTiling could take CMC_CUDA_TILES=%s for 3xTF32"
+                  " below 65,536 rows" % (name, 100 * (1 - ms / min(default)[0]), min(default)[1], TILINGS[name.split("/")[-1]]))
     if checks:
         print("\nparity:")
         for name, outcome in checks.items():

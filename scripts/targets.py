@@ -5,21 +5,29 @@ best from the same run (torch_peer.json), the bound each target sets, and whethe
 
     python3 scripts/targets.py /tmp/gpu-out [MORE ...]   # unpacked gpu-out.tgz of each call, e.g. docs/bench/gpu/<run>/call*
 
-A stage's figure counts only if its parity stage passed: fp32_cluster needs parity_cluster, fp32_early and
-fp32_early_cluster need parity_early (and parity_cluster), the defaults need parity_fp32 and parity_wgmma.
+A stage's figure counts only if the parity stages that check its kernels passed in the calls given (NEEDS):
+fp32_cluster needs parity_cluster, fp32_early parity_early, the defaults parity_fp32 and parity_wgmma, and so on;
+a stage NEEDS does not name never counts.
 """
 import json
 import pathlib
 import re
 import sys
 
-# Stage name -> the parity stages whose passing it needs before its figures may count.
+# Stage name -> the parity stages whose passing it needs before its figures may count; a stage not named here
+# never counts toward a target (it is listed, starred, for a person to judge).
+_FP32, _WGMMA, _TF32 = ["parity_fp32"], ["parity_fp32", "parity_wgmma"], ["parity_tf32", "parity_wgmma_tf32"]
 NEEDS = {
-    "fp32_train4096": ["parity_fp32", "parity_wgmma"], "fp32_train256": ["parity_fp32"], "fp32_square": ["parity_wgmma"],
-    "fp32_early": ["parity_early"], "fp32_cluster": ["parity_cluster"], "fp32_early_cluster": ["parity_early", "parity_cluster"],
-    "fp32_wide_early": ["parity_early"], "tf32": ["parity_tf32"],
+    "fp32_train4096": _WGMMA, "fp32_train4096_pdl": _WGMMA, "fp32_train4096_notune": _WGMMA, "fp32_train4096_noprio": _WGMMA,
+    "fp32_train4096_wgmma_nn": _WGMMA, "fp32_square": _WGMMA, "wgmma_wide": _WGMMA,
+    "fp32_train256": _FP32, "fp32_train256_pdl": _FP32, "fp32_train256_notune": _FP32, "fp32_train256_noprio": _FP32,
+    "fp32_train256_one_stream": _FP32, "fp32_train256_wgmma": _WGMMA,
+    "fp32_early": _WGMMA + ["parity_early"], "fp32_wide_early": _WGMMA + ["parity_early"],
+    "fp32_cluster": _WGMMA + ["parity_cluster"], "fp32_early_cluster": _WGMMA + ["parity_early", "parity_cluster"],
+    "tf32": _TF32 + ["parity_fused_chain_bulk"], "tf32_split": _TF32, "wgmma_chain_bulk_tf32": _TF32 + ["parity_fused_chain_bulk"],
+    "wgmma_chain_tf32": _TF32 + ["parity_fused_chain"], "wgmma_mlp_tf32": _TF32 + ["parity_fused_wgmma"],
+    "fused_fp32": _WGMMA + ["parity_fused"],
 }
-
 
 # Stage name -> the CMC_CUDA_TILES setting of a variant of the fp32 step at 4,096 rows.
 TILINGS = {"fp32_square": "wgmma", "fp32_early": "wgmma-mixed-early", "fp32_cluster": "wgmma-mixed-cluster",
@@ -56,7 +64,7 @@ def main(outs):
         for r in data if isinstance(data, list) else [data]:
             if isinstance(r, dict) and "train_step_ms" in r:
                 runs[name] = r
-    trusted = {n: all(checks.get(p, "").startswith("passed") for p in NEEDS.get(n.split("/")[-1], [])) for n in runs}
+    trusted = {n: n.split("/")[-1] in NEEDS and all(checks.get(p, "").startswith("passed") for p in NEEDS[n.split("/")[-1]]) for n in runs}
     torch = {}
     for out in outs:
         if (out / "torch_peer.json").exists():
@@ -106,7 +114,7 @@ def main(outs):
             print("| %s | %s | no PyTorch figure | - | - |" % (label, cmc))
     steps = [(r["train_step_ms"], n, r.get("device", "")) for n, r in runs.items() if r.get("train_batch") == 4096]
     if steps:
-        print("\nCT step at 4,096 rows by stage (fastest first; * = its parity has not passed):")
+        print("\nCT step at 4,096 rows by stage (fastest first; * = not counted: a parity stage it needs did not pass, or none checks it):")
         for ms, name, device in sorted(steps):
             how = device[device.find("(") + 1:device.rfind(")")] if "(" in device else device
             print("  %8.3f ms  %-28s %s%s" % (ms, name, "" if trusted[name] else "* ", how))

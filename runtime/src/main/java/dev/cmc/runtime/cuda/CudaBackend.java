@@ -164,13 +164,18 @@ public final class CudaBackend implements Backend {
     /**
      * The tiling of a program loaded for maxBatch rows: CMC_CUDA_TILES's (or {@link #withTiling}'s), else
      * {@link #defaultTiling}. wgmma's modules target sm_90a, whose code runs on compute capability 9.0 alone (H100,
-     * H200; not on Blackwell), and asking for it elsewhere is an error.
+     * H200; not on Blackwell), and asking for it elsewhere is an error; so is asking for split K summed across
+     * clusters of a driver without cuLaunchKernelEx (before CUDA 11.8), which cluster launches take.
      */
     public PtxRenderer.Tiling tiling(int maxBatch) {
         if (tiling == null) return defaultTiling(device.major(), maxBatch, matmul);
         if (tiling.wgmma() && device.major() != 9) {
             throw cannotRun("CMC_CUDA_TILES=" + tiling.setting, "a compute capability 9.0 GPU (H100, H200): its sm_90a code runs on no other",
                     "is compute capability " + device.major() + "." + device.minor(), "narrow or wide");
+        }
+        if (tiling.clustered() && Cu.cuLaunchKernelEx == null) {
+            throw cannotRun("CMC_CUDA_TILES=" + tiling.setting, "a driver with cuLaunchKernelEx (CUDA 11.8 or newer) for its cluster launches",
+                    "has a driver without it", "wgmma-mixed");
         }
         return tiling;
     }

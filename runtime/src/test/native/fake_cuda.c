@@ -698,6 +698,7 @@ _Static_assert(sizeof(LaunchConfig) == 56 && sizeof(LaunchAttribute) == 72, "cud
 /* Programmatic dependent launch: only on compute capability 9.0+, and only of a kernel whose PTX waits for the
    grid before it (griddepcontrol.wait), or it could read its inputs before they are written. Fault "pdl" refuses
    it inside a capture, as a driver that cannot capture it would. */
+#ifndef FAKE_CUDA_WITHOUT_LAUNCH_EX   /* defined: a driver from before CUDA 11.8, which has no cuLaunchKernelEx */
 CUresult cuLaunchKernelEx(const LaunchConfig *c, void *f, void **params, void **extra) {
     NEEDS_CONTEXT("cuLaunchKernelEx");
     if (!c || (c->numAttrs && !c->attrs) || c->numAttrs > 8) return fail(INVALID_VALUE, "cuLaunchKernelEx", "config or its attributes");
@@ -736,6 +737,7 @@ CUresult cuLaunchKernelEx(const LaunchConfig *c, void *f, void **params, void **
     return launch(f, c->gridDimX, c->gridDimY, c->gridDimZ, c->blockDimX, c->blockDimY, c->blockDimZ, c->sharedMemBytes, c->hStream, params, extra,
                   programmatic, clusterSize);
 }
+#endif
 
 static CUresult launch(void *f, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by, unsigned bz, unsigned shared,
                        void *stream, void **params, void **extra, int programmatic, unsigned clusterSize) {

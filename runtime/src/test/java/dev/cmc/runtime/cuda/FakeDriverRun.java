@@ -178,6 +178,15 @@ public final class FakeDriverRun {
                 }
                 System.out.println("captured without programmatic launches after the refusal: " + launches.size() + " launches");
             }
+            case "old-driver" -> {   // a driver without cuLaunchKernelEx (before CUDA 11.8): no cluster sums, no programmatic launches
+                expectRefusal(() -> new CudaBackend(0).withMatmul(PtxRenderer.Matmul.TF32X3).withTiling(PtxRenderer.Tiling.WGMMA_MIXED_CLUSTER).tiling(4096),
+                        "CMC_CUDA_TILES=wgmma-mixed-cluster needs a driver with cuLaunchKernelEx", "use wgmma-mixed");
+                List<String> launches = stepThrice(backend, seed, fault);
+                if (launches.isEmpty() || launches.stream().anyMatch(l -> l.endsWith(" programmatic"))) {
+                    throw new AssertionError("without cuLaunchKernelEx the step is not captured with plain launches: " + launches.size() + " launches");
+                }
+                System.out.println("captured with plain launches on a driver without cuLaunchKernelEx: " + launches.size() + " launches");
+            }
             case "sampler" -> {   // no fault: the seed sampler loaded and run once, as CMC_CUDA_CUBINS and CMC_CUDA_SAVE_PTX say
                 try (var exe = backend.load(Compiler.sampler(seed).program(), 256)) {
                     exe.run(256);

@@ -91,6 +91,23 @@ class FakeDriverTest {
     }
 
     /**
+     * A driver from before CUDA 11.8 has no cuLaunchKernelEx: a tiling whose GEMMs sum split K across clusters
+     * (which only it launches) is refused in one line saying what to use instead, and with CMC_CUDA_PDL=1 the step
+     * is still captured and run, with plain launches.
+     */
+    @org.junit.jupiter.api.Test
+    void aDriverWithoutLaunchKernelExRefusesClustersAndLaunchesPlainly(@org.junit.jupiter.api.io.TempDir Path dir) throws Exception {
+        Path log = dir.resolve("driver.log");
+        Process run = start(build(dir, "-DFAKE_CUDA_WITHOUT_LAUNCH_EX"), log, "90", "old-driver", java.util.Map.of("CMC_CUDA_PDL", "1"));
+        String output = new String(run.getInputStream().readAllBytes());
+        assertTrue(run.waitFor(2, TimeUnit.MINUTES), "the run on the fake driver timed out");
+        System.out.print(output);
+        assertEquals(0, run.exitValue(), "the runtime did not run on a driver without cuLaunchKernelEx:\n" + output);
+        assertTrue(output.contains("refused as expected: CMC_CUDA_TILES=wgmma-mixed-cluster"), output);
+        assertEquals("exit live allocations 0 host 0 modules 0 streams 0 events 0 graphs 0", Files.readAllLines(log).getLast(), "left behind");
+    }
+
+    /**
      * Kernels assembled ahead of time: with CMC_CUDA_SAVE_PTX the runtime writes each module it loads, named by
      * the SHA-256 of its text; with CMC_CUDA_CUBINS it offers the driver the cubin of that name where there is
      * one. The fake driver refuses cubins (it reads kernels from PTX), so the runtime must say so once and load
@@ -147,13 +164,18 @@ class FakeDriverTest {
         return pb.start();
     }
 
-    /** The fake driver as a shared library, or the test skipped if no C compiler is on the PATH. */
-    private static Path build(Path dir) throws Exception {
+    /**
+     * The fake driver as a shared library, or the test skipped if no C compiler is on the PATH; with defines such as
+     * -DFAKE_CUDA_WITHOUT_LAUNCH_EX (a driver from before CUDA 11.8).
+     */
+    private static Path build(Path dir, String... defines) throws Exception {
         Path source = Path.of("src/test/native/fake_cuda.c").toAbsolutePath(), library = dir.resolve("libcuda-fake.so");
+        var command = new ArrayList<>(List.of("cc", "-std=c11", "-O1", "-Wall", "-Werror"));
+        command.addAll(List.of(defines));
+        command.addAll(List.of("-shared", "-fPIC", "-o", library.toString(), source.toString()));
         Process cc;
         try {
-            cc = new ProcessBuilder("cc", "-std=c11", "-O1", "-Wall", "-Werror", "-shared", "-fPIC", "-o", library.toString(), source.toString())
-                    .redirectErrorStream(true).start();
+            cc = new ProcessBuilder(command).redirectErrorStream(true).start();
         } catch (java.io.IOException e) {
             Assumptions.abort("no C compiler (cc) to build the fake CUDA driver: host-side driver checks skipped");
             return null;

@@ -97,10 +97,7 @@ public final class CudaExecutable implements Executable {
     private boolean[] urgent;
     /** Kernel index by CUfunction address, to find a captured node's kernel. */
     private final Map<Long, Integer> kernelOf = new HashMap<>();
-    /**
-     * The one CUlaunchConfig and attributes that launches by cuLaunchKernelEx fill in turn (captures run on one
-     * thread): programmatic stream serialization, then a cluster's dimensions.
-     */
+    /** The one CUlaunchConfig, and room for its two attributes, that launches by cuLaunchKernelEx fill in turn (captures run on one thread). */
     private final MemorySegment launchConfig = arena.allocate(Cu.LAUNCH_CONFIG), launchAttributes = arena.allocate(Cu.LAUNCH_ATTRIBUTE, 2);
 
     /** How the module's GEMMs multiply and are tiled: what their launches' grids and blocks follow. */
@@ -146,9 +143,6 @@ public final class CudaExecutable implements Executable {
         sms = device.multiprocessors();
         tuningKey = device.name() + " (" + sms + " SMs) | " + program.name() + " " + Cubins.key(String.join("", ptx)).substring(0, 16);
         programmatic = PDL.value() && PtxRenderer.awaitsGrids(device.arch()) && Cu.cuLaunchKernelEx != null;
-        launchAttributes.set(JAVA_INT, 0, Cu.LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION);
-        launchAttributes.set(JAVA_INT, Cu.ATTRIBUTE_VALUE, 1);   // programmaticStreamSerializationAllowed
-        launchAttributes.set(JAVA_INT, Cu.LAUNCH_ATTRIBUTE.byteSize(), Cu.LAUNCH_ATTRIBUTE_CLUSTER_DIMENSION);
         urgentPriority = PRIORITY.value() && Cu.cuGraphKernelNodeSetAttribute != null && Cu.cuGraphGetNodes != null ? greatestPriority() : null;
         functions = new MemorySegment[program.kernels().size()];
         long workspaceFloats = 0;
@@ -731,15 +725,29 @@ public final class CudaExecutable implements Executable {
         int[] dims = {l.gridX(), l.gridY(), l.gridZ(), l.block(), 1, 1, l.sharedBytes()};
         for (int i = 0; i < dims.length; i++) launchConfig.setAtIndex(JAVA_INT, i, dims[i]);
         launchConfig.set(ADDRESS, Cu.CONFIG_STREAM, on);
-        long clusterValue = Cu.LAUNCH_ATTRIBUTE.byteSize() + Cu.ATTRIBUTE_VALUE;
-        launchAttributes.set(JAVA_INT, clusterValue, 1);
-        launchAttributes.set(JAVA_INT, clusterValue + 4, 1);
-        launchAttributes.set(JAVA_INT, clusterValue + 8, l.gridZ());
-        // The programmatic attribute comes first: a cluster launch alone starts from the second.
-        launchConfig.set(ADDRESS, Cu.CONFIG_ATTRS, programmatic ? launchAttributes : launchAttributes.asSlice(Cu.LAUNCH_ATTRIBUTE.byteSize()));
-        launchConfig.set(JAVA_INT, Cu.CONFIG_NUM_ATTRS, programmatic && cluster ? 2 : 1);
-        String how = programmatic && cluster ? "programmatic, cluster 1x1x" + l.gridZ() : programmatic ? "programmatic" : "cluster 1x1x" + l.gridZ();
-        Cu.status(Cu.cuLaunchKernelEx, "cuLaunchKernelEx(" + kernel.name() + ", " + how + ")", launchConfig, functions[k], params[k], MemorySegment.NULL);
+        var how = new java.util.ArrayList<String>();   // the attributes, one after another, and what the call's failure says of them
+        if (programmatic) {
+            MemorySegment a = launchAttribute(how.size(), Cu.LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION);
+            a.set(JAVA_INT, Cu.ATTRIBUTE_VALUE, 1);   // programmaticStreamSerializationAllowed
+            how.add("programmatic");
+        }
+        if (cluster) {
+            MemorySegment a = launchAttribute(how.size(), Cu.LAUNCH_ATTRIBUTE_CLUSTER_DIMENSION);
+            int[] clusterDims = {1, 1, l.gridZ()};
+            for (int i = 0; i < clusterDims.length; i++) a.set(JAVA_INT, Cu.ATTRIBUTE_VALUE + 4L * i, clusterDims[i]);
+            how.add("cluster 1x1x" + l.gridZ());
+        }
+        launchConfig.set(ADDRESS, Cu.CONFIG_ATTRS, launchAttributes);
+        launchConfig.set(JAVA_INT, Cu.CONFIG_NUM_ATTRS, how.size());
+        Cu.status(Cu.cuLaunchKernelEx, "cuLaunchKernelEx(" + kernel.name() + ", " + String.join(", ", how) + ")", launchConfig, functions[k], params[k],
+                MemorySegment.NULL);
+    }
+
+    /** Launch attribute i of {@link #launchAttributes}, its id set. */
+    private MemorySegment launchAttribute(int i, int id) {
+        MemorySegment a = launchAttributes.asSlice(i * Cu.LAUNCH_ATTRIBUTE.byteSize(), Cu.LAUNCH_ATTRIBUTE.byteSize());
+        a.set(JAVA_INT, 0, id);
+        return a;
     }
 
     /**

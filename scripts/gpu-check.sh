@@ -191,13 +191,18 @@ run)
   #    LayerNorms' input gradients, the weight gradients) are 24 of its kernels. Its parity is parity_cluster's.
   #    If it wins, CudaBackend.defaultTiling takes it for 3xTF32 below 65,536 rows.
   CMC_CUDA_TILES=wgmma-mixed-cluster bench bench fp32_cluster 40 --batch 4096 --train-batch 4096 --profile
+  #    The default tiling with each GEMM timed in its variants too (CMC_CUDA_TUNE_TILES=1: the two above and both at
+  #    once), kernel by kernel at the tuning run, and captured in the fastest of each; the choices come back in
+  #    cuda-splits.properties ("kernel:slices@tiling"), its log says how many differ. Its parity is both of theirs.
+  #    If it beats the best whole tiling, GemmTuning.TILES may be on by default.
+  CMC_CUDA_TUNE_TILES=1 bench bench fp32_tuned 60 --batch 4096 --train-batch 4096 --profile
   #    The step at 4,096 kernel by kernel, against the fourth run's first call (the same model and step) and against
   #    this run's 128x128 tiles, into step-diff.txt and the log, so that the call's tail already says what moved.
   if runs bench step-diff && [[ -f $out/fp32_train4096.json ]]; then
     for base in docs/bench/gpu/h200-run4/call1/fp32_train4096.json "$out/fp32_square.json"; do
       [[ -f $base ]] && python3 scripts/profile-diff.py "$base" "$out/fp32_train4096.json" step --top 25 2>&1
     done > "$out/step-diff.txt"
-    for variant in fp32_early fp32_cluster; do
+    for variant in fp32_early fp32_cluster fp32_tuned; do
       [[ -f $out/$variant.json ]] && python3 scripts/profile-diff.py "$out/fp32_train4096.json" "$out/$variant.json" step --top 25 >> "$out/step-diff.txt" 2>&1
     done
     tail -n 4 "$out/step-diff.txt"; pack
@@ -235,7 +240,7 @@ run)
   #    priorities and programmatic launch nothing): the same step with programmatic dependent launch (each kernel
   #    of the graph launched while the one before it in its stream runs; off by default since it cost 7% at 4,096);
   #    with the formula's split-K slice counts instead of those the runtime timed at its first run at each batch
-  #    size (runtime/cuda/SplitTuning; the counts it chose come back in cuda-splits.properties); with every kernel at
+  #    size (runtime/cuda/GemmTuning; the counts it chose come back in cuda-splits.properties); with every kernel at
   #    one priority; in wgmma tiles, which the step at 256 does not take by default and has never been timed in.
   CMC_CUDA_PDL=1 bench ablate fp32_train256_pdl 30 --batch 256 --train-batch 256
   CMC_CUDA_TUNE=0 bench ablate fp32_train256_notune 30 --batch 256 --train-batch 256

@@ -6,7 +6,8 @@ best from the same run (torch_peer.json), the bound each target sets, and whethe
     python3 scripts/targets.py /tmp/gpu-out [MORE ...]   # unpacked gpu-out.tgz of each call, e.g. docs/bench/gpu/<run>/call*
 
 A stage's figure counts only if the parity stages that check its kernels passed in the calls given (NEEDS):
-fp32_cluster needs parity_cluster, fp32_early parity_early, the defaults parity_fp32 and parity_wgmma, and so on;
+fp32_cluster needs parity_cluster, fp32_early parity_early, fp32_tuned (each GEMM in its fastest variant) both, the
+defaults parity_fp32 and parity_wgmma, and so on;
 a stage NEEDS does not name never counts.
 """
 import json
@@ -24,14 +25,17 @@ NEEDS = {
     "fp32_train256_one_stream": _FP32, "fp32_train256_wgmma": _WGMMA,
     "fp32_early": _WGMMA + ["parity_early"], "fp32_wide_early": _WGMMA + ["parity_early"],
     "fp32_cluster": _WGMMA + ["parity_cluster"], "fp32_early_cluster": _WGMMA + ["parity_early", "parity_cluster"],
+    "fp32_tuned": _WGMMA + ["parity_early", "parity_cluster"],
     "tf32": _TF32 + ["parity_fused_chain_bulk"], "tf32_split": _TF32, "wgmma_chain_bulk_tf32": _TF32 + ["parity_fused_chain_bulk"],
     "wgmma_chain_tf32": _TF32 + ["parity_fused_chain"], "wgmma_mlp_tf32": _TF32 + ["parity_fused_wgmma"],
     "fused_fp32": _WGMMA + ["parity_fused"],
 }
 
-# Stage name -> the CMC_CUDA_TILES setting of a variant of the fp32 step at 4,096 rows.
-TILINGS = {"fp32_square": "wgmma", "fp32_early": "wgmma-mixed-early", "fp32_cluster": "wgmma-mixed-cluster",
-           "fp32_early_cluster": "wgmma-mixed-early-cluster", "fp32_train4096_wgmma_nn": "wgmma-nn"}
+# Stage name -> what the default would change to if that variant of the fp32 step at 4,096 rows wins.
+_TILING = "CudaBackend.defaultTiling could take CMC_CUDA_TILES=%s for 3xTF32 below 65,536 rows"
+TILINGS = {"fp32_square": _TILING % "wgmma", "fp32_early": _TILING % "wgmma-mixed-early", "fp32_cluster": _TILING % "wgmma-mixed-cluster",
+           "fp32_early_cluster": _TILING % "wgmma-mixed-early-cluster", "fp32_train4096_wgmma_nn": _TILING % "wgmma-nn",
+           "fp32_tuned": "GemmTuning.TILES could be on by default (CMC_CUDA_TUNE_TILES=1: each GEMM in the fastest of its tiling's variants)"}
 
 
 def parity(outs):
@@ -123,8 +127,8 @@ def main(outs):
         variants = [(ms, n) for ms, n, _ in steps if n.split("/")[-1] in TILINGS and trusted[n]]
         if default and variants and min(variants)[0] < 0.99 * min(default)[0]:
             ms, name = min(variants)
-            print("  -> %s is %.1f%% faster than the default (%s): CudaBackend.defaultTiling could take CMC_CUDA_TILES=%s for 3xTF32"
-                  " below 65,536 rows" % (name, 100 * (1 - ms / min(default)[0]), min(default)[1], TILINGS[name.split("/")[-1]]))
+            print("  -> %s is %.1f%% faster than the default (%s): %s" % (name, 100 * (1 - ms / min(default)[0]), min(default)[1],
+                                                                          TILINGS[name.split("/")[-1]]))
     if checks:
         print("\nparity:")
         for name, outcome in checks.items():

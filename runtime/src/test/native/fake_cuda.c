@@ -92,7 +92,7 @@ typedef struct { Function *functions; int count; } Module;
 typedef struct { int deps[MAX_DEPS]; int count; } Frontier;
 typedef struct { int id, capturing; Frontier last; } Stream;
 typedef struct { int captured; Frontier at; } Event;
-typedef struct { Function *fn; unsigned long long args[64]; int programmatic; unsigned gridZ; int priority; } Node;
+typedef struct { Function *fn; unsigned long long args[64]; int programmatic; unsigned gridZ; int priority; unsigned clusterSize; } Node;
 typedef struct { int id, nodes, launches; Node *node; } Graph;
 
 static Live modules, streams, events, graphs, execs, hostBlocks;
@@ -466,15 +466,16 @@ CUresult cuEventSynchronize(void *event) {
     return alive(&events, event) ? OK : fail(INVALID_HANDLE, "cuEventSynchronize", "no such event");
 }
 
-/* The grid depth of the first kernel of the graph launched last: what cuEventElapsedTime's made-up times follow. */
-static unsigned lastGridZ = 1;
+/* The grid depth and cluster size of the first kernel of the graph launched last: what cuEventElapsedTime's made-up times follow. */
+static unsigned lastGridZ = 1, lastClusterSize = 1;
 
-/* Made-up times, so that split-K tuning has a fastest slice count to find: 1 µs, and 1 µs more for each slice the
-   last graph's first kernel is away from 2 (a graph of one kernel repeated, as the runtime times them). */
+/* Made-up times, so that tuning has a fastest launch to find: 1 µs, and 1 µs more for each slice the last graph's
+   first kernel is away from 2 (a graph of one kernel repeated, as the runtime times them), half that for a
+   launch in clusters (of a tile's slices, which a tiling's variant sums across them). */
 CUresult cuEventElapsedTime(float *ms, void *start, void *end) {
     NEEDS_CONTEXT("cuEventElapsedTime");
     if (!alive(&events, start) || !alive(&events, end)) return fail(INVALID_HANDLE, "cuEventElapsedTime", "no such event");
-    *ms = 0.001f * (1 + abs((int) lastGridZ - 2));
+    *ms = 0.001f * (1 + abs((int) lastGridZ - 2)) * (lastClusterSize > 1 ? 0.5f : 1.0f);
     return OK;
 }
 
@@ -672,7 +673,7 @@ CUresult cuGraphLaunch(void *exec, void *stream) {
             return fail(INVALID_VALUE, "cuGraphLaunch", "graph %d: programmatic launches refused on purpose (CMC_FAKE_CUDA_FAULT=pdl-launch)", x->id);
         }
     }
-    if (x->nodes > 0) lastGridZ = x->node[0].gridZ;
+    if (x->nodes > 0) lastGridZ = x->node[0].gridZ, lastClusterSize = x->node[0].clusterSize;
     if (x->launches++ == 0) say("graph launch %d nodes %d", x->id, x->nodes);   /* the first of each: a benchmark makes millions */
     return OK;
 }
@@ -766,7 +767,7 @@ static CUresult launch(void *f, unsigned gx, unsigned gy, unsigned gz, unsigned 
     if (shared + fn->staticShared > SHARED_LIMIT) {
         return fail(LAUNCH_OUT_OF_RESOURCES, "cuLaunchKernel", "%s: %u + %d bytes of shared memory", fn->name, shared, fn->staticShared);
     }
-    Node n = {fn, {0}, programmatic, gz, LEAST_PRIORITY};
+    Node n = {fn, {0}, programmatic, gz, LEAST_PRIORITY, clusterSize};
     for (int i = 0; i < fn->params && i < 64; i++) {
         n.args[i] = fn->pointerParams[i] ? *(unsigned long long *) params[i] : *(unsigned *) params[i];
     }

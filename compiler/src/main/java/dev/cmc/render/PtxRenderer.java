@@ -289,6 +289,20 @@ public final class PtxRenderer {
 
         /** Whether consecutive wgmma MLP blocks run as one kernel. */
         public boolean chained() { return this == WGMMA_CHAIN || this == WGMMA_CHAIN_BULK; }
+
+        /**
+         * The tilings whose tiles a GEMM of this one may run in instead, kernel by kernel, where the runtime times
+         * them (CMC_CUDA_TUNE_TILES=1): the same tile shapes with stages refilled a trip sooner, split K summed
+         * across a cluster, or both. They compute the same sums in the same order, so that the choice changes only
+         * the time. None for the other tilings.
+         */
+        public List<Tiling> variants() {
+            return switch (this) {
+                case WGMMA_MIXED -> List.of(WGMMA_MIXED_EARLY, WGMMA_MIXED_CLUSTER, WGMMA_MIXED_EARLY_CLUSTER);
+                case WGMMA_WIDE -> List.of(WGMMA_WIDE_EARLY);
+                default -> List.of();
+            };
+        }
     }
 
     /**

@@ -221,7 +221,8 @@ public final class CudaBackend implements Backend {
                     case AUTO, SPLIT -> "";
                     case ALWAYS -> ", fused MLP blocks";
                     case LARGE_BATCHES -> ", fused MLP blocks at large batches";
-                } + (timeline ? "; kernels recording their timeline" : "") + ")";
+                } + (tiling == null && GemmTuning.TILES.value() ? ", each GEMM timed in its tiling's variants" : "")
+                + (timeline ? "; kernels recording their timeline" : "") + ")";
     }
 
     /** What {@link #defaultTiling} gives a GPU of this compute capability and arithmetic, by batch, for the device's name: "" where it is 128×64 throughout. */
@@ -265,7 +266,24 @@ public final class CudaBackend implements Backend {
     public CudaExecutable load(Program program, int maxBatch) {
         PtxRenderer.Tiling t = tiling(maxBatch);
         Program p = prepare(program, maxBatch);
-        return new CudaExecutable(device, p, PtxRenderer.modules(p, device.arch(), matmul, t, timeline), maxBatch, matmul, t, timeline);
+        return new CudaExecutable(device, p, PtxRenderer.modules(p, device.arch(), matmul, t, timeline), maxBatch, matmul, t, timeline, tunesTiles());
+    }
+
+    /**
+     * Whether GEMMs are timed in their tiling's variants too (CMC_CUDA_TUNE_TILES=1, see {@link GemmTuning#TILES}):
+     * the default tiling's, while launches are timed at all; asked for beside a tiling fixed by CMC_CUDA_TILES, or
+     * with timing off, it is an error saying which setting to drop.
+     */
+    private boolean tunesTiles() {
+        if (!GemmTuning.TILES.value()) return false;
+        if (tiling != null) {
+            throw new dev.cmc.runtime.SettingException("CMC_CUDA_TUNE_TILES=1 times the variants of the default tiling's GEMMs, and CMC_CUDA_TILES="
+                    + tiling.setting + " fixes the tiling: unset one of them");
+        }
+        if (!GemmTuning.SETTING.value()) {
+            throw new dev.cmc.runtime.SettingException("CMC_CUDA_TUNE_TILES=1 times tiles on the GPU, and CMC_CUDA_TUNE=0 turns timing off: unset one of them");
+        }
+        return true;
     }
 
     @Override

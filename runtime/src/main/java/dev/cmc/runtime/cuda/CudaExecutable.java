@@ -23,8 +23,8 @@ import static java.lang.foreign.ValueLayout.*;
 /**
  * A program on one NVIDIA GPU: the device's primary context, the generated PTX JIT-compiled by the driver
  * (its error log shown on failure), one device buffer per array kept across runs. Each batch size is captured
- * into a CUDA graph at its first run (its second, where the first times split-K slice counts, see
- * {@link SplitTuning}); every later run at that size is one cuGraphLaunch, so a whole training step costs one
+ * into a CUDA graph at its first run (its second, where the first times each GEMM's launch, see
+ * {@link GemmTuning}); every later run at that size is one cuGraphLaunch, so a whole training step costs one
  * launch from Java instead of a hundred. The capture spreads the kernels over a few streams by the program's
  * dependencies ({@link StreamPlan}), so that the graph's edges are those dependencies and the GPU may run
  * independent kernels (the EMA target's forward pass beside the online network's, the weight gradients beside
@@ -104,17 +104,35 @@ public final class CudaExecutable implements Executable {
     private final PtxRenderer.Matmul matmul;
     /** The GPU's SMs, which split-K GEMMs fill one wave of (see {@link PtxRenderer#splits}). */
     private final int sms;
-    private final PtxRenderer.Tiling tiling;
+    /** A GEMM's launch as timed: its slice count, in the tiling'th of its {@link #tilings} (0, the program's own). */
+    private record Choice(int tiling, int slices) {}
+
+    /** A kernel's launch: the tiling it runs in (an index into its {@link #tilings}) and its grid. */
+    private record Run(int tiling, PtxRenderer.Launch grid) {}
+
     /**
-     * Split-K slice counts by batch size, timed on this GPU ({@link SplitTuning}): per kernel, the count it is
-     * launched with, or 0 for the formula's. A batch size absent here launches the formula's.
+     * Each GEMM's launch by batch size, timed on this GPU ({@link GemmTuning}): per kernel, its choice, or null for
+     * the formula's count in the program's tiling. A batch size absent here launches the formula's throughout.
      */
-    private final Map<Integer, int[]> slicesAt = new HashMap<>();
-    /** Per kernel, whether it may be timed in place ({@link #rerunnable(Program, MemoryPlan)}), as split-K tuning does. */
+    private final Map<Integer, Choice[]> chosenAt = new HashMap<>();
+    /** Per kernel, whether it may be timed in place ({@link #rerunnable(Program, MemoryPlan)}), as tuning does. */
     private final boolean[] rerunnable;
-    /** What the timed counts are kept by: the device, and the program's name and PTX. */
+    /**
+     * Per kernel, the tilings it may be launched in: the program's own first, then, for a GEMM timed in place under
+     * CMC_CUDA_TUNE_TILES=1, each of the tiling's variants ({@link PtxRenderer.Tiling#variants}) that gives it a tile
+     * of its own.
+     */
+    private final PtxRenderer.Tiling[][] tilings;
+    /** Per kernel and tiling, its function: the program's own loaded with the program, a variant's when first timed or launched. */
+    private final MemorySegment[][] functionIn;
+    /** A variant tiling's modules, rendered when the first of its kernels is needed, and the variants' modules loaded so far. */
+    private final Map<PtxRenderer.Tiling, List<String>> variantPtx = new HashMap<>();
+    private final List<MemorySegment> variantModules = new java.util.ArrayList<>();
+    private final CudaDevices.Device device;
+    private final boolean recordsTimeline;
+    /** What the timed choices are kept by: the device, the program's name and PTX, and whether tiles were timed too. */
     private final String tuningKey;
-    private final boolean tuning = SplitTuning.SETTING.value();
+    private final boolean tuning = GemmTuning.SETTING.value();
 
     CudaExecutable(CudaDevices.Device device, Program program, String ptx, int maxBatch) {
         this(device, program, List.of(ptx), maxBatch, PtxRenderer.Matmul.FMA, PtxRenderer.Tiling.NARROW);
@@ -128,8 +146,15 @@ public final class CudaExecutable implements Executable {
     /** With timeline, ptx's kernels record when they run (PtxRenderer's modules with a timeline), and {@link #timeline} reads it. */
     CudaExecutable(CudaDevices.Device device, Program program, List<String> ptx, int maxBatch, PtxRenderer.Matmul matmul, PtxRenderer.Tiling tiling,
                    boolean timeline) {
+        this(device, program, ptx, maxBatch, matmul, tiling, timeline, false);
+    }
+
+    /** With tuneTiles, the GEMMs timed in place are timed in each of the tiling's variants too, and launched in the fastest. */
+    CudaExecutable(CudaDevices.Device device, Program program, List<String> ptx, int maxBatch, PtxRenderer.Matmul matmul, PtxRenderer.Tiling tiling,
+                   boolean timeline, boolean tuneTiles) {
+        this.device = device;
+        this.recordsTimeline = timeline;
         this.matmul = matmul;
-        this.tiling = tiling;
         this.program = program;
         this.maxBatch = maxBatch;
         if (ptx.size() != program.kernels().size()) {
@@ -139,30 +164,30 @@ public final class CudaExecutable implements Executable {
         Cu.status(Cu.cuDevicePrimaryCtxRetain, "cuDevicePrimaryCtxRetain", out, device.handle());
         context = out.get(ADDRESS, 0);
         makeCurrent();
-        modules = loadAll(device, ptx);
+        modules = loadAll(device, ptx, java.util.stream.IntStream.range(0, ptx.size()).toArray());
         sms = device.multiprocessors();
-        tuningKey = device.name() + " (" + sms + " SMs) | " + program.name() + " " + Cubins.key(String.join("", ptx)).substring(0, 16);
+        tuningKey = device.name() + " (" + sms + " SMs) | " + program.name() + " " + Cubins.key(String.join("", ptx)).substring(0, 16)
+                + (tuneTiles ? " | tiles" : "");
         programmatic = PDL.value() && PtxRenderer.awaitsGrids(device.arch()) && Cu.cuLaunchKernelEx != null;
         urgentPriority = PRIORITY.value() && Cu.cuGraphKernelNodeSetAttribute != null && Cu.cuGraphGetNodes != null ? greatestPriority() : null;
         functions = new MemorySegment[program.kernels().size()];
+        memory = MemoryPlan.of(program);
+        rerunnable = rerunnable(program, memory);
+        tilings = tilings(program, tiling, tuneTiles);
+        functionIn = new MemorySegment[functions.length][];
         long workspaceFloats = 0;
         long[] workspaceAt = new long[functions.length];
         for (int k = 0; k < functions.length; k++) {
             functions[k] = function(PtxRenderer.kernelName(program, k), modules[k], out);
             kernelOf.put(functions[k].address(), k);
-            Kernel kernel = program.kernels().get(k);
-            // Dynamic shared memory past 48 KB (the wgmma GEMMs' pipeline, a fused MLP block) must be allowed per function
-            // first. The carveout asks for an SM's whole shared memory: two 128x128 wgmma blocks (2 x 99 KB) fit only
-            // the largest configuration (228 KB), which the driver's own choice need not be.
-            int shared = PtxRenderer.launch(kernel, maxBatch, matmul, tiling).sharedBytes();
-            if (shared > 48 * 1024) {
-                Cu.status(Cu.cuFuncSetAttribute, "cuFuncSetAttribute(" + kernel.name() + ", max dynamic shared memory " + shared + " bytes)",
-                        functions[k], Cu.FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, shared);
-                Cu.status(Cu.cuFuncSetAttribute, "cuFuncSetAttribute(" + kernel.name() + ", shared memory carveout " + Cu.CARVEOUT_MAX_SHARED + "%)",
-                        functions[k], Cu.FUNC_ATTRIBUTE_PREFERRED_SHARED_MEMORY_CARVEOUT, Cu.CARVEOUT_MAX_SHARED);
-            }
+            allowShared(k, functions[k], tiling);
+            functionIn[k] = new MemorySegment[tilings[k].length];
+            functionIn[k][0] = functions[k];
             workspaceAt[k] = workspaceFloats;
-            workspaceFloats += PtxRenderer.workspaceFloats(kernel, maxBatch, matmul, tiling);
+            Kernel kernel = program.kernels().get(k);
+            long most = 0;   // a part as large as the kernel needs in any tiling it may run in (a cluster's sum needs none)
+            for (PtxRenderer.Tiling t : tilings[k]) most = Math.max(most, PtxRenderer.workspaceFloats(kernel, maxBatch, matmul, t));
+            workspaceFloats += most;
         }
         workspaceFloats = Math.max(1, workspaceFloats);
         Cu.status(Cu.cuStreamCreate, "cuStreamCreate", out, Cu.STREAM_NON_BLOCKING);
@@ -171,8 +196,6 @@ public final class CudaExecutable implements Executable {
         buffers = new long[program.arrays().size()];
         sizes = new long[buffers.length];
         MemorySegment ptr = arena.allocate(JAVA_LONG);
-        memory = MemoryPlan.of(program);
-        rerunnable = rerunnable(program, memory);
         for (int i = 0; i < buffers.length; i++) {
             Program.Array a = program.arrays().get(i);
             sizes[i] = Math.max(1, a.size(maxBatch));
@@ -233,10 +256,10 @@ public final class CudaExecutable implements Executable {
     }
 
     /**
-     * Every module, on up to {@link #jitThreads} threads each made current on this context (this one where one
-     * will do); the first failure is thrown, after the modules already loaded are unloaded.
+     * Every module (module m holds kernel kernels[m]), on up to {@link #jitThreads} threads each made current on this
+     * context (this one where one will do); the first failure is thrown, after the modules already loaded are unloaded.
      */
-    private MemorySegment[] loadAll(CudaDevices.Device device, List<String> ptx) {
+    private MemorySegment[] loadAll(CudaDevices.Device device, List<String> ptx, int[] kernels) {
         var loaded = new MemorySegment[ptx.size()];
         var next = new java.util.concurrent.atomic.AtomicInteger();
         var failure = new java.util.concurrent.atomic.AtomicReference<RuntimeException>();
@@ -244,7 +267,7 @@ public final class CudaExecutable implements Executable {
         Runnable worker = () -> {
             try {
                 makeCurrent();
-                for (int m; failure.get() == null && (m = next.getAndIncrement()) < loaded.length; ) loaded[m] = load(device, ptx.get(m), m, ptx.size(), cubins);
+                for (int m; failure.get() == null && (m = next.getAndIncrement()) < loaded.length; ) loaded[m] = load(device, ptx.get(m), kernels[m], program.kernels().size(), cubins);
             } catch (RuntimeException e) {
                 failure.compareAndSet(null, e);
             }
@@ -272,7 +295,7 @@ public final class CudaExecutable implements Executable {
      * cuModuleLoadDataEx with the JIT's error log captured; a failure names the saved PTX and quotes the log. The
      * module's cubin, where {@link Cubins} has one and the driver takes it, is loaded instead of the PTX.
      */
-    private MemorySegment load(CudaDevices.Device device, String ptx, int m, int of, Cubins cubins) {
+    private MemorySegment load(CudaDevices.Device device, String ptx, int k, int of, Cubins cubins) {
         cubins.save(ptx);
         byte[] cubin = cubins.find(ptx);
         if (cubin != null) {
@@ -280,7 +303,7 @@ public final class CudaExecutable implements Executable {
                 MemorySegment out = a.allocate(ADDRESS);
                 int status = (int) Cu.call(Cu.cuModuleLoadDataEx, out, a.allocateFrom(JAVA_BYTE, cubin), 0, MemorySegment.NULL, MemorySegment.NULL);
                 if (status == Cu.SUCCESS) return out.get(ADDRESS, 0);
-                cubins.refused(Cu.name(status) + " for " + program.name() + "." + program.kernels().get(m).name());
+                cubins.refused(Cu.name(status) + " for " + program.name() + "." + program.kernels().get(k).name());
             }
         }
         try (Arena a = Arena.ofConfined()) {
@@ -294,7 +317,7 @@ public final class CudaExecutable implements Executable {
             MemorySegment image = a.allocateFrom(ptx, StandardCharsets.US_ASCII);
             int status = (int) Cu.call(Cu.cuModuleLoadDataEx, out, image, 2, options, values);
             if (status != Cu.SUCCESS) {
-                String what = of == 1 ? program.name() : program.name() + "." + program.kernels().get(m).name();
+                String what = of == 1 ? program.name() : program.name() + "." + program.kernels().get(k).name();
                 String where = dev.cmc.runtime.GeneratedSource.saveForDiagnosis(what, ".ptx", ptx);
                 throw new Cu.CudaException("cuModuleLoadDataEx for " + what + " on " + device.name(), status,
                         "generated PTX: " + where + "\nJIT log:\n" + errors.getString(0).strip());
@@ -306,6 +329,67 @@ public final class CudaExecutable implements Executable {
     private MemorySegment function(String name, MemorySegment module, MemorySegment out) {
         Cu.status(Cu.cuModuleGetFunction, "cuModuleGetFunction(" + name + ")", out, module, arena.allocateFrom(name));
         return out.get(ADDRESS, 0);
+    }
+
+    /**
+     * Per kernel, the tilings it may run in ({@link #tilings}): the program's own, then under tile tuning, for a GEMM
+     * that can be timed in place, each variant whose tile for it differs from those before (a GEMM that does not
+     * split K has no cluster to sum across); a variant summed across clusters only where the driver launches them.
+     */
+    private PtxRenderer.Tiling[][] tilings(Program program, PtxRenderer.Tiling own, boolean tuneTiles) {
+        var variants = tuneTiles ? own.variants().stream().filter(v -> !v.clustered() || Cu.cuLaunchKernelEx != null).toList() : List.<PtxRenderer.Tiling>of();
+        var out = new PtxRenderer.Tiling[program.kernels().size()][];
+        for (int k = 0; k < out.length; k++) {
+            var mine = new java.util.ArrayList<>(List.of(own));
+            if (program.kernels().get(k) instanceof Kernel.Gemm g && rerunnable[k]) {
+                var tiles = new java.util.HashSet<>(List.of(PtxRenderer.tile(g, matmul, own)));
+                for (PtxRenderer.Tiling v : variants) if (tiles.add(PtxRenderer.tile(g, matmul, v))) mine.add(v);
+            }
+            out[k] = mine.toArray(PtxRenderer.Tiling[]::new);
+        }
+        return out;
+    }
+
+    /**
+     * Dynamic shared memory past 48 KB (the wgmma GEMMs' pipeline, a fused MLP block) must be allowed per function
+     * first. The carveout asks for an SM's whole shared memory: two 128x128 wgmma blocks (2 x 99 KB) fit only the
+     * largest configuration (228 KB), which the driver's own choice need not be.
+     */
+    private void allowShared(int k, MemorySegment function, PtxRenderer.Tiling tiling) {
+        Kernel kernel = program.kernels().get(k);
+        int shared = PtxRenderer.launch(kernel, maxBatch, matmul, tiling).sharedBytes();
+        if (shared <= 48 * 1024) return;
+        Cu.status(Cu.cuFuncSetAttribute, "cuFuncSetAttribute(" + kernel.name() + ", max dynamic shared memory " + shared + " bytes)",
+                function, Cu.FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, shared);
+        Cu.status(Cu.cuFuncSetAttribute, "cuFuncSetAttribute(" + kernel.name() + ", shared memory carveout " + Cu.CARVEOUT_MAX_SHARED + "%)",
+                function, Cu.FUNC_ATTRIBUTE_PREFERRED_SHARED_MEMORY_CARVEOUT, Cu.CARVEOUT_MAX_SHARED);
+    }
+
+    /** Kernel k's function in its t'th tiling, a variant's loaded the first time (see {@link #loadVariants}). */
+    private MemorySegment function(int k, int t) {
+        if (functionIn[k][t] == null) loadVariants(List.of(new int[]{k, t}));
+        return functionIn[k][t];
+    }
+
+    /**
+     * The functions of kernels in variant tilings, each a {kernel, tiling} pair: those not loaded yet rendered (a
+     * tiling's modules all at once, the first time one is needed) and JIT-compiled together, as the program's own are.
+     */
+    private void loadVariants(List<int[]> wanted) {
+        var missing = wanted.stream().filter(kt -> functionIn[kt[0]][kt[1]] == null).toList();
+        if (missing.isEmpty()) return;
+        var ptx = missing.stream().map(kt -> variantPtx.computeIfAbsent(tilings[kt[0]][kt[1]],
+                v -> PtxRenderer.modules(program, device.arch(), matmul, v, recordsTimeline)).get(kt[0])).toList();
+        MemorySegment[] loaded = loadAll(device, ptx, missing.stream().mapToInt(kt -> kt[0]).toArray());
+        try (Arena a = Arena.ofConfined()) {
+            for (int i = 0; i < loaded.length; i++) {
+                int k = missing.get(i)[0], t = missing.get(i)[1];
+                variantModules.add(loaded[i]);
+                functionIn[k][t] = function(PtxRenderer.kernelName(program, k), loaded[i], a.allocate(ADDRESS));
+                allowShared(k, functionIn[k][t], tilings[k][t]);
+                kernelOf.put(functionIn[k][t].address(), k);
+            }
+        }
     }
 
     /** Per kernel, whether it is urgent ({@link TaskDag#urgent}): worked out at first use, by a capture or a timeline. */
@@ -431,11 +515,22 @@ public final class CudaExecutable implements Executable {
         sync();
     }
 
-    /** The slice counts each kernel may take at this batch: none for a kernel that is not a GEMM it may time in place. */
-    private List<Integer> sliceChoices(int k, int batch) {
+    /**
+     * The launches a kernel may take at this batch: each slice count on offer in each of its tilings, the program's
+     * own first; none for a kernel that is not a GEMM it may time in place, or that has a single one.
+     */
+    private List<Choice> choices(int k, int batch) {
         if (!(program.kernels().get(k) instanceof Kernel.Gemm g) || !rerunnable[k]) return List.of();
-        var choices = PtxRenderer.splitChoices(g, batch, maxBatch, matmul, tiling, sms);
-        return choices.size() > 1 ? choices : List.of();
+        var out = new java.util.ArrayList<Choice>();
+        for (int t = 0; t < tilings[k].length; t++) {
+            for (int s : PtxRenderer.splitChoices(g, batch, maxBatch, matmul, tilings[k][t], sms)) out.add(new Choice(t, s));
+        }
+        return out.size() > 1 ? out : List.of();
+    }
+
+    /** A choice as the cache and the messages write it: the slice count, and a variant tiling's name after an @. */
+    private String written(int k, Choice c) {
+        return c.slices() + (c.tiling() == 0 ? "" : "@" + tilings[k][c.tiling()].setting);
     }
 
     /**
@@ -454,56 +549,70 @@ public final class CudaExecutable implements Executable {
     }
 
     /**
-     * Whether slice counts are still to be timed at this batch: tuning is on, none are known or cached for it, and
-     * some GEMM has a choice (a million rows leave none: no room in the workspace).
+     * Whether launches are still to be timed at this batch: tuning is on, none are known or cached for it, and
+     * some GEMM has a choice (a million rows leave none but tiles: no room in the workspace).
      */
     private boolean needsTuning(int batch) {
-        if (!tuning || slicesAt.containsKey(batch) || cachedSlices(batch)) return false;
-        for (int k = 0; k < functions.length; k++) if (!sliceChoices(k, batch).isEmpty()) return true;
-        slicesAt.put(batch, new int[functions.length]);
+        if (!tuning || chosenAt.containsKey(batch) || cachedChoices(batch)) return false;
+        for (int k = 0; k < functions.length; k++) if (!choices(k, batch).isEmpty()) return true;
+        chosenAt.put(batch, new Choice[functions.length]);
         return false;
     }
 
-    /** Takes the slice counts kept for this batch, if the cache has counts that fit the program; whether it did. */
-    private boolean cachedSlices(int batch) {
-        int[] slices = SplitTuning.cached(tuningKey + " | batch " + batch, functions.length, k -> sliceChoices(k, batch));
-        if (slices != null) slicesAt.put(batch, slices);
-        return slices != null;
+    /** Takes the choices kept for this batch, if the cache has choices that fit the program; whether it did. */
+    private boolean cachedChoices(int batch) {
+        String[] kept = GemmTuning.cached(tuningKey + " | batch " + batch, functions.length, k -> choices(k, batch).stream().map(c -> written(k, c)).toList());
+        if (kept == null) return false;
+        var chosen = new Choice[functions.length];
+        for (int k = 0; k < chosen.length; k++) {
+            for (Choice c : choices(k, batch)) if (written(k, c).equals(kept[k])) chosen[k] = c;
+        }
+        chosenAt.put(batch, chosen);
+        return true;
     }
 
     /**
-     * One run kernel by kernel in launch order, in which each GEMM with a choice of slice counts is first timed
-     * at each (on its inputs as this run made them: a GEMM reads nothing it writes), then launched with the
-     * fastest, so that this run computes exactly what the graph captured from the counts will. The counts are
-     * kept for later runs and said once, with what differs from the formula.
+     * One run kernel by kernel in launch order, in which each GEMM with a choice of launches (slice counts, and
+     * tiles under CMC_CUDA_TUNE_TILES=1) is first timed at each (on its inputs as this run made them: a GEMM reads
+     * nothing it writes), then launched with the fastest, so that this run computes exactly what the graph captured
+     * from the choices will (each variant tiling sums alike, see {@link PtxRenderer.Tiling#variants}). The choices
+     * are kept for later runs and said once, with what differs from the formula's.
      */
     private void tuneWhileRunning(int batch) {
         long start = System.nanoTime();
-        int[] slices = new int[functions.length];
+        var variants = new java.util.ArrayList<int[]>();
+        for (int k = 0; k < functions.length; k++) for (Choice c : choices(k, batch)) if (c.tiling() > 0) variants.add(new int[]{k, c.tiling()});
+        loadVariants(variants);
+        var chosen = new Choice[functions.length];
         var changed = new java.util.ArrayList<String>();
         int timed = 0;
         withTimingEvents((timing, ms) -> {
             rows.set(JAVA_INT, 0, batch);
             for (int k = 0; k < functions.length; k++) {
-                List<Integer> choices = sliceChoices(k, batch);
-                PtxRenderer.Launch own = launchOf(k, batch);
+                List<Choice> choices = choices(k, batch);
+                Run own = launchOf(k, batch);
                 if (!choices.isEmpty()) {
                     double[] times = new double[choices.size()];
-                    for (int c = 0; c < times.length; c++) times[c] = timeKernel(k, withSlices(own, choices.get(c)), timing, ms);
-                    slices[k] = SplitTuning.pick(choices, times, own.gridZ());
-                    if (slices[k] != own.gridZ()) changed.add(program.kernels().get(k).name() + " " + own.gridZ() + "→" + slices[k]);
+                    for (int c = 0; c < times.length; c++) times[c] = timeKernel(k, run(k, choices.get(c), batch), timing, ms);
+                    Choice formula = new Choice(0, own.grid().gridZ());
+                    chosen[k] = GemmTuning.pick(choices, times, formula);
+                    if (!chosen[k].equals(formula)) changed.add(program.kernels().get(k).name() + " " + written(k, formula) + "→" + written(k, chosen[k]));
                 }
-                launchKernel(k, slices[k] > 0 ? withSlices(own, slices[k]) : own, stream, false);
+                launchKernel(k, chosen[k] != null ? run(k, chosen[k], batch) : own, stream, false);
             }
         });
-        for (int s : slices) if (s > 0) timed++;
-        slicesAt.put(batch, slices);
+        for (Choice c : chosen) if (c != null) timed++;
+        chosenAt.put(batch, chosen);
         if (timed == 0) return;
-        SplitTuning.store(tuningKey + " | batch " + batch, slices);
+        var kept = new String[chosen.length];
+        for (int k = 0; k < kept.length; k++) kept[k] = chosen[k] == null ? null : written(k, chosen[k]);
+        GemmTuning.store(tuningKey + " | batch " + batch, kept);
         int shown = System.getenv("CMC_DEBUG") != null ? changed.size() : Math.min(3, changed.size());
-        Notice.say(String.format("cmc: cuda: timed the split-K slice counts of %d GEMMs of %s at batch %d in %.1f s (kept in %s): %s", timed, program.name(), batch,
-                (System.nanoTime() - start) / 1e9, SplitTuning.where(),
-                changed.isEmpty() ? "the formula's are fastest" : changed.size() + " differ from the formula's: " + String.join(", ", changed.subList(0, shown))
+        boolean tiles = java.util.Arrays.stream(tilings).anyMatch(t -> t.length > 1);
+        Notice.say(String.format("cmc: cuda: timed the %s of %d GEMMs of %s at batch %d in %.1f s (kept in %s): %s",
+                tiles ? "split-K slice counts and tiles" : "split-K slice counts", timed, program.name(), batch, (System.nanoTime() - start) / 1e9,
+                GemmTuning.where(), changed.isEmpty() ? "the formula's are fastest"
+                        : changed.size() + " differ from the formula's: " + String.join(", ", changed.subList(0, shown))
                         + (shown < changed.size() ? ", … (CMC_DEBUG=1 lists all)" : "")));
     }
 
@@ -511,11 +620,16 @@ public final class CudaExecutable implements Executable {
         return new PtxRenderer.Launch(l.gridX(), l.gridY(), slices, l.block(), l.sharedBytes());
     }
 
-    /** Kernel k's launch at this batch: its grid, with the slice count timed for this batch where there is one. */
-    private PtxRenderer.Launch launchOf(int k, int batch) {
-        PtxRenderer.Launch l = PtxRenderer.launch(program.kernels().get(k), batch, matmul, tiling, sms);
-        int[] slices = slicesAt.get(batch);
-        return slices == null || slices[k] == 0 ? l : withSlices(l, slices[k]);
+    /** Kernel k's launch at this batch: the choice timed for this batch where there is one, else the formula's in the program's tiling. */
+    private Run launchOf(int k, int batch) {
+        Choice[] chosen = chosenAt.get(batch);
+        if (chosen != null && chosen[k] != null) return run(k, chosen[k], batch);
+        return new Run(0, PtxRenderer.launch(program.kernels().get(k), batch, matmul, tilings[k][0], sms));
+    }
+
+    /** Kernel k's launch at this batch as a choice says: its tiling's grid and block, with the choice's slice count. */
+    private Run run(int k, Choice c, int batch) {
+        return new Run(c.tiling(), withSlices(PtxRenderer.launch(program.kernels().get(k), batch, matmul, tilings[k][c.tiling()], sms), c.slices()));
     }
 
     /**
@@ -543,6 +657,10 @@ public final class CudaExecutable implements Executable {
      */
     private MemorySegment capture(int batch) {
         if (plan == null) plan = StreamPlan.of(program, streamCount);
+        Choice[] chosen = chosenAt.get(batch);   // kernels in variant tilings (kept by an earlier run) loaded before the capture, all at once
+        var variants = new java.util.ArrayList<int[]>();
+        for (int k = 0; chosen != null && k < chosen.length; k++) if (chosen[k] != null && chosen[k].tiling() > 0) variants.add(new int[]{k, chosen[k].tiling()});
+        loadVariants(variants);
         while (true) {
             try {
                 return capture(batch, plan);
@@ -713,12 +831,14 @@ public final class CudaExecutable implements Executable {
      * before it in the stream has ended: its PTX waits), and a cluster of (1, 1, slices) for a GEMM that sums its K
      * slices across one ({@link PtxRenderer#sumsByCluster}); by cuLaunchKernel otherwise.
      */
-    private void launchKernel(int k, PtxRenderer.Launch l, MemorySegment on, boolean programmatic) {
+    private void launchKernel(int k, Run run, MemorySegment on, boolean programmatic) {
         Kernel kernel = program.kernels().get(k);
+        PtxRenderer.Launch l = run.grid();
         if (l.gridX() == 0 || l.gridY() == 0) return;
-        boolean cluster = l.gridZ() > 1 && PtxRenderer.sumsByCluster(kernel, matmul, tiling);
+        boolean cluster = l.gridZ() > 1 && PtxRenderer.sumsByCluster(kernel, matmul, tilings[k][run.tiling()]);
+        MemorySegment function = function(k, run.tiling());
         if (!programmatic && !cluster) {
-            Cu.status(Cu.cuLaunchKernel, "cuLaunchKernel(" + kernel.name() + ")", functions[k], l.gridX(), l.gridY(), l.gridZ(),
+            Cu.status(Cu.cuLaunchKernel, "cuLaunchKernel(" + kernel.name() + ")", function, l.gridX(), l.gridY(), l.gridZ(),
                     l.block(), 1, 1, l.sharedBytes(), on, params[k], MemorySegment.NULL);
             return;
         }
@@ -739,7 +859,7 @@ public final class CudaExecutable implements Executable {
         }
         launchConfig.set(ADDRESS, Cu.CONFIG_ATTRS, launchAttributes);
         launchConfig.set(JAVA_INT, Cu.CONFIG_NUM_ATTRS, how.size());
-        Cu.status(Cu.cuLaunchKernelEx, "cuLaunchKernelEx(" + kernel.name() + ", " + String.join(", ", how) + ")", launchConfig, functions[k], params[k],
+        Cu.status(Cu.cuLaunchKernelEx, "cuLaunchKernelEx(" + kernel.name() + ", " + String.join(", ", how) + ")", launchConfig, function, params[k],
                 MemorySegment.NULL);
     }
 
@@ -787,7 +907,7 @@ public final class CudaExecutable implements Executable {
     }
 
     /** Kernel k's device time in ms as l launches it: REPEATS launches back to back where one takes under PROFILE_ALONE_MS. */
-    private double timeKernel(int k, PtxRenderer.Launch l, MemorySegment[] timing, MemorySegment ms) {
+    private double timeKernel(int k, Run l, MemorySegment[] timing, MemorySegment ms) {
         double once = timeRepeated(k, l, 1, timing, ms);
         return once < PROFILE_ALONE_MS ? timeRepeated(k, l, REPEATS, timing, ms) / REPEATS : once;
     }
@@ -796,8 +916,8 @@ public final class CudaExecutable implements Executable {
      * ms of one launch of a graph of {@code count} launches of kernel k (run once untimed first), 0 for an empty
      * grid. Programmatic launches the driver refuses here are turned off as a capture does, and it is timed without.
      */
-    private double timeRepeated(int k, PtxRenderer.Launch l, int count, MemorySegment[] timing, MemorySegment ms) {
-        if (l.gridX() == 0 || l.gridY() == 0) return 0;
+    private double timeRepeated(int k, Run l, int count, MemorySegment[] timing, MemorySegment ms) {
+        if (l.grid().gridX() == 0 || l.grid().gridY() == 0) return 0;
         MemorySegment graph;
         try {
             graph = captured(false, () -> {
@@ -854,7 +974,7 @@ public final class CudaExecutable implements Executable {
         var names = program.kernels().stream().map(Kernel::name).toList();
         long[] blocks = new long[n];
         for (int k = 0; k < n; k++) {
-            PtxRenderer.Launch l = launchOf(k, batch);
+            PtxRenderer.Launch l = launchOf(k, batch).grid();
             blocks[k] = (long) l.gridX() * l.gridY() * l.gridZ();
         }
         return Timeline.of(program.name(), names, streamOf, urgent(), blocks, slots, records, PtxRenderer.TIMELINE_BLOCKS);
@@ -888,6 +1008,7 @@ public final class CudaExecutable implements Executable {
         if (timeline != 0) Cu.call(Cu.cuMemFree, timeline);
         if (hostStaging != null) Cu.call(Cu.cuMemFreeHost, hostStaging);
         for (MemorySegment m : modules) Cu.call(Cu.cuModuleUnload, m);
+        for (MemorySegment m : variantModules) Cu.call(Cu.cuModuleUnload, m);
         if (events != null) for (MemorySegment e : events) Cu.call(Cu.cuEventDestroy, e);
         if (streams != null) for (int s = 1; s < streams.length; s++) if (streams[s] != null) Cu.call(Cu.cuStreamDestroy, streams[s]);
         Cu.call(Cu.cuStreamDestroy, stream);

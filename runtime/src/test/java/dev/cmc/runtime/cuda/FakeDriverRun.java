@@ -36,7 +36,7 @@ import static java.lang.foreign.ValueLayout.ADDRESS;
  * joining a capture refused, where the CT step must still run, captured on one stream; "pdl", programmatic launches
  * refused in a capture, where it must still run, captured on its streams with plain dependencies; "pdl-launch", a
  * graph of them refused at launch, where it must be recaptured so and run; "priority", node priorities refused,
- * where it must be captured without them and run.
+ * where it must be captured without them and run; "tune-tiles", no fault but CMC_CUDA_TUNE_TILES=1 (see {@link #tunedTiles}).
  */
 public final class FakeDriverRun {
     private static Path log;
@@ -187,6 +187,7 @@ public final class FakeDriverRun {
                 }
                 System.out.println("captured with plain launches on a driver without cuLaunchKernelEx: " + launches.size() + " launches");
             }
+            case "tune-tiles" -> tunedTiles(seed);
             case "sampler" -> {   // no fault: the seed sampler loaded and run once, as CMC_CUDA_CUBINS and CMC_CUDA_SAVE_PTX say
                 try (var exe = backend.load(Compiler.sampler(seed).program(), 256)) {
                     exe.run(256);
@@ -195,6 +196,49 @@ public final class FakeDriverRun {
             }
             default -> throw new IllegalArgumentException(fault);
         }
+    }
+
+    /**
+     * CMC_CUDA_TUNE_TILES=1: the seed's CT step at 4,096 rows, whose default tiling (wgmma-mixed) has variants, is
+     * timed kernel by kernel in them too; the fake times a launch in clusters at half, so each GEMM that splits K
+     * is captured summed across a cluster of 2 slices, and the choices kept name that tiling. Loaded again, the
+     * step takes them from the cache: captured at once, the same clusters in it.
+     */
+    private static void tunedTiles(Spec seed) throws Throwable {
+        var backend = new CudaBackend(0).withMatmul(PtxRenderer.Matmul.TF32X3);
+        if (backend.tiling(4096) != PtxRenderer.Tiling.WGMMA_MIXED) throw new AssertionError("the step at 4,096 is not in wgmma-mixed tiles: " + backend.tiling(4096));
+        Program step = Compiler.trainStep(seed).program();
+        List<String> first = null;
+        for (String load : List.of("tuned tiles", "cached tiles")) {
+            try (Arena a = Arena.ofConfined(); CudaExecutable exe = backend.load(step, 4096)) {
+                mark(a, load);
+                exe.run(4096);
+                List<String> timed = since(load);
+                if (load.equals("tuned tiles")) {
+                    if (timed.stream().noneMatch(l -> l.startsWith("cluster "))) throw new AssertionError("no GEMM timed in clusters");
+                    mark(a, "captured " + load);
+                    exe.run(4096);
+                } else if (timed.stream().anyMatch(l -> l.startsWith("launch ") && l.contains(" node -1 "))) {
+                    throw new AssertionError("loaded again, the step was timed again");
+                }
+                List<String> lines = since(load.equals("tuned tiles") ? "captured " + load : load);
+                for (String l : lines) if (l.startsWith("error")) throw new AssertionError(load + ": the driver refused a call: " + l);
+                var launches = lines.stream().filter(l -> l.startsWith("launch ")).toList();
+                var clustered = lines.stream().filter(l -> l.startsWith("cluster ")).map(l -> l.split(" ")).toList();
+                if (launches.stream().anyMatch(l -> l.contains(" node -1 ")) || launches.size() != step.kernels().size()) {
+                    throw new AssertionError(load + ": " + launches.size() + " launches, not the step's " + step.kernels().size() + " captured");
+                }
+                if (clustered.isEmpty() || clustered.stream().anyMatch(c -> !c[2].equals("2"))) {
+                    throw new AssertionError(load + ": the split GEMMs are not captured in clusters of 2 slices: " + clustered.size() + " clusters");
+                }
+                List<String> names = clustered.stream().map(c -> c[1]).sorted().toList();
+                if (first != null && !first.equals(names)) throw new AssertionError("loaded again, other GEMMs run in clusters: " + names + ", not " + first);
+                first = names;
+            }
+        }
+        String kept = Files.readString(Path.of(GemmTuning.where()));
+        if (!kept.contains(":2@wgmma-mixed-cluster")) throw new AssertionError("the kept choices name no cluster tiling:\n" + kept);
+        System.out.println("tiles tuned: " + first.size() + " split GEMMs summed across clusters of 2 slices, and taken from the cache when loaded again");
     }
 
     /**

@@ -108,6 +108,32 @@ class FakeDriverTest {
     }
 
     /**
+     * CMC_CUDA_TUNE_TILES=1: the step's GEMMs timed in the variants of their tiling too, and captured in the fastest
+     * (on the fake, split K summed across clusters), the choices kept and taken again from the cache (see
+     * FakeDriverRun#tunedTiles); beside a tiling that CMC_CUDA_TILES fixes, or with CMC_CUDA_TUNE=0, it is refused
+     * in one line naming both settings.
+     */
+    @org.junit.jupiter.api.Test
+    void tilesAreTimedAndKeptWhereAskedFor(@org.junit.jupiter.api.io.TempDir Path dir) throws Exception {
+        Path library = build(dir), log = dir.resolve("driver.log");
+        Process run = start(library, log, "90", "tune-tiles", java.util.Map.of("CMC_CUDA_TUNE_TILES", "1"));
+        String output = new String(run.getInputStream().readAllBytes());
+        assertTrue(run.waitFor(2, TimeUnit.MINUTES), "the run on the fake driver timed out");
+        System.out.print(output);
+        assertEquals(0, run.exitValue(), "tiles were not timed, kept and taken from the cache:\n" + output);
+        assertEquals(1, output.lines().filter(l -> l.contains("timed the split-K slice counts and tiles of")).count(), "said once:\n" + output);
+        assertEquals("exit live allocations 0 host 0 modules 0 streams 0 events 0 graphs 0", Files.readAllLines(log).getLast(), "left behind");
+        for (var settings : List.of(java.util.Map.of("CMC_CUDA_TUNE_TILES", "1", "CMC_CUDA_TILES", "wgmma-mixed"),
+                java.util.Map.of("CMC_CUDA_TUNE_TILES", "1", "CMC_CUDA_TUNE", "0"))) {
+            run = start(library, dir.resolve("refused.log"), "90", "tune-tiles", settings);
+            output = new String(run.getInputStream().readAllBytes());
+            assertTrue(run.waitFor(2, TimeUnit.MINUTES), "the run on the fake driver timed out");
+            String other = settings.containsKey("CMC_CUDA_TILES") ? "CMC_CUDA_TILES=wgmma-mixed" : "CMC_CUDA_TUNE=0";
+            assertTrue(output.contains("CMC_CUDA_TUNE_TILES=1 ") && output.contains(other) && output.contains("unset one of them"), output);
+        }
+    }
+
+    /**
      * Kernels assembled ahead of time: with CMC_CUDA_SAVE_PTX the runtime writes each module it loads, named by
      * the SHA-256 of its text; with CMC_CUDA_CUBINS it offers the driver the cubin of that name where there is
      * one. The fake driver refuses cubins (it reads kernels from PTX), so the runtime must say so once and load
@@ -157,7 +183,7 @@ class FakeDriverTest {
         pb.environment().put("CMC_CACHE", log.resolveSibling("cache").toString());   // the timed slice counts, kept per test
         if (fault != null) pb.environment().put("CMC_FAKE_CUDA_FAULT", fault);
         for (String setting : List.of("CMC_CUDA_MLP", "CMC_CUDA_TILES", "CMC_CUDA_FP32_MATMUL", "CMC_CUDA_STREAMS", "CMC_CUDA_GRAPHS", "CMC_CUDA_PDL",
-                "CMC_CUDA_CUBINS", "CMC_CUDA_SAVE_PTX", "CMC_CUDA_TUNE")) {
+                "CMC_CUDA_CUBINS", "CMC_CUDA_SAVE_PTX", "CMC_CUDA_TUNE", "CMC_CUDA_TUNE_TILES")) {
             pb.environment().remove(setting);
         }
         pb.environment().putAll(settings);

@@ -105,15 +105,18 @@ class GemmKernelTest {
     }
 
     /**
-     * A tile's K slices summed across its cluster give the serial sum's result bit for bit: the same partials,
-     * added in the same order (z = 0, 1, …), through the same epilogue (a bias, and for NN a residual), at every
-     * slice count a cluster may hold, in 128×128 and 128×256 tiles whose last rows and columns lie outside the
-     * output. Launched directly in the simulator with that grid depth, a cluster of all of it.
+     * Every variant of the mixed tiling gives its result bit for bit, which is what lets the runtime pick among
+     * them by time alone (CMC_CUDA_TUNE_TILES=1, see PtxRenderer.Tiling#variants): a tile's K slices summed across
+     * its cluster give the serial sum's result (the same partials, added in the same order, z = 0, 1, …, through
+     * the same epilogue: a bias, and for NN a residual), and stages refilled a trip sooner change when copies land,
+     * not what is multiplied; at every slice count a cluster may hold, in 128×128 and 128×256 tiles whose last rows
+     * and columns lie outside the output. Launched directly in the simulator with that grid depth, for a cluster
+     * variant a cluster of all of it.
      */
     @ParameterizedTest(name = "{0} with {1} slices, transposeA={2}, k={3}, {4} columns")
     @CsvSource({"TF32X3, 2, false, 300, 136", "TF32X3, 3, false, 1030, 200", "TF32, 5, false, 1030, 1024", "TF32X3, 8, false, 1030, 136",
             "TF32X3, 8, true, 1024, 200", "TF32, 6, true, 1024, 136"})
-    void clusterSumMatchesTheSerialSumBitForBit(PtxRenderer.Matmul matmul, int slices, boolean transposeA, int k, int n) {
+    void everyVariantOfTheMixedTilingSumsBitForBitAlike(PtxRenderer.Matmul matmul, int slices, boolean transposeA, int k, int n) {
         // TN: a weight gradient of 136 rows (fewer than a tile's take 128x64 mma.sync tiles under the mixed tilings).
         int batch = transposeA ? k : 130, m = transposeA ? 136 : batch;
         Buf a = transposeA ? Buf.whole("a", Shape.fixed(k, m)) : Buf.whole("a", Shape.batch(k));
@@ -125,33 +128,36 @@ class GemmKernelTest {
         var gemm = new Kernel.Gemm("k_mm", transposeA, a, b, k, domain, List.of(new Expr.Let(0, epilogue, out)));
         var program = program(gemm);
         var serialTiling = PtxRenderer.Tiling.WGMMA_MIXED;
-        var clusterTiling = PtxRenderer.Tiling.WGMMA_MIXED_CLUSTER;
-        assertTrue(PtxRenderer.sumsByCluster(gemm, matmul, clusterTiling) && !PtxRenderer.sumsByCluster(gemm, matmul, serialTiling));
-        assertEquals(0, PtxRenderer.workspaceFloats(gemm, batch, matmul, clusterTiling), "a cluster's sum takes no workspace");
+        var tilings = new java.util.ArrayList<>(List.of(serialTiling));
+        tilings.addAll(serialTiling.variants());
+        assertEquals(List.of(PtxRenderer.Tiling.WGMMA_MIXED_EARLY, PtxRenderer.Tiling.WGMMA_MIXED_CLUSTER, PtxRenderer.Tiling.WGMMA_MIXED_EARLY_CLUSTER),
+                serialTiling.variants());
+        assertTrue(PtxRenderer.sumsByCluster(gemm, matmul, PtxRenderer.Tiling.WGMMA_MIXED_CLUSTER) && !PtxRenderer.sumsByCluster(gemm, matmul, serialTiling));
+        assertEquals(0, PtxRenderer.workspaceFloats(gemm, batch, matmul, PtxRenderer.Tiling.WGMMA_MIXED_CLUSTER), "a cluster's sum takes no workspace");
         var rng = new SplittableRandom(5);
         float[] av = random(rng, k * m), bv = random(rng, k * n);
-        float[][] got = new float[2][m * n];
+        float[][] got = new float[tilings.size()][m * n];
         int[] params = bufferOfParam(gemm);
-        for (var tiling : List.of(serialTiling, clusterTiling)) {
-            float[] into = got[tiling == serialTiling ? 0 : 1];
-            float[][] buffers = {av, bv, into, new float[(int) Math.max(1, PtxRenderer.workspaceFloats(gemm, batch, matmul, serialTiling))]};
-            var sim = new PtxSimulator(PtxRenderer.render(program, "cluster", "sm_90", matmul, tiling));
+        for (int t = 0; t < tilings.size(); t++) {
+            var tiling = tilings.get(t);
+            boolean cluster = PtxRenderer.sumsByCluster(gemm, matmul, tiling);
+            float[][] buffers = {av, bv, got[t], new float[(int) Math.max(1, PtxRenderer.workspaceFloats(gemm, batch, matmul, tiling))]};
+            var sim = new PtxSimulator(PtxRenderer.render(program, "variants", "sm_90", matmul, tiling));
             var l = PtxRenderer.launch(gemm, batch, matmul, tiling);
             assertEquals(n >= PtxRenderer.MIXED_WIDE_COLUMNS && !transposeA ? 256 : 128, PtxRenderer.tile(gemm, matmul, tiling).bn());
-            java.util.Arrays.fill(into, Float.NaN);
-            sim.launch(PtxRenderer.kernelName(program, 0), l.gridX(), l.gridY(), slices, tiling == clusterTiling ? slices : 1, l.block(), l.sharedBytes(),
-                    buffers, params, batch);
-        }
-        for (int i = 0; i < m * n; i++) {
-            assertEquals(Float.floatToRawIntBits(got[0][i]), Float.floatToRawIntBits(got[1][i]),
-                    "out(" + i / n + ", " + i % n + "): " + got[1][i] + " summed across the cluster, " + got[0][i] + " serially");
+            java.util.Arrays.fill(got[t], Float.NaN);
+            sim.launch(PtxRenderer.kernelName(program, 0), l.gridX(), l.gridY(), slices, cluster ? slices : 1, l.block(), l.sharedBytes(), buffers, params, batch);
+            for (int i = 0; t > 0 && i < m * n; i++) {
+                assertEquals(Float.floatToRawIntBits(got[0][i]), Float.floatToRawIntBits(got[t][i]),
+                        "out(" + i / n + ", " + i % n + "): " + got[t][i] + " in " + tiling.setting + " tiles, " + got[0][i] + " in " + serialTiling.setting);
+            }
         }
         double worst = 0;
         for (int r = 0; r < m; r++) {
             for (int c = 0; c < n; c++) {
                 double ref = bv[c] + (transposeA ? 0 : av[r * k + c]);
                 for (int p = 0; p < k; p++) ref += transposeA ? (double) av[p * m + r] * bv[p * n + c] : (double) av[r * k + p] * bv[p * n + c];
-                worst = Math.max(worst, Math.abs(ref - got[1][r * n + c]));
+                worst = Math.max(worst, Math.abs(ref - got[0][r * n + c]));
             }
         }
         assertTrue(worst < (matmul == PtxRenderer.Matmul.TF32 ? 5e-3 * Math.sqrt(k / 3.0) : 1e-5 * k), "off by " + worst);

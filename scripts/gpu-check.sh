@@ -169,9 +169,6 @@ run)
   #    its blocks (a kernel of 64 blocks alone leaves most of 132 SMs idle), and from every block's record how much
   #    of the step each SM had a block resident: near 100% says the step is bound by the SMs' time.
   bench bench timeline4096 40 --batch 4096 --train-batch 4096 --trace "$out/timeline4096.trace.json"
-  #    Nsight Compute on a few of the step's kernels at 4,096 rows (see step 8): why its GEMMs run at a third of
-  #    the tensor cores' rate (stall reasons, L2 and shared-memory throughput, occupancy), never measured for wgmma.
-  profile4096 bench ncu4096
   #    tf32: the default, each run of consecutive MLP blocks one wgmma kernel fed by bulk copies at large batches
   #    (17.2 ms for 1M samples in the fourth run, against PyTorch's 39.2).
   bench bench tf32 45 --set target.precision=tf32 --batch 1048576 --train-batch 4096 --profile
@@ -196,6 +193,10 @@ run)
   #    cuda-splits.properties ("kernel:slices@tiling"), its log says how many differ. Its parity is both of theirs.
   #    If it beats the best whole tiling, GemmTuning.TILES may be on by default.
   CMC_CUDA_TUNE_TILES=1 bench bench fp32_tuned 60 --batch 4096 --train-batch 4096 --profile
+  #    Nsight Compute on a few of the step's kernels at 4,096 rows (see step 8), after the candidates for its target:
+  #    why its GEMMs run at a third of the tensor cores' rate (stall reasons, L2 and shared-memory throughput,
+  #    occupancy), never measured for wgmma.
+  profile4096 bench ncu4096
   #    The step at 4,096 kernel by kernel, against the fourth run's first call (the same model and step) and against
   #    this run's 128x128 tiles, into step-diff.txt and the log, so that the call's tail already says what moved.
   if runs bench step-diff && [[ -f $out/fp32_train4096.json ]]; then

@@ -293,8 +293,9 @@ public final class PtxRenderer {
         /**
          * The tilings whose tiles a GEMM of this one may run in instead, kernel by kernel, where the runtime times
          * them (CMC_CUDA_TUNE_TILES=1): the same tile shapes with stages refilled a trip sooner, split K summed
-         * across a cluster, or both. They compute the same sums in the same order, so that the choice changes only
-         * the time. None for the other tilings.
+         * across a cluster, or both. At a given slice count they compute every output as the same sum in the same
+         * order, so that the choice of tiling changes only the time (a slice count, as ever, its rounding too). None
+         * for the other tilings.
          */
         public List<Tiling> variants() {
             return switch (this) {

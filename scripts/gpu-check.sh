@@ -268,6 +268,8 @@ run)
   #    tails (their last blocks' ends against the rest) shrank.
   CMC_CUDA_TILES=wgmma-mixed-early-cluster bench more fp32_early_cluster 40 --batch 4096 --train-batch 4096 --profile
   CMC_CUDA_TILES=wgmma-mixed-cluster bench more timeline4096_cluster 40 --batch 4096 --train-batch 4096 --trace "$out/timeline4096_cluster.trace.json"
+  #    And each GEMM in the fastest of its tiling's variants (fp32_tuned), as its graph runs them together.
+  CMC_CUDA_TUNE_TILES=1 bench more timeline4096_tuned 40 --batch 4096 --train-batch 4096 --trace "$out/timeline4096_tuned.trace.json"
   #    The 128x64 mma.sync tiles (90.0 ms for 1M fp32 samples, 1.70 ms a step at 4,096, in the fourth run).
   CMC_CUDA_TILES=narrow bench more narrow 50 --batch 1048576,4096 --train-batch 4096 --profile
   # 6. The rest of parity on the GPU: tf32, Hopper's wgmma tiles, the fused MLP blocks (samplers against

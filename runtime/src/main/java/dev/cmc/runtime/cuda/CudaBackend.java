@@ -221,7 +221,7 @@ public final class CudaBackend implements Backend {
                     case AUTO, SPLIT -> "";
                     case ALWAYS -> ", fused MLP blocks";
                     case LARGE_BATCHES -> ", fused MLP blocks at large batches";
-                } + (tiling == null && GemmTuning.TILES.value() ? ", each GEMM timed in its tiling's variants" : "")
+                } + (tiling == null && GemmTuning.TILES.value() && GemmTuning.SETTING.value() ? ", each GEMM timed in its tiling's variants" : "")
                 + (timeline ? "; kernels recording their timeline" : "") + ")";
     }
 
@@ -270,20 +270,19 @@ public final class CudaBackend implements Backend {
     }
 
     /**
-     * Whether GEMMs are timed in their tiling's variants too (CMC_CUDA_TUNE_TILES=1, see {@link GemmTuning#TILES}):
-     * the default tiling's, while launches are timed at all; asked for beside a tiling fixed by CMC_CUDA_TILES, or
-     * with timing off, it is an error saying which setting to drop.
+     * Whether GEMMs are timed in their tiling's variants too ({@link GemmTuning#TILES}): the default tiling's, while
+     * launches are timed at all. A tiling fixed by CMC_CUDA_TILES, or timing turned off, leaves the tiles as they
+     * are; where CMC_CUDA_TUNE_TILES=1 says otherwise, it is an error saying which setting to drop.
      */
     private boolean tunesTiles() {
         if (!GemmTuning.TILES.value()) return false;
-        if (tiling != null) {
-            throw new dev.cmc.runtime.SettingException("CMC_CUDA_TUNE_TILES=1 times the variants of the default tiling's GEMMs, and CMC_CUDA_TILES="
-                    + tiling.setting + " fixes the tiling: unset one of them");
-        }
-        if (!GemmTuning.SETTING.value()) {
-            throw new dev.cmc.runtime.SettingException("CMC_CUDA_TUNE_TILES=1 times tiles on the GPU, and CMC_CUDA_TUNE=0 turns timing off: unset one of them");
-        }
-        return true;
+        if (tiling == null && GemmTuning.SETTING.value()) return true;
+        String set = System.getenv(GemmTuning.TILES.name());
+        if (set == null || set.isBlank()) return false;   // the default, not asked for
+        throw new dev.cmc.runtime.SettingException(tiling != null
+                ? "CMC_CUDA_TUNE_TILES=1 times the variants of the default tiling's GEMMs, and CMC_CUDA_TILES=" + tiling.setting
+                  + " fixes the tiling: unset one of them"
+                : "CMC_CUDA_TUNE_TILES=1 times tiles on the GPU, and CMC_CUDA_TUNE=0 turns timing off: unset one of them");
     }
 
     @Override

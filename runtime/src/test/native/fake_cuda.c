@@ -37,7 +37,8 @@ typedef int CUresult;
 typedef unsigned long long CUdeviceptr;
 
 enum { OK = 0, INVALID_VALUE = 1, NOT_INITIALIZED = 3, INVALID_CONTEXT = 201, INVALID_IMAGE = 200, NOT_FOUND = 500,
-       INVALID_HANDLE = 400, CAPTURE_UNJOINED = 904, CAPTURE_ISOLATION = 906, LAUNCH_OUT_OF_RESOURCES = 701, INVALID_CLUSTER_SIZE = 912 };
+       INVALID_HANDLE = 400, CAPTURE_UNJOINED = 904, CAPTURE_ISOLATION = 906, LAUNCH_OUT_OF_RESOURCES = 701, INVALID_CLUSTER_SIZE = 912,
+       NOT_SUPPORTED = 801 };
 
 #define MAX_LIVE 4096
 #define MAX_NODES 4096
@@ -183,6 +184,7 @@ CUresult cuGetErrorName(CUresult status, const char **name) {
         case CAPTURE_ISOLATION: *name = "CUDA_ERROR_STREAM_CAPTURE_ISOLATION"; break;
         case LAUNCH_OUT_OF_RESOURCES: *name = "CUDA_ERROR_LAUNCH_OUT_OF_RESOURCES"; break;
         case INVALID_CLUSTER_SIZE: *name = "CUDA_ERROR_INVALID_CLUSTER_SIZE"; break;
+        case NOT_SUPPORTED: *name = "CUDA_ERROR_NOT_SUPPORTED"; break;
         default: *name = "CUDA_ERROR_UNKNOWN"; break;
     }
     return OK;
@@ -729,6 +731,10 @@ CUresult cuLaunchKernelEx(const LaunchConfig *c, void *f, void **params, void **
                         c->gridDimZ, cx, cy, cz);
         }
         if (clusterSize > 8) return fail(INVALID_CLUSTER_SIZE, "cuLaunchKernelEx", "%s: a cluster of %u blocks, more than 8", fn->name, clusterSize);
+        /* Fault "tune-tiles-refused": a GPU or driver that will not launch these clusters. */
+        if (strcmp(fault, "tune-tiles-refused") == 0) {
+            return fail(NOT_SUPPORTED, "cuLaunchKernelEx", "%s: cluster launches refused on purpose (CMC_FAKE_CUDA_FAULT=tune-tiles-refused)", fn->name);
+        }
     }
     /* A kernel that sums its K slices across a cluster must get its whole grid depth as one: it traps otherwise. */
     if (fn && fn->sumsInCluster && c->gridDimZ > 1 && (cx != 1 || cy != 1 || cz != c->gridDimZ)) {

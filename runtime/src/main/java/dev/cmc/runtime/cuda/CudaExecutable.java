@@ -576,13 +576,20 @@ public final class CudaExecutable implements Executable {
      * tiles under CMC_CUDA_TUNE_TILES=1) is first timed at each (on its inputs as this run made them: a GEMM reads
      * nothing it writes), then launched with the fastest, so that this run computes exactly what the graph captured
      * from the choices will (each variant tiling sums alike, see {@link PtxRenderer.Tiling#variants}). The choices
-     * are kept for later runs and said once, with what differs from the formula's.
+     * are kept for later runs and said once, with what differs from the formula's. A variant the driver will not
+     * load or launch (a cluster it cannot schedule, say) is left out, and said once; the program's own must run.
      */
     private void tuneWhileRunning(int batch) {
         long start = System.nanoTime();
         var variants = new java.util.ArrayList<int[]>();
         for (int k = 0; k < functions.length; k++) for (Choice c : choices(k, batch)) if (c.tiling() > 0) variants.add(new int[]{k, c.tiling()});
-        loadVariants(variants);
+        var refused = new java.util.ArrayList<String>();
+        try {
+            loadVariants(variants);
+        } catch (Cu.CudaException e) {   // the variants' modules: none kept, the program's own tiling alone timed
+            for (int k = 0; k < tilings.length; k++) tilings[k] = java.util.Arrays.copyOf(tilings[k], 1);
+            refused.add("loading them: " + e.getMessage().lines().findFirst().orElse(""));
+        }
         var chosen = new Choice[functions.length];
         var changed = new java.util.ArrayList<String>();
         int timed = 0;
@@ -593,7 +600,15 @@ public final class CudaExecutable implements Executable {
                 Run own = launchOf(k, batch);
                 if (!choices.isEmpty()) {
                     double[] times = new double[choices.size()];
-                    for (int c = 0; c < times.length; c++) times[c] = timeKernel(k, run(k, choices.get(c), batch), timing, ms);
+                    for (int c = 0; c < times.length; c++) {
+                        try {
+                            times[c] = timeKernel(k, run(k, choices.get(c), batch), timing, ms);
+                        } catch (Cu.CudaException e) {
+                            if (choices.get(c).tiling() == 0) throw e;
+                            times[c] = Double.POSITIVE_INFINITY;
+                            refused.add(program.kernels().get(k).name() + " " + written(k, choices.get(c)) + ": " + e.getMessage().lines().findFirst().orElse(""));
+                        }
+                    }
                     Choice formula = new Choice(0, own.grid().gridZ());
                     chosen[k] = GemmTuning.pick(choices, times, formula);
                     if (!chosen[k].equals(formula)) changed.add(program.kernels().get(k).name() + " " + written(k, formula) + "→" + written(k, chosen[k]));
@@ -603,6 +618,10 @@ public final class CudaExecutable implements Executable {
         });
         for (Choice c : chosen) if (c != null) timed++;
         chosenAt.put(batch, chosen);
+        if (!refused.isEmpty()) {
+            Notice.say("cmc: cuda: the driver refused " + refused.size() + " launch" + (refused.size() == 1 ? "" : "es") + " of " + program.name()
+                    + " in its tiling's variants, timed without them (first: " + refused.getFirst() + ")");
+        }
         if (timed == 0) return;
         var kept = new String[chosen.length];
         for (int k = 0; k < kept.length; k++) kept[k] = chosen[k] == null ? null : written(k, chosen[k]);

@@ -36,7 +36,9 @@ import static java.lang.foreign.ValueLayout.ADDRESS;
  * joining a capture refused, where the CT step must still run, captured on one stream; "pdl", programmatic launches
  * refused in a capture, where it must still run, captured on its streams with plain dependencies; "pdl-launch", a
  * graph of them refused at launch, where it must be recaptured so and run; "priority", node priorities refused,
- * where it must be captured without them and run; "tune-tiles", no fault but CMC_CUDA_TUNE_TILES=1 (see {@link #tunedTiles}).
+ * where it must be captured without them and run; "tune-tiles", no fault but CMC_CUDA_TUNE_TILES=1 (see {@link #tunedTiles});
+ * "tune-tiles-refused", the same with every cluster launch refused, where the tiles must be timed without them, and
+ * the step captured so and run.
  */
 public final class FakeDriverRun {
     private static Path log;
@@ -188,6 +190,21 @@ public final class FakeDriverRun {
                 System.out.println("captured with plain launches on a driver without cuLaunchKernelEx: " + launches.size() + " launches");
             }
             case "tune-tiles" -> tunedTiles(seed);
+            case "tune-tiles-refused" -> {   // CMC_CUDA_TUNE_TILES=1 on a driver that refuses every cluster launch
+                try (Arena a = Arena.ofConfined(); CudaExecutable exe = new CudaBackend(0).withMatmul(PtxRenderer.Matmul.TF32X3)
+                        .load(Compiler.trainStep(seed).program(), 4096)) {
+                    exe.run(4096);
+                    mark(a, fault);
+                    exe.run(4096);
+                    exe.run(4096);
+                    List<String> lines = since(fault);
+                    long captured = lines.stream().filter(l -> l.startsWith("launch ") && !l.contains(" node -1 ")).count();
+                    if (lines.stream().anyMatch(l -> l.startsWith("error") || l.startsWith("cluster ")) || lines.stream().noneMatch(l -> l.startsWith("graph launch"))) {
+                        throw new AssertionError("after refused clusters the step is not captured without them and run");
+                    }
+                    System.out.println("captured without clusters after the refusal: " + captured + " launches");
+                }
+            }
             case "sampler" -> {   // no fault: the seed sampler loaded and run once, as CMC_CUDA_CUBINS and CMC_CUDA_SAVE_PTX say
                 try (var exe = backend.load(Compiler.sampler(seed).program(), 256)) {
                     exe.run(256);

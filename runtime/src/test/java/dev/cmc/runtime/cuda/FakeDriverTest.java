@@ -131,6 +131,17 @@ class FakeDriverTest {
             String other = settings.containsKey("CMC_CUDA_TILES") ? "CMC_CUDA_TILES=wgmma-mixed" : "CMC_CUDA_TUNE=0";
             assertTrue(output.contains("CMC_CUDA_TUNE_TILES=1 ") && output.contains(other) && output.contains("unset one of them"), output);
         }
+        // A driver that refuses cluster launches: the variants it refuses are left out of the timing, said once,
+        // and the step is captured without them and runs.
+        Path refusing = Files.createDirectories(dir.resolve("refusing")).resolve("driver.log");   // a cache of its own, beside it
+        run = start(library, refusing, "90", "tune-tiles-refused", java.util.Map.of("CMC_CUDA_TUNE_TILES", "1"));
+        output = new String(run.getInputStream().readAllBytes());
+        assertTrue(run.waitFor(2, TimeUnit.MINUTES), "the run on the fake driver timed out");
+        System.out.print(output);
+        assertEquals(0, run.exitValue(), "the refused clusters were not left out:\n" + output);
+        assertEquals(1, output.lines().filter(l -> l.contains("in its tiling's variants, timed without them (first: ")
+                && l.contains("CUDA_ERROR_NOT_SUPPORTED")).count(), "the refusal is said once:\n" + output);
+        assertEquals("exit live allocations 0 host 0 modules 0 streams 0 events 0 graphs 0", Files.readAllLines(refusing).getLast(), "left behind");
     }
 
     /**

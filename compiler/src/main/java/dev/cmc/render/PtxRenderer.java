@@ -293,13 +293,15 @@ public final class PtxRenderer {
         /**
          * The tilings whose tiles a GEMM of this one may run in instead, kernel by kernel, where the runtime times
          * them (CMC_CUDA_TUNE_TILES=1): the same tile shapes with stages refilled a trip sooner, split K summed
-         * across a cluster, or both. At a given slice count they compute every output as the same sum in the same
-         * order, so that the choice of tiling changes only the time (a slice count, as ever, its rounding too). None
-         * for the other tilings.
+         * across a cluster, or both; and for wgmma-mixed, 128×128 wgmma tiles where it takes 128×256 (the mixed
+         * choice by shape, made on one H200 at 4,096 rows, timed again on the GPU at hand). Where the variant's tile
+         * multiplies on the same instructions (wgmma, m64n128k8 a warpgroup), every output is the same sum in the
+         * same order at a given slice count, so that the choice of tiling changes only the time (a slice count, as
+         * ever, its rounding too); the runtime offers no variant on other instructions. None for the other tilings.
          */
         public List<Tiling> variants() {
             return switch (this) {
-                case WGMMA_MIXED -> List.of(WGMMA_MIXED_EARLY, WGMMA_MIXED_CLUSTER, WGMMA_MIXED_EARLY_CLUSTER);
+                case WGMMA_MIXED -> List.of(WGMMA_MIXED_EARLY, WGMMA_MIXED_CLUSTER, WGMMA_MIXED_EARLY_CLUSTER, WGMMA);
                 case WGMMA_WIDE -> List.of(WGMMA_WIDE_EARLY);
                 default -> List.of();
             };

@@ -334,7 +334,9 @@ public final class CudaExecutable implements Executable {
     /**
      * Per kernel, the tilings it may run in ({@link #tilings}): the program's own, then under tile tuning, for a GEMM
      * that can be timed in place, each variant whose tile for it differs from those before (a GEMM that does not
-     * split K has no cluster to sum across); a variant summed across clusters only where the driver launches them.
+     * split K has no cluster to sum across) and multiplies on the same kind of instruction (wgmma, or mma.sync: the
+     * two round alike only within the parity bounds); a variant summed across clusters only where the driver
+     * launches them.
      */
     private PtxRenderer.Tiling[][] tilings(Program program, PtxRenderer.Tiling own, boolean tuneTiles) {
         var variants = tuneTiles ? own.variants().stream().filter(v -> !v.clustered() || Cu.cuLaunchKernelEx != null).toList() : List.<PtxRenderer.Tiling>of();
@@ -342,8 +344,12 @@ public final class CudaExecutable implements Executable {
         for (int k = 0; k < out.length; k++) {
             var mine = new java.util.ArrayList<>(List.of(own));
             if (program.kernels().get(k) instanceof Kernel.Gemm g && rerunnable[k]) {
-                var tiles = new java.util.HashSet<>(List.of(PtxRenderer.tile(g, matmul, own)));
-                for (PtxRenderer.Tiling v : variants) if (tiles.add(PtxRenderer.tile(g, matmul, v))) mine.add(v);
+                PtxRenderer.Tile mineNow = PtxRenderer.tile(g, matmul, own);
+                var tiles = new java.util.HashSet<>(List.of(mineNow));
+                for (PtxRenderer.Tiling v : variants) {
+                    PtxRenderer.Tile t = PtxRenderer.tile(g, matmul, v);
+                    if (t.warpgroups() == mineNow.warpgroups() && tiles.add(t)) mine.add(v);
+                }
             }
             out[k] = mine.toArray(PtxRenderer.Tiling[]::new);
         }

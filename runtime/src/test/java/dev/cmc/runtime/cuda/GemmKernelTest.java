@@ -108,9 +108,10 @@ class GemmKernelTest {
      * Every variant of the mixed tiling gives its result bit for bit, which is what lets the runtime pick among
      * them by time alone (CMC_CUDA_TUNE_TILES=1, see PtxRenderer.Tiling#variants): a tile's K slices summed across
      * its cluster give the serial sum's result (the same partials, added in the same order, z = 0, 1, …, through
-     * the same epilogue: a bias, and for NN a residual), and stages refilled a trip sooner change when copies land,
-     * not what is multiplied; at every slice count a cluster may hold, in 128×128 and 128×256 tiles whose last rows
-     * and columns lie outside the output. Launched directly in the simulator with that grid depth, for a cluster
+     * the same epilogue: a bias, and for NN a residual), stages refilled a trip sooner change when copies land,
+     * not what is multiplied, and 128×128 tiles in place of 128×256 run the same wgmma on the same operands; at
+     * every slice count a cluster may hold, in 128×128 and 128×256 tiles whose last rows and columns lie outside
+     * the output. Launched directly in the simulator with that grid depth, for a cluster
      * variant a cluster of all of it.
      */
     @ParameterizedTest(name = "{0} with {1} slices, transposeA={2}, k={3}, {4} columns")
@@ -130,8 +131,8 @@ class GemmKernelTest {
         var serialTiling = PtxRenderer.Tiling.WGMMA_MIXED;
         var tilings = new java.util.ArrayList<>(List.of(serialTiling));
         tilings.addAll(serialTiling.variants());
-        assertEquals(List.of(PtxRenderer.Tiling.WGMMA_MIXED_EARLY, PtxRenderer.Tiling.WGMMA_MIXED_CLUSTER, PtxRenderer.Tiling.WGMMA_MIXED_EARLY_CLUSTER),
-                serialTiling.variants());
+        assertEquals(List.of(PtxRenderer.Tiling.WGMMA_MIXED_EARLY, PtxRenderer.Tiling.WGMMA_MIXED_CLUSTER, PtxRenderer.Tiling.WGMMA_MIXED_EARLY_CLUSTER,
+                PtxRenderer.Tiling.WGMMA), serialTiling.variants());
         assertTrue(PtxRenderer.sumsByCluster(gemm, matmul, PtxRenderer.Tiling.WGMMA_MIXED_CLUSTER) && !PtxRenderer.sumsByCluster(gemm, matmul, serialTiling));
         assertEquals(0, PtxRenderer.workspaceFloats(gemm, batch, matmul, PtxRenderer.Tiling.WGMMA_MIXED_CLUSTER), "a cluster's sum takes no workspace");
         var rng = new SplittableRandom(5);
@@ -144,7 +145,8 @@ class GemmKernelTest {
             float[][] buffers = {av, bv, got[t], new float[(int) Math.max(1, PtxRenderer.workspaceFloats(gemm, batch, matmul, tiling))]};
             var sim = new PtxSimulator(PtxRenderer.render(program, "variants", "sm_90", matmul, tiling));
             var l = PtxRenderer.launch(gemm, batch, matmul, tiling);
-            assertEquals(n >= PtxRenderer.MIXED_WIDE_COLUMNS && !transposeA ? 256 : 128, PtxRenderer.tile(gemm, matmul, tiling).bn());
+            boolean wide = tiling.mixed() && n >= PtxRenderer.MIXED_WIDE_COLUMNS && !transposeA;   // wgmma's 128x128 tiles throughout
+            assertEquals(wide ? 256 : 128, PtxRenderer.tile(gemm, matmul, tiling).bn());
             java.util.Arrays.fill(got[t], Float.NaN);
             sim.launch(PtxRenderer.kernelName(program, 0), l.gridX(), l.gridY(), slices, cluster ? slices : 1, l.block(), l.sharedBytes(), buffers, params, batch);
             for (int i = 0; t > 0 && i < m * n; i++) {

@@ -261,8 +261,7 @@ class PtxGemm extends PtxMatrixKernel {
             }
 
             public void load(int u, int j, String z, String present, String[] v) {
-                String into = v.length == 1 ? v[0] : "{" + String.join(", ", v) + "}";
-                op("@" + present + " ld.global.cg" + (v.length == 1 ? "" : ".v" + v.length) + ".f32 " + into + ", [" + from[u] + "];");
+                op("@" + present + " ld.global.cg" + vector(v) + ".f32 " + operands(v) + ", [" + from[u] + "];");
                 from[u] = bin("add.s64", from[u], sliceBytes[0]);
             }
 
@@ -416,9 +415,9 @@ class PtxGemm extends PtxMatrixKernel {
             }
 
             public void load(int u, int j, String z, String present, String[] v) {
-                String remote = rd(), into = v.length == 1 ? v[0] : "{" + String.join(", ", v) + "}";
+                String remote = rd();
                 op("@" + present + " mapa.shared::cluster.u64 " + remote + ", " + local[u] + ", " + bin("add.s32", z, Integer.toString(j)) + ";");
-                op("@" + present + " ld.shared::cluster" + (v.length == 1 ? "" : ".v" + v.length) + ".f32 " + into + ", [" + remote + "];");
+                op("@" + present + " ld.shared::cluster" + vector(v) + ".f32 " + operands(v) + ", [" + remote + "];");
             }
 
             public void next(int u) {}

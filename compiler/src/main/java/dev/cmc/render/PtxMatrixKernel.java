@@ -30,6 +30,12 @@ abstract class PtxMatrixKernel extends PtxFunction {
         op("selp.s32 " + counter + ", 0, " + counter + ", " + wrap + ";");
     }
 
+    /** One register, or several as a PTX vector's braces: a load's destination, a store's source. */
+    static String operands(String[] regs) { return regs.length == 1 ? regs[0] : "{" + String.join(", ", regs) + "}"; }
+
+    /** The vector suffix of a load or store of these registers: none for one, .v2 or .v4 for more. */
+    static String vector(String[] regs) { return regs.length == 1 ? "" : ".v" + regs.length; }
+
     /** One accumulator register and the output element it belongs to. */
     record Out(String row, String col, String acc) {}
 

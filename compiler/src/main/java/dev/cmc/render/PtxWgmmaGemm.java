@@ -120,14 +120,10 @@ final class PtxWgmmaGemm extends PtxGemm {
             int off = l * ac.sharedStep();
             String[] v = new String[ac.width()];
             for (int q = 0; q < v.length; q++) v[q] = f();
-            String vec = v.length == 4 ? ".v4" : "";
-            op("ld.shared" + vec + ".f32 " + operands(v) + ", [" + at + "+" + off + "];");
+            op("ld.shared" + vector(v) + ".f32 " + operands(v) + ", [" + at + "+" + off + "];");
             String[][] split = tf32(v);
-            op("st.shared" + vec + ".b32 [" + at + "+" + off + "], " + operands(split[0]) + ";");
-            op("st.shared" + vec + ".b32 [" + atLo + "+" + (off + loOffset) + "], " + operands(split[1]) + ";");
+            op("st.shared" + vector(v) + ".b32 [" + at + "+" + off + "], " + operands(split[0]) + ";");
+            op("st.shared" + vector(v) + ".b32 [" + atLo + "+" + (off + loOffset) + "], " + operands(split[1]) + ";");
         }
     }
-
-    /** One register, or several as a PTX vector. */
-    private static String operands(String[] regs) { return regs.length == 1 ? regs[0] : "{" + String.join(", ", regs) + "}"; }
 }

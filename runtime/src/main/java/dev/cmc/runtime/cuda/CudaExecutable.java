@@ -62,7 +62,7 @@ public final class CudaExecutable implements Executable {
     private final MemorySegment context, stream;
     /** The loaded PTX: one module a kernel ({@link PtxRenderer#modules}). */
     private final MemorySegment[] modules;
-    private final MemorySegment[] functions, params;
+    private final MemorySegment[] params;
     private final long[] buffers, sizes;
     private final MemoryPlan memory;
     /** Partial products of split-K GEMMs: a part of one buffer for each, since they may run at once. */
@@ -170,19 +170,17 @@ public final class CudaExecutable implements Executable {
                 + (tuneTiles ? " | tiles" : "");
         programmatic = PDL.value() && PtxRenderer.awaitsGrids(device.arch()) && Cu.cuLaunchKernelEx != null;
         urgentPriority = PRIORITY.value() && Cu.cuGraphKernelNodeSetAttribute != null && Cu.cuGraphGetNodes != null ? greatestPriority() : null;
-        functions = new MemorySegment[program.kernels().size()];
         memory = MemoryPlan.of(program);
         rerunnable = rerunnable(program, memory);
         tilings = tilings(program, tiling, tuneTiles);
-        functionIn = new MemorySegment[functions.length][];
+        functionIn = new MemorySegment[program.kernels().size()][];
         long workspaceFloats = 0;
-        long[] workspaceAt = new long[functions.length];
-        for (int k = 0; k < functions.length; k++) {
-            functions[k] = function(PtxRenderer.kernelName(program, k), modules[k], out);
-            kernelOf.put(functions[k].address(), k);
-            allowShared(k, functions[k], tiling);
+        long[] workspaceAt = new long[functionIn.length];
+        for (int k = 0; k < functionIn.length; k++) {
             functionIn[k] = new MemorySegment[tilings[k].length];
-            functionIn[k][0] = functions[k];
+            functionIn[k][0] = function(PtxRenderer.kernelName(program, k), modules[k], out);
+            kernelOf.put(functionIn[k][0].address(), k);
+            allowShared(k, functionIn[k][0], tiling);
             workspaceAt[k] = workspaceFloats;
             Kernel kernel = program.kernels().get(k);
             long most = 0;   // a part as large as the kernel needs in any tiling it may run in (a cluster's sum needs none)
@@ -218,7 +216,7 @@ public final class CudaExecutable implements Executable {
         // Split GEMMs count their blocks in tile counters at the head of their workspace: they start at zero.
         Cu.status(Cu.cuMemsetD32Async, "cuMemsetD32Async(split-K workspace)", workspace, 0, workspaceFloats, stream);
         if (timeline) {
-            long bytes = PtxRenderer.timelineBytes(functions.length);
+            long bytes = PtxRenderer.timelineBytes(functionIn.length);
             Cu.status(Cu.cuMemAlloc, "cuMemAlloc(timeline, " + bytes + " bytes)", ptr, bytes);
             this.timeline = ptr.get(JAVA_LONG, 0);
         } else {
@@ -226,8 +224,8 @@ public final class CudaExecutable implements Executable {
         }
         // cuLaunchKernel takes an array of pointers to argument values: device pointers (and the workspace for
         // split-K GEMMs, and the timeline where the kernels record one), then the batch size.
-        params = new MemorySegment[functions.length];
-        for (int k = 0; k < functions.length; k++) {
+        params = new MemorySegment[functionIn.length];
+        for (int k = 0; k < functionIn.length; k++) {
             List<Long> pointers = new java.util.ArrayList<>();
             for (String a : Indexing.arguments(program.kernels().get(k))) pointers.add(buffers[program.arrayIndex(a)]);
             if (PtxRenderer.splitsK(program.kernels().get(k))) pointers.add(workspace + 4 * workspaceAt[k]);
@@ -560,18 +558,20 @@ public final class CudaExecutable implements Executable {
      */
     private boolean needsTuning(int batch) {
         if (!tuning || chosenAt.containsKey(batch) || cachedChoices(batch)) return false;
-        for (int k = 0; k < functions.length; k++) if (!choices(k, batch).isEmpty()) return true;
-        chosenAt.put(batch, new Choice[functions.length]);
+        for (int k = 0; k < functionIn.length; k++) if (!choices(k, batch).isEmpty()) return true;
+        chosenAt.put(batch, new Choice[functionIn.length]);
         return false;
     }
 
     /** Takes the choices kept for this batch, if the cache has choices that fit the program; whether it did. */
     private boolean cachedChoices(int batch) {
-        String[] kept = GemmTuning.cached(tuningKey + " | batch " + batch, functions.length, k -> choices(k, batch).stream().map(c -> written(k, c)).toList());
+        var offered = new java.util.ArrayList<List<Choice>>();
+        for (int k = 0; k < functionIn.length; k++) offered.add(choices(k, batch));
+        String[] kept = GemmTuning.cached(tuningKey + " | batch " + batch, functionIn.length, k -> offered.get(k).stream().map(c -> written(k, c)).toList());
         if (kept == null) return false;
-        var chosen = new Choice[functions.length];
+        var chosen = new Choice[functionIn.length];
         for (int k = 0; k < chosen.length; k++) {
-            for (Choice c : choices(k, batch)) if (written(k, c).equals(kept[k])) chosen[k] = c;
+            for (Choice c : offered.get(k)) if (written(k, c).equals(kept[k])) chosen[k] = c;
         }
         chosenAt.put(batch, chosen);
         return true;
@@ -588,7 +588,7 @@ public final class CudaExecutable implements Executable {
     private void tuneWhileRunning(int batch) {
         long start = System.nanoTime();
         var variants = new java.util.ArrayList<int[]>();
-        for (int k = 0; k < functions.length; k++) for (Choice c : choices(k, batch)) if (c.tiling() > 0) variants.add(new int[]{k, c.tiling()});
+        for (int k = 0; k < functionIn.length; k++) for (Choice c : choices(k, batch)) if (c.tiling() > 0) variants.add(new int[]{k, c.tiling()});
         var refused = new java.util.ArrayList<String>();
         try {
             loadVariants(variants);
@@ -596,12 +596,12 @@ public final class CudaExecutable implements Executable {
             for (int k = 0; k < tilings.length; k++) tilings[k] = java.util.Arrays.copyOf(tilings[k], 1);
             refused.add("loading them: " + e.getMessage().lines().findFirst().orElse(""));
         }
-        var chosen = new Choice[functions.length];
+        var chosen = new Choice[functionIn.length];
         var changed = new java.util.ArrayList<String>();
         int timed = 0;
         withTimingEvents((timing, ms) -> {
             rows.set(JAVA_INT, 0, batch);
-            for (int k = 0; k < functions.length; k++) {
+            for (int k = 0; k < functionIn.length; k++) {
                 List<Choice> choices = choices(k, batch);
                 Run own = launchOf(k, batch);
                 if (!choices.isEmpty()) {
@@ -745,7 +745,7 @@ public final class CudaExecutable implements Executable {
             if (streams == null) {
                 streams = new MemorySegment[streamCount];
                 streams[0] = stream;
-                events = new MemorySegment[functions.length + 2 * streamCount];
+                events = new MemorySegment[functionIn.length + 2 * streamCount];
                 for (int i = 0; i < events.length; i++) {
                     Cu.status(Cu.cuEventCreate, "cuEventCreate", out, Cu.EVENT_DISABLE_TIMING);
                     events[i] = out.get(ADDRESS, 0);
@@ -757,7 +757,7 @@ public final class CudaExecutable implements Executable {
                 streams[s] = out.get(ADDRESS, 0);
             }
             // Events: one after each kernel another stream waits for, then a fork and a join per stream.
-            int fork = functions.length, join = functions.length + streamCount;
+            int fork = functionIn.length, join = functionIn.length + streamCount;
             boolean[] waitedOn = plan.waitedOn();
             MemorySegment graph = captured(urgentPriority != null, () -> {
                 for (int s = 1; s < plan.streams(); s++) {   // every stream joins the capture by waiting on its origin
@@ -847,7 +847,7 @@ public final class CudaExecutable implements Executable {
     /** Every kernel in launch order on the stream, each after the last has ended: the debugging path, no programmatic launches. */
     private void launchAll(int batch) {
         rows.set(JAVA_INT, 0, batch);
-        for (int k = 0; k < functions.length; k++) launchKernel(k, launchOf(k, batch), stream, false);
+        for (int k = 0; k < functionIn.length; k++) launchKernel(k, launchOf(k, batch), stream, false);
     }
 
     /**
@@ -909,7 +909,7 @@ public final class CudaExecutable implements Executable {
         var times = new java.util.LinkedHashMap<String, Double>();
         withTimingEvents((timing, ms) -> {
             rows.set(JAVA_INT, 0, batch);
-            for (int k = 0; k < functions.length; k++) times.merge(program.kernels().get(k).name(), timeKernel(k, launchOf(k, batch), timing, ms), Double::sum);
+            for (int k = 0; k < functionIn.length; k++) times.merge(program.kernels().get(k).name(), timeKernel(k, launchOf(k, batch), timing, ms), Double::sum);
         });
         return times;
     }
@@ -984,7 +984,7 @@ public final class CudaExecutable implements Executable {
         if (timeline == 0) throw new IllegalStateException(program.name() + " was loaded without a timeline");
         run(batch);
         if (useGraphs && !graphs.containsKey(batch)) run(batch);
-        int n = functions.length;
+        int n = functionIn.length;
         makeCurrent();
         Cu.status(Cu.cuMemsetD32Async, "cuMemsetD32Async(timeline starts)", timeline, 0xFFFFFFFF, 2L * n, stream);
         long bytes = PtxRenderer.timelineBytes(n);

@@ -462,13 +462,28 @@ public final class PtxRenderer {
     }
 
     /** The slice counts {@link #splitChoices} considers; the kernels take any (they read %nctaid.z). */
-    private static final int[] SLICE_COUNTS = {1, 2, 3, 4, 6, 8, 12, 16};
+    private static final int[] SLICE_COUNTS = {1, 2, 3, 4, 6, 8, 12, 16, 24, 32};
+
+    /**
+     * The most slices a runtime may time a TN or fixed-row GEMM at, where its output is at most {@link #SMALL_OUTPUT}
+     * floats; the workspace holds that many of its partial tiles. Such a GEMM has few tiles: the input projection's
+     * weight gradient (64×256, K = the batch) is 4 tiles of 128×64, 64 blocks in the formula's 16 slices, half the
+     * H200's SMs, and each of them is 256 rows deep. On the H200 the timed counts of both small weight gradients of
+     * the CT step at 4,096 rows were the largest on offer then, 16, in every tiling of the fourth run; the input
+     * projection's is on the step's tail, after the last input gradient. More slices cost a longer sum in the last
+     * block, so only the timing, not the formula, takes them.
+     */
+    private static final int TUNED_SPLITS = 32;
+
+    /** Floats of a TN or fixed-row GEMM's output up to which its workspace holds {@link #TUNED_SPLITS} slices: a 256×256 weight's. */
+    private static final int SMALL_OUTPUT = 256 * 256;
 
     /**
      * The slice counts a GEMM may be launched with at this batch, for a runtime that times them on its GPU and
-     * takes the fastest: {@link #splits}'s own, and every other of 1, 2, 3, 4, 6, 8, 12 and 16 whose slices are
-     * each at least 64 deep and none empty, and whose partial products and tile counters fit the workspace
-     * {@link #workspaceFloats} sets aside for maxBatch. Ascending. Just {1} for a GEMM that never splits.
+     * takes the fastest: {@link #splits}'s own, and every other of 1, 2, 3, 4, 6, 8, 12, 16, 24 and 32 whose
+     * slices are each at least 64 deep and none empty, and whose partial products and tile counters fit the
+     * workspace {@link #workspaceFloats} sets aside for maxBatch (24 and 32 only for the small outputs that it
+     * holds {@link #TUNED_SPLITS} slices of). Ascending. Just {1} for a GEMM that never splits.
      */
     public static List<Integer> splitChoices(Kernel.Gemm g, int batch, int maxBatch, Matmul matmul, Tiling tiling, int sms) {
         if (!splitsK(g)) return List.of(1);
@@ -530,7 +545,11 @@ public final class PtxRenderer {
     private static long slicesAndCounters(Kernel.Gemm g, int maxBatch, Matmul matmul, Tiling tiling) {
         if (g.transposeA() || !g.domain().batched()) {   // most slices at the most rows; none where it never splits
             int s = splits(g, maxBatch, matmul, tiling);
-            return s == 1 ? 0 : counterFloats(g) + (long) s * g.domain().rows() * g.domain().cols();
+            if (s == 1) return 0;
+            long size = (long) g.domain().rows() * g.domain().cols();
+            int k = g.transposeA() ? maxBatch : g.k();
+            if (size <= SMALL_OUTPUT) s = Math.max(s, Math.min(TUNED_SPLITS, k / MIN_SLICE_K));   // room to time more
+            return counterFloats(g) + s * size;
         }
         // NN over the batch: the most slices × rows at any batch that splits, the most rows of each tile count.
         long most = 0;

@@ -124,7 +124,7 @@ class SplitKTest {
 
     @Test
     void theWorkspaceHoldsEverySliceAtEveryBatch() {
-        for (Kernel.Gemm g : List.of(nn(1024, 256), nn(1030, 72), nn(2048, 1000), nn(256, 1024), nn(200, 70), tn(256, 256), tn(150, 70))) {
+        for (Kernel.Gemm g : List.of(nn(1024, 256), nn(1030, 72), nn(2048, 1000), nn(256, 1024), nn(200, 70), tn(256, 256), tn(150, 70), tn(64, 256))) {
             for (var m : PtxRenderer.Matmul.values()) {
                 for (var t : PtxRenderer.Tiling.values()) {
                     for (int maxBatch : new int[]{1, 130, 512, 4096, 5000, 1 << 20}) {
@@ -133,6 +133,10 @@ class SplitKTest {
                             int s = PtxRenderer.splits(g, b, m, t);
                             if (s > 1) needed = Math.max(needed, (long) s * (g.domain().batched() ? b : g.domain().rows()) * g.domain().cols());
                         }
+                        // A split TN or fixed-row GEMM of at most 256×256 outputs: room for 32 slices (fewer where K has fewer 64 deep), to be timed.
+                        long size = (long) g.domain().rows() * g.domain().cols();
+                        if (needed > 0 && (g.transposeA() || !g.domain().batched()) && size <= 256 * 256)
+                            needed = Math.max(needed, Math.min(32, (g.transposeA() ? maxBatch : g.k()) / 64) * size);
                         String what = g.domain() + " (" + m + ", " + t + ") at maxBatch " + maxBatch;
                         if (PtxRenderer.sumsByCluster(g, m, t)) {   // its slices meet in the cluster's shared memory
                             assertEquals(0, floats, what + ": a cluster-summed GEMM takes no workspace");
@@ -148,7 +152,8 @@ class SplitKTest {
 
     /**
      * The slice counts a runtime may time and launch instead of {@link PtxRenderer#splits}'s: a down-projection
-     * at 256 rows may take 1, 2, 3, 4, 6, 8 or 16 slices (12 would leave its last slice empty), and at any batch
+     * at 256 rows may take 1, 2, 3, 4, 6, 8 or 16 slices (12 would leave its last slice empty), a small weight
+     * gradient over 4,096 rows 24 and 32 too, and at any batch
      * every choice includes the heuristic's and 1, cuts K into slices at least 64 deep and none empty, and keeps
      * its partial products and tile counters inside the workspace sized for the largest batch (or, summed across a
      * cluster, at most the cluster's 8 blocks).
@@ -159,7 +164,13 @@ class SplitKTest {
         assertEquals(List.of(1, 2, 3, 4, 6, 8, 16), PtxRenderer.splitChoices(nn(1024, 256), 256, 4096, x3, PtxRenderer.Tiling.NARROW, 132));
         assertEquals(List.of(1), PtxRenderer.splitChoices(nn(1024, 256), 1 << 20, 1 << 20, x3, PtxRenderer.Tiling.NARROW, 132), "no room at a million rows");
         assertEquals(List.of(1), PtxRenderer.splitChoices(nn(127, 1024), 256, 4096, x3, PtxRenderer.Tiling.NARROW, 132), "a GEMM that never splits");
-        for (Kernel.Gemm g : List.of(nn(1024, 256), nn(1030, 72), nn(2048, 1000), nn(256, 1024), nn(200, 70), tn(256, 256), tn(150, 70), tn(1024, 256))) {
+        // A small weight gradient (the input projection's, 64×256) may be timed at 24 and 32 slices too; at 2,048
+        // rows 24 would leave its last slice empty. A large one's workspace holds the formula's 16 slices alone.
+        var mixed = PtxRenderer.Tiling.WGMMA_MIXED;
+        assertEquals(List.of(1, 2, 3, 4, 6, 8, 12, 16, 24, 32), PtxRenderer.splitChoices(tn(64, 256), 4096, 4096, x3, mixed, 132));
+        assertEquals(List.of(1, 2, 3, 4, 6, 8, 12, 16, 32), PtxRenderer.splitChoices(tn(64, 256), 2048, 4096, x3, mixed, 132));
+        assertEquals(List.of(1, 2, 3, 4, 6, 8, 12, 16), PtxRenderer.splitChoices(tn(1024, 256), 4096, 4096, x3, mixed, 132));
+        for (Kernel.Gemm g : List.of(nn(1024, 256), nn(1030, 72), nn(2048, 1000), nn(256, 1024), nn(200, 70), tn(256, 256), tn(150, 70), tn(1024, 256), tn(64, 256))) {
             for (var m : PtxRenderer.Matmul.values()) {
                 for (var t : PtxRenderer.Tiling.values()) {
                     var tile = PtxRenderer.tile(g, m, t);

@@ -282,17 +282,20 @@ class GemmKernelTest {
      * Every slice count the host can launch, not only the 8 that small batches get: the kernels read the count
      * from the grid's depth, so 2 to 7 slices of an NN GEMM (4,096 rows get 4, 8,192 get 2) run the same code
      * with other chunk sizes, K = 1,030 leaving the last slice short; a TN GEMM over 8,192 rows and more takes
-     * 16, which its last blocks load in two batches of 8. Rows of 72 columns are summed 4 at a time by 16-byte
-     * loads, rows of 70 one at a time. Launched directly in the simulator with that grid depth, since the
-     * batches that pick them are too large to simulate; each run twice, so that a tile counter left set shows.
-     * Their epilogue loads a bias and (NN) a residual, as a down-projection's does.
+     * 16, which its last blocks load in batches of 4, and a small one (at most 256×256 outputs) may be timed
+     * at 24 and 32 slices over 4,096 rows (PtxRenderer.splitChoices), whose partials its workspace holds. Rows
+     * of 72 columns are summed 4 at a time by 16-byte loads, rows of 70 one at a time. Launched directly in
+     * the simulator with that grid depth, since the batches that pick them are too large to simulate; each run
+     * twice, so that a tile counter left set shows. Their epilogue loads a bias and (NN) a residual, as a
+     * down-projection's does.
      */
     @ParameterizedTest(name = "{0} with {1} slices, transposeA={2}, {3} columns")
     @CsvSource({"FMA, 3, false, 72", "FMA, 7, false, 72", "TF32X3, 2, false, 72", "TF32X3, 5, false, 72", "TF32X3, 6, false, 70",
-            "FMA, 16, true, 72", "TF32X3, 12, true, 70", "TF32, 16, true, 70"})
+            "FMA, 16, true, 72", "TF32X3, 12, true, 70", "TF32, 16, true, 70", "TF32X3, 24, true, 72", "TF32X3, 32, true, 70"})
     void everySliceCountTheHostLaunchesSumsItsSlices(PtxRenderer.Matmul matmul, int slices, boolean transposeA, int n) {
-        // TN: K is the batch, 2,048 rows, which 16 and 12 slices cut into whole 16-deep steps.
-        int batch = transposeA ? 2048 : 130, k = transposeA ? batch : 1030, m = transposeA ? 70 : batch;
+        // TN: K is the batch, 2,048 rows, which 32, 16 and 12 slices cut into whole 16-deep steps (24: 4,096 rows,
+        // since at 2,048 its last slice would be empty).
+        int batch = transposeA ? (slices == 24 ? 4096 : 2048) : 130, k = transposeA ? batch : 1030, m = transposeA ? 70 : batch;
         Buf a = transposeA ? Buf.whole("a", Shape.fixed(k, m)) : Buf.whole("a", Shape.batch(k));
         Buf b = transposeA ? Buf.whole("b", Shape.batch(n)) : Buf.whole("b", Shape.fixed(k, n));
         Shape domain = transposeA ? Shape.fixed(m, n) : Shape.batch(n);

@@ -678,20 +678,30 @@ public final class CudaExecutable implements Executable {
      * If the driver refuses a programmatic launch in the capture, or the graph they make, the reason is printed
      * once and it is captured with plain ones; if it refuses setting node priorities, without them; if it refuses
      * another call (several streams), in launch order on one stream, as CMC_CUDA_STREAMS=1 asks from the start,
-     * and then without programmatic launches.
+     * and then without programmatic launches. Before any of these, if it refuses to load or capture GEMMs in the
+     * variant tilings an earlier run timed and kept (a cluster a newer driver will not schedule, say), they are
+     * captured in the program's own ({@link #withoutVariants}).
      */
     private MemorySegment capture(int batch) {
         if (plan == null) plan = StreamPlan.of(program, streamCount);
         Choice[] chosen = chosenAt.get(batch);   // kernels in variant tilings (kept by an earlier run) loaded before the capture, all at once
         var variants = new java.util.ArrayList<int[]>();
         for (int k = 0; chosen != null && k < chosen.length; k++) if (chosen[k] != null && chosen[k].tiling() > 0) variants.add(new int[]{k, chosen[k].tiling()});
-        loadVariants(variants);
+        try {
+            loadVariants(variants);
+        } catch (Cu.CudaException e) {
+            withoutVariants(batch, "loading", e.getMessage().lines().findFirst().orElse(""));
+            variants.clear();
+        }
         while (true) {
             try {
                 return capture(batch, plan);
             } catch (Cu.CudaException e) {
                 String why = e.getMessage().lines().findFirst().orElse("");
-                if (programmatic && (refusesLaunchAttributes(e) || plan.streams() == 1)) {
+                if (!variants.isEmpty()) {
+                    withoutVariants(batch, "capturing", why);
+                    variants.clear();
+                } else if (programmatic && (refusesLaunchAttributes(e) || plan.streams() == 1)) {
                     withoutProgrammatic("capturing", why);
                 } else if (urgentPriority != null && refusesPriorities(e)) {
                     withoutPriorities("capturing", why);
@@ -704,6 +714,27 @@ public final class CudaExecutable implements Executable {
                 }
             }
         }
+    }
+
+    /**
+     * The driver refused, while doing what the words say, the GEMMs kept in variant tilings for this batch (timed
+     * by an earlier run, on another driver or GPU): they are launched in the program's own tiles at the formula's
+     * slice counts, the other GEMMs as kept, and the batch's entry is dropped from the cache, so that the next
+     * load times them again (leaving out what this driver refuses). Said once a batch.
+     */
+    private void withoutVariants(int batch, String doing, String why) {
+        Choice[] chosen = chosenAt.get(batch);
+        int dropped = 0;
+        for (int k = 0; k < chosen.length; k++) {
+            if (chosen[k] != null && chosen[k].tiling() > 0) {
+                chosen[k] = null;
+                dropped++;
+            }
+        }
+        GemmTuning.forget(tuningKey + " | batch " + batch);
+        Notice.say("cmc: cuda: the driver refused " + doing + " the tiles kept for " + dropped + " GEMM" + (dropped == 1 ? "" : "s") + " of "
+                + program.name() + " at batch " + batch + " (" + why + "); captured in the program's own tiles, and dropped from "
+                + GemmTuning.where() + ", to be timed again at the next load");
     }
 
     /** Whether the driver refused a programmatic launch in a capture, or the graph it made. */

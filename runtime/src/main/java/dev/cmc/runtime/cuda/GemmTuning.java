@@ -22,7 +22,8 @@ import java.util.function.IntFunction;
 final class GemmTuning {
     /** A choice other than the formula's is taken only if it is this much faster, so that timing noise does not flip choices. */
     static final double MARGIN = 0.97;
-    private static final String FILE = "cuda-splits.properties";
+    private static final String FILE = "cuda-splits.properties",
+            HEADER = "cmc: each GEMM's launch timed on each GPU (kernel:slices, or kernel:slices@tiling), by device, program and batch; delete to time again";
 
     private GemmTuning() {}
 
@@ -82,7 +83,13 @@ final class GemmTuning {
     static synchronized void store(String key, String[] chosen) {
         Properties p = UserCache.load(FILE);
         p.setProperty(key, format(chosen));
-        UserCache.store(FILE, p, "cmc: each GEMM's launch timed on each GPU (kernel:slices, or kernel:slices@tiling), by device, program and batch; delete to time again");
+        UserCache.store(FILE, p, HEADER);
+    }
+
+    /** Drops an entry, so that the next load times its program at that batch again. */
+    static synchronized void forget(String key) {
+        Properties p = UserCache.load(FILE);
+        if (p.remove(key) != null) UserCache.store(FILE, p, HEADER);
     }
 
     /** Where the choices are kept, for messages. */

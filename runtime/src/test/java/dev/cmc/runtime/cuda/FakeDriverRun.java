@@ -190,17 +190,20 @@ public final class FakeDriverRun {
                 System.out.println("captured with plain launches on a driver without cuLaunchKernelEx: " + launches.size() + " launches");
             }
             case "tune-tiles" -> tunedTiles(seed);
-            case "tune-tiles-refused" -> {   // CMC_CUDA_TUNE_TILES=1 on a driver that refuses every cluster launch
+            case "tune-tiles-refused" -> {   // CMC_CUDA_TUNE_TILES=1 on a driver that refuses every cluster launch: timing them, or capturing those a cache kept
                 try (Arena a = Arena.ofConfined(); CudaExecutable exe = new CudaBackend(0).withMatmul(PtxRenderer.Matmul.TF32X3)
                         .load(Compiler.trainStep(seed).program(), 4096)) {
-                    exe.run(4096);
                     mark(a, fault);
-                    exe.run(4096);
-                    exe.run(4096);
+                    for (int run = 0; run < 3; run++) exe.run(4096);
                     List<String> lines = since(fault);
-                    long captured = lines.stream().filter(l -> l.startsWith("launch ") && !l.contains(" node -1 ")).count();
-                    if (lines.stream().anyMatch(l -> l.startsWith("error") || l.startsWith("cluster ")) || lines.stream().noneMatch(l -> l.startsWith("graph launch"))) {
-                        throw new AssertionError("after refused clusters the step is not captured without them and run");
+                    int refused = -1;
+                    for (int i = 0; i < lines.size(); i++) if (lines.get(i).startsWith("error")) refused = i;
+                    List<String> after = lines.subList(refused + 1, lines.size());
+                    long captured = after.stream().filter(l -> l.startsWith("launch ") && !l.contains(" node -1 ")).count();
+                    var cluster = after.stream().filter(l -> l.startsWith("cluster ")).findFirst();
+                    if (refused < 0 || cluster.isPresent() || after.stream().noneMatch(l -> l.startsWith("graph launch"))) {
+                        throw new AssertionError("after refused clusters the step is not captured without them and run: "
+                                + (refused < 0 ? "nothing refused" : cluster.orElse("no graph launched")));
                     }
                     System.out.println("captured without clusters after the refusal: " + captured + " launches");
                 }

@@ -111,7 +111,9 @@ class FakeDriverTest {
      * CMC_CUDA_TUNE_TILES=1: the step's GEMMs timed in the variants of their tiling too, and captured in the fastest
      * (on the fake, split K summed across clusters), the choices kept and taken again from the cache (see
      * FakeDriverRun#tunedTiles); beside a tiling that CMC_CUDA_TILES fixes, or with CMC_CUDA_TUNE=0, it is refused
-     * in one line naming both settings.
+     * in one line naming both settings. A driver that refuses clusters leaves them out of the timing; one that
+     * refuses the clusters an earlier run kept in the cache gets the step captured without them, the refusal said
+     * once, and the entry dropped, so that the next load times the tiles again.
      */
     @org.junit.jupiter.api.Test
     void tilesAreTimedAndKeptWhereAskedFor(@org.junit.jupiter.api.io.TempDir Path dir) throws Exception {
@@ -142,6 +144,20 @@ class FakeDriverTest {
         assertEquals(1, output.lines().filter(l -> l.contains("in its tiling's variants, timed without them (first: ")
                 && l.contains("CUDA_ERROR_NOT_SUPPORTED")).count(), "the refusal is said once:\n" + output);
         assertEquals("exit live allocations 0 host 0 modules 0 streams 0 events 0 graphs 0", Files.readAllLines(refusing).getLast(), "left behind");
+        // The same driver, with the clusters that the first run kept in the cache beside driver.log.
+        Path cached = dir.resolve("cached-refused.log");
+        for (String load : List.of("cached", "timed again")) {
+            run = start(library, cached, "90", "tune-tiles-refused", java.util.Map.of("CMC_CUDA_TUNE_TILES", "1"));
+            output = new String(run.getInputStream().readAllBytes());
+            assertTrue(run.waitFor(2, TimeUnit.MINUTES), "the run on the fake driver timed out");
+            System.out.print(output);
+            assertEquals(0, run.exitValue(), load + ": the step did not run without the refused clusters:\n" + output);
+            long dropped = output.lines().filter(l -> l.contains("the driver refused capturing the tiles kept for") && l.contains("CUDA_ERROR_NOT_SUPPORTED")
+                    && l.contains("to be timed again at the next load")).count();
+            long timed = output.lines().filter(l -> l.contains("timed the split-K slice counts and tiles of")).count();
+            assertEquals(load.equals("cached") ? List.of(1L, 0L) : List.of(0L, 1L), List.of(dropped, timed), load + ": refusal said once, then timed again:\n" + output);
+            assertEquals("exit live allocations 0 host 0 modules 0 streams 0 events 0 graphs 0", Files.readAllLines(cached).getLast(), "left behind");
+        }
     }
 
     /**

@@ -118,6 +118,9 @@ final class Cu {
             super(call + " failed: " + name(status) + " (" + status + ")" + (detail == null || detail.isBlank() ? "" : "\n" + detail));
             this.call = call;
         }
+
+        /** The message's first line, without the driver's log after it: for a notice that names the refusal. */
+        String headline() { return getMessage().lines().findFirst().orElse(""); }
     }
 
     static void check(int status, String call) {

@@ -594,7 +594,7 @@ public final class CudaExecutable implements Executable {
             loadVariants(variants);
         } catch (Cu.CudaException e) {   // the variants' modules: none kept, the program's own tiling alone timed
             for (int k = 0; k < tilings.length; k++) tilings[k] = java.util.Arrays.copyOf(tilings[k], 1);
-            refused.add("loading them: " + e.getMessage().lines().findFirst().orElse(""));
+            refused.add("loading them: " + e.headline());
         }
         var chosen = new Choice[functionIn.length];
         var changed = new java.util.ArrayList<String>();
@@ -612,7 +612,7 @@ public final class CudaExecutable implements Executable {
                         } catch (Cu.CudaException e) {
                             if (choices.get(c).tiling() == 0) throw e;
                             times[c] = Double.POSITIVE_INFINITY;
-                            refused.add(program.kernels().get(k).name() + " " + written(k, choices.get(c)) + ": " + e.getMessage().lines().findFirst().orElse(""));
+                            refused.add(program.kernels().get(k).name() + " " + written(k, choices.get(c)) + ": " + e.headline());
                         }
                     }
                     Choice formula = new Choice(0, own.grid().gridZ());
@@ -690,14 +690,14 @@ public final class CudaExecutable implements Executable {
         try {
             loadVariants(variants);
         } catch (Cu.CudaException e) {
-            withoutVariants(batch, "loading", e.getMessage().lines().findFirst().orElse(""));
+            withoutVariants(batch, "loading", e.headline());
             variants.clear();
         }
         while (true) {
             try {
                 return capture(batch, plan);
             } catch (Cu.CudaException e) {
-                String why = e.getMessage().lines().findFirst().orElse("");
+                String why = e.headline();
                 if (!variants.isEmpty()) {
                     withoutVariants(batch, "capturing", why);
                     variants.clear();
@@ -981,7 +981,7 @@ public final class CudaExecutable implements Executable {
             });
         } catch (Cu.CudaException e) {
             if (!programmatic || !refusesLaunchAttributes(e)) throw e;
-            withoutProgrammatic("timing a kernel of", e.getMessage().lines().findFirst().orElse(""));
+            withoutProgrammatic("timing a kernel of", e.headline());
             return timeRepeated(k, l, count, timing, ms);
         }
         try {

@@ -205,7 +205,7 @@ public final class FakeDriverRun {
                         throw new AssertionError("after refused clusters the step is not captured without them and run: "
                                 + (refused < 0 ? "nothing refused" : cluster.orElse("no graph launched")));
                     }
-                    System.out.println("captured without clusters after the refusal: " + captured + " launches");
+                    System.out.println("after the last refusal: " + captured + " launches captured (timing graphs and the step's), none in clusters, and the step's graph launched");
                 }
             }
             case "sampler" -> {   // no fault: the seed sampler loaded and run once, as CMC_CUDA_CUBINS and CMC_CUDA_SAVE_PTX say

@@ -970,7 +970,8 @@ public final class CudaExecutable implements Executable {
 
     /**
      * ms of one launch of a graph of {@code count} launches of kernel k (run once untimed first), 0 for an empty
-     * grid. Programmatic launches the driver refuses here are turned off as a capture does, and it is timed without.
+     * grid. Programmatic launches the driver refuses here are turned off as a capture does, and it is timed without;
+     * but a refused launch in a variant tiling is the variant's (a cluster, say), which the tuner leaves out.
      */
     private double timeRepeated(int k, Run l, int count, MemorySegment[] timing, MemorySegment ms) {
         if (l.grid().gridX() == 0 || l.grid().gridY() == 0) return 0;
@@ -980,13 +981,13 @@ public final class CudaExecutable implements Executable {
                 for (int r = 0; r < count; r++) launchKernel(k, l, stream, programmatic);
             });
         } catch (Cu.CudaException e) {
-            if (!programmatic || !refusesLaunchAttributes(e)) throw e;
+            if (!programmatic || !refusesLaunchAttributes(e) || l.tiling() > 0) throw e;
             withoutProgrammatic("timing a kernel of", e.headline());
             return timeRepeated(k, l, count, timing, ms);
         }
         try {
             int status = (int) Cu.call(Cu.cuGraphLaunch, graph, stream);
-            if (status != Cu.SUCCESS && programmatic) {
+            if (status != Cu.SUCCESS && programmatic && l.tiling() == 0) {
                 withoutProgrammatic("launching a timing graph of", Cu.name(status));
                 return timeRepeated(k, l, count, timing, ms);
             }

@@ -134,15 +134,17 @@ class FakeDriverTest {
             assertTrue(output.contains("CMC_CUDA_TUNE_TILES=1 ") && output.contains(other) && output.contains("unset one of them"), output);
         }
         // A driver that refuses cluster launches: the variants it refuses are left out of the timing, said once,
-        // and the step is captured without them and runs.
+        // and the step is captured without them and runs; with programmatic launches on, they stay on (the
+        // refused launch was the variant's, which the tuner leaves out).
         Path refusing = Files.createDirectories(dir.resolve("refusing")).resolve("driver.log");   // a cache of its own, beside it
-        run = start(library, refusing, "90", "tune-tiles-refused", java.util.Map.of("CMC_CUDA_TUNE_TILES", "1"));
+        run = start(library, refusing, "90", "tune-tiles-refused", java.util.Map.of("CMC_CUDA_TUNE_TILES", "1", "CMC_CUDA_PDL", "1"));
         output = new String(run.getInputStream().readAllBytes());
         assertTrue(run.waitFor(2, TimeUnit.MINUTES), "the run on the fake driver timed out");
         System.out.print(output);
         assertEquals(0, run.exitValue(), "the refused clusters were not left out:\n" + output);
         assertEquals(1, output.lines().filter(l -> l.contains("in its tiling's variants, timed without them (first: ")
                 && l.contains("CUDA_ERROR_NOT_SUPPORTED")).count(), "the refusal is said once:\n" + output);
+        assertFalse(output.contains("with programmatic dependent launches failed"), "a refused cluster turned programmatic launches off:\n" + output);
         assertEquals("exit live allocations 0 host 0 modules 0 streams 0 events 0 graphs 0", Files.readAllLines(refusing).getLast(), "left behind");
         // The same driver, with the clusters that the first run kept in the cache beside driver.log.
         Path cached = dir.resolve("cached-refused.log");

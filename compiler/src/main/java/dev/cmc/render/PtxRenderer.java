@@ -538,9 +538,16 @@ public final class PtxRenderer {
      */
     public static long workspaceFloats(Kernel k, int maxBatch, Matmul matmul, Tiling tiling) {
         if (!(k instanceof Kernel.Gemm g) || !splitsK(g) || sumsByCluster(g, matmul, tiling)) return 0;
-        // Whole multiples of 4 floats, so that the next kernel's part starts 16-byte aligned for its last block's loads.
-        return (slicesAndCounters(g, maxBatch, matmul, tiling) + 3) / 4 * 4;
+        // Whole lines, so that the next kernel's part starts on one too (the workspace's allocation does).
+        return (slicesAndCounters(g, maxBatch, matmul, tiling) + LINE_FLOATS - 1) / LINE_FLOATS * LINE_FLOATS;
     }
+
+    /**
+     * Floats of a 128-byte line, L2's: the workspace parts and their slices start on one. A slice's rows of 256
+     * floats then take 8 whole lines, and the last block's 16-byte loads of a warp 4 lines a row, not 5 (each part
+     * was 16-byte aligned only, after its 264 counters: 32 bytes into a line).
+     */
+    static final int LINE_FLOATS = 32;
 
     private static long slicesAndCounters(Kernel.Gemm g, int maxBatch, Matmul matmul, Tiling tiling) {
         if (g.transposeA() || !g.domain().batched()) {   // most slices at the most rows; none where it never splits
@@ -564,12 +571,12 @@ public final class PtxRenderer {
     /**
      * The split GEMM's tile counters at the head of its workspace: one per output tile at the most rows it
      * splits at (TN and fixed-row GEMMs: all their rows; NN over the batch: while it has at most half the blocks
-     * of a wave, since fewer than two slices is no split), for tiles of at least 128×64, rounded up to 4 floats
-     * so that the slices stay 16-byte aligned.
+     * of a wave, since fewer than two slices is no split), for tiles of at least 128×64, rounded up to a whole
+     * line ({@link #LINE_FLOATS}), so that the slices start on one.
      */
     static int counterFloats(Kernel.Gemm g) {
         int tiles = g.domain().batched() ? MOST_SMS * MOST_BLOCKS_PER_SM / 2 : tiles(g, 0, Tile.NARROW);
-        return (tiles + 3) / 4 * 4;
+        return (tiles + LINE_FLOATS - 1) / LINE_FLOATS * LINE_FLOATS;
     }
 
     private static int rows(Shape s, int batch) { return s.batched() ? batch : s.rows(); }

@@ -143,7 +143,9 @@ class SplitKTest {
                             continue;
                         }
                         assertTrue(floats >= needed, what + ": " + floats + " floats for " + needed);
-                        assertTrue(floats <= needed + 264 + 3, what + ": no more than the slices, the tile counters and a 16-byte round-up: " + floats + " for " + needed);
+                        assertTrue(floats <= needed + 288 + 31, what + ": no more than the slices, the tile counters and a line's round-up: " + floats + " for " + needed);
+                        assertEquals(0, floats % 32, what + ": a whole number of 128-byte lines, so that the next kernel's part starts on one");
+                        assertEquals(0, PtxRenderer.counterFloats(g) % 32, what + ": the slices start on a line");
                     }
                 }
             }

@@ -4,8 +4,9 @@ then its warp stall reasons, largest first.
 
 usage: scripts/ncu-summary.py FILE.csv [--stalls N]
 
-For reading gpu-check's ncu4096, ncu_wgmma_mlp and ncu_wgmma_chain stages: each launch's duration, SM and memory
-throughput (% of peak), L2 hit rate, registers, achieved occupancy and the block limit(s) that bind it, then the
+For reading gpu-check's ncu4096, ncu_wgmma_mlp and ncu_wgmma_chain stages: each launch's duration, cycles and SM
+clock (a kernel slower at the same cycles ran at a lower clock), SM, memory, DRAM and L2 throughput (% of peak), L2
+hit rate, registers, achieved occupancy and the block limit(s) that bind it, then the
 N largest stall reasons (cycles a warp spends stalled on each per issued instruction, default 6) where the CSV
 has them (the smsp__average_warps_issue_stalled_* metrics; the third run's ncu4096 has none).
 """
@@ -16,8 +17,12 @@ import sys
 # (label, section-name prefix or None for any, metric name)
 COLUMNS = [
     ("us", "GPU Speed Of Light", "Duration"),
+    ("kcycles", "GPU Speed Of Light", "Elapsed Cycles"),
+    ("MHz", "GPU Speed Of Light", "SM Frequency"),
     ("SM%", "GPU Speed Of Light", "Compute (SM) Throughput"),
     ("mem%", "GPU Speed Of Light", "Memory Throughput"),
+    ("DRAM%", "GPU Speed Of Light", "DRAM Throughput"),
+    ("L2%", "GPU Speed Of Light", "L2 Cache Throughput"),
     ("L2hit%", "Memory Workload Analysis", "L2 Hit Rate"),
     ("regs", "Launch Statistics", "Registers Per Thread"),
     ("grid", "Launch Statistics", "Grid Size"),
@@ -55,9 +60,16 @@ def launches(path):
 def find(metrics, section, metric):
     for (s, m), (value, unit) in metrics.items():
         if m == metric and (section is None or s.startswith(section)):
-            scale = 1000.0 if unit == "ms" else 0.001 if unit == "ns" else 1.0   # durations in µs
             v = number(value)
-            return v * scale if v is not None and metric == "Duration" else v
+            if v is None:
+                return None
+            if metric == "Duration":   # in µs
+                return v * (1000.0 if unit == "ms" else 0.001 if unit == "ns" else 1.0)
+            if metric == "Elapsed Cycles":   # in thousands: the same kernel at another clock takes about as many
+                return v / 1000.0
+            if unit in ("hz", "Hz"):   # in MHz: a kernel whose clock drops (power) shows it here, not in its cycles
+                return v / 1e6
+            return v
     return None
 
 

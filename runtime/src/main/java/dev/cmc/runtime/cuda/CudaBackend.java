@@ -221,7 +221,7 @@ public final class CudaBackend implements Backend {
                     case AUTO, SPLIT -> "";
                     case ALWAYS -> ", fused MLP blocks";
                     case LARGE_BATCHES -> ", fused MLP blocks at large batches";
-                } + (tiling == null && GemmTuning.TILES.value() && GemmTuning.SETTING.value() ? ", each GEMM timed in its tiling's variants" : "")
+                } + (timesTiles() ? ", each GEMM timed in its tiling's variants" : "")
                 + (timeline ? "; kernels recording their timeline" : "") + ")";
     }
 
@@ -276,13 +276,18 @@ public final class CudaBackend implements Backend {
      */
     private boolean tunesTiles() {
         if (!GemmTuning.TILES.value()) return false;
-        if (tiling == null && GemmTuning.SETTING.value()) return true;
+        if (timesTiles()) return true;
         String set = System.getenv(GemmTuning.TILES.name());
         if (set == null || set.isBlank()) return false;   // the default, not asked for
         throw new dev.cmc.runtime.SettingException(tiling != null
                 ? "CMC_CUDA_TUNE_TILES=1 times the variants of the default tiling's GEMMs, and CMC_CUDA_TILES=" + tiling.setting
                   + " fixes the tiling: unset one of them"
                 : "CMC_CUDA_TUNE_TILES=1 times tiles on the GPU, and CMC_CUDA_TUNE=0 turns timing off: unset one of them");
+    }
+
+    /** Whether tile tuning is on and nothing stops it: the default tiling, and launches timed at all ({@link #tunesTiles} says why not). */
+    private boolean timesTiles() {
+        return tiling == null && GemmTuning.TILES.value() && GemmTuning.SETTING.value();
     }
 
     @Override

@@ -42,6 +42,12 @@ abstract class PtxFunction {
      * evaluated later at the same element takes the register instead of loading again.
      */
     Map<String, String> loaded;
+    /**
+     * Where not null, the parts that an activation and its derivative at one value share (SiLU's and dSiLU's
+     * 1 + e^-x, GELU's and dGELU's tanh), by part and register: on while one element's lets are evaluated, whose
+     * code runs straight through, so that a training step's up-projection, which stores both, computes each once.
+     */
+    private Map<String, String> activationParts;
 
     PtxFunction(Program program, int index) {
         this.program = program;
@@ -289,24 +295,40 @@ abstract class PtxFunction {
 
     /** The epilogue, its stores to array {@code onChip} handed to {@code keep} instead (a fused MLP's intermediates). */
     void lets(List<Let> lets, Ctx c, String onChip, java.util.function.Consumer<String> keep) {
-        for (Let l : lets) {
-            String v = expr(l.value(), c);
-            c.vars().put(l.id(), v);
-            if (l.store() == null) continue;
-            if (l.store().array().equals(onChip)) keep.accept(v);
-            else storeGlobal(l.store().array(), index(l.store(), c.domain(), c.row(), c.col()), v);
+        var outer = activationParts;
+        activationParts = new HashMap<>();
+        try {
+            for (Let l : lets) {
+                String v = expr(l.value(), c);
+                c.vars().put(l.id(), v);
+                if (l.store() == null) continue;
+                if (l.store().array().equals(onChip)) {
+                    keep.accept(v);
+                    activationParts.clear();   // keeping may write the accumulator's register
+                } else {
+                    storeGlobal(l.store().array(), index(l.store(), c.domain(), c.row(), c.col()), v);
+                }
+            }
+        } finally {
+            activationParts = outer;
         }
     }
 
     /** Each Let's value, in order, into c's vars, storing nothing: the register of each Let that stores, by Let. */
     java.util.Map<Let, String> valuesOf(List<Let> lets, Ctx c) {
-        var stored = new java.util.LinkedHashMap<Let, String>();
-        for (Let l : lets) {
-            String v = expr(l.value(), c);
-            c.vars().put(l.id(), v);
-            if (l.store() != null) stored.put(l, v);
+        var outer = activationParts;
+        activationParts = new HashMap<>();
+        try {
+            var stored = new java.util.LinkedHashMap<Let, String>();
+            for (Let l : lets) {
+                String v = expr(l.value(), c);
+                c.vars().put(l.id(), v);
+                if (l.store() != null) stored.put(l, v);
+            }
+            return stored;
+        } finally {
+            activationParts = outer;
         }
-        return stored;
     }
 
     /** The stores {@link #valuesOf} left, in the Lets' order. */
@@ -490,17 +512,17 @@ abstract class PtxFunction {
             case LOG -> bin("mul.f32", unaryOp("lg2.approx.f32", x), imm(Math.log(2)));
             case SIN -> sinCos(x, "sin");
             case COS -> sinCos(x, "cos");
-            case SILU -> quotient(x, bin("add.f32", exp(neg(x)), imm(1)));
+            case SILU -> quotient(x, sigmoidDenominator(x));
             case DSILU -> {
-                String s = quotient(imm(1), bin("add.f32", exp(neg(x)), imm(1)));
+                String s = quotient(imm(1), sigmoidDenominator(x));
                 yield bin("mul.f32", s, fma(x, bin("sub.f32", imm(1), s), imm(1)));
             }
             case GELU -> {
-                String t = tanh(geluInner(x));
+                String t = geluTanh(x);
                 yield bin("mul.f32", bin("mul.f32", x, imm(0.5)), bin("add.f32", t, imm(1)));
             }
             case DGELU -> {
-                String t = tanh(geluInner(x));
+                String t = geluTanh(x);
                 String inner = bin("mul.f32", fma(bin("mul.f32", x, x), imm(3 * 0.044715), imm(1)), imm(Math.sqrt(2 / Math.PI)));
                 String left = bin("mul.f32", bin("add.f32", t, imm(1)), imm(0.5));
                 String right = bin("mul.f32", bin("mul.f32", bin("mul.f32", x, imm(0.5)), bin("sub.f32", imm(1), bin("mul.f32", t, t))), inner);
@@ -516,6 +538,23 @@ abstract class PtxFunction {
     }
 
     private String neg(String x) { return unaryOp("neg.f32", x); }
+
+    /** 1 + e^-x, for SiLU (x / it) and its derivative (1 / it is the sigmoid): once per element where both are taken. */
+    private String sigmoidDenominator(String x) {
+        return activationPart("1+e^-x " + x, () -> bin("add.f32", exp(neg(x)), imm(1)));
+    }
+
+    /** tanh(√(2/π)·(x + 0.044715·x³)), for GELU and its derivative alike. */
+    private String geluTanh(String x) {
+        return activationPart("gelu tanh " + x, () -> tanh(geluInner(x)));
+    }
+
+    private String activationPart(String key, java.util.function.Supplier<String> compute) {
+        if (activationParts == null) return compute.get();
+        String held = activationParts.get(key);
+        if (held == null) activationParts.put(key, held = compute.get());
+        return held;
+    }
 
     /** e^x = 2^(x·log2 e) on the SFU; inputs below −87 flush to 0, as in the other backends. */
     private String exp(String x) {

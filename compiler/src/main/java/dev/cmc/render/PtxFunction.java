@@ -295,9 +295,7 @@ abstract class PtxFunction {
 
     /** The epilogue, its stores to array {@code onChip} handed to {@code keep} instead (a fused MLP's intermediates). */
     void lets(List<Let> lets, Ctx c, String onChip, java.util.function.Consumer<String> keep) {
-        var outer = activationParts;
-        activationParts = new HashMap<>();
-        try {
+        oneElement(() -> {
             for (Let l : lets) {
                 String v = expr(l.value(), c);
                 c.vars().put(l.id(), v);
@@ -309,16 +307,13 @@ abstract class PtxFunction {
                     storeGlobal(l.store().array(), index(l.store(), c.domain(), c.row(), c.col()), v);
                 }
             }
-        } finally {
-            activationParts = outer;
-        }
+            return null;
+        });
     }
 
     /** Each Let's value, in order, into c's vars, storing nothing: the register of each Let that stores, by Let. */
     java.util.Map<Let, String> valuesOf(List<Let> lets, Ctx c) {
-        var outer = activationParts;
-        activationParts = new HashMap<>();
-        try {
+        return oneElement(() -> {
             var stored = new java.util.LinkedHashMap<Let, String>();
             for (Let l : lets) {
                 String v = expr(l.value(), c);
@@ -326,6 +321,15 @@ abstract class PtxFunction {
                 if (l.store() != null) stored.put(l, v);
             }
             return stored;
+        });
+    }
+
+    /** What body gives, with {@link #activationParts} on while it evaluates one element's lets. */
+    private <T> T oneElement(java.util.function.Supplier<T> body) {
+        var outer = activationParts;
+        activationParts = new HashMap<>();
+        try {
+            return body.get();
         } finally {
             activationParts = outer;
         }

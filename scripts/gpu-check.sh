@@ -120,7 +120,10 @@ run)
   # section WarpStateStats prints only their sum in CSV. A "membar" share would say that each slice's
   # fence.proxy.async waits for the copies still in flight; "long_scoreboard" global loads, "barrier" the slices'
   # bar.sync, "wait" fixed latencies; lg_throttle/mio_throttle the copies' and shared loads' queues.
-  # scripts/ncu-summary.py FILE.csv prints a line per launch and its largest stall reasons.
+  # scripts/ncu-summary.py FILE.csv prints a line per launch and its largest stall reasons. Its L1% (shared memory
+  # included) near peak would say that shared memory bounds the wgmma GEMMs: by the PTX, an 8-deep step of a 128x256
+  # 3xTF32 tile moves about 80 KB through it (wgmma's reads of the activations, 48 KB; the copies; the split; the
+  # weights' fragments), some 625 cycles at 128 bytes a cycle, beside 768 cycles of the tensor cores' work.
   stalls='regex:smsp__average_warps_issue_stalled_.*_per_issue_active\.ratio'
   ncuProfile() {  # name, then ncu's arguments: ncu with the stall metrics into NAME.csv, and where that leaves no
                   # profile (a metric this ncu lacks, say), once more without them, so that the sections still come back

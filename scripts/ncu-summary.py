@@ -5,7 +5,8 @@ then its warp stall reasons, largest first.
 usage: scripts/ncu-summary.py FILE.csv [--stalls N]
 
 For reading gpu-check's ncu4096, ncu_wgmma_mlp and ncu_wgmma_chain stages: each launch's duration, cycles and SM
-clock (a kernel slower at the same cycles ran at a lower clock), SM, memory, DRAM and L2 throughput (% of peak), L2
+clock (a kernel slower at the same cycles ran at a lower clock), SM, memory, DRAM, L1 and L2 throughput (% of peak;
+L1 counts shared memory, which a wgmma GEMM's operands, 3xTF32's split and the weights' fragments all cross), L2
 hit rate, registers, achieved occupancy and the block limit(s) that bind it, then the
 N largest stall reasons (cycles a warp spends stalled on each per issued instruction, default 6) where the CSV
 has them (the smsp__average_warps_issue_stalled_* metrics; the third run's ncu4096 has none).
@@ -22,6 +23,7 @@ COLUMNS = [
     ("SM%", "GPU Speed Of Light", "Compute (SM) Throughput"),
     ("mem%", "GPU Speed Of Light", "Memory Throughput"),
     ("DRAM%", "GPU Speed Of Light", "DRAM Throughput"),
+    ("L1%", "GPU Speed Of Light", "L1/TEX Cache Throughput"),   # shared memory's traffic included
     ("L2%", "GPU Speed Of Light", "L2 Cache Throughput"),
     ("L2hit%", "Memory Workload Analysis", "L2 Hit Rate"),
     ("regs", "Launch Statistics", "Registers Per Thread"),

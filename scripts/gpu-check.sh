@@ -56,8 +56,11 @@ run)
   dest="${OUT:-.gpu}"; out=/tmp/gpu-out; rm -rf "$out"; mkdir -p "$out" "$dest"
   shift; wanted=("${@:-bench parity ablate more}"); wanted=(${wanted[*]})
   deadline=$((SECONDS + ${GPU_CHECK_SECONDS:-520}))
+  # What the runtime times (split-K slice counts, tiles) is kept here across calls on one machine; a dry run keeps
+  # its own, fresh each time, so that it times and loads everything a fresh GPU machine's first call will.
+  cache=${GPU_CHECK_CACHE:-/tmp/cmc-cache}
   pack() {  # the split-K slice counts the runtime timed so far come back too
-    cp -f /tmp/cmc-cache/cuda-splits.properties "$out/" 2> /dev/null
+    cp -f "$cache/cuda-splits.properties" "$out/" 2> /dev/null
     tar -C /tmp -czf "$dest/gpu-out.tgz.part" gpu-out && mv "$dest/gpu-out.tgz.part" "$dest/gpu-out.tgz"
   }
   runs() {  # group, stage: whether this call asked for the stage, by its group or its name
@@ -72,7 +75,7 @@ run)
     export CMC_CUDA_CUBINS=/tmp/cmc-cubins
   fi
   java=(/tmp/cmc-jre/bin/java --add-modules jdk.incubator.vector --enable-native-access=ALL-UNNAMED -XX:+UseParallelGC)
-  export CMC_CACHE=/tmp/cmc-cache CMC_DEBUG=1
+  export CMC_CACHE=$cache CMC_DEBUG=1
   # The driver's JIT cache at its largest (4 GB), so a module an earlier stage compiled (the seed step's PTX is
   # 4 MB, 12-16 s of the driver's JIT on an H200's host) loads from the cache in a later one or a later call.
   export CUDA_CACHE_MAXSIZE=4294967296
@@ -348,9 +351,9 @@ run)
   ;;
 dryrun)
   [[ -f .gpu/cmc.jar ]] || { echo "gpu-check: run 'scripts/gpu-check.sh prepare' first" >&2; exit 2; }
-  fake=/tmp/cmc-fake-cuda; mkdir -p $fake; rm -f $fake/driver.log
+  fake=/tmp/cmc-fake-cuda; mkdir -p $fake; rm -rf $fake/driver.log $fake/cache
   cc -std=c11 -O1 -shared -fPIC -o $fake/libcuda.so.1 runtime/src/test/native/fake_cuda.c
-  CMC_CUDA_LIBRARY=$fake/libcuda.so.1 CMC_FAKE_CUDA_LOG=$fake/driver.log GPU_CHECK_DRY=1 OUT=$fake GPU_CHECK_SECONDS=${GPU_CHECK_SECONDS:-900} \
+  CMC_CUDA_LIBRARY=$fake/libcuda.so.1 CMC_FAKE_CUDA_LOG=$fake/driver.log GPU_CHECK_DRY=1 GPU_CHECK_CACHE=$fake/cache OUT=$fake GPU_CHECK_SECONDS=${GPU_CHECK_SECONDS:-900} \
       "$0" run | tee $fake/run.txt
   if grep '^error' $fake/driver.log || grep 'failed' $fake/run.txt; then
     echo "gpu-check dryrun: FAILED, see above (driver log: $fake/driver.log, outputs: /tmp/gpu-out)"; exit 1

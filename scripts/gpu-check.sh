@@ -148,7 +148,7 @@ run)
     grep -c Duration "$out/$2.csv"; tail -n 2 "$out/$2.err"
     pack
   }
-  gemm=dev.cmc.runtime.cuda.GemmKernelTest
+  gemm=dev.cmc.runtime.cuda.GemmKernelTest splitk=dev.cmc.runtime.cuda.SplitKGemmKernelTest
   # 1. What the targets compare, first: cmc's fp32 (3xTF32 GEMMs by default, in wgmma tiles from 4,096 rows
   #    on an H100 or H200: 128x128, and 128x256 for NN GEMMs of 1,024+ columns; 128x256 throughout from 65,536)
   #    sampling up to 1,048,576 and CT step at 4,096 and 256, with
@@ -235,7 +235,7 @@ run)
   #    split over K (NN and TN, 128x128 and 128x256 tiles) through the runtime's cluster launches.
   props=(-Dcmc.parity.wgmma=only "-Dcmc.parity.ending=summed across clusters")
   junit parity parity_cluster 100 --select-class dev.cmc.runtime.ParityTest \
-      --select-method "$gemm#clusterSummedWgmmaTileGemmAgreesWithFloat64(dev.cmc.render.PtxRenderer\$Matmul,dev.cmc.render.PtxRenderer\$Tiling,boolean,int,int,int)"
+      --select-method "$splitk#clusterSummedWgmmaTileGemmAgreesWithFloat64(dev.cmc.render.PtxRenderer\$Matmul,dev.cmc.render.PtxRenderer\$Tiling,boolean,int,int,int)"
   #    The wgmma MLP blocks against float64 and the card's unfused kernels, before any of them is timed in tf32.
   CMC_CUDA_TILES=wgmma-mlp junit parity parity_fused_wgmma 90 \
       --select-method "dev.cmc.runtime.MlpKernelTest#fusedSamplerAgreesWithFloat64AndWithTheUnfusedKernels(dev.cmc.render.PtxRenderer\$Matmul,int,int,int,java.lang.String)"
@@ -292,8 +292,8 @@ run)
   junit parity parity_gemm 90 \
       --select-method "$gemm#oneGemmAgreesWithFloat64(dev.cmc.render.PtxRenderer\$Matmul,boolean,int,int,int)" \
       --select-method "$gemm#wideTileGemmAgreesWithFloat64(dev.cmc.render.PtxRenderer\$Matmul,boolean,int,int,int)" \
-      --select-method "$gemm#fixedRowGemmWithLongKSplitsK(dev.cmc.render.PtxRenderer\$Matmul,int,int)" \
-      --select-method "$gemm#splitGemmsOfOneProgramKeepTheirOwnCounters"
+      --select-method "$splitk#fixedRowGemmWithLongKSplitsK(dev.cmc.render.PtxRenderer\$Matmul,int,int)" \
+      --select-method "$splitk#splitGemmsOfOneProgramKeepTheirOwnCounters"
   props=(-Dcmc.parity.wgmma=none "-Dcmc.parity.ending=with fp32 FMA GEMMs;with bf16 tensor-core GEMMs;in 128x128 tiles")
   junit parity parity_more 150 --select-class dev.cmc.runtime.ParityTest
   # 7. Where the CT step at 256 spends its 1.02 ms (35 launches on its longest chain, about 29 µs each): Nsight

@@ -539,7 +539,7 @@ public final class PtxRenderer {
     public static long workspaceFloats(Kernel k, int maxBatch, Matmul matmul, Tiling tiling) {
         if (!(k instanceof Kernel.Gemm g) || !splitsK(g) || sumsByCluster(g, matmul, tiling)) return 0;
         // Whole lines, so that the next kernel's part starts on one too (the workspace's allocation does).
-        return (slicesAndCounters(g, maxBatch, matmul, tiling) + LINE_FLOATS - 1) / LINE_FLOATS * LINE_FLOATS;
+        return wholeLines(slicesAndCounters(g, maxBatch, matmul, tiling));
     }
 
     /**
@@ -548,6 +548,9 @@ public final class PtxRenderer {
      * was 16-byte aligned only, after its 264 counters: 32 bytes into a line).
      */
     static final int LINE_FLOATS = 32;
+
+    /** floats rounded up to whole lines of {@link #LINE_FLOATS}. */
+    private static long wholeLines(long floats) { return (floats + LINE_FLOATS - 1) / LINE_FLOATS * LINE_FLOATS; }
 
     private static long slicesAndCounters(Kernel.Gemm g, int maxBatch, Matmul matmul, Tiling tiling) {
         if (g.transposeA() || !g.domain().batched()) {   // most slices at the most rows; none where it never splits
@@ -576,7 +579,7 @@ public final class PtxRenderer {
      */
     static int counterFloats(Kernel.Gemm g) {
         int tiles = g.domain().batched() ? MOST_SMS * MOST_BLOCKS_PER_SM / 2 : tiles(g, 0, Tile.NARROW);
-        return (tiles + LINE_FLOATS - 1) / LINE_FLOATS * LINE_FLOATS;
+        return (int) wholeLines(tiles);
     }
 
     private static int rows(Shape s, int batch) { return s.batched() ? batch : s.rows(); }

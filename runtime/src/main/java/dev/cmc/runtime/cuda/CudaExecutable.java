@@ -567,7 +567,7 @@ public final class CudaExecutable implements Executable {
     private boolean cachedChoices(int batch) {
         var offered = new java.util.ArrayList<List<Choice>>();
         for (int k = 0; k < functionIn.length; k++) offered.add(choices(k, batch));
-        String[] kept = GemmTuning.cached(tuningKey + " | batch " + batch, functionIn.length, k -> offered.get(k).stream().map(c -> written(k, c)).toList());
+        String[] kept = GemmTuning.cached(tuningKeyAt(batch), functionIn.length, k -> offered.get(k).stream().map(c -> written(k, c)).toList());
         if (kept == null) return false;
         var chosen = new Choice[functionIn.length];
         for (int k = 0; k < chosen.length; k++) {
@@ -631,7 +631,7 @@ public final class CudaExecutable implements Executable {
         if (timed == 0) return;
         var kept = new String[chosen.length];
         for (int k = 0; k < kept.length; k++) kept[k] = chosen[k] == null ? null : written(k, chosen[k]);
-        GemmTuning.store(tuningKey + " | batch " + batch, kept);
+        GemmTuning.store(tuningKeyAt(batch), kept);
         int shown = System.getenv("CMC_DEBUG") != null ? changed.size() : Math.min(3, changed.size());
         boolean tiles = java.util.Arrays.stream(tilings).anyMatch(t -> t.length > 1);
         Notice.say(String.format("cmc: cuda: timed the %s of %d GEMMs of %s at batch %d in %.1f s (kept in %s): %s",
@@ -731,10 +731,15 @@ public final class CudaExecutable implements Executable {
                 dropped++;
             }
         }
-        GemmTuning.forget(tuningKey + " | batch " + batch);
+        GemmTuning.forget(tuningKeyAt(batch));
         Notice.say("cmc: cuda: the driver refused " + doing + " the tiles kept for " + dropped + " GEMM" + (dropped == 1 ? "" : "s") + " of "
                 + program.name() + " at batch " + batch + " (" + why + "); captured in the program's own tiles, and dropped from "
                 + GemmTuning.where() + ", to be timed again at the next load");
+    }
+
+    /** The cache entry of this program's GEMM choices at a batch ({@link GemmTuning}): read, stored and dropped by it. */
+    private String tuningKeyAt(int batch) {
+        return tuningKey + " | batch " + batch;
     }
 
     /** Whether the driver refused a programmatic launch in a capture, or the graph it made. */
